@@ -1,0 +1,1 @@
+"""Calibration data and INT8 quantization (TensorRT Q/DQ form and ONNX Runtime CPU form)."""

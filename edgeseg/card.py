@@ -1,0 +1,151 @@
+"""The model card: the metadata every edgeseg artifact carries.
+
+Checkpoints, ONNX files (as `metadata_props`), engines (as a sidecar JSON) all embed the same card,
+so the runtime knows classes, palette, mean/std, input size and output kind without the user
+passing them by hand. Torch-free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from edgeseg._version import __version__
+from edgeseg.errors import EdgesegError
+
+OutputKind = Literal["logits", "labels"]
+Precision = Literal["fp32", "fp16", "int8"]
+ResizeMode = Literal["stretch", "letterbox"]
+
+METADATA_PREFIX = "edgeseg."
+IGNORE_INDEX = 255
+
+# ImageNet statistics in 0..1 RGB scale, used by torchvision backbones.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class ModelCard:
+    """What a deployed segmentation artifact needs to be used correctly."""
+
+    model: str
+    classes: list[str]
+    palette: list[tuple[int, int, int]]
+    input_size: tuple[int, int] = (512, 1024)  # (height, width) the net was exported/trained for
+    mean: tuple[float, float, float] = IMAGENET_MEAN  # RGB, 0..1 scale
+    std: tuple[float, float, float] = IMAGENET_STD
+    color_order: Literal["RGB", "BGR"] = "RGB"  # channel order the net expects
+    layout: Literal["NCHW"] = "NCHW"
+    resize: ResizeMode = "stretch"
+    output: OutputKind = "logits"
+    precision: Precision = "fp32"
+    dynamic: bool = False
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    checkpoint_sha256: str | None = None
+    edgeseg_version: str = __version__
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.palette = [tuple(int(c) for c in rgb) for rgb in self.palette]  # type: ignore[misc]
+        self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
+        self.mean = tuple(float(m) for m in self.mean)  # type: ignore[assignment]
+        self.std = tuple(float(s) for s in self.std)  # type: ignore[assignment]
+        if len(self.palette) < len(self.classes):
+            self.palette = list(self.palette) + default_palette(len(self.classes))[len(self.palette) :]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def replace(self, **changes: Any) -> ModelCard:
+        return dataclasses.replace(self, **changes)
+
+    # --- serialisation -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["palette"] = [list(rgb) for rgb in self.palette]
+        d["input_size"] = list(self.input_size)
+        d["mean"] = list(self.mean)
+        d["std"] = list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelCard:
+        known = {f.name for f in dataclasses.fields(cls)}
+        missing = {"model", "classes", "palette"} - d.keys()
+        if missing:
+            raise EdgesegError(f"model card is missing {sorted(missing)}; was this file made by edgeseg?")
+        kwargs = {k: v for k, v in d.items() if k in known}
+        kwargs["palette"] = [tuple(rgb) for rgb in d["palette"]]
+        if "input_size" in d:
+            kwargs["input_size"] = tuple(d["input_size"])
+        return cls(**kwargs)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def save_json(self, path: str | Path) -> None:
+        from edgeseg.atomic import write_json
+
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load_json(cls, path: str | Path) -> ModelCard:
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise EdgesegError(f"model card not found: {path}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise EdgesegError(f"model card {path} is not valid JSON: {exc}") from None
+        if isinstance(data, dict) and "card" in data and isinstance(data["card"], dict):
+            data = data["card"]  # sidecars wrap the card with build information
+        return cls.from_dict(data)
+
+    def to_metadata_props(self) -> dict[str, str]:
+        """Flatten to ONNX `metadata_props` (string -> string), one JSON value per field."""
+        return {METADATA_PREFIX + k: json.dumps(v) for k, v in self.to_dict().items()}
+
+    @classmethod
+    def from_metadata_props(cls, props: dict[str, str]) -> ModelCard:
+        d = {}
+        for key, value in props.items():
+            if key.startswith(METADATA_PREFIX):
+                try:
+                    d[key[len(METADATA_PREFIX) :]] = json.loads(value)
+                except json.JSONDecodeError:
+                    raise EdgesegError(f"ONNX metadata {key!r} is not valid JSON") from None
+        if not d:
+            raise EdgesegError(
+                "this ONNX file carries no edgeseg metadata; export it with `edgeseg export` "
+                "or pass a model card (--card CARD.json)"
+            )
+        return cls.from_dict(d)
+
+
+def default_palette(n: int) -> list[tuple[int, int, int]]:
+    """The Pascal VOC colour map, extended to any number of classes (bit-interleaved, deterministic)."""
+    palette = []
+    for i in range(n):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette.append((r, g, b))
+    return palette
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Content hash used for provenance (checkpoint -> ONNX -> engine)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()

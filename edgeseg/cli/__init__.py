@@ -1,0 +1,101 @@
+"""The `edgeseg` command line: a thin Typer app.
+
+Each command lives in its own module in this package and exposes `register(app)`; modules are
+discovered at start-up, so a command that is not built yet is simply absent. Command modules import
+heavy libraries inside the command function, never at module level, so `edgeseg --help` stays fast
+and torch-free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import pkgutil
+import signal
+import sys
+
+import typer
+from typer.core import TyperGroup
+
+from edgeseg._version import __version__
+from edgeseg.errors import EdgesegError
+
+
+class _Group(TyperGroup):
+    """Turns EdgesegError into one red line and a non-zero exit instead of a traceback."""
+
+    def invoke(self, ctx):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except EdgesegError as exc:
+            from edgeseg.console import err_console
+
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            from edgeseg.console import err_console
+
+            err_console.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    def list_commands(self, ctx) -> list[str]:  # keep the order of registration
+        return list(self.commands)
+
+
+app = typer.Typer(
+    name="edgeseg",
+    cls=_Group,
+    help="Semantic segmentation from PyTorch to the edge: train, export, build (FP16/INT8/TensorRT), run.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Order in --help follows the pipeline; modules not in this list are appended alphabetically.
+_ORDER = ["models", "data", "train", "eval", "export", "build", "run", "bench", "demo"]
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"edgeseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """edgeseg: semantic segmentation from PyTorch to the edge."""
+
+
+def _register_commands() -> None:
+    names = [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
+    names.sort(key=lambda n: (_ORDER.index(n) if n in _ORDER else len(_ORDER), n))
+    for name in names:
+        module = importlib.import_module(f"{__name__}.{name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    """Console-script entry point; SIGTERM behaves like Ctrl-C so streams and videos get finalised."""
+
+    def _term(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError):  # not in the main thread (embedded use)
+        signal.signal(signal.SIGTERM, _term)
+    try:
+        app()
+    except EdgesegError as exc:  # raised outside a command (e.g. option callbacks)
+        from edgeseg.console import err_console
+
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)

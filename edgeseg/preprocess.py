@@ -1,0 +1,137 @@
+"""Deterministic preprocessing, defined once and shared by training, evaluation, calibration and the
+runtime (torch-free: numpy + OpenCV).
+
+A frame of any size is mapped to the net's input (stretch or letterbox), normalised with the card's
+mean/std, and the predicted class map is mapped back to the frame's own size with the inverse
+geometry, so callers always get labels aligned with the pixels they passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edgeseg.card import ModelCard
+from edgeseg.errors import EdgesegError
+
+STRIDE = 32  # dynamic-shape nets get inputs padded to a multiple of this
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How a frame was placed into the net input; enough to invert it."""
+
+    frame_hw: tuple[int, int]
+    net_hw: tuple[int, int]
+    content_hw: tuple[int, int]  # size of the resized frame inside the net input
+    offset: tuple[int, int]  # (top, left) padding before the content
+
+
+def net_input_hw(card: ModelCard, frame_hw: tuple[int, int]) -> tuple[int, int]:
+    """Input size for a frame: the card's fixed size, or the frame rounded up to the stride if dynamic."""
+    if card.dynamic:
+        h, w = frame_hw
+        return (-(-h // STRIDE) * STRIDE, -(-w // STRIDE) * STRIDE)
+    return card.input_size
+
+
+def fit(
+    image: np.ndarray,
+    net_hw: tuple[int, int],
+    mode: str = "stretch",
+    *,
+    interpolation: int = cv2.INTER_LINEAR,
+    pad_value: int = 0,
+) -> tuple[np.ndarray, Geometry]:
+    """Resize `image` (HxW or HxWxC) into `net_hw` by stretching or letterboxing."""
+    if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
+        raise EdgesegError(f"expected an HxW or HxWxC image, got shape {image.shape}")
+    fh, fw = image.shape[:2]
+    nh, nw = net_hw
+    if mode == "stretch":
+        content = (nh, nw)
+        offset = (0, 0)
+    elif mode == "letterbox":
+        scale = min(nh / fh, nw / fw)
+        content = (max(1, round(fh * scale)), max(1, round(fw * scale)))
+        offset = ((nh - content[0]) // 2, (nw - content[1]) // 2)
+    elif mode == "pad":  # dynamic nets: keep pixels 1:1, pad bottom/right to the stride
+        content = (fh, fw)
+        offset = (0, 0)
+    else:
+        raise EdgesegError(f"unknown resize mode {mode!r} (stretch, letterbox, pad)")
+    if (fh, fw) != content:
+        resized = cv2.resize(image, (content[1], content[0]), interpolation=interpolation)
+    else:
+        resized = image
+    if content != (nh, nw):
+        top, left = offset
+        bottom, right = nh - content[0] - top, nw - content[1] - left
+        resized = cv2.copyMakeBorder(resized, top, bottom, left, right, cv2.BORDER_CONSTANT, value=pad_value)
+    return resized, Geometry((fh, fw), (nh, nw), content, offset)
+
+
+class Normalizer:
+    """uint8 HxWx3 -> float32 3xHxW with `(x/255 - mean) / std`, as one fused multiply-add."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        std_arr = np.asarray(std, dtype=np.float32)
+        self.scale = (1.0 / (255.0 * std_arr)).reshape(3, 1, 1)
+        self.bias = (-np.asarray(mean, dtype=np.float32) / std_arr).reshape(3, 1, 1)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise EdgesegError(f"expected an HxWx3 colour image, got shape {image.shape}")
+        chw = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
+        chw *= self.scale
+        chw += self.bias
+        return chw
+
+
+class Preprocessor:
+    """Frame (OpenCV BGR by default) -> network input batch of one, plus the geometry to undo it."""
+
+    def __init__(self, card: ModelCard, *, input_bgr: bool = True) -> None:
+        self.card = card
+        self.swap = input_bgr != (card.color_order == "BGR")
+        self.normalize = Normalizer(card.mean, card.std)
+        self.mode = "pad" if card.dynamic else card.resize
+
+    def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, Geometry]:
+        if frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        elif frame.ndim != 3 or frame.shape[2] not in (3, 4):
+            raise EdgesegError(f"expected an HxWx3 frame, got shape {frame.shape}")
+        if frame.shape[2] == 4:
+            frame = frame[:, :, :3]
+        if frame.dtype != np.uint8:
+            raise EdgesegError(f"expected a uint8 frame, got {frame.dtype}")
+        net_hw = net_input_hw(self.card, frame.shape[:2])
+        fitted, geom = fit(frame, net_hw, self.mode)
+        if self.swap:
+            fitted = fitted[:, :, ::-1]
+        return self.normalize(fitted)[None], geom
+
+
+def labels_to_frame(labels: np.ndarray, geom: Geometry) -> np.ndarray:
+    """Map an HxW class map at net resolution back to the frame's size (nearest neighbour)."""
+    top, left = geom.offset
+    ch, cw = geom.content_hw
+    crop = labels[top : top + ch, left : left + cw]
+    if crop.shape != geom.frame_hw:
+        if crop.dtype not in (np.uint8, np.uint16, np.int16, np.float32):
+            crop = crop.astype(np.uint16 if crop.max(initial=0) > 255 else np.uint8)
+        crop = cv2.resize(crop, (geom.frame_hw[1], geom.frame_hw[0]), interpolation=cv2.INTER_NEAREST)
+    return np.ascontiguousarray(crop)
+
+
+def argmax_labels(logits: np.ndarray) -> np.ndarray:
+    """Class map from CxHxW (or 1xCxHxW) logits as uint8 (uint16 beyond 256 classes)."""
+    if logits.ndim == 4:
+        if logits.shape[0] != 1:
+            raise EdgesegError(f"expected one image of logits, got batch {logits.shape[0]}")
+        logits = logits[0]
+    dtype = np.uint8 if logits.shape[0] <= 256 else np.uint16
+    return logits.argmax(axis=0).astype(dtype, copy=False)

@@ -1,0 +1,1 @@
+"""PyTorch -> ONNX export, precision transforms on ONNX, and TensorRT engine building."""

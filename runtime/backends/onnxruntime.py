@@ -1,0 +1,90 @@
+"""ONNX Runtime backend: a first-class CPU backend, and CUDA / TensorRT execution providers where the
+installed onnxruntime build has them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from edgeseg.runtime.backends.base import Backend
+
+from edgeseg.card import ModelCard
+from edgeseg.errors import EdgesegError
+
+_PREFERRED_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def resolve_providers(requested: str | list[str] | None) -> list[str]:
+    """'cpu' (default), 'auto' (best available), or an explicit provider list."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if requested in (None, "cpu"):
+        return ["CPUExecutionProvider"]
+    if requested == "auto":
+        return [p for p in _PREFERRED_PROVIDERS if p in available]
+    wanted = [requested] if isinstance(requested, str) else list(requested)
+    missing = [p for p in wanted if p not in available]
+    if missing:
+        raise EdgesegError(f"onnxruntime provider(s) {missing} not available here; available: {available}")
+    return wanted
+
+
+def load_card_for(path: Path, metadata: dict[str, str]) -> ModelCard:
+    """The card from the model's metadata, else a `<stem>.card.json` beside it."""
+    if any(k.startswith("edgeseg.") for k in metadata):
+        return ModelCard.from_metadata_props(metadata)
+    sidecar = path.with_suffix(".card.json")
+    if sidecar.is_file():
+        return ModelCard.load_json(sidecar)
+    return ModelCard.from_metadata_props(metadata)  # raises the explanatory error
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        providers: str | list[str] | None = None,
+        threads: int | None = None,
+        card: ModelCard | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+            opts.inter_op_num_threads = 1
+        self.providers = resolve_providers(providers)
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=self.providers)
+        except Exception as exc:  # onnxruntime raises its own pybind exception types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EdgesegError(f"cannot load ONNX model {self.path}: {first}") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.card = card or load_card_for(self.path, meta)
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise EdgesegError(f"{self.path.name} has {len(inputs)} inputs; edgeseg models take one image")
+        self.input_name = inputs[0].name
+        self.input_shape = inputs[0].shape
+        self.output_name = self.session.get_outputs()[0].name
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if batch.ndim != 4 or batch.shape[1] != 3:
+            raise EdgesegError(f"expected an N x 3 x H x W batch, got {batch.shape}")
+        for axis, (want, got) in enumerate(zip(self.input_shape, batch.shape)):
+            if isinstance(want, int) and want != got:
+                raise EdgesegError(
+                    f"{self.path.name} expects input shape {self.input_shape}, got {list(batch.shape)} "
+                    f"(axis {axis}); export with --dynamic or another --height/--width"
+                )
+        return self.session.run([self.output_name], {self.input_name: batch})[0]
+
+    def describe(self) -> dict:
+        return {**super().describe(), "providers": self.session.get_providers()}

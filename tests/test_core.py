@@ -1,0 +1,157 @@
+"""Core, torch-free pieces: errors, lazy imports, cards, preprocessing, metrics, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgeseg.card import ModelCard, default_palette
+from edgeseg.errors import EdgesegError, MissingDependencyError
+from edgeseg.lazy import require
+from edgeseg.metrics import ConfusionMatrix
+from edgeseg.preprocess import Preprocessor, fit, labels_to_frame
+
+
+def test_require_missing_names_the_extra():
+    with pytest.raises(MissingDependencyError, match=r"pip install 'edgeseg\[tensorrt\]'"):
+        require("tensorrt")
+
+
+def test_runtime_import_pulls_no_torch():
+    code = "import sys, edgeseg.runtime, edgeseg.cli; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch','torchvision','onnxsim')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_help_works_without_torch_imported():
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom edgeseg.cli import app\n"
+        "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0, r.output\n"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_card_roundtrips_through_metadata_and_json(tmp_path):
+    card = ModelCard(model="fcn8s", classes=["a", "b", "c"], palette=default_palette(3), input_size=(64, 96))
+    props = card.to_metadata_props()
+    assert all(isinstance(v, str) for v in props.values())
+    assert ModelCard.from_metadata_props(props) == card
+    card.save_json(tmp_path / "c.json")
+    assert ModelCard.load_json(tmp_path / "c.json") == card
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(EdgesegError, match="not valid JSON"):
+        ModelCard.load_json(tmp_path / "bad.json")
+    with pytest.raises(EdgesegError, match="no edgeseg metadata"):
+        ModelCard.from_metadata_props({"other": "1"})
+
+
+def test_default_palette_matches_voc():
+    pal = default_palette(21)
+    assert pal[0] == (0, 0, 0) and pal[1] == (128, 0, 0) and pal[15] == (192, 128, 128)
+
+
+@pytest.mark.parametrize("mode", ["stretch", "letterbox"])
+def test_geometry_roundtrip_odd_sizes(mode):
+    frame = np.zeros((250, 333, 3), np.uint8)
+    labels_in = np.zeros((250, 333), np.uint8)
+    labels_in[:, 200:] = 2
+    fitted, geom = fit(labels_in, (64, 96), mode, interpolation=0)
+    assert fitted.shape == (64, 96)
+    back = labels_to_frame(fitted, geom)
+    assert back.shape == frame.shape[:2]
+    # class boundary survives the round trip within a couple of pixels
+    assert abs(int(np.argmax(back[0] == 2)) - 200) <= 4
+
+
+def test_preprocessor_normalizes_and_swaps_channels():
+    card = ModelCard(model="m", classes=["a"], palette=[(0, 0, 0)], input_size=(4, 4))
+    frame = np.zeros((8, 8, 3), np.uint8)
+    frame[..., 2] = 255  # red in BGR
+    x, geom = Preprocessor(card)(frame)
+    assert x.shape == (1, 3, 4, 4) and x.dtype == np.float32
+    np.testing.assert_allclose(x[0, 0], (1.0 - 0.485) / 0.229, rtol=1e-5)  # R channel first
+    np.testing.assert_allclose(x[0, 2], (0.0 - 0.406) / 0.225, rtol=1e-5)
+    assert geom.frame_hw == (8, 8)
+
+
+def test_dynamic_card_pads_to_stride():
+    card = ModelCard(model="m", classes=["a"], palette=[(0, 0, 0)], dynamic=True)
+    x, geom = Preprocessor(card)(np.zeros((250, 333, 3), np.uint8))
+    assert x.shape[2:] == (256, 352)
+    assert labels_to_frame(np.zeros((256, 352), np.uint8), geom).shape == (250, 333)
+
+
+def test_confusion_matrix_hand_computed():
+    cm = ConfusionMatrix(3)
+    target = np.array([[0, 0, 1, 1], [1, 255, 2, 2]])
+    pred = np.array([[0, 1, 1, 1], [0, 2, 2, 0]])
+    cm.update(pred, target)
+    # rows gt, cols pred: gt0: p0,p1 ; gt1: p1,p1,p0 ; gt2: p2,p0 ; ignore dropped
+    np.testing.assert_array_equal(cm.matrix, [[1, 1, 0], [1, 2, 0], [1, 0, 1]])
+    m = cm.compute()
+    iou = [1 / (2 + 3 - 1), 2 / (3 + 3 - 2), 1 / (2 + 1 - 1)]
+    np.testing.assert_allclose(m.iou, iou)
+    assert m.miou == pytest.approx(np.mean(iou))
+    assert m.pixel_accuracy == pytest.approx(4 / 7)
+    assert m.mean_class_accuracy == pytest.approx(np.mean([1 / 2, 2 / 3, 1 / 2]))
+
+
+def test_absent_classes_excluded_from_mean():
+    cm = ConfusionMatrix(4)
+    cm.update(np.array([0, 1, 1]), np.array([0, 1, 0]))
+    m = cm.compute()
+    assert m.absent == [2, 3]
+    assert m.miou == pytest.approx(np.mean([1 / 2, 1 / 2]))
+    assert m.to_dict(["a", "b", "c", "d"])["absent_classes"] == ["c", "d"]
+
+
+def test_confusion_rejects_out_of_range_labels():
+    cm = ConfusionMatrix(2)
+    with pytest.raises(EdgesegError, match="out of range"):
+        cm.update(np.array([0]), np.array([5]))
+    with pytest.raises(EdgesegError, match="shape"):
+        cm.update(np.zeros(2), np.zeros(3))
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+    from edgeseg.atomic import atomic_open, write_json
+
+    target = tmp_path / "a.json"
+    write_json(target, {"v": 1})
+    with pytest.raises(RuntimeError), atomic_open(target, "w") as fh:
+        fh.write("partial")
+        raise RuntimeError("crash")
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_segmenter_on_onnx_returns_frame_sized_labels(tiny_onnx):
+    from edgeseg.runtime import Segmenter
+
+    seg = Segmenter(tiny_onnx(num_classes=4, size=(32, 48)))
+    frame = np.random.default_rng(1).integers(0, 255, (61, 77, 3), dtype=np.uint8)
+    labels, logits = seg.infer(frame, return_logits=True)
+    assert labels.shape == (61, 77) and labels.dtype == np.uint8
+    assert logits.shape == (4, 32, 48)
+    assert labels.max() < 4
+    assert seg.overlay(frame, labels).shape == frame.shape
+
+
+def test_corrupt_onnx_is_one_line_error(tmp_path):
+    from edgeseg.runtime import Segmenter
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(EdgesegError, match="cannot load ONNX model"):
+        Segmenter(bad)
+    with pytest.raises(EdgesegError, match="not found"):
+        Segmenter(tmp_path / "missing.onnx")
+    with pytest.raises(EdgesegError, match="don't know how to run"):
+        (tmp_path / "x.txt").write_text("x")
+        Segmenter(tmp_path / "x.txt")
