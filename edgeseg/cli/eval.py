@@ -1,0 +1,102 @@
+"""`edgeseg eval [ARTIFACT] --data PATH`: mIoU of a checkpoint, ONNX model or engine, one code path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval")
+    def eval_cmd(
+        artifact: str | None = typer.Argument(
+            None, help="A .pt/.onnx/.engine file or a model name (newest run); default: the shipped model."
+        ),
+        data: str | None = typer.Option(
+            None, "--data", "-d", help="Dataset: folder or synth:N [default model: held-out synth scenes]."
+        ),
+        split: str | None = typer.Option(
+            None, "--split", help="Dataset split (e.g. val) where it has splits."
+        ),
+        limit: int | None = typer.Option(None, "--limit", help="Evaluate the first N images only."),
+        providers: str = typer.Option("cpu", "--providers", help="ONNX Runtime providers: cpu or auto."),
+        device: str = typer.Option("cpu", "--device", help="Device for .pt checkpoints (cpu, cuda, auto)."),
+        threads: int | None = typer.Option(None, "--threads", help="CPU threads for the backend."),
+        plots: Path | None = typer.Option(
+            None, "--plots", help="Write per-class IoU and confusion PNGs here."
+        ),
+        workdir: Path | None = typer.Option(
+            None, "--workdir", help="Workspace [$EDGESEG_WORKDIR or ./edgeseg-work]."
+        ),
+        json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    ) -> None:
+        """Evaluate ARTIFACT on --data: mIoU, pixel accuracy, mean class accuracy, per-class IoU."""
+        from edgeseg.data import open_dataset
+        from edgeseg.defaults import DEFAULT_EVAL_DATA
+        from edgeseg.errors import EdgesegError
+        from edgeseg.evaluate import confusion, resolve_artifact
+
+        path = resolve_artifact(artifact, workdir)
+        if data is None:
+            if artifact not in (None, "default"):
+                raise EdgesegError("pass --data PATH (a dataset folder or synth:N) to evaluate on")
+            data = DEFAULT_EVAL_DATA
+        dataset = open_dataset(data, split=split)
+        options = _backend_options(path, providers, device, threads)
+        n = min(limit, len(dataset)) if limit else len(dataset)
+        cm = confusion(path, dataset, indices=range(n), progress=not json_out, **options)
+        metrics = cm.compute()
+        classes = list(dataset.classes)
+        written = []
+        if plots is not None:
+            from edgeseg import plots as plotting
+
+            written.append(plotting.iou_bars(metrics, classes, plots / "per_class_iou.png", dataset.palette))
+            written.append(plotting.confusion_matrix(cm.matrix, classes, plots / "confusion_matrix.png"))
+        _report(path, data, n, metrics, classes, written, json_out, cm.matrix.tolist())
+
+
+def _backend_options(path: Path, providers: str, device: str, threads: int | None) -> dict:
+    suffix = path.suffix.lower()
+    opts: dict = {"threads": threads} if threads else {}
+    if suffix == ".onnx":
+        opts["providers"] = providers
+    elif suffix in (".pt", ".pth"):
+        opts["device"] = device
+    return opts
+
+
+def _report(path, data, n, metrics, classes, written, json_out, matrix) -> None:
+    from edgeseg.console import console, print_json, table
+    from edgeseg.evaluate import summary_rows
+
+    if json_out:
+        print_json(
+            {
+                "artifact": str(path),
+                "data": data,
+                "images": n,
+                **metrics.to_dict(classes),
+                "confusion": matrix,
+            }
+            | {"plots": [str(p) for p in written]}
+        )
+        return
+    console.print(
+        table(
+            f"{path.name} on {data} ({n} images)",
+            ["metric", "value"],
+            [
+                ["mIoU", metrics.miou],
+                ["pixel accuracy", metrics.pixel_accuracy],
+                ["mean class accuracy", metrics.mean_class_accuracy],
+            ],
+        )
+    )
+    console.print(table("per class", ["class", "IoU", "accuracy"], summary_rows(metrics, classes)))
+    if metrics.absent:
+        names = ", ".join(classes[i] for i in metrics.absent)
+        console.print(f"absent from both prediction and ground truth, excluded from mIoU: {names}")
+    for p in written:
+        console.print(f"wrote {p}")

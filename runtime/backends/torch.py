@@ -1,0 +1,101 @@
+"""PyTorch backend: runs an edgeseg checkpoint (.pt) eagerly, the reference the exported artifacts are
+compared against.
+
+torch is imported when a TorchBackend is created, never when this module is imported, so the robot-side
+runtime stays torch-free unless someone actually opens a checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgeseg.runtime.backends.base import Backend
+
+from edgeseg.card import ModelCard
+from edgeseg.errors import EdgesegError
+from edgeseg.lazy import require
+
+
+def resolve_device(device: str | None) -> str:
+    """'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N' -> a torch device string."""
+    torch = require("torch")
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EdgesegError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise EdgesegError(f"unknown device {device!r} (cpu, cuda, cuda:N, auto)")
+    return device
+
+
+class TorchBackend(Backend):
+    """Eager PyTorch inference on a checkpoint (or on an in-memory model, see `from_model`)."""
+
+    name = "torch"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        device: str | None = "cpu",
+        threads: int | None = None,
+        card: ModelCard | None = None,
+        **_ignored: Any,
+    ) -> None:
+        torch = require("torch")
+        from edgeseg.checkpoint import model_from_checkpoint
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.path = Path(path)
+        model, ckpt_card = model_from_checkpoint(self.path)
+        self._setup(model, card or ckpt_card, device)
+
+    @classmethod
+    def from_model(cls, model: Any, card: ModelCard, *, device: str | None = None) -> TorchBackend:
+        """Wrap a live model (e.g. during training validation) so it runs through the same Segmenter path."""
+        self = cls.__new__(cls)
+        self.path = Path(f"<in-memory {card.model}>")
+        self._setup(model, card, device)
+        return self
+
+    def _setup(self, model: Any, card: ModelCard, device: str | None) -> None:
+        torch = require("torch")
+        self._torch = torch
+        if device is None:  # keep the model where it is
+            try:
+                self.device = next(model.parameters()).device
+            except StopIteration:
+                self.device = torch.device("cpu")
+        else:
+            self.device = torch.device(resolve_device(device))
+            model = model.to(self.device)
+        self.model = model
+        self.card = card
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if batch.ndim != 4 or batch.shape[1] != 3:
+            raise EdgesegError(f"expected an N x 3 x H x W batch, got {batch.shape}")
+        torch = self._torch
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+                out = self.model(x)
+        finally:
+            if was_training:
+                self.model.train()
+        if isinstance(out, dict):  # torchvision-style heads return {"out": ...}
+            out = out["out"]
+        if self.card.output == "labels" and out.ndim == 4:
+            out = out.argmax(dim=1)
+        return out.float().cpu().numpy() if out.is_floating_point() else out.cpu().numpy()
+
+    def close(self) -> None:
+        self.model = None
+
+    def describe(self) -> dict:
+        return {**super().describe(), "device": str(self.device)}
