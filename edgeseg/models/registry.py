@@ -1,0 +1,150 @@
+"""The model registry: one construction path for every segmentation net.
+
+`@register_model` records a builder with its allowed backbones and paper; `create_model` validates
+the name, backbone and options (one-line EdgesegError with the valid choices and the closest match),
+builds the net, records the resolved options on `model.edgeseg_kwargs` (what a checkpoint's card needs
+to rebuild it), and optionally loads weights.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeseg.errors import EdgesegError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    builder: Callable[..., Any]
+    backbones: tuple[str, ...]
+    default_backbone: str | None
+    paper: str
+    output_strides: tuple[int, ...] = ()
+    default_output_stride: int | None = None
+    summary: str = ""
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+_BUILTIN = ("fcn", "deeplab", "fpn", "denseaspp", "unet")  # modules whose import registers the zoo
+
+
+def _load_builtin() -> None:
+    import importlib
+
+    for mod in _BUILTIN:
+        importlib.import_module(f"edgeseg.models.{mod}")
+
+
+def _suggest(name: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def register_model(
+    name: str,
+    *,
+    backbones: Iterable[str] = (),
+    default_backbone: str | None = None,
+    paper: str = "",
+    output_strides: Iterable[int] = (),
+    default_output_stride: int | None = None,
+    summary: str = "",
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: register `builder(num_classes, backbone=..., output_stride=..., **kw) -> nn.Module`."""
+
+    def deco(builder: Callable[..., Any]) -> Callable[..., Any]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        bbs = tuple(backbones)
+        _REGISTRY[name] = ModelSpec(
+            name=name,
+            builder=builder,
+            backbones=bbs,
+            default_backbone=default_backbone or (bbs[0] if bbs else None),
+            paper=paper,
+            output_strides=tuple(output_strides),
+            default_output_stride=default_output_stride,
+            summary=summary or (inspect.getdoc(builder) or "").split("\n")[0],
+        )
+        return builder
+
+    return deco
+
+
+def list_models() -> list[str]:
+    _load_builtin()
+    return list(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise EdgesegError(
+            f"unknown model {name!r}{_suggest(name, _REGISTRY)}; valid models: {', '.join(_REGISTRY)}"
+        )
+    return _REGISTRY[name]
+
+
+def resolve_kwargs(
+    name: str, backbone: str | None = None, output_stride: int | None = None, **kw: Any
+) -> dict[str, Any]:
+    """Validated, complete builder options (backbone/output stride defaults filled in)."""
+    spec = get_spec(name)
+    resolved: dict[str, Any] = {}
+    if spec.backbones:
+        backbone = backbone or spec.default_backbone
+        if backbone not in spec.backbones:
+            raise EdgesegError(
+                f"model {name!r} does not support backbone {backbone!r}{_suggest(str(backbone), spec.backbones)}; "
+                f"valid: {', '.join(spec.backbones)}"
+            )
+        resolved["backbone"] = backbone
+    elif backbone is not None:
+        raise EdgesegError(f"model {name!r} has its own encoder and takes no backbone (got {backbone!r})")
+    if spec.output_strides:
+        output_stride = output_stride or spec.default_output_stride or spec.output_strides[0]
+        if output_stride not in spec.output_strides:
+            raise EdgesegError(
+                f"model {name!r} supports output stride {'/'.join(map(str, spec.output_strides))}, not {output_stride}"
+            )
+        resolved["output_stride"] = int(output_stride)
+    elif output_stride is not None:
+        raise EdgesegError(f"model {name!r} has a fixed output stride; do not pass output_stride")
+    params = inspect.signature(spec.builder).parameters
+    allowed = [p for p in params if p not in ("num_classes", "backbone", "output_stride")]
+    for key in kw:
+        if key not in allowed:
+            raise EdgesegError(
+                f"model {name!r} has no option {key!r}{_suggest(key, allowed)}; "
+                f"options: {', '.join(allowed) or 'none'}"
+            )
+    resolved.update(kw)
+    return resolved
+
+
+def create_model(
+    name: str,
+    num_classes: int = 21,
+    backbone: str | None = None,
+    weights: str | Path | None = None,
+    **kw: Any,
+):
+    """Build a registered model: N x 3 x H x W in, N x num_classes x H x W logits out, any H, W."""
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise EdgesegError(f"num_classes must be a positive integer, not {num_classes!r}")
+    resolved = resolve_kwargs(name, backbone, **kw)
+    model = get_spec(name).builder(num_classes=num_classes, **resolved)
+    model.edgeseg_name = name
+    model.edgeseg_kwargs = dict(resolved)
+    model.num_classes = num_classes
+    if weights is not None:
+        from edgeseg.models.weights import load_weights
+
+        load_weights(model, weights)
+    return model
