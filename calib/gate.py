@@ -1,0 +1,348 @@
+"""The accuracy gate: INT8 ships only if its measured mIoU stays within `--max-miou-drop` of FP32.
+
+1. FP32 and INT8 run through the runtime's `Segmenter` on held-out images (`--eval-data`, default
+   generated scenes from the held-out seed); mIoU and per-class IoU come from one
+   `edgeseg.metrics.ConfusionMatrix` each, plus the pixel agreement of the two class maps.
+2. If the drop exceeds the limit, quantizable layers are ranked by sensitivity: each layer is quantized
+   *alone* (all others float) and the error it causes at the net's output on a few calibration images
+   is measured (argmax disagreement, then normalised logit MSE as tie-breaker). Isolation measures
+   the layer's own damage instead of the error it inherits from earlier layers.
+3. The most sensitive layers go back to float one at a time, re-quantizing from the same cached
+   statistics (never recalibrating), until the drop is within the limit. If even that fails the gate
+   raises `GateFailed` with every attempt, so the CLI can print what was tried and exit non-zero.
+
+Without ground truth for the model's label set (eval data with other classes), FP32's own predictions
+serve as the reference; the report says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from edgeseg.calib.data import CalibrationSet
+from edgeseg.calib.quantize import QuantizedArtifact, quantizable_nodes, quantize_form
+from edgeseg.calib.stats import CalibrationStats
+
+from edgeseg.card import ModelCard
+from edgeseg.errors import EdgesegError
+from edgeseg.metrics import ConfusionMatrix, SegMetrics
+
+DEFAULT_EVAL_IMAGES = 16
+PROBE_IMAGES = 4
+
+
+@dataclass
+class EvalData:
+    """Held-out RGB images with masks (None when unlabelled) in the model's label space."""
+
+    spec: str
+    images: list[np.ndarray]
+    masks: list[np.ndarray | None]
+    reference: str  # "labels" (ground truth) or "fp32" (FP32 predictions as reference)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+@dataclass
+class Score:
+    miou: float  # 0..1
+    iou: list[float]
+    agreement: float  # pixel agreement with FP32 class maps, 0..1
+    metrics: SegMetrics | None = None
+
+
+@dataclass
+class Attempt:
+    excluded: list[str]
+    miou: float
+    drop_points: float
+    agreement: float
+    passed: bool
+
+
+@dataclass
+class GateResult:
+    form: str
+    artifact: QuantizedArtifact
+    fp32: Score
+    int8: Score
+    drop_points: float
+    limit_points: float
+    attempts: list[Attempt] = field(default_factory=list)
+    sensitivity: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.drop_points <= self.limit_points + 1e-9
+
+    def to_dict(self, classes: list[str]) -> dict[str, Any]:
+        return {
+            "form": self.form,
+            "artifact": str(self.artifact.path),
+            "fp32_miou": _pct(self.fp32.miou),
+            "int8_miou": _pct(self.int8.miou),
+            "drop_points": round(self.drop_points, 3),
+            "max_drop_points": self.limit_points,
+            "argmax_agreement": round(self.int8.agreement, 5),
+            "passed": self.passed,
+            "excluded_nodes": self.artifact.excluded,
+            "per_class_iou": {
+                c: {"fp32": _pct(a), "int8": _pct(b)}
+                for c, a, b in zip(classes, self.fp32.iou, self.int8.iou)
+            },
+            "attempts": [a.__dict__ for a in self.attempts],
+            "sensitivity": [{"node": n, "error": round(e, 6)} for n, e in self.sensitivity],
+        }
+
+
+class GateFailed(EdgesegError):
+    """The drop stayed above the limit after every fallback step; carries the full report."""
+
+    def __init__(self, message: str, result: GateResult) -> None:
+        super().__init__(message, exit_code=3)
+        self.result = result
+
+
+def _pct(x: float) -> float | None:
+    return None if x != x else round(100.0 * x, 3)
+
+
+def open_eval_data(spec: str | None, card: ModelCard, default_n: int = DEFAULT_EVAL_IMAGES) -> EvalData:
+    """`--eval-data`: 'synth[:N]' (held-out generated scenes, the default) or a labelled dataset folder."""
+    spec = (spec or f"synth:{default_n}").strip()
+    if spec == "synth" or spec.startswith("synth:") or spec.startswith("synth["):
+        n = default_n
+        tail = spec[5:].strip(":[]")
+        if tail:
+            try:
+                n = int(tail)
+            except ValueError:
+                raise EdgesegError(f"bad --eval-data {spec!r}; expected synth or synth:N") from None
+        if n < 1:
+            raise EdgesegError(f"--eval-data {spec!r} asks for no images")
+        from edgeseg.data.synth import HELDOUT_SEED, SYNTH_CLASSES, SceneGenerator
+
+        h, w = card.input_size
+        gen = SceneGenerator(h, w, seed=HELDOUT_SEED)
+        scenes = [gen.scene(i) for i in range(n)]
+        labelled = len(SYNTH_CLASSES) == card.num_classes
+        return EvalData(
+            spec=spec,
+            images=[s[0] for s in scenes],
+            masks=[s[1] if labelled else None for s in scenes],
+            reference="labels" if labelled else "fp32",
+        )
+    try:
+        from edgeseg.data import open_dataset
+    except ImportError:
+        raise EdgesegError(
+            "dataset readers (edgeseg.data.open_dataset) are not available in this build"
+        ) from None
+    ds = open_dataset(spec)
+    if len(ds) == 0:
+        raise EdgesegError(f"evaluation dataset {spec!r} is empty")
+    labelled = len(getattr(ds, "classes", [])) == card.num_classes
+    items = [ds[i] for i in range(len(ds))]
+    return EvalData(
+        spec=spec,
+        images=[rgb for rgb, _ in items],
+        masks=[m if labelled else None for _, m in items],
+        reference="labels" if labelled else "fp32",
+    )
+
+
+def _segmenter(path: Path, threads: int | None):
+    from edgeseg.runtime.segmenter import Segmenter
+
+    return Segmenter(path, threads=threads) if threads else Segmenter(path)
+
+
+class Gate:
+    """Scores INT8 artifacts against FP32 on fixed held-out data; FP32 runs once and is reused."""
+
+    def __init__(
+        self,
+        fp32_path: Path,
+        card: ModelCard,
+        data: EvalData,
+        *,
+        threads: int | None = None,
+        progress: Callable[[str, int, int], Any] | None = None,
+    ) -> None:
+        if len(data) == 0:
+            raise EdgesegError("the accuracy gate needs at least one evaluation image")
+        self.fp32_path = fp32_path
+        self.card = card
+        self.data = data
+        self.threads = threads
+        self.progress = progress
+        self._bgr = [cv2.cvtColor(img, cv2.COLOR_RGB2BGR) for img in data.images]
+        self.fp32_labels = self._predict(fp32_path, "evaluating FP32")
+        self.targets = self.fp32_labels if data.reference == "fp32" else data.masks
+        self.fp32 = self._score(self.fp32_labels)
+
+    def _predict(self, path: Path, what: str) -> list[np.ndarray]:
+        seg = _segmenter(path, self.threads)
+        try:
+            out = []
+            for i, frame in enumerate(self._bgr):
+                out.append(seg.infer(frame))
+                if self.progress:
+                    self.progress(what, i + 1, len(self._bgr))
+            return out
+        finally:
+            seg.close()
+
+    def _score(self, labels: list[np.ndarray]) -> Score:
+        cm = ConfusionMatrix(self.card.num_classes)
+        agree = 0
+        total = 0
+        for pred, target, ref in zip(labels, self.targets, self.fp32_labels):
+            cm.update(pred, target)
+            agree += int(np.count_nonzero(pred == ref))
+            total += pred.size
+        m = cm.compute()
+        return Score(miou=m.miou, iou=m.iou, agreement=agree / max(total, 1), metrics=m)
+
+    def score(self, path: Path, what: str = "evaluating INT8") -> Score:
+        return self._score(self._predict(path, what))
+
+    def drop_points(self, s: Score) -> float:
+        if s.miou != s.miou or self.fp32.miou != self.fp32.miou:
+            return 0.0 if s.agreement == 1.0 else 100.0 * (1.0 - s.agreement)
+        return 100.0 * (self.fp32.miou - s.miou)
+
+
+def rank_sensitivity(
+    form: str,
+    model_path: Path,
+    card: ModelCard,
+    stats: CalibrationStats,
+    probe: CalibrationSet,
+    workdir: Path,
+    *,
+    threads: int | None = None,
+    candidates: Sequence[str] | None = None,
+    progress: Callable[[str, int, int], Any] | None = None,
+) -> list[tuple[str, float]]:
+    """(node, error) for each quantizable node, most sensitive first; each node quantized alone."""
+    from edgeseg.calib.quantize import load_model, name_nodes
+
+    nodes = (
+        list(candidates)
+        if candidates is not None
+        else quantizable_nodes(name_nodes(load_model(model_path)), form)
+    )
+    batches = [b for _, b in zip(range(PROBE_IMAGES), probe.batches(card))]
+    ref = _raw_outputs(model_path, batches, threads)
+    scale = float(np.mean([np.var(r) for r in ref])) or 1.0
+    scores = []
+    for k, node in enumerate(nodes):
+        target = workdir / f".sensitivity.{form}.onnx"
+        quantize_form(form, model_path, card, stats, target, exclude=[n for n in nodes if n != node])
+        outs = _raw_outputs(target, batches, threads)
+        target.unlink(missing_ok=True)
+        target.with_suffix(".card.json").unlink(missing_ok=True)
+        disagree = float(np.mean([np.mean(_labels(o) != _labels(r)) for o, r in zip(outs, ref)]))
+        mse = float(np.mean([np.mean((o.astype(np.float32) - r) ** 2) for o, r in zip(outs, ref)])) / scale
+        scores.append((node, disagree + 1e-3 * mse))
+        if progress:
+            progress(f"ranking {form} layer sensitivity", k + 1, len(nodes))
+    return sorted(scores, key=lambda t: -t[1])
+
+
+def _labels(out: np.ndarray) -> np.ndarray:
+    return out.argmax(axis=1) if out.ndim == 4 else out
+
+
+def _raw_outputs(path: Path, batches: list[np.ndarray], threads: int | None) -> list[np.ndarray]:
+    from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    backend = OnnxRuntimeBackend(path, threads=threads)
+    try:
+        return [np.asarray(backend.run(b), dtype=np.float32) for b in batches]
+    finally:
+        backend.close()
+
+
+def gated_quantize(
+    form: str,
+    model_path: Path,
+    card: ModelCard,
+    stats: CalibrationStats,
+    target: Path,
+    gate: Gate,
+    probe: CalibrationSet,
+    *,
+    max_drop: float = 1.0,
+    max_fallback_layers: int | None = None,
+    quantize_kwargs: dict[str, Any] | None = None,
+    progress: Callable[[str, int, int], Any] | None = None,
+    on_attempt: Callable[[Attempt], Any] | None = None,
+) -> GateResult:
+    """Quantize `form`, score it, and fall back layer by layer until the mIoU drop is <= `max_drop`."""
+    kw = dict(quantize_kwargs or {})
+    excluded: list[str] = []
+    attempts: list[Attempt] = []
+    ranking: list[tuple[str, float]] = []
+    while True:
+        art = quantize_form(form, model_path, card, stats, target, exclude=excluded, **kw)
+        s = gate.score(
+            target, f"evaluating INT8 {form}" + (f" ({len(excluded)} in float)" if excluded else "")
+        )
+        drop = gate.drop_points(s)
+        attempt = Attempt(
+            list(excluded), _pct(s.miou) or 0.0, round(drop, 3), round(s.agreement, 5), drop <= max_drop
+        )
+        attempts.append(attempt)
+        if on_attempt:
+            on_attempt(attempt)
+        result = GateResult(form, art, gate.fp32, s, drop, max_drop, attempts, ranking)
+        if result.passed:
+            _record(result)
+            return result
+        if not ranking:
+            ranking = rank_sensitivity(
+                form, model_path, card, stats, probe, target.parent, threads=gate.threads, progress=progress
+            )
+            result.sensitivity = ranking
+        remaining = [n for n, _ in ranking if n not in excluded]
+        limit = len(ranking) if max_fallback_layers is None else max_fallback_layers
+        if not remaining or len(excluded) >= limit:
+            _record(result)
+            tried = ", ".join(f"{len(a.excluded)} float: -{a.drop_points:.2f}" for a in attempts)
+            raise GateFailed(
+                f"INT8 {form} loses {drop:.2f} mIoU points (limit {max_drop:.2f}) even with "
+                f"{len(excluded)} layer(s) in float [{tried}]; raise --max-miou-drop, calibrate with more "
+                "or better --calib-data, or try another --calib-method",
+                result,
+            )
+        excluded.append(remaining[0])
+
+
+def _record(result: GateResult) -> None:
+    """Write the gate's verdict into the artifact's card sidecar and ONNX metadata."""
+    import onnx
+    from edgeseg.calib.quantize import save_with_card
+
+    card: ModelCard = result.artifact.details["card"]
+    info = dict(card.extra.get("int8", {}))
+    info["gate"] = {
+        "fp32_miou": _pct(result.fp32.miou),
+        "int8_miou": _pct(result.int8.miou),
+        "drop_points": round(result.drop_points, 3),
+        "max_drop_points": result.limit_points,
+        "argmax_agreement": round(result.int8.agreement, 5),
+        "passed": result.passed,
+        "excluded_nodes": result.artifact.excluded,
+        "attempts": len(result.attempts),
+    }
+    new_card = card.replace(extra={**card.extra, "int8": info})
+    save_with_card(onnx.load(str(result.artifact.path)), result.artifact.path, new_card)
+    result.artifact.details["card"] = new_card

@@ -1,0 +1,261 @@
+"""The two INT8 artifacts, both made from one `CalibrationStats`:
+
+- TensorRT form `<name>.int8.qdq.onnx`: symmetric S8S8 Q/DQ placed by TensorRT's rules
+  (`edgeseg.calib.qdq_rules`). ModelOpt would be NVIDIA's reference placement, but it calibrates by
+  itself, so the "same statistics" guarantee would not hold; we place with onnxruntime's QDQ quantizer.
+- CPU form `<name>.int8.cpu.onnx`: what ONNX Runtime's x86 kernels run fastest (U8 activations,
+  S8 per-channel weights; format chosen by measurement, see docs/int8.md), with ops that get slower
+  in INT8 on CPU (depthwise convs, transposed convs) left in FP32.
+
+The precomputed ranges reach `quantize_static` through its `calibration_cache_path` (written to a
+temporary file in onnxruntime's own format), so no calibration inference runs here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+from edgeseg.calib import qdq_rules
+from edgeseg.calib.stats import CalibrationStats, quiet_ort_logging
+
+from edgeseg.atomic import atomic_path
+from edgeseg.card import ModelCard
+from edgeseg.errors import EdgesegError
+
+FORMS = ("qdq", "cpu")
+CPU_FORMATS = ("qdq", "qoperator")
+DEFAULT_CPU_FORMAT = "qoperator"  # measured fastest on this machine (docs/int8.md)
+# Ops worth running in INT8 on ONNX Runtime's CPU kernels; everything else stays FP32.
+# Relu/Clip are listed so the quantizer folds them into the producer's output range instead of
+# wrapping them in DQ -> Relu -> Q.
+CPU_OP_TYPES = [
+    "Conv", "MatMul", "Gemm", "Add", "Concat", "MaxPool", "GlobalAveragePool", "AveragePool", "Relu", "Clip",
+]  # fmt: skip
+
+
+@dataclass
+class QuantizedArtifact:
+    form: str  # qdq | cpu
+    path: Path
+    excluded: list[str] = field(default_factory=list)  # nodes kept in float on purpose
+    auto_excluded: list[str] = field(default_factory=list)  # by placement rules, not the gate
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def load_model(path: str | Path) -> onnx.ModelProto:
+    """Load and check an ONNX file; a broken one is a one-line EdgesegError, not a protobuf traceback."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgesegError(f"ONNX file not found: {path}")
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as exc:  # onnx raises DecodeError, ValidationError, OSError...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise EdgesegError(f"{path.name} is not a valid ONNX model ({first[:160]}); re-export it") from None
+    return model
+
+
+def name_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Give unnamed nodes stable names: exclusion lists and reports refer to nodes by name."""
+    seen: set[str] = set()
+    for i, node in enumerate(model.graph.node):
+        if not node.name or node.name in seen:
+            node.name = f"{node.op_type}_{i}"
+        seen.add(node.name)
+    return model
+
+
+def quantizable_nodes(model: onnx.ModelProto, form: str) -> list[str]:
+    """Nodes the gate may move back to float, in graph order (weighted ops: where INT8 error comes from)."""
+    skip = set(cpu_slow_nodes(model)) if form == "cpu" else set(qdq_rules.nodes_fed_by(model))
+    return [n.name for n in model.graph.node if n.op_type in qdq_rules.WEIGHTED_OPS and n.name not in skip]
+
+
+def cpu_slow_nodes(model: onnx.ModelProto) -> list[str]:
+    """Depthwise and transposed convolutions: slower in INT8 than FP32 on ORT's x86 kernels."""
+    shapes = {init.name: list(init.dims) for init in model.graph.initializer}
+    slow = []
+    for node in model.graph.node:
+        if node.op_type == "ConvTranspose":
+            slow.append(node.name)
+        elif node.op_type == "Conv" and len(node.input) > 1:
+            group = next((a.i for a in node.attribute if a.name == "group"), 1)
+            w = shapes.get(node.input[1])
+            if group > 1 and w is not None and w[1] == 1:
+                slow.append(node.name)
+    return slow
+
+
+def _check_ort() -> None:
+    from onnxruntime.quantization import quantize_static
+
+    if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
+        raise EdgesegError(
+            "this onnxruntime cannot quantize from precomputed ranges (quantize_static has no "
+            "calibration_cache_path); upgrade with: pip install -U onnxruntime"
+        )
+
+
+def _run_quantize_static(model: onnx.ModelProto, stats: CalibrationStats, out: Path, **kwargs: Any) -> None:
+    from onnxruntime.quantization import quantize_static
+    from onnxruntime.quantization.calibrate import save_tensors_data
+
+    _check_ort()
+    with tempfile.TemporaryDirectory(prefix="edgeseg-quant-") as tmp:
+        cache = Path(tmp) / "ranges.json"
+        save_tensors_data(stats.tensors_data(), cache)
+        with quiet_ort_logging():
+            try:
+                quantize_static(
+                    model,
+                    str(out),
+                    calibration_data_reader=None,
+                    calibrate_method=stats.ort_method(),
+                    calibration_cache_path=str(cache),
+                    **kwargs,
+                )
+            except EdgesegError:
+                raise
+            except Exception as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise EdgesegError(f"INT8 quantization failed: {first[:200]}") from None
+
+
+def _finish(out_tmp: Path, target: Path, card: ModelCard, info: dict[str, Any]) -> ModelCard:
+    """Stamp the INT8 card into the quantized model's metadata and write it (plus card JSON) atomically."""
+    model = onnx.load(str(out_tmp))
+    return save_with_card(model, target, card.replace(precision="int8", extra={**card.extra, "int8": info}))
+
+
+def save_with_card(model: onnx.ModelProto, target: Path, card: ModelCard) -> ModelCard:
+    del model.metadata_props[:]
+    for k, v in card.to_metadata_props().items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    with atomic_path(target) as tmp:
+        onnx.save(model, str(tmp))
+    card.save_json(target.with_suffix(".card.json"))
+    return card
+
+
+def quantize_tensorrt_form(
+    model_path: Path,
+    card: ModelCard,
+    stats: CalibrationStats,
+    target: Path,
+    *,
+    exclude: list[str] | None = None,
+) -> QuantizedArtifact:
+    """Symmetric S8S8 Q/DQ by TensorRT's placement rules; raises if the result breaks a rule."""
+    model = name_nodes(load_model(model_path))
+    auto = qdq_rules.nodes_fed_by(model)
+    excluded = sorted(set(exclude or []))
+    from onnxruntime.quantization import QuantFormat, QuantType
+
+    with tempfile.TemporaryDirectory(prefix="edgeseg-qdq-") as tmp:
+        out = Path(tmp) / "qdq.onnx"
+        _run_quantize_static(
+            model,
+            stats,
+            out,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(qdq_rules.WEIGHTED_OPS),
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=sorted(set(excluded) | set(auto)),
+            extra_options={
+                "ActivationSymmetric": True,
+                "WeightSymmetric": True,
+                "OpTypesToExcludeOutputQuantization": list(qdq_rules.WEIGHTED_OPS),
+                "QuantizeBias": False,  # TensorRT keeps bias in float and folds it into the kernel
+                "QDQKeepRemovableActivations": True,
+            },
+        )
+        q = onnx.load(str(out))
+        dropped = qdq_rules.drop_qdq_beside(q)
+        residual = qdq_rules.add_residual_qdq(q, stats.ranges)
+        report = qdq_rules.check_tensorrt_rules(q)
+        if not report.ok:
+            raise EdgesegError(f"TensorRT Q/DQ placement broke a rule: {report.violations[0]}")
+        onnx.save(q, str(out))
+        info = {
+            "form": "tensorrt-qdq",
+            "scheme": "S8S8 symmetric, per-channel weights, per-tensor activations",
+            "calibration": stats.describe(),
+            "excluded_nodes": excluded,
+            "float_by_rule": auto,
+            "quantized_weighted_ops": report.quantized_weighted_ops,
+            "residual_qdq": residual,
+            "dropped_pairs": dropped,
+        }
+        new_card = _finish(out, target, card, info)
+    return QuantizedArtifact(
+        "qdq", target, excluded=excluded, auto_excluded=auto, details={"card": new_card, **info}
+    )
+
+
+def quantize_cpu_form(
+    model_path: Path,
+    card: ModelCard,
+    stats: CalibrationStats,
+    target: Path,
+    *,
+    exclude: list[str] | None = None,
+    cpu_format: str = DEFAULT_CPU_FORMAT,
+) -> QuantizedArtifact:
+    """U8S8 per-channel INT8 for ONNX Runtime on x86, slow-in-INT8 ops kept in FP32."""
+    if cpu_format not in CPU_FORMATS:
+        raise EdgesegError(f"unknown CPU INT8 format {cpu_format!r}; choose {' or '.join(CPU_FORMATS)}")
+    from onnxruntime.quantization import QuantFormat, QuantType
+
+    model = name_nodes(load_model(model_path))
+    auto = cpu_slow_nodes(model)
+    excluded = sorted(set(exclude or []))
+    with tempfile.TemporaryDirectory(prefix="edgeseg-cpu-") as tmp:
+        out = Path(tmp) / "cpu.onnx"
+        _run_quantize_static(
+            model,
+            stats,
+            out,
+            quant_format=QuantFormat.QOperator if cpu_format == "qoperator" else QuantFormat.QDQ,
+            op_types_to_quantize=CPU_OP_TYPES,
+            per_channel=True,
+            reduce_range=False,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=sorted(set(excluded) | set(auto)),
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        )
+        info = {
+            "form": f"onnxruntime-cpu-{cpu_format}",
+            "scheme": "U8S8, per-channel weights",
+            "calibration": stats.describe(),
+            "excluded_nodes": excluded,
+            "float_by_rule": auto,
+        }
+        new_card = _finish(out, target, card, info)
+    return QuantizedArtifact(
+        "cpu", target, excluded=excluded, auto_excluded=auto, details={"card": new_card, **info}
+    )
+
+
+def quantize_form(
+    form: str, model_path: Path, card: ModelCard, stats: CalibrationStats, target: Path, **kw: Any
+) -> QuantizedArtifact:
+    if form == "qdq":
+        kw.pop("cpu_format", None)
+        return quantize_tensorrt_form(model_path, card, stats, target, **kw)
+    if form == "cpu":
+        return quantize_cpu_form(model_path, card, stats, target, **kw)
+    raise EdgesegError(f"unknown INT8 form {form!r}; choose {' or '.join(FORMS)}")
+
+
+def artifact_path(model_path: Path, form: str) -> Path:
+    """<wd>/<name>/<name>.int8.qdq.onnx and <name>.int8.cpu.onnx beside the export."""
+    return model_path.with_name(f"{model_path.stem}.int8.{form}.onnx")

@@ -1,0 +1,230 @@
+"""`edgeseg build [MODEL]`: FP16 / calibrated, mIoU-gated INT8 artifacts for ONNX Runtime or TensorRT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+TARGETS = ("onnxruntime", "tensorrt")
+
+
+def _progress_callback(progress: Any) -> Any:
+    """One progress bar per phase (calibration, FP32/INT8 evaluation, sensitivity ranking)."""
+    tasks: dict[str, Any] = {}
+
+    def update(description: str, done: int, total: int) -> None:
+        if description not in tasks:
+            tasks[description] = progress.add_task(description, total=max(total, 1))
+        progress.update(tasks[description], completed=done, total=max(total, 1))
+
+    return update
+
+
+def _print_report(report: Any) -> None:
+    from edgeseg.console import console, table
+
+    def size(n: int) -> str:
+        return f"{n / 1e6:.2f} MB" if n else "-"
+
+    if report.stats is not None:
+        d = report.stats.describe()
+        console.print(
+            f"calibration: {d['method']} on {d.get('images')} image(s) from {d.get('spec')} "
+            f"(seed {d.get('seed')}), {d['tensors']} tensors, "
+            + ("[green]reused from cache[/]" if d["from_cache"] else f"cached in {d['cache']}"),
+            highlight=False,
+        )
+    ref = (
+        "ground truth" if report.reference == "labels" else "FP32 predictions (no labels for this class set)"
+    )
+    rows = [
+        [
+            r.artifact.name,
+            r.precision,
+            size(r.size_bytes),
+            r.miou,
+            None if r.precision == "fp32" else r.drop,
+            None if r.agreement is None else f"{100 * r.agreement:.2f}%",
+            r.note,
+        ]
+        for r in report.rows
+    ]
+    console.print(
+        table(
+            f"build: {report.model.name} (eval {report.eval_spec}, vs {ref})",
+            ["artifact", "precision", "size", "mIoU %", "drop (pts)", "argmax agree", "note"],
+            rows,
+        )
+    )
+    if report.gates:
+        classes = report.card.classes
+        cols = ["class", "FP32 IoU"] + [f"INT8 {g.form} IoU" for g in report.gates]
+        per_class = []
+        for i, name in enumerate(classes):
+            fp = report.gates[0].fp32.iou[i]
+            per_class.append([name, _pct(fp)] + [_pct(g.int8.iou[i]) for g in report.gates])
+        console.print(table("per-class IoU (%)", cols, per_class))
+        for g in report.gates:
+            if g.attempts and len(g.attempts) > 1 or not g.passed:
+                steps = [
+                    [len(a.excluded), ", ".join(a.excluded[-1:]) or "-", a.miou, a.drop_points, a.passed]
+                    for a in g.attempts
+                ]
+                console.print(
+                    table(
+                        f"fallback ({g.form}): layers moved back to float, most sensitive first",
+                        ["# float", "added", "mIoU %", "drop (pts)", "within limit"],
+                        steps,
+                    )
+                )
+
+
+def _pct(x: float) -> float | None:
+    return None if x != x else round(100 * x, 2)
+
+
+def build_command(
+    model: str | None = typer.Argument(
+        None, help="Export name, .onnx path, or nothing for the newest export."
+    ),
+    target: str = typer.Option(
+        "onnxruntime", "--target", help="onnxruntime (CPU artifacts) or tensorrt (engine)."
+    ),
+    fp16: bool = typer.Option(False, "--fp16", help="Write an FP16 graph (FP32 I/O)."),
+    int8: bool = typer.Option(False, "--int8", help="Calibrate and write mIoU-gated INT8 artifacts."),
+    int8_forms: str = typer.Option(
+        "cpu,qdq", "--int8-forms", help="onnxruntime target: cpu (ORT U8S8) and/or qdq (TensorRT-form Q/DQ)."
+    ),
+    calib_data: str | None = typer.Option(
+        None, "--calib-data", help="synth (default), dataset folder, video file, or quoted image glob."
+    ),
+    calib_images: int = typer.Option(32, "--calib-images", min=1, help="Calibration images (stratified)."),
+    calib_method: str = typer.Option("entropy", "--calib-method", help="entropy, minmax or percentile."),
+    calib_seed: int = typer.Option(0, "--calib-seed", help="Seed of the calibration image selection."),
+    calib_cache: Path | None = typer.Option(
+        None, "--calib-cache", help="Statistics cache (default <model>.calib.json beside the model)."
+    ),
+    eval_data: str | None = typer.Option(
+        None, "--eval-data", help="Held-out data for the gate: synth[:N] (default) or a dataset folder."
+    ),
+    eval_images: int = typer.Option(16, "--eval-images", min=1, help="Generated held-out scenes for synth."),
+    max_miou_drop: float = typer.Option(1.0, "--max-miou-drop", help="Allowed INT8 mIoU loss in points."),
+    max_fallback_layers: int | None = typer.Option(
+        None, "--max-fallback-layers", help="Stop falling back after this many float layers (default: all)."
+    ),
+    cpu_format: str = typer.Option("qoperator", "--cpu-format", help="CPU INT8 format: qoperator or qdq."),
+    threads: int | None = typer.Option(None, "--threads", help="ONNX Runtime threads for evaluation."),
+    # --- TensorRT options (passed to edgeseg.export.tensorrt_build.build_from_cli) ---
+    workspace: int | None = typer.Option(None, "--workspace", help="TensorRT: builder workspace in MB."),
+    timing_cache: Path | None = typer.Option(None, "--timing-cache", help="TensorRT: timing cache file."),
+    dla_core: int | None = typer.Option(None, "--dla-core", help="TensorRT: build for this DLA core."),
+    min_shape: str | None = typer.Option(
+        None, "--min-shape", help="TensorRT: min input shape, e.g. 1x3x256x512."
+    ),
+    opt_shape: str | None = typer.Option(None, "--opt-shape", help="TensorRT: optimal input shape."),
+    max_shape: str | None = typer.Option(None, "--max-shape", help="TensorRT: max input shape."),
+    version_compatible: bool = typer.Option(
+        False, "--version-compatible", help="TensorRT: version-compatible."
+    ),
+    builder_optimization_level: int | None = typer.Option(
+        None, "--builder-optimization-level", help="TensorRT: builder optimization level (0-5)."
+    ),
+    legacy_calibrator: bool = typer.Option(
+        False, "--legacy-calibrator", help="TensorRT 8.6/10.x: implicit INT8 calibrator instead of Q/DQ."
+    ),
+    workdir: Path | None = typer.Option(
+        None, "--workdir", help="Workspace (default $EDGESEG_WORKDIR or ./edgeseg-work)."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Build FP16 / INT8 artifacts beside the export; INT8 is gated on measured mIoU (--max-miou-drop)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from edgeseg.calib.build import BuildOptions, build_onnxruntime
+    from edgeseg.console import err_console, print_json
+    from edgeseg.errors import EdgesegError
+    from edgeseg.workspace import require_export
+    from edgeseg.workspace import workdir as resolve_workdir
+
+    if target not in TARGETS:
+        raise EdgesegError(f"unknown --target {target!r}; choose {' or '.join(TARGETS)}")
+    if not (fp16 or int8) and target == "onnxruntime":
+        raise EdgesegError("nothing to build: pass --fp16 and/or --int8")
+    root = resolve_workdir(workdir)
+    onnx_path = require_export(root, model)
+    forms = tuple(f.strip() for f in int8_forms.split(",") if f.strip())
+    if target == "tensorrt":
+        forms = ("qdq",)  # TensorRT reads INT8 from Q/DQ in the graph
+    opts = BuildOptions(
+        fp16=fp16,
+        int8=int8 and not (target == "tensorrt" and legacy_calibrator),
+        forms=forms,
+        calib_data=calib_data,
+        calib_images=calib_images,
+        calib_method=calib_method,
+        calib_seed=calib_seed,
+        calib_cache=calib_cache,
+        eval_data=eval_data,
+        eval_images=eval_images,
+        max_miou_drop=max_miou_drop,
+        max_fallback_layers=max_fallback_layers,
+        cpu_format=cpu_format,
+        threads=threads,
+    )
+    report = None
+    if opts.fp16 or opts.int8:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+            disable=json_out,
+        ) as progress:
+            report = build_onnxruntime(onnx_path, opts, progress=_progress_callback(progress))
+        if json_out and target == "onnxruntime":
+            print_json(report.to_dict())
+        elif not json_out:
+            _print_report(report)
+        if report.failure is not None:
+            raise report.failure
+
+    if target == "tensorrt":
+        # ---- TensorRT branch (owned by the TensorRT engineer: edgeseg.export.tensorrt_build) ----
+        from edgeseg.export.tensorrt_build import build_from_cli
+
+        precision = "int8" if int8 else ("fp16" if fp16 else "fp32")
+        source = onnx_path
+        qdq = None
+        if report is not None and precision == "fp16":
+            source = next(r.artifact for r in report.rows if r.precision == "fp16")
+        if report is not None and precision == "int8" and report.gates:
+            qdq = report.gates[0].artifact.path
+        options = {
+            "workspace": workspace,
+            "timing_cache": timing_cache,
+            "dla_core": dla_core,
+            "min_shape": min_shape,
+            "opt_shape": opt_shape,
+            "max_shape": max_shape,
+            "version_compatible": version_compatible,
+            "builder_optimization_level": builder_optimization_level,
+            "legacy_calibrator": legacy_calibrator,
+            "calibration_cache": calib_cache,
+            "calib_data": calib_data,
+            "calib_images": calib_images,
+            "calib_seed": calib_seed,
+        }
+        code = build_from_cli(
+            source, precision=precision, qdq_onnx=qdq, workdir=root, options=options, json_output=json_out
+        )
+        if code:
+            raise typer.Exit(code)
+        # ---- end of TensorRT branch ----
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build")(build_command)
