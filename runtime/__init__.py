@@ -3,6 +3,8 @@
 Never imports torch (a test enforces it): robots install numpy, OpenCV, onnxruntime and/or TensorRT.
 """
 
+from edgeseg.runtime.pipeline import FrameResult, Pipeline, Reconnect, stream
 from edgeseg.runtime.segmenter import Segmenter
+from edgeseg.runtime.sources import open_source
 
-__all__ = ["Segmenter"]
+__all__ = ["FrameResult", "Pipeline", "Reconnect", "Segmenter", "open_source", "stream"]

@@ -1,0 +1,522 @@
+"""The streaming pipeline: capture -> preprocess -> inference -> postprocess -> output, each stage on
+its own thread, joined by small bounded channels, so decoding and drawing overlap inference.
+
+Live sources (camera, url, gst) use latest-frame semantics: the channels in front of inference hold
+one frame and a newer frame replaces an older one, which is counted as dropped; lag never builds up.
+File sources (video, images, synthetic) block instead, so every frame is processed.
+
+    with Pipeline(Segmenter("model.onnx"), open_source(camera=0)) as pipe:
+        for result in pipe.stream():
+            use(result.labels)                   # H x W uint8 class ids at the frame's size
+
+Inference stays on one thread (backends are not shared between threads). Stop with `stop()`,
+Ctrl-C inside `run()`, or by leaving the `stream()` loop; sinks are always closed (videos finalised).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from edgeseg.runtime.draw import Renderer, class_histogram, fast_argmax
+from edgeseg.runtime.segmenter import Segmenter
+from edgeseg.runtime.sinks import Sink, WindowSink
+from edgeseg.runtime.sources import LabelLookup, Source
+from edgeseg.runtime.stats import Gap, RunStats
+
+from edgeseg.errors import EdgesegError
+from edgeseg.metrics import ConfusionMatrix, metrics_from_confusion
+from edgeseg.preprocess import Geometry, labels_to_frame
+
+_END = object()  # end of stream marker travelling through the channels
+JOIN_TIMEOUT = 0.8  # per stage on shutdown; stages poll the stop flag every POLL seconds
+POLL = 0.05
+
+
+class Channel:
+    """Bounded hand-off between two stages.
+
+    `latest=True`: `put` never blocks; when full, the oldest frame is discarded and counted in
+    `dropped`. Otherwise `put` waits for room (back-pressure). `close()` aborts both ends.
+    """
+
+    def __init__(self, capacity: int = 2, *, latest: bool = False) -> None:
+        self.capacity = max(1, capacity)
+        self.latest = latest
+        self.dropped = 0
+        self.closed = False
+        self._items: deque[Any] = deque()
+        self._cond = threading.Condition()
+
+    def put(self, item: Any) -> bool:
+        """False if the channel was closed (the pipeline is stopping)."""
+        with self._cond:
+            if self.latest and item is not _END:
+                while len(self._items) >= self.capacity:
+                    self._items.popleft()
+                    self.dropped += 1
+            else:
+                while len(self._items) >= self.capacity and not self.closed:
+                    self._cond.wait(POLL)
+            if self.closed:
+                return False
+            self._items.append(item)
+            self._cond.notify_all()
+            return True
+
+    def get(self) -> Any:
+        """Next item, or the end marker once closed."""
+        with self._cond:
+            while not self._items and not self.closed:
+                self._cond.wait(POLL)
+            if self.closed:
+                return _END
+            item = self._items.popleft()
+            self._cond.notify_all()
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._items.clear()
+            self._cond.notify_all()
+
+
+@dataclass
+class Reconnect:
+    """What to do when a live source stops delivering: reopen with exponential backoff."""
+
+    enabled: bool = False
+    initial: float = 0.5  # seconds before the first reopen attempt
+    factor: float = 2.0
+    max_delay: float = 5.0
+    timeout: float | None = 30.0  # give up after this long without a frame (None: never)
+
+
+@dataclass
+class FrameResult:
+    """One processed frame. `labels` is the raw class map at the frame's own size."""
+
+    index: int  # capture sequence number, 0-based (gaps = dropped frames)
+    name: str
+    frame: np.ndarray
+    wall_time: float  # time.time() at capture
+    t_capture: float  # time.perf_counter() at capture
+    gt: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    logits: np.ndarray | None = None  # C x H x W at net resolution, only with keep_logits=True
+    rendered: np.ndarray | None = None  # annotated frame, when a visual sink asked for it
+    histogram: np.ndarray | None = None
+    confusion: np.ndarray | None = None  # this frame's confusion matrix, when GT is known
+    timings: dict[str, float] = field(default_factory=dict)  # ms per stage
+    t_done: float | None = None
+    dropped_before: int = 0
+    running_miou: float | None = None
+    # internal hand-offs between stages
+    batch: np.ndarray | None = field(default=None, repr=False)
+    geom: Geometry | None = field(default=None, repr=False)
+    raw: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def latency_ms(self) -> float | None:
+        """Capture-to-result latency."""
+        return None if self.t_done is None else (self.t_done - self.t_capture) * 1000.0
+
+    @property
+    def frame_miou(self) -> float | None:
+        if self.confusion is None:
+            return None
+        m = metrics_from_confusion(self.confusion).miou
+        return None if np.isnan(m) else m
+
+    def to_record(self, classes: Sequence[str]) -> dict[str, Any]:
+        """The per-frame JSONL record."""
+        rec: dict[str, Any] = {
+            "index": self.index,
+            "name": self.name,
+            "captured_at": round(self.wall_time, 6),
+            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 3),
+            "stages_ms": {k: round(v, 3) for k, v in self.timings.items()},
+            "dropped_before": self.dropped_before,
+            "size": [int(self.frame.shape[0]), int(self.frame.shape[1])],
+        }
+        if self.histogram is not None:
+            rec["class_pixels"] = {
+                (classes[i] if i < len(classes) else str(i)): int(n)
+                for i, n in enumerate(self.histogram)
+                if n
+            }
+        if self.confusion is not None:
+            rec["miou"] = self.frame_miou
+            rec["running_miou"] = self.running_miou
+        return rec
+
+
+class Pipeline:
+    """Threaded streaming of `source` through `segmenter` into `sinks`, measuring everything."""
+
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        source: Source,
+        sinks: Sequence[Sink] = (),
+        *,
+        labels: LabelLookup | None = None,
+        max_frames: int | None = None,
+        live: bool | None = None,
+        reconnect: Reconnect | None = None,
+        renderer: Renderer | None = None,
+        keep_logits: bool = False,
+        queue_size: int = 2,
+    ) -> None:
+        self.segmenter = segmenter
+        self.source = source
+        self.sinks = list(sinks)
+        self.labels = labels
+        self.max_frames = max_frames
+        self.live = source.live if live is None else live
+        self.reconnect = reconnect or Reconnect()
+        self.keep_logits = keep_logits
+        card = segmenter.card
+        if renderer is None and any(s.needs_render for s in self.sinks):
+            renderer = Renderer(card.palette, card.classes)
+        self.renderer = renderer
+        self.stats = RunStats(classes=list(card.classes))
+        # channels: capture -> pre -> infer -> post -> out [-> consumer]
+        self._c_pre = Channel(1 if self.live else queue_size, latest=self.live)
+        self._c_infer = Channel(1 if self.live else queue_size, latest=self.live)
+        self._c_post = Channel(queue_size)
+        self._c_out = Channel(queue_size)
+        self._c_user: Channel | None = None
+        self._channels = [self._c_pre, self._c_infer, self._c_post, self._c_out]
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._error: BaseException | None = None
+        self._started = False
+        self._finished = False
+        self._opened_source = False
+        self._last_index = -1
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def start(self, *, consumer: bool = False) -> None:
+        """Open the source (errors surface here, in the caller's thread) and start the stages."""
+        if self._started:
+            raise EdgesegError("a Pipeline runs once; create a new one for another run")
+        self._started = True
+        if consumer:
+            self._c_user = Channel(2)
+            self._channels.append(self._c_user)
+        self.source.open()
+        self._opened_source = True
+        for sink in self.sinks:
+            sink.start(self.source)
+        self.stats.started = time.perf_counter()
+        stages: list[tuple[str, Callable[[], None]]] = [
+            ("capture", self._capture),
+            ("preprocess", self._preprocess),
+            ("inference", self._inference),
+            ("postprocess", self._postprocess),
+            ("output", self._output),
+        ]
+        for name, target in stages:
+            t = threading.Thread(target=self._guard, args=(target,), name=f"edgeseg-{name}", daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def stop(self) -> None:
+        """Ask every stage to stop now (in-flight frames are discarded)."""
+        self._stop.set()
+        for ch in self._channels:
+            ch.close()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def finish(self) -> RunStats:
+        """Join the stages, close sinks and source, and raise the first stage error if any."""
+        if not self._finished:
+            self._finished = True
+            deadline = time.perf_counter() + JOIN_TIMEOUT * 2
+            for t in self._threads:
+                t.join(max(0.0, deadline - time.perf_counter()))
+            self.stats.dropped = self._dropped()
+            if self._opened_source:
+                with contextlib.suppress(Exception):  # a release failure must not hide the run's result
+                    self.source.close()
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+        return self.stats
+
+    def run(self, status: Callable[[RunStats], None] | None = None, interval: float = 0.25) -> RunStats:
+        """Run to the end of the source (or Ctrl-C / SIGTERM); return the stats. Sinks are closed."""
+        try:
+            self.start()
+            while not self._done.wait(interval):
+                if status is not None:
+                    status(self.stats)
+            if status is not None:
+                status(self.stats)
+        except KeyboardInterrupt:
+            self.stats.interrupted = True
+        finally:
+            self.stop()
+            self.finish()
+        return self.stats
+
+    def stream(self) -> Iterator[FrameResult]:
+        """Yield results in order as they are produced (sinks still get them first)."""
+        self.start(consumer=True)
+        assert self._c_user is not None
+        try:
+            while True:
+                item = self._c_user.get()
+                if item is _END:
+                    break
+                yield item
+        except GeneratorExit:
+            self.stats.interrupted = not self._done.is_set()
+            raise
+        finally:
+            self.stop()
+            self.finish()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        if self._started:
+            self.finish()
+
+    def report(self) -> dict[str, Any]:
+        """Stats plus what ran: model, backend, source, outputs."""
+        card = self.segmenter.card
+        return {
+            "model": {
+                "name": card.model,
+                "precision": card.precision,
+                "input_size": list(card.input_size),
+                "dynamic": card.dynamic,
+                "classes": len(card.classes),
+            },
+            "backend": self.segmenter.backend.describe(),
+            "source": self.source.describe(),
+            "outputs": [s.describe() for s in self.sinks],
+            **self.stats.to_dict(),
+        }
+
+    # --- stages ------------------------------------------------------------------------------------
+    def _guard(self, target: Callable[[], None]) -> None:
+        try:
+            target()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread by finish()
+            if self._error is None and not self._stop.is_set():
+                self._error = exc
+            self.stop()
+
+    def _dropped(self) -> int:
+        return self._c_pre.dropped + self._c_infer.dropped
+
+    def _capture(self) -> None:
+        index = 0
+        gap: Gap | None = None
+        while not self._stop.is_set():
+            if self.max_frames is not None and index >= self.max_frames:
+                break
+            t0 = time.perf_counter()
+            frame = self.source.read()
+            if frame is None:
+                if not (self.live and self.reconnect.enabled):
+                    if self.live:
+                        self.stats.gaps.append(
+                            Gap(t0 - self.stats.started, reason="source stopped delivering")
+                        )
+                    break
+                if gap is None:
+                    gap = Gap(t0 - self.stats.started, reason="source stopped delivering")
+                    self.stats.gaps.append(gap)
+                if not self._reopen(gap):
+                    break
+                continue
+            t1 = time.perf_counter()
+            if gap is not None:
+                gap.end, gap.recovered, gap = t1 - self.stats.started, True, None
+            gt = frame.gt
+            if gt is None and self.labels is not None:
+                gt = self.labels.get(frame.name, frame.image.shape[:2])
+            item = FrameResult(
+                index=index,
+                name=frame.name,
+                frame=frame.image,
+                wall_time=time.time(),
+                t_capture=t0 if not self.live else t1,  # live: the frame exists when read returns
+                gt=gt,
+            )
+            item.timings["capture"] = (t1 - t0) * 1000.0
+            index += 1
+            self.stats.captured = index
+            if not self._c_pre.put(item):
+                return
+        self._c_pre.put(_END)
+
+    def _reopen(self, gap: Gap) -> bool:
+        """Reopen the live source with backoff until it opens, the timeout passes, or we stop."""
+        rc = self.reconnect
+        delay = rc.initial
+        while not self._stop.is_set():
+            waited = time.perf_counter() - self.stats.started - gap.start
+            if rc.timeout is not None and waited >= rc.timeout:
+                return False
+            if self._stop.wait(delay):
+                return False
+            gap.attempts += 1
+            try:
+                self.source.open()
+                return True
+            except EdgesegError as exc:
+                gap.reason = str(exc)
+                delay = min(delay * rc.factor, rc.max_delay)
+        return False
+
+    def _preprocess(self) -> None:
+        pre = self.segmenter.preprocess
+        while True:
+            item = self._c_pre.get()
+            if item is _END:
+                break
+            t0 = time.perf_counter()
+            item.batch, item.geom = pre(item.frame)
+            item.timings["preprocess"] = (time.perf_counter() - t0) * 1000.0
+            if not self._c_infer.put(item):
+                return
+        self._c_infer.put(_END)
+
+    def _inference(self) -> None:
+        backend = self.segmenter.backend
+        while True:
+            item = self._c_infer.get()
+            if item is _END:
+                break
+            t0 = time.perf_counter()
+            item.raw = backend.run(item.batch)
+            item.timings["inference"] = (time.perf_counter() - t0) * 1000.0
+            item.batch = None
+            if not self._c_post.put(item):
+                return
+        self._c_post.put(_END)
+
+    def _net_labels(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        card = self.segmenter.card
+        if (
+            card.output == "logits"
+            and raw.ndim == 4
+            and raw.shape[0] == 1
+            and raw.shape[1] == card.num_classes
+        ):
+            return fast_argmax(raw), raw[0]
+        return self.segmenter.net_labels(raw)  # label outputs, and the explanatory shape errors
+
+    def _postprocess(self) -> None:
+        n = self.segmenter.card.num_classes
+        while True:
+            item = self._c_post.get()
+            if item is _END:
+                break
+            t0 = time.perf_counter()
+            net_labels, logits = self._net_labels(item.raw)
+            item.raw = None
+            item.logits = logits if self.keep_logits else None
+            item.labels = labels_to_frame(net_labels, item.geom)
+            item.histogram = class_histogram(item.labels, n)
+            if item.gt is not None:
+                cm = ConfusionMatrix(n)
+                cm.update(item.labels, item.gt)
+                item.confusion = cm.matrix
+            if self.renderer is not None:
+                item.rendered = self.renderer.render(item.frame, item.labels)
+            item.timings["postprocess"] = (time.perf_counter() - t0) * 1000.0
+            if not self._c_out.put(item):
+                return
+        self._c_out.put(_END)
+
+    def _output(self) -> None:
+        stats = self.stats
+        try:
+            while True:
+                item = self._c_out.get()
+                if item is _END:
+                    break
+                t0 = time.perf_counter()
+                item.dropped_before = item.index - self._last_index - 1
+                self._last_index = item.index
+                if item.confusion is not None:
+                    with stats._lock:
+                        if stats.confusion is None:
+                            stats.confusion = ConfusionMatrix(len(stats.classes))
+                        stats.confusion.matrix += item.confusion
+                        item.running_miou = _nan_to_none(stats.confusion.compute().miou)
+                elif self.labels is not None:
+                    stats.unlabeled += 1
+                if item.histogram is not None:
+                    stats.add_histogram(item.histogram)
+                for sink in self.sinks:
+                    if not sink.records:
+                        sink.write(item)
+                done = time.perf_counter()
+                item.timings["output"] = (done - t0) * 1000.0
+                item.t_done = done
+                stats.dropped = self._dropped()
+                stats.record(item.timings, (done - item.t_capture) * 1000.0, done)
+                for sink in self.sinks:
+                    if sink.records:
+                        sink.write(item)
+                if self._c_user is not None and not self._c_user.put(item):
+                    return
+                if any(isinstance(s, WindowSink) and s.quit_requested for s in self.sinks):
+                    stats.interrupted = True
+                    break
+        finally:
+            self._close_sinks()
+            if self._c_user is not None:
+                self._c_user.put(_END)
+            self._done.set()
+
+    def _close_sinks(self) -> None:
+        first: BaseException | None = None
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except BaseException as exc:  # noqa: BLE001 - close every sink, report the first failure
+                first = first or exc
+        if first is not None and self._error is None:
+            self._error = first
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if np.isnan(x) else float(x)
+
+
+def stream(
+    model: str | Segmenter,
+    *,
+    sinks: Sequence[Sink] = (),
+    max_frames: int | None = None,
+    reconnect: Reconnect | None = None,
+    backend_options: dict[str, Any] | None = None,
+    **source: Any,
+) -> Iterator[FrameResult]:
+    """One-call streaming for embedding: `for r in stream("m.onnx", camera=0): r.labels`."""
+    from edgeseg.runtime.sources import open_source
+
+    seg = model if isinstance(model, Segmenter) else Segmenter(model, **(backend_options or {}))
+    pipe = Pipeline(seg, open_source(**source), sinks, max_frames=max_frames, reconnect=reconnect)
+    yield from pipe.stream()

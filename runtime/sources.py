@@ -1,0 +1,427 @@
+"""Frame sources: camera, video file, image folder/glob, network stream, GStreamer pipeline, and the
+synthetic scene generator (with ground truth).
+
+A source is *live* (camera, url, gst) or not (files, folders, synthetic). The pipeline gives live
+sources latest-frame semantics and processes every frame of the others. `read()` returns None when a
+file source has ended or a live source stopped delivering; reconnecting is the pipeline's job
+(`Source.open()` again), so every source can be reopened.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import glob as globlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edgeseg.console import warn
+from edgeseg.errors import EdgesegError
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+NETWORK_TIMEOUT_MS = 5000  # a dead stream must not block a read for FFMPEG's default 30 s
+
+
+@dataclass
+class Frame:
+    """One captured frame: BGR uint8 image, a name (pairs it with labels and mask files), optional GT."""
+
+    image: np.ndarray
+    name: str
+    gt: np.ndarray | None = None
+
+
+@contextlib.contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """OpenCV prints multi-line warnings when a device or file fails to open; we print one line."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+class Source(abc.ABC):
+    """A stream of BGR frames of any size."""
+
+    kind: str = "source"
+    live: bool = False
+    fps: float | None = None  # nominal frame rate, when the source knows it
+    length: int | None = None  # frames in one pass, when known
+
+    @abc.abstractmethod
+    def open(self) -> None:
+        """(Re)open; raise EdgesegError with one clear line if impossible."""
+
+    @abc.abstractmethod
+    def read(self) -> Frame | None:
+        """Next frame, or None at the end (file) / when the stream stopped delivering (live)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the device or file."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "live": self.live, "fps": self.fps, "frames": self.length}
+
+    def __enter__(self) -> Source:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _CvCaptureSource(Source):
+    """Common code for everything OpenCV's VideoCapture reads."""
+
+    def __init__(self, *, loop: bool = False) -> None:
+        self.cap: cv2.VideoCapture | None = None
+        self.loop = loop
+        self.index = 0
+        self._stem = self.kind
+
+    @abc.abstractmethod
+    def _capture(self) -> cv2.VideoCapture:
+        """A VideoCapture for this source (may be unopened; open() checks)."""
+
+    @abc.abstractmethod
+    def _open_error(self) -> str:
+        """Why opening failed, in one actionable line."""
+
+    def open(self) -> None:
+        self.close()
+        with _quiet_opencv():
+            cap = self._capture()
+        if not cap.isOpened():
+            cap.release()
+            raise EdgesegError(self._open_error())
+        self.cap = cap
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and 0 < fps < 1000 else None
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.length = count if count > 0 and not self.live else None
+
+    def read(self) -> Frame | None:
+        if self.cap is None:
+            return None
+        ok, image = self.cap.read()
+        if (not ok or image is None) and self.loop and not self.live:
+            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, image = self.cap.read()
+        if not ok or image is None:
+            return None
+        frame = Frame(image, f"{self._stem}_{self.index:06d}")
+        self.index += 1
+        return frame
+
+    def close(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
+
+
+class CameraSource(_CvCaptureSource):
+    kind = "camera"
+    live = True
+
+    def __init__(self, device: int) -> None:
+        self.device = device
+        super().__init__()
+        self._stem = f"camera{device}"
+
+    def _capture(self) -> cv2.VideoCapture:
+        cap = cv2.VideoCapture(self.device)
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # best effort: drivers that honour it keep no stale frames
+        return cap
+
+    def _open_error(self) -> str:
+        return f"camera {self.device} could not be opened (no such device, busy, or no permission)"
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "device": self.device}
+
+
+class VideoSource(_CvCaptureSource):
+    kind = "video"
+
+    def __init__(self, path: str | Path, *, loop: bool = False) -> None:
+        self.path = Path(path)
+        super().__init__(loop=loop)
+        self._stem = self.path.stem
+        self._first: np.ndarray | None = None
+
+    def _capture(self) -> cv2.VideoCapture:
+        return cv2.VideoCapture(str(self.path))
+
+    def _open_error(self) -> str:
+        return f"cannot read video {self.path}: OpenCV cannot decode it (corrupt or unsupported format)"
+
+    def open(self) -> None:
+        if not self.path.is_file():
+            raise EdgesegError(f"video not found: {self.path}")
+        super().open()
+        assert self.cap is not None
+        ok, first = self.cap.read()  # a container with no decodable frame must fail now, not "end" quietly
+        if not ok or first is None:
+            self.close()
+            raise EdgesegError(f"cannot read video {self.path}: no decodable frames")
+        self._first = first
+        self.index = 0
+
+    def read(self) -> Frame | None:
+        if self._first is not None:
+            frame, self._first = Frame(self._first, f"{self._stem}_{self.index:06d}"), None
+            self.index += 1
+            return frame
+        return super().read()
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "path": str(self.path), "loop": self.loop}
+
+
+class StreamSource(_CvCaptureSource):
+    """rtsp://, http(s)://, or any URL FFMPEG understands; live (latest-frame) semantics."""
+
+    kind = "url"
+    live = True
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        super().__init__()
+        self._stem = "stream"
+
+    def _capture(self) -> cv2.VideoCapture:
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            NETWORK_TIMEOUT_MS,
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            NETWORK_TIMEOUT_MS,
+        ]
+        return cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
+
+    def _open_error(self) -> str:
+        return f"cannot open stream {self.url} (unreachable, wrong URL or unsupported protocol)"
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "url": self.url}
+
+
+def opencv_has_gstreamer() -> bool:
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GStreamer:"):
+            return "YES" in line.split(":", 1)[1]
+    return False
+
+
+class GstSource(_CvCaptureSource):
+    """A GStreamer pipeline ending in `appsink` (e.g. Jetson CSI `nvarguscamerasrc ! ... ! appsink`)."""
+
+    kind = "gst"
+    live = True
+
+    def __init__(self, pipeline: str) -> None:
+        self.pipeline = pipeline
+        super().__init__()
+        self._stem = "gst"
+
+    def open(self) -> None:
+        if not opencv_has_gstreamer():
+            raise EdgesegError(
+                "--gst needs OpenCV built with GStreamer, and this one is not (pip wheels never are); "
+                "use the system OpenCV (e.g. JetPack's python3-opencv) or --url/--camera"
+            )
+        super().open()
+
+    def _capture(self) -> cv2.VideoCapture:
+        return cv2.VideoCapture(self.pipeline, cv2.CAP_GSTREAMER)
+
+    def _open_error(self) -> str:
+        return f"GStreamer pipeline did not start (check it with gst-launch-1.0): {self.pipeline}"
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "pipeline": self.pipeline}
+
+
+class ImageSource(Source):
+    """A folder of images (sorted by name) or a glob pattern; every image is processed."""
+
+    kind = "images"
+
+    def __init__(self, spec: str | Path, *, loop: bool = False) -> None:
+        self.spec = str(spec)
+        self.loop = loop
+        self.files: list[Path] = []
+        self.position = 0
+        self.skipped = 0
+
+    def open(self) -> None:
+        path = Path(self.spec)
+        if path.is_dir():
+            files = [p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file()]
+        elif any(ch in self.spec for ch in "*?["):
+            files = [Path(p) for p in globlib.glob(self.spec) if Path(p).suffix.lower() in IMAGE_EXTS]
+        elif path.is_file():
+            files = [path]
+        else:
+            raise EdgesegError(f"no such image folder or file: {self.spec}")
+        if not files:
+            raise EdgesegError(f"no images ({', '.join(IMAGE_EXTS[:4])}, ...) found in {self.spec}")
+        self.files = sorted(files)
+        self.length = len(self.files)
+        self.position = 0
+
+    def read(self) -> Frame | None:
+        while True:
+            if self.position >= len(self.files):
+                if not self.loop or self.skipped >= len(self.files):
+                    return None
+                self.position = 0
+            path = self.files[self.position]
+            self.position += 1
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is not None:
+                return Frame(image, path.stem)
+            self.skipped += 1
+            warn(f"skipping unreadable image {path}")
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "spec": self.spec, "skipped": self.skipped}
+
+
+class SyntheticSource(Source):
+    """The scene generator's temporally coherent video, with its ground-truth masks."""
+
+    kind = "synthetic"
+
+    def __init__(
+        self, frames: int = 300, *, height: int = 256, width: int = 512, seed: int | None = None
+    ) -> None:
+        if frames < 1:
+            raise EdgesegError("--frames must be at least 1 for the synthetic stream")
+        self.length = frames
+        self.height, self.width, self.seed = height, width, seed
+        self.fps = 15.0
+        self._frames: Iterator[tuple[np.ndarray, np.ndarray]] | None = None
+        self.index = 0
+        self.classes: list[str] = []
+
+    def open(self) -> None:
+        from edgeseg.data import synth  # torch-free scene generator, imported only when used
+
+        if self.seed is None:  # the held-out seed: never a scene the default model was trained on
+            self.seed = synth.HELDOUT_SEED
+        gen = synth.SceneGenerator(self.height, self.width, seed=self.seed)
+        self.classes = list(synth.SYNTH_CLASSES)
+        self._frames = iter(gen.video(self.length, fps=self.fps))
+        self.index = 0
+
+    def read(self) -> Frame | None:
+        if self._frames is None:
+            return None
+        try:
+            rgb, mask = next(self._frames)
+        except StopIteration:
+            return None
+        frame = Frame(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), f"synth_{self.index:06d}", gt=mask)
+        self.index += 1
+        return frame
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "size": [self.height, self.width], "seed": self.seed}
+
+
+def open_source(
+    *,
+    camera: int | None = None,
+    video: str | Path | None = None,
+    images: str | Path | None = None,
+    url: str | None = None,
+    gst: str | None = None,
+    synthetic: int | None = None,
+    loop: bool = False,
+    synthetic_size: tuple[int, int] = (256, 512),
+    seed: int | None = None,
+) -> Source:
+    """Build (not yet open) the one source the caller asked for."""
+    given = {
+        k: v
+        for k, v in {
+            "camera": camera,
+            "video": video,
+            "images": images,
+            "url": url,
+            "gst": gst,
+            "synthetic": synthetic,
+        }.items()
+        if v is not None
+    }
+    if len(given) != 1:
+        names = ", ".join(f"--{k}" for k in given) if given else "none"
+        raise EdgesegError(
+            f"choose exactly one source (--camera, --video, --images, --url, --gst, --synthetic); got {names}"
+        )
+    if camera is not None:
+        return CameraSource(int(camera))
+    if video is not None:
+        return VideoSource(video, loop=loop)
+    if images is not None:
+        return ImageSource(images, loop=loop)
+    if url is not None:
+        if "://" not in url:
+            raise EdgesegError(f"--url needs a scheme (rtsp://, http://, ...): {url}")
+        return StreamSource(url)
+    if gst is not None:
+        return GstSource(gst)
+    assert synthetic is not None
+    return SyntheticSource(synthetic, height=synthetic_size[0], width=synthetic_size[1], seed=seed)
+
+
+class LabelLookup:
+    """Ground-truth masks in a folder, paired with frames by file stem (video frames are named
+    `<video stem>_<index:06d>`). Single-channel PNGs hold class ids (255 = ignore); colour-coded
+    masks are mapped through the model's palette (unknown colours -> ignore)."""
+
+    def __init__(self, directory: str | Path, palette: list[tuple[int, int, int]]) -> None:
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise EdgesegError(f"--labels folder not found: {self.directory}")
+        self.by_stem = {
+            p.stem: p
+            for p in sorted(self.directory.iterdir())
+            if p.suffix.lower() in IMAGE_EXTS and p.is_file()
+        }
+        if not self.by_stem:
+            raise EdgesegError(f"no label images found in {self.directory}")
+        keys = np.array([(r << 16) | (g << 8) | b for r, g, b in palette], dtype=np.int64)
+        order = np.argsort(keys)
+        self._keys, self._ids = keys[order], order.astype(np.uint8)
+        self.matched = 0
+
+    def get(self, name: str, frame_hw: tuple[int, int]) -> np.ndarray | None:
+        path = self.by_stem.get(name)
+        if path is None:
+            return None
+        mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if mask is None:
+            raise EdgesegError(f"cannot read label image {path}")
+        if mask.ndim == 3:
+            mask = self._from_colours(mask[:, :, :3])
+        if mask.shape != tuple(frame_hw):
+            raise EdgesegError(
+                f"label {path.name} is {mask.shape[1]}x{mask.shape[0]} but frame {name} is "
+                f"{frame_hw[1]}x{frame_hw[0]}"
+            )
+        self.matched += 1
+        return mask.astype(np.uint8, copy=False)
+
+    def _from_colours(self, bgr: np.ndarray) -> np.ndarray:
+        b, g, r = (bgr[:, :, i].astype(np.int64) for i in range(3))
+        key = (r << 16) | (g << 8) | b
+        pos = np.clip(np.searchsorted(self._keys, key), 0, len(self._keys) - 1)
+        return np.where(self._keys[pos] == key, self._ids[pos], 255).astype(np.uint8)

