@@ -1,0 +1,117 @@
+"""Reading and writing images and label masks, with one-line errors naming the bad file.
+
+Images are returned as RGB uint8 (OpenCV reads BGR; we convert once here so nothing else has to
+care). Masks are single-channel class ids; palette-mode ('P') PNGs such as Pascal VOC's are read
+through PIL so the stored *indices* come back, not the colours OpenCV would convert them to.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgeseg.atomic import atomic_path
+from edgeseg.errors import EdgesegError
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+MASK_EXTS = (".png", ".bmp", ".tif", ".tiff")
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """RGB uint8 HxWx3 from any image file OpenCV reads (grey and alpha are converted)."""
+    p = Path(path)
+    data = _read_bytes(p)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None or img.size == 0:
+        raise EdgesegError(f"cannot decode image {p} (corrupt or unsupported format)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
+    """Class ids uint8 HxW. Palette PNGs give their indices; multi-channel masks are refused."""
+    p = Path(path)
+    data = _read_bytes(p)
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and _png_color_type(data) == 3:
+        return _read_palette_png(p)
+    mask = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if mask is None or mask.size == 0:
+        raise EdgesegError(f"cannot decode mask {p} (corrupt or unsupported format)")
+    if mask.ndim == 3:
+        if (
+            mask.shape[2] >= 3
+            and np.array_equal(mask[:, :, 0], mask[:, :, 1])
+            and np.array_equal(mask[:, :, 1], mask[:, :, 2])
+        ):
+            mask = mask[:, :, 0]
+        else:
+            raise EdgesegError(
+                f"mask {p} has {mask.shape[2]} colour channels; masks must be single-channel class ids "
+                "(or a palette PNG)"
+            )
+    if mask.dtype != np.uint8:
+        if mask.dtype.kind not in "ui" or mask.max(initial=0) > 255 or mask.min(initial=0) < 0:
+            raise EdgesegError(f"mask {p} holds {mask.dtype} values outside 0..255; expected uint8 class ids")
+        mask = mask.astype(np.uint8)
+    return mask
+
+
+def write_image(path: str | os.PathLike[str], rgb: np.ndarray, *, quality: int = 95) -> None:
+    """Atomically write an RGB uint8 image; the format follows the suffix."""
+    p = Path(path)
+    bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if p.suffix.lower() in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(p.suffix or ".png", bgr, params)
+    if not ok:
+        raise EdgesegError(f"cannot encode image as {p.suffix!r} for {p}")
+    with atomic_path(p) as tmp:
+        tmp.write_bytes(buf.tobytes())
+
+
+def write_mask(path: str | os.PathLike[str], mask: np.ndarray) -> None:
+    """Atomically write a single-channel uint8 class-id PNG (lossless)."""
+    p = Path(path)
+    if mask.ndim != 2 or mask.dtype != np.uint8:
+        raise EdgesegError(f"a mask must be HxW uint8, got {mask.shape} {mask.dtype}")
+    ok, buf = cv2.imencode(".png", mask)
+    if not ok:
+        raise EdgesegError(f"cannot encode mask {p}")
+    with atomic_path(p) as tmp:
+        tmp.write_bytes(buf.tobytes())
+
+
+def _read_bytes(p: Path) -> bytes:
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise EdgesegError(f"file not found: {p}") from None
+    except OSError as exc:
+        raise EdgesegError(f"cannot read {p}: {exc.strerror or exc}") from None
+    if not data:
+        raise EdgesegError(f"file is empty: {p}")
+    return data
+
+
+def _png_color_type(data: bytes) -> int:
+    """PNG colour type from the IHDR chunk (3 = palette)."""
+    return data[25] if len(data) > 25 and data[12:16] == b"IHDR" else -1
+
+
+def _read_palette_png(p: Path) -> np.ndarray:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - PIL comes with torchvision and matplotlib
+        from edgeseg.lazy import require
+
+        require("PIL", purpose="reading palette-mode PNG masks")
+        raise
+    try:
+        with Image.open(p) as im:
+            im.load()
+            if im.mode != "P":
+                im = im.convert("L")
+            return np.asarray(im, dtype=np.uint8).copy()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise EdgesegError(f"cannot decode mask {p} (corrupt PNG: {exc})") from None
