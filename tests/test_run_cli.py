@@ -1,0 +1,186 @@
+"""`edgeseg run` end to end: defaults, sources, outputs, one-line errors, Ctrl-C/SIGTERM finalisation,
+and no torch on the ONNX path."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+from test_runtime import write_images, write_video
+from typer.testing import CliRunner
+
+from edgeseg.cli import app
+from edgeseg.errors import EdgesegError
+
+runner = CliRunner()
+EDGESEG = [sys.executable, "-m", "edgeseg"]
+
+
+def run_cli(*args: str):
+    return runner.invoke(app, ["run", *args])
+
+
+def export_like(tiny_onnx, workdir: Path, name: str = "tiny", num_classes: int = 8) -> Path:
+    """Place a tiny model where `edgeseg export` puts one: <workdir>/<name>/<name>.onnx."""
+    src = tiny_onnx(num_classes=num_classes, size=(32, 64), name=name)
+    (workdir / name).mkdir(parents=True, exist_ok=True)
+    dst = workdir / name / f"{name}.onnx"
+    dst.write_bytes(src.read_bytes())
+    return dst
+
+
+@pytest.fixture
+def no_default_model(monkeypatch):
+    import edgeseg.defaults
+
+    def missing(kind="onnx"):
+        raise EdgesegError("the default model is not part of this installation")
+
+    monkeypatch.setattr(edgeseg.defaults, "default_model_path", missing)
+
+
+def test_no_arguments_runs_synthetic_with_ground_truth(tiny_onnx, _isolated_workdir, no_default_model):
+    export_like(tiny_onnx, _isolated_workdir)
+    r = run_cli("--frames", "6", "--json")
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert report["source"]["kind"] == "synthetic" and report["frames"]["processed"] == 6
+    assert report["metrics"]["miou"] is not None and report["fps"] > 0
+    assert report["latency_ms"]["capture_to_result"]["p95"] is not None
+    assert report["artifact"].endswith("tiny/tiny.onnx")
+
+
+def test_table_output_has_fps_latency_and_miou(tiny_onnx, _isolated_workdir, no_default_model):
+    export_like(tiny_onnx, _isolated_workdir)
+    r = run_cli("--model", "tiny", "--frames", "4", "--synthetic-size", "40x72")
+    assert r.exit_code == 0, r.output
+    for needle in (
+        "FPS (end-to-end)",
+        "latency p95",
+        "mIoU",
+        "per-stage latency",
+        "inference",
+        "per-class IoU",
+    ):
+        assert needle in r.stdout
+
+
+def test_no_model_anywhere_is_one_clear_line(no_default_model):
+    r = run_cli("--frames", "2")
+    assert r.exit_code == 2 and "no model to run" in r.output and "Traceback" not in r.output
+
+
+def test_images_with_labels_report_matches_confusion_matrix(tiny_onnx, tmp_path):
+    from edgeseg.runtime import Segmenter
+
+    from edgeseg.metrics import ConfusionMatrix
+
+    write_images(tmp_path / "imgs", [(30, 41), (48, 64)], masks=tmp_path / "masks")
+    model = tiny_onnx()
+    r = run_cli(
+        "--model", str(model), "--images", str(tmp_path / "imgs"), "--labels", str(tmp_path / "masks"),
+        "--save-masks", str(tmp_path / "pred"), "--report", str(tmp_path / "r.json"), "--json",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    seg, cm = Segmenter(model), ConfusionMatrix(3)
+    for name in ("img_000", "img_001"):
+        labels = seg.infer(cv2.imread(str(tmp_path / "imgs" / f"{name}.png")))
+        cm.update(labels, cv2.imread(str(tmp_path / "masks" / f"{name}.png"), cv2.IMREAD_UNCHANGED))
+        assert (cv2.imread(str(tmp_path / "pred" / f"{name}.png"), cv2.IMREAD_UNCHANGED) == labels).all()
+    assert report["metrics"]["miou"] == pytest.approx(cm.compute().miou)
+    assert json.loads(r.stdout)["frames"]["processed"] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--camera", "57"], "camera 57 could not be opened"),
+        (["--video", "missing.mp4"], "video not found"),
+        (["--gst", "videotestsrc ! appsink"], "GStreamer"),
+        (["--show", "--frames", "1"], "--show needs"),
+        (["--mode", "heatmap", "--frames", "1"], "unknown visual mode"),
+        (["--backend", "tensorrt"], "--backend tensorrt runs"),
+        (["--camera", "0", "--video", "x.mp4"], "exactly one source"),
+    ],
+)
+def test_bad_input_is_one_line_nonzero_exit(tiny_onnx, monkeypatch, args, message):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    r = run_cli("--model", str(tiny_onnx(num_classes=8)), *args)
+    assert r.exit_code == 2, r.output
+    assert message in r.output and "Traceback" not in r.output
+    assert len([line for line in r.output.splitlines() if line.strip()]) <= 2  # one message (may wrap once)
+
+
+def test_wrong_artifacts_fail_clearly(tmp_path):
+    (tmp_path / "model.txt").write_text("hello")
+    (tmp_path / "broken.onnx").write_bytes(b"not onnx")
+    r = run_cli("--model", str(tmp_path / "model.txt"))
+    assert r.exit_code == 2 and "don't know how to run model.txt" in r.output
+    r = run_cli("--model", str(tmp_path / "broken.onnx"))
+    assert r.exit_code == 2 and "cannot load ONNX model" in r.output
+
+
+def test_unreadable_video_fails_clearly(tmp_path, tiny_onnx):
+    (tmp_path / "junk.mp4").write_bytes(b"\x00garbage" * 200)
+    r = run_cli("--model", str(tiny_onnx()), "--video", str(tmp_path / "junk.mp4"))
+    assert r.exit_code == 2 and "cannot read video" in r.output
+
+
+def test_full_onnx_run_never_imports_torch(tiny_onnx, tmp_path):
+    write_video(tmp_path / "clip.mp4", 4)
+    model = tiny_onnx()
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom edgeseg.cli import app\n"
+        f"r = CliRunner().invoke(app, ['run', '--model', {str(model)!r}, '--video', {str(tmp_path / 'clip.mp4')!r},"
+        f" '--save', {str(tmp_path / 'o.mp4')!r}, '--log', {str(tmp_path / 'l.jsonl')!r}, '--legend', '--json'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "o.mp4").is_file()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_finalises_video_and_report(tiny_onnx, tmp_path, sig):
+    write_video(tmp_path / "clip.mp4", 20, size=(48, 64))
+    out, report = tmp_path / "out.mp4", tmp_path / "report.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [*EDGESEG, "run", "--model", str(tiny_onnx()), "--video", str(tmp_path / "clip.mp4"), "--loop",
+         "--save", str(out), "--report", str(report), "--threads", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    partial = tmp_path / ".out.partial.mp4"
+    deadline = time.monotonic() + 60
+    while not partial.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert partial.exists(), proc.communicate()
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    data = json.loads(report.read_text())
+    assert data["interrupted"] and data["frames"]["processed"] > 0
+    cap = cv2.VideoCapture(str(out))
+    assert cap.isOpened()
+    decoded = 0
+    while cap.read()[0]:
+        decoded += 1
+    assert decoded == data["frames"]["processed"] == data["outputs"][0]["frames"]
+    assert not partial.exists()
+
+
+def test_python_module_entry_point_help():
+    out = subprocess.run([*EDGESEG, "run", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "--synthetic" in out.stdout and "--reconnect" in out.stdout
