@@ -35,17 +35,17 @@ def register(app: typer.Typer) -> None:
         from edgeseg.data import open_dataset
         from edgeseg.defaults import DEFAULT_EVAL_DATA
         from edgeseg.errors import EdgesegError
-        from edgeseg.evaluate import confusion, resolve_artifact
+        from edgeseg.evaluate import confusion, open_segmenter, resolve_artifact
 
         path = resolve_artifact(artifact, workdir)
         if data is None:
             if artifact not in (None, "default"):
                 raise EdgesegError("pass --data PATH (a dataset folder or synth:N) to evaluate on")
             data = DEFAULT_EVAL_DATA
+        segmenter = open_segmenter(path, **_backend_options(path, providers, device, threads))
         dataset = open_dataset(data, split=split)
-        options = _backend_options(path, providers, device, threads)
         n = min(limit, len(dataset)) if limit else len(dataset)
-        cm = confusion(path, dataset, indices=range(n), progress=not json_out, **options)
+        cm = confusion(segmenter, dataset, indices=range(n), progress=not json_out)
         metrics = cm.compute()
         classes = list(dataset.classes)
         written = []

@@ -1,0 +1,123 @@
+"""`edgeseg train MODEL --data PATH`: train (or resume) a segmentation net; torchrun-aware."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from edgeseg.errors import EdgesegError
+
+
+def parse_options(pairs: list[str] | None) -> dict[str, Any]:
+    """`-o key=value` model options; values parsed as JSON when possible (numbers, booleans)."""
+    import json
+
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise EdgesegError(f"model option {pair!r} must look like key=value")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    def train_cmd(
+        model: str = typer.Argument(..., help="Model name from `edgeseg models` (e.g. fcn8s)."),
+        data: str = typer.Option(
+            ..., "--data", "-d", help="Dataset: folder (plain/VOC/Cityscapes) or synth:N."
+        ),
+        val_data: str | None = typer.Option(
+            None, "--val-data", help="Validation data (default: held-out split)."
+        ),
+        epochs: int | None = typer.Option(None, "--epochs", "-e", help="Epochs [default: 30]."),
+        batch_size: int | None = typer.Option(None, "--batch-size", "-b", help="Batch size per process [8]."),
+        lr: float | None = typer.Option(None, "--lr", help="Peak learning rate [sgd 0.01, adamw 1e-3]."),
+        optimizer: str | None = typer.Option(None, "--optimizer", help="sgd or adamw [sgd]."),
+        schedule: str | None = typer.Option(None, "--schedule", help="poly or cosine [poly]."),
+        warmup: int | None = typer.Option(None, "--warmup", help="Linear warm-up iterations [0]."),
+        weight_decay: float | None = typer.Option(None, "--weight-decay", help="[sgd 1e-4, adamw 1e-2]"),
+        height: int | None = typer.Option(
+            None, "--height", help="Input/crop height recorded in the card [192]."
+        ),
+        width: int | None = typer.Option(
+            None, "--width", help="Input/crop width recorded in the card [384]."
+        ),
+        backbone: str | None = typer.Option(None, "--backbone", help="Backbone (see `edgeseg models`)."),
+        option: list[str] | None = typer.Option(None, "--option", "-o", help="Model option key=value."),
+        weights: str | None = typer.Option(None, "--weights", help="Initial weights for the model/backbone."),
+        no_augment: bool = typer.Option(False, "--no-augment", help="No random scale/crop/flip/colour."),
+        seed: int | None = typer.Option(None, "--seed", help="Random seed [0]."),
+        workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
+        no_amp: bool = typer.Option(False, "--no-amp", help="Disable mixed precision on CUDA."),
+        threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
+        val_limit: int | None = typer.Option(
+            None, "--val-limit", help="Validate on the first N images only."
+        ),
+        resume: str | None = typer.Option(
+            None, "--resume", help="Checkpoint/run dir to continue, or 'auto'."
+        ),
+        workdir: Path | None = typer.Option(
+            None, "--workdir", help="Workspace [$EDGESEG_WORKDIR or ./edgeseg-work]."
+        ),
+        json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
+    ) -> None:
+        """Train MODEL on --data; best/last checkpoints go to <workdir>/train/MODEL/<run>/."""
+        from edgeseg.lazy import require
+
+        torch = require("torch")
+        from edgeseg import workspace
+        from edgeseg.training import TrainConfig, config_for_resume, find_resume, train
+
+        if threads:
+            torch.set_num_threads(threads)
+        kwargs = parse_options(option)
+        if backbone:
+            kwargs["backbone"] = backbone
+        given = {
+            "model": model, "data": data, "val_data": val_data, "epochs": epochs, "batch_size": batch_size,
+            "lr": lr, "optimizer": optimizer, "schedule": schedule, "warmup_iters": warmup,
+            "weight_decay": weight_decay, "height": height, "width": width, "seed": seed,
+            "model_kwargs": kwargs or None, "weights": weights, "augment": False if no_augment else None,
+            "workers": workers, "device": device, "amp": not no_amp, "val_limit": val_limit,
+        }  # fmt: skip
+        if resume:
+            resume_path = find_resume(resume, workspace.workdir(workdir), model)
+            cfg = config_for_resume(resume_path, given)
+        else:
+            resume_path = None
+            cfg = TrainConfig(**{k: v for k, v in given.items() if v is not None})
+        result = train(cfg, workdir=workdir, resume=resume_path, progress=not json_out)
+        if not result.is_main:
+            return
+        _report(result, json_out)
+
+
+def _report(result: Any, json_out: bool) -> None:
+    from edgeseg.console import console, print_json, table
+
+    if json_out:
+        print_json(result.to_dict())
+        return
+    metrics = result.best_metrics or result.metrics
+    if metrics is not None:
+        from edgeseg.evaluate import summary_rows
+
+        console.print(
+            table(
+                f"validation, best epoch {result.best_epoch}: mIoU {metrics.miou:.4f}",
+                ["class", "IoU", "accuracy"],
+                summary_rows(metrics, result.classes),
+            )
+        )
+        if metrics.absent:
+            names = ", ".join(result.classes[i] for i in metrics.absent)
+            console.print(f"absent from validation data (excluded from mIoU): {names}")
+    console.print(f"best: {result.best}\nlast: {result.last}")

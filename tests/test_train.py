@@ -1,0 +1,191 @@
+"""Training: overfitting a handful of generated scenes, checkpoint round trip, exact resume, CLI errors."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edgeseg.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
+from edgeseg.errors import EdgesegError  # noqa: E402
+from edgeseg.training import TrainConfig, config_for_resume, train  # noqa: E402
+
+TINY = "tiny_testnet"
+
+
+def _tiny_net(num_classes: int, width: int = 16):
+    """Two-scale conv net (a few thousand parameters): enough to overfit small scenes."""
+    from torch import nn
+
+    class Tiny(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.full = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU())
+            self.down = nn.Sequential(
+                nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+                nn.BatchNorm2d(2 * width),
+                nn.ReLU(),
+                nn.Conv2d(2 * width, 2 * width, 3, padding=2, dilation=2),
+                nn.BatchNorm2d(2 * width),
+                nn.ReLU(),
+            )
+            self.head = nn.Conv2d(3 * width, num_classes, 3, padding=1)
+
+        def forward(self, x):
+            f = self.full(x)
+            d = nn.functional.interpolate(
+                self.down(f), size=f.shape[-2:], mode="bilinear", align_corners=False
+            )
+            return self.head(torch.cat([f, d], 1))
+
+    return Tiny()
+
+
+def _register_tiny() -> None:
+    from edgeseg.models import list_models, register_model
+
+    if TINY not in list_models():
+        register_model(TINY, summary="test-only tiny net")(_tiny_net)
+
+
+class Scenes:
+    """`edgeseg.data` dataset contract over a few generated scenes held in memory."""
+
+    def __init__(self, n: int, hw=(32, 48), seed: int = 0) -> None:
+        from edgeseg.data.synth import SYNTH_CLASSES, SYNTH_PALETTE, SceneGenerator
+
+        gen = SceneGenerator(hw[0], hw[1], seed=seed)
+        self.items = [gen.scene(i) for i in range(n)]
+        self.classes, self.palette = list(SYNTH_CLASSES), list(SYNTH_PALETTE)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        return self.items[i]
+
+    def listing_hash(self) -> str:
+        return f"scenes-{len(self.items)}"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+    _register_tiny()
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(model=TINY, data="test-scenes", epochs=2, batch_size=2, height=32, width=48, lr=0.05, seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_tiny_model_overfits_a_handful_of_scenes(tmp_path):
+    data = Scenes(4, hw=(32, 48))
+    cfg = _cfg(
+        epochs=200, batch_size=4, optimizer="adamw", lr=1e-2, augment=False, model_kwargs={"width": 24}
+    )
+    result = train(cfg, train_set=data, val_set=data, progress=False)
+    assert result.best_miou > 0.9, result.history[-1]
+    # the best checkpoint, evaluated through the deployed path, reproduces the training-time validation
+    from edgeseg.evaluate import evaluate
+
+    assert evaluate(result.best, data, progress=False).miou == pytest.approx(result.best_miou, abs=1e-6)
+
+
+def test_checkpoint_roundtrip(tmp_path):
+    data = Scenes(4)
+    result = train(_cfg(epochs=1), train_set=data, val_set=data, progress=False)
+    assert result.run_dir.parent.name == TINY and result.run_dir.parent.parent.name == "train"
+    payload = load_checkpoint(result.last)
+    card = payload["card"]
+    assert card.model == TINY and card.classes == data.classes and card.input_size == (32, 48)
+    assert card.palette == [tuple(c) for c in data.palette]
+    assert payload["data_hash"] == "scenes-4"
+    assert payload["metrics"]["miou"] == pytest.approx(result.metrics.miou)
+    state = payload["train_state"]
+    assert state["epoch"] == 1 and state["config"]["model"] == TINY and "optimizer" in state
+    model, card2 = model_from_checkpoint(result.best)
+    x = torch.randn(1, 3, 32, 48)
+    result.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), result.model(x))
+    from edgeseg import workspace
+
+    assert (
+        workspace.newest_checkpoint(workspace.workdir(), TINY) == result.best
+    )  # what `edgeseg export` picks
+
+
+def test_resume_continues_the_schedule_exactly():
+    data = Scenes(6)
+    cfg = _cfg(epochs=3, warmup_iters=2, schedule="cosine")
+    full = train(cfg, train_set=data, val_set=data, progress=False)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_two(row):
+        if row["epoch"] == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(cfg, train_set=data, val_set=data, progress=False, on_epoch=stop_after_two)
+    from edgeseg.training import find_resume
+    from edgeseg.workspace import workdir
+
+    last = find_resume("auto", workdir(), TINY)
+    assert load_checkpoint(last)["train_state"]["epoch"] == 2
+    cfg2 = config_for_resume(last, {"model": TINY, "data": "test-scenes"})
+    assert cfg2 == cfg
+    resumed = train(cfg2, resume=last, train_set=data, val_set=data, progress=False)
+    assert resumed.run_dir == last.parent
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    # lr at every epoch end (incl. after the resume) equals the uninterrupted run's
+    for a, b in zip(resumed.history, full.history):
+        assert a["lr"] == pytest.approx(b["lr"], rel=1e-12, abs=1e-15)
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    for (k, a), b in zip(resumed.model.state_dict().items(), full.model.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k)
+
+
+def test_schedules_shape():
+    from edgeseg.training.schedule import LrFactor
+
+    poly = LrFactor("poly", total=100, warmup=10)
+    assert poly(0) == pytest.approx(1 / 11) and poly(10) == pytest.approx(1.0)
+    assert poly(55) == pytest.approx(0.5**0.9) and poly(100) == 0.0
+    cos = LrFactor("cosine", total=100)
+    assert cos(0) == 1.0 and cos(50) == pytest.approx(0.5) and cos(100) == pytest.approx(0.0)
+
+
+def test_bad_config_is_one_line_error():
+    with pytest.raises(EdgesegError, match="unknown optimizer"):
+        _cfg(optimizer="lamb")
+    with pytest.raises(EdgesegError, match="--batch-size must be at least 1"):
+        _cfg(batch_size=0)
+
+
+def test_resume_of_finished_run_explains():
+    data = Scenes(2)
+    result = train(_cfg(epochs=1), train_set=data, val_set=data, progress=False)
+    with pytest.raises(EdgesegError, match="already finished 1 epochs; pass --epochs > 1"):
+        train(_cfg(epochs=1), resume=result.last, train_set=data, val_set=data, progress=False)
+
+
+def test_cli_corrupt_checkpoint_is_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    good = tmp_path / "good.pt"
+    torch.save({"format": "edgeseg-checkpoint/1", "model": {"w": torch.zeros(64, 64)}}, good)
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(good.read_bytes()[:-5000])  # a download / copy cut short
+    r = CliRunner().invoke(app, ["eval", str(bad), "--data", "synth:2"])
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: cannot read checkpoint"), r.output
+    r = CliRunner().invoke(app, ["train", TINY, "--data", "synth:2", "--resume", str(bad)])
+    assert r.exit_code == 2 and "error: cannot read checkpoint" in r.output
+    assert "Traceback" not in r.output
