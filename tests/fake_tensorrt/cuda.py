@@ -30,6 +30,7 @@ class FakeGpu:
     pinned: dict[int, ctypes.Array] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     streams: int = 0
+    dla_cores: int = 0  # Xavier/Orin have 2; desktop GPUs 0
 
     def alloc(self, nbytes: int, table: dict[int, ctypes.Array]) -> int:
         buf = (ctypes.c_ubyte * max(int(nbytes), 1))()

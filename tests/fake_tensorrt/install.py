@@ -51,3 +51,22 @@ def hide_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     """Neither CUDA binding importable (a robot with only onnxruntime installed)."""
     for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart", "pycuda", "pycuda.driver"):
         monkeypatch.setitem(sys.modules, name, None)
+
+
+def install_trt(
+    monkeypatch: pytest.MonkeyPatch, version: str, gpu: FakeGpu | None = None, binding: str = "cuda-python"
+) -> types.ModuleType:
+    """Fake TensorRT `version` plus fake CUDA on the same fake GPU; returns the fake module."""
+    from fake_tensorrt.trt import make_fake_trt
+
+    gpu = gpu or FakeGpu()
+    install_cuda(monkeypatch, gpu, binding)
+    trt = make_fake_trt(version, gpu)
+    trt.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)
+    trt.gpu = gpu
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    return trt
+
+
+def hide_trt(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", None)

@@ -1,0 +1,128 @@
+"""What the installed TensorRT can do, detected from its Python API (never from version strings).
+
+One code path serves TensorRT 8.6 (JetPack 5), 10.x (JetPack 6 ships 10.3) and 11.x. The API moved:
+  - 8.6: implicit batch is the default, so ONNX networks need NetworkDefinitionCreationFlag.EXPLICIT_BATCH;
+    precision comes from BuilderFlag.FP16 / INT8 (a Q/DQ network needs INT8 set); no progress monitor.
+  - 10.x: explicit batch is the default (EXPLICIT_BATCH is a deprecated no-op); STRONGLY_TYPED makes the
+    builder honour the ONNX graph's types (FP16 graph, Q/DQ), and then FP16/INT8 flags must not be set;
+    IProgressMonitor exists; implicit-INT8 calibrators are deprecated but present.
+  - 11.x: strongly typed only; BuilderFlag.FP16/INT8, EXPLICIT_BATCH and the calibrators are gone.
+
+`TRT_API` lists every TensorRT name edgeseg touches; tests/test_tensorrt_api.py checks it against the
+names extracted from NVIDIA's bindings wheels: names marked REQUIRED must exist in every supported
+version, names marked GUARDED are only used behind `hasattr`/`getattr(..., default)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+REQUIRED = "required"
+GUARDED = "guarded"
+
+# name -> (how we use it, where it lives). The test parses our sources and fails if a TensorRT
+# attribute we access is missing here, or a GUARDED one is accessed without a hasattr/getattr guard.
+TRT_API: dict[str, tuple[str, str]] = {
+    # module level
+    "ILogger": (REQUIRED, "trt.ILogger (subclassed to capture build errors)"),
+    "Builder": (REQUIRED, "trt.Builder"),
+    "Runtime": (REQUIRED, "trt.Runtime"),
+    "OnnxParser": (REQUIRED, "trt.OnnxParser"),
+    "NetworkDefinitionCreationFlag": (REQUIRED, "trt.NetworkDefinitionCreationFlag"),
+    "BuilderFlag": (REQUIRED, "trt.BuilderFlag"),
+    "MemoryPoolType": (REQUIRED, "trt.MemoryPoolType"),
+    "WORKSPACE": (REQUIRED, "MemoryPoolType.WORKSPACE"),
+    "DeviceType": (REQUIRED, "trt.DeviceType"),
+    "DLA": (REQUIRED, "DeviceType.DLA"),
+    "GPU_FALLBACK": (REQUIRED, "BuilderFlag.GPU_FALLBACK"),
+    "VERSION_COMPATIBLE": (REQUIRED, "BuilderFlag.VERSION_COMPATIBLE"),
+    "TensorIOMode": (REQUIRED, "trt.TensorIOMode"),
+    "INPUT": (REQUIRED, "TensorIOMode.INPUT"),
+    "nptype": (REQUIRED, "trt.nptype (DataType -> numpy)"),
+    "EXPLICIT_BATCH": (GUARDED, "NetworkDefinitionCreationFlag.EXPLICIT_BATCH (gone in 11)"),
+    "STRONGLY_TYPED": (GUARDED, "NetworkDefinitionCreationFlag.STRONGLY_TYPED (10+)"),
+    "FP16": (GUARDED, "BuilderFlag.FP16 (gone in 11)"),
+    "INT8": (GUARDED, "BuilderFlag.INT8 (gone in 11)"),
+    "IProgressMonitor": (GUARDED, "trt.IProgressMonitor (10+)"),
+    "IInt8EntropyCalibrator2": (GUARDED, "trt.IInt8EntropyCalibrator2 (gone in 11)"),
+    # builder / network / config / profile / parser
+    "create_network": (REQUIRED, "IBuilder.create_network"),
+    "create_builder_config": (REQUIRED, "IBuilder.create_builder_config"),
+    "create_optimization_profile": (REQUIRED, "IBuilder.create_optimization_profile"),
+    "build_serialized_network": (REQUIRED, "IBuilder.build_serialized_network"),
+    "num_DLA_cores": (REQUIRED, "IBuilder.num_DLA_cores"),
+    "num_inputs": (REQUIRED, "INetworkDefinition.num_inputs"),
+    "get_input": (REQUIRED, "INetworkDefinition.get_input"),
+    "name": (REQUIRED, "ITensor.name"),
+    "shape": (REQUIRED, "ITensor.shape"),
+    "set_flag": (REQUIRED, "IBuilderConfig.set_flag"),
+    "set_memory_pool_limit": (REQUIRED, "IBuilderConfig.set_memory_pool_limit"),
+    "create_timing_cache": (REQUIRED, "IBuilderConfig.create_timing_cache"),
+    "set_timing_cache": (REQUIRED, "IBuilderConfig.set_timing_cache"),
+    "get_timing_cache": (REQUIRED, "IBuilderConfig.get_timing_cache"),
+    "serialize": (REQUIRED, "ITimingCache.serialize"),
+    "default_device_type": (REQUIRED, "IBuilderConfig.default_device_type"),
+    "DLA_core": (REQUIRED, "IBuilderConfig.DLA_core"),
+    "add_optimization_profile": (REQUIRED, "IBuilderConfig.add_optimization_profile"),
+    "builder_optimization_level": (REQUIRED, "IBuilderConfig.builder_optimization_level"),
+    "set_shape": (REQUIRED, "IOptimizationProfile.set_shape"),
+    "parse": (REQUIRED, "OnnxParser.parse"),
+    "num_errors": (REQUIRED, "OnnxParser.num_errors"),
+    "get_error": (REQUIRED, "OnnxParser.get_error"),
+    "desc": (REQUIRED, "ParserError.desc"),
+    "node": (REQUIRED, "ParserError.node (index)"),
+    "node_name": (GUARDED, "ParserError.node_name (10+)"),
+    "int8_calibrator": (GUARDED, "IBuilderConfig.int8_calibrator (gone in 11)"),
+    "progress_monitor": (GUARDED, "IBuilderConfig.progress_monitor (10+)"),
+    # runtime
+    "deserialize_cuda_engine": (REQUIRED, "IRuntime.deserialize_cuda_engine"),
+    "create_execution_context": (REQUIRED, "ICudaEngine.create_execution_context"),
+    "num_io_tensors": (REQUIRED, "ICudaEngine.num_io_tensors"),
+    "get_tensor_name": (REQUIRED, "ICudaEngine.get_tensor_name"),
+    "get_tensor_mode": (REQUIRED, "ICudaEngine.get_tensor_mode"),
+    "get_tensor_dtype": (REQUIRED, "ICudaEngine.get_tensor_dtype"),
+    "get_tensor_shape": (REQUIRED, "ICudaEngine/IExecutionContext.get_tensor_shape"),
+    "get_tensor_profile_shape": (REQUIRED, "ICudaEngine.get_tensor_profile_shape"),
+    "set_input_shape": (REQUIRED, "IExecutionContext.set_input_shape"),
+    "set_tensor_address": (REQUIRED, "IExecutionContext.set_tensor_address"),
+    "execute_async_v3": (REQUIRED, "IExecutionContext.execute_async_v3"),
+}
+
+
+@dataclass(frozen=True)
+class TrtFeatures:
+    """Capabilities of one TensorRT install, read off its API."""
+
+    version: str
+    explicit_batch_flag: bool  # NetworkDefinitionCreationFlag.EXPLICIT_BATCH exists
+    explicit_batch_default: bool  # networks are explicit-batch without the flag (10+)
+    strongly_typed: bool  # NetworkDefinitionCreationFlag.STRONGLY_TYPED exists
+    fp16_flag: bool  # BuilderFlag.FP16 exists
+    int8_flag: bool  # BuilderFlag.INT8 exists
+    legacy_calibrator: bool  # IInt8EntropyCalibrator2 + IBuilderConfig.int8_calibrator
+    progress_monitor: bool  # IProgressMonitor (real build progress)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def detect(trt: Any) -> TrtFeatures:
+    """Feature flags of the `tensorrt` module `trt`, by hasattr only.
+
+    Explicit batch became the default in the same release that introduced strong typing (10.0), so a
+    STRONGLY_TYPED flag tells us EXPLICIT_BATCH is no longer needed even where it still exists.
+    """
+    ncf = trt.NetworkDefinitionCreationFlag
+    flags = trt.BuilderFlag
+    strongly = hasattr(ncf, "STRONGLY_TYPED")
+    return TrtFeatures(
+        version=str(getattr(trt, "__version__", "unknown")),
+        explicit_batch_flag=hasattr(ncf, "EXPLICIT_BATCH"),
+        explicit_batch_default=strongly,
+        strongly_typed=strongly,
+        fp16_flag=hasattr(flags, "FP16"),
+        int8_flag=hasattr(flags, "INT8"),
+        legacy_calibrator=hasattr(trt, "IInt8EntropyCalibrator2"),
+        progress_monitor=hasattr(trt, "IProgressMonitor"),
+    )
