@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from edgeseg.export.tensorrt_features import TrtFeatures, detect
+from edgeseg.runtime.backends.tensorrt import sidecar_path
 
 from edgeseg.card import ModelCard, sha256_file
 from edgeseg.errors import EdgesegError, MissingDependencyError
@@ -29,11 +30,6 @@ from edgeseg.errors import EdgesegError, MissingDependencyError
 EXIT_NEEDS_DEVICE = 3  # `edgeseg build --target tensorrt` on a machine without TensorRT or a GPU
 SIDECAR_FORMAT = "edgeseg-engine/1"
 PRECISIONS = ("fp32", "fp16", "int8")
-
-
-def sidecar_path(engine: Path) -> Path:
-    """`model.fp16.engine` -> `model.fp16.engine.json` (never clashes with an ONNX variant's card)."""
-    return engine.with_name(engine.name + ".json")
 
 
 # ------------------------------------------------------------------------------------------ options
@@ -376,7 +372,6 @@ def build_engine(
 ) -> BuildResult:
     """Build and write `engine_path` (+ sidecar) from `onnx_path`. Needs tensorrt and a GPU."""
     import onnx
-    from edgeseg.export.graph import card_of
     from edgeseg.runtime.cuda_mem import open_cuda
 
     from edgeseg.atomic import write_bytes, write_json
@@ -440,6 +435,10 @@ def build_engine(
         if options.calibration_batches is None:
             raise EdgesegError("--legacy-calibrator needs calibration data (--calib-data)")
         calibrator = _make_calibrator(trt, options.calibration_batches(), options.calibration_cache, cuda)
+        if not hasattr(config, "int8_calibrator"):
+            raise EdgesegError(
+                f"TensorRT {features.version} has no int8_calibrator; drop --legacy-calibrator"
+            )
         config.int8_calibrator = calibrator
 
     start = time.perf_counter()
@@ -559,26 +558,37 @@ def tensorrt_unavailable_reason(cuda_prefer: str | None = None) -> str | None:
 
 
 def to_fp16_onnx(src: Path, dst: Path) -> Path:
-    """The FP16 graph TensorRT 10/11 build strongly typed (float32 inputs/outputs kept for the runtime)."""
+    """The FP16 graph TensorRT 10/11 build strongly typed (float32 inputs/outputs kept for the runtime).
+
+    Uses the export stage's conversion (edgeseg.export.fp16: FP32-kept unsafe ops, checker); falls back
+    to onnxconverter-common directly when that module is not part of this install.
+    """
+    try:
+        from edgeseg.export.fp16 import to_fp16
+    except ImportError:
+        to_fp16 = None
+    if to_fp16 is not None:
+        return Path(to_fp16(src, dst))
     import onnx
-    from edgeseg.export.graph import card_of, set_card
 
     from edgeseg.atomic import atomic_path
     from edgeseg.lazy import require
 
+    float16 = require("onnxconverter_common.float16", purpose="FP16 conversion")
     model = onnx.load(str(src))
     card = card_of(model)
-    try:
-        from edgeseg.export import to_fp16  # the export team's conversion, when present
-    except ImportError:
-        float16 = require("onnxconverter_common.float16", purpose="FP16 conversion")
-        converted = float16.convert_float_to_float16(model, keep_io_types=True)
-    else:
-        converted = to_fp16(model)
-    set_card(converted, card.replace(precision="fp16"))
+    converted = float16.convert_float_to_float16(model, keep_io_types=True)
+    del converted.metadata_props[:]
+    for key, value in card.replace(precision="fp16").to_metadata_props().items():
+        converted.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
     with atomic_path(dst) as tmp:
         onnx.save(converted, str(tmp))
     return dst
+
+
+def card_of(model: Any) -> ModelCard:
+    """The edgeseg card in an ONNX model's metadata_props (one-line error if absent)."""
+    return ModelCard.from_metadata_props({p.key: p.value for p in model.metadata_props})
 
 
 def _ready_onnx(onnx_path: Path, precision: str, qdq_onnx: Path | None, legacy: bool) -> tuple[Path, str]:
@@ -643,26 +653,25 @@ def build_from_cli(
         + (f"-dla{opts.dla_core}" if opts.dla_core is not None else "")
     )
     base = onnx_path.stem.split(".")[0]
-    engine = (
+    engine_file = (
         Path(options["output"]) if options.get("output") else onnx_path.with_name(f"{base}.{variant}.engine")
     )
     if legacy:
-        opts.calibration_cache = opts.calibration_cache or engine.with_name(f"{base}.int8-legacy.calib")
+        opts.calibration_cache = opts.calibration_cache or engine_file.with_name(f"{base}.int8-legacy.calib")
         opts.calibration_batches = _calibration_batches(ready, options)
 
     reason = tensorrt_unavailable_reason(options.get("cuda"))
     if reason is not None:
         import onnx
-        from edgeseg.export.graph import card_of
 
         model = onnx.load(str(ready), load_external_data=False)
         profiles = _profile_shapes(inspect_onnx(model), opts, card_of(model))
-        cmds = handoff_commands(ready, engine, opts, profiles)
+        cmds = handoff_commands(ready, engine_file, opts, profiles)
         report = {
             "status": "handoff",
             "reason": reason,
             "onnx": str(ready),
-            "engine": str(engine),
+            "engine": str(engine_file),
             "precision": graph_precision,
             "commands": cmds,
             "exit_code": EXIT_NEEDS_DEVICE,
@@ -693,12 +702,12 @@ def build_from_cli(
 
     cuda = open_cuda(options.get("cuda"))
     try:
-        result = build_engine(ready, engine, opts, cuda=cuda, show_progress=not json_output)
+        result = build_engine(ready, engine_file, opts, cuda=cuda, show_progress=not json_output)
     finally:
         cuda.close()
     info = result.info
     if json_output:
-        print_json({"status": "built", "engine": str(result.engine), "sidecar": str(result.sidecar), **info})
+        print_json({**info, "status": "built", "engine": str(result.engine), "sidecar": str(result.sidecar)})
     else:
         rows = [
             ["engine", str(result.engine)],
@@ -729,7 +738,6 @@ def _calibration_batches(onnx_path: Path, options: dict[str, Any]) -> Callable[[
     def batches() -> Iterable[np.ndarray]:
         import onnx
         from edgeseg.calib.data import open_calibration
-        from edgeseg.export.graph import card_of
 
         card = card_of(onnx.load(str(onnx_path), load_external_data=False))
         calib = open_calibration(

@@ -33,9 +33,9 @@ from edgeseg.lazy import require
 SLOTS = 2
 
 
-def sidecar_path(engine: Path) -> Path:
-    """`x.engine` -> `x.engine.json` (same rule as edgeseg.export.tensorrt_build, kept torch/onnx-free)."""
-    return engine.with_name(engine.name + ".json")
+def sidecar_path(engine_file: Path) -> Path:
+    """`model.fp16.engine` -> `model.fp16.engine.json` (never clashes with an ONNX variant's card.json)."""
+    return engine_file.with_name(engine_file.name + ".json")
 
 
 def load_sidecar(engine: Path) -> dict[str, Any] | None:
@@ -54,8 +54,8 @@ def load_sidecar(engine: Path) -> dict[str, Any] | None:
 
 
 def check_compatible(
-    info: dict[str, Any], trt_version: str, gpu_name: str, gpu_cc: tuple[int, int], engine: Path
-):
+    info: dict[str, Any], trt_version: str, gpu_name: str, gpu_cc: tuple[int, int], engine_file: Path
+) -> None:
     """Refuse an engine built for another TensorRT version or GPU (engines are not portable)."""
     problems = []
     built_version = str(info.get("tensorrt_version", "?"))
@@ -70,7 +70,7 @@ def check_compatible(
     if problems:
         onnx = info.get("onnx") or "MODEL.onnx"
         raise EdgesegError(
-            f"engine {engine.name} was built for {' and '.join(problems)}; engines are not portable, "
+            f"engine {engine_file.name} was built for {' and '.join(problems)}; engines are not portable, "
             f"rebuild it on this device: edgeseg build {onnx} --target tensorrt"
         )
 

@@ -545,7 +545,7 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
         def serialize(self) -> bytes:
             return MAGIC + json.dumps(self._h).encode() + b"\n" + self._model
 
-        def session(self) -> Any:
+        def _ort(self) -> Any:
             if self._session is None:
                 import onnxruntime as ort
 
@@ -555,7 +555,7 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
                 self._session = ort.InferenceSession(self._model, opts, providers=["CPUExecutionProvider"])
             return self._session
 
-    trt.ICudaEngine = _prune(ICudaEngine, names, keep=("session",))
+    trt.ICudaEngine = _prune(ICudaEngine, names, keep=())
 
     class IExecutionContext:
         def __init__(self, engine: ICudaEngine) -> None:
@@ -584,7 +584,7 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
                 return None
             key = tuple(self._shapes[n] for n in inputs)
             if key not in self._out_shapes:
-                sess = self.engine.session()
+                sess = self.engine._ort()
                 feeds = {
                     n: np.zeros(self._shapes[n], dtype=nptype(self.engine.get_tensor_dtype(n)))
                     for n in inputs
@@ -620,7 +620,7 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
                     shape = self._shapes[n]
                     raw = gpu.read(self._addr[n], int(np.prod(shape)) * dtype.itemsize)
                     feeds[n] = np.frombuffer(raw, dtype=dtype).reshape(shape)
-            sess = self.engine.session()
+            sess = self.engine._ort()
             for out, value in zip(sess.get_outputs(), sess.run(None, feeds)):
                 gpu.write(self._addr[out.name], np.ascontiguousarray(value).tobytes())
             return True

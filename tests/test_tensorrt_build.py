@@ -1,0 +1,447 @@
+"""Engine building against the fake TensorRT 8.6 / 10.3 / 11.4 modules: flag choices per version, timing
+cache, optimization profiles, DLA, legacy calibration, error paths, sidecar, and the no-GPU hand-off."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from edgeseg.export.tensorrt_build import (
+    EXIT_NEEDS_DEVICE,
+    EngineOptions,
+    _make_progress_monitor,
+    build_engine,
+    build_from_cli,
+    inspect_onnx,
+    parse_shape,
+    plan_build,
+    sidecar_path,
+    to_fp16_onnx,
+)
+from edgeseg.export.tensorrt_features import detect
+from fake_tensorrt.cuda import FakeGpu
+from fake_tensorrt.install import hide_trt, install_trt
+from fake_tensorrt.names import VERSIONS
+from onnx import TensorProto, helper, numpy_helper
+
+from edgeseg.card import ModelCard, default_palette, sha256_file
+from edgeseg.errors import EdgesegError
+
+
+def _card(num_classes: int, size=(16, 16), **kw) -> ModelCard:
+    return ModelCard(
+        model="toy", classes=[f"c{i}" for i in range(num_classes)], palette=default_palette(num_classes),
+        input_size=size, **kw,
+    )  # fmt: skip
+
+
+def _save(model, path: Path, card: ModelCard) -> Path:
+    for k, v in card.to_metadata_props().items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture
+def qdq_onnx(tmp_path):
+    """A TensorRT-style Q/DQ graph: symmetric int8, zero point 0, per-channel weights."""
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(3, 3, 1, 1)).astype(np.float32)
+    w_scale = (np.abs(w).reshape(3, -1).max(1) / 127).astype(np.float32)
+    w_q = np.clip(np.round(w / w_scale[:, None, None, None]), -127, 127).astype(np.int8)
+    inits = [
+        numpy_helper.from_array(np.array(0.02, np.float32), "x_scale"),
+        numpy_helper.from_array(np.array(0, np.int8), "x_zp"),
+        numpy_helper.from_array(w_q, "w_q"),
+        numpy_helper.from_array(w_scale, "w_scale"),
+        numpy_helper.from_array(np.zeros(3, np.int8), "w_zp"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["input", "x_scale", "x_zp"], ["xq"], name="q_in"),
+        helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zp"], ["xdq"], name="dq_in"),
+        helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zp"], ["w"], name="dq_w", axis=0),
+        helper.make_node("Conv", ["xdq", "w"], ["logits"], name="conv"),
+    ]
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 16, 16])
+    model = helper.make_model(
+        helper.make_graph(nodes, "qdq", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)]
+    )
+    return _save(model, tmp_path / "toy.int8-qdq.onnx", _card(3, precision="int8"))
+
+
+@pytest.fixture
+def fp16_onnx(tmp_path, tiny_onnx):
+    return to_fp16_onnx(tiny_onnx(size=(16, 16)), tmp_path / "tiny.trt-fp16.onnx")
+
+
+@pytest.fixture
+def custom_op_onnx(tmp_path):
+    nodes = [
+        helper.make_node("Relu", ["input"], ["a"], name="stem_relu"),
+        helper.make_node("MyFancyUpsample", ["a"], ["logits"], name="decoder/upsample_7", domain="custom"),
+    ]
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 8, 8])
+    model = helper.make_model(
+        helper.make_graph(nodes, "custom", [x], [y]),
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom", 1)],
+    )
+    return _save(model, tmp_path / "custom.onnx", _card(3, size=(8, 8)))
+
+
+EXPECTED_FLAGS = {
+    # (version, graph) -> (network flags, builder flags)
+    ("8.6.1", "fp32"): (["EXPLICIT_BATCH"], []),
+    ("8.6.1", "fp16"): (["EXPLICIT_BATCH"], ["FP16"]),
+    ("8.6.1", "int8"): (["EXPLICIT_BATCH"], ["INT8", "FP16"]),
+    ("10.3.0", "fp32"): ([], []),
+    ("10.3.0", "fp16"): (["STRONGLY_TYPED"], []),
+    ("10.3.0", "int8"): (["STRONGLY_TYPED"], []),
+    ("11.4.0.106", "fp32"): (["STRONGLY_TYPED"], []),
+    ("11.4.0.106", "fp16"): (["STRONGLY_TYPED"], []),
+    ("11.4.0.106", "int8"): (["STRONGLY_TYPED"], []),
+}
+
+
+@pytest.mark.parametrize(("version", "graph"), list(EXPECTED_FLAGS))
+def test_flags_per_version_and_graph(monkeypatch, tmp_path, tiny_onnx, qdq_onnx, fp16_onnx, version, graph):
+    trt = install_trt(monkeypatch, version)
+    onnx_path = {"fp32": tiny_onnx(size=(16, 16)), "fp16": fp16_onnx, "int8": qdq_onnx}[graph]
+    result = build_engine(
+        onnx_path, tmp_path / "m.engine", EngineOptions(precision=graph), show_progress=False
+    )
+    net_flags, builder_flags = EXPECTED_FLAGS[(version, graph)]
+    assert result.plan.network_flags == net_flags
+    assert result.plan.builder_flags == builder_flags
+    assert ("create_network", sorted(net_flags)) in trt.calls
+    assert [d for w, d in trt.calls if w == "set_flag"] == builder_flags
+    # the fake accepted the build: it would have returned None for a flag set that version rejects
+    assert result.engine.stat().st_size > 0 and result.info["precision"] == graph
+
+
+def test_fake_rejects_what_real_tensorrt_rejects(monkeypatch, tiny_onnx, qdq_onnx):
+    """Guards that the fakes fail like the real library, so the flag tests above mean something."""
+    trt86 = install_trt(monkeypatch, "8.6.1")
+    assert not hasattr(trt86.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+    assert not hasattr(trt86, "IProgressMonitor")
+    logger = trt86.ILogger()
+    net = trt86.Builder(logger).create_network(0)  # no EXPLICIT_BATCH on 8.6
+    parser = trt86.OnnxParser(net, logger)
+    assert not parser.parse(Path(tiny_onnx()).read_bytes())
+    assert "explicit batch" in parser.get_error(0).desc()
+    builder = trt86.Builder(logger)
+    net = builder.create_network(1 << int(trt86.NetworkDefinitionCreationFlag.EXPLICIT_BATCH))
+    trt86.OnnxParser(net, logger).parse(qdq_onnx.read_bytes())
+    assert builder.build_serialized_network(net, builder.create_builder_config()) is None  # Q/DQ without INT8
+
+    trt11 = install_trt(monkeypatch, "11.4.0.106")
+    for missing in ("FP16", "INT8"):
+        assert not hasattr(trt11.BuilderFlag, missing)
+    assert not hasattr(trt11.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH")
+    assert not hasattr(trt11, "IInt8EntropyCalibrator2")
+    with pytest.raises(AttributeError):
+        trt11.Builder(trt11.ILogger()).create_builder_config().int8_calibrator = object()
+
+    trt10 = install_trt(monkeypatch, "10.3.0")
+    builder = trt10.Builder(trt10.ILogger())
+    net = builder.create_network(1 << int(trt10.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    trt10.OnnxParser(net, trt10.ILogger()).parse(qdq_onnx.read_bytes())
+    config = builder.create_builder_config()
+    config.set_flag(trt10.BuilderFlag.INT8)
+    assert builder.build_serialized_network(net, config) is None  # INT8 flag on a strongly typed network
+
+
+def test_features_detected_by_api_not_version(monkeypatch):
+    got = {v: detect(install_trt(monkeypatch, v)) for v in VERSIONS}
+    assert [got[v].explicit_batch_flag for v in VERSIONS] == [True, True, False]
+    assert [got[v].strongly_typed for v in VERSIONS] == [False, True, True]
+    assert [got[v].int8_flag for v in VERSIONS] == [True, True, False]
+    assert [got[v].legacy_calibrator for v in VERSIONS] == [True, True, False]
+    assert [got[v].progress_monitor for v in VERSIONS] == [False, True, True]
+
+
+def test_fp16_request_on_fp32_graph(monkeypatch, tmp_path, tiny_onnx):
+    install_trt(monkeypatch, "8.6.1")
+    r = build_engine(tiny_onnx(), tmp_path / "a.engine", EngineOptions(precision="fp16"), show_progress=False)
+    assert r.plan.builder_flags == ["FP16"]  # 8.6: weakly typed, FP16 by flag
+    install_trt(monkeypatch, "11.4.0.106")
+    with pytest.raises(EdgesegError, match="strongly typed: FP16 must be in the ONNX graph"):
+        build_engine(tiny_onnx(), tmp_path / "b.engine", EngineOptions(precision="fp16"), show_progress=False)
+
+
+def test_int8_needs_qdq_graph(monkeypatch, tmp_path, tiny_onnx):
+    install_trt(monkeypatch, "10.3.0")
+    with pytest.raises(EdgesegError, match="no QuantizeLinear/DequantizeLinear nodes"):
+        build_engine(tiny_onnx(), tmp_path / "a.engine", EngineOptions(precision="int8"), show_progress=False)
+
+
+def _calib_batches():
+    rng = np.random.default_rng(5)
+    return [rng.normal(size=(1, 3, 32, 48)).astype(np.float32) for _ in range(4)]
+
+
+@pytest.mark.parametrize("version", ["8.6.1", "10.3.0"])
+def test_legacy_calibrator_with_cache(monkeypatch, tmp_path, tiny_onnx, version):
+    trt = install_trt(monkeypatch, version)
+    cache = tmp_path / "calib.cache"
+    opts = EngineOptions(
+        precision="int8", legacy_calibrator=True, calibration_cache=cache, calibration_batches=_calib_batches
+    )
+    r = build_engine(tiny_onnx(), tmp_path / "a.engine", opts, show_progress=False)
+    assert r.plan.builder_flags == ["INT8", "FP16"] and r.plan.legacy_int8
+    assert r.info["calibration_batches"] == 4 and trt.last_build["calibration"] == {
+        "from_cache": False,
+        "batches": 4,
+    }
+    absmax = max(float(np.abs(b).max()) for b in _calib_batches())
+    assert json.loads(cache.read_bytes())["input_absmax"] == pytest.approx(
+        absmax
+    )  # data went through "device" memory
+    build_engine(tiny_onnx(), tmp_path / "b.engine", opts, show_progress=False)
+    assert trt.last_build["calibration"] == {"from_cache": True, "batches": 0}
+
+
+def test_legacy_calibrator_removed_in_11(monkeypatch, tmp_path, tiny_onnx):
+    install_trt(monkeypatch, "11.4.0.106")
+    opts = EngineOptions(precision="int8", legacy_calibrator=True, calibration_batches=_calib_batches)
+    with pytest.raises(EdgesegError, match="removed implicit INT8 calibration.*drop --legacy-calibrator"):
+        build_engine(tiny_onnx(), tmp_path / "a.engine", opts, show_progress=False)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_timing_cache_round_trip(monkeypatch, tmp_path, tiny_onnx, version):
+    trt = install_trt(monkeypatch, version)
+    cache = tmp_path / "cache" / "timing.cache"
+    onnx_path = tiny_onnx()
+    r1 = build_engine(
+        onnx_path, tmp_path / "a.engine", EngineOptions(timing_cache=cache), show_progress=False
+    )
+    assert cache.is_file() and not r1.info["timing_cache_reused"]
+    assert trt.last_build["timing_cache_hits"] == 0
+    r2 = build_engine(
+        onnx_path, tmp_path / "b.engine", EngineOptions(timing_cache=cache), show_progress=False
+    )
+    assert r2.info["timing_cache_reused"]
+    assert trt.last_build["timing_cache_misses"] == 0 and trt.last_build["timing_cache_hits"] == 1
+    assert ("set_timing_cache", 1) in trt.calls
+
+
+def test_profiles_default_and_explicit(monkeypatch, tmp_path, tiny_onnx):
+    trt = install_trt(monkeypatch, "10.3.0")
+    dyn = tiny_onnx(size=(16, 24), dynamic=True, name="dyn")
+    r = build_engine(dyn, tmp_path / "a.engine", EngineOptions(), show_progress=False)
+    assert r.info["profiles"] == {
+        "input": {"min": [1, 3, 16, 24], "opt": [1, 3, 16, 24], "max": [1, 3, 16, 24]}
+    }
+    opts = EngineOptions(min_shape=(1, 3, 8, 8), opt_shape=(1, 3, 16, 24), max_shape=(4, 3, 64, 64))
+    r = build_engine(dyn, tmp_path / "b.engine", opts, show_progress=False)
+    assert ("set_shape", ("input", (1, 3, 8, 8), (1, 3, 16, 24), (4, 3, 64, 64))) in trt.calls
+    assert r.info["profiles"]["input"]["max"] == [4, 3, 64, 64]
+    with pytest.raises(EdgesegError, match="need an ONNX with dynamic axes"):
+        build_engine(tiny_onnx(name="static"), tmp_path / "c.engine", opts, show_progress=False)
+    with pytest.raises(EdgesegError, match="axis 1 is fixed at 3"):
+        bad = EngineOptions(min_shape=(1, 1, 8, 8), opt_shape=(1, 3, 8, 8), max_shape=(1, 3, 8, 8))
+        build_engine(dyn, tmp_path / "d.engine", bad, show_progress=False)
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"min_shape": (1, 3, 8, 8)}, "give all three"),
+        (
+            {"min_shape": (1, 3, 9, 8), "opt_shape": (1, 3, 8, 8), "max_shape": (1, 3, 8, 8)},
+            "min <= opt <= max",
+        ),
+        ({"dla_core": -1}, "--dla-core must be 0 or more"),
+        ({"workspace_mib": 0}, "--workspace must be a positive"),
+        ({"optimization_level": 7}, "0..5"),
+        ({"precision": "int4"}, "unknown precision"),
+        ({"legacy_calibrator": True}, "add --int8"),
+    ],
+)
+def test_option_validation(kw, match):
+    with pytest.raises(EdgesegError, match=match):
+        EngineOptions(**kw)
+
+
+def test_parse_shape():
+    assert parse_shape("1x3x256x512") == (1, 3, 256, 512)
+    assert parse_shape("2,3,8,8") == (2, 3, 8, 8)
+    assert parse_shape(None) is None
+    for bad in ("1x3x256", "axbxcxd", "0x3x8x8"):
+        with pytest.raises(EdgesegError, match="bad shape"):
+            parse_shape(bad)
+
+
+def test_dla_settings(monkeypatch, tmp_path, fp16_onnx, tiny_onnx):
+    trt = install_trt(monkeypatch, "10.3.0", FakeGpu(name="Orin (fake)", dla_cores=2))
+    r = build_engine(
+        fp16_onnx, tmp_path / "a.engine", EngineOptions(precision="fp16", dla_core=1), show_progress=False
+    )
+    assert (
+        r.plan.builder_flags == ["GPU_FALLBACK"]
+        and r.info["dla_core"] == 1
+        and r.info["gpu_fallback"] is True
+    )
+    with pytest.raises(EdgesegError, match="--dla-core 2 requested but this device has 2 DLA core"):
+        build_engine(
+            fp16_onnx, tmp_path / "b.engine", EngineOptions(precision="fp16", dla_core=2), show_progress=False
+        )
+    # FP32 graph on DLA without GPU fallback: TensorRT's build fails; we relay its message in one line
+    with pytest.raises(
+        EdgesegError, match="TensorRT build failed for tiny.onnx: FP32 layers cannot run on DLA"
+    ):
+        build_engine(
+            tiny_onnx(),
+            tmp_path / "c.engine",
+            EngineOptions(dla_core=0, gpu_fallback=False),
+            show_progress=False,
+        )
+    assert trt.last_build == {"error": "FP32 layers cannot run on DLA and GPU fallback is disabled"}
+    install_trt(monkeypatch, "10.3.0", FakeGpu(name="RTX (fake)", dla_cores=0))
+    with pytest.raises(EdgesegError, match="has 0 DLA core"):
+        build_engine(
+            fp16_onnx, tmp_path / "d.engine", EngineOptions(precision="fp16", dla_core=0), show_progress=False
+        )
+
+
+def test_workspace_opt_level_and_version_compat(monkeypatch, tmp_path, tiny_onnx):
+    trt = install_trt(monkeypatch, "8.6.1")
+    opts = EngineOptions(workspace_mib=256, optimization_level=5, version_compatible=True)
+    r = build_engine(tiny_onnx(), tmp_path / "a.engine", opts, show_progress=False)
+    assert ("set_memory_pool_limit", ("WORKSPACE", 256 << 20)) in trt.calls
+    assert "VERSION_COMPATIBLE" in r.plan.builder_flags
+    assert r.info["builder_optimization_level"] == 5
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_parser_errors_name_the_node(monkeypatch, tmp_path, custom_op_onnx, version):
+    install_trt(monkeypatch, version)
+    with pytest.raises(EdgesegError) as err:
+        build_engine(custom_op_onnx, tmp_path / "a.engine", EngineOptions(), show_progress=False)
+    msg = str(err.value)
+    assert "node decoder/upsample_7 (MyFancyUpsample): No importer registered for op: MyFancyUpsample" in msg
+    assert "\n" not in msg
+
+
+def test_sidecar_and_atomic_write(monkeypatch, tmp_path, tiny_onnx):
+    install_trt(monkeypatch, "10.3.0", FakeGpu(name="Orin (fake)", cc=(8, 7)))
+    onnx_path = tiny_onnx()
+    engine = tmp_path / "out" / "tiny.fp32.engine"
+    build_engine(onnx_path, engine, EngineOptions(), show_progress=False)
+    info = json.loads(sidecar_path(engine).read_text())
+    assert info["format"] == "edgeseg-engine/1"
+    assert info["tensorrt_version"] == "10.3.0"
+    assert info["gpu"]["name"] == "Orin (fake)" and info["gpu"]["compute_capability"] == "8.7"
+    assert info["onnx_sha256"] == sha256_file(onnx_path)
+    assert info["card"]["classes"] == ["c0", "c1", "c2"] and info["precision"] == "fp32"
+    assert sorted(p.name for p in engine.parent.iterdir()) == ["tiny.fp32.engine", "tiny.fp32.engine.json"]
+
+
+def test_progress_monitor_drives_progress_bars(monkeypatch):
+    trt = install_trt(monkeypatch, "10.3.0")
+
+    class Recorder:
+        def __init__(self):
+            self.events = []
+
+        def add_task(self, desc, total):
+            self.events.append(("add", desc, total))
+            return len(self.events)
+
+        def update(self, task, completed):
+            self.events.append(("update", task, completed))
+
+        def remove_task(self, task):
+            self.events.append(("remove", task))
+
+    rec = Recorder()
+    monitor = _make_progress_monitor(trt, rec)
+    assert isinstance(monitor, trt.IProgressMonitor)
+    monitor.phase_start("Building engine", None, 2)
+    assert monitor.step_complete("Building engine", 0) is True
+    monitor.step_complete("Building engine", 1)
+    monitor.phase_finish("Building engine")
+    assert rec.events == [("add", "Building engine", 2), ("update", 1, 1), ("update", 1, 2), ("remove", 1)]
+
+
+def test_build_shows_progress_without_crashing(monkeypatch, tmp_path, tiny_onnx, capsys):
+    install_trt(monkeypatch, "10.3.0")
+    r = build_engine(tiny_onnx(), tmp_path / "a.engine", EngineOptions(), show_progress=True)
+    assert r.engine.is_file()
+
+
+# ------------------------------------------------------------------------------ CLI entry point
+def test_handoff_without_tensorrt(monkeypatch, tmp_path, tiny_onnx, capsys):
+    hide_trt(monkeypatch)
+    onnx_path = tiny_onnx(size=(16, 16), dynamic=True)
+    options = {"dla_core": 1, "timing_cache": str(tmp_path / "t.cache"), "workspace": 512,
+               "min_shape": "1x3x8x8", "opt_shape": "1x3x16x16", "max_shape": "2x3x32x32"}  # fmt: skip
+    code = build_from_cli(
+        onnx_path, precision="fp16", qdq_onnx=None, workdir=tmp_path, options=options, json_output=True
+    )
+    assert code == EXIT_NEEDS_DEVICE == 3
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "handoff" and report["reason"] == "TensorRT is not installed here"
+    ready = Path(report["onnx"])
+    assert ready.name == "tiny.trt-fp16.onnx" and inspect_onnx(onnx.load(ready)).fp16_graph
+    assert (
+        json.loads(dict((p.key, p.value) for p in onnx.load(ready).metadata_props)["edgeseg.precision"])
+        == "fp16"
+    )
+    cmds = report["commands"]
+    assert cmds["edgeseg"].startswith(f"edgeseg build {ready} --target tensorrt --fp16")
+    trt10 = cmds["trtexec_10_11"]
+    for part in (f"--onnx={ready}", "--saveEngine=", "--stronglyTyped", "--useDLACore=1", "--allowGPUFallback",
+                 "--memPoolSize=workspace:512", "--timingCacheFile=", "--minShapes=input:1x3x8x8",
+                 "--optShapes=input:1x3x16x16", "--maxShapes=input:2x3x32x32"):  # fmt: skip
+        assert part in trt10
+    assert "--fp16" in cmds["trtexec_8_6"] and "--stronglyTyped" not in cmds["trtexec_8_6"]
+
+
+def test_handoff_int8_uses_the_qdq_onnx_and_text_output(monkeypatch, tmp_path, tiny_onnx, qdq_onnx, capsys):
+    install_trt(monkeypatch, "10.3.0", FakeGpu(devices=0))  # TensorRT installed, but no GPU
+    code = build_from_cli(
+        tiny_onnx(), precision="int8", qdq_onnx=qdq_onnx, workdir=tmp_path, options={}, json_output=False
+    )
+    out = capsys.readouterr().out
+    assert code == EXIT_NEEDS_DEVICE
+    assert "no usable CUDA GPU here" in out and str(qdq_onnx) in out
+    assert "--stronglyTyped" in out and "--int8" in out and "exit code 3" in out
+
+
+def test_cli_builds_on_a_device(monkeypatch, tmp_path, tiny_onnx, capsys):
+    install_trt(monkeypatch, "10.3.0")
+    onnx_path = tiny_onnx()
+    code = build_from_cli(onnx_path, precision="fp32", qdq_onnx=None, workdir=tmp_path,
+                          options={"timing_cache": str(tmp_path / "t.cache")}, json_output=True)  # fmt: skip
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "built" and Path(report["engine"]).name == "tiny.fp32.engine"
+    assert Path(report["engine"]).is_file() and Path(report["sidecar"]).is_file()
+    code = build_from_cli(
+        onnx_path, precision="fp32", qdq_onnx=None, workdir=tmp_path, options={}, json_output=False
+    )
+    assert code == 0 and "TensorRT engine" in capsys.readouterr().out
+
+
+def test_annotated_onnx_on_the_device_builds_as_is(monkeypatch, tmp_path, qdq_onnx, capsys):
+    """On the Jetson, `edgeseg build X.int8-qdq.onnx --target tensorrt` must not need --int8 again."""
+    install_trt(monkeypatch, "8.6.1")
+    code = build_from_cli(
+        qdq_onnx, precision="fp32", qdq_onnx=None, workdir=tmp_path, options={}, json_output=True
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["precision"] == "int8" and report["builder_flags"] == ["INT8", "FP16"]
+
+
+def test_plan_is_pure(monkeypatch, tiny_onnx):
+    trt = install_trt(monkeypatch, "10.3.0")
+    graph = inspect_onnx(onnx.load(tiny_onnx()))
+    plan = plan_build(detect(trt), graph, EngineOptions())
+    assert plan.to_dict() == {"network_flags": [], "builder_flags": [], "notes": []}
+    assert trt.calls == []
