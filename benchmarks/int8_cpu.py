@@ -1,0 +1,157 @@
+"""FP32 vs INT8 on ONNX Runtime CPU: latency ratio and mIoU side by side (not run by CI).
+
+    .venv/bin/python benchmarks/int8_cpu.py                     # FCN-8s ResNet-18 at 512x1024, 2 threads
+    .venv/bin/python benchmarks/int8_cpu.py --onnx edgeseg-work/fcn8s/fcn8s.onnx
+
+Without --onnx the reference edge model (FCN-8s, ResNet-18 backbone) is trained for a few hundred
+steps on generated scenes at low resolution (a fully convolutional net runs at any size), so that the
+activations and the mIoU mean something, then exported at --height x --width with edgeseg's exporter.
+Every INT8 variant is quantized from ONE set of calibration statistics. Latency is the median (and
+minimum) of --runs timed runs after warm-up; the machine is shared, so read the ratio, not the ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def train_reference(out: Path, height: int, width: int, steps: int, backbone: str) -> Path:
+    import torch
+    import torch.nn.functional as F
+    from edgeseg.export.onnx_export import export_onnx
+
+    from edgeseg.card import ModelCard
+    from edgeseg.data.synth import SYNTH_CLASSES, SYNTH_PALETTE, SceneGenerator
+    from edgeseg.models import create_model
+    from edgeseg.preprocess import Preprocessor
+
+    torch.manual_seed(0)
+    net = create_model("fcn8s", num_classes=len(SYNTH_CLASSES), backbone=backbone)
+    card = ModelCard(
+        model="fcn8s",
+        classes=list(SYNTH_CLASSES),
+        palette=list(SYNTH_PALETTE),
+        input_size=(height, width),
+        model_kwargs=dict(getattr(net, "edgeseg_kwargs", {})),
+    )
+    if steps:
+        th, tw = 128, 256
+        gen = SceneGenerator(th, tw, seed=0)
+        pre = Preprocessor(card.replace(input_size=(th, tw)), input_bgr=False)
+        scenes = [gen.scene(i) for i in range(256)]
+        x = torch.from_numpy(np.concatenate([pre(rgb)[0] for rgb, _ in scenes]))
+        y = torch.from_numpy(np.stack([m for _, m in scenes]).astype(np.int64))
+        opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+        net.train()
+        t0 = time.perf_counter()
+        for step in range(steps):
+            idx = torch.randint(0, len(scenes), (8,))
+            loss = F.cross_entropy(net(x[idx]), y[idx], ignore_index=255)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if step % 50 == 0 or step == steps - 1:
+                print(
+                    f"  train step {step:4d} loss {loss.item():.3f} ({time.perf_counter() - t0:.0f} s)",
+                    flush=True,
+                )
+    net.eval()
+    path = out / "fcn8s" / "fcn8s.onnx"
+    export_onnx(net, path, card, height=height, width=width, parity_scenes=1, source="benchmark")
+    return path
+
+
+def latency(path: Path, batch: np.ndarray, threads: int, runs: int) -> tuple[float, float]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    for _ in range(3):
+        sess.run(None, {name: batch})
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        sess.run(None, {name: batch})
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times), min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--onnx", type=Path, help="An FP32 edgeseg export to benchmark (default: build FCN-8s R18)."
+    )
+    ap.add_argument("--height", type=int, default=512)
+    ap.add_argument("--width", type=int, default=1024)
+    ap.add_argument("--backbone", default="resnet18")
+    ap.add_argument("--train-steps", type=int, default=300)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--calib-images", type=int, default=16)
+    ap.add_argument("--calib-method", default="percentile")
+    ap.add_argument("--eval-images", type=int, default=8)
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from edgeseg.calib.data import open_calibration
+    from edgeseg.calib.gate import Gate, open_eval_data
+    from edgeseg.calib.quantize import quantize_cpu_form, quantize_tensorrt_form
+    from edgeseg.calib.stats import calibrate
+    from edgeseg.runtime.segmenter import Segmenter
+
+    with tempfile.TemporaryDirectory(prefix="edgeseg-bench-") as tmp:
+        work = Path(tmp)
+        if args.onnx:
+            fp32 = args.onnx
+        else:
+            print(
+                f"building FCN-8s {args.backbone} ({args.train_steps} training steps at 128x256) ...",
+                flush=True,
+            )
+            fp32 = train_reference(work, args.height, args.width, args.train_steps, args.backbone)
+        card = Segmenter(fp32).card
+        print(f"model {fp32.name}: input {card.input_size}, {args.threads} threads", flush=True)
+        calib = open_calibration("synth", card, args.calib_images, 0)
+        stats = calibrate(fp32, card, calib, method=args.calib_method, cache_path=work / "calib.json")
+        variants = {
+            "int8 cpu qoperator (U8S8)": quantize_cpu_form(
+                fp32, card, stats, work / "m.int8.cpu.onnx", cpu_format="qoperator"
+            ).path,
+            "int8 cpu qdq (U8S8)": quantize_cpu_form(
+                fp32, card, stats, work / "m.int8.cpuqdq.onnx", cpu_format="qdq"
+            ).path,
+            "int8 TensorRT-form qdq (S8S8)": quantize_tensorrt_form(
+                fp32, card, stats, work / "m.int8.qdq.onnx"
+            ).path,
+        }
+        gate = Gate(fp32, card, open_eval_data(f"synth:{args.eval_images}", card), threads=args.threads)
+        gen_frame = calib.image(0)
+        batch = Segmenter(fp32).preprocess(cv2.cvtColor(gen_frame, cv2.COLOR_RGB2BGR))[0]
+        base_med, base_min = latency(fp32, batch, args.threads, args.runs)
+        rows = [("fp32", base_med, base_min, gate.fp32.miou, 1.0, 1.0)]
+        for name, path in variants.items():
+            med, mn = latency(path, batch, args.threads, args.runs)
+            s = gate.score(path)
+            rows.append((name, med, mn, s.miou, s.agreement, base_med / med))
+        print(
+            f"\n{'variant':32s} {'median ms':>10s} {'min ms':>8s} {'mIoU %':>7s} {'agree %':>8s} {'speed-up':>9s}"
+        )
+        for name, med, mn, miou, agree, ratio in rows:
+            print(f"{name:32s} {med:10.1f} {mn:8.1f} {100 * miou:7.2f} {100 * agree:8.2f} {ratio:8.2f}x")
+
+
+if __name__ == "__main__":
+    main()

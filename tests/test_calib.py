@@ -1,0 +1,439 @@
+"""INT8 calibration: data selection, cached statistics, both INT8 forms, and the mIoU gate.
+
+The nets are tiny (a few convs at 32x64) and trained for a few dozen steps on generated scenes so
+predictions, and therefore mIoU and its INT8 drop, mean something.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from edgeseg.errors import EdgesegError
+
+H, W = 32, 64
+pytestmark = pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript:DeprecationWarning")
+
+
+def _tiny_net(outlier: float | None = None):
+    """conv-bn-relu stem, strided conv, residual add, bilinear Resize, Concat skip, 1x1 head.
+
+    With `outlier`, one stem channel is scaled by `outlier` before the ReLU and its consumers divide it
+    back: FP32 output is unchanged, but that activation's range explodes, so per-tensor INT8 of the
+    layers reading it loses everything else (the classic activation-outlier failure).
+    """
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from edgeseg.card import ModelCard
+    from edgeseg.data.synth import SYNTH_CLASSES, SYNTH_PALETTE, SceneGenerator
+    from edgeseg.preprocess import Preprocessor
+
+    class Net(nn.Module):
+        def __init__(self, c: int) -> None:
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 12, 3, padding=1), nn.BatchNorm2d(12), nn.ReLU())
+            self.down = nn.Sequential(
+                nn.Conv2d(12, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU()
+            )
+            self.res = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16))
+            self.head = nn.Conv2d(16 + 12, c, 1)
+
+        def forward(self, x):
+            a = self.stem(x)
+            b = self.down(a)
+            b = F.relu(b + self.res(b))
+            u = F.interpolate(b, size=a.shape[-2:], mode="bilinear", align_corners=False)
+            return self.head(torch.cat([u, a], 1))
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    card = ModelCard(
+        model="tiny", classes=list(SYNTH_CLASSES), palette=list(SYNTH_PALETTE), input_size=(H, W)
+    )
+    gen = SceneGenerator(H, W, seed=0)
+    pre = Preprocessor(card, input_bgr=False)
+    scenes = [gen.scene(i) for i in range(48)]
+    x = torch.from_numpy(np.concatenate([pre(rgb)[0] for rgb, _ in scenes]))
+    y = torch.from_numpy(np.stack([m for _, m in scenes]).astype(np.int64))
+    net = Net(len(SYNTH_CLASSES))
+    opt = torch.optim.Adam(net.parameters(), 5e-3)
+    for _ in range(80):
+        idx = torch.randint(0, len(scenes), (8,))
+        loss = F.cross_entropy(net(x[idx]), y[idx], ignore_index=255)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    if outlier:
+        with torch.no_grad():
+            bn = net.stem[1]
+            bn.weight[0] *= outlier
+            bn.bias[0] *= outlier
+            net.down[0].weight[:, 0] /= outlier
+            net.head.weight[:, 16] /= outlier  # concat channel 16 is stem channel 0
+    return net, card
+
+
+def _export(net, card, path: Path) -> Path:
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.onnx.export(
+        net,
+        torch.zeros(1, 3, H, W),
+        buf,
+        dynamo=False,
+        opset_version=17,
+        input_names=["input"],
+        output_names=["logits"],
+    )
+    model = onnx.load_from_string(buf.getvalue())
+    for k, v in card.to_metadata_props().items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("calib_models")
+    net, card = _tiny_net()
+    good = _export(net, card, root / "src" / "tiny.onnx")
+    net, card = _tiny_net(outlier=2000.0)
+    bad = _export(net, card.replace(model="outlier"), root / "src" / "outlier.onnx")
+    return {"tiny": good, "outlier": bad}
+
+
+@pytest.fixture
+def tiny(tiny_models, tmp_path) -> Path:
+    """A fresh copy per test (artifacts and caches are written beside the model)."""
+    dst = tmp_path / "m" / "tiny.onnx"
+    dst.parent.mkdir(parents=True)
+    dst.write_bytes(tiny_models["tiny"].read_bytes())
+    return dst
+
+
+def _card(path: Path):
+    from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend(path).card
+
+
+# --- calibration data -------------------------------------------------------------------------------
+def test_stratified_pick_takes_rare_classes_first():
+    from edgeseg.calib.data import stratified_pick
+
+    common = np.array([100, 50, 0, 0])
+    presence = [common, common, np.array([90, 0, 3, 0]), common, np.array([10, 0, 0, 1]), common]
+    chosen, covered = stratified_pick(presence, 3, order=[0, 1, 3, 5, 2, 4])
+    assert 4 in chosen and 2 in chosen  # the only images holding class 3 and class 2
+    assert covered == [0, 1, 2, 3]
+    assert len(chosen) == 3 and len(set(chosen)) == 3
+
+
+def test_synth_calibration_is_deterministic_and_covers_classes(tiny):
+    from edgeseg.calib.data import open_calibration
+
+    card = _card(tiny)
+    a = open_calibration("synth", card, 6, seed=1)
+    b = open_calibration("synth", card, 6, seed=1)
+    assert a.names == b.names and a.listing_hash == b.listing_hash
+    assert len(a) == 6 and len(a.classes_covered) >= 6
+    batch = next(a.batches(card))
+    assert batch.shape == (1, 3, H, W) and batch.dtype == np.float32
+    assert open_calibration("synth", card, 6, seed=2).names != a.names
+
+
+def test_calibration_from_glob_and_video(tiny, tmp_path):
+    from edgeseg.calib.data import open_calibration
+
+    card = _card(tiny)
+    rng = np.random.default_rng(0)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(frames / f"f{i}.png"), rng.integers(0, 255, (40, 70, 3), dtype=np.uint8))
+    cs = open_calibration(str(frames / "*.png"), card, 3, seed=0)
+    assert len(cs) == 3 and cs.kind == "images"
+    assert next(cs.batches(card)).shape == (1, 3, H, W)
+    folder = open_calibration(str(frames), card, 10, seed=0)
+    assert len(folder) == 5
+
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(20):
+        writer.write(np.full((48, 64, 3), i * 10, dtype=np.uint8))
+    writer.release()
+    vs = open_calibration(str(video), card, 4, seed=0)
+    assert len(vs) == 4 and vs.kind == "video"
+    means = [float(vs.image(i).mean()) for i in range(4)]
+    assert means == sorted(means) and means[-1] - means[0] > 100  # spread over the clip, in order
+
+
+def test_bad_calibration_data_gives_one_line_errors(tiny, tmp_path):
+    from edgeseg.calib.data import open_calibration
+
+    card = _card(tiny)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(EdgesegError, match="empty"):
+        open_calibration(str(empty), card, 4)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("no images here")
+    with pytest.raises(EdgesegError, match="no images"):
+        open_calibration(str(tmp_path / "notes"), card, 4)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00not a video" * 100)
+    with pytest.raises(EdgesegError, match="video"):
+        open_calibration(str(broken), card, 4)
+    with pytest.raises(EdgesegError, match="no images"):
+        open_calibration(str(tmp_path / "nothing" / "*.jpg"), card, 4)
+    with pytest.raises(EdgesegError, match="not found"):
+        open_calibration(str(tmp_path / "missing"), card, 4)
+
+
+# --- statistics cache ---------------------------------------------------------------------------------
+def test_cache_is_reused_without_running_the_calibrator(tiny, monkeypatch):
+    import onnxruntime.quantization as ortq
+    from edgeseg.calib.data import open_calibration
+    from edgeseg.calib.stats import calibrate
+
+    card = _card(tiny)
+    calib = open_calibration("synth", card, 4, seed=0)
+    first = calibrate(tiny, card, calib, method="minmax")
+    assert not first.from_cache and first.ranges
+    assert (tiny.parent / "tiny.calib.json").is_file()
+
+    def boom(*a, **k):
+        raise AssertionError("calibrator invoked on a cache hit")
+
+    monkeypatch.setattr(ortq, "create_calibrator", boom)
+    again = calibrate(tiny, card, open_calibration("synth", card, 4, seed=0), method="minmax")
+    assert again.from_cache and again.ranges == first.ranges
+    with pytest.raises(EdgesegError, match="cache hit"):  # another method is another key: recalibrates
+        calibrate(tiny, card, calib, method="percentile")
+
+
+def test_cache_invalidated_by_model_or_listing_change(tiny, tmp_path):
+    from edgeseg.calib.data import open_calibration
+    from edgeseg.calib.stats import calibrate
+
+    card = _card(tiny)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        cv2.imwrite(str(frames / f"f{i}.png"), rng.integers(0, 255, (H, W, 3), dtype=np.uint8))
+    spec = str(frames / "*.png")
+    assert not calibrate(tiny, card, open_calibration(spec, card, 3), method="minmax").from_cache
+    assert calibrate(tiny, card, open_calibration(spec, card, 3), method="minmax").from_cache
+
+    cv2.imwrite(str(frames / "f3.png"), rng.integers(0, 255, (H, W, 3), dtype=np.uint8))  # listing changed
+    assert not calibrate(tiny, card, open_calibration(spec, card, 3), method="minmax").from_cache
+
+    model = onnx.load(str(tiny))  # model changed: new weights, same graph
+    w = model.graph.initializer[0]
+    w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w) * 1.01, w.name))
+    onnx.save(model, str(tiny))
+    assert not calibrate(tiny, card, open_calibration(spec, card, 3), method="minmax").from_cache
+
+
+# --- the two INT8 forms -------------------------------------------------------------------------------
+def _stats(path: Path, method: str = "entropy", n: int = 8):
+    from edgeseg.calib.data import open_calibration
+    from edgeseg.calib.stats import calibrate
+
+    card = _card(path)
+    calib = open_calibration("synth", card, n, seed=0)
+    return card, calib, calibrate(path, card, calib, method=method)
+
+
+def _qdq_pairs_ok(model: onnx.ModelProto) -> None:
+    """The TensorRT rules, asserted directly on the graph (independently of check_tensorrt_rules)."""
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    quantize = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert quantize, "no QuantizeLinear at all"
+    for n in model.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            zp = inits[n.input[2]]
+            assert zp.dtype == np.int8 and not zp.any(), f"{n.name}: zero point {zp}"
+            neighbours = [producers.get(n.input[0])] + consumers.get(n.output[0], [])
+            assert all(x is None or x.op_type not in ("Resize", "ArgMax") for x in neighbours), n.name
+    convs = [n for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")]
+    quantized = 0
+    for conv in convs:
+        wdq = producers.get(conv.input[1])
+        if wdq is None or wdq.op_type != "DequantizeLinear":
+            continue
+        quantized += 1
+        axis = next(a.i for a in wdq.attribute if a.name == "axis")
+        weight, scale = inits[wdq.input[0]], inits[wdq.input[1]]
+        want = 0 if conv.op_type == "Conv" else 1
+        assert axis == want and scale.shape == (weight.shape[want],), conv.name  # per output channel
+        assert weight.dtype == np.int8
+        assert producers[conv.input[0]].op_type == "DequantizeLinear"  # activation per-tensor Q/DQ
+        assert inits[producers[conv.input[0]].input[1]].ndim == 0
+    assert quantized >= 1
+
+
+def test_tensorrt_form_obeys_the_rules_and_runs_in_ort(tiny):
+    from edgeseg.calib.qdq_rules import check_tensorrt_rules
+    from edgeseg.calib.quantize import artifact_path, quantize_tensorrt_form
+    from edgeseg.runtime.segmenter import Segmenter
+
+    card, calib, stats = _stats(tiny)
+    art = quantize_tensorrt_form(tiny, card, stats, artifact_path(tiny, "qdq"))
+    assert art.path.name == "tiny.int8.qdq.onnx"
+    model = onnx.load(str(art.path))
+    _qdq_pairs_ok(model)
+    assert check_tensorrt_rules(model).ok
+    concat = next(
+        n for n in model.graph.node if n.op_type == "Concat" and len(n.input) == 2 and "Resize" in n.input[0]
+    )
+    assert all(not i.endswith("DequantizeLinear_Output") and "_dq" not in i for i in concat.input)
+    with Segmenter(art.path) as int8, Segmenter(tiny) as fp32:
+        assert int8.card.precision == "int8"
+        assert int8.card.extra["int8"]["form"] == "tensorrt-qdq"
+        frame = cv2.cvtColor(calib.image(0), cv2.COLOR_RGB2BGR)
+        assert (int8.infer(frame) == fp32.infer(frame)).mean() > 0.9
+
+
+def test_tensorrt_form_conv_transpose_is_per_channel_on_axis_1(tmp_path):
+    import io
+
+    import torch
+    from edgeseg.calib.data import open_calibration
+    from edgeseg.calib.quantize import quantize_tensorrt_form
+    from edgeseg.calib.stats import calibrate
+    from torch import nn
+
+    from edgeseg.card import ModelCard, default_palette
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.ConvTranspose2d(8, 4, 2, stride=2)
+    ).eval()
+    buf = io.BytesIO()
+    torch.onnx.export(
+        net, torch.zeros(1, 3, H, W), buf, dynamo=False, opset_version=17, input_names=["input"]
+    )
+    model = onnx.load_from_string(buf.getvalue())
+    card = ModelCard(model="up", classes=list("abcd"), palette=default_palette(4), input_size=(H, W))
+    for k, v in card.to_metadata_props().items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    path = tmp_path / "up.onnx"
+    onnx.save(model, str(path))
+    stats = calibrate(path, card, open_calibration("synth", card, 4), method="minmax")
+    art = quantize_tensorrt_form(path, card, stats, tmp_path / "up.int8.qdq.onnx")
+    q = onnx.load(str(art.path))
+    _qdq_pairs_ok(q)
+    assert any(n.op_type == "ConvTranspose" for n in q.graph.node)
+
+
+def test_cpu_form_runs_in_ort_and_shares_the_statistics(tiny):
+    from edgeseg.calib.quantize import artifact_path, quantize_cpu_form
+    from edgeseg.runtime.segmenter import Segmenter
+
+    card, calib, stats = _stats(tiny)
+    for fmt in ("qoperator", "qdq"):
+        art = quantize_cpu_form(tiny, card, stats, artifact_path(tiny, "cpu"), cpu_format=fmt)
+        model = onnx.load(str(art.path))
+        ops = {n.op_type for n in model.graph.node}
+        assert ("QLinearConv" in ops) if fmt == "qoperator" else ("DequantizeLinear" in ops)
+        with Segmenter(art.path) as int8, Segmenter(tiny) as fp32:
+            assert int8.card.extra["int8"]["calibration"]["key"] == stats.key_hash[:16]
+            frame = cv2.cvtColor(calib.image(1), cv2.COLOR_RGB2BGR)
+            assert (int8.infer(frame) == fp32.infer(frame)).mean() > 0.9
+
+
+def test_corrupt_onnx_is_a_clear_error(tmp_path):
+    from edgeseg.calib.quantize import load_model
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"this is not a protobuf" * 10)
+    with pytest.raises(EdgesegError, match="not a valid ONNX model"):
+        load_model(bad)
+
+
+# --- the accuracy gate --------------------------------------------------------------------------------
+def test_int8_build_on_generated_scenes_stays_within_the_gate(tiny):
+    from edgeseg.calib.build import BuildOptions, build_onnxruntime
+
+    report = build_onnxruntime(tiny, BuildOptions(calib_images=8, eval_images=8, max_miou_drop=1.0))
+    assert report.failure is None and report.reference == "labels"
+    fp32 = report.rows[0]
+    assert fp32.precision == "fp32" and fp32.miou > 20  # the tiny net really learned something
+    for gate in report.gates:
+        assert gate.passed and gate.drop_points <= 1.0
+        assert gate.artifact.path.is_file()
+        assert gate.int8.agreement > 0.9
+    forms = sorted(g.form for g in report.gates)
+    assert forms == ["cpu", "qdq"]
+    assert report.stats is not None and not report.stats.from_cache
+    again = build_onnxruntime(tiny, BuildOptions(calib_images=8, eval_images=8, forms=("cpu",)))
+    assert again.stats.from_cache
+
+
+def test_gate_falls_back_on_an_outlier_layer(tiny_models, tmp_path):
+    from edgeseg.calib.build import BuildOptions, build_onnxruntime
+
+    from edgeseg.card import ModelCard
+
+    path = tmp_path / "outlier.onnx"
+    path.write_bytes(tiny_models["outlier"].read_bytes())
+    report = build_onnxruntime(
+        path,
+        BuildOptions(forms=("qdq",), calib_images=8, eval_images=8, calib_method="minmax", max_miou_drop=1.0),
+    )
+    assert report.failure is None
+    gate = report.gates[0]
+    first, last = gate.attempts[0], gate.attempts[-1]
+    assert first.drop_points > 1.0, "the outlier should break plain INT8"
+    assert last.passed and last.drop_points < first.drop_points
+    assert gate.artifact.excluded and gate.sensitivity
+    # the sensitive layers are those reading the outlier channel (down conv, head)
+    assert set(gate.artifact.excluded) <= {n for n, _ in gate.sensitivity}
+    card = ModelCard.load_json(gate.artifact.path.with_suffix(".card.json"))
+    assert card.extra["int8"]["gate"]["excluded_nodes"] == gate.artifact.excluded
+    assert card.extra["int8"]["gate"]["passed"] is True
+    model = onnx.load(str(gate.artifact.path))
+    float_convs = {
+        n.name for n in model.graph.node if n.op_type == "Conv" and "DequantizeLinear" not in str(n.input)
+    }
+    assert float_convs  # excluded layers really run on float weights
+    from edgeseg.calib.quantize import load_model
+
+    assert load_model(gate.artifact.path).metadata_props
+
+
+def test_gate_failure_reports_attempts_and_removes_the_artifact(tiny_models, tmp_path):
+    from edgeseg.calib.build import BuildOptions, build_onnxruntime
+    from edgeseg.calib.gate import GateFailed
+
+    path = tmp_path / "outlier.onnx"
+    path.write_bytes(tiny_models["outlier"].read_bytes())
+    report = build_onnxruntime(
+        path,
+        BuildOptions(
+            forms=("qdq",), calib_images=4, eval_images=4, calib_method="minmax", max_fallback_layers=0
+        ),
+    )
+    assert isinstance(report.failure, GateFailed) and report.failure.exit_code != 0
+    assert "limit" in str(report.failure) and "\n" not in str(report.failure)
+    assert not (tmp_path / "outlier.int8.qdq.onnx").exists()
+    assert report.to_dict()["passed"] is False
