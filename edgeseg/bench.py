@@ -1,0 +1,301 @@
+"""`edgeseg bench`: every artifact of a model this machine can run, on the same frames, side by side.
+
+Each artifact runs in its own fresh process (spawned), so peak memory is its own, thread settings
+cannot leak between runs, and a crashing backend cannot take the comparison down. The frames are the
+same for all: the child re-opens the same deterministic dataset spec.
+
+Reported per artifact: throughput (FPS) and latency percentiles of `Segmenter.infer` (preprocess +
+inference + postprocess, i.e. what an application calling us sees), mIoU on the frames, file size,
+peak RSS, and speed-up over PyTorch eager.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg.card import ModelCard
+from edgeseg.errors import EdgesegError
+
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+@dataclass
+class BenchConfig:
+    data: str = "synth:16"  # dataset spec for open_dataset (frames + ground truth)
+    height: int | None = None  # frame size for generated data (default: the model's input size)
+    width: int | None = None
+    threads: int | None = 2
+    warmup: int = 3
+    iterations: int = 30
+    providers: str = "cpu"
+
+
+@dataclass
+class Artifact:
+    label: str
+    path: Path
+    kind: str  # torch | onnxruntime | tensorrt
+    precision: str
+
+
+@dataclass
+class BenchResult:
+    label: str
+    artifact: str
+    kind: str
+    precision: str
+    size_mb: float
+    fps: float | None = None
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    miou: float | None = None
+    peak_rss_mb: float | None = None
+    speedup_vs_eager: float | None = None
+    error: str | None = None
+
+
+# --- discovery -------------------------------------------------------------------------------------
+def _label(path: Path, card: ModelCard | None) -> Artifact:
+    suffix = path.suffix.lower()
+    if suffix in (".pt", ".pth"):
+        return Artifact("PyTorch eager", path, "torch", "fp32")
+    if suffix in ENGINE_SUFFIXES:
+        precision = card.precision if card else _precision_from_name(path)
+        return Artifact(f"TensorRT {precision}", path, "tensorrt", precision)
+    precision = card.precision if card else _precision_from_name(path)
+    tokens = path.name.split(".")[1:-1]  # <name>.<variant...>.onnx
+    note = ""
+    if precision == "int8":
+        note = " (TensorRT Q/DQ form)" if "qdq" in tokens else " (CPU form)"
+    return Artifact(f"ONNX Runtime {precision}{note}", path, "onnxruntime", precision)
+
+
+def _precision_from_name(path: Path) -> str:
+    tokens = path.name.lower().split(".")
+    for p in ("int8", "fp16"):
+        if p in tokens:
+            return p
+    return "fp32"
+
+
+def _card_of(path: Path) -> ModelCard | None:
+    for sidecar in (Path(str(path) + ".json"), path.with_suffix(".card.json"), path.with_suffix(".json")):
+        if sidecar.is_file():
+            try:
+                return ModelCard.load_json(sidecar)
+            except EdgesegError:
+                continue
+    if path.suffix == ".onnx":
+        import onnx
+
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception:
+            return None
+        props = {p.key: p.value for p in model.metadata_props}
+        try:
+            return ModelCard.from_metadata_props(props)
+        except EdgesegError:
+            return None
+    return None
+
+
+def discover(base_onnx: Path, checkpoint: Path | None) -> list[Artifact]:
+    """The base export, its precision variants and engines beside it, and the eager checkpoint."""
+    name = base_onnx.name[: -len(".onnx")]
+    folder = base_onnx.parent
+    found: list[Artifact] = []
+    if checkpoint is not None:
+        found.append(_label(checkpoint, None))
+    found.append(_label(base_onnx, _card_of(base_onnx)))
+    variants = sorted(p for p in folder.glob(f"{name}.*.onnx") if p != base_onnx)
+    engines = sorted(p for s in ENGINE_SUFFIXES for p in folder.glob(f"{name}*{s}"))
+    found += [_label(p, _card_of(p)) for p in variants + engines]
+    return found
+
+
+# --- measurement (runs in a child process) ---------------------------------------------------------
+def _percentiles(samples_ms: list[float]) -> dict[str, float]:
+    a = np.asarray(samples_ms)
+    return {
+        "mean": float(a.mean()),
+        "p50": float(np.percentile(a, 50)),
+        "p95": float(np.percentile(a, 95)),
+        "p99": float(np.percentile(a, 99)),
+    }
+
+
+def _frames(cfg: BenchConfig, card: ModelCard) -> list[tuple[np.ndarray, np.ndarray]]:
+    import cv2
+
+    from edgeseg.data import open_dataset
+
+    h = cfg.height or card.input_size[0]
+    w = cfg.width or card.input_size[1]
+    ds = open_dataset(cfg.data, height=h, width=w) if cfg.data.startswith("synth") else open_dataset(cfg.data)
+    if len(ds) == 0:
+        raise EdgesegError(f"no frames in {cfg.data}")
+    out = []
+    for i in range(len(ds)):
+        rgb, mask = ds[i]
+        out.append((cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), mask))
+    return out
+
+
+def measure(artifact: Artifact, cfg: BenchConfig) -> dict[str, Any]:
+    """Time `Segmenter.infer` on the frames and score them. Meant to run in a fresh process."""
+    import resource
+
+    from edgeseg.metrics import ConfusionMatrix
+    from edgeseg.runtime import Segmenter
+
+    options: dict[str, Any] = {}
+    if artifact.kind == "onnxruntime":
+        options = {"threads": cfg.threads, "providers": cfg.providers}
+    elif artifact.kind == "torch" and cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    seg = Segmenter(artifact.path, **options)
+    frames = _frames(cfg, seg.card)
+    confusion = ConfusionMatrix(seg.card.num_classes)
+    for i in range(cfg.warmup):
+        seg.infer(frames[i % len(frames)][0])
+    samples = []
+    start = time.perf_counter()
+    for i in range(max(cfg.iterations, 1)):
+        frame, mask = frames[i % len(frames)]
+        t0 = time.perf_counter()
+        labels = seg.infer(frame)
+        samples.append((time.perf_counter() - t0) * 1e3)
+        if i < len(frames):
+            confusion.update(labels, mask)
+    wall = time.perf_counter() - start
+    for frame, mask in frames[cfg.iterations :]:  # score frames the timed loop did not reach
+        confusion.update(seg.infer(frame), mask)
+    seg.close()
+    return {
+        "fps": len(samples) / wall,
+        "latency_ms": _percentiles(samples),
+        "miou": confusion.compute().miou,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+    }
+
+
+def run_bench(artifacts: list[Artifact], cfg: BenchConfig, progress: Any = None) -> list[BenchResult]:
+    """Measure each artifact in its own spawned process; failures are recorded, not fatal."""
+    ctx = multiprocessing.get_context("spawn")
+    results = []
+    for art in artifacts:
+        res = BenchResult(art.label, str(art.path), art.kind, art.precision, art.path.stat().st_size / 2**20)
+        if progress is not None:
+            progress(art)
+        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+            try:
+                out = pool.submit(measure, art, cfg).result()
+            except EdgesegError as exc:
+                res.error = str(exc)
+            except concurrent.futures.process.BrokenProcessPool:
+                res.error = "the backend process crashed"
+            else:
+                res.fps = out["fps"]
+                res.latency_ms = out["latency_ms"]
+                res.miou = out["miou"]
+                res.peak_rss_mb = out["peak_rss_mb"]
+        results.append(res)
+    eager = next((r.fps for r in results if r.kind == "torch" and r.fps), None)
+    for r in results:
+        if eager and r.fps:
+            r.speedup_vs_eager = r.fps / eager
+    return results
+
+
+# --- reporting -------------------------------------------------------------------------------------
+COLUMNS = ["artifact", "FPS", "p50 ms", "p95 ms", "p99 ms", "mIoU", "size MB", "peak RSS MB", "x eager"]
+
+
+def rows(results: list[BenchResult]) -> list[list[Any]]:
+    out = []
+    for r in results:
+        if r.error:
+            out.append([r.label, f"skipped: {r.error}", None, None, None, None, r.size_mb, None, None])
+            continue
+        lat = r.latency_ms
+        out.append(
+            [
+                r.label,
+                r.fps,
+                lat.get("p50"),
+                lat.get("p95"),
+                lat.get("p99"),
+                r.miou,
+                r.size_mb,
+                r.peak_rss_mb,
+                None if r.speedup_vs_eager is None else f"{r.speedup_vs_eager:.2f}x",
+            ]
+        )
+    return out
+
+
+def to_markdown(results: list[BenchResult]) -> str:
+    from edgeseg.console import fmt
+
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows(results):
+        lines.append("| " + " | ".join(fmt(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_json(results: list[BenchResult], cfg: BenchConfig, machine: dict) -> dict:
+    return {"config": asdict(cfg), "machine": machine, "results": [asdict(r) for r in results]}
+
+
+def plot(results: list[BenchResult], out_png: Path) -> Path:
+    """FPS vs mIoU, one labelled point per artifact."""
+    from edgeseg.lazy import require
+
+    matplotlib = require("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edgeseg.atomic import atomic_path
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for r in results:
+        if r.fps is None or r.miou is None:
+            continue
+        ax.scatter(r.fps, r.miou * 100, s=60)
+        ax.annotate(r.label, (r.fps, r.miou * 100), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xlabel("throughput (FPS)")
+    ax.set_ylabel("mIoU (%)")
+    ax.set_title("edgeseg bench: speed vs accuracy")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return out_png
+
+
+# --- what to benchmark -----------------------------------------------------------------------------
+def resolve_base(root: Path, model: str | None) -> Path:
+    """The base FP32 export to benchmark: a path, an exported name, or the newest export."""
+    from edgeseg import workspace
+
+    return workspace.require_export(root, model)
+
+
+def default_checkpoint(root: Path, base_onnx: Path) -> Path | None:
+    """The eager baseline: the newest training run of the exported model, if there is one."""
+    from edgeseg import workspace
+
+    card = _card_of(base_onnx)
+    if card is None:
+        return None
+    return workspace.newest_checkpoint(root, card.model)

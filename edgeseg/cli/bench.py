@@ -1,0 +1,71 @@
+"""`edgeseg bench`: the whole chain side by side on the same frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="bench")(bench)
+
+
+def bench(
+    model: str = typer.Argument(None, help="Exported model name or .onnx path (default: newest export)."),
+    checkpoint: Path = typer.Option(
+        None, help="PyTorch checkpoint for the eager baseline (default: newest training run of the model)."
+    ),
+    data: str = typer.Option("synth:16", help="Frames with ground truth: a dataset folder or synth[:N]."),
+    height: int = typer.Option(None, help="Frame height for generated data (default: model input)."),
+    width: int = typer.Option(None, help="Frame width for generated data (default: model input)."),
+    threads: int = typer.Option(2, help="CPU threads per backend."),
+    warmup: int = typer.Option(3, help="Untimed runs before measuring."),
+    iterations: int = typer.Option(30, help="Timed frames per artifact."),
+    providers: str = typer.Option("cpu", help="onnxruntime providers: cpu or auto."),
+    markdown: Path = typer.Option(None, help="Also write the table as Markdown here."),
+    plot: Path = typer.Option(None, help="Also write an FPS-vs-mIoU PNG here."),
+    json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    workdir: Path = typer.Option(None, help="Workspace (default: $EDGESEG_WORKDIR or ./edgeseg-work)."),
+) -> None:
+    """Compare PyTorch eager, ONNX Runtime FP32/FP16/INT8 and TensorRT artifacts of one model."""
+    from edgeseg import bench as lib
+    from edgeseg import machine, workspace
+    from edgeseg.console import console, print_json, table
+
+    root = workspace.workdir(workdir)
+    base = lib.resolve_base(root, model)
+    ckpt = checkpoint or lib.default_checkpoint(root, base)
+    artifacts = lib.discover(base, ckpt)
+    cfg = lib.BenchConfig(
+        data=data,
+        height=height,
+        width=width,
+        threads=threads,
+        warmup=warmup,
+        iterations=iterations,
+        providers=providers,
+    )
+    if not json_output:
+        console.print(f"[bold]benchmarking[/] {len(artifacts)} artifacts of {base.name} on {data}")
+
+    def progress(art: lib.Artifact) -> None:
+        if not json_output:
+            console.print(f"  measuring [cyan]{art.label}[/] ({art.path.name})")
+
+    results = lib.run_bench(artifacts, cfg, progress)
+    desc = machine.describe()
+    if markdown:
+        from edgeseg.atomic import atomic_open
+
+        with atomic_open(markdown, "w") as fh:
+            fh.write(lib.to_markdown(results))
+    if plot:
+        lib.plot(results, plot)
+    if json_output:
+        print_json(lib.to_json(results, cfg, desc))
+        return
+    console.print(table(f"edgeseg bench: {base.name}", lib.COLUMNS, lib.rows(results)))
+    console.print(
+        f"[dim]{desc['cpu']}, {desc['cores']} cores, GPU: {desc['gpu'] or 'none'}; {threads} threads[/]"
+    )

@@ -1,0 +1,61 @@
+"""`edgeseg bench`: discovery of a model's artifacts and a real side-by-side measurement."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from edgeseg import bench
+from edgeseg.cli import app
+from edgeseg.data.synth import SYNTH_CLASSES
+
+
+@pytest.fixture
+def exported(tiny_onnx, _isolated_workdir):
+    """A torch-free 'export' in the workspace layout, with an FP16 variant beside it."""
+    from edgeseg.export.fp16 import to_fp16
+
+    src = tiny_onnx(num_classes=len(SYNTH_CLASSES), size=(32, 64), name="tiny")
+    folder = _isolated_workdir / "tiny"
+    folder.mkdir(parents=True)
+    base = folder / "tiny.onnx"
+    shutil.copy(src, base)
+    to_fp16(base, folder / "tiny.fp16.onnx")
+    return base
+
+
+def test_discover_labels_variants(exported):
+    arts = bench.discover(exported, None)
+    labels = [a.label for a in arts]
+    assert labels == ["ONNX Runtime fp32", "ONNX Runtime fp16"]
+    assert [a.precision for a in arts] == ["fp32", "fp16"]
+
+
+def test_run_bench_measures_each_artifact(exported, tmp_path):
+    cfg = bench.BenchConfig(data="synth:3", height=40, width=70, threads=1, warmup=1, iterations=4)
+    results = bench.run_bench(bench.discover(exported, None), cfg)
+    assert [r.error for r in results] == [None, None]
+    fp32, fp16 = results
+    for r in results:
+        assert r.fps > 0 and r.latency_ms["p50"] <= r.latency_ms["p99"]
+        assert 0.0 <= r.miou <= 1.0 and r.peak_rss_mb > 10
+    # same frames, same weights: FP16 sees the same scenes and agrees closely on mIoU
+    assert fp16.miou == pytest.approx(fp32.miou, abs=0.05)
+    md = bench.to_markdown(results)
+    assert md.count("\n") == 4 and "ONNX Runtime fp16" in md
+    png = bench.plot(results, tmp_path / "plot.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_cli_json_and_missing_export(exported):
+    runner = CliRunner()
+    r = runner.invoke(app, ["bench", "--data", "synth:2", "--iterations", "2", "--warmup", "0", "--json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output)
+    assert {x["label"] for x in report["results"]} == {"ONNX Runtime fp32", "ONNX Runtime fp16"}
+    assert report["machine"]["cores"] >= 1 and "onnxruntime" in report["machine"]["libraries"]
+    r = runner.invoke(app, ["bench", "nosuchmodel"])
+    assert r.exit_code == 2 and "no export named 'nosuchmodel'" in r.output
