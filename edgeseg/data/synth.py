@@ -58,7 +58,7 @@ GENERATOR_VERSION = 1
 MIN_SIDE = 16
 _TRUNK = 250  # temporary mask label: vegetation pixels painted directly (trunks), not leaf-textured
 _CYCLE = 320.0  # metres after which the street layout repeats along the driving direction
-_Z_NEAR = 1.5  # metres: closer objects are behind the camera for our purposes
+_Z_NEAR = 0.5  # metres: static things closer than this have left the view (they are off-screen by then)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -569,8 +569,14 @@ def _paint_actors(fr: _Frame, lay: _Layout, t: float) -> None:
         if a.kind == VEGETATION:
             z = np.mod(a.z0 - fr.cam_z - _Z_NEAR, _CYCLE) + _Z_NEAR
         else:
-            span = lay.z_far + 12 - _Z_NEAR
-            z = np.mod(a.z0 + (a.speed - lay.cam_speed) * t - _Z_NEAR, span) + _Z_NEAR
+            # Moving actors bounce between a near and a far depth (a triangle wave) instead of
+            # wrapping, so nothing pops into view: they turn around hidden behind the far wall or,
+            # at the near end, at a distance where they would otherwise fill the frame.
+            own_lane = a.kind == VEHICLE and abs(a.x - fr.cam_x) < lay.lane_w * 0.75
+            lo, hi = (7.0 if own_lane else 2.5), lay.z_far + 12
+            span = hi - lo
+            phase = np.mod(a.z0 - lo + (a.speed - lay.cam_speed) * t, 2 * span)
+            z = lo + span - abs(phase - span)
         if z < lay.z_far:
             placed.append((float(z), a))
     placed.sort(key=lambda p: -p[0])

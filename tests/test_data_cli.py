@@ -1,0 +1,88 @@
+"""`edgeseg data synth|info` end to end, and edgeseg.data staying torch-free."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+from typer.testing import CliRunner
+
+from edgeseg.cli import app
+from edgeseg.data.synth import SYNTH_CLASSES
+
+
+def _run(*args: str):
+    return CliRunner().invoke(app, ["data", *args])
+
+
+def test_synth_then_info(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    r = _run("synth", str(out), "--num", "4", "--height", "40", "--width", "72", "--seed", "3")
+    assert r.exit_code == 0, r.output
+    assert len(list((out / "images").glob("*.png"))) == 4
+    r = _run("info", str(out), "--json")
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.stdout)
+    assert info["format"] == "plain" and info["images"] == 4 and info["scanned"] == 4
+    assert [c["name"] for c in info["classes"]] == SYNTH_CLASSES
+    assert info["sizes"] == [{"height": 40, "width": 72, "count": 4}]
+    counted = sum(c["pixels"] for c in info["classes"]) + info["ignored_pixels"]
+    assert counted == 4 * 40 * 72
+    assert abs(sum(c["frequency"] for c in info["classes"]) - 1) < 1e-9
+    r = _run("info", str(out))
+    assert r.exit_code == 0 and "class pixel frequencies" in r.output and "lane_marking" in r.output
+
+
+def test_synth_video(tmp_path: Path) -> None:
+    r = _run(
+        "synth",
+        str(tmp_path / "v" / "drive.avi"),
+        "--video",
+        "--frames",
+        "5",
+        "--height",
+        "32",
+        "--width",
+        "48",
+    )
+    assert r.exit_code == 0, r.output
+    cap = cv2.VideoCapture(str(tmp_path / "v" / "drive.avi"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    cap.release()
+    masks = sorted((tmp_path / "v" / "masks").glob("drive_*.png"))
+    assert len(masks) == 5
+    assert cv2.imread(str(masks[0]), cv2.IMREAD_UNCHANGED).shape == (32, 48)
+
+
+def test_info_errors_are_one_line(tmp_path: Path) -> None:
+    r = _run("info", str(tmp_path / "missing"))
+    assert r.exit_code == 2
+    assert "error: dataset not found" in r.output and "Traceback" not in r.output
+    (tmp_path / "junk").mkdir()
+    r = _run("info", str(tmp_path / "junk"))
+    assert r.exit_code == 2 and "unknown dataset layout" in r.output
+    r = _run("synth", str(tmp_path / "x"), "--num", "0")
+    assert r.exit_code == 2 and "num_images must be >= 1" in r.output
+
+
+def test_info_synth_spec() -> None:
+    r = _run("info", "synth:2@24x32", "--json", "--masks-only")
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.stdout)
+    assert info["format"] == "synth" and info["images"] == 2
+    assert np.isclose(sum(c["frequency"] for c in info["classes"]), 1.0)
+
+
+def test_data_package_is_torch_free(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "import edgeseg.data, edgeseg.data.synth, edgeseg.data.synthset, edgeseg.data.stats\n"
+        "import edgeseg.data.plain, edgeseg.data.voc, edgeseg.data.cityscapes, edgeseg.data.augment\n"
+        "edgeseg.data.open_dataset('synth:1@16x16')[0]\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
