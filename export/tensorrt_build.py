@@ -504,8 +504,8 @@ def handoff_commands(
     """The commands that finish the build on the device: ours, and trtexec for 10.x/11.x and 8.6."""
     ours = ["edgeseg", "build", str(ready_onnx), "--target", "tensorrt"]
     common = [f"--onnx={ready_onnx}", f"--saveEngine={engine_path}"]
-    if options.precision != "fp32":
-        ours.append(f"--{options.precision}")
+    if options.legacy_calibrator:  # otherwise the ready ONNX carries its precision: no --fp16/--int8 again
+        ours += ["--int8", "--legacy-calibrator"]
     if options.workspace_mib:
         ours += ["--workspace", str(options.workspace_mib)]
         common.append(f"--memPoolSize=workspace:{options.workspace_mib}")
@@ -531,6 +531,14 @@ def handoff_commands(
     if options.optimization_level is not None:
         ours += ["--builder-optimization-level", str(options.optimization_level)]
         common.append(f"--builderOptimizationLevel={options.optimization_level}")
+    if options.legacy_calibrator:  # implicit INT8: weakly typed on both, scales from the calibration cache
+        cache = [f"--calib={options.calibration_cache}"] if options.calibration_cache else []
+        trt8 = trt10 = ["trtexec", *common, "--int8", "--fp16", *cache]
+        return {
+            "edgeseg": shlex.join(ours),
+            "trtexec_10_11": shlex.join(trt10),
+            "trtexec_8_6": shlex.join(trt8),
+        }
     trt10 = ["trtexec", *common] + (["--stronglyTyped"] if options.precision != "fp32" else [])
     trt8 = ["trtexec", *common] + {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8", "--fp16"]}[
         options.precision

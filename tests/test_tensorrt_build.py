@@ -394,7 +394,8 @@ def test_handoff_without_tensorrt(monkeypatch, tmp_path, tiny_onnx, capsys):
         == "fp16"
     )
     cmds = report["commands"]
-    assert cmds["edgeseg"].startswith(f"edgeseg build {ready} --target tensorrt --fp16")
+    assert cmds["edgeseg"].startswith(f"edgeseg build {ready} --target tensorrt --workspace 512")
+    assert "--fp16" not in cmds["edgeseg"]  # the ready ONNX is already FP16; --fp16 there would convert again
     trt10 = cmds["trtexec_10_11"]
     for part in (f"--onnx={ready}", "--saveEngine=", "--stronglyTyped", "--useDLACore=1", "--allowGPUFallback",
                  "--memPoolSize=workspace:512", "--timingCacheFile=", "--minShapes=input:1x3x8x8",

@@ -1,0 +1,65 @@
+"""`edgeseg build --target tensorrt` end to end through the CLI: hand-off without TensorRT (exit code 3)
+and a real build + run against the fake TensorRT."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from edgeseg.export.tensorrt_build import EXIT_NEEDS_DEVICE
+from fake_tensorrt.install import hide_trt, install_trt
+from typer.testing import CliRunner
+
+from edgeseg.cli import app
+
+runner = CliRunner()
+
+
+def test_handoff_exit_code_and_commands(monkeypatch, tiny_onnx):
+    hide_trt(monkeypatch)
+    onnx_path = tiny_onnx()
+    result = runner.invoke(
+        app, ["build", str(onnx_path), "--target", "tensorrt", "--dla-core", "0", "--json"]
+    )
+    assert result.exit_code == EXIT_NEEDS_DEVICE, result.output
+    report = json.loads(result.stdout)
+    assert report["status"] == "handoff" and report["precision"] == "fp32"
+    assert "--useDLACore=0 --allowGPUFallback" in report["commands"]["trtexec_10_11"]
+    assert report["commands"]["edgeseg"].startswith(f"edgeseg build {onnx_path} --target tensorrt")
+
+
+def test_build_then_run_engine(monkeypatch, tiny_onnx, tmp_path):
+    install_trt(monkeypatch, "10.3.0")
+    onnx_path = tiny_onnx(size=(16, 24))
+    cache = tmp_path / "trt.cache"
+    args = [
+        "build",
+        str(onnx_path),
+        "--target",
+        "tensorrt",
+        "--timing-cache",
+        str(cache),
+        "--workspace",
+        "64",
+    ]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    engine = Path(report["engine"])
+    assert engine.name == "tiny.fp32.engine" and cache.is_file() and not report["timing_cache_reused"]
+    again = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert again["timing_cache_reused"]
+
+    from edgeseg.runtime.segmenter import Segmenter
+
+    frame = (np.random.default_rng(0).random((32, 48, 3)) * 255).astype(np.uint8)
+    with Segmenter(engine) as seg, Segmenter(onnx_path) as ref:
+        np.testing.assert_array_equal(seg.infer(frame), ref.infer(frame))
+
+
+def test_bad_option_is_one_line_error(monkeypatch, tiny_onnx):
+    install_trt(monkeypatch, "10.3.0")
+    result = runner.invoke(app, ["build", str(tiny_onnx()), "--target", "tensorrt", "--min-shape", "1x3x8"])
+    assert result.exit_code == 2
+    assert "bad shape" in result.output and "Traceback" not in result.output
