@@ -110,3 +110,29 @@ def test_real_cuda_python_without_gpu_reports_no_gpu():
         info = mem.device_info()
         assert info.name and info.compute_capability[0] >= 5
         mem.close()
+
+
+def test_cuda_python_calls_exist_in_the_installed_bindings():
+    """Every `self.rt.<name>` in CudaPythonMemory exists in the real cuda-python here (API drift check)."""
+    import ast
+    from pathlib import Path
+
+    if "cuda-python" not in cuda_mem.available_bindings():
+        pytest.skip("cuda-python not installed")
+    rt = cuda_mem._import_cudart()
+    tree = ast.parse(Path(cuda_mem.__file__).read_text())
+    used = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "rt"
+        and isinstance(node.value.value, ast.Name)
+        and node.value.value.id == "self"
+    }
+    assert {"cudaMalloc", "cudaMemcpyAsync", "cudaStreamCreate", "cudaEventElapsedTime"} <= used
+    missing = sorted(n for n in used if not hasattr(rt, n))
+    assert not missing, f"cuda-python {rt.__name__} lacks {missing}"
+    assert hasattr(rt.cudaMemcpyKind, "cudaMemcpyHostToDevice")
+    for name in cuda_mem.NO_GPU_ERRORS:
+        assert hasattr(rt.cudaError_t, name), name
