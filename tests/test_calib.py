@@ -20,13 +20,8 @@ H, W = 32, 64
 pytestmark = pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript:DeprecationWarning")
 
 
-def _tiny_net(outlier: float | None = None):
-    """conv-bn-relu stem, strided conv, residual add, bilinear Resize, Concat skip, 1x1 head.
-
-    With `outlier`, one stem channel is scaled by `outlier` before the ReLU and its consumers divide it
-    back: FP32 output is unchanged, but that activation's range explodes, so per-tensor INT8 of the
-    layers reading it loses everything else (the classic activation-outlier failure).
-    """
+def _tiny_net():
+    """conv-bn-relu stem, strided conv, residual add, bilinear Resize, Concat skip, 1x1 head."""
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -71,14 +66,27 @@ def _tiny_net(outlier: float | None = None):
         loss.backward()
         opt.step()
     net.eval()
-    if outlier:
-        with torch.no_grad():
-            bn = net.stem[1]
-            bn.weight[0] *= outlier
-            bn.bias[0] *= outlier
-            net.down[0].weight[:, 0] /= outlier
-            net.head.weight[:, 16] /= outlier  # concat channel 16 is stem channel 0
     return net, card
+
+
+def _with_outlier(net, factor: float):
+    """One stem channel scaled by `factor` before the ReLU, its consumers divide it back.
+
+    The FP32 output is unchanged, but that activation's range explodes, so per-tensor INT8 of the
+    layers reading it loses every other channel (the classic activation-outlier failure).
+    """
+    import copy
+
+    import torch
+
+    net = copy.deepcopy(net)
+    with torch.no_grad():
+        bn = net.stem[1]
+        bn.weight[0] *= factor
+        bn.bias[0] *= factor
+        net.down[0].weight[:, 0] /= factor
+        net.head.weight[:, 16] /= factor  # concat channel 16 is stem channel 0
+    return net
 
 
 def _export(net, card, path: Path) -> Path:
@@ -109,8 +117,7 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("calib_models")
     net, card = _tiny_net()
     good = _export(net, card, root / "src" / "tiny.onnx")
-    net, card = _tiny_net(outlier=2000.0)
-    bad = _export(net, card.replace(model="outlier"), root / "src" / "outlier.onnx")
+    bad = _export(_with_outlier(net, 2000.0), card.replace(model="outlier"), root / "src" / "outlier.onnx")
     return {"tiny": good, "outlier": bad}
 
 

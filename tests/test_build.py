@@ -1,0 +1,146 @@
+"""`edgeseg build` on the command line: model resolution, JSON report, errors, the TensorRT hand-off."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgeseg.cli import app
+
+runner = CliRunner()
+
+
+def _place(tiny_onnx, workdir: Path, name: str, mtime: float) -> Path:
+    """Put a tiny model where `edgeseg export` would: <wd>/<name>/<name>.onnx."""
+    src = tiny_onnx(name=name)
+    dst = workdir / name / f"{name}.onnx"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(src.read_bytes())
+    os.utime(dst, (mtime, mtime))
+    return dst
+
+
+def _json(output: str) -> dict:
+    return json.loads(output[output.index("{") :])
+
+
+def test_build_without_model_uses_the_newest_export(tiny_onnx, _isolated_workdir):
+    old = _place(tiny_onnx, _isolated_workdir, "older", 1_000_000)
+    new = _place(tiny_onnx, _isolated_workdir, "newer", 2_000_000)
+    result = runner.invoke(app, ["build", "--int8", "--calib-images", "4", "--eval-images", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    report = _json(result.stdout)
+    assert report["model"] == str(new)
+    assert report["passed"] is True
+    # the tiny model has 3 classes, the generated scenes 8: FP32 predictions are the reference
+    assert report["reference"] == "fp32"
+    names = {Path(a["artifact"]).name for a in report["artifacts"]}
+    assert names == {"newer.onnx", "newer.int8.cpu.onnx", "newer.int8.qdq.onnx"}
+    for a in report["artifacts"]:
+        assert Path(a["artifact"]).is_file() and a["size_bytes"] > 0
+        assert a["argmax_agreement"] is not None
+    assert (new.parent / "newer.calib.json").is_file()
+    assert not (old.parent / "older.int8.cpu.onnx").exists()
+    assert report["calibration"]["from_cache"] is False
+
+    again = runner.invoke(
+        app, ["build", "newer", "--int8", "--calib-images", "4", "--eval-images", "4", "--json"]
+    )
+    assert again.exit_code == 0, again.output
+    assert _json(again.stdout)["calibration"]["from_cache"] is True
+
+
+def test_build_table_output_and_fp16(tiny_onnx, _isolated_workdir):
+    path = _place(tiny_onnx, _isolated_workdir, "tiny", 1_000_000)
+    result = runner.invoke(
+        app,
+        [
+            "build",
+            str(path),
+            "--fp16",
+            "--int8",
+            "--int8-forms",
+            "cpu",
+            "--calib-images",
+            "4",
+            "--eval-images",
+            "4",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "fp16" in result.output and "per-class IoU" in result.output
+    assert (path.parent / "tiny.fp16.onnx").is_file()
+    assert (path.parent / "tiny.int8.cpu.onnx").is_file()
+    assert not (path.parent / "tiny.int8.qdq.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["build"], "nothing to build"),
+        (["build", "--int8", "--target", "cuda"], "unknown --target"),
+        (["build", "--int8", "--calib-method", "kl"], "unknown calibration method"),
+        (["build", "nosuch", "--int8"], "no export named 'nosuch'"),
+    ],
+)
+def test_build_errors_are_one_line(tiny_onnx, _isolated_workdir, args, message):
+    _place(tiny_onnx, _isolated_workdir, "tiny", 1_000_000)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_build_with_no_export_and_corrupt_export(_isolated_workdir):
+    result = runner.invoke(app, ["build", "--int8"])
+    assert result.exit_code == 2 and "edgeseg export" in result.output
+    bad = _isolated_workdir / "broken" / "broken.onnx"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"\x08\x07garbage" * 50)
+    result = runner.invoke(app, ["build", "--int8"])
+    assert result.exit_code == 2
+    assert "not a valid ONNX model" in result.output and "Traceback" not in result.output
+
+
+def test_empty_calibration_folder_is_a_clear_error(tiny_onnx, _isolated_workdir, tmp_path):
+    _place(tiny_onnx, _isolated_workdir, "tiny", 1_000_000)
+    empty = tmp_path / "calib"
+    empty.mkdir()
+    result = runner.invoke(app, ["build", "--int8", "--calib-data", str(empty)])
+    assert result.exit_code == 2 and "is empty" in result.output
+
+
+def test_tensorrt_target_hands_the_qdq_onnx_to_the_engine_builder(tiny_onnx, _isolated_workdir, monkeypatch):
+    import edgeseg.export.tensorrt_build as trt_build
+
+    seen: dict = {}
+
+    def fake_build_from_cli(onnx_path, *, precision, qdq_onnx, workdir, options, json_output):
+        seen.update(onnx_path=onnx_path, precision=precision, qdq_onnx=qdq_onnx, options=options)
+        return 0
+
+    monkeypatch.setattr(trt_build, "build_from_cli", fake_build_from_cli)
+    path = _place(tiny_onnx, _isolated_workdir, "tiny", 1_000_000)
+    result = runner.invoke(
+        app,
+        [
+            "build",
+            "--target",
+            "tensorrt",
+            "--int8",
+            "--calib-images",
+            "4",
+            "--eval-images",
+            "4",
+            "--workspace",
+            "512",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert seen["precision"] == "int8" and seen["onnx_path"] == path
+    assert seen["qdq_onnx"] == path.parent / "tiny.int8.qdq.onnx" and seen["qdq_onnx"].is_file()
+    assert seen["options"]["workspace"] == 512
+    assert not (path.parent / "tiny.int8.cpu.onnx").exists()  # only the TensorRT form for this target
