@@ -207,6 +207,8 @@ def plan_build(features: TrtFeatures, graph: GraphInfo, options: EngineOptions) 
         if graph.precision == "fp32" and not plan.legacy_int8 and "FP16" not in plan.builder_flags:
             plan.notes.append("DLA runs only FP16/INT8 layers; an FP32 graph will fall back to the GPU")
     if options.version_compatible:
+        if not features.version_compatible:
+            raise EdgesegError(f"TensorRT {features.version} cannot build version-compatible engines (8.6+)")
         plan.builder_flags.append("VERSION_COMPATIBLE")
     return plan
 
@@ -406,6 +408,8 @@ def build_engine(
     for name in plan.builder_flags:
         config.set_flag(getattr(trt.BuilderFlag, name))
     if options.optimization_level is not None:
+        if not hasattr(config, "builder_optimization_level"):
+            raise EdgesegError(f"TensorRT {features.version} has no builder optimization level (8.6+)")
         config.builder_optimization_level = int(options.optimization_level)
 
     cache_blob = b""

@@ -36,7 +36,7 @@ TRT_API: dict[str, tuple[str, str]] = {
     "DeviceType": (REQUIRED, "trt.DeviceType"),
     "DLA": (REQUIRED, "DeviceType.DLA"),
     "GPU_FALLBACK": (REQUIRED, "BuilderFlag.GPU_FALLBACK"),
-    "VERSION_COMPATIBLE": (REQUIRED, "BuilderFlag.VERSION_COMPATIBLE"),
+    "VERSION_COMPATIBLE": (GUARDED, "BuilderFlag.VERSION_COMPATIBLE (8.6+; absent on JetPack 5's 8.5)"),
     "TensorIOMode": (REQUIRED, "trt.TensorIOMode"),
     "INPUT": (REQUIRED, "TensorIOMode.INPUT"),
     "nptype": (REQUIRED, "trt.nptype (DataType -> numpy)"),
@@ -61,7 +61,7 @@ TRT_API: dict[str, tuple[str, str]] = {
     "default_device_type": (REQUIRED, "IBuilderConfig.default_device_type"),
     "DLA_core": (REQUIRED, "IBuilderConfig.DLA_core"),
     "add_optimization_profile": (REQUIRED, "IBuilderConfig.add_optimization_profile"),
-    "builder_optimization_level": (REQUIRED, "IBuilderConfig.builder_optimization_level"),
+    "builder_optimization_level": (GUARDED, "IBuilderConfig.builder_optimization_level (8.6+)"),
     "set_shape": (REQUIRED, "IOptimizationProfile.set_shape"),
     "parse": (REQUIRED, "OnnxParser.parse"),
     "num_errors": (REQUIRED, "OnnxParser.num_errors"),
@@ -98,6 +98,7 @@ class TrtFeatures:
     int8_flag: bool  # BuilderFlag.INT8 exists
     legacy_calibrator: bool  # IInt8EntropyCalibrator2 + IBuilderConfig.int8_calibrator
     progress_monitor: bool  # IProgressMonitor (real build progress)
+    version_compatible: bool  # BuilderFlag.VERSION_COMPATIBLE (8.6+)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,4 +122,5 @@ def detect(trt: Any) -> TrtFeatures:
         int8_flag=hasattr(flags, "INT8"),
         legacy_calibrator=hasattr(trt, "IInt8EntropyCalibrator2"),
         progress_monitor=hasattr(trt, "IProgressMonitor"),
+        version_compatible=hasattr(flags, "VERSION_COMPATIBLE"),
     )

@@ -446,3 +446,14 @@ def test_plan_is_pure(monkeypatch, tiny_onnx):
     plan = plan_build(detect(trt), graph, EngineOptions())
     assert plan.to_dict() == {"network_flags": [], "builder_flags": [], "notes": []}
     assert trt.calls == []
+
+
+def test_options_a_version_lacks_are_refused_clearly(monkeypatch, tiny_onnx):
+    """JetPack 5.1's TensorRT 8.5 predates VERSION_COMPATIBLE and the optimization level (both 8.6+)."""
+    import dataclasses
+
+    trt = install_trt(monkeypatch, "8.6.1")
+    older = dataclasses.replace(detect(trt), version="8.5.2", version_compatible=False)
+    graph = inspect_onnx(onnx.load(tiny_onnx()))
+    with pytest.raises(EdgesegError, match="8.5.2 cannot build version-compatible engines"):
+        plan_build(older, graph, EngineOptions(version_compatible=True))
