@@ -61,6 +61,23 @@ class _Side:
     segments: list[_Segment]
     starts: np.ndarray  # segment starts, sorted, for searchsorted
     light: float  # sun-facing facades are brighter
+    _arrays: dict[str, np.ndarray] | None = None
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Segment attributes as arrays, so rendering gathers them per column without Python loops."""
+        if self._arrays is None:
+            s = self.segments
+            f32 = np.float32
+            self._arrays = {
+                "height": np.array([g.height for g in s], f32),
+                "length": np.array([g.length for g in s], np.float64),
+                "wall": np.stack([g.wall for g in s]).astype(f32),
+                "window": np.stack([g.window for g in s]).astype(f32),
+                "floor_h": np.array([g.floor_h for g in s], f32),
+                "win_w": np.array([g.win_w for g in s], f32),
+                "period": np.array([g.win_period for g in s], f32),
+            }
+        return self._arrays
 
 
 @dataclass

@@ -140,8 +140,8 @@ def _paint_ground(fr: _Frame, lay: _Layout, rng: np.random.Generator) -> None:
 
 
 def _paint_facades(fr: _Frame, lay: _Layout, rng: np.random.Generator) -> None:
+    """Building fronts along the street: vertical planes, one building per segment of world Z."""
     xs = np.arange(fr.w, dtype=np.float32) + 0.5
-    ys = np.arange(fr.h, dtype=np.float32)[:, None] + 0.5
     for side in lay.sides:
         rel = side.x - fr.cam_x
         dx = xs - fr.vx
@@ -153,41 +153,40 @@ def _paint_facades(fr: _Frame, lay: _Layout, rng: np.random.Generator) -> None:
         zc = z[cols]
         zw = np.mod(zc + fr.cam_z, CYCLE)
         idx = np.clip(np.searchsorted(side.starts, zw, side="right") - 1, 0, len(side.segments) - 1)
-        segs = side.segments
-        height = np.array([segs[i].height for i in idx], np.float32)
+        seg = side.arrays()
+        height = seg["height"][idx]
         # A building cut by the far wall would leave a sliver; show it only once wholly in range.
-        seg_end = side.starts[idx] + np.array([segs[i].length for i in idx])
-        height[(seg_end - zw + zc) > lay.z_far] = 0
-        wall = np.stack([segs[i].wall for i in idx])
-        window = np.stack([segs[i].window for i in idx])
-        floor_h = np.array([segs[i].floor_h for i in idx], np.float32)
-        win_w = np.array([segs[i].win_w for i in idx], np.float32)
-        period = np.array([segs[i].win_period for i in idx], np.float32)
-        local = zw - side.starts[idx].astype(np.float32)
+        height[(side.starts[idx] + seg["length"][idx] - zw + zc) > lay.z_far] = 0
         top = fr.hy - fr.f * (height - fr.cam_h) / zc
         bottom = fr.hy + fr.f * fr.cam_h / zc
-        inside = (ys >= top[None]) & (ys < bottom[None]) & (height[None] > 0)
-        if not inside.any():
+        built = height > 0
+        if not built.any():
             continue
-        world_y = fr.cam_h - (ys - fr.hy) * zc[None] / fr.f  # (H, ncols)
-        px_floor = fr.f * floor_h / zc
-        fade = np.clip((np.minimum(px_floor, fr.f * period / zc) - 4) / 6, 0, 1)[None]
+        r0 = int(np.clip(np.floor(top[built].min()), 0, fr.h))
+        r1 = int(np.clip(np.ceil(bottom[built].max()) + 1, 0, fr.h))
+        if r0 >= r1:
+            continue
+        ys = np.arange(r0, r1, dtype=np.float32)[:, None] + 0.5
+        inside = (ys >= top[None]) & (ys < bottom[None]) & built[None]
+        floor_h, period = seg["floor_h"][idx], seg["period"][idx]
+        world_y = fr.cam_h - (ys - fr.hy) * (zc / fr.f)[None]  # (rows, ncols) metres above ground
+        fade = np.clip((np.minimum(floor_h, period) * fr.f / zc - 4) / 6, 0, 1)  # windows fade when tiny
         win = (
             (np.mod(world_y - 0.9, floor_h[None]) < floor_h[None] * 0.55)
-            & (np.mod(local, period) < period * win_w)[None]
+            & (np.mod(zw - side.starts[idx], period) < period * seg["win_w"][idx])[None]
             & (world_y > 2.5)
             & (world_y < height[None] - 0.8)
         )
-        colw = wall[None] * (1 - fade[..., None] * win[..., None]) + window[None] * (
-            fade[..., None] * win[..., None]
-        )
-        colw = colw * side.light
-        sub_img = fr.img[:, cols]
-        sub_mask = fr.mask[:, cols]
+        wall = seg["wall"][idx] * side.light
+        window = seg["window"][idx] * side.light
+        mix = (win * fade[None])[..., None]
+        colw = wall[None] + (window - wall)[None] * mix
+        sub_img = fr.img[r0:r1, cols]
+        sub_mask = fr.mask[r0:r1, cols]
         sub_img[inside] = colw[inside]
         sub_mask[inside] = BUILDING
-        fr.img[:, cols] = sub_img
-        fr.mask[:, cols] = sub_mask
+        fr.img[r0:r1, cols] = sub_img
+        fr.mask[r0:r1, cols] = sub_mask
 
 
 def _poly(fr: _Frame, pts: list[tuple[float, float]], label: int, color: np.ndarray | None) -> None:
