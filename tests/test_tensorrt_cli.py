@@ -63,3 +63,19 @@ def test_bad_option_is_one_line_error(monkeypatch, tiny_onnx):
     result = runner.invoke(app, ["build", str(tiny_onnx()), "--target", "tensorrt", "--min-shape", "1x3x8"])
     assert result.exit_code == 2
     assert "bad shape" in result.output and "Traceback" not in result.output
+
+
+def test_edgeseg_run_streams_through_an_engine(monkeypatch, tiny_onnx):
+    """`edgeseg run --model X.engine` (the runtime team's pipeline) on the fake TensorRT."""
+    from edgeseg.data.synth import SYNTH_CLASSES
+
+    install_trt(monkeypatch, "10.3.0")
+    onnx_path = tiny_onnx(num_classes=len(SYNTH_CLASSES), size=(32, 48))
+    built = runner.invoke(app, ["build", str(onnx_path), "--target", "tensorrt", "--json"])
+    assert built.exit_code == 0, built.output
+    engine = json.loads(built.stdout)["engine"]
+    result = runner.invoke(
+        app, ["run", "--model", engine, "--synthetic", "--frames", "3", "--threads", "1", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "tensorrt" in result.stdout

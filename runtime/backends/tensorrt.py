@@ -96,6 +96,7 @@ class TensorRTBackend(Backend):
         card: ModelCard | None = None,
         cuda: str | CudaMemory | None = None,
         check_compat: bool = True,
+        threads: int | None = None,  # noqa: ARG002 - accepted for CLI symmetry; inference runs on the GPU
     ) -> None:
         self.path = Path(path)
         self.trt = require("tensorrt", purpose="running TensorRT engines")
