@@ -12,6 +12,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from edgeseg.cli import app
+from edgeseg.data import open_dataset
 from edgeseg.data.synth import SYNTH_CLASSES
 
 
@@ -35,6 +36,10 @@ def test_synth_then_info(tmp_path: Path) -> None:
     assert abs(sum(c["frequency"] for c in info["classes"]) - 1) < 1e-9
     r = _run("info", str(out))
     assert r.exit_code == 0 and "class pixel frequencies" in r.output and "lane_marking" in r.output
+    r = _run("synth", str(tmp_path / "jpg"), "--num", "2", "--height", "24", "--width", "32", "--jpg")
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "jpg" / "images").glob("*.jpg"))) == 2
+    assert len(open_dataset(tmp_path / "jpg")) == 2
 
 
 def test_synth_video(tmp_path: Path) -> None:

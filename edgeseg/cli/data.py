@@ -43,6 +43,7 @@ def synth_cmd(
     seed: int = typer.Option(
         0, "--seed", help="Generator seed (training uses 0; held-out synth:N uses 1000003)."
     ),
+    jpg: bool = typer.Option(False, "--jpg", help="Write images as JPEG (smaller, lossy) instead of PNG."),
     video: bool = typer.Option(
         False, "--video", help="Write a temporally coherent video + per-frame masks instead."
     ),
@@ -61,7 +62,9 @@ def synth_cmd(
         result = {"video": str(video_path), "masks": str(masks), "frames": frames, "fps": fps}
     else:
         with _progress(num, "rendering scenes", not json_out) as progress:
-            root = write_dataset(out, num, height, width, seed, progress=progress)
+            root = write_dataset(
+                out, num, height, width, seed, progress=progress, image_ext=".jpg" if jpg else ".png"
+            )
         result = {"dataset": str(root), "images": num}
     result.update({"height": height, "width": width, "seed": seed, "classes": SYNTH_CLASSES})
     if json_out:

@@ -91,13 +91,19 @@ class SceneGenerator:
 
 
 def write_dataset(out_dir: str | Path, num_images: int, height: int, width: int, seed: int = TRAIN_SEED,
-                  progress=None) -> Path:  # fmt: skip
-    """Write scenes 0..num_images-1 in the plain-folder layout (images/*.png, masks/*.png, classes.json)."""
+                  progress=None, image_ext: str = ".png") -> Path:  # fmt: skip
+    """Write scenes 0..num_images-1 in the plain-folder layout (images/*, masks/*.png, classes.json).
+
+    Images are lossless PNG by default (bit-exact with `SceneGenerator.scene`); ``image_ext=".jpg"``
+    makes them ~5x smaller at the cost of JPEG artefacts. Masks are always PNG.
+    """
     from edgeseg.data.io import write_image, write_mask
     from edgeseg.data.plain import write_classes_file
 
     if int(num_images) < 1:
         raise EdgesegError(f"num_images must be >= 1, got {num_images}")
+    if image_ext.lower() not in (".png", ".jpg", ".jpeg"):
+        raise EdgesegError(f"image format must be .png or .jpg, got {image_ext!r}")
     out = Path(out_dir)
     gen = SceneGenerator(height, width, seed)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -106,7 +112,7 @@ def write_dataset(out_dir: str | Path, num_images: int, height: int, width: int,
     for i in range(int(num_images)):
         rgb, mask = gen.scene(i)
         stem = f"scene_{i:06d}"
-        write_image(out / "images" / f"{stem}.png", rgb)
+        write_image(out / "images" / f"{stem}{image_ext.lower()}", rgb)
         write_mask(out / "masks" / f"{stem}.png", mask)
         if progress is not None:
             progress(i + 1)
