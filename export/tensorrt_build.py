@@ -380,7 +380,14 @@ def build_engine(
     from edgeseg.lazy import require
 
     trt = require("tensorrt")
-    cuda = cuda if cuda is not None else open_cuda()
+    if cuda is None:  # open (and close) our own CUDA binding for the GPU identity and the calibrator
+        cuda = open_cuda()
+        try:
+            return build_engine(
+                onnx_path, engine_path, options, card=card, cuda=cuda, show_progress=show_progress
+            )
+        finally:
+            cuda.close()
     gpu = cuda.device_info()
     features = detect(trt)
     data = Path(onnx_path).read_bytes()
