@@ -255,8 +255,11 @@ def parser_errors(trt_parser: Any, graph: GraphInfo) -> list[str]:
     return out
 
 
-def _make_progress_monitor(trt: Any, progress: Any) -> Any:
-    """An IProgressMonitor (TensorRT 10+) that mirrors build phases into rich progress bars."""
+def _make_progress_monitor(trt: Any, progress: Any, cancel: Any = None) -> Any:
+    """An IProgressMonitor (TensorRT 10+) that mirrors build phases into rich progress bars.
+
+    `cancel` (a threading.Event) set -> step_complete returns False and TensorRT abandons the build.
+    """
 
     class _Monitor(trt.IProgressMonitor):
         def __init__(self) -> None:
@@ -272,7 +275,7 @@ def _make_progress_monitor(trt: Any, progress: Any) -> Any:
         def step_complete(self, phase_name: str, step: int) -> bool:
             if phase_name in self.tasks:
                 progress.update(self.tasks[phase_name], completed=step + 1)
-            return True  # False would cancel the build
+            return not (cancel is not None and cancel.is_set())  # False cancels the build
 
         def phase_finish(self, phase_name: str) -> None:
             task = self.tasks.pop(phase_name, None)
@@ -495,17 +498,36 @@ def build_engine(
 def _run_builder(
     trt: Any, builder: Any, network: Any, config: Any, features: TrtFeatures, show: bool, label: str
 ):
-    """build_serialized_network under a spinner with elapsed time, plus real phases where TRT reports them."""
+    """build_serialized_network under a spinner with elapsed time, plus real phases where TRT reports them.
+
+    With a progress monitor (10+), Ctrl-C only sets a flag that the monitor's step_complete turns into
+    a clean cancellation by TensorRT (a Python exception raised inside the C++ callback would not be);
+    the interrupt is re-raised once the builder has returned.
+    """
+    import signal
+    import threading
+
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from edgeseg.console import err_console
 
+    cancel = threading.Event()
     columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=err_console, transient=True, disable=not show) as progress:
         progress.add_task(f"building {label} (TensorRT {features.version})", total=None)
+        previous = None
         if features.progress_monitor and hasattr(config, "progress_monitor"):
-            config.progress_monitor = _make_progress_monitor(trt, progress)
-        return builder.build_serialized_network(network, config)
+            config.progress_monitor = _make_progress_monitor(trt, progress, cancel)
+            if threading.current_thread() is threading.main_thread():
+                previous = signal.signal(signal.SIGINT, lambda signum, frame: cancel.set())
+        try:
+            serialized = builder.build_serialized_network(network, config)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+    if cancel.is_set():
+        raise KeyboardInterrupt
+    return serialized
 
 
 # ------------------------------------------------------------------------------------------ hand-off

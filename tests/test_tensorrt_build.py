@@ -457,3 +457,23 @@ def test_options_a_version_lacks_are_refused_clearly(monkeypatch, tiny_onnx):
     graph = inspect_onnx(onnx.load(tiny_onnx()))
     with pytest.raises(EdgesegError, match="8.5.2 cannot build version-compatible engines"):
         plan_build(older, graph, EngineOptions(version_compatible=True))
+
+
+def test_ctrl_c_cancels_the_build_through_the_progress_monitor(monkeypatch, tmp_path, tiny_onnx):
+    import os
+    import signal
+
+    trt = install_trt(monkeypatch, "10.3.0")
+    original = trt.Builder.build_serialized_network
+
+    def interrupted(self, network, config):
+        os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C while TensorRT builds
+        return original(self, network, config)
+
+    monkeypatch.setattr(trt.Builder, "build_serialized_network", interrupted)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        build_engine(tiny_onnx(), tmp_path / "a.engine", EngineOptions(), show_progress=False)
+    assert trt.last_build == {"error": "Build cancelled by the progress monitor"}  # TensorRT stopped cleanly
+    assert not (tmp_path / "a.engine").exists()
+    assert signal.getsignal(signal.SIGINT) is before
