@@ -74,6 +74,15 @@ def test_info_errors_are_one_line(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "num_images must be >= 1" in r.output
 
 
+def test_preview(tmp_path: Path) -> None:
+    r = _run("preview", "synth:3@24x48", str(tmp_path / "sheet.png"), "--num", "2", "--tile-width", "64")
+    assert r.exit_code == 0, r.output
+    sheet = cv2.imread(str(tmp_path / "sheet.png"))
+    assert sheet.shape == (2 * 32, 2 * 64, 3)
+    r = _run("preview", "synth:1@24x48", str(tmp_path / "sheet.xyz"))
+    assert r.exit_code == 2 and "suffix" in r.output
+
+
 def test_info_synth_spec() -> None:
     r = _run("info", "synth:2@24x32", "--json", "--masks-only")
     assert r.exit_code == 0, r.output

@@ -132,5 +132,23 @@ def info_cmd(
         console.print(f"[yellow]classes with no pixels:[/] {', '.join(absent)}")
 
 
+@data_app.command("preview")
+def preview_cmd(
+    path: str = typer.Argument(..., help="Dataset folder (plain, Pascal VOC, Cityscapes) or synth:N."),
+    out: Path = typer.Argument(..., help="Output image (.png or .jpg)."),
+    num: int = typer.Option(6, "--num", "-n", help="Number of items (evenly spaced over the dataset)."),
+    split: str | None = typer.Option(None, "--split", help="Split to show (train, val, ...)."),
+    tile_width: int = typer.Option(384, "--tile-width", help="Width of each tile in pixels."),
+) -> None:
+    """Write a contact sheet (image | labels in the dataset's colours; grey = ignore) to check labelling."""
+    from edgeseg.console import console
+    from edgeseg.data import open_dataset
+    from edgeseg.data.preview import write_preview
+
+    ds = open_dataset(path, split=split)
+    written = write_preview(ds, out, num=num, tile_width=tile_width)
+    console.print(f"wrote {min(num, len(ds))} items of {path} to [bold]{written}[/]")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(data_app, name="data")

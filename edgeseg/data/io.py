@@ -63,7 +63,10 @@ def write_image(path: str | os.PathLike[str], rgb: np.ndarray, *, quality: int =
     p = Path(path)
     bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if p.suffix.lower() in (".jpg", ".jpeg") else []
-    ok, buf = cv2.imencode(p.suffix or ".png", bgr, params)
+    try:
+        ok, buf = cv2.imencode(p.suffix or ".png", bgr, params)
+    except cv2.error:
+        ok = False
     if not ok:
         raise EdgesegError(f"cannot encode image as {p.suffix!r} for {p}")
     with atomic_path(p) as tmp:

@@ -1,0 +1,58 @@
+"""A contact sheet of dataset items (image | colour-coded labels) to eyeball a dataset's labelling.
+
+The quickest check that a reader maps labels correctly (VOC palette indices, Cityscapes train ids,
+a plain folder's classes file) is to look at the masks in the dataset's own colours.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edgeseg.card import IGNORE_INDEX
+from edgeseg.errors import EdgesegError
+from edgeseg.visual import color_lut
+
+IGNORE_BGR = (128, 128, 128)  # ignore pixels show grey, so they stand apart from black classes
+
+
+def preview_grid(ds: Any, indices: list[int], tile_width: int = 384) -> np.ndarray:
+    """BGR image with one row per item: the image, then its labels in the dataset's palette."""
+    if not indices:
+        raise EdgesegError("nothing to preview: the dataset is empty")
+    lut = color_lut(ds.palette)
+    lut[IGNORE_INDEX] = IGNORE_BGR
+    rows = []
+    for i in indices:
+        rgb, mask = ds[i]
+        h, w = mask.shape
+        th = max(1, round(h * tile_width / w))
+        img = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), (tile_width, th), interpolation=cv2.INTER_AREA)
+        lab = cv2.resize(lut[mask], (tile_width, th), interpolation=cv2.INTER_NEAREST)
+        row = np.concatenate([img, lab], axis=1)
+        cv2.putText(row, str(ds.name(i))[:40], (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
+        rows.append(row)
+    return np.concatenate(rows, axis=0)
+
+
+def write_preview(ds: Any, out: str | Path, num: int = 6, tile_width: int = 384) -> Path:
+    """Evenly spaced items of `ds` as a PNG/JPEG contact sheet at `out` (written atomically)."""
+    from edgeseg.atomic import atomic_path
+
+    n = len(ds)
+    count = max(1, min(int(num), n))
+    indices = sorted({int(round(k * (n - 1) / max(1, count - 1))) for k in range(count)}) if n else []
+    grid = preview_grid(ds, indices, tile_width)
+    out = Path(out)
+    try:
+        ok, buf = cv2.imencode(out.suffix or ".png", grid)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise EdgesegError(f"cannot write an image with suffix {out.suffix!r}: {out}")
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(buf.tobytes())
+    return out
