@@ -128,10 +128,10 @@ def backbone_names() -> list[str]:
 
 def get_backbone_spec(name: str) -> BackboneSpec:
     if name not in BACKBONES:
-        from edgeseg.models.registry import _suggest
+        from edgeseg.models.registry import suggest
 
         raise EdgesegError(
-            f"unknown backbone {name!r}{_suggest(name, BACKBONES)}; valid: {', '.join(BACKBONES)}"
+            f"unknown backbone {name!r}{suggest(name, BACKBONES)}; valid: {', '.join(BACKBONES)}"
         )
     return BACKBONES[name]
 

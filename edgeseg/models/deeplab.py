@@ -83,6 +83,7 @@ class DeepLab(nn.Module):
     "deeplabv3plus",
     backbones=DEEPLAB_BACKBONES,
     output_strides=(16, 8),
+    default_output_stride=16,
     paper="Chen et al., Encoder-Decoder with Atrous Separable Convolution, ECCV 2018",
 )
 def deeplabv3plus(num_classes: int, backbone: str = "resnet50", output_stride: int = 16) -> DeepLab:
@@ -94,6 +95,7 @@ def deeplabv3plus(num_classes: int, backbone: str = "resnet50", output_stride: i
     "deeplabv3",
     backbones=DEEPLAB_BACKBONES,
     output_strides=(16, 8),
+    default_output_stride=16,
     paper="Chen et al., Rethinking Atrous Convolution for Semantic Image Segmentation, arXiv 2017",
 )
 def deeplabv3(num_classes: int, backbone: str = "resnet50", output_stride: int = 16) -> DeepLab:

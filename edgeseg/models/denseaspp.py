@@ -63,6 +63,7 @@ class DenseASPP(nn.Module):
     "denseaspp",
     backbones=DENSEASPP_BACKBONES,
     output_strides=(8, 16),
+    default_output_stride=8,
     paper="Yang et al., DenseASPP for Semantic Segmentation in Street Scenes, CVPR 2018",
 )
 def denseaspp(num_classes: int, backbone: str = "densenet121", output_stride: int = 8) -> DenseASPP:

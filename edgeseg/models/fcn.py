@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgeseg.errors import EdgesegError
 from edgeseg.models.backbones import STRIDES, Backbone
 from edgeseg.models.layers import BilinearUp, conv_bn_relu, crop_to
 from edgeseg.models.registry import register_model
@@ -79,19 +80,19 @@ class FCN(nn.Module):
         return self.up_final(y, x)
 
 
-@register_model("fcn32s", backbones=FCN_BACKBONES, paper=LONG2015)
+@register_model("fcn32s", backbones=FCN_BACKBONES, default_output_stride=32, paper=LONG2015)
 def fcn32s(num_classes: int, backbone: str = "vgg16") -> FCN:
     """FCN-32s: score the stride-32 map, one 32x learnable bilinear upsampling."""
     return FCN(num_classes, backbone, ())
 
 
-@register_model("fcn16s", backbones=FCN_BACKBONES, paper=LONG2015)
+@register_model("fcn16s", backbones=FCN_BACKBONES, default_output_stride=16, paper=LONG2015)
 def fcn16s(num_classes: int, backbone: str = "vgg16") -> FCN:
     """FCN-16s: FCN-32s plus a zero-initialised pool4 skip, 16x upsampling."""
     return FCN(num_classes, backbone, (16,))
 
 
-@register_model("fcn8s", backbones=FCN_BACKBONES, paper=LONG2015)
+@register_model("fcn8s", backbones=FCN_BACKBONES, default_output_stride=8, paper=LONG2015)
 def fcn8s(num_classes: int, backbone: str = "vgg16") -> FCN:
     """FCN-8s: pool4 and pool3 skips (zero-initialised), 8x upsampling."""
     return FCN(num_classes, backbone, (16, 8))
@@ -104,15 +105,20 @@ class FCN8sLite(nn.Module):
     already holds class scores. At stride 8 it concatenates pool3, the 2x-upsampled stage-4 output
     and the 4x-upsampled scores, then transposed convs 4x and 2x back to full resolution and a 7x7
     classifier. All upsampling is bilinear-initialised transposed conv (depthwise for the wide maps).
+    At full width it is ~10M parameters but ~420 GFLOPs at 512x1024 (wide 3x3 convs at strides 2-8);
+    `width` scales the trunk channels (0.5 -> about a quarter of the compute).
     """
 
     WIDTHS = ((96,), (256,), (384, 384, 256), (512, 512))
     DECODER = (64, 32)
 
-    def __init__(self, num_classes: int):
+    def __init__(self, num_classes: int, width: float = 1.0):
         super().__init__()
+        if not 0 < width <= 4:
+            raise EdgesegError(f"fcn8s_lite width must be in (0, 4], not {width}")
+        widths_all = [[max(8, round(w * width)) for w in stage] for stage in self.WIDTHS]
         stages, cin = [], 3
-        for widths in self.WIDTHS:
+        for widths in widths_all:
             layers: list[nn.Module] = []
             for w in widths:
                 layers.append(conv_bn_relu(cin, w))
@@ -121,7 +127,7 @@ class FCN8sLite(nn.Module):
             stages.append(nn.Sequential(*layers))
         stages.append(nn.Sequential(conv_bn_relu(cin, num_classes), nn.MaxPool2d(2, 2, ceil_mode=True)))
         self.stages = nn.ModuleList(stages)
-        c3, c4 = self.WIDTHS[2][-1], self.WIDTHS[3][-1]
+        c3, c4 = widths_all[2][-1], widths_all[3][-1]
         self.up4_feat = BilinearUp(c4, 2, depthwise=True)
         self.up_scores = BilinearUp(num_classes, 4, depthwise=True)
         d1, d2 = self.DECODER
@@ -149,7 +155,12 @@ class FCN8sLite(nn.Module):
         return self.classifier(crop_to(y, x))
 
 
-@register_model("fcn8s_lite", paper="edgeseg design notes (FCN-8 concat variant, after Long et al. 2015)")
-def fcn8s_lite(num_classes: int) -> FCN8sLite:
+@register_model(
+    "fcn8s_lite",
+    default_output_stride=8,
+    paper="edgeseg design notes (FCN-8 concat variant, after Long et al. 2015)",
+    cite="edgeseg design",
+)
+def fcn8s_lite(num_classes: int, width: float = 1.0) -> FCN8sLite:
     """Small FCN-8 with concatenation fusion, for edge devices."""
-    return FCN8sLite(num_classes)
+    return FCN8sLite(num_classes, width=width)

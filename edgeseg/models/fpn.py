@@ -42,7 +42,10 @@ class SemanticFPN(nn.Module):
 
 
 @register_model(
-    "fpn", backbones=FPN_BACKBONES, paper="Kirillov et al., Panoptic Feature Pyramid Networks, CVPR 2019"
+    "fpn",
+    backbones=FPN_BACKBONES,
+    default_output_stride=4,
+    paper="Kirillov et al., Panoptic Feature Pyramid Networks, CVPR 2019",
 )
 def fpn(num_classes: int, backbone: str = "resnet50") -> SemanticFPN:
     """Semantic FPN: top-down pyramid, all levels summed at stride 4."""

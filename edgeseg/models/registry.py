@@ -25,8 +25,9 @@ class ModelSpec:
     backbones: tuple[str, ...]
     default_backbone: str | None
     paper: str
-    output_strides: tuple[int, ...] = ()
-    default_output_stride: int | None = None
+    cite: str
+    output_strides: tuple[int, ...] = ()  # selectable via output_stride=...; empty: fixed
+    default_output_stride: int | None = None  # stride of the finest map the head scores/fuses
     summary: str = ""
 
 
@@ -41,7 +42,7 @@ def _load_builtin() -> None:
         importlib.import_module(f"edgeseg.models.{mod}")
 
 
-def _suggest(name: str, choices: Iterable[str]) -> str:
+def suggest(name: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -52,6 +53,7 @@ def register_model(
     backbones: Iterable[str] = (),
     default_backbone: str | None = None,
     paper: str = "",
+    cite: str = "",
     output_strides: Iterable[int] = (),
     default_output_stride: int | None = None,
     summary: str = "",
@@ -68,6 +70,7 @@ def register_model(
             backbones=bbs,
             default_backbone=default_backbone or (bbs[0] if bbs else None),
             paper=paper,
+            cite=cite or _cite(paper),
             output_strides=tuple(output_strides),
             default_output_stride=default_output_stride,
             summary=summary or (inspect.getdoc(builder) or "").split("\n")[0],
@@ -75,6 +78,15 @@ def register_model(
         return builder
 
     return deco
+
+
+def _cite(paper: str) -> str:
+    """'Long, Shelhamer & Darrell, ..., CVPR 2015' -> 'Long 2015' (short form for tables)."""
+    author = paper.replace(",", " ").split()[0] if paper else "-"
+    year = next(
+        (tok for tok in reversed(paper.replace(")", " ").split()) if tok.isdigit() and len(tok) == 4), ""
+    )
+    return f"{author} {year}".strip()
 
 
 def list_models() -> list[str]:
@@ -86,7 +98,7 @@ def get_spec(name: str) -> ModelSpec:
     _load_builtin()
     if name not in _REGISTRY:
         raise EdgesegError(
-            f"unknown model {name!r}{_suggest(name, _REGISTRY)}; valid models: {', '.join(_REGISTRY)}"
+            f"unknown model {name!r}{suggest(name, _REGISTRY)}; valid models: {', '.join(_REGISTRY)}"
         )
     return _REGISTRY[name]
 
@@ -101,7 +113,7 @@ def resolve_kwargs(
         backbone = backbone or spec.default_backbone
         if backbone not in spec.backbones:
             raise EdgesegError(
-                f"model {name!r} does not support backbone {backbone!r}{_suggest(str(backbone), spec.backbones)}; "
+                f"model {name!r} does not support backbone {backbone!r}{suggest(str(backbone), spec.backbones)}; "
                 f"valid: {', '.join(spec.backbones)}"
             )
         resolved["backbone"] = backbone
@@ -121,7 +133,7 @@ def resolve_kwargs(
     for key in kw:
         if key not in allowed:
             raise EdgesegError(
-                f"model {name!r} has no option {key!r}{_suggest(key, allowed)}; "
+                f"model {name!r} has no option {key!r}{suggest(key, allowed)}; "
                 f"options: {', '.join(allowed) or 'none'}"
             )
     resolved.update(kw)

@@ -77,7 +77,12 @@ class ResNetUNet(nn.Module):
         return self.classifier(y)
 
 
-@register_model("unet", backbones=UNET_BACKBONES, paper="Ronneberger, Fischer & Brox, U-Net, MICCAI 2015")
+@register_model(
+    "unet",
+    backbones=UNET_BACKBONES,
+    default_output_stride=1,
+    paper="Ronneberger, Fischer & Brox, U-Net, MICCAI 2015",
+)
 def unet(num_classes: int, backbone: str = "classic") -> nn.Module:
     """U-Net: four-level encoder-decoder with concatenation skips (classic or ResNet encoder)."""
     if backbone == "classic":

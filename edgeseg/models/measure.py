@@ -1,0 +1,87 @@
+"""Measure parameters and FLOPs of every zoo entry; regenerates `catalog.py` (which must stay torch-free).
+
+Costs are counted on the meta device (no memory, no arithmetic), so measuring the whole zoo at
+512x1024 takes seconds. FLOPs are `torch.utils.flop_counter.FlopCounterMode`'s count: 2 per
+multiply-accumulate of convolutions and matmuls (resizes, pooling and activations are not counted).
+
+    python -m edgeseg.models.measure            # print the rows
+    python -m edgeseg.models.measure --write    # rewrite edgeseg/models/catalog.py
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from edgeseg.models.catalog import CATALOG_CLASSES, CATALOG_SIZE
+from edgeseg.models.registry import create_model, get_spec, list_models
+
+
+def measure(
+    name: str,
+    backbone: str | None = None,
+    num_classes: int = CATALOG_CLASSES,
+    size: tuple[int, int] = CATALOG_SIZE,
+) -> tuple[int, float]:
+    """(parameters, GFLOPs for one size x size image) of a zoo model, counted on the meta device."""
+    with torch.device("meta"):
+        model = create_model(name, num_classes=num_classes, backbone=backbone).eval()
+        params = sum(p.numel() for p in model.parameters())
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            model(torch.empty(1, 3, *size))
+    return params, counter.get_total_flops() / 1e9
+
+
+def rows() -> list[dict[str, Any]]:
+    out = []
+    for name in list_models():
+        spec = get_spec(name)
+        for bb in spec.backbones or (None,):
+            params, gflops = measure(name, bb)
+            out.append(
+                {
+                    "model": name,
+                    "backbone": bb or "-",
+                    "default": bb == spec.default_backbone,
+                    "params": params,
+                    "gflops": round(gflops, 2),
+                    "output_stride": spec.default_output_stride,
+                    "output_strides": list(spec.output_strides),
+                    "paper": spec.paper,
+                    "cite": spec.cite,
+                    "summary": spec.summary,
+                }
+            )
+    return out
+
+
+def render(data: list[dict[str, Any]]) -> str:
+    head = (Path(__file__).parent / "catalog.py").read_text().split("# --- generated rows ---")[0]
+    lines = [head + "# --- generated rows ---", "ROWS: tuple[dict[str, Any], ...] = ("]
+    lines += [f"    {row!r}," for row in data]
+    lines.append(")")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--write", action="store_true", help="rewrite edgeseg/models/catalog.py")
+    args = parser.parse_args()
+    data = rows()
+    if args.write:
+        from edgeseg.atomic import atomic_open
+
+        with atomic_open(Path(__file__).parent / "catalog.py", "w") as fh:
+            fh.write(render(data))
+    else:
+        for row in data:
+            print(row)
+
+
+if __name__ == "__main__":
+    main()

