@@ -37,6 +37,7 @@ SKY, BUILDING, VEGETATION, ROAD, SIDEWALK, MARKING, VEHICLE, PEDESTRIAN = range(
 
 TRUNK = 250  # temporary mask label: vegetation pixels painted directly (trunks), not leaf-textured
 CYCLE = 320.0  # metres after which the street layout repeats along the driving direction
+PED_RANGE = (3.0, 25.0)  # metres: pedestrians walk within this depth range (farther ones are specks)
 Z_NEAR = 0.5  # metres: static things closer than this have left the view (they are off-screen by then)
 
 
@@ -233,14 +234,14 @@ def make_layout(rng: np.random.Generator) -> _Layout:
                 )
             )
     # Pedestrians on the sidewalks.
-    for _ in range(int(rng.choice([0, 1, 2, 3, 4, 6]))):
+    for _ in range(int(rng.choice([0, 1, 2, 3, 4, 5, 6]))):
         sign = -1 if rng.random() < 0.5 else 1
         sw = sw_l if sign < 0 else sw_r
         actors.append(
             _Actor(
                 kind=PEDESTRIAN,
                 x=sign * (road_w / 2 + float(rng.uniform(0.4, max(0.5, sw - 0.3)))),
-                z0=float(rng.uniform(3, 35)),
+                z0=float(rng.uniform(*PED_RANGE)),
                 speed=float(rng.uniform(0.9, 1.6)) * (-1 if rng.random() < 0.5 else 1),
                 size=(float(rng.uniform(1.5, 1.95)),),
                 colors=[

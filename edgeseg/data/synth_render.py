@@ -19,6 +19,7 @@ from edgeseg.data.synth_layout import (
     BUILDING,
     CYCLE,
     MARKING,
+    PED_RANGE,
     PEDESTRIAN,
     ROAD,
     SIDEWALK,
@@ -96,6 +97,9 @@ def _paint_backdrop(fr: _Frame, lay: _Layout, rng: np.random.Generator) -> None:
     fr.img[b] = colimg[b] * (0.85 + 0.3 * _value_noise(rng, fr.h, fr.w, 2.0)[b])[:, None]
 
 
+MARK_MIN_PX = 1.25  # narrowest lane marking (in pixels) that is drawn at all
+
+
 def _paint_ground(fr: _Frame, lay: _Layout, rng: np.random.Generator) -> None:
     r0 = int(max(0, math.floor(fr.hy + fr.f * fr.cam_h / lay.z_far) + 1))
     if r0 >= fr.h:
@@ -115,13 +119,17 @@ def _paint_ground(fr: _Frame, lay: _Layout, rng: np.random.Generator) -> None:
     road = ax < half
     label[road] = ROAD
     # Lane markings live in world coordinates, so perspective and motion come for free.
+    # Far away a line is thinner than a pixel and a dash shorter than one: there it is worn off
+    # (neither painted nor labelled), so every marking pixel is visibly a marking.
     mw = lay.marking_w / 2
+    wide = fr.f * lay.marking_w / z >= MARK_MIN_PX  # (rows, 1)
+    long = fr.f * fr.cam_h * lay.dash_len / (z * z) >= 2 * MARK_MIN_PX
     mark = np.zeros((rows, w), bool)
-    dashed = np.mod(zw, lay.dash_period) < lay.dash_len
+    dashed = (np.mod(zw, lay.dash_period) < lay.dash_len) & wide & long
     for k in range(1, lay.lanes):
         mark |= (np.abs(x - (-half + k * lay.lane_w)) < mw) & dashed
     if lay.edge_lines:
-        mark |= np.abs(ax - (half - 0.35)) < mw
+        mark |= (np.abs(ax - (half - 0.35)) < mw) & wide
     label[mark & road] = MARKING
     fr.mask[r0:] = label
 
@@ -270,17 +278,17 @@ def _draw_pedestrian(fr: _Frame, a: _Actor, z: float, t: float) -> None:
     stride = 0.22 * math.sin(a.phase + t * 2 * math.pi * 1.6 * abs(a.speed) / 1.3)
     hip, shoulder = hp * 0.5, hp * 0.82
     for s in (-1, 1):  # legs: the stride shows as a lateral spread in this (frontal) view
-        fx = x + s * (0.09 + stride * 0.5 * s)
-        _poly(fr, [fr.project(x + s * 0.02, hip, z), fr.project(x + s * 0.16, hip, z),
-                   fr.project(fx + s * 0.07, 0, z), fr.project(fx - s * 0.05, 0, z)], PEDESTRIAN, pants)  # fmt: skip
-    _poly(fr, [fr.project(x - 0.19, hip, z), fr.project(x + 0.19, hip, z),
-               fr.project(x + 0.22, shoulder, z), fr.project(x - 0.22, shoulder, z)], PEDESTRIAN, shirt)  # fmt: skip
+        fx = x + s * (0.1 + stride * 0.5 * s)
+        _poly(fr, [fr.project(x + s * 0.02, hip, z), fr.project(x + s * 0.19, hip, z),
+                   fr.project(fx + s * 0.08, 0, z), fr.project(fx - s * 0.06, 0, z)], PEDESTRIAN, pants)  # fmt: skip
+    _poly(fr, [fr.project(x - 0.22, hip, z), fr.project(x + 0.22, hip, z),
+               fr.project(x + 0.26, shoulder, z), fr.project(x - 0.26, shoulder, z)], PEDESTRIAN, shirt)  # fmt: skip
     for s in (-1, 1):
         swing = -s * stride * 0.6
-        _poly(fr, [fr.project(x + s * 0.2, shoulder, z), fr.project(x + s * 0.28, shoulder - 0.05, z),
-                   fr.project(x + s * 0.27 + swing, hip - 0.05, z), fr.project(x + s * 0.2 + swing, hip - 0.05, z)],
+        _poly(fr, [fr.project(x + s * 0.23, shoulder, z), fr.project(x + s * 0.33, shoulder - 0.05, z),
+                   fr.project(x + s * 0.32 + swing, hip - 0.05, z), fr.project(x + s * 0.23 + swing, hip - 0.05, z)],
               PEDESTRIAN, shirt * 0.85)  # fmt: skip
-    _ellipse(fr, x, hp - 0.12, z, 0.1, 0.12, PEDESTRIAN, skin)
+    _ellipse(fr, x, hp - 0.12, z, 0.11, 0.13, PEDESTRIAN, skin)
 
 
 def _paint_actors(fr: _Frame, lay: _Layout, t: float) -> None:
@@ -294,7 +302,10 @@ def _paint_actors(fr: _Frame, lay: _Layout, t: float) -> None:
             # wrapping, so nothing pops into view: they turn around hidden behind the far wall or,
             # at the near end, at a distance where they would otherwise fill the frame.
             own_lane = a.kind == VEHICLE and abs(a.x - fr.cam_x) < lay.lane_w * 0.75
-            lo, hi = (7.0 if own_lane else 2.5), lay.z_far + 12
+            if a.kind == PEDESTRIAN:  # people stay near enough to be a few pixels wide
+                lo, hi = PED_RANGE[0], min(PED_RANGE[1], lay.z_far - 2)
+            else:
+                lo, hi = (7.0 if own_lane else 2.5), lay.z_far + 12
             span = hi - lo
             phase = np.mod(a.z0 - lo + (a.speed - lay.cam_speed) * t, 2 * span)
             z = lo + span - abs(phase - span)
