@@ -66,6 +66,15 @@ def test_plain_reads_pairs_classes_and_hash(tmp_path: Path) -> None:
     assert open_dataset(tmp_path).listing_hash() != h1
 
 
+def test_exif_rotation_is_ignored(tmp_path: Path) -> None:
+    from edgeseg.data.io import read_image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    Image.fromarray(_rgb(0)).save(tmp_path / "phone.jpg", exif=exif.tobytes())
+    assert read_image(tmp_path / "phone.jpg").shape == (H, W, 3)
+
+
 def test_plain_classes_txt_with_and_without_colours(tmp_path: Path) -> None:
     _plain(tmp_path, txt=True)
     names, palette = read_classes_file(tmp_path)

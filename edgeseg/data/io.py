@@ -21,10 +21,14 @@ MASK_EXTS = (".png", ".bmp", ".tif", ".tiff")
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """RGB uint8 HxWx3 from any image file OpenCV reads (grey and alpha are converted)."""
+    """RGB uint8 HxWx3 from any image file OpenCV reads (grey and alpha are converted).
+
+    EXIF orientation is ignored: masks are drawn on the stored pixel grid, and rotating only the
+    photo would misalign (or mis-size) every pair taken with a phone held sideways.
+    """
     p = Path(path)
     data = _read_bytes(p)
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if img is None or img.size == 0:
         raise EdgesegError(f"cannot decode image {p} (corrupt or unsupported format)")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
