@@ -40,7 +40,7 @@ def light(name: str) -> str | None:
 
 def combos(heavy: bool) -> list:
     out = []
-    for name in list_models():
+    for name in list_models(builtin_only=True):
         for bb in get_spec(name).backbones or (None,):
             if (bb in HEAVY) == heavy:
                 out.append(pytest.param(name, bb, id=f"{name}-{bb}"))
@@ -52,7 +52,28 @@ def n_params(model: nn.Module) -> int:
 
 
 def test_registry_lists_every_model():
-    assert list_models() == ALL_MODELS
+    assert list_models(builtin_only=True) == ALL_MODELS
+    assert list_models()[: len(ALL_MODELS)] == ALL_MODELS  # user-registered models come after
+
+
+def test_user_registered_model_goes_through_the_same_path():
+    from edgeseg.models import register_model
+    from edgeseg.models.registry import _REGISTRY
+
+    def tiny(num_classes: int, width: int = 4) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, num_classes, 1))
+
+    register_model("test_tiny_zoo")(tiny)
+    try:
+        model = create_model("test_tiny_zoo", num_classes=2, width=3)
+        assert model.edgeseg_kwargs == {"width": 3} and model(torch.zeros(1, 3, 5, 7)).shape == (1, 2, 5, 7)
+        assert "test_tiny_zoo" in list_models() and "test_tiny_zoo" not in list_models(builtin_only=True)
+        with pytest.raises(EdgesegError, match="takes no backbone"):
+            create_model("test_tiny_zoo", backbone="resnet18")
+        with pytest.raises(ValueError, match="registered twice"):
+            register_model("test_tiny_zoo")(tiny)
+    finally:
+        del _REGISTRY["test_tiny_zoo"]
 
 
 def test_unknown_model_lists_valid_names_and_closest():

@@ -35,8 +35,8 @@ def test_catalog_covers_every_registered_model_and_backbone():
     pytest.importorskip("torch")
     from edgeseg.models import get_spec, list_models
 
-    assert model_names() == list_models()
-    for name in list_models():
+    assert model_names() == list_models(builtin_only=True)
+    for name in list_models(builtin_only=True):
         spec = get_spec(name)
         assert [r["backbone"] for r in entries(name)] == list(spec.backbones or ("-",))
         (default,) = entries(name, all_backbones=False)

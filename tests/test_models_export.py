@@ -65,7 +65,7 @@ def _check(name: str, backbone: str | None, tmp_path: Path, sizes=((48, 64), (37
         _compare(model, session, hw, seed=i)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", list_models(builtin_only=True))
 def test_every_model_exports_and_onnxruntime_matches(name, tmp_path):
     _check(name, _light(name), tmp_path)
 

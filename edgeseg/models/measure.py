@@ -39,7 +39,7 @@ def measure(
 
 def rows() -> list[dict[str, Any]]:
     out = []
-    for name in list_models():
+    for name in list_models(builtin_only=True):
         spec = get_spec(name)
         for bb in spec.backbones or (None,):
             params, gflops = measure(name, bb)

@@ -30,6 +30,11 @@ class ModelSpec:
     default_output_stride: int | None = None  # stride of the finest map the head scores/fuses
     summary: str = ""
 
+    @property
+    def builtin(self) -> bool:
+        """Shipped with edgeseg (these are the models the catalog lists)."""
+        return self.builder.__module__.startswith("edgeseg.models.")
+
 
 _REGISTRY: dict[str, ModelSpec] = {}
 _BUILTIN = ("fcn", "deeplab", "fpn", "denseaspp", "unet")  # modules whose import registers the zoo
@@ -89,9 +94,10 @@ def _cite(paper: str) -> str:
     return f"{author} {year}".strip()
 
 
-def list_models() -> list[str]:
+def list_models(*, builtin_only: bool = False) -> list[str]:
+    """Registered names in registration order; `builtin_only` skips models registered by user code/tests."""
     _load_builtin()
-    return list(_REGISTRY)
+    return [n for n, s in _REGISTRY.items() if not builtin_only or s.builtin]
 
 
 def get_spec(name: str) -> ModelSpec:
