@@ -1,0 +1,180 @@
+"""`edgeseg export MODEL`: PyTorch -> ONNX with metadata, parity check and a TensorRT op report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+_STATUS_STYLE = {"ok": "green", "warning": "yellow", "error": "bold red"}
+
+
+def _print_report(result: Any) -> None:
+    from rich.table import Table
+
+    from edgeseg.console import console, fmt
+
+    trt = result.trt
+    if trt is not None:
+        t = Table(title="TensorRT compatibility (onnx-tensorrt parser)")
+        t.add_column("op")
+        t.add_column("count", justify="right")
+        t.add_column("status")
+        t.add_column("note", overflow="fold")
+        for op, count, status, note in trt.table_rows():
+            style = _STATUS_STYLE[status]
+            t.add_row(op, str(count), f"[{style}]{status}[/]", note)
+        console.print(t)
+    p = result.parity
+    if p is not None:
+        verdict = "[green]pass[/]" if p.passed else "[bold red]FAIL[/]"
+        console.print(
+            f"parity (PyTorch vs ONNX Runtime, {p.scenes} generated scenes, {p.pixels:,} px): "
+            f"argmax agreement {p.agreement:.4%} (need >= {p.threshold:.1%}), "
+            f"max |diff| {p.max_abs_diff_text()}, output {p.output_dtype} -> {verdict}",
+            highlight=False,
+        )
+    s = Table(title="export", show_header=False)
+    s.add_column("key")
+    s.add_column("value", overflow="fold")
+    card = result.card
+    rows = [
+        ("onnx", str(result.path) if result.written else f"{result.path} (not written)"),
+        ("card", str(result.card_path) if result.written else "-"),
+        ("source", result.source),
+        (
+            "input",
+            f"1x3x{card.input_size[0]}x{card.input_size[1]}" + (" (dynamic N/H/W)" if card.dynamic else ""),
+        ),
+        (
+            "output",
+            card.output
+            + (f" ({card.extra['export'].get('labels_dtype')})" if card.output == "labels" else ""),
+        ),
+        ("opset / exporter", f"{result.opset} / {result.exporter}"),
+        ("simplifier", result.simplifier or f"none ({result.simplify_note or 'disabled'})"),
+        ("nodes", f"{result.nodes_exported} exported -> {result.nodes_final} final"),
+        ("ops", ", ".join(f"{k}x{v}" for k, v in result.op_counts.items())),
+        ("classes", f"{card.num_classes}: {', '.join(card.classes)}"),
+        ("time", f"{fmt(result.seconds)} s"),
+    ]
+    for k, v in rows:
+        s.add_row(k, v)
+    console.print(s)
+
+
+def export_command(
+    model: str = typer.Argument(..., help="Registry name (e.g. fcn8s) or an edgeseg checkpoint path (.pt)."),
+    weights: Path | None = typer.Option(
+        None, "--weights", help="Weights for a registry MODEL (checkpoint or state_dict)."
+    ),
+    height: int | None = typer.Option(
+        None, "--height", help="Input height (default: the checkpoint's, else 512)."
+    ),
+    width: int | None = typer.Option(
+        None, "--width", help="Input width (default: the checkpoint's, else 1024)."
+    ),
+    dynamic: bool = typer.Option(False, "--dynamic", help="Dynamic batch, height and width."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset (TensorRT 8.x parses up to 17)."),
+    output: str = typer.Option(
+        "logits", "--output", help="logits (NxCxHxW float) or labels (in-graph ArgMax)."
+    ),
+    labels_dtype: str = typer.Option(
+        "uint8", "--labels-dtype", help="Class-map dtype for --output labels: uint8|int32."
+    ),
+    simplify: bool = typer.Option(True, "--simplify/--no-simplify", help="Simplify the graph after export."),
+    simplifier: str = typer.Option("onnxsim", "--simplifier", help="onnxsim (default) or onnxslim."),
+    fp16: bool = typer.Option(False, "--fp16", help="Also write <name>.fp16.onnx (FP16 graph, FP32 I/O)."),
+    allow_trt_errors: bool = typer.Option(
+        False, "--allow-trt-errors", help="Write the ONNX even if TensorRT would reject ops."
+    ),
+    parity_scenes: int = typer.Option(
+        3, "--parity-scenes", min=1, help="Generated scenes for the parity check."
+    ),
+    name: str | None = typer.Option(None, "--name", help="Export name (default: the model name)."),
+    workdir: Path | None = typer.Option(
+        None, "--workdir", help="Workspace (default $EDGESEG_WORKDIR or ./edgeseg-work)."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Export MODEL to <workdir>/<name>/<name>.onnx (+ .card.json), check parity and TensorRT op support."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from edgeseg.console import console, err_console, print_json, warn
+    from edgeseg.export.onnx_export import ExportCheckError, export_onnx, resolve_source
+    from edgeseg.workspace import export_path
+    from edgeseg.workspace import workdir as resolve_workdir
+
+    root = resolve_workdir(workdir)
+    steps = 6 + int(fp16)
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+        console=err_console, transient=True,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("resolving model", total=steps)
+
+        def on_step(msg: str) -> None:
+            progress.update(task, description=msg, advance=1)
+
+        source = resolve_source(model, root=root, weights=weights)
+        if source.random_weights:
+            progress.stop()
+            warn(
+                f"NO TRAINED WEIGHTS for {source.card.model!r}: exporting RANDOM weights. The ONNX will run but "
+                f"predict garbage. Train first (`edgeseg train {source.card.model}`) or pass --weights."
+            )
+            progress.start()
+        out = export_path(root, name or source.card.model)
+        try:
+            result = export_onnx(
+                source.net,
+                out,
+                source.card,
+                height=height,
+                width=width,
+                dynamic=dynamic,
+                opset=opset,
+                output=output,
+                simplify=simplifier if simplify else False,
+                labels_dtype=labels_dtype,  # type: ignore[arg-type]
+                parity_scenes=parity_scenes,
+                allow_trt_errors=allow_trt_errors,
+                source=source.description,
+                checkpoint_sha256=source.checkpoint_sha256,
+                on_step=on_step,
+            )
+        except ExportCheckError as exc:
+            progress.stop()
+            if json_out:
+                print_json({**exc.result.to_dict(), "error": str(exc)})
+            else:
+                _print_report(exc.result)
+            raise
+        fp16_info = fp16_parity = None
+        if fp16:
+            from edgeseg.export.fp16 import to_fp16_checked
+
+            on_step("converting to FP16 and checking it against FP32 on ONNX Runtime")
+            fp16_path, fp16_parity = to_fp16_checked(
+                result.path, result.path.with_name(f"{result.path.stem}.fp16.onnx"), num_scenes=parity_scenes
+            )
+            fp16_info = {"path": str(fp16_path), **fp16_parity.to_dict()}
+    if json_out:
+        print_json({**result.to_dict(), "fp16": fp16_info})
+        return
+    _print_report(result)
+    for w in result.trt.warnings if result.trt else []:
+        warn(f"TensorRT: {w}")
+    if fp16_info and fp16_parity:
+        console.print(
+            f"FP16 copy: {fp16_info['path']} (argmax agreement with FP32 on ONNX Runtime "
+            f"{fp16_parity.agreement:.4%}, max |diff| {fp16_parity.max_abs_diff_text()})",
+            highlight=False,
+        )
+    if result.trt and result.trt.errors:
+        warn(f"written despite {len(result.trt.errors)} TensorRT error(s) (--allow-trt-errors)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export_command)

@@ -1,0 +1,179 @@
+"""FP16 as an ONNX transform (TensorRT 11 reads precision only from the graph; see DESIGN.md).
+
+onnxconverter-common's `convert_float_to_float16` converts weights and activations to FP16 while
+keeping FP32 graph inputs/outputs (`keep_io_types`), so callers and preprocessing do not change.
+Ops that are numerically unsafe in FP16 or lack FP16 kernels in ONNX Runtime stay FP32 behind
+Casts (`FP32_OPS`): the converter's own default block list (which already includes Resize, TopK,
+Min/Max, Range, CumSum), plus reductions/normalisers that overflow or lose precision in FP16
+(Softmax, LogSoftmax, ReduceMean/Sum/L2, Exp/Log/Pow, GlobalAveragePool over large maps) and ArgMax
+(ONNX Runtime's CPU ArgMax has no FP16 kernel; ArgMax of FP32 logits is also exact).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgeseg.export.graph import card_of, load_onnx, set_card
+from edgeseg.export.parity import ParityResult, compare_onnx
+
+from edgeseg.atomic import atomic_path
+from edgeseg.errors import EdgesegError
+from edgeseg.lazy import require
+
+FP16_AGREEMENT = 0.995  # argmax agreement FP16 vs FP32 on ONNX Runtime required to keep the FP16 file
+
+EXTRA_FP32_OPS = (
+    "Softmax",
+    "LogSoftmax",
+    "ReduceMean",
+    "ReduceSum",
+    "ReduceL2",
+    "ReduceSumSquare",
+    "ReduceLogSumExp",
+    "Exp",
+    "Log",
+    "Pow",
+    "GlobalAveragePool",
+    "ArgMax",
+    "ArgMin",
+)
+FLOAT, FLOAT16 = 1, 10
+
+
+def fp32_ops() -> list[str]:
+    """The op types kept in FP32: the converter's default block list plus ours."""
+    float16 = require("onnxconverter_common.float16", purpose="FP16 conversion")
+    return sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(EXTRA_FP32_OPS))
+
+
+def _restore_fp32_outputs(model: Any, original_types: dict[str, int]) -> int:
+    """Make every originally-FP32 graph output FP32 again; returns how many needed fixing.
+
+    When the last node is in the block list, onnxconverter-common still appends a Cast to FP16 on
+    the graph output despite keep_io_types. Turning that Cast's target back into FLOAT (or adding a
+    Cast after an FP16 producer) restores the FP32 interface without an FP16 round trip.
+    """
+    helper = require("onnx").helper
+    producers = {out: node for node in model.graph.node for out in node.output}
+    fixed = 0
+    for vi in model.graph.output:
+        want = original_types.get(vi.name)
+        have = vi.type.tensor_type.elem_type
+        if want != FLOAT or have == FLOAT:
+            continue
+        node = producers.get(vi.name)
+        if node is not None and node.op_type == "Cast":
+            for attr in node.attribute:
+                if attr.name == "to":
+                    attr.i = FLOAT
+        else:
+            inner = f"{vi.name}_fp16"
+            if node is not None:
+                node.output[list(node.output).index(vi.name)] = inner
+            model.graph.node.append(
+                helper.make_node("Cast", [inner], [vi.name], to=FLOAT, name=f"{vi.name}_to_fp32")
+            )
+        vi.type.tensor_type.elem_type = FLOAT
+        fixed += 1
+    return fixed
+
+
+def _pack_float_data(model: Any) -> int:
+    """Re-store FLOAT initializers kept in `float_data` as `raw_data`; returns how many.
+
+    Simplifiers write some folded weights as repeated `float_data`, which the converter turns into
+    FP16 with a per-element Python loop (about 30 s for 10M weights); `raw_data` takes its numpy path.
+    """
+    numpy_helper = require("onnx").numpy_helper
+    packed = 0
+    for i, tensor in enumerate(model.graph.initializer):
+        if tensor.data_type == FLOAT and len(tensor.float_data):
+            model.graph.initializer[i].CopyFrom(
+                numpy_helper.from_array(numpy_helper.to_array(tensor), tensor.name)
+            )
+            packed += 1
+    return packed
+
+
+def convert_model_fp16(model: Any, *, extra_fp32_ops: tuple[str, ...] = ()) -> Any:
+    """In-memory FP16 conversion of an onnx.ModelProto with FP32 I/O kept."""
+    float16 = require("onnxconverter_common.float16", purpose="FP16 conversion")
+    _pack_float_data(model)
+    original = {vi.name: vi.type.tensor_type.elem_type for vi in model.graph.output}
+    block = sorted(set(fp32_ops()) | set(extra_fp32_ops))
+    try:
+        with warnings.catch_warnings():  # one UserWarning per weight clamped to FP16 range: thousands
+            warnings.simplefilter("ignore", UserWarning)
+            converted = float16.convert_float_to_float16(
+                model, keep_io_types=True, op_block_list=block, disable_shape_infer=False
+            )
+    except Exception as exc:  # the converter raises plain exceptions on odd graphs
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EdgesegError(f"FP16 conversion failed: {first}") from None
+    _restore_fp32_outputs(converted, original)
+    return converted
+
+
+def to_fp16(onnx_path: str | Path, out_path: str | Path, *, extra_fp32_ops: tuple[str, ...] = ()) -> Path:
+    """Write an FP16 copy of an edgeseg ONNX (FP32 I/O kept) with card precision "fp16"; returns out_path."""
+    _convert_and_write(onnx_path, out_path, extra_fp32_ops, None)
+    return Path(out_path)
+
+
+def to_fp16_checked(
+    onnx_path: str | Path,
+    out_path: str | Path,
+    *,
+    threshold: float = FP16_AGREEMENT,
+    frames: Iterable[np.ndarray] | None = None,
+    num_scenes: int = 3,
+    extra_fp32_ops: tuple[str, ...] = (),
+) -> tuple[Path, ParityResult]:
+    """`to_fp16`, committed only if ONNX Runtime's FP16 argmax agrees with FP32 on >= `threshold` pixels."""
+    result = _convert_and_write(onnx_path, out_path, extra_fp32_ops, (threshold, frames, num_scenes))
+    assert result is not None
+    return Path(out_path), result
+
+
+def _convert_and_write(
+    onnx_path: str | Path,
+    out_path: str | Path,
+    extra_fp32_ops: tuple[str, ...],
+    check: tuple[float, Iterable[np.ndarray] | None, int] | None,
+) -> ParityResult | None:
+    onnx = require("onnx")
+    onnx_path, out_path = Path(onnx_path), Path(out_path)
+    model = load_onnx(onnx_path)
+    card = card_of(model)
+    if card.precision != "fp32":
+        raise EdgesegError(f"{onnx_path.name} is already {card.precision}; convert the FP32 export instead")
+    converted = convert_model_fp16(model, extra_fp32_ops=extra_fp32_ops)
+    fp16_card = card.replace(
+        precision="fp16",
+        extra={**card.extra, "fp16": {"converter": "onnxconverter-common", "fp32_ops": fp32_ops()}},
+    )
+    set_card(converted, fp16_card)
+    try:
+        onnx.checker.check_model(converted)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise EdgesegError(f"the FP16 graph fails the ONNX checker: {first}") from None
+    parity = None
+    with atomic_path(out_path) as tmp:
+        onnx.save(converted, str(tmp))
+        if check is not None:
+            threshold, frames, num_scenes = check
+            parity = compare_onnx(
+                onnx_path, tmp, card, frames=frames, num_scenes=num_scenes, threshold=threshold
+            )
+            if not parity.passed:
+                raise EdgesegError(
+                    f"FP16 argmax agrees with FP32 on {parity.agreement:.3%} of pixels (< {threshold:.1%}); "
+                    f"{out_path.name} was not written; keep more ops in FP32 or use the FP32 model"
+                )
+    fp16_card.save_json(out_path.with_suffix(".card.json"))
+    return parity

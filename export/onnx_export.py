@@ -1,0 +1,433 @@
+"""PyTorch -> ONNX export: the one place an edgeseg model becomes a deployable graph.
+
+Exporter choice (measured, see docs/export.md): the TorchScript exporter (`dynamo=False`). On our
+nets it gives opset 17 as asked, `GlobalAveragePool` for AdaptiveAvgPool(1) and `Resize` driven by
+`sizes`, with BatchNorm folded into Conv; the dynamo exporter needs onnxscript, cannot emit opset 17
+(it stays at 18) and turns the pooling into `ReduceMean`.
+
+The export is committed only when it is trustworthy: the graph is written to a temporary sibling,
+checked (ONNX checker, PyTorch-vs-ONNX Runtime parity on generated scenes, TensorRT op report) and
+only then renamed over `<name>.onnx`, so a failed export never leaves a partial or wrong file.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from edgeseg.export import graph
+from edgeseg.export.parity import PARITY_THRESHOLD, ParityResult, parity_check
+from edgeseg.export.trt_compat import TrtReport, check_trt_compat
+
+from edgeseg._version import __version__
+from edgeseg.card import ModelCard, sha256_file
+from edgeseg.errors import EdgesegError
+from edgeseg.lazy import require
+
+DEFAULT_OPSET = 17
+MIN_OPSET, MAX_OPSET = 13, 20  # Resize with `sizes` needs 13; TensorRT 10 parses up to 20
+DEFAULT_SIZE = (512, 1024)
+EXPORTER = "torchscript"
+INPUT_NAME = "input"
+LabelsDtype = Literal["uint8", "int32"]
+Step = Callable[[str], None]
+
+
+class ExportCheckError(EdgesegError):
+    """The export ran but failed a check (parity or TensorRT compatibility); carries the evidence."""
+
+    def __init__(self, message: str, result: ExportResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class ExportResult:
+    """What an export produced and measured; `to_dict()` is the `--json` output."""
+
+    path: Path
+    card_path: Path
+    card: ModelCard
+    source: str
+    opset: int
+    exporter: str
+    simplifier: str | None
+    simplify_note: str | None
+    nodes_exported: int
+    nodes_final: int
+    op_counts: dict[str, int]
+    io: dict[str, Any]
+    seconds: float
+    parity: ParityResult | None = None
+    trt: TrtReport | None = None
+    written: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "card_path": str(self.card_path),
+            "written": self.written,
+            "model": self.card.model,
+            "source": self.source,
+            "input_size": list(self.card.input_size),
+            "dynamic": self.card.dynamic,
+            "output": self.card.output,
+            "opset": self.opset,
+            "exporter": self.exporter,
+            "simplifier": self.simplifier,
+            "simplify_note": self.simplify_note,
+            "nodes_exported": self.nodes_exported,
+            "nodes_final": self.nodes_final,
+            "op_counts": self.op_counts,
+            "io": self.io,
+            "seconds": round(self.seconds, 3),
+            "parity": self.parity.to_dict() if self.parity else None,
+            "trt": self.trt.to_dict() if self.trt else None,
+            "notes": self.notes,
+        }
+
+
+def _torch_module_class() -> type:
+    torch = require("torch")
+
+    class SegExportWrapper(torch.nn.Module):
+        """Normalises model outputs to one NxCxHxW tensor and optionally appends the in-graph ArgMax.
+
+        torchvision-style nets return {"out": ...}; some return tuples (aux heads). Labels are
+        ArgMax over the class axis cast to a narrow integer, cutting device-to-host bytes 4x (int32)
+        or 16x (uint8) versus float logits.
+        """
+
+        def __init__(self, net: Any, output: str, labels_dtype: str) -> None:
+            super().__init__()
+            self.net = net
+            self.output = output
+            self.labels_dtype = torch.uint8 if labels_dtype == "uint8" else torch.int32
+
+        def forward(self, x: Any) -> Any:
+            y = self.net(x)
+            if isinstance(y, dict):
+                y = y["out"]
+            elif isinstance(y, (tuple, list)):
+                y = y[0]
+            if self.output == "labels":
+                return torch.argmax(y, dim=1).to(self.labels_dtype)
+            return y
+
+    return SegExportWrapper
+
+
+def logits_of(net: Any, batch: Any) -> Any:
+    """Run a torch segmentation net and return its NxCxHxW logits whatever its output container."""
+    y = net(batch)
+    if isinstance(y, dict):
+        return y["out"]
+    if isinstance(y, (tuple, list)):
+        return y[0]
+    return y
+
+
+def _validate(height: int, width: int, opset: int, output: str, labels_dtype: str, card: ModelCard) -> None:
+    if height < 8 or width < 8:
+        raise EdgesegError(f"--height/--width must be at least 8 pixels, got {height}x{width}")
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise EdgesegError(
+            f"--opset must be between {MIN_OPSET} and {MAX_OPSET} (TensorRT range), got {opset}"
+        )
+    if output not in ("logits", "labels"):
+        raise EdgesegError(f"--output must be 'logits' or 'labels', got {output!r}")
+    if labels_dtype not in ("uint8", "int32"):
+        raise EdgesegError(f"labels dtype must be 'uint8' or 'int32', got {labels_dtype!r}")
+    if output == "labels" and labels_dtype == "uint8" and card.num_classes > 256:
+        raise EdgesegError(f"{card.num_classes} classes do not fit uint8 labels; use --labels-dtype int32")
+
+
+def torch_to_onnx_bytes(
+    net: Any, height: int, width: int, *, dynamic: bool, opset: int, output: str, labels_dtype: str
+) -> bytes:
+    """Trace `net` with the TorchScript exporter and return the serialized (unsimplified) ONNX."""
+    torch = require("torch")
+    wrapper = _torch_module_class()(net, output, labels_dtype).eval()
+    gen = torch.Generator().manual_seed(0)
+    dummy = torch.rand(1, 3, height, width, generator=gen)
+    out_name = "labels" if output == "labels" else "logits"
+    dynamic_axes = None
+    if dynamic:
+        nchw = {0: "batch", 2: "height", 3: "width"}
+        nhw = {0: "batch", 1: "height", 2: "width"}
+        dynamic_axes = {INPUT_NAME: nchw, out_name: nhw if output == "labels" else nchw}
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                wrapper,
+                (dummy,),
+                buf,
+                dynamo=False,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=[out_name],
+                dynamic_axes=dynamic_axes,
+                do_constant_folding=True,
+            )
+    except EdgesegError:
+        raise
+    except Exception as exc:  # torch raises many types for unexportable modules
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EdgesegError(f"PyTorch could not export the model to ONNX (opset {opset}): {first}") from None
+    return buf.getvalue()
+
+
+def export_onnx(
+    model_or_checkpoint: Any,
+    out_path: str | Path,
+    card: ModelCard | None = None,
+    *,
+    height: int | None = None,
+    width: int | None = None,
+    dynamic: bool = False,
+    opset: int = DEFAULT_OPSET,
+    output: str = "logits",
+    simplify: bool | str = True,
+    labels_dtype: LabelsDtype = "uint8",
+    parity: bool = True,
+    parity_frames: Iterable[np.ndarray] | None = None,
+    parity_scenes: int = 3,
+    allow_trt_errors: bool = False,
+    source: str | None = None,
+    checkpoint_sha256: str | None = None,
+    on_step: Step | None = None,
+) -> ExportResult:
+    """Export a torch segmentation net (or an edgeseg checkpoint path) to `out_path` + `.card.json`.
+
+    `simplify`: True/"onnxsim" (default), "onnxslim", or False. The ONNX is committed only if the
+    parity check (argmax agreement >= 99.9%) passes and TensorRT would accept every op (unless
+    `allow_trt_errors`); otherwise ExportCheckError is raised and nothing is written.
+    """
+    onnx = require("onnx")
+    step = on_step or (lambda _msg: None)
+    start = time.perf_counter()
+    out_path = Path(out_path)
+    if out_path.suffix != ".onnx":
+        raise EdgesegError(f"export target must end in .onnx, got {out_path.name}")
+
+    if isinstance(model_or_checkpoint, (str, Path)):
+        from edgeseg.checkpoint import model_from_checkpoint
+
+        step("loading checkpoint")
+        ckpt_path = Path(model_or_checkpoint)
+        net, ckpt_card = model_from_checkpoint(ckpt_path)
+        card = card or ckpt_card
+        checkpoint_sha256 = checkpoint_sha256 or sha256_file(ckpt_path)
+        source = source or str(ckpt_path)
+    else:
+        net = model_or_checkpoint
+        if card is None:
+            raise EdgesegError("export_onnx needs a ModelCard when given a torch module")
+        source = source or "module"
+    net.eval()
+    h, w = (height or card.input_size[0]), (width or card.input_size[1])
+    _validate(h, w, opset, output, labels_dtype, card)
+
+    step(f"exporting with the TorchScript exporter (opset {opset})")
+    raw = torch_to_onnx_bytes(
+        net, h, w, dynamic=dynamic, opset=opset, output=output, labels_dtype=labels_dtype
+    )
+    model = onnx.load_from_string(raw)
+    nodes_exported = len(model.graph.node)
+
+    simplifier: str | None = None
+    simplify_note: str | None = None
+    if simplify:
+        tool = "onnxsim" if simplify is True else str(simplify)
+        step(f"simplifying with {tool}")
+        model, simplify_note = graph.simplify(model, tool)
+        simplifier = None if simplify_note else tool
+
+    if dynamic:  # keep the class axis static: runtimes and TensorRT profiles read it from the graph
+        out_vi = model.graph.output[0]
+        dims = (
+            ["batch", "height", "width"]
+            if output == "labels"
+            else ["batch", card.num_classes, "height", "width"]
+        )
+        graph.set_dims(out_vi, dims)
+
+    export_info = {
+        "opset": opset,
+        "exporter": EXPORTER,
+        "simplifier": simplifier,
+        "source": source,
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if output == "labels":
+        export_info["labels_dtype"] = labels_dtype
+    final_card = card.replace(
+        input_size=(h, w),
+        output=output,
+        dynamic=dynamic,
+        precision="fp32",
+        checkpoint_sha256=checkpoint_sha256 or card.checkpoint_sha256,
+        edgeseg_version=__version__,
+        extra={**card.extra, "export": export_info},
+    )
+    graph.set_card(model, final_card)
+    model.producer_name = "edgeseg"
+    model.producer_version = __version__
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise EdgesegError(f"the exported graph fails the ONNX checker: {first}") from None
+
+    step("checking TensorRT operator support")
+    trt = check_trt_compat(model)
+    result = ExportResult(
+        path=out_path,
+        card_path=out_path.with_suffix(".card.json"),
+        card=final_card,
+        source=source,
+        opset=opset,
+        exporter=EXPORTER,
+        simplifier=simplifier,
+        simplify_note=simplify_note,
+        nodes_exported=nodes_exported,
+        nodes_final=len(model.graph.node),
+        op_counts=graph.op_counts(model),
+        io=graph.io_shapes(model),
+        seconds=0.0,
+        trt=trt,
+    )
+    if simplify_note:
+        result.notes.append(simplify_note)
+
+    from edgeseg.atomic import atomic_path
+
+    with atomic_path(out_path) as tmp:
+        onnx.save(model, str(tmp))
+        if parity:
+            step("checking parity: PyTorch vs ONNX Runtime on generated scenes")
+            result.parity = parity_check(net, tmp, final_card, frames=parity_frames, num_scenes=parity_scenes)
+        result.seconds = time.perf_counter() - start
+        if result.parity is not None and not result.parity.passed:
+            raise ExportCheckError(
+                f"parity check failed: PyTorch and ONNX Runtime agree on {result.parity.agreement:.4%} of "
+                f"pixels (< {PARITY_THRESHOLD:.1%} required), max |diff| "
+                f"{result.parity.max_abs_diff_text()}; nothing was written",
+                result,
+            )
+        if trt.errors and not allow_trt_errors:
+            raise ExportCheckError(
+                f"TensorRT would reject {len(trt.errors)} op(s): {'; '.join(trt.errors[:3])}; nothing was "
+                "written (pass --allow-trt-errors to export for ONNX Runtime anyway)",
+                result,
+            )
+    final_card.save_json(result.card_path)
+    result.written = True
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+@dataclass
+class ExportSource:
+    """A torch net ready to export, with its card and where it came from."""
+
+    net: Any
+    card: ModelCard
+    description: str
+    checkpoint: Path | None = None
+    checkpoint_sha256: str | None = None
+    random_weights: bool = False
+
+
+def _synth_card(model: str, net: Any) -> ModelCard:
+    """Card for nets without a trained checkpoint: the scene generator's classes (our default data)."""
+    from edgeseg.data.synth import SYNTH_CLASSES, SYNTH_PALETTE
+
+    return ModelCard(
+        model=model,
+        classes=list(SYNTH_CLASSES),
+        palette=list(SYNTH_PALETTE),
+        model_kwargs=dict(getattr(net, "edgeseg_kwargs", {})),
+    )
+
+
+def _from_checkpoint(path: Path, expect_model: str | None = None) -> ExportSource:
+    from edgeseg.checkpoint import model_from_checkpoint
+
+    net, card = model_from_checkpoint(path)
+    if expect_model and card.model != expect_model:
+        raise EdgesegError(f"{path} is a {card.model!r} checkpoint, not {expect_model!r}")
+    return ExportSource(net, card, f"checkpoint {path}", path, sha256_file(path))
+
+
+def resolve_source(model: str, *, root: Path, weights: str | Path | None = None) -> ExportSource:
+    """MODEL as typed on the command line -> net + card.
+
+    A path (or *.pt/*.pth) is an edgeseg checkpoint. A registry name uses `--weights` when given
+    (an explicit flag wins), else the newest trained checkpoint of that model in the workspace,
+    else random weights (flagged in the card; the CLI warns loudly).
+    """
+    from edgeseg.checkpoint import is_edgeseg_checkpoint, load_raw
+    from edgeseg.workspace import newest_checkpoint
+
+    path = Path(model)
+    if path.suffix == ".onnx":
+        raise EdgesegError(
+            f"{path.name} is already ONNX; export takes a model name or an edgeseg checkpoint (.pt) "
+            "(for FP16/INT8 variants of an ONNX use `edgeseg build`)"
+        )
+    if path.suffix in (".pt", ".pth") or path.is_file():
+        if not path.is_file():
+            raise EdgesegError(f"checkpoint not found: {path}")
+        return _from_checkpoint(path)
+
+    from edgeseg.models import create_model, list_models
+
+    names = list_models()
+    if model not in names:
+        import difflib
+
+        close = difflib.get_close_matches(model, names, n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise EdgesegError(
+            f"unknown model {model!r}{hint}; valid models: {', '.join(names)} (or pass a checkpoint path)"
+        )
+    if weights is not None:
+        wpath = Path(weights)
+        raw = load_raw(wpath)
+        if is_edgeseg_checkpoint(raw):
+            return _from_checkpoint(wpath, expect_model=model)
+        state = raw.get("state_dict", raw) if isinstance(raw, dict) else None
+        if not isinstance(state, dict):
+            raise EdgesegError(f"{wpath} holds no state_dict")
+        from edgeseg.data.synth import SYNTH_CLASSES
+
+        net = create_model(model, num_classes=len(SYNTH_CLASSES))
+        card = _synth_card(model, net)
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise EdgesegError(
+                f"{wpath} does not fit {model} with {card.num_classes} classes: {first}; "
+                "export an edgeseg checkpoint (edgeseg train) instead"
+            ) from None
+        return ExportSource(net.eval(), card, f"weights {wpath}", wpath, sha256_file(wpath))
+    ckpt = newest_checkpoint(root, model)
+    if ckpt is not None:
+        return _from_checkpoint(ckpt, expect_model=model)
+    from edgeseg.data.synth import SYNTH_CLASSES
+
+    net = create_model(model, num_classes=len(SYNTH_CLASSES))
+    card = _synth_card(model, net)
+    card.extra["random_weights"] = True
+    return ExportSource(net.eval(), card, "random weights (untrained)", random_weights=True)
