@@ -401,18 +401,27 @@ class Pipeline:
         self._c_infer.put(_END)
 
     def _inference(self) -> None:
+        """The only thread that touches the backend. Backends bound to a thread-local device context
+        (pycuda) may define `thread_enter()` / `thread_exit()`; they are called here, around the loop."""
         backend = self.segmenter.backend
-        while True:
-            item = self._c_infer.get()
-            if item is _END:
-                break
-            t0 = time.perf_counter()
-            item.raw = backend.run(item.batch)
-            item.timings["inference"] = (time.perf_counter() - t0) * 1000.0
-            item.batch = None
-            if not self._c_post.put(item):
-                return
-        self._c_post.put(_END)
+        enter, leave = getattr(backend, "thread_enter", None), getattr(backend, "thread_exit", None)
+        if enter is not None:
+            enter()
+        try:
+            while True:
+                item = self._c_infer.get()
+                if item is _END:
+                    break
+                t0 = time.perf_counter()
+                item.raw = backend.run(item.batch)
+                item.timings["inference"] = (time.perf_counter() - t0) * 1000.0
+                item.batch = None
+                if not self._c_post.put(item):
+                    return
+            self._c_post.put(_END)
+        finally:
+            if leave is not None:
+                leave()
 
     def _net_labels(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         card = self.segmenter.card

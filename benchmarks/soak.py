@@ -1,0 +1,104 @@
+"""Soak: stream 10,000 frames through the full pipeline and check memory stays flat.
+
+Streams a looping video of generated street scenes (decode, preprocess, inference, argmax, overlay
+rendering, per-frame JSONL log) and samples the process RSS with psutil every `--every` frames.
+Memory is "stable" when the RSS at the end is within a few MB of the RSS after warm-up; the
+latency reservoirs and the confusion matrix are fixed-size by design.
+
+    python benchmarks/soak.py [--model M.onnx] [--frames 10000] [--threads 1] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+from edgeseg.runtime import Pipeline, Segmenter
+from edgeseg.runtime.draw import Renderer
+from edgeseg.runtime.sinks import JsonlSink
+from edgeseg.runtime.sources import VideoSource
+
+
+def write_loop_video(path: Path, frames: int, size: tuple[int, int]) -> Path:
+    from edgeseg.data.synth import SceneGenerator
+
+    h, w = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 15.0, (w, h))
+    for rgb, _ in SceneGenerator(h, w, seed=11).video(frames):
+        writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    import psutil
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, help="artifact [the shipped default model]")
+    ap.add_argument("--frames", type=int, default=10_000)
+    ap.add_argument("--every", type=int, default=1000, help="RSS sample interval in frames")
+    ap.add_argument("--warmup", type=int, default=50, help="frames before the start RSS is taken")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+
+    if args.model is None:
+        from edgeseg.defaults import default_model_path
+
+        args.model = default_model_path("onnx")
+    proc = psutil.Process()
+    mb = 1024 * 1024
+    rss_before_model = proc.memory_info().rss / mb
+    seg = Segmenter(args.model, **({"threads": args.threads} if args.threads else {}))
+    card = seg.card
+    size = (256, 512) if card.dynamic else tuple(card.input_size)
+    samples: list[tuple[int, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        video = write_loop_video(Path(tmp) / "loop.mp4", 60, size)
+        pipe = Pipeline(
+            seg,
+            VideoSource(video, loop=True),
+            [JsonlSink(Path(tmp) / "frames.jsonl", card.classes)],
+            max_frames=args.frames,
+            renderer=Renderer(card.palette, card.classes, mode="overlay", legend=True),
+        )
+        for result in pipe.stream():
+            n = result.index + 1
+            if n == args.warmup or n % args.every == 0 or n == args.frames:
+                samples.append((n, proc.memory_info().rss / mb))
+                if not args.json:
+                    print(
+                        f"frame {n:6d}  RSS {samples[-1][1]:8.1f} MB  {pipe.stats.status_line()}", flush=True
+                    )
+        report = pipe.report()
+    start = next(r for n, r in samples if n >= args.warmup)
+    end = samples[-1][1]
+    result = {
+        "model": str(args.model),
+        "frames": report["frames"]["processed"],
+        "frame_size": list(size),
+        "fps": report["fps"],
+        "latency_ms": report["latency_ms"]["capture_to_result"],
+        "rss_mb_before_model": rss_before_model,
+        "rss_mb_start": start,
+        "rss_mb_end": end,
+        "rss_mb_growth": end - start,
+        "rss_samples": samples,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"{result['frames']} frames at {result['fps']:.1f} FPS; RSS start {start:.1f} MB "
+            f"(after {args.warmup} frames), end {end:.1f} MB, growth {end - start:+.1f} MB"
+        )
+    seg.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
