@@ -116,35 +116,14 @@ def _pct(x: float) -> float | None:
 def open_eval_data(spec: str | None, card: ModelCard, default_n: int = DEFAULT_EVAL_IMAGES) -> EvalData:
     """`--eval-data`: 'synth[:N]' (held-out generated scenes, the default) or a labelled dataset folder."""
     spec = (spec or f"synth:{default_n}").strip()
-    if spec == "synth" or spec.startswith("synth:") or spec.startswith("synth["):
-        n = default_n
-        tail = spec[5:].strip(":[]")
-        if tail:
-            try:
-                n = int(tail)
-            except ValueError:
-                raise EdgesegError(f"bad --eval-data {spec!r}; expected synth or synth:N") from None
-        if n < 1:
-            raise EdgesegError(f"--eval-data {spec!r} asks for no images")
-        from edgeseg.data.synth import HELDOUT_SEED, SYNTH_CLASSES, SceneGenerator
+    from edgeseg.data import open_dataset
 
+    if spec == "synth" or spec.startswith(("synth:", "synth@")):
+        # held-out seed, at the net's input size unless the spec says synth:N@HxW
         h, w = card.input_size
-        gen = SceneGenerator(h, w, seed=HELDOUT_SEED)
-        scenes = [gen.scene(i) for i in range(n)]
-        labelled = len(SYNTH_CLASSES) == card.num_classes
-        return EvalData(
-            spec=spec,
-            images=[s[0] for s in scenes],
-            masks=[s[1] if labelled else None for s in scenes],
-            reference="labels" if labelled else "fp32",
-        )
-    try:
-        from edgeseg.data import open_dataset
-    except ImportError:
-        raise EdgesegError(
-            "dataset readers (edgeseg.data.open_dataset) are not available in this build"
-        ) from None
-    ds = open_dataset(spec)
+        ds = open_dataset(spec, num=default_n, height=h, width=w)
+    else:
+        ds = open_dataset(spec)
     if len(ds) == 0:
         raise EdgesegError(f"evaluation dataset {spec!r} is empty")
     labelled = len(getattr(ds, "classes", [])) == card.num_classes
