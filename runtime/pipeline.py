@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from edgeseg.runtime.draw import Renderer, class_histogram, fast_argmax
 from edgeseg.runtime.segmenter import Segmenter
-from edgeseg.runtime.sinks import Sink, WindowSink
+from edgeseg.runtime.sinks import Sink
 from edgeseg.runtime.sources import LabelLookup, Source
 from edgeseg.runtime.stats import Gap, RunStats
 
@@ -201,7 +201,6 @@ class Pipeline:
         self._error: BaseException | None = None
         self._started = False
         self._finished = False
-        self._opened_source = False
         self._last_index = -1
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -214,7 +213,6 @@ class Pipeline:
             self._c_user = Channel(2)
             self._channels.append(self._c_user)
         self.source.open()
-        self._opened_source = True
         for sink in self.sinks:
             sink.start(self.source)
         self.stats.started = time.perf_counter()
@@ -248,9 +246,6 @@ class Pipeline:
             for t in self._threads:
                 t.join(max(0.0, deadline - time.perf_counter()))
             self.stats.dropped = self._dropped()
-            if self._opened_source:
-                with contextlib.suppress(Exception):  # a release failure must not hide the run's result
-                    self.source.close()
         if self._error is not None:
             err, self._error = self._error, None
             raise err
@@ -258,11 +253,21 @@ class Pipeline:
 
     def run(self, status: Callable[[RunStats], None] | None = None, interval: float = 0.25) -> RunStats:
         """Run to the end of the source (or Ctrl-C / SIGTERM); return the stats. Sinks are closed."""
+        pumps = [s.pump for s in self.sinks if s.pumps]
+        tick = 0.01 if pumps else interval
         try:
             self.start()
-            while not self._done.wait(interval):
-                if status is not None:
+            last = 0.0
+            while not self._done.wait(tick):
+                for pump in pumps:
+                    pump()
+                now = time.perf_counter()
+                if status is not None and now - last >= interval:
                     status(self.stats)
+                    last = now
+                if any(s.quit_requested for s in self.sinks):
+                    self.stats.interrupted = True
+                    break
             if status is not None:
                 status(self.stats)
         except KeyboardInterrupt:
@@ -327,6 +332,15 @@ class Pipeline:
         return self._c_pre.dropped + self._c_infer.dropped
 
     def _capture(self) -> None:
+        """Read frames; the source is closed here, on its own thread (VideoCapture is not thread-safe,
+        and a read blocked on a dead stream must not race a release from another thread)."""
+        try:
+            self._capture_loop()
+        finally:
+            with contextlib.suppress(Exception):  # a release failure must not hide the run's result
+                self.source.close()
+
+    def _capture_loop(self) -> None:
         index = 0
         gap: Gap | None = None
         while not self._stop.is_set():
@@ -490,9 +504,6 @@ class Pipeline:
                         sink.write(item)
                 if self._c_user is not None and not self._c_user.put(item):
                     return
-                if any(isinstance(s, WindowSink) and s.quit_requested for s in self.sinks):
-                    stats.interrupted = True
-                    break
         finally:
             self._close_sinks()
             if self._c_user is not None:

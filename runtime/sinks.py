@@ -8,13 +8,16 @@ finished file is always playable / parseable.
 from __future__ import annotations
 
 import abc
+import contextlib
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import cv2
+import numpy as np
 
 from edgeseg.atomic import write_bytes
 from edgeseg.errors import EdgesegError
@@ -30,6 +33,8 @@ class Sink(abc.ABC):
     """Consumes results on the output thread, in frame order."""
 
     needs_render: bool = False  # wants `result.rendered` (the annotated frame)
+    pumps: bool = False  # needs `pump()` called from the main thread (GUI event loops)
+    quit_requested: bool = False  # the user asked to stop (window closed, q pressed)
     records: bool = False  # writes after the frame's timings are final (logs), outside the timed stage
 
     @abc.abstractmethod
@@ -37,6 +42,9 @@ class Sink(abc.ABC):
 
     def start(self, source: Source) -> None:  # noqa: B027 - optional hook
         """Called once the source is open (its fps and size hints are known)."""
+
+    def pump(self) -> None:  # noqa: B027 - optional hook
+        """Main-thread work (GUI toolkits require it); called about every 10 ms by Pipeline.run()."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Finalise; must be safe to call twice and after a failed write."""
@@ -168,26 +176,40 @@ def display_problem() -> str | None:
 
 
 class WindowSink(Sink):
-    """An OpenCV window; `q` or Esc stops the run."""
+    """An OpenCV window showing the newest annotated frame; `q` or Esc stops the run.
+
+    `write` (output thread) only hands the frame over; `pump` (main thread, where GUI toolkits want
+    to be called) shows it, so a slow display never holds up the pipeline.
+    """
 
     needs_render = True
+    pumps = True
 
     def __init__(self, title: str = "edgeseg") -> None:
         problem = display_problem()
         if problem:
             raise EdgesegError(problem)
         self.title = title
-        self.quit_requested = False
+        self._latest: np.ndarray | None = None
+        self._lock = threading.Lock()
         self._open = False
 
     def write(self, result: FrameResult) -> None:
         assert result.rendered is not None
-        cv2.imshow(self.title, result.rendered)
-        self._open = True
-        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+        with self._lock:
+            self._latest = result.rendered
+
+    def pump(self) -> None:
+        with self._lock:
+            image, self._latest = self._latest, None
+        if image is not None:
+            cv2.imshow(self.title, image)
+            self._open = True
+        if self._open and cv2.waitKey(1) & 0xFF in (ord("q"), 27):
             self.quit_requested = True
 
     def close(self) -> None:
         if self._open:
-            cv2.destroyWindow(self.title)
+            with contextlib.suppress(cv2.error):
+                cv2.destroyWindow(self.title)
             self._open = False

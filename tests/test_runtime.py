@@ -360,3 +360,22 @@ def test_window_sink_refuses_without_display(monkeypatch):
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     with pytest.raises(EdgesegError, match="--show needs"):
         WindowSink()
+
+
+def test_window_shows_frames_on_the_main_thread(tmp_path, tiny_onnx, monkeypatch):
+    """No display here: record what the window would show, and from which thread."""
+    import edgeseg.runtime.sinks as sinks
+
+    shown: list[tuple[str, tuple[int, ...]]] = []
+    keys = iter([-1, -1, ord("q")] + [-1] * 10_000)
+    monkeypatch.setattr(sinks, "display_problem", lambda: None)
+    monkeypatch.setattr(
+        cv2, "imshow", lambda title, img: shown.append((threading.current_thread().name, img.shape))
+    )
+    monkeypatch.setattr(cv2, "waitKey", lambda ms: next(keys))
+    monkeypatch.setattr(cv2, "destroyWindow", lambda title: None)
+    write_video(tmp_path / "clip.mp4", 10)
+    seg = Segmenter(SlowBackend(Segmenter(tiny_onnx()).backend, 0.02))
+    stats = Pipeline(seg, VideoSource(tmp_path / "clip.mp4", loop=True), [WindowSink()]).run()
+    assert shown and {name for name, _ in shown} == {threading.main_thread().name}
+    assert shown[0][1] == (50, 70, 3) and stats.interrupted  # "q" stopped the endless loop

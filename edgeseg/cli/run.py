@@ -135,6 +135,12 @@ def register(app: typer.Typer) -> None:
             stats = _run_with_status(pipe, frames, quiet=json_out)
             result = pipe.report()
             result["artifact"] = str(artifact)
+            if lookup is not None:
+                result["labels"] = {"folder": str(labels), "matched": lookup.matched}
+                if lookup.matched == 0 and stats.processed:
+                    from edgeseg.console import warn
+
+                    warn(f"no frame name matched a label file in {labels}; no mIoU (see --labels help)")
         finally:
             seg.close()
         if report is not None:
@@ -278,7 +284,7 @@ def _run_with_status(pipe: Any, frames: int | None, *, quiet: bool) -> Any:
 
         def status(stats: Any) -> None:
             total = frames or pipe.source.length
-            progress.update(task, completed=stats.captured, total=total, description=stats.status_line())
+            progress.update(task, completed=stats.processed, total=total, description=stats.status_line())
 
         return pipe.run(status)
 
