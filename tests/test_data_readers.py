@@ -266,3 +266,16 @@ def test_cityscapes_errors(tmp_path: Path) -> None:
     (gt / "aachen_000000_000019_gtFine_labelIds.png").unlink()
     with pytest.raises(EdgesegError, match="image\\(s\\) without a mask: aachen_000000_000019"):
         open_dataset(tmp_path, split="train")
+
+
+def test_cityscapes_pre_converted_train_ids(tmp_path: Path) -> None:
+    train_ids = np.full((H, W), 13, np.uint8)  # car
+    train_ids[0] = 255
+    gt = tmp_path / "gtFine" / "val" / "lindau"
+    _write_rgb(tmp_path / "leftImg8bit" / "val" / "lindau" / "lindau_000000_000019_leftImg8bit.png", _rgb(0))
+    _write_gray(gt / "lindau_000000_000019_gtFine_labelTrainIds.png", train_ids)
+    _, mask = open_dataset(tmp_path, split="val")[0]
+    np.testing.assert_array_equal(mask, train_ids)
+    _write_gray(gt / "lindau_000000_000019_gtFine_labelTrainIds.png", np.full((H, W), 19, np.uint8))
+    with pytest.raises(EdgesegError, match="label values 19 outside 0..18"):
+        open_dataset(tmp_path, split="val")[0]

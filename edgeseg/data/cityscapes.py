@@ -34,6 +34,7 @@ NUM_LABEL_IDS = 34
 SPLITS = ("train", "val", "test")
 IMG_SUFFIX = "_leftImg8bit"
 GT_SUFFIX = "_gtFine_labelIds"
+TRAIN_ID_SUFFIX = "_gtFine_labelTrainIds"  # written by cityscapesScripts' createTrainIdLabelImgs
 
 
 def label_lut() -> np.ndarray:
@@ -54,6 +55,14 @@ def open_cityscapes(root: Path, split: str | None = None) -> FileDataset:
         raise EdgesegError(f"unknown Cityscapes split {split!r} (train, val, test)")
     # Without a split: train + val (test ground truth is withheld by the benchmark).
     splits = [split] if split else [s for s in ("train", "val") if (root / "gtFine" / s).is_dir()]
+    # Raw label ids are the official format; pre-converted train-id PNGs are used only when no
+    # labelIds file exists at all (a mix would be ambiguous).
+    have_ids = any(
+        next((root / "gtFine" / s).glob(f"*/*{GT_SUFFIX}.png"), None)
+        for s in splits
+        if (root / "gtFine" / s).is_dir()
+    )
+    suffix = GT_SUFFIX if have_ids else TRAIN_ID_SUFFIX
     items = []
     for s in splits:
         img_dir, gt_dir = root / "leftImg8bit" / s, root / "gtFine" / s
@@ -70,7 +79,7 @@ def open_cityscapes(root: Path, split: str | None = None) -> FileDataset:
                 else {}
             )
             masks = (
-                files_by_stem(gt_dir / city, (".png",), strip=GT_SUFFIX) if (gt_dir / city).is_dir() else {}
+                files_by_stem(gt_dir / city, (".png",), strip=suffix) if (gt_dir / city).is_dir() else {}
             )
             items.extend(pair_by_stem(images, masks, f"{s}/{city}"))
     return FileDataset(
@@ -80,6 +89,6 @@ def open_cityscapes(root: Path, split: str | None = None) -> FileDataset:
         CITYSCAPES_PALETTE,
         format="cityscapes",
         split=split,
-        label_map=label_lut(),
-        raw_labels=NUM_LABEL_IDS,
+        label_map=label_lut() if have_ids else None,
+        raw_labels=NUM_LABEL_IDS if have_ids else None,
     )
