@@ -22,7 +22,9 @@ import cv2
 import numpy as np
 
 
-def train_reference(out: Path, height: int, width: int, steps: int, backbone: str) -> Path:
+def train_reference(
+    out: Path, height: int, width: int, steps: int, backbone: str, train_hw: tuple[int, int]
+) -> Path:
     import torch
     import torch.nn.functional as F
     from edgeseg.export.onnx_export import export_onnx
@@ -42,7 +44,7 @@ def train_reference(out: Path, height: int, width: int, steps: int, backbone: st
         model_kwargs=dict(getattr(net, "edgeseg_kwargs", {})),
     )
     if steps:
-        th, tw = 128, 256
+        th, tw = train_hw
         gen = SceneGenerator(th, tw, seed=0)
         pre = Preprocessor(card.replace(input_size=(th, tw)), input_bgr=False)
         scenes = [gen.scene(i) for i in range(256)]
@@ -68,23 +70,31 @@ def train_reference(out: Path, height: int, width: int, steps: int, backbone: st
     return path
 
 
-def latency(path: Path, batch: np.ndarray, threads: int, runs: int) -> tuple[float, float]:
+def latencies(
+    paths: dict[str, Path], batch: np.ndarray, threads: int, runs: int
+) -> dict[str, tuple[float, float]]:
+    """(median, min) ms per model. Runs are interleaved round-robin so that load from other processes
+    on a shared machine hits every variant alike and the ratios stay fair."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    for _ in range(3):
-        sess.run(None, {name: batch})
-    times = []
+    sessions = {}
+    for key, path in paths.items():
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        feed = {sess.get_inputs()[0].name: batch}
+        for _ in range(2):
+            sess.run(None, feed)
+        sessions[key] = (sess, feed)
+    times: dict[str, list[float]] = {key: [] for key in paths}
     for _ in range(runs):
-        t = time.perf_counter()
-        sess.run(None, {name: batch})
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times), min(times)
+        for key, (sess, feed) in sessions.items():
+            t = time.perf_counter()
+            sess.run(None, feed)
+            times[key].append((time.perf_counter() - t) * 1000)
+    return {key: (statistics.median(v), min(v)) for key, v in times.items()}
 
 
 def main() -> None:
@@ -96,6 +106,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=1024)
     ap.add_argument("--backbone", default="resnet18")
     ap.add_argument("--train-steps", type=int, default=300)
+    ap.add_argument("--train-size", default="128x256", help="HxW of the quick training run.")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--calib-images", type=int, default=16)
@@ -117,11 +128,12 @@ def main() -> None:
         if args.onnx:
             fp32 = args.onnx
         else:
+            th, tw = (int(v) for v in args.train_size.lower().split("x"))
             print(
-                f"building FCN-8s {args.backbone} ({args.train_steps} training steps at 128x256) ...",
+                f"building FCN-8s {args.backbone} ({args.train_steps} training steps at {th}x{tw}) ...",
                 flush=True,
             )
-            fp32 = train_reference(work, args.height, args.width, args.train_steps, args.backbone)
+            fp32 = train_reference(work, args.height, args.width, args.train_steps, args.backbone, (th, tw))
         card = Segmenter(fp32).card
         print(f"model {fp32.name}: input {card.input_size}, {args.threads} threads", flush=True)
         calib = open_calibration("synth", card, args.calib_images, 0)
@@ -140,12 +152,12 @@ def main() -> None:
         gate = Gate(fp32, card, open_eval_data(f"synth:{args.eval_images}", card), threads=args.threads)
         gen_frame = calib.image(0)
         batch = Segmenter(fp32).preprocess(cv2.cvtColor(gen_frame, cv2.COLOR_RGB2BGR))[0]
-        base_med, base_min = latency(fp32, batch, args.threads, args.runs)
-        rows = [("fp32", base_med, base_min, gate.fp32.miou, 1.0, 1.0)]
+        lat = latencies({"fp32": fp32, **variants}, batch, args.threads, args.runs)
+        base_med = lat["fp32"][0]
+        rows = [("fp32", *lat["fp32"], gate.fp32.miou, 1.0, 1.0)]
         for name, path in variants.items():
-            med, mn = latency(path, batch, args.threads, args.runs)
             s = gate.score(path)
-            rows.append((name, med, mn, s.miou, s.agreement, base_med / med))
+            rows.append((name, *lat[name], s.miou, s.agreement, base_med / lat[name][0]))
         print(
             f"\n{'variant':32s} {'median ms':>10s} {'min ms':>8s} {'mIoU %':>7s} {'agree %':>8s} {'speed-up':>9s}"
         )
