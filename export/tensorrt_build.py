@@ -408,7 +408,7 @@ def build_engine(
     network = builder.create_network(_flag_bits(trt.NetworkDefinitionCreationFlag, plan.network_flags))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(data):
-        errors = parser_errors(parser, graph)
+        errors = parser_errors(parser, graph) or logger.errors()[-1:] or ["unknown parser failure"]
         more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
         raise EdgesegError(f"TensorRT could not parse {Path(onnx_path).name}: {'; '.join(errors[:3])}{more}")
 
@@ -425,14 +425,22 @@ def build_engine(
     cache_blob = b""
     if options.timing_cache is not None and Path(options.timing_cache).is_file():
         cache_blob = Path(options.timing_cache).read_bytes()
-    timing_cache = config.create_timing_cache(cache_blob)
+    try:
+        timing_cache = config.create_timing_cache(cache_blob)
+    except Exception:  # pybind raises TypeError/RuntimeError when the cache cannot be deserialized
+        timing_cache = None
+    if timing_cache is None:
+        raise EdgesegError(
+            f"timing cache {options.timing_cache} is corrupt or from another TensorRT version; delete it"
+        )
     config.set_timing_cache(timing_cache, False)  # ignore_mismatch=False: a foreign cache is not used
 
     if profiles:
         profile = builder.create_optimization_profile()
         for name, s in profiles.items():
             profile.set_shape(name, s["min"], s["opt"], s["max"])
-        config.add_optimization_profile(profile)
+        if config.add_optimization_profile(profile) < 0:
+            raise EdgesegError(f"TensorRT rejected the optimization profile {profiles}")
 
     if options.dla_core is not None:
         cores = int(builder.num_DLA_cores)

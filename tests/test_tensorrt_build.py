@@ -477,3 +477,13 @@ def test_ctrl_c_cancels_the_build_through_the_progress_monitor(monkeypatch, tmp_
     assert trt.last_build == {"error": "Build cancelled by the progress monitor"}  # TensorRT stopped cleanly
     assert not (tmp_path / "a.engine").exists()
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_corrupt_timing_cache_is_a_clear_error(monkeypatch, tmp_path, tiny_onnx):
+    install_trt(monkeypatch, "10.3.0")
+    cache = tmp_path / "t.cache"
+    cache.write_bytes(b"not a timing cache")
+    with pytest.raises(EdgesegError, match="timing cache .* is corrupt or from another TensorRT version"):
+        build_engine(
+            tiny_onnx(), tmp_path / "a.engine", EngineOptions(timing_cache=cache), show_progress=False
+        )
