@@ -79,3 +79,34 @@ def test_edgeseg_run_streams_through_an_engine(monkeypatch, tiny_onnx):
     )
     assert result.exit_code == 0, result.output
     assert "tensorrt" in result.stdout
+
+
+def test_legacy_calibrator_through_the_cli(monkeypatch, tiny_onnx, tmp_path):
+    """--int8 --legacy-calibrator on TensorRT 8.6: calibration images from calib's selection, cache written."""
+    from edgeseg.data.synth import SYNTH_CLASSES
+
+    trt = install_trt(monkeypatch, "8.6.1")
+    onnx_path = tiny_onnx(num_classes=len(SYNTH_CLASSES), size=(32, 48))
+    args = [
+        "build",
+        str(onnx_path),
+        "--target",
+        "tensorrt",
+        "--int8",
+        "--legacy-calibrator",
+        "--calib-images",
+        "3",
+    ]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["legacy_calibrator"] and report["calibration_batches"] == 3
+    assert (
+        report["builder_flags"] == ["INT8", "FP16"]
+        and Path(report["engine"]).name == "tiny.int8-legacy.engine"
+    )
+    assert (onnx_path.parent / "tiny.int8-legacy.calib").is_file()
+    assert trt.last_build["calibration"] == {"from_cache": False, "batches": 3}
+    install_trt(monkeypatch, "11.4.0.106")
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "removed implicit INT8 calibration" in refused.output
