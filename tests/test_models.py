@@ -256,3 +256,27 @@ def test_backbone_stage_channels_and_strides_match_table(backbone):
         feats = bb(torch.empty(1, 3, 64, 96))
     assert [f.shape[1] for f in feats] == list(BACKBONES[backbone].channels)
     assert [f.shape[2] for f in feats] == [64 // s for s in (2, 4, 8, 16, 32)]
+
+
+def test_string_options_from_the_command_line_are_coerced():
+    m = create_model("deeplabv3", num_classes=2, backbone="resnet18", output_stride="8")
+    assert m.edgeseg_kwargs == {"backbone": "resnet18", "output_stride": 8}
+    assert create_model("fcn8s_lite", num_classes=2, width="0.25").edgeseg_kwargs == {"width": 0.25}
+    with pytest.raises(EdgesegError, match="width='wide' is not a valid float"):
+        create_model("fcn8s_lite", width="wide")
+
+
+def test_deeplab_batch_of_one_in_training_is_a_clear_error():
+    model = create_model("deeplabv3plus", num_classes=2, backbone="resnet18").train()
+    with pytest.raises(EdgesegError, match="batch size >= 2"):
+        model(torch.randn(1, 3, 32, 32))
+    model.eval()
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 2, 32, 32)
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (17, 23), (33, 2)])
+def test_tiny_inputs_still_give_input_sized_logits(hw):
+    for name in ALL_MODELS:
+        model = create_model(name, num_classes=2, backbone=light(name)).eval()
+        with torch.no_grad():
+            assert model(torch.randn(1, 3, *hw)).shape == (1, 2, *hw)

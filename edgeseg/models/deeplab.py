@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgeseg.errors import EdgesegError
 from edgeseg.models.backbones import Backbone
 from edgeseg.models.layers import conv_bn_relu, resize_to
 from edgeseg.models.registry import register_model
@@ -33,6 +34,8 @@ class ASPPPooling(nn.Module):
         self.proj = conv_bn_relu(cin, cout, k=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] == 1:  # BatchNorm over one 1x1 value per channel is undefined
+            raise EdgesegError("DeepLab's image-pooling branch needs a batch size >= 2 in training")
         return resize_to(self.proj(self.pool(x)), x)
 
 

@@ -126,6 +126,8 @@ def resolve_kwargs(
     elif backbone is not None:
         raise EdgesegError(f"model {name!r} has its own encoder and takes no backbone (got {backbone!r})")
     if spec.output_strides:
+        if isinstance(output_stride, str):
+            output_stride = _coerce(name, "output_stride", output_stride, "int")
         output_stride = output_stride or spec.default_output_stride or spec.output_strides[0]
         if output_stride not in spec.output_strides:
             raise EdgesegError(
@@ -136,14 +138,32 @@ def resolve_kwargs(
         raise EdgesegError(f"model {name!r} has a fixed output stride; do not pass output_stride")
     params = inspect.signature(spec.builder).parameters
     allowed = [p for p in params if p not in ("num_classes", "backbone", "output_stride")]
-    for key in kw:
+    for key, value in kw.items():
         if key not in allowed:
             raise EdgesegError(
                 f"model {name!r} has no option {key!r}{suggest(key, allowed)}; "
                 f"options: {', '.join(allowed) or 'none'}"
             )
-    resolved.update(kw)
+        resolved[key] = _coerce(name, key, value, params[key].annotation)
     return resolved
+
+
+_SCALARS: dict[str, type] = {"int": int, "float": float, "bool": bool}
+
+
+def _coerce(model: str, key: str, value: Any, annotation: Any) -> Any:
+    """Options typed on the command line arrive as strings: convert to the builder's int/float/bool."""
+    kind = _SCALARS.get(annotation if isinstance(annotation, str) else getattr(annotation, "__name__", ""))
+    if kind is None or not isinstance(value, str):
+        return value
+    try:
+        if kind is bool:
+            if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(value)
+            return value.lower() in ("1", "true", "yes")
+        return kind(value)
+    except ValueError:
+        raise EdgesegError(f"model {model!r} option {key}={value!r} is not a valid {kind.__name__}") from None
 
 
 def create_model(
