@@ -15,6 +15,7 @@ from edgeseg.data.synth import (
     SYNTH_CLASSES,
     SYNTH_PALETTE,
     TRAIN_SEED,
+    VAL_SEED,
     VEHICLE,
     SceneGenerator,
     write_dataset,
@@ -136,6 +137,9 @@ def test_synth_specs() -> None:
     assert val.seed == HELDOUT_SEED
     train = open_dataset("synth:4@40x72", split="train")
     assert train.seed == TRAIN_SEED
+    assert len({TRAIN_SEED, VAL_SEED, HELDOUT_SEED}) == 3
+    assert open_dataset("synth:4@40x72", split="val").seed == VAL_SEED
+    assert open_dataset("synth:4@40x72", split="test").seed == HELDOUT_SEED
     assert not np.array_equal(train[0][1], val[0][1])
     assert val.listing_hash() != train.listing_hash()
     assert val.name(3).endswith("000003")

@@ -41,7 +41,9 @@ from edgeseg.errors import EdgesegError
 TRAIN_SEED = 0
 """Seed `edgeseg train --data synth` generates from."""
 HELDOUT_SEED = 1_000_003
-"""Seed of `open_dataset("synth:N")`: a different seed, so held-out scenes never repeat training ones."""
+"""Seed of `open_dataset("synth:N")` (evaluation): held-out scenes never repeat training ones."""
+VAL_SEED = 1_000_002
+"""Seed of the ``val`` split: model selection during training never sees the evaluation scenes."""
 
 GENERATOR_VERSION = 2
 """Bumped whenever a seed's pixels change, so caches keyed on it (calibration stats) regenerate."""

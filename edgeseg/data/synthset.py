@@ -1,7 +1,8 @@
 """Generated scenes as a dataset (``synth``, ``synth:N``, ``synth:N@HxW``), rendered on access.
 
-Training draws from `TRAIN_SEED`; every other split draws from `HELDOUT_SEED`, so validation and
-evaluation scenes can never be training scenes. Nothing is written to disk; items are pure
+Training draws from `TRAIN_SEED`, the ``val`` split (model selection) from `VAL_SEED`, and
+everything else -- evaluation, ``synth:N`` without a split -- from `HELDOUT_SEED`, so the reported
+held-out scenes were neither trained on nor used to pick the best checkpoint. Nothing is written to disk; items are pure
 functions of (seed, index), so the "listing hash" is a hash of the parameters.
 """
 
@@ -18,6 +19,7 @@ from edgeseg.data.synth import (
     SYNTH_CLASSES,
     SYNTH_PALETTE,
     TRAIN_SEED,
+    VAL_SEED,
     SceneGenerator,
 )
 from edgeseg.errors import EdgesegError
@@ -113,5 +115,5 @@ def open_synth(
     h = int(m["h"]) if m["h"] else (height or DEFAULT_SIZE[0])
     w = int(m["w"]) if m["w"] else (width or DEFAULT_SIZE[1])
     if seed is None:
-        seed = TRAIN_SEED if split == "train" else HELDOUT_SEED
+        seed = {"train": TRAIN_SEED, "val": VAL_SEED}.get(split or "", HELDOUT_SEED)
     return SynthDataset(n, h, w, seed, split)
