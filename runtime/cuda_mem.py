@@ -130,6 +130,12 @@ class CudaMemory(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the context (pycuda) or nothing (cuda-python uses the primary context)."""
 
+    def thread_enter(self) -> None:  # noqa: B027 - optional hook
+        """Make this binding usable from the calling thread (pycuda contexts are thread-bound)."""
+
+    def thread_exit(self) -> None:  # noqa: B027 - optional hook
+        """Undo thread_enter on the calling thread."""
+
 
 def _nbytes(n: int | None, a: int, b: int) -> int:
     size = min(a, b) if n is None else int(n)
@@ -169,6 +175,9 @@ class CudaPythonMemory(CudaMemory):
         if not values:
             return None
         return values[0] if len(values) == 1 else tuple(values)
+
+    def thread_enter(self) -> None:
+        self._check(self.rt.cudaSetDevice(self.device), "cudaSetDevice")  # device choice is per thread
 
     def device_info(self) -> DeviceInfo:
         prop = self._check(self.rt.cudaGetDeviceProperties(self.device), "cudaGetDeviceProperties")
@@ -304,6 +313,15 @@ class PyCudaMemory(CudaMemory):
             if base is not None and hasattr(base, "free"):
                 self._call("HostAllocation.free", base.free)
         # pycuda streams and events are released by garbage collection
+
+    def thread_enter(self) -> None:
+        """pycuda's context is current only in the thread that made it: push it onto this thread."""
+        if self.ctx is not None:
+            self._call("Context.push", self.ctx.push)
+
+    def thread_exit(self) -> None:
+        if self.ctx is not None:
+            self._call("Context.pop", self.drv.Context.pop)
 
     def close(self) -> None:
         if getattr(self, "ctx", None) is not None:

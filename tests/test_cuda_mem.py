@@ -136,3 +136,34 @@ def test_cuda_python_calls_exist_in_the_installed_bindings():
     assert hasattr(rt.cudaMemcpyKind, "cudaMemcpyHostToDevice")
     for name in cuda_mem.NO_GPU_ERRORS:
         assert hasattr(rt.cudaError_t, name), name
+
+
+def test_pycuda_context_is_thread_bound_and_thread_enter_binds_it(monkeypatch):
+    """Like the real driver: a pycuda context made on one thread is not current on another."""
+    import threading
+
+    install_cuda(monkeypatch, FakeGpu(), "pycuda")
+    mem = open_cuda()
+    errors: list[BaseException] = []
+
+    def worker(enter: bool) -> None:
+        try:
+            if enter:
+                mem.thread_enter()
+            buf = mem.alloc_device(16)
+            mem.free(buf)
+            if enter:
+                mem.thread_exit()
+        except BaseException as exc:  # collected for the main thread
+            errors.append(exc)
+
+    t = threading.Thread(target=worker, args=(False,))
+    t.start()
+    t.join()
+    assert len(errors) == 1 and "invalid device context" in str(errors[0])
+    errors.clear()
+    t = threading.Thread(target=worker, args=(True,))
+    t.start()
+    t.join()
+    assert errors == []
+    mem.close()

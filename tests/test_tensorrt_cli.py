@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from edgeseg.export.tensorrt_build import EXIT_NEEDS_DEVICE
 from fake_tensorrt.install import hide_trt, install_trt
 from typer.testing import CliRunner
@@ -65,11 +66,13 @@ def test_bad_option_is_one_line_error(monkeypatch, tiny_onnx):
     assert "bad shape" in result.output and "Traceback" not in result.output
 
 
-def test_edgeseg_run_streams_through_an_engine(monkeypatch, tiny_onnx):
-    """`edgeseg run --model X.engine` (the runtime team's pipeline) on the fake TensorRT."""
+@pytest.mark.parametrize("binding", ["cuda-python", "pycuda"])
+def test_edgeseg_run_streams_through_an_engine(monkeypatch, tiny_onnx, binding):
+    """`edgeseg run --model X.engine` (the runtime team's threaded pipeline) on the fake TensorRT; with
+    pycuda this needs the backend's thread_enter() on the inference thread (contexts are thread-bound)."""
     from edgeseg.data.synth import SYNTH_CLASSES
 
-    install_trt(monkeypatch, "10.3.0")
+    install_trt(monkeypatch, "10.3.0", binding=binding)
     onnx_path = tiny_onnx(num_classes=len(SYNTH_CLASSES), size=(32, 48))
     built = runner.invoke(app, ["build", str(onnx_path), "--target", "tensorrt", "--json"])
     assert built.exit_code == 0, built.output

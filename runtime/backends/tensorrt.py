@@ -258,6 +258,14 @@ class TensorRTBackend(Backend):
         while self._pending:
             yield self.result()
 
+    # ------------------------------------------------------------------ threads
+    def thread_enter(self) -> None:
+        """Called by the streaming pipeline on its inference thread: bind the CUDA context there."""
+        self.mem.thread_enter()
+
+    def thread_exit(self) -> None:
+        self.mem.thread_exit()
+
     # ------------------------------------------------------------------ housekeeping
     def describe(self) -> dict:
         d = {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import threading
 import types
 from dataclasses import dataclass, field
 
@@ -231,9 +232,28 @@ def make_pycuda_driver(gpu: FakeGpu) -> types.ModuleType:
             raise RuntimeError_("cuInit failed: no CUDA-capable device is detected")
         state["init"] = True
 
+    local = threading.local()  # pycuda contexts are current per thread, like CUDA driver contexts
+
+    def stack() -> list:
+        if not hasattr(local, "stack"):
+            local.stack = []
+        return local.stack
+
+    def need_context(what: str) -> None:
+        if not stack():
+            raise LogicError(f"{what} failed: invalid device context")
+
     class Context:
-        def pop(self):
+        def push(self):
+            gpu.calls.append("Context.push")
+            stack().append(self)
+
+        @staticmethod
+        def pop():
             gpu.calls.append("Context.pop")
+            if not stack():
+                raise LogicError("cuCtxPopCurrent failed: invalid device context")
+            stack().pop()
 
     class Device:
         def __init__(self, i):
@@ -259,10 +279,13 @@ def make_pycuda_driver(gpu: FakeGpu) -> types.ModuleType:
 
         def make_context(self):
             gpu.calls.append("make_context")
-            return Context()
+            ctx = Context()
+            stack().append(ctx)
+            return ctx
 
     class DeviceAllocation:
         def __init__(self, nbytes):
+            need_context("cuMemAlloc")
             self.ptr = gpu.alloc(nbytes, gpu.allocations)
 
         def __int__(self):
@@ -308,19 +331,21 @@ def make_pycuda_driver(gpu: FakeGpu) -> types.ModuleType:
 
     def memcpy_htod_async(dest, src, stream=None):
         gpu.calls.append("memcpy_htod_async")
+        need_context("cuMemcpyHtoDAsync")
         if not isinstance(stream, Stream):
             raise LogicError("memcpy_htod_async: stream required")
         gpu.write(_ptr(dest), np.ascontiguousarray(src).tobytes())
 
     def memcpy_dtoh_async(dest, src, stream=None):
         gpu.calls.append("memcpy_dtoh_async")
+        need_context("cuMemcpyDtoHAsync")
         if not isinstance(stream, Stream):
             raise LogicError("memcpy_dtoh_async: stream required")
         data = gpu.read(_ptr(src), dest.nbytes)
         dest.reshape(-1).view(np.uint8)[:] = np.frombuffer(data, dtype=np.uint8)
 
     m.Error, m.LogicError, m.RuntimeError = Error, LogicError, RuntimeError_
-    m.init, m.Device, m.Stream, m.Event = init, Device, Stream, Event
+    m.init, m.Device, m.Stream, m.Event, m.Context = init, Device, Stream, Event, Context
     m.mem_alloc = DeviceAllocation
     m.pagelocked_empty = pagelocked_empty
     m.memcpy_htod_async, m.memcpy_dtoh_async = memcpy_htod_async, memcpy_dtoh_async
