@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from edgeseg.runtime import Pipeline, Reconnect, Segmenter, open_source, stream
 from edgeseg.runtime.backends.base import Backend
-from edgeseg.runtime.draw import Renderer, fast_argmax, legend_image
+from edgeseg.runtime.draw import Renderer, class_histogram, fast_argmax, legend_image
 from edgeseg.runtime.pipeline import Channel
 from edgeseg.runtime.sinks import JsonlSink, MaskSink, VideoSink, WindowSink
 from edgeseg.runtime.sources import Frame, ImageSource, LabelLookup, Source, VideoSource
@@ -69,6 +69,15 @@ def test_fast_argmax_matches_numpy_including_ties():
     x[0, :, 10, 10] = 1.0
     np.testing.assert_array_equal(fast_argmax(x), x[0].argmax(0))
     np.testing.assert_array_equal(fast_argmax(x[0].astype(np.float16)), x[0].astype(np.float16).argmax(0))
+    big = rng.normal(size=(19, 64, 96)).astype(np.float32)
+    np.testing.assert_array_equal(fast_argmax(big), big.argmax(0))
+
+
+def test_class_histogram_counts_every_id():
+    labels = np.array([[0, 1, 1], [7, 255, 1]], np.uint8)
+    hist = class_histogram(labels, 3)
+    assert hist[:3].tolist() == [1, 3, 0] and hist[7] == 1 and hist[255] == 1 and hist.sum() == 6
+    assert class_histogram(np.zeros((2, 2), np.uint8), 4).tolist() == [4, 0, 0, 0]
 
 
 def test_reservoir_percentiles_and_bounded_memory():
