@@ -51,13 +51,16 @@ def _print_report(report: Any) -> None:
         ]
         for r in report.rows
     ]
-    console.print(
-        table(
-            f"build: {report.model.name} (eval {report.eval_spec}, vs {ref})",
-            ["artifact", "precision", "size", "mIoU %", "drop (pts)", "argmax agree", "note"],
-            rows,
-        )
+    t = table(
+        f"build: {report.model.name} (eval {report.eval_spec}, vs {ref})",
+        ["artifact", "precision", "size", "mIoU %", "drop (pts)", "argmax agree", "note"],
+        rows,
     )
+    t.columns[0].min_width = min(
+        40, max(len(r.artifact.name) for r in report.rows)
+    )  # names must stay readable
+    t.columns[-1].overflow = "fold"
+    console.print(t)
     if report.gates:
         classes = report.card.classes
         cols = ["class", "FP32 IoU"] + [f"INT8 {g.form} IoU" for g in report.gates]
