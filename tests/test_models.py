@@ -246,7 +246,7 @@ def test_generic_dilation_matches_torchvision_resnet(output_stride, dilate):
 
 
 @pytest.mark.parametrize(
-    "backbone", ["resnet18", "mobilenet_v3_large", "efficientnet_lite0", "vgg16", "densenet121"]
+    "backbone", ["resnet18", "mobilenet_v3_large", "efficientnet_lite0", "vgg16", "densenet121", "xception65"]
 )
 def test_backbone_stage_channels_and_strides_match_table(backbone):
     from edgeseg.models.backbones import BACKBONES, Backbone
@@ -280,3 +280,18 @@ def test_tiny_inputs_still_give_input_sized_logits(hw):
         model = create_model(name, num_classes=2, backbone=light(name)).eval()
         with torch.no_grad():
             assert model(torch.randn(1, 3, *hw)).shape == (1, 2, *hw)
+
+
+def test_aligned_xception65_has_65_layers():
+    """Xception-65: 2 stem convs + 63 separable convs (entry 3x3, middle 16x3, exit 3+3)."""
+    from edgeseg.models.xception import SepConv, xception65
+
+    with torch.device("meta"):
+        net = xception65()
+    sep = sum(isinstance(m, SepConv) for m in net.modules())
+    stem = sum(isinstance(m, nn.Conv2d) for m in net.stem)
+    assert (stem, sep) == (2, 63)
+    assert (
+        sum(m.stride == (2, 2) for m in net.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3))
+        == 5
+    )

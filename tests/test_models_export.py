@@ -83,7 +83,13 @@ def test_image_pooling_exports_as_global_average_pool(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "backbone"),
-    [("fcn8s", "vgg16"), ("deeplabv3plus", "resnet101"), ("denseaspp", "densenet121"), ("unet", "resnet34")],
+    [
+        ("fcn8s", "vgg16"),
+        ("deeplabv3plus", "resnet101"),
+        ("deeplabv3plus", "xception65"),
+        ("denseaspp", "densenet121"),
+        ("unet", "resnet34"),
+    ],
 )
 def test_heavy_backbones_export(name, backbone, tmp_path):
     _check(name, backbone, tmp_path, sizes=((64, 80), (45, 71)))

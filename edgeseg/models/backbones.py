@@ -115,6 +115,13 @@ BACKBONES: dict[str, BackboneSpec] = {
             drop=("_conv_head", "_bn1", "_fc"),
             paper="Tan & Le, EfficientNet, ICML 2019 (Lite variant: ReLU6, no SE)",
         ),
+        BackboneSpec(
+            name="xception65",
+            builder="edgeseg:edgeseg.models.xception:xception65",
+            stages=(("stem",), ("block1",), ("block2",), ("block3", "middle"), ("exit",)),
+            channels=(64, 128, 256, 728, 2048),
+            paper="Chen et al., DeepLabV3+ (aligned Xception-65), ECCV 2018",
+        ),
     )
 }
 

@@ -21,7 +21,14 @@ from edgeseg.models.backbones import Backbone
 from edgeseg.models.layers import conv_bn_relu, resize_to
 from edgeseg.models.registry import register_model
 
-DEEPLAB_BACKBONES = ("resnet50", "resnet18", "resnet101", "mobilenet_v3_large", "efficientnet_lite0")
+DEEPLAB_BACKBONES = (
+    "resnet50",
+    "resnet18",
+    "resnet101",
+    "mobilenet_v3_large",
+    "efficientnet_lite0",
+    "xception65",
+)
 ASPP_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
 
 
