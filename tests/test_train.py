@@ -189,3 +189,61 @@ def test_cli_corrupt_checkpoint_is_one_line(tmp_path):
     r = CliRunner().invoke(app, ["train", TINY, "--data", "synth:2", "--resume", str(bad)])
     assert r.exit_code == 2 and "error: cannot read checkpoint" in r.output
     assert "Traceback" not in r.output
+
+
+def test_eval_cli_checkpoint_and_onnx_export_agree(tmp_path):
+    """Same numbers across the chain: `edgeseg eval` on best.pt and on its ONNX export."""
+    import json
+
+    from edgeseg.export.onnx_export import export_onnx
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+    from edgeseg.data import open_dataset
+
+    data = open_dataset("synth:6@32x48", split="train")
+    result = train(_cfg(epochs=3), train_set=data, val_set=data, progress=False)
+    onnx_path = tmp_path / "tiny.onnx"
+    export_onnx(result.best, onnx_path)
+    runner = CliRunner()
+    scores = {}
+    for artifact in (result.best, onnx_path):
+        r = runner.invoke(app, ["eval", str(artifact), "--data", "synth:5@40x60", "--json"])
+        assert r.exit_code == 0, r.output
+        scores[artifact.suffix] = json.loads(r.stdout)
+    assert scores[".pt"]["images"] == 5 and scores[".pt"]["pixels"] == 5 * 40 * 60
+    assert abs(scores[".pt"]["miou"] - scores[".onnx"]["miou"]) < 1e-3
+    for name, iou in scores[".pt"]["per_class_iou"].items():
+        other = scores[".onnx"]["per_class_iou"][name]
+        assert (iou is None) == (other is None) and (iou is None or abs(iou - other) < 5e-3), name
+    # a model name resolves to its newest checkpoint; --plots writes the PNGs
+    r = runner.invoke(app, ["eval", TINY, "--data", "synth:2@32x48", "--plots", str(tmp_path / "plots")])
+    assert r.exit_code == 0, r.output
+    assert "mIoU" in r.output and sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "confusion_matrix.png",
+        "per_class_iou.png",
+    ]
+
+
+def test_train_cli_end_to_end_on_generated_scenes():
+    import json
+
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    args = ["train", TINY, "--data", "synth:4@32x48", "--epochs", "1", "--batch-size", "2"]
+    args += ["--height", "32", "--width", "48", "--val-limit", "3", "--json"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["best_epoch"] == 1 and summary["best"].endswith("best.pt")
+    payload = load_checkpoint(summary["best"])
+    assert payload["card"].input_size == (32, 48)
+    assert payload["data_hash"]  # the synthetic listing hash
+    r = CliRunner().invoke(
+        app, ["train", TINY, "--data", "synth:4@32x48", "--resume", "auto", "--epochs", "2"]
+    )
+    assert r.exit_code == 0, r.output
+    assert "resuming with changed epochs" in r.output
+    assert load_checkpoint(summary["last"])["train_state"]["epoch"] == 2

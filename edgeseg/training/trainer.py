@@ -26,6 +26,10 @@ from edgeseg.training.config import TrainConfig
 from edgeseg.training.data import TrainSet, worker_init
 from edgeseg.training.schedule import build_optimizer, build_scheduler
 
+# Generated-scene validation seed: neither the training seed (0) nor the held-out evaluation seed.
+SYNTH_VAL_SEED = 2_000_003
+SYNTH_VAL_COUNT = 64
+
 # fields that define the optimisation trajectory: on resume they come from the checkpoint
 SCHEDULE_FIELDS = (
     "model", "model_kwargs", "optimizer", "schedule", "lr", "warmup_iters", "weight_decay",
@@ -109,7 +113,14 @@ def open_datasets(cfg: TrainConfig, train_set: Any = None, val_set: Any = None) 
         if train_set is None:
             train_set = open_dataset(cfg.data, split="train")
         if val_set is None:
-            val_set = open_dataset(cfg.val_data or cfg.data, split="val")
+            if cfg.val_data:
+                val_set = open_dataset(cfg.val_data, split="val")
+            elif getattr(train_set, "format", None) == "synth":
+                # model selection on a third seed, so held-out `synth:N` scores stay unbiased
+                size = {"height": train_set.height, "width": train_set.width}
+                val_set = open_dataset("synth", split="val", num=SYNTH_VAL_COUNT, seed=SYNTH_VAL_SEED, **size)
+            else:
+                val_set = open_dataset(cfg.data, split="val")
     if len(train_set) == 0:
         raise EdgesegError(f"training data {cfg.data!r} is empty")
     if len(val_set) == 0:
@@ -268,6 +279,7 @@ def train(
         metrics: SegMetrics | None = None
         best_metrics: SegMetrics | None = None
 
+        log_every = max(1, iters // 10)
         with _progress(progress and dist.is_main) as bar:
             for epoch in range(start_epoch, cfg.epochs):
                 epoch_seed = (cfg.seed * 1_000_003 + epoch) * 64 + dist.rank
@@ -299,6 +311,12 @@ def train(
                     seen += 1
                     speed = bar.tasks[-1].speed if bar.tasks else None
                     bar.update(task, advance=1, loss=loss_sum / seen, lr=lr, ips=speed or 0.0)
+                    if log and not bar.console.is_terminal and (seen % log_every == 0 or seen == iters):
+                        # redirected output (nohup, CI): rich draws no live bar, so print a line
+                        log(
+                            f"epoch {epoch + 1} step {seen}/{iters}  loss {loss_sum / seen:.4f}  lr {lr:.2e}  "
+                            f"{(speed or 0.0):.3f} it/s"
+                        )
 
                 distributed.sync_buffers(dist, model)  # BN running stats: rank 0's, on every rank
                 metrics = validate(model, card, val_set, dist, cfg.val_limit)
