@@ -295,3 +295,27 @@ def test_aligned_xception65_has_65_layers():
         sum(m.stride == (2, 2) for m in net.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3))
         == 5
     )
+
+
+@pytest.mark.parametrize(
+    "backbone", ["vgg16", "resnet50", "mobilenet_v3_large", "densenet121", "efficientnet_lite0"]
+)
+def test_every_trunk_parameter_is_used(backbone):
+    """The stage table covers the whole trunk (no dead weights: DDP and --weights both rely on it)."""
+    from edgeseg.models.backbones import Backbone
+
+    with torch.device("meta"):
+        bb = Backbone(backbone, output_stride=16)
+        called: set[str] = set()
+        hooks = [
+            m.register_forward_hook(lambda mod, i, o, n=name: called.add(n))
+            for name, m in bb.body.named_modules()
+            if any(True for _ in m.parameters(recurse=False))
+        ]
+        bb(torch.empty(1, 3, 64, 64))
+    for h in hooks:
+        h.remove()
+    unused = {
+        n for n, m in bb.body.named_modules() if any(True for _ in m.parameters(recurse=False))
+    } - called
+    assert not unused

@@ -200,9 +200,9 @@ def _dilate_stage(stage: list[nn.Module], prev_rate: int, rate: int) -> None:
 
 
 class Backbone(nn.Module):
-    """A torchvision trunk cut into five stride stages; `forward` returns all five stage outputs."""
+    """A trunk (torchvision or edgeseg) cut into five stride stages; `forward` returns all five outputs."""
 
-    def __init__(self, name: str, output_stride: int = 32, *, num_stages: int = 5):
+    def __init__(self, name: str, output_stride: int = 32):
         super().__init__()
         spec = get_backbone_spec(name)
         if output_stride not in (8, 16, 32):
@@ -218,11 +218,9 @@ class Backbone(nn.Module):
                     m.ceil_mode = True
         self.name = name
         self.body = body
-        self.num_stages = num_stages
-        self._stage_paths = [
-            [p for entry in stage for p in _expand(entry)] for stage in spec.stages[:num_stages]
-        ]
-        self.channels = list(spec.channels[:num_stages])
+        # Module paths, not module references: deepcopy/EMA/state_dict see each module once.
+        self._stage_paths = [[p for entry in stage for p in _expand(entry)] for stage in spec.stages]
+        self.channels = list(spec.channels)
         self.strides = []
         rate = 1
         for stride, paths in zip(STRIDES, self._stage_paths):
@@ -231,24 +229,6 @@ class Backbone(nn.Module):
                 _dilate_stage([body.get_submodule(p) for p in paths], prev, rate)
             self.strides.append(min(stride, output_stride))
         self.output_stride = output_stride
-        # Unused trailing stages (e.g. UNet on 4 levels) are removed so they hold no parameters.
-        self._prune()
-
-    def _prune(self) -> None:
-        """Delete trunk modules no stage runs (e.g. layer4 when a UNet uses four levels)."""
-        wanted = {p for paths in self._stage_paths for p in paths}
-
-        def needed(path: str) -> bool:
-            return any(w == path or w.startswith(path + ".") or path.startswith(w + ".") for w in wanted)
-
-        removed: list[str] = []
-        for name in [n for n, _ in self.body.named_modules() if n]:
-            if needed(name) or any(name.startswith(r + ".") for r in removed):
-                continue
-            parent, _, leaf = name.rpartition(".")
-            owner = self.body.get_submodule(parent) if parent else self.body
-            del owner._modules[leaf]
-            removed.append(name)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = []
