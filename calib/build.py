@@ -42,6 +42,7 @@ class BuildOptions:
     max_miou_drop: float = 1.0
     max_fallback_layers: int | None = None
     cpu_format: str = DEFAULT_CPU_FORMAT
+    qdq_engine: str = "auto"
     threads: int | None = None
 
 
@@ -174,7 +175,11 @@ def build_onnxruntime(model_path: Path, opts: BuildOptions, progress: Progress |
                     calib,
                     max_drop=opts.max_miou_drop,
                     max_fallback_layers=opts.max_fallback_layers,
-                    quantize_kwargs={"cpu_format": opts.cpu_format} if form == "cpu" else None,
+                    quantize_kwargs=(
+                        {"cpu_format": opts.cpu_format}
+                        if form == "cpu"
+                        else {"engine": opts.qdq_engine, "calib": calib}
+                    ),
                     progress=progress,
                 )
             except GateFailed as failed:

@@ -209,6 +209,7 @@ def rank_sensitivity(
     threads: int | None = None,
     candidates: Sequence[str] | None = None,
     progress: Callable[[str, int, int], Any] | None = None,
+    quantize_kwargs: dict[str, Any] | None = None,
 ) -> list[tuple[str, float]]:
     """(node, error) for each quantizable node, most sensitive first; each node quantized alone."""
     from edgeseg.calib.quantize import load_model, name_nodes
@@ -224,7 +225,15 @@ def rank_sensitivity(
     scores = []
     for k, node in enumerate(nodes):
         target = workdir / f".sensitivity.{form}.onnx"
-        quantize_form(form, model_path, card, stats, target, exclude=[n for n in nodes if n != node])
+        quantize_form(
+            form,
+            model_path,
+            card,
+            stats,
+            target,
+            exclude=[n for n in nodes if n != node],
+            **(quantize_kwargs or {}),
+        )
         outs = _raw_outputs(target, batches, threads)
         target.unlink(missing_ok=True)
         target.with_suffix(".card.json").unlink(missing_ok=True)
@@ -288,7 +297,15 @@ def gated_quantize(
             return result
         if not ranking:
             ranking = rank_sensitivity(
-                form, model_path, card, stats, probe, target.parent, threads=gate.threads, progress=progress
+                form,
+                model_path,
+                card,
+                stats,
+                probe,
+                target.parent,
+                threads=gate.threads,
+                progress=progress,
+                quantize_kwargs=kw,
             )
             result.sensitivity = ranking
         remaining = [n for n, _ in ranking if n not in excluded]

@@ -63,7 +63,9 @@ def _const(graph: onnx.GraphProto, name: str) -> np.ndarray | None:
     return None
 
 
-def drop_qdq_beside(model: onnx.ModelProto, op_types: tuple[str, ...] = NO_QDQ_NEIGHBOURS) -> int:
+def drop_qdq_beside(
+    model: onnx.ModelProto, op_types: tuple[str, ...] = NO_QDQ_NEIGHBOURS, *, concat: bool = True
+) -> int:
     """Keep activation Q/DQ away from `op_types` (Resize, ArgMax) and off Concat inputs.
 
     A consumer of that kind reading a DQ output is rewired to the float tensor behind the Q; a pair whose
@@ -82,7 +84,7 @@ def drop_qdq_beside(model: onnx.ModelProto, op_types: tuple[str, ...] = NO_QDQ_N
         bypass_all = src_node is not None and src_node.op_type in op_types
         for dq in [n for n in cons.get(q.output[0], []) if n.op_type == "DequantizeLinear"]:
             for c in cons.get(dq.output[0], []):
-                if bypass_all or c.op_type in op_types or c.op_type == "Concat":
+                if bypass_all or c.op_type in op_types or (concat and c.op_type == "Concat"):
                     for i, name in enumerate(c.input):
                         if name == dq.output[0]:
                             c.input[i] = src
@@ -179,8 +181,12 @@ def nodes_fed_by(model: onnx.ModelProto, op_types: tuple[str, ...] = NO_QDQ_NEIG
     return names
 
 
-def check_tensorrt_rules(model: onnx.ModelProto) -> RuleReport:
-    """Verify the TensorRT Q/DQ rules on `model`; each broken rule becomes one line in `violations`."""
+def check_tensorrt_rules(model: onnx.ModelProto, *, strict: bool = True) -> RuleReport:
+    """Verify the TensorRT Q/DQ rules on `model`; each broken rule becomes one line in `violations`.
+
+    `strict=False` checks only what TensorRT requires (symmetric INT8, per-channel weight axes, nothing
+    beside Resize/ArgMax) and leaves placement preferences (outputs, Concat inputs) to the placer, as
+    for ModelOpt, whose concat elimination deliberately puts equal-scale Q/DQ on Concat inputs."""
     graph = model.graph
     prod = _producers(graph)
     cons = _consumers(graph)
@@ -222,10 +228,10 @@ def check_tensorrt_rules(model: onnx.ModelProto) -> RuleReport:
                 report.violations.append(
                     f"{node.name}: per-channel axis {axis}, expected {WEIGHT_AXIS[node.op_type]}"
                 )
-        for c in cons.get(node.output[0], []):
+        for c in cons.get(node.output[0], []) if strict else []:
             if c.op_type == "QuantizeLinear":
                 report.violations.append(f"{node.name}: output of a weighted op is quantized")
-    for node in graph.node:
+    for node in graph.node if strict else []:
         if node.op_type == "Concat":
             for x in node.input:
                 p = prod.get(x)

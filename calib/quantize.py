@@ -1,8 +1,9 @@
 """The two INT8 artifacts, both made from one `CalibrationStats`:
 
-- TensorRT form `<name>.int8.qdq.onnx`: symmetric S8S8 Q/DQ placed by TensorRT's rules
-  (`edgeseg.calib.qdq_rules`). ModelOpt would be NVIDIA's reference placement, but it calibrates by
-  itself, so the "same statistics" guarantee would not hold; we place with onnxruntime's QDQ quantizer.
+- TensorRT form `<name>.int8.qdq.onnx`: symmetric S8S8 Q/DQ placed by TensorRT's rules. With NVIDIA
+  ModelOpt installed (`modelopt.onnx.quantization`, NVIDIA's reference placement) it places the Q/DQ and
+  our ranges reach it as a TensorRT calibration cache (its scales replace whatever it measured);
+  otherwise onnxruntime's QDQ quantizer plus the passes in `edgeseg.calib.qdq_rules`.
 - CPU form `<name>.int8.cpu.onnx`: what ONNX Runtime's x86 kernels run fastest (U8 activations,
   S8 per-channel weights; format chosen by measurement, see docs/int8.md), with ops that get slower
   in INT8 on CPU (depthwise convs, transposed convs) left in FP32.
@@ -21,13 +22,18 @@ from typing import Any
 
 import onnx
 from edgeseg.calib import qdq_rules
+from edgeseg.calib.data import CalibrationSet
 from edgeseg.calib.stats import CalibrationStats, quiet_ort_logging
+from edgeseg.calib.trt_cache import write_trt_cache
 
 from edgeseg.atomic import atomic_path
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
+from edgeseg.lazy import available, require
 
 FORMS = ("qdq", "cpu")
+QDQ_ENGINES = ("auto", "onnxruntime", "modelopt")
+MODELOPT = "modelopt.onnx.quantization"
 CPU_FORMATS = ("qdq", "qoperator")
 DEFAULT_CPU_FORMAT = "qoperator"  # measured fastest on this machine (docs/int8.md)
 # Ops worth running in INT8 on ONNX Runtime's CPU kernels; everything else stays FP32.
@@ -150,11 +156,22 @@ def quantize_tensorrt_form(
     target: Path,
     *,
     exclude: list[str] | None = None,
+    engine: str = "auto",
+    calib: CalibrationSet | None = None,
 ) -> QuantizedArtifact:
-    """Symmetric S8S8 Q/DQ by TensorRT's placement rules; raises if the result breaks a rule."""
+    """Symmetric S8S8 Q/DQ by TensorRT's placement rules; raises if the result breaks a rule.
+
+    `engine`: "auto" (ModelOpt when installed, else onnxruntime), "onnxruntime" or "modelopt".
+    `calib` feeds ModelOpt's own (overridden) calibration pass; random inputs are used without it.
+    """
+    if engine not in QDQ_ENGINES:
+        raise EdgesegError(f"unknown Q/DQ engine {engine!r}; choose {', '.join(QDQ_ENGINES)}")
+    use_modelopt = engine == "modelopt" or (engine == "auto" and available(MODELOPT))
     model = name_nodes(load_model(model_path))
     auto = qdq_rules.nodes_fed_by(model)
     excluded = sorted(set(exclude or []))
+    if use_modelopt:
+        return _modelopt_tensorrt_form(model, card, stats, target, excluded, auto, calib)
     from onnxruntime.quantization import QuantFormat, QuantType
 
     with tempfile.TemporaryDirectory(prefix="edgeseg-qdq-") as tmp:
@@ -186,6 +203,7 @@ def quantize_tensorrt_form(
         onnx.save(q, str(out))
         info = {
             "form": "tensorrt-qdq",
+            "engine": "onnxruntime",
             "scheme": "S8S8 symmetric, per-channel weights, per-tensor activations",
             "calibration": stats.describe(),
             "excluded_nodes": excluded,
@@ -194,6 +212,66 @@ def quantize_tensorrt_form(
             "residual_qdq": residual,
             "dropped_pairs": dropped,
         }
+        new_card = _finish(out, target, card, info)
+    return QuantizedArtifact(
+        "qdq", target, excluded=excluded, auto_excluded=auto, details={"card": new_card, **info}
+    )
+
+
+def _modelopt_tensorrt_form(
+    model: onnx.ModelProto,
+    card: ModelCard,
+    stats: CalibrationStats,
+    target: Path,
+    excluded: list[str],
+    auto: list[str],
+    calib: CalibrationSet | None,
+) -> QuantizedArtifact:
+    """NVIDIA ModelOpt's INT8 placement, fed our ranges through a TensorRT calibration cache."""
+    import numpy as np
+
+    moq = require(MODELOPT, purpose="NVIDIA ModelOpt Q/DQ placement")
+    data = np.concatenate(list(calib.batches(card))) if calib is not None else None
+    with tempfile.TemporaryDirectory(prefix="edgeseg-modelopt-") as tmp:
+        src = Path(tmp) / "model.onnx"
+        onnx.save(model, str(src))
+        cache = write_trt_cache(stats.ranges, Path(tmp) / "ranges.cache")
+        out = Path(tmp) / "qdq.onnx"
+        with quiet_ort_logging():
+            try:
+                moq.quantize(
+                    onnx_path=str(src),
+                    quantize_mode="int8",
+                    calibration_data=data,
+                    calibration_method="entropy" if stats.method == "entropy" else "max",
+                    calibration_cache_path=str(cache),
+                    calibration_eps=["cpu"],
+                    nodes_to_exclude=sorted(set(excluded) | set(auto)),
+                    output_path=str(out),
+                    high_precision_dtype="fp32",
+                    log_level="ERROR",
+                )
+            except Exception as exc:  # ModelOpt raises assorted errors on graphs it cannot handle
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise EdgesegError(f"ModelOpt INT8 quantization failed: {first[:200]}") from None
+        if not out.is_file():
+            raise EdgesegError("ModelOpt INT8 quantization wrote no model")
+        q = onnx.load(str(out))
+        dropped = qdq_rules.drop_qdq_beside(q, concat=False)  # e.g. an FCN skip Add fed by a Resize
+        report = qdq_rules.check_tensorrt_rules(q, strict=False)
+        if not report.ok:
+            raise EdgesegError(f"ModelOpt's Q/DQ graph breaks a TensorRT rule: {report.violations[0]}")
+        info = {
+            "form": "tensorrt-qdq",
+            "engine": "modelopt",
+            "scheme": "S8S8 symmetric, per-channel weights, per-tensor activations",
+            "calibration": stats.describe(),
+            "excluded_nodes": excluded,
+            "float_by_rule": auto,
+            "quantized_weighted_ops": report.quantized_weighted_ops,
+            "dropped_pairs": dropped,
+        }
+        onnx.save(q, str(out))
         new_card = _finish(out, target, card, info)
     return QuantizedArtifact(
         "qdq", target, excluded=excluded, auto_excluded=auto, details={"card": new_card, **info}
@@ -252,6 +330,8 @@ def quantize_form(
         kw.pop("cpu_format", None)
         return quantize_tensorrt_form(model_path, card, stats, target, **kw)
     if form == "cpu":
+        kw.pop("engine", None)
+        kw.pop("calib", None)
         return quantize_cpu_form(model_path, card, stats, target, **kw)
     raise EdgesegError(f"unknown INT8 form {form!r}; choose {' or '.join(FORMS)}")
 

@@ -444,3 +444,55 @@ def test_gate_failure_reports_attempts_and_removes_the_artifact(tiny_models, tmp
     assert "limit" in str(report.failure) and "\n" not in str(report.failure)
     assert not (tmp_path / "outlier.int8.qdq.onnx").exists()
     assert report.to_dict()["passed"] is False
+
+
+# --- TensorRT calibration cache and the optional ModelOpt placement ------------------------------------
+def test_trt_calibration_cache_round_trip(tmp_path):
+    from edgeseg.calib.trt_cache import read_trt_cache, scale_of, write_trt_cache
+
+    ranges = {"a": (-2.0, 1.0), "b": (0.0, 6.35), "weird:name": (0.0, 1.0)}
+    path = write_trt_cache(ranges, tmp_path / "x.cache")
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("TRT-") and len(lines) == 3  # a tensor name with ':' cannot be written
+    scales = read_trt_cache(path)
+    assert scales["a"] == pytest.approx(2.0 / 127) and scales["b"] == pytest.approx(scale_of(0.0, 6.35))
+    (tmp_path / "bad.cache").write_text("TRT-8601-EntropyCalibration2\nx: zz\n")
+    with pytest.raises(EdgesegError, match="bad calibration cache"):
+        read_trt_cache(tmp_path / "bad.cache")
+
+
+def test_modelopt_engine_gets_our_ranges_and_exclusions(tiny, monkeypatch):
+    """ModelOpt cannot be installed next to our onnx (it pins onnx~=1.21), so a stand-in module records
+    the call and, like ModelOpt, writes a Q/DQ ONNX to output_path (made here by the onnxruntime path)."""
+    import sys
+    import types
+
+    from edgeseg.calib.quantize import artifact_path, quantize_tensorrt_form
+    from edgeseg.calib.trt_cache import read_trt_cache, scale_of
+
+    card, calib, stats = _stats(tiny, method="minmax", n=4)
+    reference = quantize_tensorrt_form(tiny, card, stats, tiny.with_name("ref.onnx"), engine="onnxruntime")
+    seen: dict = {}
+
+    def quantize(**kw):
+        seen.update(kw, cache=read_trt_cache(kw["calibration_cache_path"]))
+        Path(kw["output_path"]).write_bytes(reference.path.read_bytes())
+
+    fake = types.ModuleType("modelopt.onnx.quantization")
+    fake.quantize = quantize
+    monkeypatch.setitem(sys.modules, "modelopt", types.ModuleType("modelopt"))
+    monkeypatch.setitem(sys.modules, "modelopt.onnx", types.ModuleType("modelopt.onnx"))
+    monkeypatch.setitem(sys.modules, "modelopt.onnx.quantization", fake)
+
+    art = quantize_tensorrt_form(
+        tiny, card, stats, artifact_path(tiny, "qdq"), engine="modelopt", calib=calib, exclude=["/head/Conv"]
+    )
+    assert art.details["engine"] == "modelopt"
+    assert seen["quantize_mode"] == "int8" and seen["calibration_method"] == "max"
+    assert seen["nodes_to_exclude"] == ["/head/Conv"]
+    assert seen["calibration_data"].shape == (4, 3, H, W)
+    name, (lo, hi) = next(iter(stats.ranges.items()))
+    assert seen["cache"][name] == pytest.approx(scale_of(lo, hi))
+    assert _card(art.path).extra["int8"]["engine"] == "modelopt"
+    with pytest.raises(EdgesegError, match="unknown Q/DQ engine"):
+        quantize_tensorrt_form(tiny, card, stats, artifact_path(tiny, "qdq"), engine="tensorrt")

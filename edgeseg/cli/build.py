@@ -118,6 +118,11 @@ def build_command(
         None, "--max-fallback-layers", help="Stop falling back after this many float layers (default: all)."
     ),
     cpu_format: str = typer.Option("qoperator", "--cpu-format", help="CPU INT8 format: qoperator or qdq."),
+    qdq_engine: str = typer.Option(
+        "auto",
+        "--qdq-engine",
+        help="TensorRT-form placement: auto (ModelOpt if installed), onnxruntime, modelopt.",
+    ),
     threads: int | None = typer.Option(None, "--threads", help="ONNX Runtime threads for evaluation."),
     # --- TensorRT options (passed to edgeseg.export.tensorrt_build.build_from_cli) ---
     workspace: int | None = typer.Option(None, "--workspace", help="TensorRT: builder workspace in MB."),
@@ -174,6 +179,7 @@ def build_command(
         max_miou_drop=max_miou_drop,
         max_fallback_layers=max_fallback_layers,
         cpu_format=cpu_format,
+        qdq_engine=qdq_engine,
         threads=threads,
     )
     report = None
@@ -216,7 +222,6 @@ def build_command(
             "version_compatible": version_compatible,
             "builder_optimization_level": builder_optimization_level,
             "legacy_calibrator": legacy_calibrator,
-            "calibration_cache": calib_cache,
             "calib_data": calib_data,
             "calib_images": calib_images,
             "calib_seed": calib_seed,
