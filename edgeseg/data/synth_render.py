@@ -238,11 +238,9 @@ def _draw_vehicle(fr: _Frame, a: _Actor, z: float) -> None:
     # Shadow on the ground (image only), then wheels, body, cabin.
     u, v = fr.project(x, 0, z)
     axes = (max(1, round(fr.f * w * 0.6 / z)), max(1, round(fr.f * 0.25 / z)))
-    roi = fr.img
-    cv2.ellipse(roi, (round(u), round(v)), axes, 0, 0, 360, (0, 0, 0), -1)
-    for sx in (-1, 1):
-        _box(fr, x + sx * w / 2 - (0.32 if sx > 0 else 0), x + sx * w / 2 + (0.32 if sx < 0 else 0) - 0.0,
-             0, 0.5, z, VEHICLE, dark)  # fmt: skip
+    cv2.ellipse(fr.img, (round(u), round(v)), axes, 0, 0, 360, (0, 0, 0), -1)
+    for x0 in (x - w / 2, x + w / 2 - 0.32):  # wheels, below the body's lower edge
+        _box(fr, x0, x0 + 0.32, 0, 0.5, z, VEHICLE, dark)
     if a.style == 1:  # truck / bus: one tall box with a windscreen band
         _box(fr, x - w / 2, x + w / 2, 0.3, h, z, VEHICLE, body)
         _box(fr, x - w / 2 + 0.12, x + w / 2 - 0.12, h * 0.62, h - 0.15, z, VEHICLE, glass)
@@ -263,11 +261,12 @@ def _draw_vehicle(fr: _Frame, a: _Actor, z: float) -> None:
             fr.project(x + w * 0.39, h * 0.65, z),
         ]
         _poly(fr, win, VEHICLE, glass)
+    # Tail lights when driving away, head lights when oncoming.
     lamp = np.array([255, 60, 40] if a.speed > 0 else [250, 245, 210], np.float32)
+    lo, hi = (h * 0.42, h * 0.52) if a.style == 0 else (0.65, 0.85)
     for sx in (-1, 1):
         cx = x + sx * (w / 2 - 0.25)
-        _box(fr, cx - 0.15, cx + 0.15, h * 0.42 if a.style == 0 else 0.65, (h * 0.52) if a.style == 0 else 0.85,
-             z, VEHICLE, lamp)  # fmt: skip
+        _box(fr, cx - 0.15, cx + 0.15, lo, hi, z, VEHICLE, lamp)
     _box(fr, x - 0.25, x + 0.25, 0.38, 0.5, z, VEHICLE, np.array([235, 235, 235], np.float32))
 
 
