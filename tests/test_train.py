@@ -247,3 +247,19 @@ def test_train_cli_end_to_end_on_generated_scenes():
     assert r.exit_code == 0, r.output
     assert "resuming with changed epochs" in r.output
     assert load_checkpoint(summary["last"])["train_state"]["epoch"] == 2
+
+
+def test_slim_checkpoint_keeps_predictions(tmp_path):
+    from edgeseg.training import slim_checkpoint
+
+    data = Scenes(2)
+    result = train(_cfg(epochs=1, optimizer="adamw"), train_set=data, val_set=data, progress=False)
+    slim = slim_checkpoint(result.best, tmp_path / "slim.pt")
+    assert slim.stat().st_size < result.best.stat().st_size / 2  # no AdamW moments, FP16 weights
+    payload = load_checkpoint(slim)
+    assert payload["train_state"] == {} and payload["card"].extra["weights_dtype"] == "float16"
+    full, _ = model_from_checkpoint(result.best)
+    small, _ = model_from_checkpoint(slim)
+    x = torch.randn(1, 3, 32, 48)
+    with torch.no_grad():
+        assert (full(x).argmax(1) == small(x).argmax(1)).float().mean() > 0.99
