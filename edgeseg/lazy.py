@@ -15,6 +15,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "torchvision": ("train", "torchvision backbones"),
     "albumentations": ("train", "training augmentations"),
     "onnxsim": ("export", "ONNX simplification"),
+    "onnxslim": ("export", "ONNX simplification (onnxslim)"),
     "onnxconverter_common": ("export", "FP16 conversion"),
     "matplotlib": ("plots", "PNG plots"),
     "tensorrt": ("tensorrt", "TensorRT engines"),

@@ -100,7 +100,7 @@ def simplify(model: Any, tool: str = "onnxsim") -> tuple[Any, str | None]:
             if not ok:
                 return model, "onnxsim could not validate the simplified graph"
             return simplified, None
-        onnxslim = require("onnxslim", purpose="ONNX simplification (onnxslim)")
+        onnxslim = require("onnxslim")
         return onnxslim.slim(model), None
     except EdgesegError:
         raise

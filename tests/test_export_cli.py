@@ -49,6 +49,8 @@ def test_random_weights_export_warns_loudly_and_writes_into_workspace(small_mode
     assert data["parity"]["passed"] and data["parity"]["agreement"] >= 0.999
     assert data["input_size"] == [64, 96] and data["opset"] == 17
     assert data["trt"]["errors"] == []
+    assert data["simplifier"] == "onnxsim+onnxslim"  # static FCN graph: onnxslim drops no-op crop Slices
+    assert data["nodes_final"] < data["nodes_exported"]
 
     from edgeseg.runtime.segmenter import Segmenter
 
@@ -102,6 +104,11 @@ def test_plain_state_dict_that_does_not_fit_is_one_line_error(small_model, tmp_p
 
 def test_bad_option_is_one_line_error(small_model):
     assert "--output must be" in one_line_error(run(small_model, *SIZE, "--output", "probs"))
+    assert "--simplifier must be" in one_line_error(run(small_model, "--simplifier", "magic"))
+
+
+def test_onnx_input_is_redirected_to_build(tiny_onnx):
+    assert "already ONNX" in one_line_error(run(str(tiny_onnx())))
 
 
 def test_fp16_flag_writes_checked_fp16_copy(small_model, _isolated_workdir: Path):

@@ -7,6 +7,8 @@ from typing import Any
 
 import typer
 
+from edgeseg.errors import EdgesegError
+
 _STATUS_STYLE = {"ok": "green", "warning": "yellow", "error": "bold red"}
 
 
@@ -84,7 +86,11 @@ def export_command(
         "uint8", "--labels-dtype", help="Class-map dtype for --output labels: uint8|int32."
     ),
     simplify: bool = typer.Option(True, "--simplify/--no-simplify", help="Simplify the graph after export."),
-    simplifier: str = typer.Option("onnxsim", "--simplifier", help="onnxsim (default) or onnxslim."),
+    simplifier: str = typer.Option(
+        "auto",
+        "--simplifier",
+        help="auto (onnxsim, + onnxslim on static graphs if smaller), onnxsim, onnxslim.",
+    ),
     fp16: bool = typer.Option(False, "--fp16", help="Also write <name>.fp16.onnx (FP16 graph, FP32 I/O)."),
     allow_trt_errors: bool = typer.Option(
         False, "--allow-trt-errors", help="Write the ONNX even if TensorRT would reject ops."
@@ -106,6 +112,8 @@ def export_command(
     from edgeseg.workspace import export_path
     from edgeseg.workspace import workdir as resolve_workdir
 
+    if simplifier not in ("auto", "onnxsim", "onnxslim"):
+        raise EdgesegError(f"--simplifier must be auto, onnxsim or onnxslim, got {simplifier!r}")
     root = resolve_workdir(workdir)
     steps = 6 + int(fp16)
     with Progress(
@@ -136,7 +144,7 @@ def export_command(
                 dynamic=dynamic,
                 opset=opset,
                 output=output,
-                simplify=simplifier if simplify else False,
+                simplify=(True if simplifier == "auto" else simplifier) if simplify else False,
                 labels_dtype=labels_dtype,  # type: ignore[arg-type]
                 parity_scenes=parity_scenes,
                 allow_trt_errors=allow_trt_errors,
