@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from edgeseg.runtime.draw import Renderer, class_histogram, fast_argmax
+from edgeseg.runtime.draw import Renderer, class_histogram
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sinks import Sink
 from edgeseg.runtime.sources import LabelLookup, Source
@@ -437,17 +437,6 @@ class Pipeline:
             if leave is not None:
                 leave()
 
-    def _net_labels(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        card = self.segmenter.card
-        if (
-            card.output == "logits"
-            and raw.ndim == 4
-            and raw.shape[0] == 1
-            and raw.shape[1] == card.num_classes
-        ):
-            return fast_argmax(raw), raw[0]
-        return self.segmenter.net_labels(raw)  # label outputs, and the explanatory shape errors
-
     def _postprocess(self) -> None:
         n = self.segmenter.card.num_classes
         while True:
@@ -455,7 +444,7 @@ class Pipeline:
             if item is _END:
                 break
             t0 = time.perf_counter()
-            net_labels, logits = self._net_labels(item.raw)
+            net_labels, logits = self.segmenter.net_labels(item.raw)
             item.raw = None
             item.logits = logits if self.keep_logits else None
             item.labels = labels_to_frame(net_labels, item.geom)

@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 from edgeseg.runtime.backends import Backend, load_backend
+from edgeseg.runtime.draw import fast_argmax
 
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
-from edgeseg.preprocess import Geometry, Preprocessor, argmax_labels, labels_to_frame
+from edgeseg.preprocess import Geometry, Preprocessor, labels_to_frame
 
 
 class Segmenter:
@@ -45,7 +46,7 @@ class Segmenter:
             raise EdgesegError(
                 f"model output shape {list(output.shape)} does not match {self.card.num_classes} classes"
             )
-        return argmax_labels(output), output[0]
+        return fast_argmax(output), output[0]  # == argmax_labels(output), several times faster
 
     def infer(self, frame: np.ndarray, *, return_logits: bool = False) -> Any:
         """Class map (H x W, at the frame's size) for one BGR uint8 frame; with logits if asked."""
