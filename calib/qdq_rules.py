@@ -130,16 +130,22 @@ def add_residual_qdq(model: onnx.ModelProto, ranges: dict[str, tuple[float, floa
             continue
         kinds = [prod.get(x).op_type if prod.get(x) is not None else "input" for x in add.input]
         from_weighted = [k in WEIGHTED_OPS for k in kinds]
-        if sum(from_weighted) != 1:
+        if sum(from_weighted) == 2:
+            # Both branches end in a conv (ResNet downsample block): the branch produced earlier in
+            # topological order, the shortcut, is the residual; the later conv fuses the addition.
+            first = min((0, 1), key=lambda i: position[id(prod[add.input[i]])])
+            from_weighted = [i != first for i in (0, 1)]
+        elif sum(from_weighted) != 1:
             continue
-        r = add.input[from_weighted.index(False)]
-        if kinds[from_weighted.index(False)] == "DequantizeLinear":
+        slot = from_weighted.index(False)
+        r = add.input[slot]
+        if kinds[slot] == "DequantizeLinear":
             handled += 1  # the quantizer already shares the residual's Q/DQ with a conv input
             continue
-        if _const(graph, r) is not None or kinds[from_weighted.index(False)] in NO_QDQ_NEIGHBOURS:
+        if _const(graph, r) is not None or kinds[slot] in NO_QDQ_NEIGHBOURS:
             continue
         if r in dq_of:
-            add.input[from_weighted.index(False)] = dq_of[r]
+            add.input[slot] = dq_of[r]
             handled += 1
             continue
         if r not in ranges:
@@ -158,7 +164,7 @@ def add_residual_qdq(model: onnx.ModelProto, ranges: dict[str, tuple[float, floa
             [f"{r}_res_dq"],
             name=f"{r}_res_DequantizeLinear",
         )
-        add.input[from_weighted.index(False)] = dq.output[0]
+        add.input[slot] = dq.output[0]
         dq_of[r] = dq.output[0]
         new_nodes.append((position[id(add)], [q, dq]))
         handled += 1
@@ -229,7 +235,10 @@ def check_tensorrt_rules(model: onnx.ModelProto, *, strict: bool = True) -> Rule
                     f"{node.name}: per-channel axis {axis}, expected {WEIGHT_AXIS[node.op_type]}"
                 )
         for c in cons.get(node.output[0], []) if strict else []:
-            if c.op_type == "QuantizeLinear":
+            if c.op_type != "QuantizeLinear":
+                continue
+            readers = [r for dq in cons.get(c.output[0], []) for r in cons.get(dq.output[0], [])]
+            if not readers or any(r.op_type != "Add" for r in readers):  # a residual input is allowed
                 report.violations.append(f"{node.name}: output of a weighted op is quantized")
     for node in graph.node if strict else []:
         if node.op_type == "Concat":

@@ -496,3 +496,52 @@ def test_modelopt_engine_gets_our_ranges_and_exclusions(tiny, monkeypatch):
     assert _card(art.path).extra["int8"]["engine"] == "modelopt"
     with pytest.raises(EdgesegError, match="unknown Q/DQ engine"):
         quantize_tensorrt_form(tiny, card, stats, artifact_path(tiny, "qdq"), engine="tensorrt")
+
+
+def test_downsample_block_add_gets_qdq_on_the_shortcut(tmp_path):
+    """Add(conv_main, conv_shortcut): the shortcut (earlier branch) gets Q/DQ so TensorRT fuses the add."""
+    import io
+
+    import torch
+    from edgeseg.calib.data import open_calibration
+    from edgeseg.calib.qdq_rules import check_tensorrt_rules
+    from edgeseg.calib.quantize import quantize_tensorrt_form
+    from edgeseg.calib.stats import calibrate
+    from torch import nn
+
+    from edgeseg.card import ModelCard, default_palette
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.shortcut = nn.Conv2d(3, 8, 1, stride=2)
+            self.a = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+            self.b = nn.Conv2d(8, 8, 3, padding=1)
+            self.head = nn.Conv2d(8, 4, 1)
+
+        def forward(self, x):
+            s = self.shortcut(x)
+            return self.head(torch.relu(self.b(torch.relu(self.a(x))) + s))
+
+    torch.manual_seed(0)
+    buf = io.BytesIO()
+    torch.onnx.export(
+        Block().eval(), torch.zeros(1, 3, H, W), buf, dynamo=False, opset_version=17, input_names=["input"]
+    )
+    model = onnx.load_from_string(buf.getvalue())
+    card = ModelCard(model="blk", classes=list("abcd"), palette=default_palette(4), input_size=(H, W))
+    for k, v in card.to_metadata_props().items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    path = tmp_path / "blk.onnx"
+    onnx.save(model, str(path))
+    stats = calibrate(path, card, open_calibration("synth", card, 4), method="minmax")
+    art = quantize_tensorrt_form(path, card, stats, tmp_path / "blk.int8.qdq.onnx", engine="onnxruntime")
+    q = onnx.load(str(art.path))
+    assert check_tensorrt_rules(q).ok and art.details["residual_qdq"] == 1
+    producers = {o: n for n in q.graph.node for o in n.output}
+    add = next(n for n in q.graph.node if n.op_type == "Add")
+    kinds = [producers[i].op_type for i in add.input]
+    assert sorted(kinds) == ["Conv", "DequantizeLinear"]
+    dq = producers[add.input[kinds.index("DequantizeLinear")]]
+    q_node = producers[dq.input[0]]
+    assert producers[q_node.input[0]].name == "/shortcut/Conv"
