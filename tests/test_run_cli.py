@@ -184,3 +184,38 @@ def test_interrupt_finalises_video_and_report(tiny_onnx, tmp_path, sig):
 def test_python_module_entry_point_help():
     out = subprocess.run([*EDGESEG, "run", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "--synthetic" in out.stdout and "--reconnect" in out.stdout
+
+
+def test_model_names_resolve_in_the_workspace(tiny_onnx, _isolated_workdir):
+    from edgeseg.cli.run import resolve_model
+
+    base = export_like(tiny_onnx, _isolated_workdir, name="net")
+    variant = base.with_name("net.int8.onnx")
+    variant.write_bytes(base.read_bytes())
+    engine = base.with_name("net.fp16.engine")
+    engine.write_bytes(b"engine bytes")
+    assert resolve_model("net", None, None) == base
+    assert resolve_model("net.int8", None, None) == variant
+    assert resolve_model("net", "tensorrt", None) == engine
+    assert resolve_model(str(variant), "onnxruntime", None) == variant
+    with pytest.raises(EdgesegError, match="no export named 'other'"):
+        resolve_model("other", None, None)
+    with pytest.raises(EdgesegError, match="unknown --backend"):
+        resolve_model("net", "openvino", None)
+
+
+def test_video_frames_pair_with_labels_by_stem(tiny_onnx, tmp_path):
+    import numpy as np
+
+    write_video(tmp_path / "drive.mp4", 3, size=(48, 64))
+    (tmp_path / "gt").mkdir()
+    for k in (0, 2):  # frame 1 has no label: scored frames are 0 and 2 only
+        cv2.imwrite(str(tmp_path / "gt" / f"drive_{k:06d}.png"), np.full((48, 64), k % 3, np.uint8))
+    r = run_cli(
+        "--model", str(tiny_onnx()), "--video", str(tmp_path / "drive.mp4"), "--labels", str(tmp_path / "gt"),
+        "--json",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert report["labels"]["matched"] == 2 and report["frames"]["unlabeled"] == 1
+    assert report["metrics"]["pixels"] == 2 * 48 * 64

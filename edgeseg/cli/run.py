@@ -218,8 +218,8 @@ def _named_artifact(root: Path, spec: str, backend: str | None) -> Path:
             if engines:
                 return engines[-1]
     if "." not in spec and "/" not in spec and backend in (None, "torch"):
-        ckpt = workspace.newest_checkpoint(root, name)
-        if ckpt is not None and backend == "torch":
+        ckpt = workspace.newest_checkpoint(root, name)  # trained, not exported: the PyTorch reference
+        if ckpt is not None:
             return ckpt
     raise EdgesegError(
         f"no file {spec!r} and no export named {spec!r} in {root}; "
