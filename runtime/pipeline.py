@@ -212,9 +212,14 @@ class Pipeline:
         if consumer:
             self._c_user = Channel(2)
             self._channels.append(self._c_user)
-        self.source.open()
-        for sink in self.sinks:
-            sink.start(self.source)
+        try:
+            self.source.open()
+            for sink in self.sinks:
+                sink.start(self.source)
+        except BaseException:
+            self._close_sinks()
+            self._error = None  # the open/start error itself is what the caller sees
+            raise
         self.stats.started = time.perf_counter()
         stages: list[tuple[str, Callable[[], None]]] = [
             ("capture", self._capture),

@@ -140,11 +140,12 @@ class JsonlSink(Sink):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = _partial(self.path)
         self.classes = classes
-        self.fh: IO[str] | None = open(self.tmp, "w")  # noqa: SIM115 - closed in close()
+        self.fh: IO[str] | None = None  # opened with the first frame: a run that never starts leaves nothing
         self.lines = 0
 
     def write(self, result: FrameResult) -> None:
-        assert self.fh is not None
+        if self.fh is None:
+            self.fh = open(self.tmp, "w")  # noqa: SIM115 - closed in close()
         self.fh.write(json.dumps(result.to_record(self.classes)) + "\n")
         self.lines += 1
 

@@ -102,7 +102,7 @@ def test_images_with_labels_report_matches_confusion_matrix(tiny_onnx, tmp_path)
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--camera", "57"], "camera 57 could not be opened"),
+        (["--camera", "57", "--log", "frames.jsonl", "--save", "out.mp4"], "camera 57 could not be opened"),
         (["--video", "missing.mp4"], "video not found"),
         (["--gst", "videotestsrc ! appsink"], "GStreamer"),
         (["--show", "--frames", "1"], "--show needs"),
@@ -111,12 +111,14 @@ def test_images_with_labels_report_matches_confusion_matrix(tiny_onnx, tmp_path)
         (["--camera", "0", "--video", "x.mp4"], "exactly one source"),
     ],
 )
-def test_bad_input_is_one_line_nonzero_exit(tiny_onnx, monkeypatch, args, message):
+def test_bad_input_is_one_line_nonzero_exit(tiny_onnx, monkeypatch, tmp_path, args, message):
+    monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     r = run_cli("--model", str(tiny_onnx(num_classes=8)), *args)
     assert r.exit_code == 2, r.output
     assert message in r.output and "Traceback" not in r.output
+    assert not list(Path.cwd().glob(".*partial*"))
     assert len([line for line in r.output.splitlines() if line.strip()]) <= 2  # one message (may wrap once)
 
 
