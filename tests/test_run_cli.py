@@ -129,6 +129,9 @@ def test_wrong_artifacts_fail_clearly(tmp_path):
     assert r.exit_code == 2 and "don't know how to run model.txt" in r.output
     r = run_cli("--model", str(tmp_path / "broken.onnx"))
     assert r.exit_code == 2 and "cannot load ONNX model" in r.output
+    (tmp_path / "other-gpu.engine").write_bytes(b"serialized engine from elsewhere")
+    r = run_cli("--model", str(tmp_path / "other-gpu.engine"), "--frames", "1")
+    assert r.exit_code == 2 and "error:" in r.output and "Traceback" not in r.output
 
 
 def test_unreadable_video_fails_clearly(tmp_path, tiny_onnx):
