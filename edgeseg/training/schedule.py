@@ -49,3 +49,15 @@ def build_optimizer(model: Any, cfg: TrainConfig) -> Any:
 def build_scheduler(optimizer: Any, cfg: TrainConfig, total_iters: int) -> Any:
     torch = require("torch")
     return torch.optim.lr_scheduler.LambdaLR(optimizer, LrFactor(cfg.schedule, total_iters, cfg.warmup_iters))
+
+
+def retarget(scheduler: Any, cfg: TrainConfig, total_iters: int) -> None:
+    """After `load_state_dict` (which restores the saved LrFactor), apply this run's schedule length.
+
+    Identical when resuming with the same settings; with a changed --epochs the schedule stretches
+    from the current step instead of staying at the old end (lr 0).
+    """
+    fresh = LrFactor(cfg.schedule, total_iters, cfg.warmup_iters)
+    for factor in scheduler.lr_lambdas:
+        if isinstance(factor, LrFactor):
+            factor.__dict__.update(fresh.__dict__)

@@ -24,7 +24,7 @@ from edgeseg.metrics import SegMetrics, metrics_from_confusion
 from edgeseg.training import distributed
 from edgeseg.training.config import TrainConfig
 from edgeseg.training.data import TrainSet, worker_init
-from edgeseg.training.schedule import build_optimizer, build_scheduler
+from edgeseg.training.schedule import build_optimizer, build_scheduler, retarget
 
 # Generated-scene validation seed: neither the training seed (0) nor the held-out evaluation seed.
 SYNTH_VAL_SEED = 2_000_003
@@ -251,6 +251,7 @@ def train(
             model.load_state_dict(payload["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
+            retarget(scheduler, cfg, iters * cfg.epochs)
             if state.get("scaler"):
                 scaler.load_state_dict(state["scaler"])
             start_epoch = int(state["epoch"])
@@ -288,7 +289,7 @@ def train(
                 sampler.set_epoch(epoch)
                 net.train()
                 task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=iters, loss=0.0, lr=0.0, ips=0.0)
-                loss_sum, seen = 0.0, 0
+                loss_sum, seen, lr = 0.0, 0, optimizer.param_groups[0]["lr"]
                 for x, y in loader:
                     x = x.to(device, non_blocking=True)
                     y = y.to(device, non_blocking=True)
@@ -326,7 +327,7 @@ def train(
                 row = {
                     "epoch": epoch + 1,
                     "loss": loss_sum / max(1, seen),
-                    "lr": optimizer.param_groups[0]["lr"],
+                    "lr": lr,  # the rate of the epoch's last step
                     "val_miou": metrics.miou,
                     "val_pixel_accuracy": metrics.pixel_accuracy,
                 }
