@@ -174,13 +174,16 @@ class Pipeline:
         renderer: Renderer | None = None,
         keep_logits: bool = False,
         queue_size: int = 2,
+        realtime: bool = False,
     ) -> None:
         self.segmenter = segmenter
         self.source = source
         self.sinks = list(sinks)
         self.labels = labels
         self.max_frames = max_frames
-        self.live = source.live if live is None else live
+        # realtime: replay a file at its frame rate with camera semantics ("what would the robot see")
+        self.realtime = realtime
+        self.live = (source.live or realtime) if live is None else live
         self.reconnect = reconnect or Reconnect()
         self.keep_logits = keep_logits
         card = segmenter.card
@@ -348,14 +351,20 @@ class Pipeline:
     def _capture_loop(self) -> None:
         index = 0
         gap: Gap | None = None
+        period = 1.0 / (self.source.fps or 30.0) if self.realtime and not self.source.live else 0.0
+        first = time.perf_counter()
         while not self._stop.is_set():
             if self.max_frames is not None and index >= self.max_frames:
                 break
+            if period:
+                due = first + index * period - time.perf_counter()
+                if due > 0 and self._stop.wait(due):
+                    break
             t0 = time.perf_counter()
             frame = self.source.read()
             if frame is None:
-                if not (self.live and self.reconnect.enabled):
-                    if self.live:
+                if not (self.source.live and self.reconnect.enabled):
+                    if self.source.live:
                         self.stats.gaps.append(
                             Gap(t0 - self.stats.started, reason="source stopped delivering")
                         )

@@ -388,3 +388,12 @@ def test_window_shows_frames_on_the_main_thread(tmp_path, tiny_onnx, monkeypatch
     stats = Pipeline(seg, VideoSource(tmp_path / "clip.mp4", loop=True), [WindowSink()]).run()
     assert shown and {name for name, _ in shown} == {threading.main_thread().name}
     assert shown[0][1] == (50, 70, 3) and stats.interrupted  # "q" stopped the endless loop
+
+
+def test_realtime_replay_paces_a_file_and_drops_like_a_camera(tmp_path, tiny_onnx):
+    write_video(tmp_path / "clip.mp4", 12, fps=100.0)
+    seg = Segmenter(SlowBackend(Segmenter(tiny_onnx()).backend, 0.05))
+    pipe = Pipeline(seg, VideoSource(tmp_path / "clip.mp4"), realtime=True)
+    stats = pipe.run()
+    assert stats.captured == 12 and stats.dropped > 0 and stats.processed + stats.dropped == 12
+    assert pipe.report()["gaps"] == []  # a file that ends is not a lost camera

@@ -48,6 +48,9 @@ def register(app: typer.Typer) -> None:
             None, "--frames", "-n", help=f"Stop after N frames [synthetic: {DEFAULT_SYNTHETIC_FRAMES}]."
         ),
         loop: bool = typer.Option(False, "--loop", help="Repeat a video or image folder (soak, demos)."),
+        realtime: bool = typer.Option(
+            False, "--realtime", help="Replay a file at its frame rate like a camera (frames get dropped)."
+        ),
         synthetic_size: str | None = typer.Option(
             None, "--synthetic-size", help="HxW of synthetic frames [the model's input size]."
         ),
@@ -131,6 +134,7 @@ def register(app: typer.Typer) -> None:
                 max_frames=frames,
                 reconnect=Reconnect(enabled=reconnect, timeout=reconnect_timeout),
                 renderer=renderer if any(s.needs_render for s in sinks) else None,
+                realtime=realtime,
             )
             stats = _run_with_status(pipe, frames, quiet=json_out)
             result = pipe.report()
