@@ -173,7 +173,7 @@ class Pipeline:
         reconnect: Reconnect | None = None,
         renderer: Renderer | None = None,
         keep_logits: bool = False,
-        queue_size: int = 2,
+        queue_size: int = 1,
         realtime: bool = False,
     ) -> None:
         self.segmenter = segmenter
@@ -190,7 +190,7 @@ class Pipeline:
         if renderer is None and any(s.needs_render for s in self.sinks):
             renderer = Renderer(card.palette, card.classes)
         self.renderer = renderer
-        self.stats = RunStats(classes=list(card.classes))
+        self.stats = RunStats(classes=list(card.classes), live=self.live)
         # channels: capture -> pre -> infer -> post -> out [-> consumer]
         self._c_pre = Channel(1 if self.live else queue_size, latest=self.live)
         self._c_infer = Channel(1 if self.live else queue_size, latest=self.live)

@@ -92,6 +92,7 @@ class RunStats:
     dropped: int = 0
     unlabeled: int = 0  # frames with no ground truth while other frames had some
     interrupted: bool = False
+    live: bool = False  # latest-frame semantics; otherwise latency includes read-ahead queueing
     stages: dict[str, Reservoir] = field(default_factory=lambda: {s: Reservoir() for s in STAGES})
     latency: Reservoir = field(default_factory=Reservoir)  # capture -> result, ms
     gaps: list[Gap] = field(default_factory=list)
@@ -177,6 +178,7 @@ class RunStats:
                 "unlabeled": self.unlabeled,
             },
             "interrupted": self.interrupted,
+            "live": self.live,
             "duration_s": round(self.elapsed, 3),
             "fps": self.fps,
             "steady_fps": self.steady_fps,

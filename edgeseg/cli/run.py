@@ -174,7 +174,7 @@ def resolve_model(spec: str | None, backend: str | None, workdir: Path | None) -
         path = _default_model(root, backend)
     else:
         path = Path(spec)
-        if not path.exists():
+        if not path.is_file():  # a folder called like the model (e.g. the export dir) is not the model
             path = _named_artifact(root, spec, backend)
     if wanted and path.suffix.lower() not in wanted:
         raise EdgesegError(f"--backend {backend} runs {'/'.join(wanted)} files, not {path.name}")
@@ -318,6 +318,11 @@ def print_report(report: dict[str, Any], classes: list[str]) -> None:
     if report["interrupted"]:
         rows.append(["interrupted", "yes"])
     console.print(table(title, ["metric", "value"], rows))
+    if not report.get("live", True):
+        console.print(
+            "[dim]file source: frames are read ahead to keep inference busy, so latency includes "
+            "queueing; --realtime replays at the file's frame rate like a camera[/]"
+        )
     stage_rows = [
         [name, s["p50"], s["p95"], s["p99"], s["mean"]]
         for name, s in lat["stages"].items()
