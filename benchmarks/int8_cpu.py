@@ -112,6 +112,7 @@ def main() -> None:
     ap.add_argument("--calib-images", type=int, default=16)
     ap.add_argument("--calib-method", default="percentile")
     ap.add_argument("--eval-images", type=int, default=8)
+    ap.add_argument("--workdir", type=Path, help="Keep the models here (default: a temporary folder).")
     args = ap.parse_args()
 
     import torch
@@ -124,7 +125,7 @@ def main() -> None:
     from edgeseg.runtime.segmenter import Segmenter
 
     with tempfile.TemporaryDirectory(prefix="edgeseg-bench-") as tmp:
-        work = Path(tmp)
+        work = args.workdir or Path(tmp)
         if args.onnx:
             fp32 = args.onnx
         else:

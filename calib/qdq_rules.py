@@ -237,8 +237,10 @@ def check_tensorrt_rules(model: onnx.ModelProto, *, strict: bool = True) -> Rule
         for c in cons.get(node.output[0], []) if strict else []:
             if c.op_type != "QuantizeLinear":
                 continue
+            # allowed only as the input of another weighted op (e.g. score conv -> ConvTranspose) or
+            # as a residual input of an Add; anything else is output quantization TensorRT should decide
             readers = [r for dq in cons.get(c.output[0], []) for r in cons.get(dq.output[0], [])]
-            if not readers or any(r.op_type != "Add" for r in readers):  # a residual input is allowed
+            if not readers or any(r.op_type not in (*WEIGHTED_OPS, "Add") for r in readers):
                 report.violations.append(f"{node.name}: output of a weighted op is quantized")
     for node in graph.node if strict else []:
         if node.op_type == "Concat":

@@ -333,7 +333,9 @@ def test_tensorrt_form_conv_transpose_is_per_channel_on_axis_1(tmp_path):
 
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.ConvTranspose2d(8, 4, 2, stride=2)
+        # conv output straight into a ConvTranspose, as in FCN-8s (score conv -> learned upsampling)
+        nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        nn.ConvTranspose2d(8, 4, 2, stride=2),
     ).eval()
     buf = io.BytesIO()
     torch.onnx.export(
