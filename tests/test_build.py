@@ -25,7 +25,7 @@ def _place(tiny_onnx, workdir: Path, name: str, mtime: float) -> Path:
 
 
 def _json(output: str) -> dict:
-    return json.loads(output[output.index("{") :])
+    return json.loads(output)  # stdout must be pure JSON (progress and warnings go to stderr)
 
 
 def test_build_without_model_uses_the_newest_export(tiny_onnx, _isolated_workdir):
