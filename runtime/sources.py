@@ -113,6 +113,7 @@ class _CvCaptureSource(Source):
         ok, image = self.cap.read()
         if (not ok or image is None) and self.loop and not self.live:
             self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            self.index = 0  # names are positions in the file, so labels still pair on every pass
             ok, image = self.cap.read()
         if not ok or image is None:
             return None

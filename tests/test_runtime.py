@@ -117,6 +117,10 @@ def test_video_source_reads_every_frame(tmp_path):
         frames = [f for f in iter(src.read, None)]
     assert len(frames) == 6 and src.length == 6 and src.fps == pytest.approx(10.0)
     assert frames[0].image.shape == (50, 70, 3) and frames[5].name == "clip_000005"
+    looped = VideoSource(tmp_path / "clip.mp4", loop=True)
+    with looped:
+        names = [looped.read().name for _ in range(8)]
+    assert names[5:] == ["clip_000005", "clip_000000", "clip_000001"]
 
 
 def test_bad_videos_fail_with_one_line(tmp_path):
