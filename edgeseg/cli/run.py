@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
             "default: the shipped model, else the newest export in the workspace.",
         ),
         backend: str | None = typer.Option(
-            None, "--backend", help="onnxruntime, tensorrt or torch [from the artifact's file type]."
+            None, "--backend", help="onnxruntime, tensorrt or torch (default: from the artifact's file type)."
         ),
         providers: str = typer.Option("cpu", "--providers", help="ONNX Runtime providers: cpu or auto."),
         threads: int | None = typer.Option(None, "--threads", help="CPU threads for the backend."),
@@ -42,17 +42,20 @@ def register(app: typer.Typer) -> None:
         url: str | None = typer.Option(None, "--url", help="rtsp:// or http:// stream (live)."),
         gst: str | None = typer.Option(None, "--gst", help="GStreamer pipeline ending in appsink (live)."),
         synthetic: bool = typer.Option(
-            False, "--synthetic", help="Generated street scenes with ground truth [default source]."
+            False, "--synthetic", help="Generated street scenes with ground truth (the default source)."
         ),
         frames: int | None = typer.Option(
-            None, "--frames", "-n", help=f"Stop after N frames [synthetic: {DEFAULT_SYNTHETIC_FRAMES}]."
+            None,
+            "--frames",
+            "-n",
+            help=f"Stop after N captured frames (synthetic default: {DEFAULT_SYNTHETIC_FRAMES}).",
         ),
         loop: bool = typer.Option(False, "--loop", help="Repeat a video or image folder (soak, demos)."),
         realtime: bool = typer.Option(
             False, "--realtime", help="Replay a file at its frame rate like a camera (frames get dropped)."
         ),
         synthetic_size: str | None = typer.Option(
-            None, "--synthetic-size", help="HxW of synthetic frames [the model's input size]."
+            None, "--synthetic-size", help="HxW of synthetic frames (default: the model's input size)."
         ),
         labels: Path | None = typer.Option(
             None, "--labels", help="Ground-truth masks paired by file stem (video frames: <stem>_000123)."
@@ -72,7 +75,7 @@ def register(app: typer.Typer) -> None:
         ),
         report: Path | None = typer.Option(None, "--report", help="Write the final report as JSON."),
         workdir: Path | None = typer.Option(
-            None, "--workdir", help="Workspace [$EDGESEG_WORKDIR or ./edgeseg-work]."
+            None, "--workdir", help="Workspace (default: $EDGESEG_WORKDIR or ./edgeseg-work)."
         ),
         json_out: bool = typer.Option(False, "--json", help="Print the final report as JSON."),
     ) -> None:
