@@ -401,3 +401,30 @@ def test_realtime_replay_paces_a_file_and_drops_like_a_camera(tmp_path, tiny_onn
     stats = pipe.run()
     assert stats.captured == 12 and stats.dropped > 0 and stats.processed + stats.dropped == 12
     assert pipe.report()["gaps"] == []  # a file that ends is not a lost camera
+
+
+def test_in_graph_labels_output_streams_too(tmp_path, tiny_onnx):
+    """Models exported with --output labels (ArgMax in the graph) skip the host-side argmax."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgeseg.card import ModelCard
+
+    logits_model = onnx.load(tiny_onnx())
+    graph = logits_model.graph
+    graph.node.append(helper.make_node("ArgMax", ["logits"], ["ids"], axis=1, keepdims=0))
+    graph.node.append(helper.make_node("Cast", ["ids"], ["labels"], to=TensorProto.UINT8))
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info("labels", TensorProto.UINT8, [1, 32, 48]))
+    props = {p.key: p.value for p in logits_model.metadata_props}
+    card = ModelCard.from_metadata_props(props).replace(output="labels")
+    del logits_model.metadata_props[:]
+    for k, v in card.to_metadata_props().items():
+        logits_model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    onnx.save(logits_model, tmp_path / "labels.onnx")
+    write_images(tmp_path / "imgs", [(30, 41), (64, 64)])
+    reference = Segmenter(tiny_onnx())
+    results = list(Pipeline(Segmenter(tmp_path / "labels.onnx"), ImageSource(tmp_path / "imgs")).stream())
+    for r in results:
+        np.testing.assert_array_equal(r.labels, reference.infer(r.frame))
+        assert r.histogram.sum() == r.frame.shape[0] * r.frame.shape[1]
