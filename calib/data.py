@@ -233,20 +233,16 @@ def from_synth(card: ModelCard, n: int, seed: int) -> CalibrationSet:
     gen_seed = SYNTH_SEED_OFFSET + seed
     gen = SceneGenerator(h, w, seed=gen_seed)
     pool = POOL_FACTOR * n
-    cache: dict[int, np.ndarray] = {}
-    presence = []
-    for i in range(pool):
-        rgb, mask = gen.scene(i)
-        presence.append(_class_pixels(mask, len(SYNTH_CLASSES)))
-        cache[i] = rgb
+    presence = [_class_pixels(gen.scene(i)[1], len(SYNTH_CLASSES)) for i in range(pool)]
     chosen, covered = stratified_pick(presence, n, list(range(pool)))
-    images = [cache[k] for k in chosen]
+    # scenes are pure functions of (seed, index): re-render the chosen ones on demand instead of
+    # holding the whole pool in memory (4N full-size frames)
     version = getattr(synth_mod, "GENERATOR_VERSION", 1)  # regenerate stats if the generator changes
     return CalibrationSet(
         spec="synth",
         kind="synth",
         names=[f"synth#{gen_seed}/{k}" for k in chosen],
-        loader=lambda i: images[i],
+        loader=lambda i: gen.scene(chosen[i])[0],
         listing_hash=_hash(["synth", gen_seed, h, w, pool, version]),
         seed=seed,
         classes_covered=covered,
