@@ -295,7 +295,7 @@ def gated_quantize(
         if result.passed:
             _record(result)
             return result
-        if not ranking:
+        if not ranking and max_fallback_layers != 0:
             ranking = rank_sensitivity(
                 form,
                 model_path,
@@ -312,7 +312,7 @@ def gated_quantize(
         limit = len(ranking) if max_fallback_layers is None else max_fallback_layers
         if not remaining or len(excluded) >= limit:
             _record(result)
-            tried = ", ".join(f"{len(a.excluded)} float: -{a.drop_points:.2f}" for a in attempts)
+            tried = ", ".join(f"{len(a.excluded)} in float: drop {a.drop_points:.2f}" for a in attempts)
             raise GateFailed(
                 f"INT8 {form} loses {drop:.2f} mIoU points (limit {max_drop:.2f}) even with "
                 f"{len(excluded)} layer(s) in float [{tried}]; raise --max-miou-drop, calibrate with more "
