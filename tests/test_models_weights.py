@@ -121,3 +121,18 @@ def test_vgg16_classifier_becomes_fc6_fc7(tmp_path):
     assert torch.equal(model.head[0].weight.flatten(1), vgg.classifier[0].weight)
     assert torch.equal(model.head[3].weight.flatten(1), vgg.classifier[3].weight)
     assert torch.equal(model.backbone.body.features[28].weight, vgg.features[28].weight)
+
+
+def test_legacy_torchvision_densenet_keys_are_renamed(tmp_path):
+    """torchvision's published densenet121 file uses 'norm.1' style keys; they must load too."""
+    import re
+
+    torch.manual_seed(0)
+    state = tvm.densenet121(weights=None).state_dict()
+    legacy = {re.sub(r"(denselayer\d+\.(?:norm|conv))([12])\.", r"\1.\2.", k): v for k, v in state.items()}
+    assert "features.denseblock1.denselayer1.norm.1.weight" in legacy
+    path = tmp_path / "densenet121-legacy.pth"
+    torch.save(legacy, path)
+    model = create_model("denseaspp", num_classes=3, backbone="densenet121", weights=path)
+    got = model.backbone.body.state_dict()["features.denseblock3.denselayer7.conv2.weight"]
+    assert torch.equal(got, state["features.denseblock3.denselayer7.conv2.weight"])

@@ -13,6 +13,7 @@ Anything that does not fit fails with one line naming the first offending key.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,14 @@ def _as_state_dict(raw: Any, path: Path) -> dict[str, torch.Tensor]:
             raw = raw[key]
     if not isinstance(raw, dict) or not raw or not all(isinstance(v, torch.Tensor) for v in raw.values()):
         raise EdgesegError(f"{path} is neither an edgeseg checkpoint nor a state_dict of tensors")
-    return {k.removeprefix("module."): v for k, v in raw.items()}
+    return {_LEGACY_DENSENET.sub(r"\1\2", k.removeprefix("module.")): v for k, v in raw.items()}
+
+
+# torchvision's published DenseNet files predate its module names: "denselayer1.norm.1.weight" is
+# today's "denselayer1.norm1.weight" (torchvision renames them the same way when it loads them).
+_LEGACY_DENSENET = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
 
 
 def _check_shapes(
