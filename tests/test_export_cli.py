@@ -117,3 +117,20 @@ def test_fp16_flag_writes_checked_fp16_copy(small_model, _isolated_workdir: Path
     data = json.loads(r.output[r.output.index("{") :])
     assert data["fp16"]["path"].endswith(f"{small_model}.fp16.onnx")
     assert data["fp16"]["agreement"] >= 0.995
+
+
+def test_parity_failure_prints_evidence_and_writes_nothing(monkeypatch, _isolated_workdir: Path):
+    """A net whose trace differs from eager PyTorch: the command fails in one line after the report."""
+    from edgeseg.export import onnx_export
+    from test_export import BranchyNet, make_card, seeded
+
+    def fake_source(model, *, root, weights=None):
+        return onnx_export.ExportSource(seeded(BranchyNet()), make_card(), "test net")
+
+    monkeypatch.setattr(onnx_export, "resolve_source", fake_source)
+    r = run("branchy", "--parity-scenes", "1")
+    line = one_line_error(r)
+    assert "parity check failed" in line and "nothing was written" in line
+    assert "TensorRT compatibility" in r.output and "FAIL" in r.output
+    assert not (_isolated_workdir / "tinyseg" / "tinyseg.onnx").exists()
+    assert not (_isolated_workdir / "tinyseg" / "tinyseg.card.json").exists()
