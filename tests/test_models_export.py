@@ -70,14 +70,25 @@ def test_every_model_exports_and_onnxruntime_matches(name, tmp_path):
     _check(name, _light(name), tmp_path)
 
 
-def test_image_pooling_exports_as_global_average_pool(tmp_path):
+@pytest.mark.parametrize("name", ["deeplabv3plus", "fpn"])
+def test_pooling_and_resize_export_in_the_engine_friendly_form(name, tmp_path):
+    """Image pooling -> GlobalAveragePool; every Resize takes `sizes` (not scales); bilinear is half_pixel."""
     import onnx
+    from onnx import helper
 
-    model = create_model("deeplabv3plus", num_classes=3, backbone="resnet18").eval()
-    path = tmp_path / "d.onnx"
+    model = create_model(name, num_classes=3, backbone="resnet18").eval()
+    path = tmp_path / "m.onnx"
     _export(model, path, (40, 56))
-    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
-    assert "GlobalAveragePool" in ops and "Resize" in ops
+    nodes = onnx.load(str(path)).graph.node
+    resizes = [n for n in nodes if n.op_type == "Resize"]
+    assert resizes
+    for node in resizes:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        assert len(node.input) == 4 and node.input[3] and not node.input[2]  # sizes, no scales
+        if attrs["mode"] == b"linear":
+            assert attrs["coordinate_transformation_mode"] == b"half_pixel"  # align_corners=False
+    if name == "deeplabv3plus":
+        assert any(n.op_type == "GlobalAveragePool" for n in nodes)
 
 
 @pytest.mark.slow
