@@ -95,3 +95,12 @@ def test_models_command_unknown_name_is_one_line_error():
     err = res.stderr.split("TORCH=")[0].strip()
     assert err.startswith("error: unknown model 'deeplab'") and "deeplabv3plus" in err
     assert "Traceback" not in res.stderr
+
+
+def test_models_command_one_model_lists_backbones_and_options():
+    res = _run("models", "deeplabv3plus")
+    assert res.returncode == 0, res.stderr
+    for backbone in ("resnet50 *", "resnet101", "mobilenet_v3_large", "xception65"):
+        assert backbone in res.stdout
+    assert "output_stride=16" in res.stdout
+    assert "fcn8s" not in res.stdout

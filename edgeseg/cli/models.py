@@ -63,3 +63,6 @@ def register(app: typer.Typer) -> None:
         else:
             notes += "; --all lists every backbone"
         console.print(notes, style="dim")
+        if name is not None and rows[0]["options"]:
+            opts = ", ".join(f"{k}={v}" for k, v in rows[0]["options"].items())
+            console.print(f"options (edgeseg train {name} -o key=value): {opts}", style="dim")

@@ -40,6 +40,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Long, Shelhamer & Darrell, Fully Convolutional Networks for Semantic Segmentation, CVPR 2015",
         "cite": "Long 2015",
         "summary": "FCN-32s: score the stride-32 map, one 32x learnable bilinear upsampling.",
+        "options": {},
     },
     {
         "model": "fcn32s",
@@ -52,6 +53,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Long, Shelhamer & Darrell, Fully Convolutional Networks for Semantic Segmentation, CVPR 2015",
         "cite": "Long 2015",
         "summary": "FCN-32s: score the stride-32 map, one 32x learnable bilinear upsampling.",
+        "options": {},
     },
     {
         "model": "fcn32s",
@@ -64,6 +66,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Long, Shelhamer & Darrell, Fully Convolutional Networks for Semantic Segmentation, CVPR 2015",
         "cite": "Long 2015",
         "summary": "FCN-32s: score the stride-32 map, one 32x learnable bilinear upsampling.",
+        "options": {},
     },
     {
         "model": "fcn32s",
@@ -76,6 +79,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Long, Shelhamer & Darrell, Fully Convolutional Networks for Semantic Segmentation, CVPR 2015",
         "cite": "Long 2015",
         "summary": "FCN-32s: score the stride-32 map, one 32x learnable bilinear upsampling.",
+        "options": {},
     },
     {
         "model": "fcn32s",
@@ -88,6 +92,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Long, Shelhamer & Darrell, Fully Convolutional Networks for Semantic Segmentation, CVPR 2015",
         "cite": "Long 2015",
         "summary": "FCN-32s: score the stride-32 map, one 32x learnable bilinear upsampling.",
+        "options": {},
     },
     {
         "model": "fcn32s",
@@ -100,6 +105,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Long, Shelhamer & Darrell, Fully Convolutional Networks for Semantic Segmentation, CVPR 2015",
         "cite": "Long 2015",
         "summary": "FCN-32s: score the stride-32 map, one 32x learnable bilinear upsampling.",
+        "options": {},
     },
     {
         "model": "fcn16s",
@@ -112,6 +118,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Long, Shelhamer & Darrell, Fully Convolutional Networks for Semantic Segmentation, CVPR 2015",
         "cite": "Long 2015",
         "summary": "FCN-16s: FCN-32s plus a zero-initialised pool4 skip, 16x upsampling.",
+        "options": {},
     },
     {
         "model": "fcn16s",
@@ -124,6 +131,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Long, Shelhamer & Darrell, Fully Convolutional Networks for Semantic Segmentation, CVPR 2015",
         "cite": "Long 2015",
         "summary": "FCN-16s: FCN-32s plus a zero-initialised pool4 skip, 16x upsampling.",
+        "options": {},
     },
     {
         "model": "fcn16s",
@@ -136,6 +144,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Long, Shelhamer & Darrell, Fully Convolutional Networks for Semantic Segmentation, CVPR 2015",
         "cite": "Long 2015",
         "summary": "FCN-16s: FCN-32s plus a zero-initialised pool4 skip, 16x upsampling.",
+        "options": {},
     },
     {
         "model": "fcn16s",
@@ -148,6 +157,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Long, Shelhamer & Darrell, Fully Convolutional Networks for Semantic Segmentation, CVPR 2015",
         "cite": "Long 2015",
         "summary": "FCN-16s: FCN-32s plus a zero-initialised pool4 skip, 16x upsampling.",
+        "options": {},
     },
     {
         "model": "fcn16s",
@@ -160,6 +170,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Long, Shelhamer & Darrell, Fully Convolutional Networks for Semantic Segmentation, CVPR 2015",
         "cite": "Long 2015",
         "summary": "FCN-16s: FCN-32s plus a zero-initialised pool4 skip, 16x upsampling.",
+        "options": {},
     },
     {
         "model": "fcn16s",
@@ -172,6 +183,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Long, Shelhamer & Darrell, Fully Convolutional Networks for Semantic Segmentation, CVPR 2015",
         "cite": "Long 2015",
         "summary": "FCN-16s: FCN-32s plus a zero-initialised pool4 skip, 16x upsampling.",
+        "options": {},
     },
     {
         "model": "fcn8s",
@@ -184,6 +196,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Long, Shelhamer & Darrell, Fully Convolutional Networks for Semantic Segmentation, CVPR 2015",
         "cite": "Long 2015",
         "summary": "FCN-8s: pool4 and pool3 skips (zero-initialised), 8x upsampling.",
+        "options": {},
     },
     {
         "model": "fcn8s",
@@ -196,6 +209,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Long, Shelhamer & Darrell, Fully Convolutional Networks for Semantic Segmentation, CVPR 2015",
         "cite": "Long 2015",
         "summary": "FCN-8s: pool4 and pool3 skips (zero-initialised), 8x upsampling.",
+        "options": {},
     },
     {
         "model": "fcn8s",
@@ -208,6 +222,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Long, Shelhamer & Darrell, Fully Convolutional Networks for Semantic Segmentation, CVPR 2015",
         "cite": "Long 2015",
         "summary": "FCN-8s: pool4 and pool3 skips (zero-initialised), 8x upsampling.",
+        "options": {},
     },
     {
         "model": "fcn8s",
@@ -220,6 +235,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Long, Shelhamer & Darrell, Fully Convolutional Networks for Semantic Segmentation, CVPR 2015",
         "cite": "Long 2015",
         "summary": "FCN-8s: pool4 and pool3 skips (zero-initialised), 8x upsampling.",
+        "options": {},
     },
     {
         "model": "fcn8s",
@@ -232,6 +248,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Long, Shelhamer & Darrell, Fully Convolutional Networks for Semantic Segmentation, CVPR 2015",
         "cite": "Long 2015",
         "summary": "FCN-8s: pool4 and pool3 skips (zero-initialised), 8x upsampling.",
+        "options": {},
     },
     {
         "model": "fcn8s",
@@ -244,6 +261,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Long, Shelhamer & Darrell, Fully Convolutional Networks for Semantic Segmentation, CVPR 2015",
         "cite": "Long 2015",
         "summary": "FCN-8s: pool4 and pool3 skips (zero-initialised), 8x upsampling.",
+        "options": {},
     },
     {
         "model": "fcn8s_lite",
@@ -256,6 +274,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "edgeseg design notes (FCN-8 concat variant, after Long et al. 2015)",
         "cite": "edgeseg design",
         "summary": "Small FCN-8 with concatenation fusion, for edge devices.",
+        "options": {"width": 1.0},
     },
     {
         "model": "deeplabv3plus",
@@ -268,6 +287,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Chen et al., Encoder-Decoder with Atrous Separable Convolution, ECCV 2018",
         "cite": "Chen 2018",
         "summary": "DeepLabV3+: ASPP + stride-4 decoder.",
+        "options": {"output_stride": 16},
     },
     {
         "model": "deeplabv3plus",
@@ -280,6 +300,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Chen et al., Encoder-Decoder with Atrous Separable Convolution, ECCV 2018",
         "cite": "Chen 2018",
         "summary": "DeepLabV3+: ASPP + stride-4 decoder.",
+        "options": {"output_stride": 16},
     },
     {
         "model": "deeplabv3plus",
@@ -292,6 +313,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Chen et al., Encoder-Decoder with Atrous Separable Convolution, ECCV 2018",
         "cite": "Chen 2018",
         "summary": "DeepLabV3+: ASPP + stride-4 decoder.",
+        "options": {"output_stride": 16},
     },
     {
         "model": "deeplabv3plus",
@@ -304,6 +326,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Chen et al., Encoder-Decoder with Atrous Separable Convolution, ECCV 2018",
         "cite": "Chen 2018",
         "summary": "DeepLabV3+: ASPP + stride-4 decoder.",
+        "options": {"output_stride": 16},
     },
     {
         "model": "deeplabv3plus",
@@ -316,6 +339,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Chen et al., Encoder-Decoder with Atrous Separable Convolution, ECCV 2018",
         "cite": "Chen 2018",
         "summary": "DeepLabV3+: ASPP + stride-4 decoder.",
+        "options": {"output_stride": 16},
     },
     {
         "model": "deeplabv3plus",
@@ -328,6 +352,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Chen et al., Encoder-Decoder with Atrous Separable Convolution, ECCV 2018",
         "cite": "Chen 2018",
         "summary": "DeepLabV3+: ASPP + stride-4 decoder.",
+        "options": {"output_stride": 16},
     },
     {
         "model": "deeplabv3",
@@ -340,6 +365,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Chen et al., Rethinking Atrous Convolution for Semantic Image Segmentation, arXiv 2017",
         "cite": "Chen 2017",
         "summary": "DeepLabV3: ASPP head, bilinear upsampling from the output stride.",
+        "options": {"output_stride": 16},
     },
     {
         "model": "deeplabv3",
@@ -352,6 +378,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Chen et al., Rethinking Atrous Convolution for Semantic Image Segmentation, arXiv 2017",
         "cite": "Chen 2017",
         "summary": "DeepLabV3: ASPP head, bilinear upsampling from the output stride.",
+        "options": {"output_stride": 16},
     },
     {
         "model": "deeplabv3",
@@ -364,6 +391,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Chen et al., Rethinking Atrous Convolution for Semantic Image Segmentation, arXiv 2017",
         "cite": "Chen 2017",
         "summary": "DeepLabV3: ASPP head, bilinear upsampling from the output stride.",
+        "options": {"output_stride": 16},
     },
     {
         "model": "deeplabv3",
@@ -376,6 +404,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Chen et al., Rethinking Atrous Convolution for Semantic Image Segmentation, arXiv 2017",
         "cite": "Chen 2017",
         "summary": "DeepLabV3: ASPP head, bilinear upsampling from the output stride.",
+        "options": {"output_stride": 16},
     },
     {
         "model": "deeplabv3",
@@ -388,6 +417,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Chen et al., Rethinking Atrous Convolution for Semantic Image Segmentation, arXiv 2017",
         "cite": "Chen 2017",
         "summary": "DeepLabV3: ASPP head, bilinear upsampling from the output stride.",
+        "options": {"output_stride": 16},
     },
     {
         "model": "deeplabv3",
@@ -400,6 +430,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Chen et al., Rethinking Atrous Convolution for Semantic Image Segmentation, arXiv 2017",
         "cite": "Chen 2017",
         "summary": "DeepLabV3: ASPP head, bilinear upsampling from the output stride.",
+        "options": {"output_stride": 16},
     },
     {
         "model": "fpn",
@@ -412,6 +443,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Kirillov et al., Panoptic Feature Pyramid Networks, CVPR 2019",
         "cite": "Kirillov 2019",
         "summary": "Semantic FPN: top-down pyramid, all levels summed at stride 4.",
+        "options": {},
     },
     {
         "model": "fpn",
@@ -424,6 +456,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Kirillov et al., Panoptic Feature Pyramid Networks, CVPR 2019",
         "cite": "Kirillov 2019",
         "summary": "Semantic FPN: top-down pyramid, all levels summed at stride 4.",
+        "options": {},
     },
     {
         "model": "fpn",
@@ -436,6 +469,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Kirillov et al., Panoptic Feature Pyramid Networks, CVPR 2019",
         "cite": "Kirillov 2019",
         "summary": "Semantic FPN: top-down pyramid, all levels summed at stride 4.",
+        "options": {},
     },
     {
         "model": "fpn",
@@ -448,6 +482,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Kirillov et al., Panoptic Feature Pyramid Networks, CVPR 2019",
         "cite": "Kirillov 2019",
         "summary": "Semantic FPN: top-down pyramid, all levels summed at stride 4.",
+        "options": {},
     },
     {
         "model": "fpn",
@@ -460,6 +495,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Kirillov et al., Panoptic Feature Pyramid Networks, CVPR 2019",
         "cite": "Kirillov 2019",
         "summary": "Semantic FPN: top-down pyramid, all levels summed at stride 4.",
+        "options": {},
     },
     {
         "model": "fpn",
@@ -472,6 +508,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Kirillov et al., Panoptic Feature Pyramid Networks, CVPR 2019",
         "cite": "Kirillov 2019",
         "summary": "Semantic FPN: top-down pyramid, all levels summed at stride 4.",
+        "options": {},
     },
     {
         "model": "denseaspp",
@@ -484,6 +521,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Yang et al., DenseASPP for Semantic Segmentation in Street Scenes, CVPR 2018",
         "cite": "Yang 2018",
         "summary": "DenseASPP: densely connected atrous layers (rates 3-24) on a dilated trunk.",
+        "options": {"output_stride": 8},
     },
     {
         "model": "denseaspp",
@@ -496,6 +534,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Yang et al., DenseASPP for Semantic Segmentation in Street Scenes, CVPR 2018",
         "cite": "Yang 2018",
         "summary": "DenseASPP: densely connected atrous layers (rates 3-24) on a dilated trunk.",
+        "options": {"output_stride": 8},
     },
     {
         "model": "denseaspp",
@@ -508,6 +547,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Yang et al., DenseASPP for Semantic Segmentation in Street Scenes, CVPR 2018",
         "cite": "Yang 2018",
         "summary": "DenseASPP: densely connected atrous layers (rates 3-24) on a dilated trunk.",
+        "options": {"output_stride": 8},
     },
     {
         "model": "denseaspp",
@@ -520,6 +560,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Yang et al., DenseASPP for Semantic Segmentation in Street Scenes, CVPR 2018",
         "cite": "Yang 2018",
         "summary": "DenseASPP: densely connected atrous layers (rates 3-24) on a dilated trunk.",
+        "options": {"output_stride": 8},
     },
     {
         "model": "denseaspp",
@@ -532,6 +573,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Yang et al., DenseASPP for Semantic Segmentation in Street Scenes, CVPR 2018",
         "cite": "Yang 2018",
         "summary": "DenseASPP: densely connected atrous layers (rates 3-24) on a dilated trunk.",
+        "options": {"output_stride": 8},
     },
     {
         "model": "unet",
@@ -544,6 +586,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Ronneberger, Fischer & Brox, U-Net, MICCAI 2015",
         "cite": "Ronneberger 2015",
         "summary": "U-Net: four-level encoder-decoder with concatenation skips (classic or ResNet encoder).",
+        "options": {},
     },
     {
         "model": "unet",
@@ -556,6 +599,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Ronneberger, Fischer & Brox, U-Net, MICCAI 2015",
         "cite": "Ronneberger 2015",
         "summary": "U-Net: four-level encoder-decoder with concatenation skips (classic or ResNet encoder).",
+        "options": {},
     },
     {
         "model": "unet",
@@ -568,6 +612,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Ronneberger, Fischer & Brox, U-Net, MICCAI 2015",
         "cite": "Ronneberger 2015",
         "summary": "U-Net: four-level encoder-decoder with concatenation skips (classic or ResNet encoder).",
+        "options": {},
     },
     {
         "model": "unet",
@@ -580,6 +625,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Ronneberger, Fischer & Brox, U-Net, MICCAI 2015",
         "cite": "Ronneberger 2015",
         "summary": "U-Net: four-level encoder-decoder with concatenation skips (classic or ResNet encoder).",
+        "options": {},
     },
     {
         "model": "unet",
@@ -592,6 +638,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Ronneberger, Fischer & Brox, U-Net, MICCAI 2015",
         "cite": "Ronneberger 2015",
         "summary": "U-Net: four-level encoder-decoder with concatenation skips (classic or ResNet encoder).",
+        "options": {},
     },
     {
         "model": "unet",
@@ -604,5 +651,6 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Ronneberger, Fischer & Brox, U-Net, MICCAI 2015",
         "cite": "Ronneberger 2015",
         "summary": "U-Net: four-level encoder-decoder with concatenation skips (classic or ResNet encoder).",
+        "options": {},
     },
 )

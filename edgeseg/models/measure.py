@@ -11,6 +11,7 @@ multiply-accumulate of convolutions and matmuls (resizes, pooling and activation
 from __future__ import annotations
 
 import argparse
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +56,20 @@ def rows() -> list[dict[str, Any]]:
                     "paper": spec.paper,
                     "cite": spec.cite,
                     "summary": spec.summary,
+                    "options": _options(spec),
                 }
             )
     return out
+
+
+def _options(spec: Any) -> dict[str, Any]:
+    """Builder options beyond num_classes/backbone, with their defaults (shown by `edgeseg models NAME`)."""
+    skip = ("num_classes", "backbone")
+    return {
+        p.name: p.default
+        for p in inspect.signature(spec.builder).parameters.values()
+        if p.name not in skip and p.default is not inspect.Parameter.empty
+    }
 
 
 def render(data: list[dict[str, Any]]) -> str:
