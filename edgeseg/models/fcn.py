@@ -104,7 +104,8 @@ class FCN8sLite(nn.Module):
     Five conv/BN/ReLU/max-pool stages (96 | 256 | 384-384-256 | 512-512 | num_classes), so stride 32
     already holds class scores. At stride 8 it concatenates pool3, the 2x-upsampled stage-4 output
     and the 4x-upsampled scores, then transposed convs 4x and 2x back to full resolution and a 7x7
-    classifier. All upsampling is bilinear-initialised transposed conv (depthwise for the wide maps).
+    classifier. The fusion upsamplers are bilinear-initialised depthwise transposed convs; the decoder
+    ones change width, so they start from the default (Kaiming) init.
     At full width it is ~10M parameters but ~420 GFLOPs at 512x1024 (wide 3x3 convs at strides 2-8);
     `width` scales the trunk channels (0.5: 3.5M params, 152 GFLOPs; the decoder stays full width).
     """
