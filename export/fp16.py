@@ -3,10 +3,15 @@
 onnxconverter-common's `convert_float_to_float16` converts weights and activations to FP16 while
 keeping FP32 graph inputs/outputs (`keep_io_types`), so callers and preprocessing do not change.
 Ops that are numerically unsafe in FP16 or lack FP16 kernels in ONNX Runtime stay FP32 behind
-Casts (`FP32_OPS`): the converter's own default block list (which already includes Resize, TopK,
-Min/Max, Range, CumSum), plus reductions/normalisers that overflow or lose precision in FP16
-(Softmax, LogSoftmax, ReduceMean/Sum/L2, Exp/Log/Pow, GlobalAveragePool over large maps) and ArgMax
-(ONNX Runtime's CPU ArgMax has no FP16 kernel; ArgMax of FP32 logits is also exact).
+Casts (`fp32_ops()`): the converter's own default block list (TopK, Min/Max, Range, CumSum, ...),
+plus reductions/normalisers that overflow or lose precision in FP16 (Softmax, LogSoftmax,
+ReduceMean/Sum/L2, Exp/Log/Pow, GlobalAveragePool over large maps) and ArgMax (ONNX Runtime's CPU
+ArgMax has no FP16 kernel; ArgMax of FP32 logits is also exact).
+
+Resize/Upsample are taken OUT of the converter's default block list: a segmentation net's final
+resize produces its largest tensor (C x H x W logits at full resolution), which FP32 would double in
+bytes and wrap in Casts; bilinear/nearest interpolation is a convex combination, so it cannot
+overflow in FP16, and ONNX Runtime's CPU Resize (1.32) and TensorRT both run it in FP16.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from edgeseg.lazy import require
 
 FP16_AGREEMENT = 0.995  # argmax agreement FP16 vs FP32 on ONNX Runtime required to keep the FP16 file
 
+FP16_SAFE_OPS = ("Resize", "Upsample")  # removed from the converter's default block list (see above)
 EXTRA_FP32_OPS = (
     "Softmax",
     "LogSoftmax",
@@ -47,7 +53,7 @@ FLOAT, FLOAT16 = 1, 10
 def fp32_ops() -> list[str]:
     """The op types kept in FP32: the converter's default block list plus ours."""
     float16 = require("onnxconverter_common.float16", purpose="FP16 conversion")
-    return sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(EXTRA_FP32_OPS))
+    return sorted((set(float16.DEFAULT_OP_BLOCK_LIST) - set(FP16_SAFE_OPS)) | set(EXTRA_FP32_OPS))
 
 
 def _restore_fp32_outputs(model: Any, original_types: dict[str, int]) -> int:

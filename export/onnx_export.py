@@ -209,9 +209,9 @@ def export_onnx(
     """Export a torch segmentation net (or an edgeseg checkpoint path) to `out_path` + `.card.json`.
 
     `simplify`: True (onnxsim, then onnxslim on static graphs when it removes more nodes), "onnxsim",
-    "onnxslim", or False. The ONNX is committed only if the
-    parity check (argmax agreement >= 99.9%) passes and TensorRT would accept every op (unless
-    `allow_trt_errors`); otherwise ExportCheckError is raised and nothing is written.
+    "onnxslim", or False. The ONNX is committed only if the parity check (argmax agreement >= 99.9%)
+    passes and TensorRT would accept every op (unless `allow_trt_errors`); otherwise
+    ExportCheckError is raised and nothing is written.
     """
     onnx = require("onnx")
     step = on_step or (lambda _msg: None)

@@ -68,10 +68,13 @@ def test_fp16_keeps_fp32_io_and_agrees_with_fp32(exports, tmp_path):
     assert len(fp16_weights) >= 5  # the convs really are FP16
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
-    # the net ends in a Resize (kept FP32): the converter's stray FP16 output cast must be gone
     producers = {o: n for n in model.graph.node for o in n.output}
     last = producers[model.graph.output[0].name]
     assert not (last.op_type == "Cast" and graph.attributes(last)["to"] == onnx.TensorProto.FLOAT16)
+    resize_in = [producers[n.input[0]] for n in model.graph.node if n.op_type == "Resize"]
+    assert resize_in and all(p.op_type != "Cast" for p in resize_in)  # Resize runs in FP16, no Cast in front
+    pool = next(n for n in model.graph.node if n.op_type == "GlobalAveragePool")
+    assert producers[pool.input[0]].op_type == "Cast"  # kept FP32
     seg = Segmenter(out)
     assert seg.card.precision == "fp16" and seg.card.classes == exports_card_classes(exports[0])
     frame = np.full((50, 70, 3), 90, np.uint8)
@@ -116,3 +119,23 @@ def test_fp16_input_errors_are_one_line(exports, tmp_path):
     fp16 = to_fp16(exports[0], tmp_path / "once.onnx")
     with pytest.raises(EdgesegError, match="already fp16"):
         to_fp16(fp16, tmp_path / "twice.onnx")
+
+
+def test_graph_ending_in_an_fp32_op_keeps_fp32_output(tiny_onnx, tmp_path):
+    """onnxconverter-common casts a blocked last node's output to FP16 despite keep_io_types; we undo it."""
+    import onnxruntime as ort
+    from onnx import helper
+
+    model = graph.load_onnx(tiny_onnx(num_classes=3, size=(8, 8)))
+    model.graph.node[0].output[0] = "conv_out"
+    model.graph.node.append(helper.make_node("Softmax", ["conv_out"], ["logits"], axis=1))
+    src = tmp_path / "soft.onnx"
+    onnx.save(model, str(src))
+    out = to_fp16(src, tmp_path / "soft.fp16.onnx")
+    converted = graph.load_onnx(out)
+    assert converted.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in converted.graph.initializer)
+    x = np.random.default_rng(0).normal(size=(1, 3, 8, 8)).astype(np.float32)
+    a = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    b = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    assert b.dtype == np.float32 and np.abs(a - b).max() < 1e-2

@@ -115,7 +115,7 @@ def export_command(
     if simplifier not in ("auto", "onnxsim", "onnxslim"):
         raise EdgesegError(f"--simplifier must be auto, onnxsim or onnxslim, got {simplifier!r}")
     root = resolve_workdir(workdir)
-    steps = 6 + int(fp16)
+    steps = 4 + int(fp16)  # export, simplify, TensorRT report, parity (+ FP16)
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
         console=err_console, transient=True,
