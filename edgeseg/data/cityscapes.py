@@ -78,9 +78,7 @@ def open_cityscapes(root: Path, split: str | None = None) -> FileDataset:
                 if (img_dir / city).is_dir()
                 else {}
             )
-            masks = (
-                files_by_stem(gt_dir / city, (".png",), strip=suffix) if (gt_dir / city).is_dir() else {}
-            )
+            masks = files_by_stem(gt_dir / city, (".png",), strip=suffix) if (gt_dir / city).is_dir() else {}
             items.extend(pair_by_stem(images, masks, f"{s}/{city}"))
     return FileDataset(
         root,
