@@ -189,12 +189,11 @@ def _paint_facades(fr: _Frame, lay: _Layout, rng: np.random.Generator) -> None:
         window = seg["window"][idx] * side.light
         mix = (win * fade[None])[..., None]
         colw = wall[None] + (window - wall)[None] * mix
-        sub_img = fr.img[r0:r1, cols]
-        sub_mask = fr.mask[r0:r1, cols]
-        sub_img[inside] = colw[inside]
-        sub_mask[inside] = BUILDING
-        fr.img[r0:r1, cols] = sub_img
-        fr.mask[r0:r1, cols] = sub_mask
+        # The columns are one contiguous run (depth is monotonic on each side), so views suffice.
+        c0, c1 = int(cols[0]), int(cols[-1]) + 1
+        assert c1 - c0 == cols.size
+        fr.img[r0:r1, c0:c1][inside] = colw[inside]
+        fr.mask[r0:r1, c0:c1][inside] = BUILDING
 
 
 def _poly(fr: _Frame, pts: list[tuple[float, float]], label: int, color: np.ndarray | None) -> None:
