@@ -267,3 +267,18 @@ def test_checkpoint_export_records_hash(tmp_path):
     save_checkpoint(ckpt, net.state_dict(), card)
     res = export_onnx(ckpt, tmp_path / "out" / "m.onnx", parity_frames=frames(1, (32, 32)))
     assert res.card.checkpoint_sha256 == sha256_file(ckpt) and res.source == str(ckpt)
+
+
+def test_dynamic_labels_export(net, tmp_path):
+    import onnxruntime as ort
+
+    res = do_export(net, tmp_path, dynamic=True, output="labels", parity_frames=frames(1, (40, 72)))
+    assert res.io["outputs"]["labels"] == ["batch", "height", "width"]
+    sess = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"])
+    for shape in [(1, 3, 32, 64), (2, 3, 64, 32)]:
+        x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            ref = net(x).argmax(1).numpy()
+        got = sess.run(None, {"input": x.numpy()})[0]
+        assert got.dtype == np.uint8 and got.shape == (shape[0], shape[2], shape[3])
+        assert (got == ref).mean() >= 0.999
