@@ -54,13 +54,17 @@ def load_raw(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        text = str(exc)
+        if "Unsupported global" in text:
             raise EdgesegError(
                 f"{path} contains pickled objects that are not safe to load; only state_dicts and "
                 "edgeseg checkpoints are accepted"
             ) from None
-        raise EdgesegError(f"cannot read checkpoint {path}: {msg}") from None
+        detail = next((ln.strip() for ln in text.splitlines() if "Unsupported" in ln), None)
+        detail = detail or (text.strip().splitlines()[0] if text.strip() else type(exc).__name__)
+        raise EdgesegError(
+            f"cannot read checkpoint {path}: corrupt or not a PyTorch file ({detail})"
+        ) from None
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -155,3 +155,27 @@ def test_corrupt_onnx_is_one_line_error(tmp_path):
     with pytest.raises(EdgesegError, match="don't know how to run"):
         (tmp_path / "x.txt").write_text("x")
         Segmenter(tmp_path / "x.txt")
+
+
+def test_checkpoint_errors_are_one_line(tmp_path):
+    pytest.importorskip("torch")
+    import pickle
+
+    from edgeseg.checkpoint import load_checkpoint
+
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"garbage junk data")
+    with pytest.raises(EdgesegError, match="corrupt or not a PyTorch file") as info:
+        load_checkpoint(junk)
+    assert "\n" not in str(info.value)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps({"a": Evil()}, protocol=2))
+    with pytest.raises(EdgesegError, match="not safe to load"):
+        load_checkpoint(evil)
+    with pytest.raises(EdgesegError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
