@@ -93,11 +93,13 @@ class SceneGenerator:
 
 
 def write_dataset(out_dir: str | Path, num_images: int, height: int, width: int, seed: int = TRAIN_SEED,
-                  progress=None, image_ext: str = ".png") -> Path:  # fmt: skip
+                  progress=None, image_ext: str = ".png", overwrite: bool = False) -> Path:  # fmt: skip
     """Write scenes 0..num_images-1 in the plain-folder layout (images/*, masks/*.png, classes.json).
 
     Images are lossless PNG by default (bit-exact with `SceneGenerator.scene`); ``image_ext=".jpg"``
-    makes them ~5x smaller at the cost of JPEG artefacts. Masks are always PNG.
+    makes them ~5x smaller at the cost of JPEG artefacts. Masks are always PNG. An existing
+    dataset is refused unless `overwrite`, which first deletes its scene files: a shorter rerun
+    must not leave stale pairs behind that would silently join the dataset.
     """
     from edgeseg.data.io import write_image, write_mask
     from edgeseg.data.plain import write_classes_file
@@ -108,6 +110,14 @@ def write_dataset(out_dir: str | Path, num_images: int, height: int, width: int,
         raise EdgesegError(f"image format must be .png or .jpg, got {image_ext!r}")
     out = Path(out_dir)
     gen = SceneGenerator(height, width, seed)
+    old = [p for sub in ("images", "masks") if (out / sub).is_dir() for p in (out / sub).iterdir()]
+    if old and not overwrite:
+        raise EdgesegError(
+            f"{out} already holds {len(old)} image/mask files; pick a new folder or overwrite (--force)"
+        )
+    for p in old:
+        if p.is_file() and p.name.startswith("scene_"):
+            p.unlink()
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     write_classes_file(out, SYNTH_CLASSES, SYNTH_PALETTE)
@@ -127,12 +137,13 @@ VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "VP80"}
 
 
 def write_video(out_path: str | Path, num_frames: int, height: int, width: int, seed: int = HELDOUT_SEED,
-                fps: float = 15.0, progress=None) -> tuple[Path, Path]:  # fmt: skip
+                fps: float = 15.0, progress=None, overwrite: bool = False) -> tuple[Path, Path]:  # fmt: skip
     """Write a drive as a video plus exact ground truth ``masks/<video stem>_000000.png``, one per frame.
 
     Returns (video path, masks folder). The video is lossy, the masks are exact; frame k of the file
     pairs with mask k, named as `edgeseg run --labels` pairs video frames (``<stem>_<index:06d>``).
-    The masks folder also gets a classes.json, so it reads like a dataset's masks.
+    The masks folder also gets a classes.json, so it reads like a dataset's masks. An existing
+    video (or masks of that stem) is refused unless `overwrite`, which deletes the old masks first.
     """
     from edgeseg.atomic import atomic_path
     from edgeseg.data.io import write_mask
@@ -148,27 +159,35 @@ def write_video(out_path: str | Path, num_frames: int, height: int, width: int, 
         raise EdgesegError(f"num_frames must be >= 1, got {num_frames}")
     gen = SceneGenerator(height, width, seed)
     masks_dir = video_masks_dir(out)
+    old = sorted(masks_dir.glob(f"{out.stem}_[0-9]*.png")) if masks_dir.is_dir() else []
+    if (out.exists() or old) and not overwrite:
+        raise EdgesegError(f"{out} (or its masks) already exists; pick a new name or overwrite (--force)")
+    for p in old:
+        p.unlink()
     masks_dir.mkdir(parents=True, exist_ok=True)
     write_classes_file(masks_dir, SYNTH_CLASSES, SYNTH_PALETTE)
     with atomic_path(out) as tmp:
         # VideoWriter picks the container from the suffix, so the temporary name must keep it.
         tmp_video = tmp.with_name(tmp.name + out.suffix)
-        writer = cv2.VideoWriter(
-            str(tmp_video), cv2.VideoWriter_fourcc(*codec), float(fps), (int(width), int(height))
-        )
-        if not writer.isOpened():
-            raise EdgesegError(f"this OpenCV build cannot write {codec!r} video to {out}")
         try:
-            for k, (rgb, mask) in enumerate(gen.video(int(num_frames), fps=fps)):
-                writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-                write_mask(masks_dir / f"{out.stem}_{k:06d}.png", mask)
-                if progress is not None:
-                    progress(k + 1)
+            writer = cv2.VideoWriter(
+                str(tmp_video), cv2.VideoWriter_fourcc(*codec), float(fps), (int(width), int(height))
+            )
+            if not writer.isOpened():
+                raise EdgesegError(f"this OpenCV build cannot write {codec!r} video to {out}")
+            try:
+                for k, (rgb, mask) in enumerate(gen.video(int(num_frames), fps=fps)):
+                    writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+                    write_mask(masks_dir / f"{out.stem}_{k:06d}.png", mask)
+                    if progress is not None:
+                        progress(k + 1)
+            finally:
+                writer.release()
+            if not tmp_video.exists() or tmp_video.stat().st_size == 0:
+                raise EdgesegError(f"OpenCV wrote no video data for {out}")
+            tmp_video.replace(tmp)
         finally:
-            writer.release()
-        if not tmp_video.exists() or tmp_video.stat().st_size == 0:
-            raise EdgesegError(f"OpenCV wrote no video data for {out}")
-        tmp_video.replace(tmp)
+            tmp_video.unlink(missing_ok=True)
     return out, masks_dir
 
 
