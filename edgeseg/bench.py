@@ -258,29 +258,9 @@ def to_json(results: list[BenchResult], cfg: BenchConfig, machine: dict) -> dict
 
 def plot(results: list[BenchResult], out_png: Path) -> Path:
     """FPS vs mIoU, one labelled point per artifact."""
-    from edgeseg.lazy import require
+    from edgeseg.plots import fps_vs_miou
 
-    matplotlib = require("matplotlib")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from edgeseg.atomic import atomic_path
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for r in results:
-        if r.fps is None or r.miou is None:
-            continue
-        ax.scatter(r.fps, r.miou * 100, s=60)
-        ax.annotate(r.label, (r.fps, r.miou * 100), textcoords="offset points", xytext=(6, 4), fontsize=8)
-    ax.set_xlabel("throughput (FPS)")
-    ax.set_ylabel("mIoU (%)")
-    ax.set_title("edgeseg bench: speed vs accuracy")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return out_png
+    return fps_vs_miou([(r.label, r.fps, r.miou) for r in results], out_png)
 
 
 # --- what to benchmark -----------------------------------------------------------------------------

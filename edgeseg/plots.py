@@ -83,3 +83,22 @@ def confusion_matrix(
         return _save(fig, Path(path))
     finally:
         plt.close(fig)
+
+
+def fps_vs_miou(points: Sequence[tuple[str, float | None, float | None]], path: str | Path) -> Path:
+    """Speed against accuracy, one labelled point per artifact (label, FPS, mIoU 0..1); used by bench and demo."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    try:
+        for label, fps, miou in points:
+            if fps is None or miou is None or miou != miou:
+                continue
+            ax.scatter(fps, miou * 100, s=60)
+            ax.annotate(label, (fps, miou * 100), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        ax.set_xlabel("throughput (FPS)")
+        ax.set_ylabel("mIoU (%)")
+        ax.set_title("speed vs accuracy")
+        ax.grid(alpha=0.3)
+        return _save(fig, Path(path))
+    finally:
+        plt.close(fig)
