@@ -126,16 +126,15 @@ def test_write_video_reads_back(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*tmp*"))  # atomic write left nothing behind
 
 
-def test_rewrites_need_overwrite_and_leave_no_stale_files(tmp_path: Path) -> None:
+def test_rewrites_leave_no_stale_files(tmp_path: Path) -> None:
     write_dataset(tmp_path / "ds", 4, 24, 32)
-    with pytest.raises(EdgesegError, match="already holds"):
-        write_dataset(tmp_path / "ds", 2, 24, 32)
-    write_dataset(tmp_path / "ds", 2, 24, 32, overwrite=True)
+    write_dataset(tmp_path / "ds", 2, 24, 32)
     assert len(open_dataset(tmp_path / "ds")) == 2
+    (tmp_path / "ds" / "images" / "holiday.jpg").write_bytes(b"x")
+    with pytest.raises(EdgesegError, match="not generated scenes"):
+        write_dataset(tmp_path / "ds", 2, 24, 32)
     write_video(tmp_path / "v.avi", 4, 24, 32)
-    with pytest.raises(EdgesegError, match="already exists"):
-        write_video(tmp_path / "v.avi", 2, 24, 32)
-    _, masks = write_video(tmp_path / "v.avi", 2, 24, 32, overwrite=True)
+    _, masks = write_video(tmp_path / "v.avi", 2, 24, 32)
     assert len(list(masks.glob("v_*.png"))) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "masks", "v.avi"]
 

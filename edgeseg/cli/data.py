@@ -49,7 +49,6 @@ def synth_cmd(
     ),
     frames: int = typer.Option(150, "--frames", help="Video length in frames (with --video)."),
     fps: float = typer.Option(15.0, "--fps", help="Video frame rate (with --video)."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing synthetic dataset/video there."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a summary."),
 ) -> None:
     """Generate procedural road scenes (plain-folder layout) or a video with ground-truth masks."""
@@ -59,9 +58,7 @@ def synth_cmd(
     if video:
         path = out / "synth.mp4" if out.suffix == "" else out
         with _progress(frames, "rendering video", not json_out) as progress:
-            video_path, masks = write_video(
-                path, frames, height, width, seed, fps=fps, progress=progress, overwrite=force
-            )
+            video_path, masks = write_video(path, frames, height, width, seed, fps=fps, progress=progress)
         result = {"video": str(video_path), "masks": str(masks), "frames": frames, "fps": fps}
     else:
         with _progress(num, "rendering scenes", not json_out) as progress:
@@ -73,7 +70,6 @@ def synth_cmd(
                 seed,
                 progress=progress,
                 image_ext=".jpg" if jpg else ".png",
-                overwrite=force,
             )
         result = {"dataset": str(root), "images": num}
     result.update({"height": height, "width": width, "seed": seed, "classes": SYNTH_CLASSES})

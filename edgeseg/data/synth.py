@@ -15,6 +15,7 @@ OpenCV; a 256x512 scene renders in a few milliseconds. Torch-free.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,13 +94,15 @@ class SceneGenerator:
 
 
 def write_dataset(out_dir: str | Path, num_images: int, height: int, width: int, seed: int = TRAIN_SEED,
-                  progress=None, image_ext: str = ".png", overwrite: bool = False) -> Path:  # fmt: skip
+                  progress=None, image_ext: str = ".png") -> Path:  # fmt: skip
     """Write scenes 0..num_images-1 in the plain-folder layout (images/*, masks/*.png, classes.json).
 
     Images are lossless PNG by default (bit-exact with `SceneGenerator.scene`); ``image_ext=".jpg"``
-    makes them ~5x smaller at the cost of JPEG artefacts. Masks are always PNG. An existing
-    dataset is refused unless `overwrite`, which first deletes its scene files: a shorter rerun
-    must not leave stale pairs behind that would silently join the dataset.
+    makes them ~5x smaller at the cost of JPEG artefacts. Masks are always PNG.
+
+    Rewriting replaces an earlier synthetic dataset completely (its scene files are deleted first,
+    so a shorter rerun leaves no stale pairs); a folder holding other files is refused. classes.json
+    is written last, so its presence marks a complete dataset.
     """
     from edgeseg.data.io import write_image, write_mask
     from edgeseg.data.plain import write_classes_file
@@ -111,16 +114,16 @@ def write_dataset(out_dir: str | Path, num_images: int, height: int, width: int,
     out = Path(out_dir)
     gen = SceneGenerator(height, width, seed)
     old = [p for sub in ("images", "masks") if (out / sub).is_dir() for p in (out / sub).iterdir()]
-    if old and not overwrite:
+    foreign = [p.name for p in old if not _SCENE_FILE.match(p.name)]
+    if foreign:
         raise EdgesegError(
-            f"{out} already holds {len(old)} image/mask files; pick a new folder or overwrite (--force)"
+            f"{out} holds files that are not generated scenes (e.g. {foreign[0]}); write to a new folder"
         )
+    (out / "classes.json").unlink(missing_ok=True)
     for p in old:
-        if p.is_file() and p.name.startswith("scene_"):
-            p.unlink()
+        p.unlink()
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
-    write_classes_file(out, SYNTH_CLASSES, SYNTH_PALETTE)
     for i in range(int(num_images)):
         rgb, mask = gen.scene(i)
         stem = f"scene_{i:06d}"
@@ -128,7 +131,11 @@ def write_dataset(out_dir: str | Path, num_images: int, height: int, width: int,
         write_mask(out / "masks" / f"{stem}.png", mask)
         if progress is not None:
             progress(i + 1)
+    write_classes_file(out, SYNTH_CLASSES, SYNTH_PALETTE)
     return out
+
+
+_SCENE_FILE = re.compile(r"^scene_\d{6,}\.(png|jpe?g)$")
 
 
 # OpenCV builds differ in their encoders; these FourCCs are written *and* read back by the
@@ -137,13 +144,13 @@ VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "VP80"}
 
 
 def write_video(out_path: str | Path, num_frames: int, height: int, width: int, seed: int = HELDOUT_SEED,
-                fps: float = 15.0, progress=None, overwrite: bool = False) -> tuple[Path, Path]:  # fmt: skip
+                fps: float = 15.0, progress=None) -> tuple[Path, Path]:  # fmt: skip
     """Write a drive as a video plus exact ground truth ``masks/<video stem>_000000.png``, one per frame.
 
     Returns (video path, masks folder). The video is lossy, the masks are exact; frame k of the file
     pairs with mask k, named as `edgeseg run --labels` pairs video frames (``<stem>_<index:06d>``).
-    The masks folder also gets a classes.json, so it reads like a dataset's masks. An existing
-    video (or masks of that stem) is refused unless `overwrite`, which deletes the old masks first.
+    The masks folder also gets a classes.json, so it reads like a dataset's masks. Rewriting a
+    video deletes its earlier masks first, so a shorter rerun leaves no stale frames to pair with.
     """
     from edgeseg.atomic import atomic_path
     from edgeseg.data.io import write_mask
@@ -159,11 +166,9 @@ def write_video(out_path: str | Path, num_frames: int, height: int, width: int, 
         raise EdgesegError(f"num_frames must be >= 1, got {num_frames}")
     gen = SceneGenerator(height, width, seed)
     masks_dir = video_masks_dir(out)
-    old = sorted(masks_dir.glob(f"{out.stem}_[0-9]*.png")) if masks_dir.is_dir() else []
-    if (out.exists() or old) and not overwrite:
-        raise EdgesegError(f"{out} (or its masks) already exists; pick a new name or overwrite (--force)")
-    for p in old:
-        p.unlink()
+    if masks_dir.is_dir():
+        for p in masks_dir.glob(f"{out.stem}_[0-9]*.png"):
+            p.unlink()
     masks_dir.mkdir(parents=True, exist_ok=True)
     write_classes_file(masks_dir, SYNTH_CLASSES, SYNTH_PALETTE)
     with atomic_path(out) as tmp:
