@@ -75,6 +75,22 @@ def test_exif_rotation_is_ignored(tmp_path: Path) -> None:
     assert read_image(tmp_path / "phone.jpg").shape == (H, W, 3)
 
 
+def test_plain_colour_coded_masks(tmp_path: Path) -> None:
+    masks = _plain(tmp_path, n=1)
+    ids = masks[0].copy()
+    ids[ids == 255] = 0
+    palette = [(0, 0, 0), (40, 0, 0), (80, 0, 0)]
+    colour = np.asarray(palette, np.uint8)[ids]
+    colour[5, 5], ids[5, 5] = (80, 0, 0), 2
+    _write_rgb(tmp_path / "masks" / "img0.png", colour)
+    _, mask = open_dataset(tmp_path)[0]
+    np.testing.assert_array_equal(mask, np.asarray(ids))
+    colour[1, 2] = (1, 2, 3)
+    _write_rgb(tmp_path / "masks" / "img0.png", colour)
+    with pytest.raises(EdgesegError, match=r"no class's colour: \(1, 2, 3\)"):
+        open_dataset(tmp_path)[0]
+
+
 def test_plain_classes_txt_with_and_without_colours(tmp_path: Path) -> None:
     _plain(tmp_path, txt=True)
     names, palette = read_classes_file(tmp_path)
@@ -127,6 +143,12 @@ def test_plain_broken_files(tmp_path: Path) -> None:
     with pytest.raises(EdgesegError, match=r"img2.png has label values 7 outside 0..2"):
         ds[2]
     _write_rgb(tmp_path / "masks" / "img2.png", _rgb(9))
+    with pytest.raises(EdgesegError, match="no class's colour"):
+        ds[2]
+    _write_gray(
+        tmp_path / "masks" / "img2.png",
+        np.full((H, W, 3), 1000, np.uint16) * np.arange(1, 4, dtype=np.uint16),
+    )
     with pytest.raises(EdgesegError, match="single-channel"):
         ds[2]
     (tmp_path / "masks" / "img2.png").write_bytes(b"")

@@ -39,6 +39,7 @@ class FileDataset:
         split: str | None = None,
         label_map: np.ndarray | None = None,
         raw_labels: int | None = None,
+        color_masks: bool = False,
     ) -> None:
         if not items:
             where = f" (split {split!r})" if split else ""
@@ -53,6 +54,7 @@ class FileDataset:
             raise ValueError("label_map must be a uint8 lookup table of 256 entries")
         self.label_map = label_map
         self.raw_labels = raw_labels  # with a label_map: raw ids must be < raw_labels (or 255)
+        self.color_masks = color_masks  # RGB masks are decoded through the palette
         self._hash: str | None = None
 
     @property
@@ -72,7 +74,7 @@ class FileDataset:
     def load_mask(self, i: int) -> np.ndarray:
         """The validated, remapped mask alone (class statistics need no image decoding)."""
         item = self.items[i]
-        mask = read_mask(item.mask)
+        mask = read_mask(item.mask, self.palette if self.color_masks else None)
         if self.label_map is not None:
             if self.raw_labels is not None:
                 self._check_labels(mask, item.mask, self.raw_labels, "raw label ids")

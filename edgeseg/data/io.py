@@ -34,8 +34,9 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
-    """Class ids uint8 HxW. Palette PNGs give their indices; multi-channel masks are refused."""
+def read_mask(path: str | os.PathLike[str], palette: list[tuple[int, int, int]] | None = None) -> np.ndarray:
+    """Class ids uint8 HxW. Palette PNGs give their indices; colour-coded (RGB) masks are mapped
+    through `palette` (class i = palette[i]) when one is given, and refused otherwise."""
     p = Path(path)
     data = _read_bytes(p)
     if data[:8] == b"\x89PNG\r\n\x1a\n" and _png_color_type(data) == 3:
@@ -50,6 +51,8 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
             and np.array_equal(mask[:, :, 1], mask[:, :, 2])
         ):
             mask = mask[:, :, 0]
+        elif palette is not None and mask.shape[2] in (3, 4) and mask.dtype == np.uint8:
+            return colors_to_ids(mask[:, :, 2::-1], palette, p)
         else:
             raise EdgesegError(
                 f"mask {p} has {mask.shape[2]} colour channels; masks must be single-channel class ids "
@@ -60,6 +63,23 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
             raise EdgesegError(f"mask {p} holds {mask.dtype} values outside 0..255; expected uint8 class ids")
         mask = mask.astype(np.uint8)
     return mask
+
+
+def colors_to_ids(rgb: np.ndarray, palette: list[tuple[int, int, int]], path: Path) -> np.ndarray:
+    """Map an RGB colour-coded mask to class ids; a colour not in the palette is an error."""
+    keys = np.asarray([(r << 16) | (g << 8) | b for r, g, b in palette], np.int64)
+    if len(set(keys.tolist())) != len(keys):
+        raise EdgesegError(f"cannot decode colour mask {path}: the class colours are not all distinct")
+    order = np.argsort(keys)
+    sorted_keys = keys[order]
+    flat = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    pos = np.clip(np.searchsorted(sorted_keys, flat), 0, len(keys) - 1)
+    known = sorted_keys[pos] == flat
+    if not known.all():
+        bad = np.unique(flat[~known])[:3]
+        shown = ", ".join(str(((int(k) >> 16) & 255, (int(k) >> 8) & 255, int(k) & 255)) for k in bad)
+        raise EdgesegError(f"colour mask {path} has colours that are no class's colour: {shown}")
+    return order[pos].astype(np.uint8)
 
 
 def write_image(path: str | os.PathLike[str], rgb: np.ndarray, *, quality: int = 95) -> None:

@@ -5,7 +5,8 @@ Layout::
     root/classes.json      {"classes": [{"name": "road", "color": [128, 64, 128]}, ...]}
       or root/classes.txt  one class per line: ``name`` or ``name R G B``
     root/images/*.jpg|png  RGB images
-    root/masks/*.png       single-channel class ids (255 = ignore), same stem and size as the image
+    root/masks/*.png       single-channel class ids (255 = ignore), same stem and size as the image,
+                           or RGB masks in the classes' colours (every colour must be a class colour)
 
 Splits: ``root/<split>/images`` + ``root/<split>/masks`` if present, else a stem list
 ``root/<split>.txt`` (or ``root/splits/<split>.txt``), else a fixed 90/10 train/val split by a hash
@@ -176,4 +177,4 @@ def open_plain(root: Path, split: str | None = None) -> FileDataset:
     names = [it.name for it in items]
     if len(set(names)) != len(names):
         raise EdgesegError(f"the same image name appears in several splits of {root}; names must be unique")
-    return FileDataset(root, items, classes, palette, format="plain", split=split)
+    return FileDataset(root, items, classes, palette, format="plain", split=split, color_masks=True)
