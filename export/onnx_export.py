@@ -274,8 +274,7 @@ def export_onnx(
         "exporter": EXPORTER,
         "simplifier": simplifier,
         "source": source,
-        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    }  # no timestamp: the same checkpoint + options give a byte-identical ONNX (calib caches key on it)
     if output == "labels":
         export_info["labels_dtype"] = labels_dtype
     final_card = card.replace(
@@ -435,7 +434,10 @@ def resolve_source(model: str, *, root: Path, weights: str | Path | None = None)
         return _from_checkpoint(ckpt, expect_model=model)
     from edgeseg.data.synth import SYNTH_CLASSES
 
-    net = create_model(model, num_classes=len(SYNTH_CLASSES))
+    torch = require("torch")
+    with torch.random.fork_rng(devices=[]):  # seeded: re-exporting an untrained model is reproducible
+        torch.manual_seed(0)
+        net = create_model(model, num_classes=len(SYNTH_CLASSES))
     card = _synth_card(model, net)
     card.extra["random_weights"] = True
     return ExportSource(net.eval(), card, "random weights (untrained)", random_weights=True)

@@ -282,3 +282,15 @@ def test_dynamic_labels_export(net, tmp_path):
         got = sess.run(None, {"input": x.numpy()})[0]
         assert got.dtype == np.uint8 and got.shape == (shape[0], shape[2], shape[3])
         assert (got == ref).mean() >= 0.999
+
+
+def test_export_is_reproducible(net, tmp_path):
+    """Same net + options -> byte-identical ONNX, so content-keyed caches (calibration) stay valid."""
+    from edgeseg.card import sha256_file
+
+    first = sha256_file(do_export(net, tmp_path, name="a").path)
+    again = sha256_file(do_export(net, tmp_path, name="a").path)  # overwrite in place
+    other = sha256_file(do_export(net, tmp_path, name="b").path)
+    assert first == again == other
+    labels = sha256_file(do_export(net, tmp_path, name="c", output="labels").path)
+    assert labels != first
