@@ -1,0 +1,530 @@
+"""The whole chain, per model, side by side: PyTorch eager -> ONNX Runtime FP32 -> FP16 -> INT8.
+
+For each model spec this makes every artifact the machine can run, from ONE checkpoint:
+
+1. the checkpoint: the shipped default model (`default`), an edgeseg checkpoint path, or a registered
+   model in random init (`fcn8s` = FCN-8s VGG16, `deeplabv3plus` = DeepLabV3+ ResNet-50, or
+   `name:key=value:...`), saved with `edgeseg.checkpoint.save_checkpoint` so the eager baseline and the
+   export carry the same weights;
+2. the ONNX export (`edgeseg.export.onnx_export.export_onnx`) at --height x --width;
+3. FP16 and INT8 (CPU form + TensorRT Q/DQ form) via `edgeseg.calib.build.build_onnxruntime`. For
+   random weights the mIoU gate is meaningless, so it is disabled (limit 100 points, no fallback);
+4. `edgeseg.bench.run_bench`: every artifact in its own spawned process on the same frames;
+5. `benchmarks/pipeline_vs_backend.py` (invoked, not copied) on the FP32 export.
+
+Then it prints the target ratios with an honest PASS/MISS each. mIoU of random weights means nothing
+and is printed as "n/a (random weights)".
+
+    .venv/bin/python benchmarks/chain.py                                   # default,fcn8s,deeplabv3plus
+    .venv/bin/python benchmarks/chain.py --models fcn8s --iterations 3 --frames 3 --warmup 1
+    .venv/bin/python benchmarks/chain.py --models deeplabv3plus:backbone=mobilenet_v3_large \\
+        --height 64 --width 128 --json-out chain.json --markdown-out chain.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+PIPELINE_SCRIPT = HERE / "pipeline_vs_backend.py"
+RANDOM_NOTE = "n/a (random weights)"
+# registered model name + options of the paper models (spelled out so the label says what ran)
+PAPER_MODELS = {
+    "fcn8s": ("fcn8s", {"backbone": "vgg16"}),
+    "deeplabv3plus": ("deeplabv3plus", {"backbone": "resnet50"}),
+}
+TARGETS = {
+    "ort_vs_eager": 3.0,  # ONNX Runtime FP32 FPS / PyTorch eager FPS
+    "int8_vs_fp32": 1.8,  # CPU INT8 FPS / ONNX Runtime FP32 FPS
+    "int8_miou_drop": 1.0,  # mIoU points lost by CPU INT8 (trained weights only)
+    "pipeline_vs_backend": 0.95,  # pipeline FPS / bare backend FPS
+}
+
+
+@dataclass
+class ModelSpec:
+    """One entry of --models: where the weights come from and what the artifacts are called."""
+
+    text: str
+    key: str  # workspace name stem
+    model: str | None = None  # registry name when the weights are random
+    kwargs: dict[str, str] = field(default_factory=dict)
+    checkpoint: Path | None = None  # trained edgeseg checkpoint
+    trained: bool = False
+
+
+def parse_spec(text: str) -> ModelSpec:
+    """`default` | path/to/checkpoint.pt | `name[:key=value[:key=value]]` (random init)."""
+    from edgeseg.errors import EdgesegError
+
+    text = text.strip()
+    if not text:
+        raise EdgesegError("empty model spec in --models")
+    if text == "default":
+        from edgeseg.defaults import default_model_path
+
+        return ModelSpec(text, "edgeseg-default", checkpoint=default_model_path("pt"), trained=True)
+    if text.endswith((".pt", ".pth")):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise EdgesegError(f"checkpoint not found: {path}")
+        return ModelSpec(text, path.stem, checkpoint=path, trained=True)
+    name, *opts = text.split(":")
+    model, kwargs = PAPER_MODELS.get(name, (name, {}))
+    kwargs = dict(kwargs)
+    for opt in opts:
+        key, sep, value = opt.partition("=")
+        if not sep or not key:
+            raise EdgesegError(f"model option {opt!r} in {text!r} must look like key=value")
+        kwargs[key] = value
+    from edgeseg.models import list_models
+
+    if model not in list_models():
+        raise EdgesegError(f"unknown model {model!r} in --models; see `edgeseg models`")
+    suffix = "-".join(str(v).replace(".", "_") for v in kwargs.values())
+    return ModelSpec(text, f"{model}-{suffix}" if suffix else model, model=model, kwargs=kwargs)
+
+
+# --- making the artifacts ---------------------------------------------------------------------------
+def prepare_checkpoint(spec: ModelSpec, size: tuple[int, int], root: Path, seed: int = 0) -> Path:
+    """An edgeseg checkpoint whose card says `size`, so eager and ONNX see the same input resolution."""
+    from edgeseg.checkpoint import load_checkpoint, save_checkpoint
+
+    target = root / "train" / spec.key / f"chain-{size[0]}x{size[1]}" / "best.pt"
+    if spec.checkpoint is not None:
+        payload = load_checkpoint(spec.checkpoint)
+        card = payload["card"]
+        if tuple(card.input_size) == tuple(size):
+            return spec.checkpoint
+        # same weights, card re-targeted: Segmenter on a .pt preprocesses to the card's input size
+        save_checkpoint(
+            target,
+            payload["model"],
+            card.replace(input_size=size),
+            metrics=payload.get("metrics"),
+            data_hash=payload.get("data_hash"),
+        )
+        return target
+    import torch
+
+    from edgeseg.card import ModelCard
+    from edgeseg.data.synth import SYNTH_CLASSES, SYNTH_PALETTE
+    from edgeseg.models import create_model
+
+    torch.manual_seed(seed)
+    net = create_model(spec.model, num_classes=len(SYNTH_CLASSES), **spec.kwargs)
+    card = ModelCard(
+        model=spec.model,
+        classes=list(SYNTH_CLASSES),
+        palette=list(SYNTH_PALETTE),
+        input_size=size,
+        model_kwargs=dict(net.edgeseg_kwargs),
+        extra={"weights": "random init (benchmarks/chain.py)", "seed": seed},
+    )
+    save_checkpoint(target, net.state_dict(), card, metrics={})
+    return target
+
+
+def export(checkpoint: Path, out: Path, size: tuple[int, int], step: Any) -> Path:
+    from edgeseg.export.onnx_export import export_onnx
+
+    export_onnx(checkpoint, out, height=size[0], width=size[1], parity_scenes=1, on_step=step)
+    return out
+
+
+def build_variants(onnx_path: Path, args: argparse.Namespace, trained: bool, progress: Any) -> dict:
+    """FP16 + INT8 beside the export; returns the build report as a dict (gate results included)."""
+    from edgeseg.calib.build import BuildOptions, build_onnxruntime
+
+    gate_off = not trained or args.no_gate
+    opts = BuildOptions(
+        fp16=True,
+        int8=True,
+        forms=tuple(args.forms.split(",")),
+        calib_images=args.calib_images,
+        eval_images=args.eval_images,
+        # a gate on random weights would compare noise with noise: limit 100 points, no fallback
+        max_miou_drop=100.0 if gate_off else args.max_miou_drop,
+        max_fallback_layers=0 if gate_off else None,
+        threads=args.threads,
+    )
+    report = build_onnxruntime(onnx_path, opts, progress=progress)
+    out = report.to_dict()
+    out["gate"] = "disabled (random weights)" if not trained else ("disabled" if gate_off else "on")
+    return out
+
+
+def pipeline_ratio(onnx_path: Path, args: argparse.Namespace) -> dict:
+    """Run benchmarks/pipeline_vs_backend.py in its own process and keep its JSON."""
+    cmd = [
+        sys.executable,
+        str(PIPELINE_SCRIPT),
+        "--model",
+        str(onnx_path),
+        "--frames",
+        str(args.pipeline_frames),
+        "--rounds",
+        str(args.pipeline_rounds),
+        "--threads",
+        str(args.threads),
+        "--json",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"pipeline_vs_backend.py exited {proc.returncode}: {tail}", "command": cmd}
+    try:
+        data = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        return {"error": "pipeline_vs_backend.py printed no JSON", "command": cmd}
+    data["command"] = cmd
+    return data
+
+
+# --- the verdicts -----------------------------------------------------------------------------------
+def _first(results: list[dict], kind: str, precision: str, label_part: str = "") -> dict | None:
+    for r in results:
+        if r["kind"] == kind and r["precision"] == precision and label_part in r["label"] and r["fps"]:
+            return r
+    return None
+
+
+def verdict(value: float | None, target: float, higher_is_better: bool = True) -> str:
+    if value is None:
+        return "MISS (not measured)"
+    ok = value >= target if higher_is_better else value <= target
+    return "PASS" if ok else "MISS"
+
+
+def ratios(results: list[dict], pipeline: dict | None, trained: bool) -> list[dict]:
+    """The issue's targets, measured: value, target, PASS/MISS (never a number that was not measured)."""
+    eager = _first(results, "torch", "fp32")
+    fp32 = _first(results, "onnxruntime", "fp32")
+    int8 = _first(results, "onnxruntime", "int8", "CPU form")
+    out = []
+
+    def add(name: str, num: dict | None, den: dict | None, key: str, detail: str) -> None:
+        value = num["fps"] / den["fps"] if (num and den) else None
+        # the same ratio from median latencies: less sensitive to other jobs' bursts on a shared machine
+        p50 = den["latency_ms"]["p50"] / num["latency_ms"]["p50"] if value else None
+        out.append(
+            {
+                "name": name,
+                "value": value,
+                "p50_ratio": p50,
+                "target": f">= {TARGETS[key]}x",
+                "verdict": verdict(value, TARGETS[key]),
+                "detail": detail,
+            }
+        )
+
+    add("ONNX Runtime FP32 vs PyTorch eager", fp32, eager, "ort_vs_eager", "FPS ratio of Segmenter.infer")
+    add("CPU INT8 vs ONNX Runtime FP32", int8, fp32, "int8_vs_fp32", "FPS ratio of Segmenter.infer")
+    if not trained:
+        drop, result = None, RANDOM_NOTE
+    elif int8 is None or fp32 is None or int8["miou"] is None or fp32["miou"] is None:
+        drop, result = None, "MISS (not measured)"
+    else:
+        drop = 100.0 * (fp32["miou"] - int8["miou"])
+        result = verdict(drop, TARGETS["int8_miou_drop"], higher_is_better=False)
+    out.append(
+        {
+            "name": "CPU INT8 mIoU drop (points)",
+            "value": drop,
+            "p50_ratio": None,
+            "target": f"<= {TARGETS['int8_miou_drop']}",
+            "verdict": result,
+            "detail": "on the benchmark frames",
+        }
+    )
+    if pipeline is not None:
+        value = pipeline.get("ratio")
+        out.append(
+            {
+                "name": "pipeline vs bare backend (ORT FP32)",
+                "value": value,
+                "p50_ratio": pipeline.get("ratio_median_of_rounds"),
+                "target": f">= {TARGETS['pipeline_vs_backend']}x",
+                "verdict": verdict(value, TARGETS["pipeline_vs_backend"]),
+                "detail": pipeline.get("error")
+                or (
+                    f"{pipeline['pipeline_fps']:.2f} vs {pipeline['bare_backend_fps']:.2f} FPS, "
+                    "benchmarks/pipeline_vs_backend.py"
+                ),
+            }
+        )
+    return out
+
+
+# --- one model, start to finish ---------------------------------------------------------------------
+def run_model(spec: ModelSpec, args: argparse.Namespace, root: Path, console: Any) -> dict:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from edgeseg import bench
+
+    size = (args.height, args.width)
+    name = f"{spec.key}-{size[0]}x{size[1]}"
+    base = root / name / f"{name}.onnx"
+    timings: dict[str, float] = {}
+    with Progress(
+        TextColumn("[bold]{task.fields[model]}[/]"),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("checkpoint", total=None, model=name)
+
+        def step(msg: str) -> None:
+            bar.update(task, description=msg, completed=0, total=None)
+
+        def progress(msg: str, done: int, total: int) -> None:
+            bar.update(task, description=msg, completed=done, total=total)
+
+        t0 = time.perf_counter()
+        step("checkpoint")
+        ckpt = prepare_checkpoint(spec, size, root, seed=args.seed)
+        timings["checkpoint_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        reuse = args.reuse and base.is_file()
+        if not reuse:
+            export(ckpt, base, size, step)
+        timings["export_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        variants = sorted(base.parent.glob(f"{name}.*.onnx"))
+        build = {"reused": [p.name for p in variants]} if (reuse and variants) else None
+        if build is None:
+            build = build_variants(base, args, spec.trained, progress)
+        timings["build_s"] = time.perf_counter() - t0
+
+        cfg = bench.BenchConfig(
+            data=f"synth:{args.frames}",
+            height=size[0],
+            width=size[1],
+            threads=args.threads,
+            warmup=args.warmup,
+            iterations=args.iterations,
+        )
+        artifacts = bench.discover(base, ckpt)
+        bar.update(task, total=len(artifacts), completed=0, description="benchmarking")
+
+        t0 = time.perf_counter()
+        done = [0]
+
+        def measuring_art(art: bench.Artifact) -> None:
+            bar.update(task, description=f"measuring {art.label}", completed=done[0])
+            done[0] += 1
+
+        results = bench.run_bench(artifacts, cfg, measuring_art)
+        timings["bench_s"] = time.perf_counter() - t0
+        pipeline = None
+        if args.pipeline_frames > 0:
+            step("pipeline vs bare backend")
+            t0 = time.perf_counter()
+            pipeline = pipeline_ratio(base, args)
+            timings["pipeline_s"] = time.perf_counter() - t0
+    rows = [asdict(r) for r in results]
+    if not spec.trained:
+        for r in rows:
+            r["miou"] = None
+            r["miou_note"] = RANDOM_NOTE
+    return {
+        "spec": spec.text,
+        "name": name,
+        "model": spec.model or spec.key,
+        "kwargs": spec.kwargs,
+        "trained": spec.trained,
+        "checkpoint": str(ckpt),
+        "input_size": list(size),
+        "config": asdict(cfg),
+        "build": build,
+        "results": rows,
+        "pipeline": pipeline,
+        "ratios": ratios(rows, pipeline, spec.trained),
+        "timings": timings,
+        "loadavg_after": list(os.getloadavg()),
+    }
+
+
+# --- reporting --------------------------------------------------------------------------------------
+RESULT_COLUMNS = [
+    "artifact",
+    "FPS",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "mIoU %",
+    "size MB",
+    "peak RSS MB",
+    "x eager",
+]
+RATIO_COLUMNS = ["ratio", "measured", "p50-latency ratio", "target", "verdict", "how"]
+
+
+def _fmt(v: Any, digits: int = 2) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def result_rows(model: dict) -> list[list[str]]:
+    rows = []
+    for r in model["results"]:
+        if r["error"]:
+            rows.append(
+                [r["label"], f"skipped: {r['error']}"] + ["-"] * 3 + ["-", _fmt(r["size_mb"], 1), "-", "-"]
+            )
+            continue
+        lat = r["latency_ms"]
+        miou = r.get("miou_note") or _fmt(None if r["miou"] is None else 100 * r["miou"])
+        speed = r["speedup_vs_eager"]
+        rows.append(
+            [
+                r["label"],
+                _fmt(r["fps"]),
+                _fmt(lat.get("p50"), 1),
+                _fmt(lat.get("p95"), 1),
+                _fmt(lat.get("p99"), 1),
+                miou,
+                _fmt(r["size_mb"], 1),
+                _fmt(r["peak_rss_mb"], 0),
+                "-" if speed is None else f"{speed:.2f}x",
+            ]
+        )
+    return rows
+
+
+def ratio_rows(model: dict) -> list[list[str]]:
+    rows = []
+    for q in model["ratios"]:
+        is_drop = "drop" in q["name"]
+        value = _fmt(q["value"]) if is_drop else ("-" if q["value"] is None else f"{q['value']:.2f}x")
+        p50 = "-" if q["p50_ratio"] is None else f"{q['p50_ratio']:.2f}x"
+        rows.append([q["name"], value, p50, q["target"], q["verdict"], q["detail"]])
+    return rows
+
+
+def describe_config(model: dict) -> str:
+    c = model["config"]
+    weights = "trained" if model["trained"] else "random init"
+    kw = ", ".join(f"{k}={v}" for k, v in model["kwargs"].items())
+    return (
+        f"{model['model']}{f' ({kw})' if kw else ''}, {weights} weights, input {c['height']}x{c['width']}, "
+        f"{c['threads']} threads, {c['warmup']} warm-up + {c['iterations']} timed frames per artifact "
+        f"on {c['data']}; load average after: {', '.join(f'{x:.1f}' for x in model['loadavg_after'])}"
+    )
+
+
+def _md_table(columns: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def markdown(report: dict, heading_level: int = 3) -> str:
+    """One section per model: what ran, the side-by-side table, the target ratios."""
+    h = "#" * heading_level
+    parts = []
+    for model in report["models"]:
+        parts.append(f"{h} {model['name']}\n\n{describe_config(model)}\n")
+        parts.append(_md_table(RESULT_COLUMNS, result_rows(model)))
+        parts.append(_md_table(RATIO_COLUMNS, ratio_rows(model)))
+    for failure in report.get("failures", []):
+        parts.append(f"{h} {failure['spec']}\n\nnot measured: {failure['error']}\n")
+    return "\n".join(parts)
+
+
+def print_report(report: dict, console: Any) -> None:
+    from edgeseg.console import table
+
+    for model in report["models"]:
+        console.print(table(f"chain: {model['name']}", RESULT_COLUMNS, result_rows(model)))
+        console.print(f"[dim]{describe_config(model)}[/]")
+        console.print(table(f"targets: {model['name']}", RATIO_COLUMNS, ratio_rows(model)))
+    for failure in report.get("failures", []):
+        console.print(f"[red]{failure['spec']}: not measured: {failure['error']}[/]")
+    m = report["machine"]
+    console.print(f"[dim]{m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or 'none'}[/]")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="default,fcn8s,deeplabv3plus", help="comma-separated model specs")
+    ap.add_argument("--height", type=int, default=512)
+    ap.add_argument("--width", type=int, default=1024)
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads per backend")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed frames per artifact")
+    ap.add_argument("--iterations", type=int, default=20, help="timed frames per artifact")
+    ap.add_argument("--frames", type=int, default=16, help="held-out generated scenes (timing + mIoU)")
+    ap.add_argument("--forms", default="cpu,qdq", help="INT8 forms to build (cpu, qdq)")
+    ap.add_argument("--calib-images", type=int, default=32)
+    ap.add_argument("--eval-images", type=int, default=16, help="images the INT8 gate scores")
+    ap.add_argument("--max-miou-drop", type=float, default=1.0, help="INT8 gate limit (trained weights)")
+    ap.add_argument("--no-gate", action="store_true", help="build INT8 without the mIoU gate")
+    ap.add_argument("--pipeline-frames", type=int, default=60, help="0 skips pipeline_vs_backend.py")
+    ap.add_argument("--pipeline-rounds", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0, help="random-init seed")
+    ap.add_argument("--reuse", action="store_true", help="keep an existing export and its variants")
+    ap.add_argument("--workdir", type=Path, help="workspace (default: $EDGESEG_WORKDIR or ./edgeseg-work)")
+    ap.add_argument("--json-out", type=Path, help="write the full report as JSON here")
+    ap.add_argument("--markdown-out", type=Path, help="write the tables as Markdown here")
+    ap.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from edgeseg import machine, workspace
+    from edgeseg.atomic import atomic_open, write_json
+    from edgeseg.console import console, err_console
+    from edgeseg.errors import EdgesegError
+
+    try:
+        specs = [parse_spec(s) for s in args.models.split(",")]
+        if min(args.height, args.width) < 16 or min(args.iterations, args.frames) < 1:
+            raise EdgesegError("--height/--width must be >= 16 and --iterations/--frames >= 1")
+    except EdgesegError as exc:
+        err_console.print(f"error: {exc}")
+        return 2
+    root = workspace.workdir(args.workdir)
+    out_console = err_console if args.json else console
+    report: dict[str, Any] = {
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "machine": machine.describe(),
+        "loadavg_before": list(os.getloadavg()),
+        "models": [],
+        "failures": [],
+    }
+    for spec in specs:
+        try:
+            report["models"].append(run_model(spec, args, root, out_console))
+        except EdgesegError as exc:  # one model failing must not lose the others' figures
+            out_console.print(f"[red]{spec.text}: {exc}[/]")
+            report["failures"].append({"spec": spec.text, "error": str(exc)})
+    report["loadavg_after"] = list(os.getloadavg())
+    if args.json_out:
+        write_json(args.json_out, report)
+    if args.markdown_out:
+        with atomic_open(args.markdown_out, "w") as fh:
+            fh.write(markdown(report))
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print_report(report, console)
+    return 1 if report["failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""benchmarks/chain.py and benchmarks/run_all.py: spec parsing, the target verdicts, and a real tiny chain."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgeseg.errors import EdgesegError
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+chain = _load("chain")
+TINY = "fcn8s_lite:width=0.25"
+
+
+def test_parse_spec_paper_models_and_options(tmp_path):
+    s = chain.parse_spec("fcn8s")
+    assert (s.model, s.kwargs, s.trained) == ("fcn8s", {"backbone": "vgg16"}, False)
+    assert chain.parse_spec("deeplabv3plus").kwargs == {"backbone": "resnet50"}
+    s = chain.parse_spec("deeplabv3plus:backbone=mobilenet_v3_large")
+    assert s.kwargs == {"backbone": "mobilenet_v3_large"} and s.key == "deeplabv3plus-mobilenet_v3_large"
+    assert chain.parse_spec(TINY).key == "fcn8s_lite-0_25"
+    with pytest.raises(EdgesegError, match="unknown model 'nope'"):
+        chain.parse_spec("nope")
+    with pytest.raises(EdgesegError, match="key=value"):
+        chain.parse_spec("fcn8s:vgg16")
+    with pytest.raises(EdgesegError, match="checkpoint not found"):
+        chain.parse_spec(str(tmp_path / "missing.pt"))
+
+
+def _result(label: str, kind: str, precision: str, fps: float, miou: float | None = 0.5) -> dict:
+    return {
+        "label": label,
+        "kind": kind,
+        "precision": precision,
+        "fps": fps,
+        "latency_ms": {"p50": 1000.0 / fps},
+        "miou": miou,
+    }
+
+
+def test_ratios_verdicts_follow_the_measured_numbers():
+    results = [
+        _result("PyTorch eager", "torch", "fp32", 2.0, 0.60),
+        _result("ONNX Runtime fp32", "onnxruntime", "fp32", 7.0, 0.60),
+        _result("ONNX Runtime int8 (CPU form)", "onnxruntime", "int8", 10.0, 0.585),
+    ]
+    pipeline = {"ratio": 0.9, "ratio_median_of_rounds": 0.92, "pipeline_fps": 6.3, "bare_backend_fps": 7.0}
+    by_name = {q["name"]: q for q in chain.ratios(results, pipeline, trained=True)}
+    eager = by_name["ONNX Runtime FP32 vs PyTorch eager"]
+    assert eager["value"] == pytest.approx(3.5) and eager["verdict"] == "PASS"
+    int8 = by_name["CPU INT8 vs ONNX Runtime FP32"]
+    assert int8["value"] == pytest.approx(10 / 7) and int8["verdict"] == "MISS"
+    drop = by_name["CPU INT8 mIoU drop (points)"]
+    assert drop["value"] == pytest.approx(1.5) and drop["verdict"] == "MISS"
+    assert by_name["pipeline vs bare backend (ORT FP32)"]["verdict"] == "MISS"
+    # random weights: no accuracy verdict at all; a missing artifact is a MISS, never a made-up number
+    random = {q["name"]: q for q in chain.ratios(results[:2], None, trained=False)}
+    assert random["CPU INT8 mIoU drop (points)"]["verdict"] == chain.RANDOM_NOTE
+    assert random["CPU INT8 vs ONNX Runtime FP32"]["verdict"] == "MISS (not measured)"
+    assert random["CPU INT8 vs ONNX Runtime FP32"]["value"] is None
+    assert "pipeline vs bare backend (ORT FP32)" not in random
+
+
+def test_bad_options_exit_2_with_one_line(capsys):
+    assert chain.main(["--models", "nope", "--height", "32", "--width", "64"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'nope'" in err and "Traceback" not in err
+
+
+def _run_tiny(tmp_path: Path, *extra: str) -> dict:
+    out = tmp_path / "chain.json"
+    md = tmp_path / "chain.md"
+    rc = chain.main(
+        [
+            "--models",
+            TINY,
+            "--height",
+            "32",
+            "--width",
+            "64",
+            "--threads",
+            "1",
+            "--warmup",
+            "0",
+            "--iterations",
+            "2",
+            "--frames",
+            "2",
+            "--calib-images",
+            "2",
+            "--eval-images",
+            "1",
+            "--json-out",
+            str(out),
+            "--markdown-out",
+            str(md),
+            *extra,
+        ]
+    )
+    assert rc == 0
+    report = json.loads(out.read_text())
+    report["_markdown"] = md.read_text()
+    return report
+
+
+def test_chain_tiny_model_end_to_end(tmp_path, _isolated_workdir):
+    """Random-init checkpoint -> export -> FP16 + CPU INT8 -> benchmark, in one call (no pipeline)."""
+    report = _run_tiny(tmp_path, "--forms", "cpu", "--pipeline-frames", "0")
+    (model,) = report["models"]
+    name = "fcn8s_lite-0_25-32x64"
+    folder = _isolated_workdir / name
+    for suffix in (".onnx", ".fp16.onnx", ".int8.cpu.onnx"):
+        assert (folder / f"{name}{suffix}").is_file()
+    assert Path(model["checkpoint"]).is_file() and model["trained"] is False
+    labels = [r["label"] for r in model["results"]]
+    assert labels == [
+        "PyTorch eager",
+        "ONNX Runtime fp32",
+        "ONNX Runtime fp16",
+        "ONNX Runtime int8 (CPU form)",
+    ]
+    for r in model["results"]:
+        assert r["error"] is None and r["fps"] > 0
+        assert r["miou"] is None and r["miou_note"] == chain.RANDOM_NOTE
+    assert model["build"]["gate"] == "disabled (random weights)"
+    names = [q["name"] for q in model["ratios"]]
+    assert names == [
+        "ONNX Runtime FP32 vs PyTorch eager",
+        "CPU INT8 vs ONNX Runtime FP32",
+        "CPU INT8 mIoU drop (points)",
+    ]
+    for q in model["ratios"][:2]:
+        assert q["value"] > 0 and q["verdict"] in ("PASS", "MISS")
+    md = report["_markdown"]
+    assert f"### {name}" in md and "| ONNX Runtime FP32 vs PyTorch eager |" in md
+    assert md.count(chain.RANDOM_NOTE) == 5  # 4 artifacts + the mIoU-drop verdict
+    assert report["machine"]["cores"] >= 1
+
+
+@pytest.mark.slow
+def test_chain_tiny_with_qdq_pipeline_and_reuse(tmp_path, _isolated_workdir):
+    """Both INT8 forms and the pipeline ratio from benchmarks/pipeline_vs_backend.py; --reuse keeps files."""
+    args = ("--pipeline-frames", "4", "--pipeline-rounds", "1")
+    report = _run_tiny(tmp_path, *args)
+    (model,) = report["models"]
+    assert [r["label"] for r in model["results"]][-1] == "ONNX Runtime int8 (TensorRT Q/DQ form)"
+    pipe = model["ratios"][-1]
+    assert pipe["name"] == "pipeline vs bare backend (ORT FP32)" and pipe["value"] > 0, model["pipeline"]
+    onnx = _isolated_workdir / model["name"] / f"{model['name']}.onnx"
+    before = onnx.stat().st_mtime_ns
+    again = _run_tiny(tmp_path, "--reuse", "--pipeline-frames", "0")
+    assert onnx.stat().st_mtime_ns == before and "reused" in again["models"][0]["build"]
