@@ -148,10 +148,23 @@ def _frames(cfg: BenchConfig, card: ModelCard) -> list[tuple[np.ndarray, np.ndar
     return out
 
 
-def measure(artifact: Artifact, cfg: BenchConfig) -> dict[str, Any]:
-    """Time `Segmenter.infer` on the frames and score them. Meant to run in a fresh process."""
+def peak_rss_mb() -> float:
+    """This process's own peak RSS. Linux's ru_maxrss survives fork+exec, so a spawned child would
+    report at least its parent's size; VmHWM belongs to the current address space only."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     import resource
 
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def measure(artifact: Artifact, cfg: BenchConfig) -> dict[str, Any]:
+    """Time `Segmenter.infer` on the frames and score them. Meant to run in a fresh process."""
     from edgeseg.metrics import ConfusionMatrix
     from edgeseg.runtime import Segmenter
 
@@ -184,7 +197,7 @@ def measure(artifact: Artifact, cfg: BenchConfig) -> dict[str, Any]:
         "fps": len(samples) / wall,
         "latency_ms": _percentiles(samples),
         "miou": confusion.compute().miou,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 
