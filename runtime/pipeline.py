@@ -289,10 +289,16 @@ class Pipeline:
         """Yield results in order as they are produced (sinks still get them first)."""
         self.start(consumer=True)
         assert self._c_user is not None
+        pumps = [s.pump for s in self.sinks if s.pumps]  # the consumer's thread drives windows here
         try:
             while True:
                 item = self._c_user.get()
                 if item is _END:
+                    break
+                for pump in pumps:
+                    pump()
+                if any(s.quit_requested for s in self.sinks):
+                    self.stats.interrupted = True
                     break
                 yield item
         except GeneratorExit:
