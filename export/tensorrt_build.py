@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgeseg.export.graph import card_of
 from edgeseg.export.tensorrt_features import TrtFeatures, detect
 from edgeseg.runtime.backends.tensorrt import sidecar_path
 
@@ -607,37 +608,10 @@ def tensorrt_unavailable_reason(cuda_prefer: str | None = None) -> str | None:
 
 
 def to_fp16_onnx(src: Path, dst: Path) -> Path:
-    """The FP16 graph TensorRT 10/11 build strongly typed (float32 inputs/outputs kept for the runtime).
+    """The FP16 graph TensorRT 10/11 build strongly typed (float32 inputs/outputs kept for the runtime)."""
+    from edgeseg.export.fp16 import to_fp16
 
-    Uses the export stage's conversion (edgeseg.export.fp16: FP32-kept unsafe ops, checker); falls back
-    to onnxconverter-common directly when that module is not part of this install.
-    """
-    try:
-        from edgeseg.export.fp16 import to_fp16
-    except ImportError:
-        to_fp16 = None
-    if to_fp16 is not None:
-        return Path(to_fp16(src, dst))
-    import onnx
-
-    from edgeseg.atomic import atomic_path
-    from edgeseg.lazy import require
-
-    float16 = require("onnxconverter_common.float16", purpose="FP16 conversion")
-    model = onnx.load(str(src))
-    card = card_of(model)
-    converted = float16.convert_float_to_float16(model, keep_io_types=True)
-    del converted.metadata_props[:]
-    for key, value in card.replace(precision="fp16").to_metadata_props().items():
-        converted.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
-    with atomic_path(dst) as tmp:
-        onnx.save(converted, str(tmp))
-    return dst
-
-
-def card_of(model: Any) -> ModelCard:
-    """The edgeseg card in an ONNX model's metadata_props (one-line error if absent)."""
-    return ModelCard.from_metadata_props({p.key: p.value for p in model.metadata_props})
+    return Path(to_fp16(src, dst))
 
 
 def _ready_onnx(onnx_path: Path, precision: str, qdq_onnx: Path | None, legacy: bool) -> tuple[Path, str]:
