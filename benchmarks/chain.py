@@ -94,11 +94,15 @@ def parse_spec(text: str) -> ModelSpec:
 
 
 # --- making the artifacts ---------------------------------------------------------------------------
-def prepare_checkpoint(spec: ModelSpec, size: tuple[int, int], root: Path, seed: int = 0) -> Path:
+def prepare_checkpoint(
+    spec: ModelSpec, size: tuple[int, int], root: Path, seed: int = 0, reuse: bool = False
+) -> Path:
     """An edgeseg checkpoint whose card says `size`, so eager and ONNX see the same input resolution."""
     from edgeseg.checkpoint import load_checkpoint, save_checkpoint
 
     target = root / "train" / spec.key / f"chain-{size[0]}x{size[1]}" / "best.pt"
+    if reuse and target.is_file():
+        return target
     if spec.checkpoint is not None:
         payload = load_checkpoint(spec.checkpoint)
         card = payload["card"]
@@ -293,7 +297,7 @@ def run_model(spec: ModelSpec, args: argparse.Namespace, root: Path, console: An
 
         t0 = time.perf_counter()
         step("checkpoint")
-        ckpt = prepare_checkpoint(spec, size, root, seed=args.seed)
+        ckpt = prepare_checkpoint(spec, size, root, seed=args.seed, reuse=args.reuse)
         timings["checkpoint_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         reuse = args.reuse and base.is_file()
@@ -306,6 +310,14 @@ def run_model(spec: ModelSpec, args: argparse.Namespace, root: Path, console: An
         if build is None:
             build = build_variants(base, args, spec.trained, progress)
         timings["build_s"] = time.perf_counter() - t0
+        if args.prepare_only:
+            return {
+                "spec": spec.text,
+                "name": name,
+                "checkpoint": str(ckpt),
+                "build": build,
+                "timings": timings,
+            }
 
         cfg = bench.BenchConfig(
             data=f"synth:{args.frames}",
@@ -438,11 +450,13 @@ def markdown(report: dict, heading_level: int = 3) -> str:
     h = "#" * heading_level
     parts = []
     for model in report["models"]:
+        if "results" not in model:  # --prepare-only
+            continue
         parts.append(f"{h} {model['name']}\n\n{describe_config(model)}\n")
         parts.append(_md_table(RESULT_COLUMNS, result_rows(model)))
         parts.append(_md_table(RATIO_COLUMNS, ratio_rows(model)))
     for failure in report.get("failures", []):
-        parts.append(f"{h} {failure['spec']}\n\nnot measured: {failure['error']}\n")
+        parts.append(f"not measured (`{failure['spec']}`): {failure['error']}\n")
     return "\n".join(parts)
 
 
@@ -450,6 +464,11 @@ def print_report(report: dict, console: Any) -> None:
     from edgeseg.console import table
 
     for model in report["models"]:
+        if "results" not in model:
+            console.print(
+                f"prepared {model['name']} ({model['checkpoint']}) in {sum(model['timings'].values()):.0f} s"
+            )
+            continue
         console.print(table(f"chain: {model['name']}", RESULT_COLUMNS, result_rows(model)))
         console.print(f"[dim]{describe_config(model)}[/]")
         console.print(table(f"targets: {model['name']}", RATIO_COLUMNS, ratio_rows(model)))
@@ -476,7 +495,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--pipeline-frames", type=int, default=60, help="0 skips pipeline_vs_backend.py")
     ap.add_argument("--pipeline-rounds", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0, help="random-init seed")
-    ap.add_argument("--reuse", action="store_true", help="keep an existing export and its variants")
+    ap.add_argument("--reuse", action="store_true", help="keep an existing checkpoint, export and variants")
+    ap.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="make the artifacts, measure nothing (time it later with --reuse)",
+    )
     ap.add_argument("--workdir", type=Path, help="workspace (default: $EDGESEG_WORKDIR or ./edgeseg-work)")
     ap.add_argument("--json-out", type=Path, help="write the full report as JSON here")
     ap.add_argument("--markdown-out", type=Path, help="write the tables as Markdown here")

@@ -166,3 +166,42 @@ def test_chain_tiny_with_qdq_pipeline_and_reuse(tmp_path, _isolated_workdir):
     before = onnx.stat().st_mtime_ns
     again = _run_tiny(tmp_path, "--reuse", "--pipeline-frames", "0")
     assert onnx.stat().st_mtime_ns == before and "reused" in again["models"][0]["build"]
+
+
+run_all = _load("run_all")
+
+
+def _run_all_args(*argv: str):
+    return run_all.build_parser().parse_args(list(argv))
+
+
+def test_run_all_plans_default_at_its_own_size_and_paper_models_at_512x1024(monkeypatch):
+    monkeypatch.setattr(run_all, "default_model_size", lambda: (96, 192))
+    runs = dict(run_all.chain_commands(_run_all_args()))
+    assert list(runs) == ["default", "fcn8s", "deeplabv3plus"]
+    d = runs["default"]
+    assert d[d.index("--models") + 1] == "default"
+    assert (d[d.index("--height") + 1], d[d.index("--width") + 1]) == ("96", "192")
+    for paper in ("fcn8s", "deeplabv3plus"):
+        argv = runs[paper]
+        assert (argv[argv.index("--height") + 1], argv[argv.index("--width") + 1]) == ("512", "1024")
+        assert argv[argv.index("--iterations") + 1] == "3"
+    # a missing default model is reported, not silently dropped
+    monkeypatch.setattr(run_all, "default_model_size", lambda: "the default model is not installed")
+    assert dict(run_all.chain_commands(_run_all_args()))["default"] == "the default model is not installed"
+
+
+@pytest.mark.slow
+def test_run_all_writes_markdown_with_machine_and_commands(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_all, "default_model_size", lambda: "the default model is not installed")
+    out = tmp_path / "results.md"
+    rc = run_all.main(
+        ["--out", str(out), "--paper-models", TINY, "--paper-size", "32x64", "--paper-iterations", "1"]
+        + ["--paper-calib-images", "2", "--paper-pipeline-frames", "0", "--threads", "1"]
+    )
+    assert rc == 1  # the default model could not be measured, and the exit status says so
+    md = out.read_text()
+    assert "load average (1/5/15 min) before:" in md and "cores; GPU:" in md
+    assert "not measured (`default`): the default model is not installed" in md
+    assert f"benchmarks/chain.py --models {TINY} --height 32 --width 64" in md
+    assert "| PyTorch eager |" in md and "| CPU INT8 vs ONNX Runtime FP32 |" in md
