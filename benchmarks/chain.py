@@ -208,7 +208,22 @@ def verdict(value: float | None, target: float, higher_is_better: bool = True) -
     return "PASS" if ok else "MISS"
 
 
-def ratios(results: list[dict], pipeline: dict | None, trained: bool) -> list[dict]:
+def gate_note(build: dict | None) -> str:
+    """What `edgeseg build`'s own mIoU gate said about the CPU INT8 form (its eval images, not ours)."""
+    for gate in (build or {}).get("gates", []):
+        if gate["form"] == "cpu":
+            kept = len(gate["excluded_nodes"])
+            verdict = "passed" if gate["passed"] else "FAILED (artifact removed)"
+            return (
+                f"build gate {verdict}: drop {gate['drop_points']:.2f} (limit {gate['max_drop_points']:g})"
+                + (f", {kept} layer(s) kept in float" if kept else "")
+            )
+    return ""
+
+
+def ratios(
+    results: list[dict], pipeline: dict | None, trained: bool, build: dict | None = None
+) -> list[dict]:
     """The issue's targets, measured: value, target, PASS/MISS (never a number that was not measured)."""
     eager = _first(results, "torch", "fp32")
     fp32 = _first(results, "onnxruntime", "fp32")
@@ -246,7 +261,9 @@ def ratios(results: list[dict], pipeline: dict | None, trained: bool) -> list[di
             "p50_ratio": None,
             "target": f"<= {TARGETS['int8_miou_drop']}",
             "verdict": result,
-            "detail": "on the benchmark frames",
+            "detail": "; ".join(
+                x for x in ("on the benchmark frames", gate_note(build) if trained else "") if x
+            ),
         }
     )
     if pipeline is not None:
@@ -362,7 +379,7 @@ def run_model(spec: ModelSpec, args: argparse.Namespace, root: Path, console: An
         "build": build,
         "results": rows,
         "pipeline": pipeline,
-        "ratios": ratios(rows, pipeline, spec.trained),
+        "ratios": ratios(rows, pipeline, spec.trained, build),
         "timings": timings,
         "loadavg_after": list(os.getloadavg()),
     }

@@ -154,18 +154,34 @@ def test_chain_tiny_model_end_to_end(tmp_path, _isolated_workdir):
 
 
 @pytest.mark.slow
-def test_chain_tiny_with_qdq_pipeline_and_reuse(tmp_path, _isolated_workdir):
-    """Both INT8 forms and the pipeline ratio from benchmarks/pipeline_vs_backend.py; --reuse keeps files."""
-    args = ("--pipeline-frames", "4", "--pipeline-rounds", "1")
-    report = _run_tiny(tmp_path, *args)
+def test_chain_tiny_qdq_pipeline_trained_path_and_reuse(tmp_path, _isolated_workdir):
+    """Both INT8 forms, the pipeline ratio from pipeline_vs_backend.py, a checkpoint path treated as trained
+    (mIoU numbers, gate on), and --reuse keeping the artifacts."""
+    report = _run_tiny(tmp_path, "--pipeline-frames", "4", "--pipeline-rounds", "1")
     (model,) = report["models"]
     assert [r["label"] for r in model["results"]][-1] == "ONNX Runtime int8 (TensorRT Q/DQ form)"
     pipe = model["ratios"][-1]
     assert pipe["name"] == "pipeline vs bare backend (ORT FP32)" and pipe["value"] > 0, model["pipeline"]
+
+    # the same weights given as a checkpoint path count as trained: mIoU is reported, the drop is judged
+    ckpt = model["checkpoint"]
+    report = _run_tiny(
+        tmp_path, "--models", ckpt, "--forms", "cpu", "--pipeline-frames", "0", "--max-miou-drop", "100"
+    )
+    (trained,) = report["models"]
+    assert trained["trained"] is True and trained["build"]["gate"] == "on"
+    fp32, int8 = trained["results"][1], trained["results"][-1]
+    assert 0.0 <= fp32["miou"] <= 1.0 and 0.0 <= int8["miou"] <= 1.0
+    drop = trained["ratios"][2]
+    assert drop["value"] == pytest.approx(100 * (fp32["miou"] - int8["miou"]))
+    assert drop["verdict"] == ("PASS" if drop["value"] <= 1.0 else "MISS")
+    assert "build gate passed" in drop["detail"]
+
     onnx = _isolated_workdir / model["name"] / f"{model['name']}.onnx"
     before = onnx.stat().st_mtime_ns
-    again = _run_tiny(tmp_path, "--reuse", "--pipeline-frames", "0")
+    again = _run_tiny(tmp_path, "--reuse", "--prepare-only")
     assert onnx.stat().st_mtime_ns == before and "reused" in again["models"][0]["build"]
+    assert "results" not in again["models"][0]
 
 
 run_all = _load("run_all")
