@@ -322,9 +322,12 @@ def run_model(spec: ModelSpec, args: argparse.Namespace, root: Path, console: An
             export(ckpt, base, size, step)
         timings["export_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        variants = sorted(base.parent.glob(f"{name}.*.onnx"))
-        build = {"reused": [p.name for p in variants]} if (reuse and variants) else None
-        if build is None:
+        variants = [base.with_name(f"{name}.fp16.onnx")]
+        variants += [base.with_name(f"{name}.int8.{form}.onnx") for form in args.forms.split(",")]
+        build = None
+        if reuse and all(p.is_file() for p in variants):  # a partial earlier build is redone
+            build = {"reused": [p.name for p in variants]}
+        else:
             build = build_variants(base, args, spec.trained, progress)
         timings["build_s"] = time.perf_counter() - t0
         if args.prepare_only:
