@@ -154,6 +154,7 @@ def build_variants(onnx_path: Path, args: argparse.Namespace, trained: bool, pro
         int8=True,
         forms=tuple(args.forms.split(",")),
         calib_images=args.calib_images,
+        calib_method=args.calib_method,
         eval_images=args.eval_images,
         # a gate on random weights would compare noise with noise: limit 100 points, no fallback
         max_miou_drop=100.0 if gate_off else args.max_miou_drop,
@@ -509,6 +510,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--frames", type=int, default=16, help="held-out generated scenes (timing + mIoU)")
     ap.add_argument("--forms", default="cpu,qdq", help="INT8 forms to build (cpu, qdq)")
     ap.add_argument("--calib-images", type=int, default=32)
+    ap.add_argument(
+        "--calib-method",
+        default="entropy",
+        help="entropy | percentile | minmax (minmax: big nets, low memory)",
+    )
     ap.add_argument("--eval-images", type=int, default=16, help="images the INT8 gate scores")
     ap.add_argument("--max-miou-drop", type=float, default=1.0, help="INT8 gate limit (trained weights)")
     ap.add_argument("--no-gate", action="store_true", help="build INT8 without the mIoU gate")

@@ -114,6 +114,8 @@ def chain_commands(args: argparse.Namespace) -> list[tuple[str, list[str] | str]
                         str(args.paper_iterations),
                         "--calib-images",
                         str(args.paper_calib_images),
+                        "--calib-method",
+                        "minmax",
                         "--eval-images",
                         "1",
                         "--pipeline-frames",
