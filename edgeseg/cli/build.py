@@ -44,8 +44,8 @@ def _print_report(report: Any) -> None:
             r.artifact.name,
             r.precision,
             size(r.size_bytes),
-            r.miou,
-            None if r.precision == "fp32" else r.drop,
+            _num(r.miou),
+            None if r.precision == "fp32" or r.drop is None else f"{r.drop:+.2f}",
             None if r.agreement is None else f"{100 * r.agreement:.2f}%",
             r.note,
         ]
@@ -67,12 +67,18 @@ def _print_report(report: Any) -> None:
         per_class = []
         for i, name in enumerate(classes):
             fp = report.gates[0].fp32.iou[i]
-            per_class.append([name, _pct(fp)] + [_pct(g.int8.iou[i]) for g in report.gates])
+            per_class.append([name, _num(_pct(fp))] + [_num(_pct(g.int8.iou[i])) for g in report.gates])
         console.print(table("per-class IoU (%)", cols, per_class))
         for g in report.gates:
             if g.attempts and len(g.attempts) > 1 or not g.passed:
                 steps = [
-                    [len(a.excluded), ", ".join(a.excluded[-1:]) or "-", a.miou, a.drop_points, a.passed]
+                    [
+                        len(a.excluded),
+                        ", ".join(a.excluded[-1:]) or "-",
+                        _num(a.miou),
+                        f"{a.drop_points:+.2f}",
+                        a.passed,
+                    ]
                     for a in g.attempts
                 ]
                 console.print(
@@ -86,6 +92,10 @@ def _print_report(report: Any) -> None:
 
 def _pct(x: float) -> float | None:
     return None if x != x else round(100 * x, 2)
+
+
+def _num(x: float | None) -> str | None:
+    return None if x is None else f"{x:.2f}"
 
 
 def build_command(
