@@ -191,9 +191,10 @@ def build_onnxruntime(model_path: Path, opts: BuildOptions, progress: Progress |
                 report.failure = failed
                 continue
             report.gates.append(result)
-            note = (
-                f"{len(result.artifact.excluded)} layer(s) kept in float" if result.artifact.excluded else ""
-            )
+            n_float = len(result.artifact.excluded)
+            note = f"{n_float} layer(s) kept in float" if n_float else ""
+            if n_float and n_float == len(result.sensitivity):
+                note = f"all {n_float} layers kept in float: no INT8 compute left"
             report.rows.append(_gate_row(result, gate, note))
     return report
 
