@@ -18,8 +18,15 @@ from typing import Any
 
 from edgeseg.calib.data import open_calibration
 from edgeseg.calib.gate import Gate, GateFailed, GateResult, Score, gated_quantize, open_eval_data
-from edgeseg.calib.quantize import DEFAULT_CPU_FORMAT, FORMS, artifact_path, load_model
-from edgeseg.calib.stats import CalibrationStats, calibrate
+from edgeseg.calib.quantize import (
+    CPU_FORMATS,
+    DEFAULT_CPU_FORMAT,
+    FORMS,
+    QDQ_ENGINES,
+    artifact_path,
+    load_model,
+)
+from edgeseg.calib.stats import METHODS, CalibrationStats, calibrate
 
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
@@ -122,6 +129,15 @@ def build_onnxruntime(model_path: Path, opts: BuildOptions, progress: Progress |
         raise EdgesegError(f"unknown INT8 form(s) {unknown}; choose from {', '.join(FORMS)}")
     if opts.max_miou_drop < 0:
         raise EdgesegError(f"--max-miou-drop must be >= 0, got {opts.max_miou_drop}")
+    # option mistakes fail before minutes of evaluation, not after
+    if opts.calib_method not in METHODS:
+        raise EdgesegError(
+            f"unknown calibration method {opts.calib_method!r}; choose one of {', '.join(METHODS)}"
+        )
+    if opts.cpu_format not in CPU_FORMATS:
+        raise EdgesegError(f"unknown --cpu-format {opts.cpu_format!r}; choose {' or '.join(CPU_FORMATS)}")
+    if opts.qdq_engine not in QDQ_ENGINES:
+        raise EdgesegError(f"unknown --qdq-engine {opts.qdq_engine!r}; choose {', '.join(QDQ_ENGINES)}")
     model_path = Path(model_path)
     model = load_model(model_path)
     try:

@@ -85,6 +85,9 @@ def test_build_table_output_and_fp16(tiny_onnx, _isolated_workdir):
         (["build", "--int8", "--target", "cuda"], "unknown --target"),
         (["build", "--int8", "--calib-method", "kl"], "unknown calibration method"),
         (["build", "nosuch", "--int8"], "no export named 'nosuch'"),
+        (["build", "--int8", "--cpu-format", "fast"], "unknown --cpu-format"),
+        (["build", "--int8", "--qdq-engine", "trt"], "unknown --qdq-engine"),
+        (["build", "--int8", "--max-miou-drop", "-1"], "--max-miou-drop must be >= 0"),
     ],
 )
 def test_build_errors_are_one_line(tiny_onnx, _isolated_workdir, args, message):
