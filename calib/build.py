@@ -117,6 +117,21 @@ def _row(
     )
 
 
+def artifact_precision(path: Path) -> str:
+    """The precision an edgeseg ONNX carries in its card ("fp32" when it has no card)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # the full load in build_onnxruntime gives the one-line error
+        return "fp32"
+    props = {p.key: p.value for p in model.metadata_props}
+    try:
+        return ModelCard.from_metadata_props(props).precision
+    except EdgesegError:
+        return "fp32"
+
+
 def build_onnxruntime(model_path: Path, opts: BuildOptions, progress: Progress | None = None) -> BuildReport:
     """FP16 and/or INT8 artifacts for ONNX Runtime, each scored against FP32 on the held-out data.
 

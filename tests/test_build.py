@@ -147,3 +147,23 @@ def test_tensorrt_target_hands_the_qdq_onnx_to_the_engine_builder(tiny_onnx, _is
     assert seen["qdq_onnx"] == path.parent / "tiny.int8.qdq.onnx" and seen["qdq_onnx"].is_file()
     assert seen["options"]["workspace"] == 512
     assert not (path.parent / "tiny.int8.cpu.onnx").exists()  # only the TensorRT form for this target
+
+
+def test_tensorrt_target_builds_an_already_quantized_onnx_as_is(tiny_onnx, _isolated_workdir, monkeypatch):
+    """The hand-off command printed on a machine without TensorRT: `edgeseg build X.int8.qdq.onnx --target tensorrt`."""
+    import edgeseg.export.tensorrt_build as trt_build
+
+    seen: dict = {}
+    monkeypatch.setattr(
+        trt_build, "build_from_cli", lambda onnx_path, **kw: seen.update(kw, onnx_path=onnx_path) or 0
+    )
+    _place(tiny_onnx, _isolated_workdir, "tiny", 1_000_000)
+    made = runner.invoke(
+        app, ["build", "--int8", "--int8-forms", "qdq", "--calib-images", "4", "--eval-images", "4"]
+    )
+    assert made.exit_code == 0, made.output
+    qdq = _isolated_workdir / "tiny" / "tiny.int8.qdq.onnx"
+    result = runner.invoke(app, ["build", str(qdq), "--target", "tensorrt", "--int8"])
+    assert result.exit_code == 0, result.output
+    assert seen["onnx_path"] == qdq and seen["precision"] == "int8" and seen["qdq_onnx"] is None
+    assert "calibration" not in result.output  # nothing recalibrated or re-gated

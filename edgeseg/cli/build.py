@@ -160,7 +160,7 @@ def build_command(
     """Build FP16 / INT8 artifacts beside the export; INT8 is gated on measured mIoU (--max-miou-drop)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from edgeseg.calib.build import BuildOptions, build_onnxruntime
+    from edgeseg.calib.build import BuildOptions, artifact_precision, build_onnxruntime
     from edgeseg.console import err_console, print_json
     from edgeseg.errors import EdgesegError
     from edgeseg.workspace import require_export
@@ -193,6 +193,11 @@ def build_command(
         threads=threads,
     )
     report = None
+    annotated = artifact_precision(onnx_path)
+    if target == "tensorrt" and annotated != "fp32":
+        # an FP16 / Q/DQ ONNX made elsewhere (e.g. copied to the device): build the engine from it as is
+        opts.fp16 = opts.int8 = False
+        fp16, int8 = annotated == "fp16", annotated == "int8"
     if opts.fp16 or opts.int8:
         with Progress(
             TextColumn("{task.description}"),
