@@ -34,7 +34,7 @@ from edgeseg.errors import EdgesegError
 CACHE_FORMAT = "edgeseg-calib-cache/1"
 MAX_CACHE_ENTRIES = 8
 METHODS = ("entropy", "minmax", "percentile")
-CHUNK = 4  # images per collect_data call: bounds the memory the calibrator holds at once
+CHUNK = 1  # images per collect_data call: histogram calibrators hold every activation of a chunk
 
 
 @dataclass
