@@ -547,3 +547,32 @@ def test_downsample_block_add_gets_qdq_on_the_shortcut(tmp_path):
     dq = producers[add.input[kinds.index("DequantizeLinear")]]
     q_node = producers[dq.input[0]]
     assert producers[q_node.input[0]].name == "/shortcut/Conv"
+
+
+def test_labels_output_model_keeps_argmax_free_of_qdq(tiny, tmp_path):
+    """`--output labels` exports end in ArgMax: neither INT8 form may put Q/DQ beside it."""
+    from edgeseg.calib.quantize import quantize_cpu_form, quantize_tensorrt_form
+    from edgeseg.runtime.segmenter import Segmenter
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(tiny))
+    logits = model.graph.output[0].name
+    model.graph.node.append(
+        helper.make_node("ArgMax", [logits], ["labels"], axis=1, keepdims=0, name="argmax")
+    )
+    del model.graph.output[:]
+    model.graph.output.append(helper.make_tensor_value_info("labels", TensorProto.INT64, [1, H, W]))
+    card = _card(tiny).replace(output="labels")
+    for prop in model.metadata_props:
+        if prop.key == "edgeseg.output":
+            prop.value = '"labels"'
+    path = tmp_path / "labels.onnx"
+    onnx.save(model, str(path))
+    card, calib, stats = _stats(path, method="minmax", n=4)
+    qdq = quantize_tensorrt_form(path, card, stats, tmp_path / "labels.int8.qdq.onnx", engine="onnxruntime")
+    _qdq_pairs_ok(onnx.load(str(qdq.path)))
+    cpu = quantize_cpu_form(path, card, stats, tmp_path / "labels.int8.cpu.onnx")
+    frame = cv2.cvtColor(calib.image(0), cv2.COLOR_RGB2BGR)
+    with Segmenter(path) as fp32, Segmenter(qdq.path) as a, Segmenter(cpu.path) as b:
+        ref = fp32.infer(frame)
+        assert (a.infer(frame) == ref).mean() > 0.9 and (b.infer(frame) == ref).mean() > 0.9
