@@ -167,3 +167,15 @@ def test_tensorrt_target_builds_an_already_quantized_onnx_as_is(tiny_onnx, _isol
     assert result.exit_code == 0, result.output
     assert seen["onnx_path"] == qdq and seen["precision"] == "int8" and seen["qdq_onnx"] is None
     assert "calibration" not in result.output  # nothing recalibrated or re-gated
+
+
+def test_gate_failure_exits_non_zero_with_the_attempts(tiny_onnx, _isolated_workdir):
+    path = _place(tiny_onnx, _isolated_workdir, "tiny", 1_000_000)
+    args = ["build", "--int8", "--int8-forms", "qdq", "--calib-images", "4", "--eval-images", "4"]
+    result = runner.invoke(app, [*args, "--max-miou-drop", "0", "--max-fallback-layers", "0", "--json"])
+    assert result.exit_code == 3, result.output
+    report = json.loads(result.stdout)
+    assert report["passed"] is False and "limit 0.00" in report["error"]
+    assert report["gates"][0]["attempts"][0]["passed"] is False
+    assert not (path.parent / "tiny.int8.qdq.onnx").exists()  # a rejected INT8 model is not left behind
+    assert "error:" in result.output and "Traceback" not in result.output
