@@ -78,9 +78,19 @@ def name_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def quantizable_nodes(model: onnx.ModelProto, form: str) -> list[str]:
-    """Nodes the gate may move back to float, in graph order (weighted ops: where INT8 error comes from)."""
-    skip = set(cpu_slow_nodes(model)) if form == "cpu" else set(qdq_rules.nodes_fed_by(model))
-    return [n.name for n in model.graph.node if n.op_type in qdq_rules.WEIGHTED_OPS and n.name not in skip]
+    """Nodes the gate may move back to float, in graph order.
+
+    TensorRT form: the weighted ops (only their inputs carry Q/DQ). CPU form: every op it runs in INT8,
+    Concat/Add/pools included, since a QLinearConcat fed an outlier activation loses as much as a conv;
+    Relu/Clip are left out because they are folded into their producer's range.
+    """
+    if form == "cpu":
+        skip = set(cpu_slow_nodes(model))
+        ops = set(CPU_OP_TYPES) - {"Relu", "Clip"}
+    else:
+        skip = set(qdq_rules.nodes_fed_by(model))
+        ops = set(qdq_rules.WEIGHTED_OPS)
+    return [n.name for n in model.graph.node if n.op_type in ops and n.name not in skip]
 
 
 def cpu_slow_nodes(model: onnx.ModelProto) -> list[str]:
