@@ -550,6 +550,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     root = workspace.workdir(args.workdir)
     out_console = err_console if args.json else console
+    if not out_console.is_terminal:  # logs and run_all.py: rich would wrap the tables at 80 columns
+        out_console.width = max(out_console.width, 160)
     report: dict[str, Any] = {
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
         "machine": machine.describe(),

@@ -121,7 +121,7 @@ def chain_commands(args: argparse.Namespace) -> list[tuple[str, list[str] | str]
                         "--pipeline-frames",
                         str(args.paper_pipeline_frames),
                         "--pipeline-rounds",
-                        "1",
+                        "2",
                         *common,
                     ],
                 )
@@ -173,7 +173,12 @@ def _load(values: list[float]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks-results.md")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "docs" / "benchmarks-results.md",
+        help="Markdown results; the raw reports go beside it as .json",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workdir", type=Path, help="workspace for the artifacts (default: ./edgeseg-work)")
     ap.add_argument("--reuse", action="store_true", help="keep existing exports and their variants")
@@ -186,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--paper-size", type=_size, default=(512, 1024), help="HxW")
     ap.add_argument("--paper-iterations", type=int, default=3, help="timed frames per artifact")
     ap.add_argument("--paper-calib-images", type=int, default=4)
-    ap.add_argument("--paper-pipeline-frames", type=int, default=5, help="0 skips the pipeline ratio")
+    ap.add_argument("--paper-pipeline-frames", type=int, default=3, help="per round (2 rounds); 0 skips")
     return ap
 
 
@@ -194,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     from edgeseg import machine
-    from edgeseg.atomic import atomic_open
+    from edgeseg.atomic import atomic_open, write_json
 
     started = time.strftime("%Y-%m-%d %H:%M %Z")
     load = {"before": list(os.getloadavg())}
@@ -209,7 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     load["after"] = list(os.getloadavg())
     with atomic_open(args.out, "w") as fh:
         fh.write(render(runs, machine.describe(), started, load))
-    print(f"wrote {args.out}")
+    raw = {
+        "started": started,
+        "loadavg": load,
+        "runs": [{"title": t, "argv": a, "report": r} for t, a, r in runs],
+    }
+    write_json(args.out.with_suffix(".json"), raw)
+    print(f"wrote {args.out} and {args.out.with_suffix('.json').name}")
     return 1 if any(report.get("failures") for _, _, report in runs) else 0
 
 

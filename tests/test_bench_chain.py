@@ -221,3 +221,6 @@ def test_run_all_writes_markdown_with_machine_and_commands(tmp_path, monkeypatch
     assert "not measured (`default`): the default model is not installed" in md
     assert f"benchmarks/chain.py --models {TINY} --height 32 --width 64" in md
     assert "| PyTorch eager |" in md and "| CPU INT8 vs ONNX Runtime FP32 |" in md
+    raw = json.loads(out.with_suffix(".json").read_text())
+    assert [run["title"] for run in raw["runs"]] == ["default", TINY]
+    assert raw["runs"][1]["report"]["models"][0]["results"][0]["fps"] > 0
