@@ -428,3 +428,25 @@ def test_in_graph_labels_output_streams_too(tmp_path, tiny_onnx):
     for r in results:
         np.testing.assert_array_equal(r.labels, reference.infer(r.frame))
         assert r.histogram.sum() == r.frame.shape[0] * r.frame.shape[1]
+
+
+def test_url_source_streams_over_http(tmp_path, tiny_onnx):
+    """A real network source: FFMPEG pulls an MP4 from a local HTTP server."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    write_video(tmp_path / "cam.mp4", 6)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/cam.mp4"
+        pipe = Pipeline(Segmenter(tiny_onnx()), open_source(url=url))
+        stats = pipe.run()
+    finally:
+        server.shutdown()
+    assert stats.captured == 6 and stats.processed + stats.dropped == 6 and stats.processed >= 1
+    assert pipe.report()["source"]["url"] == url
