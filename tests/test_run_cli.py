@@ -142,11 +142,13 @@ def test_unreadable_video_fails_clearly(tmp_path, tiny_onnx):
 
 def test_full_onnx_run_never_imports_torch(tiny_onnx, tmp_path):
     write_video(tmp_path / "clip.mp4", 4)
-    model = tiny_onnx()
+    model = tiny_onnx(num_classes=8)
     code = (
         "import sys\nfrom typer.testing import CliRunner\nfrom edgeseg.cli import app\n"
         f"r = CliRunner().invoke(app, ['run', '--model', {str(model)!r}, '--video', {str(tmp_path / 'clip.mp4')!r},"
         f" '--save', {str(tmp_path / 'o.mp4')!r}, '--log', {str(tmp_path / 'l.jsonl')!r}, '--legend', '--json'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        f"r = CliRunner().invoke(app, ['run', '--model', {str(model)!r}, '--synthetic', '--frames', '2'])\n"
         "assert r.exit_code == 0, r.output\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision')))"
     )
