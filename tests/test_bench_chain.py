@@ -217,10 +217,18 @@ def test_run_all_writes_markdown_with_machine_and_commands(tmp_path, monkeypatch
     )
     assert rc == 1  # the default model could not be measured, and the exit status says so
     md = out.read_text()
-    assert "load average (1/5/15 min) before:" in md and "cores; GPU:" in md
+    assert "load average (1/5/15 min) before" in md and "cores; GPU:" in md
     assert "not measured (`default`): the default model is not installed" in md
     assert f"benchmarks/chain.py --models {TINY} --height 32 --width 64" in md
     assert "| PyTorch eager |" in md and "| CPU INT8 vs ONNX Runtime FP32 |" in md
     raw = json.loads(out.with_suffix(".json").read_text())
     assert [run["title"] for run in raw["runs"]] == ["default", TINY]
     assert raw["runs"][1]["report"]["models"][0]["results"][0]["fps"] > 0
+    # a later run (here: only the default model) combined with the saved one, nothing re-measured
+    combined = tmp_path / "combined.md"
+    args = ["--out", str(combined), "--skip-paper", "--include", str(out.with_suffix(".json"))]
+    assert run_all.main(args) == 1
+    text = combined.read_text()
+    assert text.count("## default") == 2 and text.count(f"## {TINY}") == 1
+    assert text.index(f"## {TINY}") < text.rindex("## default")
+    assert run_all.main(["--out", str(combined), "--include", str(tmp_path / "nope.json")]) == 2
