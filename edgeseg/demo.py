@@ -1,0 +1,244 @@
+"""`edgeseg demo`: the newcomer's first five minutes, the whole chain in one command.
+
+    scenes -> train briefly (or start from the shipped default with --quick) -> export ONNX
+    -> FP16 + INT8 (gated on mIoU) -> stream the synthetic video through each -> one table
+
+Every number in the final table is measured in this run on this machine: the same held-out
+synthetic video is streamed through every artifact by the real pipeline, with ground truth.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeseg.errors import EdgesegError
+
+Step = Callable[[str], None]
+
+
+@dataclass
+class DemoConfig:
+    out: Path = Path("edgeseg-demo")
+    quick: bool = False  # start from the shipped default instead of training
+    model: str | None = None  # architecture to train (default: the shipped default's)
+    train_images: int = 240
+    epochs: int = 3
+    height: int = 128  # training / export size when training (small: this is a demo on a CPU)
+    width: int = 256
+    frames: int = 60  # length of the synthetic stream per artifact
+    threads: int = 2
+    max_miou_drop: float = 1.0
+    calib_images: int = 32
+    eval_images: int = 12
+
+
+@dataclass
+class DemoRow:
+    artifact: str
+    precision: str
+    path: Path
+    size_mb: float
+    fps: float | None = None
+    infer_p50_ms: float | None = None
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    miou: float | None = None
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "path": str(self.path)}
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    rows: list[DemoRow] = field(default_factory=list)
+    video: Path | None = None
+    plots: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+    steps: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "rows": [r.to_dict() for r in self.rows],
+            "video": str(self.video) if self.video else None,
+            "plots": [str(p) for p in self.plots],
+            "seconds": round(self.seconds, 1),
+            "steps_seconds": {k: round(v, 1) for k, v in self.steps.items()},
+        }
+
+
+def _default_card():
+    from edgeseg.card import ModelCard
+    from edgeseg.defaults import default_model_path
+
+    return ModelCard.load_json(default_model_path("onnx").with_suffix(".card.json"))
+
+
+def _train(cfg: DemoConfig, root: Path, say: Step) -> Path:
+    """Write a small generated dataset to disk and train the demo model on it briefly."""
+    from edgeseg.data.synth import TRAIN_SEED, write_dataset
+    from edgeseg.training.config import TrainConfig
+    from edgeseg.training.trainer import train
+
+    data_dir = cfg.out / "data" / "train"
+    if not (data_dir / "classes.json").is_file():
+        say(f"generating {cfg.train_images} scenes ({cfg.height}x{cfg.width}) in {data_dir}")
+        write_dataset(data_dir, cfg.train_images, cfg.height, cfg.width, seed=TRAIN_SEED)
+    card = _default_card()
+    model = cfg.model or card.model
+    kwargs = card.model_kwargs if model == card.model else {}
+    say(f"training {model} for {cfg.epochs} epochs on CPU")
+    tcfg = TrainConfig(
+        model=model,
+        data=str(data_dir),
+        val_data=f"synth:24@{cfg.height}x{cfg.width}",
+        epochs=cfg.epochs,
+        batch_size=8,
+        optimizer="adamw",
+        schedule="cosine",
+        height=cfg.height,
+        width=cfg.width,
+        model_kwargs=dict(kwargs),
+        device="cpu",
+    )
+    result = train(tcfg, workdir=root, progress=True)
+    ckpt = result.best or result.last
+    if ckpt is None:
+        raise EdgesegError("training wrote no checkpoint")
+    return ckpt
+
+
+def _stream(path: Path, cfg: DemoConfig, size: tuple[int, int], save: Path | None) -> Any:
+    """Run the real threaded pipeline over the held-out synthetic video; return its RunStats."""
+    from edgeseg.runtime import Segmenter
+    from edgeseg.runtime.pipeline import Pipeline
+    from edgeseg.runtime.sinks import VideoSink
+    from edgeseg.runtime.sources import SyntheticSource
+
+    sinks = [VideoSink(save)] if save else []
+    seg = Segmenter(path, threads=cfg.threads)
+    with seg:
+        pipe = Pipeline(seg, SyntheticSource(cfg.frames, height=size[0], width=size[1]), sinks)
+        return pipe.run()
+
+
+def run_demo(cfg: DemoConfig, say: Step = print) -> DemoResult:
+    from edgeseg import workspace
+    from edgeseg.calib.build import BuildOptions, build_onnxruntime
+    from edgeseg.defaults import default_model_path
+    from edgeseg.export.onnx_export import export_onnx
+
+    t_start = time.perf_counter()
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    root = cfg.out / "work"
+    result = DemoResult(out=cfg.out)
+
+    t = time.perf_counter()
+    if cfg.quick:
+        ckpt = default_model_path("pt")
+        say(f"--quick: starting from the shipped default model ({ckpt.name})")
+        size = _default_card().input_size
+    else:
+        ckpt = _train(cfg, root, say)
+        size = (cfg.height, cfg.width)
+    result.steps["train"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    name = "demo"
+    say("exporting to ONNX (parity-checked against PyTorch)")
+    export = export_onnx(ckpt, workspace.export_path(root, name), height=size[0], width=size[1])
+    result.steps["export"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    say(f"building FP16 and INT8 (gate: mIoU drop <= {cfg.max_miou_drop} points)")
+    build = build_onnxruntime(
+        export.path,
+        BuildOptions(
+            fp16=True,
+            int8=True,
+            calib_images=cfg.calib_images,
+            eval_images=cfg.eval_images,
+            max_miou_drop=cfg.max_miou_drop,
+            threads=cfg.threads,
+        ),
+    )
+    result.steps["build"] = time.perf_counter() - t
+
+    labels = {"fp32": "ONNX Runtime FP32", "fp16": "ONNX Runtime FP16"}
+    labels |= {"int8-cpu": "ONNX Runtime INT8 (CPU form)", "int8-qdq": "INT8 Q/DQ (TensorRT form)"}
+    artifacts = [(labels.get(r.precision, r.precision), r.precision, r.artifact, r.note) for r in build.rows]
+    order = {"fp32": 0, "fp16": 1, "int8-cpu": 2, "int8-qdq": 3}  # the TensorRT form last: it is for the GPU
+    artifacts = sorted((a for a in artifacts if Path(a[2]).is_file()), key=lambda a: order.get(a[1], 9))
+
+    t = time.perf_counter()
+    best_video: Path | None = None
+    per_class: dict[str, Any] = {}
+    for label, precision, path, note in artifacts:
+        save = None
+        if precision in ("int8-cpu", "fp32") and best_video is None:
+            save = cfg.out / "overlay.mp4"
+        say(f"streaming {cfg.frames} synthetic frames through {label}")
+        stats = _stream(Path(path), cfg, size, save)
+        report = stats.to_dict()
+        if precision in ("fp32", "int8-cpu"):
+            per_class[label] = stats.metrics()
+        if save is not None and save.is_file():
+            best_video = save
+        lat = report["latency_ms"]["capture_to_result"]
+        metrics = report.get("metrics") or {}
+        result.rows.append(
+            DemoRow(
+                artifact=label,
+                precision=precision,
+                path=Path(path),
+                size_mb=Path(path).stat().st_size / 2**20,
+                fps=report["steady_fps"],
+                infer_p50_ms=report["latency_ms"]["stages"].get("inference", {}).get("p50"),
+                latency_p50_ms=lat.get("p50"),
+                latency_p95_ms=lat.get("p95"),
+                miou=metrics.get("miou"),
+                note=note,
+            )
+        )
+    result.steps["stream"] = time.perf_counter() - t
+    result.video = best_video
+    if build.failure is not None:
+        say(f"note: {build.failure}")
+
+    result.plots = _plots(result, per_class, build.card, cfg.out)
+    from edgeseg.atomic import write_json
+
+    result.seconds = time.perf_counter() - t_start
+    write_json(cfg.out / "report.json", result.to_dict())
+    shutil.copy(export.card_path, cfg.out / "model.card.json")
+    return result
+
+
+def _plots(result: DemoResult, per_class: dict[str, Any], card: Any, out: Path) -> list[Path]:
+    """FPS vs mIoU for all artifacts, and per-class IoU bars for FP32 and the CPU INT8 form."""
+    from edgeseg import plots
+
+    made = [plots.fps_vs_miou([(r.artifact, r.fps, r.miou) for r in result.rows], out / "fps_vs_miou.png")]
+    for label, metrics in per_class.items():
+        if metrics is None:
+            continue
+        slug = "int8" if "INT8" in label else "fp32"
+        made.append(plots.iou_bars(metrics, card.classes, out / f"iou_{slug}.png", card.palette, title=label))
+    return made
+
+
+COLUMNS = ["artifact", "FPS", "infer ms", "latency p50", "latency p95", "mIoU", "MB", "note"]
+
+
+def table_rows(result: DemoResult) -> list[list[Any]]:
+    return [
+        [r.artifact, r.fps, r.latency_p50_ms, r.latency_p95_ms, r.miou, r.size_mb, r.note]
+        for r in result.rows
+    ]
