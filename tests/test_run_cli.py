@@ -226,3 +226,16 @@ def test_video_frames_pair_with_labels_by_stem(tiny_onnx, tmp_path):
     report = json.loads(r.stdout)
     assert report["labels"]["matched"] == 2 and report["frames"]["unlabeled"] == 1
     assert report["metrics"]["pixels"] == 2 * 48 * 64
+
+
+def test_bare_edgeseg_run_uses_the_shipped_default_model():
+    """`edgeseg run` with no arguments: shipped model, synthetic stream with ground truth, headless."""
+    from edgeseg.defaults import default_model_path
+
+    r = run_cli("--frames", "8", "--threads", "1", "--json")
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert report["artifact"] == str(default_model_path("onnx"))
+    assert report["source"]["kind"] == "synthetic" and report["frames"]["processed"] == 8
+    assert report["outputs"] == [] and report["fps"] > 0
+    assert report["metrics"]["miou"] > 0.5  # a trained model on held-out frames, far above chance
