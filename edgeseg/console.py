@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -41,4 +42,4 @@ def fmt(v: Any) -> str:
 
 
 def warn(message: str) -> None:
-    err_console.print(f"[bold yellow]warning:[/] {message}")
+    err_console.print(f"[bold yellow]warning:[/] {escape(message)}")

@@ -179,3 +179,16 @@ def test_checkpoint_errors_are_one_line(tmp_path):
         load_checkpoint(evil)
     with pytest.raises(EdgesegError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_cli_error_keeps_square_brackets(tmp_path):
+    """Messages naming extras (edgeseg[tensorrt]) must not be eaten as rich markup."""
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"not an engine")
+    r = CliRunner().invoke(app, ["run", "--model", str(engine), "--frames", "1"])
+    assert r.exit_code == 2
+    assert "edgeseg[tensorrt]" in r.output

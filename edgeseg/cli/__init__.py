@@ -15,6 +15,7 @@ import signal
 import sys
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from edgeseg._version import __version__
@@ -30,7 +31,7 @@ class _Group(TyperGroup):
         except EdgesegError as exc:
             from edgeseg.console import err_console
 
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             from edgeseg.console import err_console
@@ -97,5 +98,5 @@ def main() -> None:
     except EdgesegError as exc:  # raised outside a command (e.g. option callbacks)
         from edgeseg.console import err_console
 
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(exc.exit_code)
