@@ -33,3 +33,12 @@ def test_quick_demo_runs_the_chain(tmp_path):
     for png in report["plots"]:
         assert Path(png).read_bytes()[:4] == b"\x89PNG"
     assert (out / "report.json").is_file() and (out / "model.card.json").is_file()
+
+
+def test_table_rows_match_columns():
+    from edgeseg import demo
+
+    row = demo.DemoRow("a", "fp32", Path("x.onnx"), 1.0, 10.0, 5.0, 20.0, 30.0, 0.5, "n")
+    rows = demo.table_rows(demo.DemoResult(out=Path("."), rows=[row]))
+    assert len(rows[0]) == len(demo.COLUMNS)
+    assert dict(zip(demo.COLUMNS, rows[0]))["infer ms"] == 5.0
