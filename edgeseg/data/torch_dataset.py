@@ -62,6 +62,8 @@ class SegmentationTorchDataset(torch.utils.data.Dataset):
     def sample(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Item i after resize and augmentation, still uint8 (for inspection and tests)."""
         rgb, mask = self.dataset[i]
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[:2] != mask.shape[:2]:
+            raise EdgesegError(f"item {i}: image {rgb.shape} and mask {mask.shape} do not match")
         if self.size is not None:
             rgb, _ = fit(rgb, self.size, self.resize)
             mask, _ = fit(

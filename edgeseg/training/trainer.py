@@ -23,7 +23,7 @@ from edgeseg.lazy import require
 from edgeseg.metrics import SegMetrics, metrics_from_confusion
 from edgeseg.training import distributed
 from edgeseg.training.config import TrainConfig
-from edgeseg.training.data import TrainSet, worker_init
+from edgeseg.training.data import TRAIN_AUGMENT
 from edgeseg.training.schedule import build_optimizer, build_scheduler, retarget
 
 # Generated-scene validation seed: neither the training seed (0) nor the held-out evaluation seed.
@@ -225,7 +225,16 @@ def train(
         card = make_card(cfg, train_set, getattr(model, "edgeseg_kwargs", None))
         if payload is not None and list(payload["card"].classes) != card.classes:
             raise EdgesegError(f"--resume: {resume_path} was trained on other classes than {cfg.data!r}")
-        tset = TrainSet(train_set, cfg.input_size, card.mean, card.std, augment=cfg.augment)
+        from edgeseg.data.torch_dataset import SegmentationTorchDataset, worker_init_fn
+
+        tset = SegmentationTorchDataset(
+            train_set,
+            cfg.input_size,
+            augment=TRAIN_AUGMENT if cfg.augment else False,
+            mean=card.mean,
+            std=card.std,
+            seed=cfg.seed,
+        )
         sampler = torch.utils.data.DistributedSampler(
             tset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=cfg.seed
         )
@@ -236,7 +245,7 @@ def train(
             sampler=sampler,
             num_workers=cfg.workers,
             drop_last=len(sampler) > batch,  # no ragged last batch (BatchNorm on 1 sample fails)
-            worker_init_fn=worker_init if cfg.workers else None,
+            worker_init_fn=worker_init_fn if cfg.workers else None,
             pin_memory=device.startswith("cuda"),
         )
         iters = len(loader)
