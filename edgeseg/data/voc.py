@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgeseg.card import default_palette
 from edgeseg.data.base import FileDataset, Item, _names
 from edgeseg.errors import EdgesegError
 
@@ -17,22 +18,7 @@ VOC_CLASSES: list[str] = [
 ]  # fmt: skip
 
 
-def voc_colormap(n: int = 256) -> list[tuple[int, int, int]]:
-    """VOC's palette: the bits of the class index spread over R, G, B from the high bit down."""
-    out = []
-    for i in range(n):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        out.append((r, g, b))
-    return out
-
-
-VOC_PALETTE = voc_colormap(len(VOC_CLASSES))
+VOC_PALETTE = default_palette(len(VOC_CLASSES))  # the VOC colour map
 
 
 def find_voc_root(root: Path) -> Path | None:
