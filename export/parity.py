@@ -75,6 +75,45 @@ def scene_frames(card: ModelCard, num_scenes: int = 3, seed: int = 1234) -> Iter
         yield cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
+def _tally(
+    outputs: Iterable[tuple[np.ndarray, np.ndarray]], card: ModelCard, threshold: float, what: str
+) -> ParityResult:
+    """Argmax agreement (and logit differences when both sides are logits) over (reference, candidate)
+    raw outputs; a side may be logits (N x C x H x W) or labels (N x H x W)."""
+    agree = total = 0
+    per_scene: list[float] = []
+    max_diff, diff_sum, diff_count = 0.0, 0.0, 0
+    dtype = "?"
+    for ref, got in outputs:
+        dtype = str(got.dtype)
+        ref_labels = ref.argmax(axis=1) if ref.ndim == 4 else ref.astype(np.int64)
+        got_labels = got.argmax(axis=1) if got.ndim == 4 else got.astype(np.int64)
+        if got_labels.shape != ref_labels.shape or (ref.ndim == got.ndim == 4 and ref.shape != got.shape):
+            raise EdgesegError(f"{what}: output shape {list(got.shape)} != reference {list(ref.shape)}")
+        if ref.ndim == got.ndim == 4:
+            diff = np.abs(got.astype(np.float32) - ref.astype(np.float32))
+            max_diff = max(max_diff, float(diff.max()))
+            diff_sum += float(diff.sum(dtype=np.float64))
+            diff_count += diff.size
+        same = int((got_labels == ref_labels).sum())
+        agree += same
+        total += ref_labels.size
+        per_scene.append(same / ref_labels.size)
+    if not total:
+        raise EdgesegError(f"{what} got no frames to compare")
+    logits = card.output != "labels"
+    return ParityResult(
+        scenes=len(per_scene),
+        pixels=total,
+        agreement=agree / total,
+        min_scene_agreement=min(per_scene),
+        max_abs_diff=max_diff if logits else None,
+        mean_abs_diff=(diff_sum / diff_count) if logits and diff_count else None,
+        threshold=threshold,
+        output_dtype=dtype,
+    )
+
+
 def parity_check(
     net: Any,
     onnx_path: str | Path,
@@ -93,53 +132,18 @@ def parity_check(
     backend = OnnxRuntimeBackend(onnx_path, providers="cpu", threads=threads, card=card)
     pre = Preprocessor(card)
     frames = scene_frames(card, num_scenes) if frames is None else frames
-    agree = total = 0
-    scene_agreements: list[float] = []
-    max_diff = 0.0
-    diff_sum = 0.0
-    diff_count = 0
-    dtype = "?"
-    try:
+
+    def outputs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for frame in frames:
             batch, _geom = pre(frame)
             with torch.no_grad():
                 ref = logits_of(net, torch.from_numpy(batch)).float().numpy()
-            got = backend.run(batch)
-            dtype = str(got.dtype)
-            ref_labels = ref.argmax(axis=1)
-            if card.output == "labels":
-                if got.shape != ref_labels.shape:
-                    raise EdgesegError(
-                        f"ONNX labels shape {list(got.shape)} != PyTorch {list(ref_labels.shape)}"
-                    )
-                got_labels = got.astype(np.int64)
-            else:
-                if got.shape != ref.shape:
-                    raise EdgesegError(f"ONNX logits shape {list(got.shape)} != PyTorch {list(ref.shape)}")
-                diff = np.abs(got.astype(np.float32) - ref)
-                max_diff = max(max_diff, float(diff.max()))
-                diff_sum += float(diff.sum(dtype=np.float64))
-                diff_count += diff.size
-                got_labels = got.argmax(axis=1)
-            same = int((got_labels == ref_labels).sum())
-            agree += same
-            total += ref_labels.size
-            scene_agreements.append(same / ref_labels.size)
+            yield ref, backend.run(batch)
+
+    try:
+        return _tally(outputs(), card, threshold, "parity check")
     finally:
         backend.close()
-    if not total:
-        raise EdgesegError("parity check got no frames to compare")
-    logits = card.output != "labels"
-    return ParityResult(
-        scenes=len(scene_agreements),
-        pixels=total,
-        agreement=agree / total,
-        min_scene_agreement=min(scene_agreements),
-        max_abs_diff=max_diff if logits else None,
-        mean_abs_diff=(diff_sum / diff_count) if logits and diff_count else None,
-        threshold=threshold,
-        output_dtype=dtype,
-    )
 
 
 def compare_onnx(
@@ -159,40 +163,14 @@ def compare_onnx(
     cand = OnnxRuntimeBackend(candidate, providers="cpu", threads=threads, card=card)
     pre = Preprocessor(card)
     frames = scene_frames(card, num_scenes) if frames is None else frames
-    agree = total = 0
-    per_scene: list[float] = []
-    max_diff, diff_sum, diff_count = 0.0, 0.0, 0
-    dtype = "?"
-    try:
+
+    def outputs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for frame in frames:
             batch, _geom = pre(frame)
-            a, b = ref.run(batch), cand.run(batch)
-            dtype = str(b.dtype)
-            if card.output == "labels":
-                la, lb = a.astype(np.int64), b.astype(np.int64)
-            else:
-                diff = np.abs(a.astype(np.float32) - b.astype(np.float32))
-                max_diff = max(max_diff, float(diff.max()))
-                diff_sum += float(diff.sum(dtype=np.float64))
-                diff_count += diff.size
-                la, lb = a.argmax(axis=1), b.argmax(axis=1)
-            same = int((la == lb).sum())
-            agree += same
-            total += la.size
-            per_scene.append(same / la.size)
+            yield ref.run(batch), cand.run(batch)
+
+    try:
+        return _tally(outputs(), card, threshold, "comparison")
     finally:
         ref.close()
         cand.close()
-    if not total:
-        raise EdgesegError("comparison got no frames")
-    logits = card.output != "labels"
-    return ParityResult(
-        scenes=len(per_scene),
-        pixels=total,
-        agreement=agree / total,
-        min_scene_agreement=min(per_scene),
-        max_abs_diff=max_diff if logits else None,
-        mean_abs_diff=(diff_sum / diff_count) if logits and diff_count else None,
-        threshold=threshold,
-        output_dtype=dtype,
-    )
