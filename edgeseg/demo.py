@@ -26,8 +26,8 @@ class DemoConfig:
     out: Path = Path("edgeseg-demo")
     quick: bool = False  # start from the shipped default instead of training
     model: str | None = None  # architecture to train (default: the shipped default's)
-    train_images: int = 200
-    epochs: int = 2
+    train_images: int = 320
+    epochs: int = 4
     height: int = 128  # training / export size when training (small: this is a demo on a CPU)
     width: int = 256
     frames: int = 60  # length of the synthetic stream per artifact

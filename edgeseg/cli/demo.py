@@ -16,8 +16,8 @@ def demo(
         False, "--quick", help="Start from the shipped default model instead of training."
     ),
     out: Path = typer.Option(Path("edgeseg-demo"), help="Folder for the video, plots, artifacts and report."),
-    epochs: int = typer.Option(2, help="Training epochs (ignored with --quick)."),
-    train_images: int = typer.Option(200, help="Generated training scenes (ignored with --quick)."),
+    epochs: int = typer.Option(4, help="Training epochs (ignored with --quick)."),
+    train_images: int = typer.Option(320, help="Generated training scenes (ignored with --quick)."),
     frames: int = typer.Option(60, help="Synthetic frames streamed through each artifact."),
     threads: int = typer.Option(2, help="CPU threads per backend."),
     max_miou_drop: float = typer.Option(1.0, help="INT8 gate: largest mIoU drop allowed, in points."),
