@@ -19,29 +19,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 from edgeseg.runtime import Pipeline, Segmenter
 from edgeseg.runtime.draw import Renderer, class_histogram, fast_argmax
 from edgeseg.runtime.sources import VideoSource
+
+from edgeseg.data.synth import write_video
 
 
 def default_model() -> Path:
     from edgeseg.defaults import default_model_path
 
     return default_model_path("onnx")
-
-
-def write_scene_video(path: Path, frames: int, size: tuple[int, int]) -> Path:
-    """A real MP4 of generated street scenes (the runtime decodes it like any file)."""
-    from edgeseg.data.synth import SceneGenerator
-
-    h, w = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 15.0, (w, h))
-    for rgb, _ in SceneGenerator(h, w, seed=7).video(frames):
-        writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
 
 
 def load_batches(seg: Segmenter, video: Path, frames: int) -> list[np.ndarray]:
@@ -144,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = {"threads": args.threads} if args.threads else {}
     seg = Segmenter(model, **opts)
     with tempfile.TemporaryDirectory() as tmp:
-        video = args.video or write_scene_video(Path(tmp) / "scenes.mp4", args.frames, (512, 1024))
+        video = args.video or write_video(Path(tmp) / "scenes.mp4", args.frames, 512, 1024, seed=7)[0]
         cmp = compare(seg, video, args.frames, args.rounds)
     post = postprocess_cost(seg, (512, 1024))
     report = cmp["report"]

@@ -16,22 +16,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-import cv2
 from edgeseg.runtime import Pipeline, Segmenter
 from edgeseg.runtime.draw import Renderer
 from edgeseg.runtime.sinks import JsonlSink
 from edgeseg.runtime.sources import VideoSource
 
-
-def write_loop_video(path: Path, frames: int, size: tuple[int, int]) -> Path:
-    from edgeseg.data.synth import SceneGenerator
-
-    h, w = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 15.0, (w, h))
-    for rgb, _ in SceneGenerator(h, w, seed=11).video(frames):
-        writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
+from edgeseg.data.synth import write_video
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     size = (256, 512) if card.dynamic else tuple(card.input_size)
     samples: list[tuple[int, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        video = write_loop_video(Path(tmp) / "loop.mp4", 60, size)
+        video = write_video(Path(tmp) / "loop.mp4", 60, *size, seed=11)[0]
         pipe = Pipeline(
             seg,
             VideoSource(video, loop=True),
