@@ -111,3 +111,23 @@ def test_torch_dataset_batches() -> None:
     assert tuple(native[0][0].shape) == (3, 30, 50)
     with pytest.raises(EdgesegError, match="fixed output size"):
         SegmentationTorchDataset(ds, None, augment=True)
+
+
+def test_torch_dataset_crops_keep_the_input_scale() -> None:
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    from edgeseg.data import open_dataset
+    from edgeseg.data.augment import AugmentConfig
+    from edgeseg.data.torch_dataset import SegmentationTorchDataset
+
+    ds = open_dataset("synth:2@32x64")
+    no_scale = AugmentConfig(scale=(1.0, 1.0), brightness=0, contrast=0, saturation=0, hue=0, hflip=0)
+    crops = SegmentationTorchDataset(ds, (32, 64), augment=no_scale, crop=(32, 32), seed=1)
+    rgb, mask = crops.sample(0)
+    assert rgb.shape == (32, 32, 3) and mask.shape == (32, 32)
+    full_rgb, full_mask = SegmentationTorchDataset(ds, (32, 64)).sample(0)
+    # a crop at scale 1 is a window of the full-size image, not a squeezed copy of it
+    offsets = [x for x in range(33) if np.array_equal(full_mask[:, x : x + 32], mask)]
+    assert offsets and any(np.array_equal(full_rgb[:, x : x + 32], rgb) for x in offsets)
+    with pytest.raises(EdgesegError, match="needs augmentation"):
+        SegmentationTorchDataset(ds, (32, 64), crop=(32, 32))

@@ -319,3 +319,22 @@ def test_every_trunk_parameter_is_used(backbone):
         n for n, m in bb.body.named_modules() if any(True for _ in m.parameters(recurse=False))
     } - called
     assert not unused
+
+
+def test_compact_unet_is_plain_convs_scoring_at_stride_2():
+    model = create_model("unet", num_classes=8, backbone="compact").eval()
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(c.groups == 1 for c in convs)  # no depthwise: INT8 kernels apply everywhere
+    seen = {}
+
+    def record(module, inputs, output) -> None:
+        seen["hw"] = tuple(output.shape[-2:])
+
+    model.classifier.register_forward_hook(record)
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 64, 96))
+    assert tuple(out.shape) == (1, 8, 64, 96) and seen["hw"] == (32, 48)
+    half = create_model("unet", num_classes=8, backbone="compact", width=0.5)
+    assert n_params(half) < n_params(model) / 3
+    with pytest.raises(EdgesegError, match="compact` only"):
+        create_model("unet", num_classes=8, backbone="classic", width=0.5)

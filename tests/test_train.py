@@ -265,3 +265,16 @@ def test_slim_checkpoint_keeps_predictions(tmp_path):
     x = torch.randn(1, 3, 32, 48)
     with torch.no_grad():
         assert (full(x).argmax(1) == small(x).argmax(1)).float().mean() > 0.99
+
+
+def test_crop_trains_on_windows_and_records_the_input_size(tmp_path):
+    data = Scenes(2)
+    result = train(
+        _cfg(epochs=1, crop=(16, 24)), train_set=data, val_set=data, progress=False, workdir=tmp_path
+    )
+    payload = load_checkpoint(result.last)
+    assert tuple(payload["card"].input_size) == (32, 48)  # what the runtime feeds; crops are training-only
+    assert tuple(payload["train_state"]["config"]["crop"]) == (16, 24)
+    assert config_for_resume(result.last, {"crop": None}).crop == (16, 24)
+    with pytest.raises(EdgesegError, match="--crop needs augmentation"):
+        _cfg(crop=(16, 24), augment=False)

@@ -105,6 +105,8 @@ def register(app: typer.Typer) -> None:
         seg = Segmenter(artifact, **backend_options(artifact, providers, threads, device))
         try:
             card = seg.card
+            from edgeseg.cli.options import parse_hw
+
             size = parse_hw(synthetic_size) if synthetic_size else _synthetic_size(card)
             source = open_source(
                 camera=camera,
@@ -242,18 +244,6 @@ def backend_options(path: Path, providers: str, threads: int | None, device: str
     elif suffix in (".pt", ".pth"):
         opts["device"] = device
     return opts
-
-
-def parse_hw(text: str) -> tuple[int, int]:
-    from edgeseg.errors import EdgesegError
-
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise EdgesegError(f"expected HxW such as 256x512, got {text!r}") from None
-    if h < 16 or w < 16:
-        raise EdgesegError(f"size must be at least 16x16, got {text}")
-    return h, w
 
 
 def _synthetic_size(card: Any) -> tuple[int, int]:

@@ -49,6 +49,9 @@ def register(app: typer.Typer) -> None:
         width: int | None = typer.Option(
             None, "--width", help="Input/crop width recorded in the card [384]."
         ),
+        crop: str | None = typer.Option(
+            None, "--crop", help="Random training crops HxW from the input-size image [the input size]."
+        ),
         backbone: str | None = typer.Option(None, "--backbone", help="Backbone (see `edgeseg models`)."),
         option: list[str] | None = typer.Option(None, "--option", "-o", help="Model option key=value."),
         weights: str | None = typer.Option(None, "--weights", help="Initial weights for the model/backbone."),
@@ -74,6 +77,7 @@ def register(app: typer.Typer) -> None:
 
         torch = require("torch")
         from edgeseg import workspace
+        from edgeseg.cli.options import parse_hw
         from edgeseg.training import TrainConfig, config_for_resume, find_resume, train
 
         if threads:
@@ -85,6 +89,7 @@ def register(app: typer.Typer) -> None:
             "model": model, "data": data, "val_data": val_data, "epochs": epochs, "batch_size": batch_size,
             "lr": lr, "optimizer": optimizer, "schedule": schedule, "warmup_iters": warmup,
             "weight_decay": weight_decay, "height": height, "width": width, "seed": seed,
+            "crop": parse_hw(crop) if crop else None,
             "model_kwargs": kwargs or None, "weights": weights, "augment": False if no_augment else None,
             "workers": workers, "device": device, "amp": not no_amp, "val_limit": val_limit,
         }  # fmt: skip

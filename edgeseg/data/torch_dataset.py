@@ -26,7 +26,9 @@ class SegmentationTorchDataset(torch.utils.data.Dataset):
     """Wraps ``ds[i] -> (rgb uint8, mask uint8)``; yields ``(x float32 3xHxW, y int64 HxW)``.
 
     size: (H, W) of every output (needed to batch); None keeps each item's own size.
-    augment: False, True (default `AugmentConfig`) or an `AugmentConfig`; random crops are `size`.
+    augment: False, True (default `AugmentConfig`) or an `AugmentConfig`; random crops are `crop`.
+    crop: (H, W) of the training crops taken from the `size` image (default: `size`). Smaller crops
+        of a full-size frame keep the deployed scale and cost less per step.
     resize: how items are first brought to `size` ("stretch" | "letterbox"), as the runtime does.
     """
 
@@ -40,16 +42,20 @@ class SegmentationTorchDataset(torch.utils.data.Dataset):
         std: tuple[float, float, float] = IMAGENET_STD,
         resize: str = "stretch",
         seed: int = 0,
+        crop: tuple[int, int] | None = None,
     ) -> None:
         if augment and size is None:
             raise EdgesegError("augmentation crops need a fixed output size")
+        if crop is not None and not augment:
+            raise EdgesegError("a crop size needs augmentation (crops are random)")
         self.dataset = dataset
         self.size = (int(size[0]), int(size[1])) if size is not None else None
         self.resize = resize
         self.mean, self.std = tuple(mean), tuple(std)
         self.normalize = Normalizer(mean, std)
         cfg = AugmentConfig() if augment is True else (augment or None)
-        self.augment = train_augment(*self.size, cfg, seed=seed) if cfg is not None and self.size else None
+        out = (int(crop[0]), int(crop[1])) if crop is not None else self.size
+        self.augment = train_augment(*out, cfg, seed=seed) if cfg is not None and out else None
 
     def __len__(self) -> int:
         return len(self.dataset)

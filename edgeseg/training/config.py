@@ -28,6 +28,7 @@ class TrainConfig:
     momentum: float = 0.9
     height: int = 192  # training crop = the input size recorded in the card
     width: int = 384
+    crop: tuple[int, int] | None = None  # random training crops (H, W) from the input-size image
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     weights: str | None = None  # initial (e.g. ImageNet backbone) weights for create_model
     augment: bool = True
@@ -45,6 +46,12 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "height", "width"):
             if int(getattr(self, name)) < 1:
                 raise EdgesegError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.crop is not None:
+            self.crop = (int(self.crop[0]), int(self.crop[1]))
+            if min(self.crop) < 1:
+                raise EdgesegError("--crop sizes must be at least 1")
+            if not self.augment:
+                raise EdgesegError("--crop needs augmentation (drop --no-augment)")
         if self.warmup_iters < 0:
             raise EdgesegError("--warmup must be >= 0")
         if self.lr is not None and self.lr <= 0:

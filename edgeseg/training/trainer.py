@@ -33,7 +33,7 @@ SYNTH_VAL_COUNT = 64
 # fields that define the optimisation trajectory: on resume they come from the checkpoint
 SCHEDULE_FIELDS = (
     "model", "model_kwargs", "optimizer", "schedule", "lr", "warmup_iters", "weight_decay",
-    "momentum", "batch_size", "height", "width", "augment", "seed", "epochs",
+    "momentum", "batch_size", "height", "width", "crop", "augment", "seed", "epochs",
 )  # fmt: skip
 
 
@@ -234,6 +234,7 @@ def train(
             mean=card.mean,
             std=card.std,
             seed=cfg.seed,
+            crop=cfg.crop,
         )
         sampler = torch.utils.data.DistributedSampler(
             tset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=cfg.seed

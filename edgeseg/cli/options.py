@@ -1,0 +1,16 @@
+"""Parsers for option values that several commands share."""
+
+from __future__ import annotations
+
+from edgeseg.errors import EdgesegError
+
+
+def parse_hw(text: str, minimum: int = 16) -> tuple[int, int]:
+    """'256x512' -> (256, 512), or one clear error."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise EdgesegError(f"expected HxW such as 256x512, got {text!r}") from None
+    if h < minimum or w < minimum:
+        raise EdgesegError(f"size must be at least {minimum}x{minimum}, got {text}")
+    return h, w
