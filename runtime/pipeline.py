@@ -11,6 +11,10 @@ File sources (video, images, synthetic) block instead, so every frame is process
 
 Inference stays on one thread (backends are not shared between threads). Stop with `stop()`,
 Ctrl-C inside `run()`, or by leaving the `stream()` loop; sinks are always closed (videos finalised).
+
+While a CPU backend runs, OpenCV is kept to one thread (restored afterwards): its worker pool would
+otherwise compete with the backend's threads for the same cores, and on a 2-core machine that
+costs ~1 ms of CPU per 512x1024 frame for nothing (docs/runtime.md).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 from edgeseg.runtime.draw import Renderer, class_histogram
 from edgeseg.runtime.segmenter import Segmenter
@@ -205,6 +210,7 @@ class Pipeline:
         self._started = False
         self._finished = False
         self._last_index = -1
+        self._opencv_threads: int | None = None  # OpenCV's setting before the run, restored by finish()
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self, *, consumer: bool = False) -> None:
@@ -223,6 +229,9 @@ class Pipeline:
             self._close_sinks()
             self._error = None  # the open/start error itself is what the caller sees
             raise
+        if getattr(self.segmenter.backend, "computes_on_cpu", True):
+            self._opencv_threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)
         self.stats.started = time.perf_counter()
         stages: list[tuple[str, Callable[[], None]]] = [
             ("capture", self._capture),
@@ -254,6 +263,9 @@ class Pipeline:
             for t in self._threads:
                 t.join(max(0.0, deadline - time.perf_counter()))
             self.stats.dropped = self._dropped()
+            if self._opencv_threads is not None:
+                cv2.setNumThreads(self._opencv_threads)
+                self._opencv_threads = None
         if self._error is not None:
             err, self._error = self._error, None
             raise err

@@ -160,8 +160,11 @@ def test_chain_tiny_qdq_pipeline_trained_path_and_reuse(tmp_path, _isolated_work
     report = _run_tiny(tmp_path, "--pipeline-frames", "4", "--pipeline-rounds", "1")
     (model,) = report["models"]
     assert [r["label"] for r in model["results"]][-1] == "ONNX Runtime int8 (TensorRT Q/DQ form)"
-    pipe = model["ratios"][-1]
-    assert pipe["name"] == "pipeline vs bare backend (ORT FP32)" and pipe["value"] > 0, model["pipeline"]
+    by_name = {q["name"]: q for q in model["ratios"]}
+    pipe = by_name["pipeline vs bare backend (ORT FP32)"]
+    assert pipe["value"] > 0 and pipe["verdict"] in ("PASS", "MISS"), model["pipeline"]
+    overlay = by_name["pipeline with overlay rendering vs bare backend"]
+    assert overlay["value"] > 0 and overlay["verdict"] == "-", model["pipeline"]
 
     # the same weights given as a checkpoint path count as trained: mIoU is reported, the drop is judged
     ckpt = model["checkpoint"]

@@ -192,3 +192,19 @@ def test_cli_error_keeps_square_brackets(tmp_path):
     r = CliRunner().invoke(app, ["run", "--model", str(engine), "--frames", "1"])
     assert r.exit_code == 2
     assert "edgeseg[tensorrt]" in r.output
+
+
+def test_normalizer_lookup_matches_the_formula_for_every_level_and_order():
+    from edgeseg.preprocess import Normalizer
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    levels = np.arange(256, dtype=np.uint8)
+    image = np.stack([levels, levels[::-1], np.roll(levels, 7)], axis=-1).reshape(16, 16, 3)
+    want = (image.transpose(2, 0, 1) / 255.0 - np.reshape(mean, (3, 1, 1))) / np.reshape(std, (3, 1, 1))
+    norm = Normalizer(mean, std)
+    out = norm(image[:, ::-1])  # a strided view is accepted
+    assert out.dtype == np.float32 and out.shape == (3, 16, 16) and out.flags.c_contiguous
+    np.testing.assert_allclose(out, want[:, :, ::-1], atol=1e-6)
+    np.testing.assert_allclose(norm(image[:, :, ::-1].copy(), swap_rb=True), want, atol=1e-6)
+    with pytest.raises(EdgesegError, match="uint8"):
+        norm(image.astype(np.float32))

@@ -25,6 +25,12 @@ class Backend(abc.ABC):
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Infer one NCHW float32 batch (contiguous)."""
 
+    @property
+    def computes_on_cpu(self) -> bool:
+        """True when inference itself keeps the CPU cores busy (the pipeline then keeps OpenCV to one
+        thread, so decoding and drawing do not fight the backend's threads for the same cores)."""
+        return True
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release device memory, sessions, streams."""
 

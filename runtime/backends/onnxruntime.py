@@ -86,5 +86,9 @@ class OnnxRuntimeBackend(Backend):
                 )
         return self.session.run([self.output_name], {self.input_name: batch})[0]
 
+    @property
+    def computes_on_cpu(self) -> bool:
+        return self.session.get_providers()[0] == "CPUExecutionProvider"
+
     def describe(self) -> dict:
         return {**super().describe(), "providers": self.session.get_providers()}

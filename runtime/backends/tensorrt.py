@@ -267,6 +267,10 @@ class TensorRTBackend(Backend):
         self.mem.thread_exit()
 
     # ------------------------------------------------------------------ housekeeping
+    @property
+    def computes_on_cpu(self) -> bool:
+        return False  # the GPU infers; OpenCV may use every core for decoding and drawing
+
     def describe(self) -> dict:
         d = {
             **super().describe(),

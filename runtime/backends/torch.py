@@ -97,5 +97,9 @@ class TorchBackend(Backend):
     def close(self) -> None:
         self.model = None
 
+    @property
+    def computes_on_cpu(self) -> bool:
+        return str(self.device) == "cpu"
+
     def describe(self) -> dict:
         return {**super().describe(), "device": str(self.device)}
