@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 
-def best_seconds(fn, repeats: int) -> float:
+def median_seconds(fn, repeats: int) -> float:
     fn()
     fn()  # warm-up: arenas, thread pools, weight layout caches
     times = []
@@ -48,11 +48,10 @@ def sgemm_gflops(threads: int, repeats: int, n: int = 4096) -> dict[str, float]:
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     torch.set_num_threads(threads)
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    flops = 2 * n**3
-    return {
-        "onnxruntime": flops / best_seconds(lambda: sess.run(None, {"A": a, "B": b}), max(3, repeats // 4)) / 1e9,
-        "torch": flops / best_seconds(lambda: ta @ tb, max(3, repeats // 4)) / 1e9,
-    }
+    flops, runs = 2 * n**3, max(3, repeats // 4)
+    ort_s = median_seconds(lambda: sess.run(None, {"A": a, "B": b}), runs)
+    torch_s = median_seconds(lambda: ta @ tb, runs)
+    return {"onnxruntime": flops / ort_s / 1e9, "torch": flops / torch_s / 1e9}
 
 
 def default_model_gflops(threads: int, repeats: int) -> dict[str, float]:
@@ -82,8 +81,8 @@ def default_model_gflops(threads: int, repeats: int) -> dict[str, float]:
     sess = ort.InferenceSession(str(default_model_path("onnx")), opts, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     feed = {name: x.numpy()}
-    eager_s = best_seconds(eager, repeats)
-    ort_s = best_seconds(lambda: sess.run(None, feed), repeats)
+    eager_s = median_seconds(eager, repeats)
+    ort_s = median_seconds(lambda: sess.run(None, feed), repeats)
     return {"gflop": flops / 1e9, "eager_ms": eager_s * 1e3, "ort_ms": ort_s * 1e3,
             "eager_gflops": flops / eager_s / 1e9, "ort_gflops": flops / ort_s / 1e9}  # fmt: skip
 

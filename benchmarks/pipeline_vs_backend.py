@@ -180,11 +180,15 @@ def main(argv: list[str] | None = None) -> int:
         for mode in MODES[1:]:
             ratio = fps[mode] / fps["bare"]
             rounds = " ".join(f"{r[f'{mode}_fps'] / r['bare_fps']:.3f}" for r in cmp["rounds"])
-            print(f"pipeline {mode:<8}{fps[mode]:8.2f} FPS  ratio {ratio:.3f} (target >= 0.95)  per round {rounds}")
+            print(
+                f"pipeline {mode:<8}{fps[mode]:8.2f} FPS  ratio {ratio:.3f} (target >= 0.95)  per round {rounds}"
+            )
         for mode, key in (("headless", "stages_p50_ms"), ("overlay", "overlay_stages_p50_ms")):
             stages = result[key]
             print(f"{mode:<8} p50 ms {json.dumps({k: round(v, 2) for k, v in stages.items()})}")
-            print(f"{'':<16}postprocess p50 = {stages['postprocess'] / stages['inference']:.1%} of inference p50")
+            print(
+                f"{'':<16}postprocess p50 = {stages['postprocess'] / stages['inference']:.1%} of inference p50"
+            )
         print(
             f"postprocess      {post['postprocess_ms']:.1f} ms vs inference {post['inference_ms']:.1f} ms at "
             f"{post['frame'][0]}x{post['frame'][1]} = {post['postprocess_share']:.1%} (target < 10%); "

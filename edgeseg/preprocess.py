@@ -85,7 +85,9 @@ class Normalizer:
         mean_arr = np.asarray(mean, dtype=np.float64)
         std_arr = np.asarray(std, dtype=np.float64)
         levels = np.arange(256, dtype=np.float64) / 255.0
-        self.tables = [((levels - m) / s).astype(np.float32).reshape(1, 256) for m, s in zip(mean_arr, std_arr)]
+        self.tables = [
+            ((levels - m) / s).astype(np.float32).reshape(1, 256) for m, s in zip(mean_arr, std_arr)
+        ]
 
     def __call__(self, image: np.ndarray, *, swap_rb: bool = False) -> np.ndarray:
         if image.ndim != 3 or image.shape[2] != 3:

@@ -16,7 +16,7 @@ def demo(
         False, "--quick", help="Start from the shipped default model instead of training."
     ),
     out: Path = typer.Option(Path("edgeseg-demo"), help="Folder for the video, plots, artifacts and report."),
-    epochs: int = typer.Option(4, help="Training epochs (ignored with --quick)."),
+    epochs: int = typer.Option(8, help="Training epochs (ignored with --quick)."),
     train_images: int = typer.Option(320, help="Generated training scenes (ignored with --quick)."),
     frames: int = typer.Option(60, help="Synthetic frames streamed through each artifact."),
     threads: int = typer.Option(2, help="CPU threads per backend."),
