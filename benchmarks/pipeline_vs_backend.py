@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from edgeseg.runtime import Pipeline, Segmenter
 from edgeseg.runtime.draw import Renderer, class_histogram, fast_argmax
+from edgeseg.runtime.pipeline import share_cores_with
 from edgeseg.runtime.sources import VideoSource
 
 from edgeseg.data.synth import write_video
@@ -141,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     model = args.model or default_model()
     opts = {"threads": args.threads} if args.threads else {}
     seg = Segmenter(model, **opts)
+    share_cores_with(seg.backend)  # as `edgeseg run` does (bare rounds do not use OpenCV)
     with tempfile.TemporaryDirectory() as tmp:
         video = args.video or write_video(Path(tmp) / "scenes.mp4", args.frames, 512, 1024, seed=7)[0]
         cmp = compare(seg, video, args.frames, args.rounds)

@@ -12,9 +12,10 @@ File sources (video, images, synthetic) block instead, so every frame is process
 Inference stays on one thread (backends are not shared between threads). Stop with `stop()`,
 Ctrl-C inside `run()`, or by leaving the `stream()` loop; sinks are always closed (videos finalised).
 
-While a CPU backend runs, OpenCV is kept to one thread (restored afterwards): its worker pool would
-otherwise compete with the backend's threads for the same cores, and on a 2-core machine that
-costs ~1 ms of CPU per 512x1024 frame for nothing (docs/runtime.md).
+A process that owns its threads (the `edgeseg run` command, the benchmarks) calls
+`share_cores_with(backend)` first: with a CPU backend, OpenCV's worker pool would compete with the
+backend's threads for the same cores (~1 ms of CPU per 512x1024 frame on 2 cores, docs/runtime.md).
+The Pipeline itself never changes that process-wide setting.
 """
 
 from __future__ import annotations
@@ -210,7 +211,6 @@ class Pipeline:
         self._started = False
         self._finished = False
         self._last_index = -1
-        self._opencv_threads: int | None = None  # OpenCV's setting before the run, restored by finish()
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self, *, consumer: bool = False) -> None:
@@ -229,9 +229,6 @@ class Pipeline:
             self._close_sinks()
             self._error = None  # the open/start error itself is what the caller sees
             raise
-        if getattr(self.segmenter.backend, "computes_on_cpu", True):
-            self._opencv_threads = cv2.getNumThreads()
-            cv2.setNumThreads(1)
         self.stats.started = time.perf_counter()
         stages: list[tuple[str, Callable[[], None]]] = [
             ("capture", self._capture),
@@ -263,9 +260,6 @@ class Pipeline:
             for t in self._threads:
                 t.join(max(0.0, deadline - time.perf_counter()))
             self.stats.dropped = self._dropped()
-            if self._opencv_threads is not None:
-                cv2.setNumThreads(self._opencv_threads)
-                self._opencv_threads = None
         if self._error is not None:
             err, self._error = self._error, None
             raise err
@@ -540,6 +534,18 @@ class Pipeline:
                 first = first or exc
         if first is not None and self._error is None:
             self._error = first
+
+
+def share_cores_with(backend: Any) -> bool:
+    """Keep OpenCV to one thread when `backend` infers on the CPU; True if it did.
+
+    Call once, before any streaming, from a process that owns its threads: OpenCV's setting is
+    process-wide and must not change while another thread is inside an OpenCV call (its own rule).
+    """
+    if getattr(backend, "computes_on_cpu", True):
+        cv2.setNumThreads(1)
+        return True
+    return False
 
 
 def _nan_to_none(x: float) -> float | None:

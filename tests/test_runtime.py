@@ -452,33 +452,26 @@ def test_url_source_streams_over_http(tmp_path, tiny_onnx):
     assert pipe.report()["source"]["url"] == url
 
 
-def test_pipeline_keeps_opencv_to_one_thread_while_a_cpu_backend_runs(tiny_onnx):
+def test_share_cores_with_limits_opencv_only_beside_cpu_backends(tiny_onnx):
     from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from edgeseg.runtime.pipeline import share_cores_with
 
-    class Probe(SlowBackend):
-        def __init__(self, inner: Backend, on_cpu: bool) -> None:
-            super().__init__(inner, 0.0)
-            self.on_cpu, self.seen = on_cpu, []
-
+    class OnGpu(SlowBackend):
         @property
         def computes_on_cpu(self) -> bool:
-            return self.on_cpu
+            return False
 
-        def run(self, batch: np.ndarray) -> np.ndarray:
-            self.seen.append(cv2.getNumThreads())
-            return super().run(batch)
-
-    inner = OnnxRuntimeBackend(tiny_onnx(), threads=1)
-    assert inner.computes_on_cpu
+    cpu = OnnxRuntimeBackend(tiny_onnx(), threads=1)
+    assert cpu.computes_on_cpu
     before = cv2.getNumThreads()
-    cv2.setNumThreads(2)
     try:
-        for on_cpu, expected in ((True, 1), (False, 2)):
-            probe = Probe(inner, on_cpu)
-            source = PacedCamera(count=3, period=0.0)
-            source.live = False
-            Pipeline(Segmenter(probe), source).run()
-            assert probe.seen == [expected] * 3
-            assert cv2.getNumThreads() == 2  # restored for the rest of the program
+        cv2.setNumThreads(2)
+        assert not share_cores_with(OnGpu(cpu, 0.0)) and cv2.getNumThreads() == 2
+        assert share_cores_with(cpu) and cv2.getNumThreads() == 1
+        cv2.setNumThreads(2)  # a Pipeline on its own never touches the process-wide setting
+        source = PacedCamera(count=3, period=0.0)
+        source.live = False
+        Pipeline(Segmenter(cpu), source).run()
+        assert cv2.getNumThreads() == 2
     finally:
         cv2.setNumThreads(before)

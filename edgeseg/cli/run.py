@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
         from edgeseg.console import print_json
         from edgeseg.errors import EdgesegError
         from edgeseg.runtime.draw import Renderer
-        from edgeseg.runtime.pipeline import Pipeline, Reconnect
+        from edgeseg.runtime.pipeline import Pipeline, Reconnect, share_cores_with
         from edgeseg.runtime.segmenter import Segmenter
         from edgeseg.runtime.sinks import JsonlSink, MaskSink, VideoSink, WindowSink
         from edgeseg.runtime.sources import LabelLookup, open_source
@@ -141,6 +141,7 @@ def register(app: typer.Typer) -> None:
                 renderer=renderer if any(s.needs_render for s in sinks) else None,
                 realtime=realtime,
             )
+            share_cores_with(seg.backend)  # we own this process: no OpenCV pool beside a CPU backend
             stats = _run_with_status(pipe, frames, quiet=json_out)
             result = pipe.report()
             result["artifact"] = str(artifact)
