@@ -158,6 +158,12 @@ def test_full_onnx_run_never_imports_torch(tiny_onnx, tmp_path):
     assert (tmp_path / "o.mp4").is_file()
 
 
+def _default_sigint() -> None:
+    """A shell starting the suite in the background (`make test &`) ignores SIGINT, and children
+    inherit that; Ctrl-C must reach the CLI as it would in a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_finalises_video_and_report(tiny_onnx, tmp_path, sig):
     write_video(tmp_path / "clip.mp4", 20, size=(48, 64))
@@ -167,6 +173,7 @@ def test_interrupt_finalises_video_and_report(tiny_onnx, tmp_path, sig):
         [*EDGESEG, "run", "--model", str(tiny_onnx()), "--video", str(tmp_path / "clip.mp4"), "--loop",
          "--save", str(out), "--report", str(report), "--threads", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=_default_sigint,
     )  # fmt: skip
     partial = tmp_path / ".out.partial.mp4"
     deadline = time.monotonic() + 60
