@@ -176,13 +176,18 @@ def test_interrupt_finalises_video_and_report(tiny_onnx, tmp_path, sig):
         preexec_fn=_default_sigint,
     )  # fmt: skip
     partial = tmp_path / ".out.partial.mp4"
-    deadline = time.monotonic() + 60
-    while not partial.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert partial.exists(), proc.communicate()
-    time.sleep(0.3)
-    proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=30)
+    try:
+        deadline = time.monotonic() + 60
+        while not partial.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert partial.exists(), proc.communicate()
+        time.sleep(0.3)
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:  # never leave a looping stream behind when the test fails
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, stderr
     data = json.loads(report.read_text())
     assert data["interrupted"] and data["frames"]["processed"] > 0
