@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
             None, help="A .pt/.onnx/.engine file or a model name (newest run); default: the shipped model."
         ),
         data: str | None = typer.Option(
-            None, "--data", "-d", help="Dataset: folder or synth:N [default model: held-out synth scenes]."
+            None, "--data", "-d", help="Dataset: folder or synth:N (default model: held-out synth scenes)."
         ),
         split: str | None = typer.Option(
             None, "--split", help="Dataset split (e.g. val) where it has splits."
@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
             None, "--plots", help="Write per-class IoU and confusion PNGs here."
         ),
         workdir: Path | None = typer.Option(
-            None, "--workdir", help="Workspace [$EDGESEG_WORKDIR or ./edgeseg-work]."
+            None, "--workdir", help="Workspace (default: $EDGESEG_WORKDIR or ./edgeseg-work)."
         ),
         json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     ) -> None:

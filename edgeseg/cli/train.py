@@ -36,13 +36,17 @@ def register(app: typer.Typer) -> None:
         val_data: str | None = typer.Option(
             None, "--val-data", help="Validation data (default: held-out split)."
         ),
-        epochs: int | None = typer.Option(None, "--epochs", "-e", help="Epochs [default: 30]."),
+        epochs: int | None = typer.Option(None, "--epochs", "-e", help="Epochs (default: 30)."),
         batch_size: int | None = typer.Option(None, "--batch-size", "-b", help="Batch size per process [8]."),
-        lr: float | None = typer.Option(None, "--lr", help="Peak learning rate [sgd 0.01, adamw 1e-3]."),
-        optimizer: str | None = typer.Option(None, "--optimizer", help="sgd or adamw [sgd]."),
-        schedule: str | None = typer.Option(None, "--schedule", help="poly or cosine [poly]."),
+        lr: float | None = typer.Option(
+            None, "--lr", help="Peak learning rate (default: sgd 0.01, adamw 1e-3)."
+        ),
+        optimizer: str | None = typer.Option(None, "--optimizer", help="sgd or adamw (default: sgd)."),
+        schedule: str | None = typer.Option(None, "--schedule", help="poly or cosine (default: poly)."),
         warmup: int | None = typer.Option(None, "--warmup", help="Linear warm-up iterations [0]."),
-        weight_decay: float | None = typer.Option(None, "--weight-decay", help="[sgd 1e-4, adamw 1e-2]"),
+        weight_decay: float | None = typer.Option(
+            None, "--weight-decay", help="Weight decay (default: sgd 1e-4, adamw 1e-2)."
+        ),
         height: int | None = typer.Option(
             None, "--height", help="Input/crop height recorded in the card [192]."
         ),
@@ -50,7 +54,9 @@ def register(app: typer.Typer) -> None:
             None, "--width", help="Input/crop width recorded in the card [384]."
         ),
         crop: str | None = typer.Option(
-            None, "--crop", help="Random training crops HxW from the input-size image [the input size]."
+            None,
+            "--crop",
+            help="Random training crops HxW from the input-size image (default: the input size).",
         ),
         backbone: str | None = typer.Option(None, "--backbone", help="Backbone (see `edgeseg models`)."),
         option: list[str] | None = typer.Option(None, "--option", "-o", help="Model option key=value."),
@@ -68,7 +74,7 @@ def register(app: typer.Typer) -> None:
             None, "--resume", help="Checkpoint/run dir to continue, or 'auto'."
         ),
         workdir: Path | None = typer.Option(
-            None, "--workdir", help="Workspace [$EDGESEG_WORKDIR or ./edgeseg-work]."
+            None, "--workdir", help="Workspace (default: $EDGESEG_WORKDIR or ./edgeseg-work)."
         ),
         json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
     ) -> None:
