@@ -126,11 +126,15 @@ def _stream(path: Path, cfg: DemoConfig, size: tuple[int, int], save: Path | Non
     from edgeseg.runtime.pipeline import Pipeline
     from edgeseg.runtime.sinks import VideoSink
     from edgeseg.runtime.sources import SyntheticSource
+    from edgeseg.runtime.workers import plan_workers
 
     sinks = [VideoSink(save)] if save else []
-    seg = Segmenter(path, threads=cfg.threads)
+    # the worker plan `edgeseg run` uses for a file-like source on this artifact
+    plan = plan_workers(None, threads=cfg.threads, live=False, splits_threads=path.suffix == ".onnx")
+    seg = Segmenter(path, threads=plan.threads)
     with seg:
-        pipe = Pipeline(seg, SyntheticSource(cfg.frames, height=size[0], width=size[1]), sinks)
+        source = SyntheticSource(cfg.frames, height=size[0], width=size[1])
+        pipe = Pipeline(seg, source, sinks, workers=plan.workers)
         return pipe.run()
 
 

@@ -7,10 +7,13 @@ Visual modes: `overlay` (class colours blended over the frame with `alpha`), `ma
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
 from edgeseg.errors import EdgesegError
+from edgeseg.preprocess import Geometry, labels_to_frame
 from edgeseg.visual import color_lut
 
 MODES = ("overlay", "mask", "side-by-side")
@@ -60,6 +63,37 @@ def class_histogram(labels: np.ndarray, num_classes: int) -> np.ndarray:
         top = max(num_classes, int(np.flatnonzero(counts)[-1]) + 1 if counts.any() else 0)
         return counts[:top]
     return np.bincount(labels.reshape(-1), minlength=num_classes)
+
+
+def frame_class_histogram(net_labels: np.ndarray, geom: Geometry, num_classes: int) -> np.ndarray:
+    """`class_histogram(labels_to_frame(net_labels, geom))`, without building the frame-size map when
+    the frame is a whole multiple of the net's content (512x1024 from 256x512): nearest-neighbour
+    upscaling then repeats every net pixel the same number of times, so counting at net resolution
+    and multiplying is exact. Saves a resize and a 4x larger count on headless runs."""
+    repeats = _uniform_repeats(geom.content_hw, geom.frame_hw)
+    if repeats is None:
+        return class_histogram(labels_to_frame(net_labels, geom), num_classes)
+    top, left = geom.offset
+    ch, cw = geom.content_hw
+    crop = np.ascontiguousarray(net_labels[top : top + ch, left : left + cw])
+    return class_histogram(crop, num_classes) * repeats
+
+
+@functools.lru_cache(maxsize=32)
+def _uniform_repeats(content_hw: tuple[int, int], frame_hw: tuple[int, int]) -> int | None:
+    """Pixels each content pixel becomes under OpenCV's INTER_NEAREST resize, if that is the same
+    for all of them; asked of OpenCV itself (its index rounding is not plain division)."""
+    total = 1
+    for src, dst in zip(content_hw, frame_hw):
+        if dst % src:
+            return None
+        ramp = np.arange(src, dtype=np.float32).reshape(1, src)
+        picked = cv2.resize(ramp, (dst, 1), interpolation=cv2.INTER_NEAREST).astype(np.int64).reshape(-1)
+        counts = np.bincount(picked, minlength=src)
+        if counts.min() != counts.max():
+            return None
+        total *= int(counts[0])
+    return total
 
 
 class Renderer:

@@ -9,8 +9,15 @@ File sources (video, images, synthetic) block instead, so every frame is process
         for result in pipe.stream():
             use(result.labels)                   # H x W uint8 class ids at the frame's size
 
-Inference stays on one thread (backends are not shared between threads). Stop with `stop()`,
-Ctrl-C inside `run()`, or by leaving the `stream()` loop; sinks are always closed (videos finalised).
+A backend is driven by one thread. `workers=N` runs N inference threads, each with its own backend
+for the same artifact (the segmenter's plus N-1 spawned copies), on consecutive frames; results are
+put back in capture order before postprocessing. On a CPU, N single-threaded sessions keep the cores
+busier than one N-threaded session once decoding and drawing share those cores: a stalled thread then
+delays only its own frame instead of every operator of an intra-op parallel run (docs/runtime.md).
+`plan_workers` in runtime/workers.py picks N and the threads per worker.
+
+Stop with `stop()`, Ctrl-C inside `run()`, or by leaving the `stream()` loop; sinks are always closed
+(videos finalised).
 
 A process that owns its threads (the `edgeseg run` command, the benchmarks) calls
 `share_cores_with(backend)` first: with a CPU backend, OpenCV's worker pool would compete with the
@@ -21,6 +28,7 @@ The Pipeline itself never changes that process-wide setting.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections import deque
@@ -30,7 +38,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from edgeseg.runtime.draw import Renderer, class_histogram
+from edgeseg.runtime.draw import Renderer, class_histogram, frame_class_histogram
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sinks import Sink
 from edgeseg.runtime.sources import LabelLookup, Source
@@ -107,7 +115,8 @@ class Reconnect:
 
 @dataclass
 class FrameResult:
-    """One processed frame. `labels` is the raw class map at the frame's own size."""
+    """One processed frame. `labels` is the raw class map at the frame's own size; it is made only when
+    something reads it (a `stream()` consumer, a sink, ground truth), so headless runs skip it."""
 
     index: int  # capture sequence number, 0-based (gaps = dropped frames)
     name: str
@@ -128,6 +137,7 @@ class FrameResult:
     batch: np.ndarray | None = field(default=None, repr=False)
     geom: Geometry | None = field(default=None, repr=False)
     raw: np.ndarray | None = field(default=None, repr=False)
+    seq: int = field(default=-1, repr=False)  # order taken by the inference workers (no gaps)
 
     @property
     def latency_ms(self) -> float | None:
@@ -181,7 +191,10 @@ class Pipeline:
         keep_logits: bool = False,
         queue_size: int = 1,
         realtime: bool = False,
+        workers: int = 1,
     ) -> None:
+        if workers < 1:
+            raise EdgesegError(f"workers must be at least 1, got {workers}")
         self.segmenter = segmenter
         self.source = source
         self.sinks = list(sinks)
@@ -211,6 +224,13 @@ class Pipeline:
         self._started = False
         self._finished = False
         self._last_index = -1
+        self._needs_labels = True  # decided in start()
+        self.workers = workers
+        self._spawned: list[Any] = []  # the extra workers' backends, closed by finish()
+        self._take_lock = threading.Lock()  # inference workers take frames (and a seq) one at a time
+        self._taken = 0
+        self._infer_ended = False
+        self._workers_left = workers
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self, *, consumer: bool = False) -> None:
@@ -221,19 +241,26 @@ class Pipeline:
         if consumer:
             self._c_user = Channel(2)
             self._channels.append(self._c_user)
+        self._needs_labels = consumer or self.renderer is not None or any(s.needs_labels for s in self.sinks)
         try:
+            self._spawned = [self.segmenter.spawn_backend() for _ in range(self.workers - 1)]
             self.source.open()
             for sink in self.sinks:
                 sink.start(self.source)
         except BaseException:
+            self._close_spawned()
             self._close_sinks()
             self._error = None  # the open/start error itself is what the caller sees
             raise
         self.stats.started = time.perf_counter()
+        backends = [self.segmenter.backend, *self._spawned]
         stages: list[tuple[str, Callable[[], None]]] = [
             ("capture", self._capture),
             ("preprocess", self._preprocess),
-            ("inference", self._inference),
+            *(
+                (f"inference-{i}" if i else "inference", functools.partial(self._inference, backend))
+                for i, backend in enumerate(backends)
+            ),
             ("postprocess", self._postprocess),
             ("output", self._output),
         ]
@@ -260,6 +287,8 @@ class Pipeline:
             for t in self._threads:
                 t.join(max(0.0, deadline - time.perf_counter()))
             self.stats.dropped = self._dropped()
+            if not any(t.name.startswith("edgeseg-inference") and t.is_alive() for t in self._threads):
+                self._close_spawned()  # a worker stuck in a run keeps its backend; the process ends soon
         if self._error is not None:
             err, self._error = self._error, None
             raise err
@@ -334,6 +363,7 @@ class Pipeline:
                 "classes": len(card.classes),
             },
             "backend": self.segmenter.backend.describe(),
+            "workers": self.workers,
             "source": self.source.describe(),
             "outputs": [s.describe() for s in self.sinks],
             **self.stats.to_dict(),
@@ -440,41 +470,54 @@ class Pipeline:
                 return
         self._c_infer.put(_END)
 
-    def _inference(self) -> None:
-        """The only thread that touches the backend. Backends bound to a thread-local device context
-        (pycuda) may define `thread_enter()` / `thread_exit()`; they are called here, around the loop."""
-        backend = self.segmenter.backend
+    def _inference(self, backend: Any) -> None:
+        """One inference worker: the only thread that touches `backend`. Backends bound to a
+        thread-local device context (pycuda) may define `thread_enter()` / `thread_exit()`; they are
+        called here, around the loop."""
         enter, leave = getattr(backend, "thread_enter", None), getattr(backend, "thread_exit", None)
         if enter is not None:
             enter()
         try:
-            while True:
-                item = self._c_infer.get()
-                if item is _END:
-                    break
+            while (item := self._take()) is not _END:
                 t0 = time.perf_counter()
                 item.raw = backend.run(item.batch)
                 item.timings["inference"] = (time.perf_counter() - t0) * 1000.0
                 item.batch = None
                 if not self._c_post.put(item):
                     return
-            self._c_post.put(_END)
+            with self._take_lock:
+                self._workers_left -= 1
+                last = self._workers_left == 0
+            if last:  # every worker has handed on its frames: the end may follow them
+                self._c_post.put(_END)
         finally:
             if leave is not None:
                 leave()
 
+    def _take(self) -> Any:
+        """Next frame for a worker, numbered in the order taken, or the end marker (for every worker)."""
+        with self._take_lock:
+            if self._infer_ended:
+                return _END
+            item = self._c_infer.get()
+            if item is _END:
+                self._infer_ended = True
+                return _END
+            item.seq, self._taken = self._taken, self._taken + 1
+            return item
+
     def _postprocess(self) -> None:
         n = self.segmenter.card.num_classes
-        while True:
-            item = self._c_post.get()
-            if item is _END:
-                break
+        for item in self._in_order(self._c_post):
             t0 = time.perf_counter()
             net_labels, logits = self.segmenter.net_labels(item.raw)
             item.raw = None
             item.logits = logits if self.keep_logits else None
-            item.labels = labels_to_frame(net_labels, item.geom)
-            item.histogram = class_histogram(item.labels, n)
+            if self._needs_labels or item.gt is not None:
+                item.labels = labels_to_frame(net_labels, item.geom)
+                item.histogram = class_histogram(item.labels, n)
+            else:
+                item.histogram = frame_class_histogram(net_labels, item.geom, n)
             if item.gt is not None:
                 cm = ConfusionMatrix(n)
                 cm.update(item.labels, item.gt)
@@ -485,6 +528,17 @@ class Pipeline:
             if not self._c_out.put(item):
                 return
         self._c_out.put(_END)
+
+    @staticmethod
+    def _in_order(channel: Channel) -> Iterator[FrameResult]:
+        """Frames from the inference workers, back in the order they were taken (= capture order)."""
+        pending: dict[int, FrameResult] = {}
+        next_seq = 0
+        while (item := channel.get()) is not _END:
+            pending[item.seq] = item
+            while next_seq in pending:
+                yield pending.pop(next_seq)
+                next_seq += 1
 
     def _output(self) -> None:
         stats = self.stats
@@ -524,6 +578,12 @@ class Pipeline:
             if self._c_user is not None:
                 self._c_user.put(_END)
             self._done.set()
+
+    def _close_spawned(self) -> None:
+        spawned, self._spawned = self._spawned, []
+        for backend in spawned:
+            with contextlib.suppress(Exception):  # releasing a copy must not hide the run's result
+                backend.close()
 
     def _close_sinks(self) -> None:
         first: BaseException | None = None

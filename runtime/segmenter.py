@@ -26,6 +26,8 @@ class Segmenter:
         self.backend = (
             artifact if isinstance(artifact, Backend) else load_backend(artifact, **backend_options)
         )
+        self._artifact = None if isinstance(artifact, Backend) else Path(artifact)
+        self._backend_options = dict(backend_options)
         self.card: ModelCard = self.backend.card
         self.preprocess = Preprocessor(self.card)
 
@@ -36,6 +38,16 @@ class Segmenter:
     @property
     def palette(self) -> list[tuple[int, int, int]]:
         return self.card.palette
+
+    def spawn_backend(self) -> Backend:
+        """Another backend for the same artifact with the same options, for a second inference thread
+        (a backend is driven by one thread at a time; see `Pipeline(workers=...)`)."""
+        if self._artifact is None:
+            raise EdgesegError(
+                "more than one inference worker needs a Segmenter built from an artifact path, "
+                "not from a Backend object"
+            )
+        return load_backend(self._artifact, **self._backend_options)
 
     def net_labels(self, output: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Raw backend output (batch of one) -> (class map at net resolution, logits or None)."""

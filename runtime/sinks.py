@@ -33,6 +33,7 @@ class Sink(abc.ABC):
     """Consumes results on the output thread, in frame order."""
 
     needs_render: bool = False  # wants `result.rendered` (the annotated frame)
+    needs_labels: bool = True  # reads `result.labels` (the class map at the frame's size)
     pumps: bool = False  # needs `pump()` called from the main thread (GUI event loops)
     quit_requested: bool = False  # the user asked to stop (window closed, q pressed)
     records: bool = False  # writes after the frame's timings are final (logs), outside the timed stage
@@ -134,6 +135,7 @@ class JsonlSink(Sink):
     """One JSON object per frame: index, name, timestamps, per-stage ms, latency, drops, histogram, mIoU."""
 
     records = True
+    needs_labels = False  # class pixel counts come from `result.histogram`
 
     def __init__(self, path: str | Path, classes: list[str]) -> None:
         self.path = Path(path)

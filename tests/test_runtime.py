@@ -80,6 +80,58 @@ def test_class_histogram_counts_every_id():
     assert class_histogram(np.zeros((2, 2), np.uint8), 4).tolist() == [4, 0, 0, 0]
 
 
+@pytest.mark.parametrize(
+    "net_hw, frame_hw",
+    [
+        ((256, 512), (512, 1024)),  # the benchmark's case: 2x in both axes
+        ((32, 48), (96, 144)),  # 3x
+        ((49, 37), (147, 111)),  # 3x with sizes whose reciprocals are inexact in binary
+        ((32, 48), (32, 48)),  # same size
+        ((32, 48), (60, 90)),  # not a multiple: counted on the frame-size map
+        ((64, 64), (30, 41)),  # downscale
+        ((32, 48), (40, 100)),  # letterboxed (padding inside the net input), not a multiple
+        ((32, 48), (64, 192)),  # letterboxed, 4x the content in both axes
+    ],
+)
+def test_frame_histogram_equals_counting_the_frame_size_map(net_hw, frame_hw):
+    from edgeseg.runtime.draw import frame_class_histogram
+
+    from edgeseg.preprocess import fit, labels_to_frame
+
+    mode = "letterbox" if frame_hw in ((40, 100), (64, 192)) else "stretch"
+    _, geom = fit(np.zeros((*frame_hw, 3), np.uint8), net_hw, mode)
+    if mode == "letterbox":
+        assert geom.offset != (0, 0)
+    labels = np.random.default_rng(sum(frame_hw)).integers(0, 6, net_hw, dtype=np.uint8)
+    expected = class_histogram(labels_to_frame(labels, geom), 6)
+    got = frame_class_histogram(labels, geom, 6)
+    np.testing.assert_array_equal(got, expected)
+    assert got.sum() == frame_hw[0] * frame_hw[1]
+
+
+def test_headless_run_skips_frame_size_maps_but_counts_the_same(tmp_path, tiny_onnx):
+    from edgeseg.runtime.sinks import Sink
+
+    class Recorder(Sink):
+        needs_labels = False
+
+        def __init__(self) -> None:
+            self.results = []
+
+        def write(self, result) -> None:
+            self.results.append(result)
+
+    write_video(tmp_path / "clip.mp4", 4, size=(64, 96))
+    seg = Segmenter(tiny_onnx(size=(32, 48)))
+    rec = Recorder()
+    Pipeline(seg, VideoSource(tmp_path / "clip.mp4"), [rec]).run()
+    streamed = list(Pipeline(seg, VideoSource(tmp_path / "clip.mp4")).stream())
+    assert all(r.labels is None for r in rec.results)  # nobody asked for them
+    for headless, full in zip(rec.results, streamed):
+        assert full.labels.shape == (64, 96)
+        np.testing.assert_array_equal(headless.histogram, class_histogram(full.labels, 3))
+
+
 def test_reservoir_percentiles_and_bounded_memory():
     r = Reservoir(capacity=1000)
     values = np.arange(1, 501, dtype=float)

@@ -1,0 +1,60 @@
+"""How many inference workers a run gets, and how many CPU threads each.
+
+Throughput or latency: a file is processed frame by frame as fast as possible, so two workers with
+half the threads each finish more frames per second (each frame takes longer). A live camera wants
+the newest frame's result soonest, so it keeps one worker with every thread. Only ONNX Runtime on the
+CPU gets two by default: its sessions take per-session thread counts, and that is where it was
+measured (docs/runtime.md). GPU backends queue work on the device instead; PyTorch's thread count is
+process-wide, so it cannot be split between workers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from edgeseg.errors import EdgesegError
+
+AUTO_WORKERS = 2  # more did not add throughput on 2 cores; beyond that, unmeasured
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    workers: int
+    threads: int | None  # per worker; None: the backend's own default
+
+    def describe(self) -> str:
+        threads = "default threads" if self.threads is None else f"{self.threads} thread(s)"
+        return f"{self.workers} worker(s) x {threads}"
+
+
+def available_cores() -> int:
+    """CPUs this process may run on (respects affinity masks and container CPU sets)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def plan_workers(
+    requested: int | None,
+    *,
+    threads: int | None,
+    live: bool,
+    splits_threads: bool,
+    cores: int | None = None,
+) -> WorkerPlan:
+    """`requested` workers (None: choose), sharing `threads` CPU threads (None: every core).
+
+    `splits_threads`: the backend takes a per-instance CPU thread count (ONNX Runtime on the CPU).
+    """
+    if requested is not None and requested < 1:
+        raise EdgesegError(f"--workers must be at least 1, got {requested}")
+    if threads is not None and threads < 1:
+        raise EdgesegError(f"--threads must be at least 1, got {threads}")
+    total = threads or cores or available_cores()
+    if requested is None:
+        requested = AUTO_WORKERS if splits_threads and not live and total >= AUTO_WORKERS else 1
+    if requested == 1 or not splits_threads:
+        return WorkerPlan(requested, threads)
+    return WorkerPlan(requested, max(1, total // requested))

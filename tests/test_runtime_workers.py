@@ -1,0 +1,185 @@
+"""Frame-parallel inference: several workers, each with its own backend, results back in capture
+order; the worker plan `edgeseg run` uses; spawned backends are released."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+from edgeseg.runtime import Pipeline, Segmenter
+from edgeseg.runtime.backends.base import Backend
+from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from edgeseg.runtime.sources import Frame, Source
+from edgeseg.runtime.workers import WorkerPlan, plan_workers
+from test_run_cli import run_cli
+from test_runtime import PacedCamera, write_video
+
+from edgeseg.errors import EdgesegError
+
+
+class NumberedFrames(Source):
+    """A file-like source of `count` frames; frame i is filled with the value 8 * i."""
+
+    kind = "images"
+
+    def __init__(self, count: int) -> None:
+        self.count, self.i = count, 0
+
+    def open(self) -> None:
+        self.i = 0
+
+    def read(self) -> Frame | None:
+        if self.i >= self.count:
+            return None
+        self.i += 1
+        rng = np.random.default_rng(self.i)
+        image = rng.integers(0, 255, (20 + self.i, 30, 3), dtype=np.uint8)  # sizes differ too
+        image[0, 0] = 8 * (self.i - 1)
+        return Frame(image, f"frame_{self.i - 1:03d}")
+
+
+class UnevenBackend(Backend):
+    """Real ONNX Runtime inference that takes 40 ms on even frames and none on odd ones, so two
+    workers finish frames out of order. Records the order in which frames finished."""
+
+    name = "uneven"
+
+    def __init__(self, inner: Backend, key_to_index: dict[float, int], finished: list[int]) -> None:
+        self.inner, self.key_to_index, self.finished = inner, key_to_index, finished
+        self.path, self.card = inner.path, inner.card
+        self.closed = False
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        index = self.key_to_index[float(batch[0, 0, 0, 0])]
+        if index % 2 == 0:
+            time.sleep(0.04)
+        out = self.inner.run(batch)
+        self.finished.append(index)
+        return out
+
+    def close(self) -> None:
+        self.closed = True
+        self.inner.close()
+
+
+class UnevenSegmenter(Segmenter):
+    """Every worker (the segmenter's own and the spawned ones) is an UnevenBackend."""
+
+    def __init__(self, artifact, count: int) -> None:
+        self.finished: list[int] = []
+        self.spawned: list[UnevenBackend] = []
+        probe = Segmenter(artifact)
+        keys = {}
+        src = NumberedFrames(count)
+        while (frame := src.read()) is not None:
+            keys[float(probe.preprocess(frame.image)[0][0, 0, 0, 0])] = len(keys)
+        assert len(keys) == count, "frames must be told apart by their first input value"
+        self.keys = keys
+        super().__init__(UnevenBackend(probe.backend, keys, self.finished))
+
+    def spawn_backend(self) -> Backend:
+        backend = UnevenBackend(OnnxRuntimeBackend(self.backend.path, threads=1), self.keys, self.finished)
+        self.spawned.append(backend)
+        return backend
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_workers_return_every_frame_in_capture_order(tiny_onnx, workers):
+    model = tiny_onnx(size=(32, 48))
+    seg = UnevenSegmenter(model, count=12)
+    results = list(Pipeline(seg, NumberedFrames(12), workers=workers).stream())
+    assert [r.index for r in results] == list(range(12))
+    assert seg.finished != sorted(seg.finished), "the workers should have finished out of order"
+    assert sorted(seg.finished) == list(range(12))
+    reference = Segmenter(model)
+    for r in results:  # each result belongs to its own frame, at that frame's size
+        assert r.labels.shape == r.frame.shape[:2] and r.dropped_before == 0
+        np.testing.assert_array_equal(r.labels, reference.infer(r.frame))
+    assert len(seg.spawned) == workers - 1 and all(b.closed for b in seg.spawned)
+    assert not seg.backend.closed  # the caller's backend stays usable
+
+
+def test_workers_keep_latest_frame_semantics_on_live_sources(tiny_onnx):
+    seg = UnevenSegmenter(tiny_onnx(), count=1)  # keys unused: every camera frame maps to one index
+    seg.keys.clear()
+
+    class Slow(Backend):
+        name = "slow"
+
+        def __init__(self, inner: Backend) -> None:
+            self.inner, self.path, self.card = inner, inner.path, inner.card
+
+        def run(self, batch: np.ndarray) -> np.ndarray:
+            time.sleep(0.03)
+            return self.inner.run(batch)
+
+    seg.backend = Slow(OnnxRuntimeBackend(tiny_onnx(), threads=1))
+    seg.spawn_backend = lambda: Slow(OnnxRuntimeBackend(tiny_onnx(), threads=1))
+    pipe = Pipeline(seg, PacedCamera(count=60, period=0.003), workers=2)
+    results = list(pipe.stream())
+    stats = pipe.stats
+    assert stats.captured == 60 and stats.dropped > 0
+    assert stats.processed + stats.dropped == stats.captured
+    indices = [r.index for r in results]
+    assert indices == sorted(indices) and len(set(indices)) == len(indices)
+    assert sum(r.dropped_before for r in results) + (59 - indices[-1]) == stats.dropped
+
+
+def test_two_real_workers_match_one(tiny_onnx, tmp_path):
+    """Plain Segmenter: the spawned worker is loaded from the same artifact with the same options."""
+    write_video(tmp_path / "v.mp4", 15, size=(40, 56))
+    from edgeseg.runtime.sources import VideoSource
+
+    model = tiny_onnx()
+    one = [r.labels for r in Pipeline(Segmenter(model, threads=1), VideoSource(tmp_path / "v.mp4")).stream()]
+    pipe = Pipeline(Segmenter(model, threads=1), VideoSource(tmp_path / "v.mp4"), workers=2)
+    two = [r.labels for r in pipe.stream()]
+    assert len(one) == len(two) == 15
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+    assert pipe.report()["workers"] == 2
+    assert not [t for t in threading.enumerate() if t.name.startswith("edgeseg-inference")]
+
+
+def test_workers_need_an_artifact_path_and_a_positive_count(tiny_onnx):
+    backend = OnnxRuntimeBackend(tiny_onnx())
+    with pytest.raises(EdgesegError, match="artifact path"):
+        Pipeline(Segmenter(backend), NumberedFrames(3), workers=2).run()
+    with pytest.raises(EdgesegError, match="at least 1"):
+        Pipeline(Segmenter(backend), NumberedFrames(3), workers=0)
+
+
+def test_worker_plan():
+    cpu_file = {"live": False, "splits_threads": True}
+    assert plan_workers(None, threads=None, cores=2, **cpu_file) == WorkerPlan(2, 1)
+    assert plan_workers(None, threads=None, cores=8, **cpu_file) == WorkerPlan(2, 4)
+    assert plan_workers(None, threads=6, cores=8, **cpu_file) == WorkerPlan(2, 3)
+    assert plan_workers(None, threads=1, cores=8, **cpu_file) == WorkerPlan(1, 1)  # nothing to split
+    assert plan_workers(None, threads=None, cores=1, **cpu_file) == WorkerPlan(1, None)
+    # live sources want latency: one worker with every thread
+    assert plan_workers(None, threads=None, cores=8, live=True, splits_threads=True) == WorkerPlan(1, None)
+    # explicit counts win; threads are never split below one per worker
+    assert plan_workers(3, threads=2, cores=8, **cpu_file) == WorkerPlan(3, 1)
+    assert plan_workers(1, threads=None, cores=8, **cpu_file) == WorkerPlan(1, None)
+    # GPU or PyTorch backends: one worker unless asked, and the thread setting passes through untouched
+    assert plan_workers(None, threads=4, cores=8, live=False, splits_threads=False) == WorkerPlan(1, 4)
+    assert plan_workers(2, threads=4, cores=8, live=False, splits_threads=False) == WorkerPlan(2, 4)
+    with pytest.raises(EdgesegError, match="--workers"):
+        plan_workers(0, threads=None, live=False, splits_threads=True)
+    with pytest.raises(EdgesegError, match="--threads"):
+        plan_workers(None, threads=0, live=False, splits_threads=True)
+
+
+def test_cli_workers_option(tiny_onnx, tmp_path):
+    write_video(tmp_path / "v.mp4", 9)
+    model = str(tiny_onnx())
+    r = run_cli("--model", model, "--video", str(tmp_path / "v.mp4"), "--workers", "3", "--json")
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert report["workers"] == 3 and report["frames"]["processed"] == 9
+    r = run_cli("--model", model, "--video", str(tmp_path / "v.mp4"), "--workers", "0")
+    assert r.exit_code != 0 and "--workers must be at least 1" in r.output
+    assert "Traceback" not in r.output
