@@ -350,6 +350,11 @@ def print_report(report: dict[str, Any], classes: list[str]) -> None:
         if s["p50"] is not None
     ]
     console.print(table("per-stage latency (ms)", ["stage", "p50", "p95", "p99", "mean"], stage_rows))
+    if workers > 1:
+        console.print(
+            f"[dim]inference: one frame on one of {workers} workers that run side by side, each with its "
+            "share of the threads (--workers 1 for the lowest latency per frame)[/]"
+        )
     if report["gaps"]:
         gap_rows = [
             [i + 1, g["start_s"], g["duration_s"], g["reconnect_attempts"], "yes" if g["recovered"] else "no"]
