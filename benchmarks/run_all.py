@@ -88,7 +88,7 @@ def chain_commands(args: argparse.Namespace) -> list[tuple[str, list[str] | str]
                         "--pipeline-frames",
                         str(args.default_pipeline_frames),
                         "--pipeline-rounds",
-                        "2",
+                        str(args.default_pipeline_rounds),
                         *common,
                     ],
                 )
@@ -206,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--default-iterations", type=int, default=50)
     ap.add_argument("--default-frames", type=int, default=32)
     ap.add_argument("--default-pipeline-frames", type=int, default=100)
+    ap.add_argument(
+        "--default-pipeline-rounds",
+        type=int,
+        default=6,
+        help="interleaved rounds (single rounds swing by a few percent; the ratio target is 0.95)",
+    )
     ap.add_argument("--paper-models", default="fcn8s,deeplabv3plus")
     ap.add_argument("--paper-size", type=_size, default=(512, 1024), help="HxW")
     ap.add_argument("--paper-iterations", type=int, default=3, help="timed frames per artifact")

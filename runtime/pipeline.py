@@ -619,11 +619,14 @@ def stream(
     max_frames: int | None = None,
     reconnect: Reconnect | None = None,
     backend_options: dict[str, Any] | None = None,
+    workers: int = 1,
     **source: Any,
 ) -> Iterator[FrameResult]:
     """One-call streaming for embedding: `for r in stream("m.onnx", camera=0): r.labels`."""
     from edgeseg.runtime.sources import open_source
 
     seg = model if isinstance(model, Segmenter) else Segmenter(model, **(backend_options or {}))
-    pipe = Pipeline(seg, open_source(**source), sinks, max_frames=max_frames, reconnect=reconnect)
+    pipe = Pipeline(
+        seg, open_source(**source), sinks, max_frames=max_frames, reconnect=reconnect, workers=workers
+    )
     yield from pipe.stream()

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from edgeseg.runtime import Pipeline, Segmenter
+from edgeseg.runtime import Pipeline, Segmenter, stream
 from edgeseg.runtime.backends.base import Backend
 from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edgeseg.runtime.sources import Frame, Source
@@ -142,6 +142,8 @@ def test_two_real_workers_match_one(tiny_onnx, tmp_path):
         np.testing.assert_array_equal(a, b)
     assert pipe.report()["workers"] == 2
     assert not [t for t in threading.enumerate() if t.name.startswith("edgeseg-inference")]
+    via_stream = [r.labels for r in stream(model, video=tmp_path / "v.mp4", workers=2)]
+    assert len(via_stream) == 15 and all(np.array_equal(a, b) for a, b in zip(one, via_stream))
 
 
 def test_workers_need_an_artifact_path_and_a_positive_count(tiny_onnx):
