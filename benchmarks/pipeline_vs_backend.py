@@ -102,7 +102,8 @@ def compare(one: Segmenter, split: Segmenter, workers: int, video: Path, frames:
     """Interleave bare and pipelined rounds so load changes on a shared machine hit all alike.
 
     `one` has every thread (one session); `split` has the per-worker share, and `workers` sessions
-    of it run side by side."""
+    of it run side by side. With one worker the two bare forms and the two headless pipelines are the
+    same thing, measured once and reported under both names."""
     batches = load_batches(one, video, frames)
     if isinstance(split, WarmSegmenter):
         split.warm_batch = batches[0]
@@ -116,6 +117,10 @@ def compare(one: Segmenter, split: Segmenter, workers: int, video: Path, frames:
         "headless_1w": (one, 1, False),
         "overlay": (split, workers, True),
     }
+    same = {"bare_parallel": "bare", "headless_1w": "headless"} if workers == 1 else {}
+    for alias in same:
+        bare.pop(alias, None)
+        pipelines.pop(alias, None)
     seconds = dict.fromkeys(MODES, 0.0)
     counts = dict.fromkeys(MODES, 0)
     reports: dict = {}
@@ -132,6 +137,9 @@ def compare(one: Segmenter, split: Segmenter, workers: int, video: Path, frames:
             seconds[mode] += s
             counts[mode] += n
             row[f"{mode}_fps"] = n / s
+        for alias, measured in same.items():
+            seconds[alias], counts[alias] = seconds[measured], counts[measured]
+            row[f"{alias}_fps"] = row[f"{measured}_fps"]
         row["best_bare_fps"] = max(row["bare_fps"], row["bare_parallel_fps"])
         per_round.append(row)
     for backend in parallel[1:]:
@@ -194,9 +202,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     model = args.model or default_model()
-    plan = plan_workers(None, threads=args.threads, live=False, splits_threads=True)  # as `edgeseg run`
+    plan = plan_workers(  # as `edgeseg run` plans a file source
+        None, threads=args.threads, live=False, splits_threads=True, model_bytes=model.stat().st_size
+    )
     one = Segmenter(model, **({"threads": args.threads} if args.threads else {}))
-    split = WarmSegmenter(model, **({"threads": plan.threads} if plan.threads else {}))
+    split = (
+        one
+        if plan.workers == 1
+        else WarmSegmenter(model, **({"threads": plan.threads} if plan.threads else {}))
+    )
     share_cores_with(one.backend)  # as `edgeseg run` does (bare rounds do not use OpenCV)
     with tempfile.TemporaryDirectory() as tmp:
         video = args.video or write_video(Path(tmp) / "scenes.mp4", args.frames, 512, 1024, seed=7)[0]
@@ -247,9 +261,9 @@ def main(argv: list[str] | None = None) -> int:
             f"bare, {plan.workers} sessions {fps['bare_parallel']:8.2f} FPS  ({plan.describe()}, side by side)"
         )
         labels = {
-            "headless": f"headless, {plan.workers} workers (edgeseg run)",
+            "headless": f"headless, {plan.workers} worker(s) (edgeseg run)",
             "headless_1w": "headless, 1 worker",
-            "overlay": f"overlay, {plan.workers} workers",
+            "overlay": f"overlay, {plan.workers} worker(s)",
         }
         for mode, label in labels.items():
             ratio = fps[mode] / best_bare
@@ -268,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
             f"numpy argmax alone {post['numpy_argmax_ms']:.1f} ms"
         )
     one.close()
-    split.close()
+    if split is not one:
+        split.close()
     return 0
 
 

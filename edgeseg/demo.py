@@ -130,7 +130,13 @@ def _stream(path: Path, cfg: DemoConfig, size: tuple[int, int], save: Path | Non
 
     sinks = [VideoSink(save)] if save else []
     # the worker plan `edgeseg run` uses for a file-like source on this artifact
-    plan = plan_workers(None, threads=cfg.threads, live=False, splits_threads=path.suffix == ".onnx")
+    plan = plan_workers(
+        None,
+        threads=cfg.threads,
+        live=False,
+        splits_threads=path.suffix == ".onnx",
+        model_bytes=path.stat().st_size,
+    )
     seg = Segmenter(path, threads=plan.threads)
     with seg:
         source = SyntheticSource(cfg.frames, height=size[0], width=size[1])

@@ -6,6 +6,11 @@ the newest frame's result soonest, so it keeps one worker with every thread. Onl
 CPU gets two by default: its sessions take per-session thread counts, and that is where it was
 measured (docs/runtime.md). GPU backends queue work on the device instead; PyTorch's thread count is
 process-wide, so it cannot be split between workers.
+
+Only light models get two: a second session holds a second copy of the weights (FCN-8s VGG16 runs at
+2.3 GB RSS in FP32), and heavy models gain nothing from it, because a large convolution already keeps
+every thread of one session busy (bare, one 2-thread session and two 1-thread sessions measured the
+same FPS on FCN-8s and DeepLabV3+ at 512x1024), while two workers double each frame's latency.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 from edgeseg.errors import EdgesegError
 
 AUTO_WORKERS = 2  # more did not add throughput on 2 cores; beyond that, unmeasured
+AUTO_MAX_MODEL_BYTES = 64 * 1024 * 1024  # heavier artifacts keep one worker (see above)
 
 
 @dataclass(frozen=True)
@@ -42,11 +48,13 @@ def plan_workers(
     threads: int | None,
     live: bool,
     splits_threads: bool,
+    model_bytes: int = 0,
     cores: int | None = None,
 ) -> WorkerPlan:
     """`requested` workers (None: choose), sharing `threads` CPU threads (None: every core).
 
     `splits_threads`: the backend takes a per-instance CPU thread count (ONNX Runtime on the CPU).
+    `model_bytes`: the artifact's size, a stand-in for the memory each extra worker costs.
     """
     if requested is not None and requested < 1:
         raise EdgesegError(f"--workers must be at least 1, got {requested}")
@@ -54,7 +62,8 @@ def plan_workers(
         raise EdgesegError(f"--threads must be at least 1, got {threads}")
     total = threads or cores or available_cores()
     if requested is None:
-        requested = AUTO_WORKERS if splits_threads and not live and total >= AUTO_WORKERS else 1
+        light = model_bytes <= AUTO_MAX_MODEL_BYTES
+        requested = AUTO_WORKERS if splits_threads and light and not live and total >= AUTO_WORKERS else 1
     if requested == 1 or not splits_threads:
         return WorkerPlan(requested, threads)
     return WorkerPlan(requested, max(1, total // requested))

@@ -13,7 +13,7 @@ from edgeseg.runtime import Pipeline, Segmenter, stream
 from edgeseg.runtime.backends.base import Backend
 from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edgeseg.runtime.sources import Frame, Source
-from edgeseg.runtime.workers import WorkerPlan, plan_workers
+from edgeseg.runtime.workers import AUTO_MAX_MODEL_BYTES, WorkerPlan, plan_workers
 from test_run_cli import run_cli
 from test_runtime import PacedCamera, write_video
 
@@ -166,6 +166,10 @@ def test_worker_plan():
     # explicit counts win; threads are never split below one per worker
     assert plan_workers(3, threads=2, cores=8, **cpu_file) == WorkerPlan(3, 1)
     assert plan_workers(1, threads=None, cores=8, **cpu_file) == WorkerPlan(1, None)
+    # heavy artifacts keep one worker: a second copy of the weights for no throughput
+    big = AUTO_MAX_MODEL_BYTES + 1
+    assert plan_workers(None, threads=None, cores=8, model_bytes=big, **cpu_file) == WorkerPlan(1, None)
+    assert plan_workers(2, threads=None, cores=8, model_bytes=big, **cpu_file) == WorkerPlan(2, 4)
     # GPU or PyTorch backends: one worker unless asked, and the thread setting passes through untouched
     assert plan_workers(None, threads=4, cores=8, live=False, splits_threads=False) == WorkerPlan(1, 4)
     assert plan_workers(2, threads=4, cores=8, live=False, splits_threads=False) == WorkerPlan(2, 4)

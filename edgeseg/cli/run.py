@@ -116,6 +116,7 @@ def register(app: typer.Typer) -> None:
             threads=threads,
             live=realtime or any(s is not None for s in (camera, url, gst)),
             splits_threads=splits_threads(artifact, providers),
+            model_bytes=artifact.stat().st_size,
         )
         seg = Segmenter(artifact, **backend_options(artifact, providers, plan.threads, device))
         try:
