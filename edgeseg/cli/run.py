@@ -40,8 +40,9 @@ def register(app: typer.Typer) -> None:
         workers: int | None = typer.Option(
             None,
             "--workers",
-            help="Inference workers on consecutive frames (default: 2 for files on an ONNX Runtime CPU "
-            "backend, for throughput; 1 for live sources, for latency).",
+            help="Inference workers on consecutive frames (default: 2 for files and a light model, up "
+            "to 64 MB, on ONNX Runtime CPU, for throughput; otherwise 1, and always 1 for live sources, "
+            "for latency).",
         ),
         device: str = typer.Option("cpu", "--device", help="Device for .pt checkpoints (cpu, cuda, auto)."),
         camera: int | None = typer.Option(None, "--camera", help="Camera index (live)."),
