@@ -336,5 +336,5 @@ def test_compact_unet_is_plain_convs_scoring_at_stride_2():
     assert tuple(out.shape) == (1, 8, 64, 96) and seen["hw"] == (32, 48)
     half = create_model("unet", num_classes=8, backbone="compact", width=0.5)
     assert n_params(half) < n_params(model) / 3
-    with pytest.raises(EdgesegError, match="compact` only"):
+    with pytest.raises(EdgesegError, match="option 'width' applies to backbone compact only, not 'classic'"):
         create_model("unet", num_classes=8, backbone="classic", width=0.5)

@@ -104,3 +104,13 @@ def test_models_command_one_model_lists_backbones_and_options():
         assert backbone in res.stdout
     assert "output_stride=16" in res.stdout
     assert "fcn8s" not in res.stdout
+
+
+def test_options_that_only_some_backbones_take_say_which():
+    res = _run("models", "unet")
+    assert res.returncode == 0, res.stderr
+    assert "options (edgeseg train unet -o key=value): width=1.0 (compact only)" in res.stdout
+    from edgeseg.models.catalog import entries
+
+    assert {r["backbone"]: bool(r["options"]) for r in entries("unet")}["compact"]
+    assert not any(r["options"] for r in entries("unet") if r["backbone"] != "compact")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 
@@ -63,6 +65,21 @@ def register(app: typer.Typer) -> None:
         else:
             notes += "; --all lists every backbone"
         console.print(notes, style="dim")
-        if name is not None and rows[0]["options"]:
-            opts = ", ".join(f"{k}={v}" for k, v in rows[0]["options"].items())
-            console.print(f"options (edgeseg train {name} -o key=value): {opts}", style="dim")
+        if name is not None:
+            opts = _options_line(rows)
+            if opts:
+                console.print(f"options (edgeseg train {name} -o key=value): {opts}", style="dim")
+
+
+def _options_line(rows: list[dict[str, Any]]) -> str:
+    """Every option of a model's rows; one that only some backbones take names them."""
+    takers: dict[str, list[str]] = {}
+    defaults: dict[str, Any] = {}
+    for row in rows:
+        for key, value in row["options"].items():
+            takers.setdefault(key, []).append(row["backbone"])
+            defaults[key] = value
+    return ", ".join(
+        f"{key}={defaults[key]}" + ("" if len(who) == len(rows) else f" ({'/'.join(who)} only)")
+        for key, who in takers.items()
+    )

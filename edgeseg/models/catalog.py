@@ -586,7 +586,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Ronneberger, Fischer & Brox, U-Net, MICCAI 2015",
         "cite": "Ronneberger 2015",
         "summary": "U-Net: four-level encoder-decoder with concatenation skips (classic, compact or ResNet encoder).",
-        "options": {"width": 1.0},
+        "options": {},
     },
     {
         "model": "unet",
@@ -612,7 +612,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Ronneberger, Fischer & Brox, U-Net, MICCAI 2015",
         "cite": "Ronneberger 2015",
         "summary": "U-Net: four-level encoder-decoder with concatenation skips (classic, compact or ResNet encoder).",
-        "options": {"width": 1.0},
+        "options": {},
     },
     {
         "model": "unet",
@@ -625,7 +625,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Ronneberger, Fischer & Brox, U-Net, MICCAI 2015",
         "cite": "Ronneberger 2015",
         "summary": "U-Net: four-level encoder-decoder with concatenation skips (classic, compact or ResNet encoder).",
-        "options": {"width": 1.0},
+        "options": {},
     },
     {
         "model": "unet",
@@ -638,7 +638,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Ronneberger, Fischer & Brox, U-Net, MICCAI 2015",
         "cite": "Ronneberger 2015",
         "summary": "U-Net: four-level encoder-decoder with concatenation skips (classic, compact or ResNet encoder).",
-        "options": {"width": 1.0},
+        "options": {},
     },
     {
         "model": "unet",
@@ -651,7 +651,7 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Ronneberger, Fischer & Brox, U-Net, MICCAI 2015",
         "cite": "Ronneberger 2015",
         "summary": "U-Net: four-level encoder-decoder with concatenation skips (classic, compact or ResNet encoder).",
-        "options": {"width": 1.0},
+        "options": {},
     },
     {
         "model": "unet",
@@ -664,6 +664,6 @@ ROWS: tuple[dict[str, Any], ...] = (
         "paper": "Ronneberger, Fischer & Brox, U-Net, MICCAI 2015",
         "cite": "Ronneberger 2015",
         "summary": "U-Net: four-level encoder-decoder with concatenation skips (classic, compact or ResNet encoder).",
-        "options": {"width": 1.0},
+        "options": {},
     },
 )

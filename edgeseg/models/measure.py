@@ -56,19 +56,22 @@ def rows() -> list[dict[str, Any]]:
                     "paper": spec.paper,
                     "cite": spec.cite,
                     "summary": spec.summary,
-                    "options": _options(spec),
+                    "options": _options(spec, bb),
                 }
             )
     return out
 
 
-def _options(spec: Any) -> dict[str, Any]:
-    """Builder options beyond num_classes/backbone, with their defaults (shown by `edgeseg models NAME`)."""
+def _options(spec: Any, backbone: str | None) -> dict[str, Any]:
+    """Builder options beyond num_classes/backbone that `backbone` takes, with their defaults (shown
+    by `edgeseg models NAME`)."""
     skip = ("num_classes", "backbone")
     return {
         p.name: p.default
         for p in inspect.signature(spec.builder).parameters.values()
-        if p.name not in skip and p.default is not inspect.Parameter.empty
+        if p.name not in skip
+        and p.default is not inspect.Parameter.empty
+        and spec.takes_option(p.name, backbone)
     }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,12 @@ class ModelSpec:
     output_strides: tuple[int, ...] = ()  # selectable via output_stride=...; empty: fixed
     default_output_stride: int | None = None  # stride of the finest map the head scores/fuses
     summary: str = ""
+    # options that only some backbones take: option -> those backbones (absent: every backbone)
+    option_backbones: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def takes_option(self, option: str, backbone: str | None) -> bool:
+        only = self.option_backbones.get(option)
+        return only is None or backbone in only
 
     @property
     def builtin(self) -> bool:
@@ -62,6 +68,7 @@ def register_model(
     output_strides: Iterable[int] = (),
     default_output_stride: int | None = None,
     summary: str = "",
+    option_backbones: dict[str, Iterable[str]] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register `builder(num_classes, backbone=..., output_stride=..., **kw) -> nn.Module`."""
 
@@ -79,6 +86,7 @@ def register_model(
             output_strides=tuple(output_strides),
             default_output_stride=default_output_stride,
             summary=summary or (inspect.getdoc(builder) or "").split("\n")[0],
+            option_backbones={k: tuple(v) for k, v in (option_backbones or {}).items()},
         )
         return builder
 
@@ -143,6 +151,11 @@ def resolve_kwargs(
             raise EdgesegError(
                 f"model {name!r} has no option {key!r}{suggest(key, allowed)}; "
                 f"options: {', '.join(allowed) or 'none'}"
+            )
+        if not spec.takes_option(key, resolved.get("backbone")):
+            only = ", ".join(spec.option_backbones[key])
+            raise EdgesegError(
+                f"model {name!r} option {key!r} applies to backbone {only} only, not {resolved.get('backbone')!r}"
             )
         resolved[key] = _coerce(name, key, value, params[key].annotation)
     return resolved

@@ -138,6 +138,7 @@ class CompactUNet(nn.Module):
     backbones=UNET_BACKBONES,
     default_output_stride=1,
     paper="Ronneberger, Fischer & Brox, U-Net, MICCAI 2015",
+    option_backbones={"width": ("compact",)},
 )
 def unet(num_classes: int, backbone: str = "classic", width: float = 1.0) -> nn.Module:
     """U-Net: four-level encoder-decoder with concatenation skips (classic, compact or ResNet encoder)."""
