@@ -14,7 +14,12 @@ Pipelines measured in the same rounds: "headless" is what `edgeseg run --video` 
 "overlay" also colours and blends every frame at its own size, as `--save out.mp4` and `--show` need
 (the video encoding itself excluded).
 
-It also reports what postprocessing costs next to inference at 512x1024 frames (target < 10%).
+It also reports what postprocessing costs next to inference at 512x1024 frames (target < 10%), and
+where the CPU goes: process CPU per frame on both sides (every thread, FFmpeg's and ONNX Runtime's
+included), each pipeline stage thread's share, and the stage floor (decode, preprocess and
+postprocess alone on one idle thread). When bare and pipeline both keep every core busy, the FPS ratio
+cannot exceed bare CPU / pipeline CPU per frame, nor, even with free threading, bare CPU / (bare CPU +
+stage floor) give or take the run-to-run spread of a few %; both are printed.
 
     python benchmarks/pipeline_vs_backend.py [--model M.onnx] [--frames 100] [--rounds 3] [--threads N] [--json]
 """
@@ -54,9 +59,9 @@ def load_batches(seg: Segmenter, video: Path, frames: int) -> list[np.ndarray]:
     return batches
 
 
-def bare_backend_seconds(backends: list, batches: list[np.ndarray]) -> float:
-    """Wall time of backend.run alone over already decoded and preprocessed frames; with several
-    backends, each runs on its own thread over every len(backends)-th frame."""
+def bare_backend_seconds(backends: list, batches: list[np.ndarray]) -> tuple[float, float]:
+    """Wall time and process CPU time of backend.run alone over already decoded and preprocessed
+    frames; with several backends, each runs on its own thread over every len(backends)-th frame."""
 
     def drive(backend, share: list[np.ndarray]) -> None:
         for b in share:
@@ -64,12 +69,12 @@ def bare_backend_seconds(backends: list, batches: list[np.ndarray]) -> float:
 
     n = len(backends)
     threads = [threading.Thread(target=drive, args=(b, batches[i::n])) for i, b in enumerate(backends)]
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 class WarmSegmenter(Segmenter):
@@ -122,23 +127,27 @@ def compare(one: Segmenter, split: Segmenter, workers: int, video: Path, frames:
         bare.pop(alias, None)
         pipelines.pop(alias, None)
     seconds = dict.fromkeys(MODES, 0.0)
+    cpu_seconds = dict.fromkeys(MODES, 0.0)
     counts = dict.fromkeys(MODES, 0)
     reports: dict = {}
     per_round = []
     for _ in range(rounds):
         row = {}
         for mode, backends in bare.items():
-            t = bare_backend_seconds(backends, batches)
+            t, c = bare_backend_seconds(backends, batches)
             seconds[mode] += t
+            cpu_seconds[mode] += c
             counts[mode] += len(batches)
             row[f"{mode}_fps"] = len(batches) / t
         for mode, (seg, n_workers, render) in pipelines.items():
             s, n, reports[mode] = pipeline_run(seg, video, frames, render, n_workers)
             seconds[mode] += s
+            cpu_seconds[mode] += reports[mode]["cpu"]["process_ms_per_frame"] * n / 1000.0
             counts[mode] += n
             row[f"{mode}_fps"] = n / s
         for alias, measured in same.items():
             seconds[alias], counts[alias] = seconds[measured], counts[measured]
+            cpu_seconds[alias] = cpu_seconds[measured]
             row[f"{alias}_fps"] = row[f"{measured}_fps"]
         row["best_bare_fps"] = max(row["bare_fps"], row["bare_parallel_fps"])
         per_round.append(row)
@@ -146,6 +155,8 @@ def compare(one: Segmenter, split: Segmenter, workers: int, video: Path, frames:
         backend.close()
     return {
         "fps": {m: counts[m] / seconds[m] for m in MODES},
+        "cpu_ms_per_frame": {m: cpu_seconds[m] * 1000.0 / counts[m] for m in MODES},
+        "cores_busy": {m: cpu_seconds[m] / seconds[m] for m in MODES},
         "rounds": per_round,
         "reports": reports,
     }
@@ -162,6 +173,42 @@ def _median_ms(fn, repeats: int) -> float:
         fn()
         times.append((time.perf_counter() - t0) * 1000)
     return float(np.median(times))  # the median shrugs off other jobs' bursts on a shared machine
+
+
+def stage_floor(seg: Segmenter, video: Path, frames: int) -> dict:
+    """CPU ms per frame of decoding, preprocessing and postprocessing with nothing else running: the
+    least the pipeline's own stages can cost. Decoding is timed alone (a pass that only reads frames;
+    process time, so FFmpeg's decoder threads count), preprocessing and postprocessing in a plain
+    serial loop (decode, preprocess, infer, postprocess; thread time of the steps). Next to the bare
+    inference CPU per frame this estimates the best pipeline/bare ratio on saturated cores if
+    threading itself were free."""
+    from edgeseg.runtime.draw import frame_class_histogram
+
+    decoded = 0
+    with VideoSource(video) as src:  # opening is not timed: the pipeline opens before its clock starts
+        c0 = time.process_time()
+        while decoded < frames and src.read() is not None:
+            decoded += 1
+        decode = time.process_time() - c0
+    pre = post = 0.0
+    count = 0
+    clock = time.thread_time  # OpenCV is held to this thread (share_cores_with)
+    with VideoSource(video) as src:
+        while count < frames and (frame := src.read()) is not None:
+            c0 = clock()
+            batch, geom = seg.preprocess(frame.image)
+            pre += clock() - c0
+            output = seg.backend.run(batch)
+            c0 = clock()
+            labels, _ = seg.net_labels(output)
+            frame_class_histogram(labels, geom, seg.card.num_classes)
+            post += clock() - c0
+            count += 1
+    return {
+        "decode": decode * 1000 / decoded,
+        "preprocess": pre * 1000 / count,
+        "postprocess": post * 1000 / count,
+    }
 
 
 def postprocess_cost(seg: Segmenter, frame_hw: tuple[int, int], repeats: int = 20) -> dict:
@@ -215,10 +262,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         video = args.video or write_video(Path(tmp) / "scenes.mp4", args.frames, 512, 1024, seed=7)[0]
         cmp = compare(one, split, plan.workers, video, args.frames, args.rounds)
+        floor = stage_floor(split, video, args.frames)
     post = postprocess_cost(one, (512, 1024))
     report = cmp["reports"]["headless"]
     fps = cmp["fps"]
     best_bare = max(fps["bare"], fps["bare_parallel"])
+    best_mode = "bare" if fps["bare"] >= fps["bare_parallel"] else "bare_parallel"
+    cpu = cmp["cpu_ms_per_frame"]
+    bare_cpu = cpu[best_mode]
 
     def median_ratio(mode: str) -> float:
         return float(np.median([r[f"{mode}_fps"] / r["best_bare_fps"] for r in cmp["rounds"]]))
@@ -235,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         "bare_backend_fps": fps["bare"],
         "bare_parallel_fps": fps["bare_parallel"],
         "best_bare_fps": best_bare,
+        "best_bare_mode": best_mode,
         "pipeline_fps": fps["headless"],  # `edgeseg run --video` as it runs by default
         "ratio": fps["headless"] / best_bare,
         "ratio_median_of_rounds": median_ratio("headless"),
@@ -250,6 +302,15 @@ def main(argv: list[str] | None = None) -> int:
         },
         "latency_ms": report["latency_ms"]["capture_to_result"],
         "postprocess_at_512x1024": post,
+        "cpu_ms_per_frame": cpu,  # process CPU per frame, every thread (decoder, runtime pools) included
+        "cores_busy": cmp["cores_busy"],
+        "pipeline_stage_cpu_ms": report["cpu"]["stage_ms_per_frame"],
+        "stage_floor_ms": floor,
+        # FPS = cores busy / CPU per frame; with every core busy on both sides, the ratio follows CPU:
+        "cpu_bound_ratio": bare_cpu / cpu["headless"],
+        # ... and even with free threading, decoding + pre + postprocessing come on top of inference
+        # (an estimate: both CPU figures vary by a few % from run to run):
+        "zero_overhead_estimate": bare_cpu / (bare_cpu + sum(floor.values())),
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -276,6 +337,20 @@ def main(argv: list[str] | None = None) -> int:
         for mode, key in (("headless", "stages_p50_ms"), ("overlay", "overlay_stages_p50_ms")):
             stages = result[key]
             print(f"{mode:<8} p50 ms {json.dumps({k: round(v, 2) for k, v in stages.items()})}")
+        busy = cmp["cores_busy"]
+        print(
+            f"CPU per frame    {best_mode.replace('_', ' ')} {bare_cpu:.2f} ms ({busy[best_mode]:.2f} cores busy), "
+            f"headless {cpu['headless']:.2f} ms ({busy['headless']:.2f} cores busy); FPS = cores busy / CPU "
+            f"per frame, so with every core busy on both sides the ratio is at most "
+            f"{result['cpu_bound_ratio']:.3f}"
+        )
+        stage_cpu = ", ".join(f"{k} {v:.2f}" for k, v in result["pipeline_stage_cpu_ms"].items())
+        print(f"headless stages CPU ms per frame: {stage_cpu}")
+        print(
+            f"stage floor      decode {floor['decode']:.2f}, preprocess {floor['preprocess']:.2f}, "
+            f"postprocess {floor['postprocess']:.2f} ms per frame with nothing else running: with free "
+            f"threading the ratio would be about {result['zero_overhead_estimate']:.3f}"
+        )
         print(
             f"postprocess      {post['postprocess_ms']:.1f} ms vs inference {post['inference_ms']:.1f} ms at "
             f"{post['frame'][0]}x{post['frame'][1]} = {post['postprocess_share']:.1%} (target < 10%); "

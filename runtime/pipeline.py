@@ -253,6 +253,7 @@ class Pipeline:
             self._error = None  # the open/start error itself is what the caller sees
             raise
         self.stats.started = time.perf_counter()
+        self.stats.cpu_started = time.process_time()
         backends = [self.segmenter.backend, *self._spawned]
         stages: list[tuple[str, Callable[[], None]]] = [
             ("capture", self._capture),
@@ -265,7 +266,9 @@ class Pipeline:
             ("output", self._output),
         ]
         for name, target in stages:
-            t = threading.Thread(target=self._guard, args=(target,), name=f"edgeseg-{name}", daemon=True)
+            t = threading.Thread(
+                target=self._guard, args=(name.split("-")[0], target), name=f"edgeseg-{name}", daemon=True
+            )
             self._threads.append(t)
             t.start()
 
@@ -370,13 +373,15 @@ class Pipeline:
         }
 
     # --- stages ------------------------------------------------------------------------------------
-    def _guard(self, target: Callable[[], None]) -> None:
+    def _guard(self, stage: str, target: Callable[[], None]) -> None:
         try:
             target()
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread by finish()
             if self._error is None and not self._stop.is_set():
                 self._error = exc
             self.stop()
+        finally:
+            self.stats.add_thread_cpu(stage, time.thread_time())
 
     def _dropped(self) -> int:
         return self._c_pre.dropped + self._c_infer.dropped

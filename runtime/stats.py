@@ -8,6 +8,7 @@ the whole run), the ground-truth score into one confusion matrix.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -98,6 +99,11 @@ class RunStats:
     gaps: list[Gap] = field(default_factory=list)
     confusion: ConfusionMatrix | None = None
     class_pixels: np.ndarray | None = None
+    # CPU accounting: process CPU time (all threads, library pools included) from the start to the
+    # last result, and each stage thread's own CPU time (inference workers summed) when it ended
+    cpu_started: float | None = None
+    cpu_last: float | None = None
+    thread_cpu: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -111,10 +117,15 @@ class RunStats:
                 if stage in self.stages:
                     self.stages[stage].add(ms)
             self.latency.add(latency_ms)
+            self.cpu_last = time.process_time()
             self.processed += 1
             if self.first_done is None:
                 self.first_done = done
             self.last_done = done
+
+    def add_thread_cpu(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self.thread_cpu[stage] = self.thread_cpu.get(stage, 0.0) + seconds
 
     def add_histogram(self, hist: np.ndarray) -> None:
         with self._lock:
@@ -148,6 +159,25 @@ class RunStats:
         if self.processed < 2 or self.first_done is None or self.last_done is None:
             return self.fps
         return (self.processed - 1) / max(self.last_done - self.first_done, 1e-9)
+
+    def cpu(self) -> dict[str, Any] | None:
+        """CPU milliseconds per processed frame, and how many cores the run kept busy on average.
+
+        Why: on a CPU backend every millisecond the pipeline spends decoding, preprocessing or drawing
+        is taken from inference once the cores are saturated, so these numbers bound the FPS."""
+        if not self.processed or self.cpu_started is None or self.cpu_last is None:
+            return None
+        process_ms = (self.cpu_last - self.cpu_started) * 1000.0 / self.processed
+        with self._lock:
+            stages = {s: v * 1000.0 / self.processed for s, v in self.thread_cpu.items()}
+        if stages:
+            stages["other threads"] = max(0.0, process_ms - sum(stages.values()))
+        return {
+            "process_ms_per_frame": process_ms,
+            "cores_busy": (self.cpu_last - self.cpu_started) / self.elapsed,
+            "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "stage_ms_per_frame": stages,
+        }
 
     def metrics(self) -> SegMetrics | None:
         with self._lock:
@@ -186,6 +216,7 @@ class RunStats:
                 "capture_to_result": self.latency.summary(),
                 "stages": {s: r.summary() for s, r in self.stages.items()},
             },
+            "cpu": self.cpu(),
             "gaps": [g.to_dict() for g in self.gaps],
             "metrics": None if m is None else m.to_dict(self.classes),
         }

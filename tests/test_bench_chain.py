@@ -163,6 +163,13 @@ def test_chain_tiny_qdq_pipeline_trained_path_and_reuse(tmp_path, _isolated_work
     by_name = {q["name"]: q for q in model["ratios"]}
     pipe = by_name["pipeline vs bare backend (ORT FP32)"]
     assert pipe["value"] > 0 and pipe["verdict"] in ("PASS", "MISS"), model["pipeline"]
+    # where the CPU went: both sides per frame, the pipeline's stage threads, the stages alone
+    measured = model["pipeline"]
+    assert "CPU per frame" in pipe["detail"]
+    assert all(v > 0 for v in measured["cpu_ms_per_frame"].values())
+    assert {"capture", "inference", "other threads"} <= set(measured["pipeline_stage_cpu_ms"])
+    assert all(v > 0 for v in measured["stage_floor_ms"].values())
+    assert 0 < measured["zero_overhead_estimate"] < 1
     overlay = by_name["pipeline with overlay rendering vs bare backend"]
     assert overlay["value"] > 0 and overlay["verdict"] == "-", model["pipeline"]
 

@@ -338,6 +338,36 @@ def test_live_source_drops_old_frames_instead_of_lagging(tiny_onnx):
     assert stats.processed == 12 and stats.dropped == 0
 
 
+class BurningBackend(SlowBackend):
+    """Timing harness: spends at least `delay` seconds of this thread's CPU per frame, then infers."""
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        start = time.thread_time()
+        while time.thread_time() - start < self.delay:
+            pass
+        return self.inner.run(batch)
+
+
+@pytest.mark.parametrize("harness", [SlowBackend, BurningBackend])
+def test_report_accounts_cpu_per_frame_by_stage(tiny_onnx, harness):
+    from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    source = PacedCamera(count=8, period=0.0)
+    source.live = False
+    pipe = Pipeline(Segmenter(harness(OnnxRuntimeBackend(tiny_onnx(), threads=1), 0.02)), source)
+    pipe.run()
+    cpu = pipe.report()["cpu"]
+    stages = cpu["stage_ms_per_frame"]
+    assert set(stages) == {"capture", "preprocess", "inference", "postprocess", "output", "other threads"}
+    if harness is BurningBackend:  # 20 ms of CPU per frame, all of it on the inference thread
+        assert 20.0 <= stages["inference"] <= cpu["process_ms_per_frame"]
+        assert cpu["cores_busy"] > 0.3
+    else:  # sleeping costs no CPU: the wall time is there, the CPU time is not
+        assert stages["inference"] < 5.0
+        assert cpu["cores_busy"] < 0.5
+    assert sum(stages.values()) == pytest.approx(cpu["process_ms_per_frame"], rel=0.05, abs=0.5)
+
+
 def test_reconnect_after_stream_ends_and_gap_is_reported(tmp_path, tiny_onnx):
     write_video(tmp_path / "cam.mp4", 8)
     source = open_source(url=f"file://{tmp_path / 'cam.mp4'}")

@@ -335,6 +335,14 @@ def print_report(report: dict[str, Any], classes: list[str]) -> None:
         ["latency p95 ms", e2e["p95"]],
         ["latency p99 ms", e2e["p99"]],
     ]
+    cpu = report.get("cpu")
+    if cpu:
+        rows.append(
+            [
+                "CPU ms per frame (all threads)",
+                f"{cpu['process_ms_per_frame']:.2f} ({cpu['cores_busy']:.2f} of {cpu['cores']} cores busy)",
+            ]
+        )
     metrics = report.get("metrics")
     if metrics:
         rows += [["mIoU", metrics["miou"]], ["pixel accuracy", metrics["pixel_accuracy"]]]
@@ -346,12 +354,22 @@ def print_report(report: dict[str, Any], classes: list[str]) -> None:
             "[dim]file source: frames are read ahead to keep inference busy, so latency includes "
             "queueing; --realtime replays at the file's frame rate like a camera[/]"
         )
+    stage_cpu = cpu["stage_ms_per_frame"] if cpu else {}
     stage_rows = [
-        [name, s["p50"], s["p95"], s["p99"], s["mean"]]
+        [name, s["p50"], s["p95"], s["p99"], s["mean"], stage_cpu.get(name)]
         for name, s in lat["stages"].items()
         if s["p50"] is not None
     ]
-    console.print(table("per-stage latency (ms)", ["stage", "p50", "p95", "p99", "mean"], stage_rows))
+    if "other threads" in stage_cpu:
+        stage_rows.append(["other threads", None, None, None, None, stage_cpu["other threads"]])
+    console.print(
+        table("per-stage latency (ms)", ["stage", "p50", "p95", "p99", "mean", "CPU ms/frame"], stage_rows)
+    )
+    if stage_cpu:
+        console.print(
+            "[dim]CPU ms/frame: each stage thread's CPU time per processed frame; other threads = "
+            "library pools (video decoder, the inference runtime's extra threads) and the main thread[/]"
+        )
     if workers > 1:
         console.print(
             f"[dim]inference: one frame on one of {workers} workers that run side by side, each with its "
