@@ -17,9 +17,10 @@ Pipelines measured in the same rounds: "headless" is what `edgeseg run --video` 
 It also reports what postprocessing costs next to inference at 512x1024 frames (target < 10%), and
 where the CPU goes: process CPU per frame on both sides (every thread, FFmpeg's and ONNX Runtime's
 included), each pipeline stage thread's share, and the stage floor (decode, preprocess and
-postprocess alone on one idle thread). When bare and pipeline both keep every core busy, the FPS ratio
-cannot exceed bare CPU / pipeline CPU per frame, nor, even with free threading, bare CPU / (bare CPU +
-stage floor) give or take the run-to-run spread of a few %; both are printed.
+postprocess with nothing else running). FPS = cores busy / CPU per frame, so when bare and pipeline
+both keep every core busy the FPS ratio follows bare CPU / pipeline CPU per frame, and with free
+threading it would be about bare CPU / (bare CPU + stage floor); both are printed (each CPU figure
+moves by a few % from run to run).
 
     python benchmarks/pipeline_vs_backend.py [--model M.onnx] [--frames 100] [--rounds 3] [--threads N] [--json]
 """
