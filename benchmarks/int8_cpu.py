@@ -27,10 +27,10 @@ def train_reference(
 ) -> Path:
     import torch
     import torch.nn.functional as F
-    from edgeseg.export.onnx_export import export_onnx
 
     from edgeseg.card import ModelCard
     from edgeseg.data.synth import SYNTH_CLASSES, SYNTH_PALETTE, SceneGenerator
+    from edgeseg.export.onnx_export import export_onnx
     from edgeseg.models import create_model
     from edgeseg.preprocess import Preprocessor
 

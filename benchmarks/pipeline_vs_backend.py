@@ -36,13 +36,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from edgeseg.data.synth import write_video
 from edgeseg.runtime import Pipeline, Segmenter
 from edgeseg.runtime.draw import Renderer, class_histogram, fast_argmax
 from edgeseg.runtime.pipeline import share_cores_with
 from edgeseg.runtime.sources import VideoSource
 from edgeseg.runtime.workers import plan_workers
-
-from edgeseg.data.synth import write_video
 
 
 def default_model() -> Path:

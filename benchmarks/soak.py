@@ -16,12 +16,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from edgeseg.data.synth import write_video
 from edgeseg.runtime import Pipeline, Segmenter
 from edgeseg.runtime.draw import Renderer
 from edgeseg.runtime.sinks import JsonlSink
 from edgeseg.runtime.sources import VideoSource
-
-from edgeseg.data.synth import write_video
 
 
 def main(argv: list[str] | None = None) -> int:

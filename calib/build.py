@@ -27,7 +27,6 @@ from edgeseg.calib.quantize import (
     load_model,
 )
 from edgeseg.calib.stats import METHODS, CalibrationStats, calibrate
-
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
 

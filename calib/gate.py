@@ -24,10 +24,10 @@ from typing import Any
 
 import cv2
 import numpy as np
+
 from edgeseg.calib.data import CalibrationSet
 from edgeseg.calib.quantize import QuantizedArtifact, quantizable_nodes, quantize_form
 from edgeseg.calib.stats import CalibrationStats
-
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
 from edgeseg.metrics import ConfusionMatrix, SegMetrics
@@ -325,6 +325,7 @@ def gated_quantize(
 def _record(result: GateResult) -> None:
     """Write the gate's verdict into the artifact's card sidecar and ONNX metadata."""
     import onnx
+
     from edgeseg.calib.quantize import save_with_card
 
     card: ModelCard = result.artifact.details["card"]

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+
+from edgeseg.atomic import atomic_path
 from edgeseg.calib import qdq_rules
 from edgeseg.calib.data import CalibrationSet
 from edgeseg.calib.stats import CalibrationStats, quiet_ort_logging
 from edgeseg.calib.trt_cache import write_trt_cache
-
-from edgeseg.atomic import atomic_path
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
 from edgeseg.lazy import available, require

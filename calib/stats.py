@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeseg.calib.data import CalibrationSet
 
 from edgeseg.atomic import write_json
+from edgeseg.calib.data import CalibrationSet
 from edgeseg.card import ModelCard, sha256_file
 from edgeseg.errors import EdgesegError
 

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeseg.export.graph import card_of, load_onnx, set_card
-from edgeseg.export.parity import ParityResult, compare_onnx
 
 from edgeseg.atomic import atomic_path
 from edgeseg.errors import EdgesegError
+from edgeseg.export.graph import card_of, load_onnx, set_card
+from edgeseg.export.parity import ParityResult, compare_onnx
 from edgeseg.lazy import require
 
 FP16_AGREEMENT = 0.995  # argmax agreement FP16 vs FP32 on ONNX Runtime required to keep the FP16 file

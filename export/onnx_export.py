@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from edgeseg.export import graph
-from edgeseg.export.parity import PARITY_THRESHOLD, ParityResult, parity_check
-from edgeseg.export.trt_compat import TrtReport, check_trt_compat
 
 from edgeseg._version import __version__
 from edgeseg.card import ModelCard, sha256_file
 from edgeseg.errors import EdgesegError
+from edgeseg.export import graph
+from edgeseg.export.parity import PARITY_THRESHOLD, ParityResult, parity_check
+from edgeseg.export.trt_compat import TrtReport, check_trt_compat
 from edgeseg.lazy import require
 
 DEFAULT_OPSET = 17

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeseg.export.graph import card_of
-from edgeseg.export.tensorrt_features import TrtFeatures, detect
-from edgeseg.runtime.backends.tensorrt import sidecar_path
 
 from edgeseg.card import ModelCard, sha256_file
 from edgeseg.errors import EdgesegError, MissingDependencyError
+from edgeseg.export.graph import card_of
+from edgeseg.export.tensorrt_features import TrtFeatures, detect
+from edgeseg.runtime.backends.tensorrt import sidecar_path
 
 EXIT_NEEDS_DEVICE = 3  # `edgeseg build --target tensorrt` on a machine without TensorRT or a GPU
 SIDECAR_FORMAT = "edgeseg-engine/1"
@@ -378,10 +378,10 @@ def build_engine(
 ) -> BuildResult:
     """Build and write `engine_path` (+ sidecar) from `onnx_path`. Needs tensorrt and a GPU."""
     import onnx
-    from edgeseg.runtime.cuda_mem import open_cuda
 
     from edgeseg.atomic import write_bytes, write_json
     from edgeseg.lazy import require
+    from edgeseg.runtime.cuda_mem import open_cuda
 
     trt = require("tensorrt")
     if cuda is None:  # open (and close) our own CUDA binding for the GPU identity and the calibrator
@@ -594,9 +594,8 @@ def handoff_commands(
 
 def tensorrt_unavailable_reason(cuda_prefer: str | None = None) -> str | None:
     """Why an engine cannot be built here (no tensorrt / no GPU), or None when it can."""
-    from edgeseg.runtime.cuda_mem import gpu_info
-
     from edgeseg.lazy import require
+    from edgeseg.runtime.cuda_mem import gpu_info
 
     try:
         require("tensorrt")
@@ -760,6 +759,7 @@ def _calibration_batches(onnx_path: Path, options: dict[str, Any]) -> Callable[[
 
     def batches() -> Iterable[np.ndarray]:
         import onnx
+
         from edgeseg.calib.data import open_calibration
 
         card = card_of(onnx.load(str(onnx_path), load_external_data=False))

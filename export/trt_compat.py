@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from edgeseg.export.graph import attributes, opset_version
-
 from edgeseg.lazy import require
 
 Status = Literal["ok", "warning", "error"]

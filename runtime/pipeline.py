@@ -38,15 +38,15 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+from edgeseg.errors import EdgesegError
+from edgeseg.metrics import ConfusionMatrix, metrics_from_confusion
+from edgeseg.preprocess import Geometry, labels_to_frame
 from edgeseg.runtime.draw import Renderer, class_histogram, frame_class_histogram
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sinks import Sink
 from edgeseg.runtime.sources import LabelLookup, Source
 from edgeseg.runtime.stats import Gap, RunStats
-
-from edgeseg.errors import EdgesegError
-from edgeseg.metrics import ConfusionMatrix, metrics_from_confusion
-from edgeseg.preprocess import Geometry, labels_to_frame
 
 _END = object()  # end of stream marker travelling through the channels
 JOIN_TIMEOUT = 0.8  # per stage on shutdown; stages poll the stop flag every POLL seconds

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeseg.runtime.backends import Backend, load_backend
-from edgeseg.runtime.draw import fast_argmax
 
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
 from edgeseg.preprocess import Geometry, Preprocessor, labels_to_frame
+from edgeseg.runtime.backends import Backend, load_backend
+from edgeseg.runtime.draw import fast_argmax
 
 
 class Segmenter:

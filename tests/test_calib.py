@@ -212,6 +212,7 @@ def test_bad_calibration_data_gives_one_line_errors(tiny, tmp_path):
 # --- statistics cache ---------------------------------------------------------------------------------
 def test_cache_is_reused_without_running_the_calibrator(tiny, monkeypatch):
     import onnxruntime.quantization as ortq
+
     from edgeseg.calib.data import open_calibration
     from edgeseg.calib.stats import calibrate
 
@@ -324,11 +325,11 @@ def test_tensorrt_form_conv_transpose_is_per_channel_on_axis_1(tmp_path):
     import io
 
     import torch
+    from torch import nn
+
     from edgeseg.calib.data import open_calibration
     from edgeseg.calib.quantize import quantize_tensorrt_form
     from edgeseg.calib.stats import calibrate
-    from torch import nn
-
     from edgeseg.card import ModelCard, default_palette
 
     torch.manual_seed(0)
@@ -400,7 +401,6 @@ def test_int8_build_on_generated_scenes_stays_within_the_gate(tiny):
 
 def test_gate_falls_back_on_an_outlier_layer(tiny_models, tmp_path):
     from edgeseg.calib.build import BuildOptions, build_onnxruntime
-
     from edgeseg.card import ModelCard
 
     path = tmp_path / "outlier.onnx"
@@ -507,12 +507,12 @@ def test_downsample_block_add_gets_qdq_on_the_shortcut(tmp_path):
     import io
 
     import torch
+    from torch import nn
+
     from edgeseg.calib.data import open_calibration
     from edgeseg.calib.qdq_rules import check_tensorrt_rules
     from edgeseg.calib.quantize import quantize_tensorrt_form
     from edgeseg.calib.stats import calibrate
-    from torch import nn
-
     from edgeseg.card import ModelCard, default_palette
 
     class Block(nn.Module):
@@ -553,9 +553,10 @@ def test_downsample_block_add_gets_qdq_on_the_shortcut(tmp_path):
 
 def test_labels_output_model_keeps_argmax_free_of_qdq(tiny, tmp_path):
     """`--output labels` exports end in ArgMax: neither INT8 form may put Q/DQ beside it."""
+    from onnx import TensorProto, helper
+
     from edgeseg.calib.quantize import quantize_cpu_form, quantize_tensorrt_form
     from edgeseg.runtime.segmenter import Segmenter
-    from onnx import TensorProto, helper
 
     model = onnx.load(str(tiny))
     logits = model.graph.output[0].name

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from edgeseg.runtime import cuda_mem
-from edgeseg.runtime.cuda_mem import CudaError, GpuUnavailableError, open_cuda
 from fake_tensorrt.cuda import FakeGpu
 from fake_tensorrt.install import hide_cuda, install_cuda
 
 from edgeseg.errors import EdgesegError
+from edgeseg.runtime import cuda_mem
+from edgeseg.runtime.cuda_mem import CudaError, GpuUnavailableError, open_cuda
 
 
 @pytest.mark.parametrize("binding", ["cuda-python", "pycuda"])

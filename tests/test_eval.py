@@ -7,12 +7,12 @@ import sys
 
 import numpy as np
 import pytest
-from edgeseg.runtime.backends import Backend
-from edgeseg.runtime.segmenter import Segmenter
 
 from edgeseg.card import ModelCard, default_palette
 from edgeseg.errors import EdgesegError
 from edgeseg.evaluate import confusion, evaluate, resolve_artifact
+from edgeseg.runtime.backends import Backend
+from edgeseg.runtime.segmenter import Segmenter
 
 
 class ListData:

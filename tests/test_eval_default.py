@@ -28,10 +28,9 @@ def test_default_model_files_ship_and_carry_a_card():
 
 
 def test_default_model_segments_a_held_out_scene():
-    from edgeseg.runtime.segmenter import Segmenter
-
     from edgeseg.data import open_dataset
     from edgeseg.evaluate import evaluate
+    from edgeseg.runtime.segmenter import Segmenter
 
     data = open_dataset("synth:3")  # held-out seed, generator's default size
     seg = Segmenter(default_model_path("onnx"), threads=1)

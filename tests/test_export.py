@@ -16,11 +16,11 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from edgeseg.export import graph  # noqa: E402
-from edgeseg.export.onnx_export import ExportCheckError, export_onnx  # noqa: E402
 
 from edgeseg.card import ModelCard, default_palette  # noqa: E402
 from edgeseg.errors import EdgesegError  # noqa: E402
+from edgeseg.export import graph  # noqa: E402
+from edgeseg.export.onnx_export import ExportCheckError, export_onnx  # noqa: E402
 
 torch.set_num_threads(1)
 NUM_CLASSES = 5

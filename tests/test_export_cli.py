@@ -52,9 +52,8 @@ def test_random_weights_export_warns_loudly_and_writes_into_workspace(small_mode
     assert data["simplifier"] == "onnxsim+onnxslim"  # static FCN graph: onnxslim drops no-op crop Slices
     assert data["nodes_final"] < data["nodes_exported"]
 
-    from edgeseg.runtime.segmenter import Segmenter
-
     from edgeseg.data.synth import SYNTH_CLASSES
+    from edgeseg.runtime.segmenter import Segmenter
 
     seg = Segmenter(onnx_path)
     assert seg.classes == list(SYNTH_CLASSES) and seg.card.extra["random_weights"] is True
@@ -121,8 +120,9 @@ def test_fp16_flag_writes_checked_fp16_copy(small_model, _isolated_workdir: Path
 
 def test_parity_failure_prints_evidence_and_writes_nothing(monkeypatch, _isolated_workdir: Path):
     """A net whose trace differs from eager PyTorch: the command fails in one line after the report."""
-    from edgeseg.export import onnx_export
     from test_export import BranchyNet, make_card, seeded
+
+    from edgeseg.export import onnx_export
 
     def fake_source(model, *, root, weights=None):
         return onnx_export.ExportSource(seeded(BranchyNet()), make_card(), "test net")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from edgeseg.export.trt_compat import check_trt_compat
 from onnx import TensorProto, helper, numpy_helper
+
+from edgeseg.export.trt_compat import check_trt_compat
 
 
 def model_of(nodes, *, inits=(), opset=17, out_type=TensorProto.FLOAT, in_dims=(1, 3, 8, 8), out_dims=None):

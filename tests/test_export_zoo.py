@@ -9,10 +9,9 @@ from __future__ import annotations
 import pytest
 
 torch = pytest.importorskip("torch")
+from edgeseg.card import ModelCard, default_palette  # noqa: E402
 from edgeseg.export import graph  # noqa: E402
 from edgeseg.export.onnx_export import export_onnx  # noqa: E402
-
-from edgeseg.card import ModelCard, default_palette  # noqa: E402
 from edgeseg.models.catalog import entries, model_names  # noqa: E402
 
 torch.set_num_threads(1)

@@ -12,13 +12,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxconverter_common")
 import onnx  # noqa: E402
-from edgeseg.export import graph  # noqa: E402
-from edgeseg.export.fp16 import to_fp16, to_fp16_checked  # noqa: E402
-from edgeseg.export.onnx_export import export_onnx  # noqa: E402
 from test_export import TinySeg  # noqa: E402
 
 from edgeseg.card import ModelCard  # noqa: E402
 from edgeseg.errors import EdgesegError  # noqa: E402
+from edgeseg.export import graph  # noqa: E402
+from edgeseg.export.fp16 import to_fp16, to_fp16_checked  # noqa: E402
+from edgeseg.export.onnx_export import export_onnx  # noqa: E402
 
 torch.set_num_threads(1)
 SIZE = (48, 64)

@@ -78,9 +78,8 @@ def test_no_model_anywhere_is_one_clear_line(no_default_model):
 
 
 def test_images_with_labels_report_matches_confusion_matrix(tiny_onnx, tmp_path):
-    from edgeseg.runtime import Segmenter
-
     from edgeseg.metrics import ConfusionMatrix
+    from edgeseg.runtime import Segmenter
 
     write_images(tmp_path / "imgs", [(30, 41), (48, 64)], masks=tmp_path / "masks")
     model = tiny_onnx()

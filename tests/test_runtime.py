@@ -11,6 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
+from edgeseg.errors import EdgesegError
 from edgeseg.runtime import Pipeline, Reconnect, Segmenter, open_source, stream
 from edgeseg.runtime.backends.base import Backend
 from edgeseg.runtime.draw import Renderer, class_histogram, fast_argmax, legend_image
@@ -18,8 +20,6 @@ from edgeseg.runtime.pipeline import Channel
 from edgeseg.runtime.sinks import JsonlSink, MaskSink, VideoSink, WindowSink
 from edgeseg.runtime.sources import Frame, ImageSource, LabelLookup, Source, VideoSource
 from edgeseg.runtime.stats import Reservoir
-
-from edgeseg.errors import EdgesegError
 
 
 def write_video(path: Path, n: int, size=(50, 70), fps: float = 10.0) -> list[np.ndarray]:
@@ -94,9 +94,8 @@ def test_class_histogram_counts_every_id():
     ],
 )
 def test_frame_histogram_equals_counting_the_frame_size_map(net_hw, frame_hw):
-    from edgeseg.runtime.draw import frame_class_histogram
-
     from edgeseg.preprocess import fit, labels_to_frame
+    from edgeseg.runtime.draw import frame_class_histogram
 
     mode = "letterbox" if frame_hw in ((40, 100), (64, 192)) else "stretch"
     _, geom = fit(np.zeros((*frame_hw, 3), np.uint8), net_hw, mode)

@@ -9,15 +9,15 @@ import time
 
 import numpy as np
 import pytest
+from test_run_cli import run_cli
+from test_runtime import PacedCamera, write_video
+
+from edgeseg.errors import EdgesegError
 from edgeseg.runtime import Pipeline, Segmenter, stream
 from edgeseg.runtime.backends.base import Backend
 from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edgeseg.runtime.sources import Frame, Source
 from edgeseg.runtime.workers import AUTO_MAX_MODEL_BYTES, WorkerPlan, plan_workers
-from test_run_cli import run_cli
-from test_runtime import PacedCamera, write_video
-
-from edgeseg.errors import EdgesegError
 
 
 class NumberedFrames(Source):

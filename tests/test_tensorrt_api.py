@@ -11,10 +11,11 @@ import ast
 from pathlib import Path
 
 import pytest
-from edgeseg.export.tensorrt_features import GUARDED, REQUIRED, TRT_API
 from fake_tensorrt.cuda import FakeGpu
 from fake_tensorrt.names import VERSIONS, load_names
 from fake_tensorrt.trt import make_fake_trt
+
+from edgeseg.export.tensorrt_features import GUARDED, REQUIRED, TRT_API
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [ROOT / "export" / "tensorrt_build.py", ROOT / "export" / "tensorrt_features.py",

@@ -10,16 +10,16 @@ import sys
 
 import numpy as np
 import pytest
-from edgeseg.export.tensorrt_build import EngineOptions, build_engine, sidecar_path
-from edgeseg.runtime.backends import load_backend
-from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
-from edgeseg.runtime.backends.tensorrt import TensorRTBackend
-from edgeseg.runtime.segmenter import Segmenter
 from fake_tensorrt.cuda import FakeGpu
 from fake_tensorrt.install import install_trt
 from fake_tensorrt.names import VERSIONS
 
 from edgeseg.errors import EdgesegError
+from edgeseg.export.tensorrt_build import EngineOptions, build_engine, sidecar_path
+from edgeseg.runtime.backends import load_backend
+from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from edgeseg.runtime.backends.tensorrt import TensorRTBackend
+from edgeseg.runtime.segmenter import Segmenter
 
 
 def _build(tmp_path, onnx, options=None):

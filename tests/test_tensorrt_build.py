@@ -9,6 +9,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from fake_tensorrt.cuda import FakeGpu
+from fake_tensorrt.install import hide_trt, install_trt
+from fake_tensorrt.names import VERSIONS
+from onnx import TensorProto, helper, numpy_helper
+
+from edgeseg.card import ModelCard, default_palette, sha256_file
+from edgeseg.errors import EdgesegError
 from edgeseg.export.tensorrt_build import (
     EXIT_NEEDS_DEVICE,
     EngineOptions,
@@ -22,13 +29,6 @@ from edgeseg.export.tensorrt_build import (
     to_fp16_onnx,
 )
 from edgeseg.export.tensorrt_features import detect
-from fake_tensorrt.cuda import FakeGpu
-from fake_tensorrt.install import hide_trt, install_trt
-from fake_tensorrt.names import VERSIONS
-from onnx import TensorProto, helper, numpy_helper
-
-from edgeseg.card import ModelCard, default_palette, sha256_file
-from edgeseg.errors import EdgesegError
 
 
 def _card(num_classes: int, size=(16, 16), **kw) -> ModelCard:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgeseg.export.tensorrt_build import EXIT_NEEDS_DEVICE
 from fake_tensorrt.install import hide_trt, install_trt
 from typer.testing import CliRunner
 
 from edgeseg.cli import app
+from edgeseg.export.tensorrt_build import EXIT_NEEDS_DEVICE
 
 runner = CliRunner()
 

@@ -14,9 +14,8 @@ pytestmark = pytest.mark.gpu
 
 
 def _skip_without_gpu() -> None:
-    from edgeseg.runtime.cuda_mem import gpu_info
-
     from edgeseg.lazy import available
+    from edgeseg.runtime.cuda_mem import gpu_info
 
     if not available("tensorrt"):
         pytest.skip("TensorRT is not installed (the libraries come from NVIDIA's index or JetPack)")

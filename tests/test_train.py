@@ -195,11 +195,11 @@ def test_eval_cli_checkpoint_and_onnx_export_agree(tmp_path):
     """Same numbers across the chain: `edgeseg eval` on best.pt and on its ONNX export."""
     import json
 
-    from edgeseg.export.onnx_export import export_onnx
     from typer.testing import CliRunner
 
     from edgeseg.cli import app
     from edgeseg.data import open_dataset
+    from edgeseg.export.onnx_export import export_onnx
 
     data = open_dataset("synth:6@32x48", split="train")
     result = train(_cfg(epochs=3), train_set=data, val_set=data, progress=False)

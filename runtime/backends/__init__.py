@@ -11,9 +11,8 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from edgeseg.runtime.backends.base import Backend
-
 from edgeseg.errors import EdgesegError
+from edgeseg.runtime.backends.base import Backend
 
 # file suffix -> (module, class) ; imported only when used
 _BY_SUFFIX: dict[str, tuple[str, str]] = {

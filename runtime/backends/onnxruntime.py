@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from edgeseg.runtime.backends.base import Backend
 
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
+from edgeseg.runtime.backends.base import Backend
 
 _PREFERRED_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 

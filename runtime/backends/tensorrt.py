@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeseg.runtime.backends.base import Backend
-from edgeseg.runtime.cuda_mem import CudaMemory, DeviceBuffer, HostBuffer, open_cuda
 
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
 from edgeseg.lazy import require
+from edgeseg.runtime.backends.base import Backend
+from edgeseg.runtime.cuda_mem import CudaMemory, DeviceBuffer, HostBuffer, open_cuda
 
 SLOTS = 2
 

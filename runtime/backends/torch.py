@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeseg.runtime.backends.base import Backend
 
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
 from edgeseg.lazy import require
+from edgeseg.runtime.backends.base import Backend
 
 
 def resolve_device(device: str | None) -> str:
