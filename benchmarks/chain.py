@@ -7,7 +7,7 @@ For each model spec this makes every artifact the machine can run, from ONE chec
    `name:key=value:...`), saved with `edgeseg.checkpoint.save_checkpoint` so the eager baseline and the
    export carry the same weights;
 2. the ONNX export (`edgeseg.export.onnx_export.export_onnx`) at --height x --width;
-3. FP16 and INT8 (CPU form + TensorRT Q/DQ form) via `edgeseg.calib.build.build_onnxruntime`. For
+3. FP16 and INT8 (CPU form + TensorRT Q/DQ form) via `edgeseg.build.build`. For
    random weights the mIoU gate is meaningless, so it is disabled (limit 100 points, no fallback);
 4. `edgeseg.bench.run_bench`: every artifact in its own spawned process on the same frames;
 5. `benchmarks/pipeline_vs_backend.py` (invoked, not copied) on the FP32 export.
@@ -146,7 +146,7 @@ def export(checkpoint: Path, out: Path, size: tuple[int, int], step: Any) -> Pat
 
 def build_variants(onnx_path: Path, args: argparse.Namespace, trained: bool, progress: Any) -> dict:
     """FP16 + INT8 beside the export; returns the build report as a dict (gate results included)."""
-    from edgeseg.calib.build import BuildOptions, build_onnxruntime
+    from edgeseg.build import BuildOptions, build
 
     gate_off = not trained or args.no_gate
     opts = BuildOptions(
@@ -161,7 +161,7 @@ def build_variants(onnx_path: Path, args: argparse.Namespace, trained: bool, pro
         max_fallback_layers=0 if gate_off else None,
         threads=args.threads,
     )
-    report = build_onnxruntime(onnx_path, opts, progress=progress)
+    report = build(onnx_path, opts, progress=progress)
     out = report.to_dict()
     out["gate"] = "disabled (random weights)" if not trained else ("disabled" if gate_off else "on")
     return out
@@ -359,8 +359,10 @@ def run_model(spec: ModelSpec, args: argparse.Namespace, root: Path, console: An
             export(ckpt, base, size, step)
         timings["export_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        variants = [base.with_name(f"{name}.fp16.onnx")]
-        variants += [base.with_name(f"{name}.int8.{form}.onnx") for form in args.forms.split(",")]
+        from edgeseg.artifacts import int8_path, variant_path
+
+        variants = [variant_path(base, "fp16")]
+        variants += [int8_path(base, form) for form in args.forms.split(",")]
         build = None
         if reuse and all(p.is_file() for p in variants):  # a partial earlier build is redone
             build = {"reused": [p.name for p in variants]}

@@ -38,11 +38,11 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.data.synth import write_video
-from edgeseg.runtime import Pipeline, Segmenter
+from edgeseg.runtime import Segmenter
+from edgeseg.runtime.backends import BackendOptions
 from edgeseg.runtime.draw import Renderer, class_histogram, fast_argmax
-from edgeseg.runtime.pipeline import share_cores_with
+from edgeseg.runtime.launch import open_pipeline, plan_inference, share_cores_with
 from edgeseg.runtime.sources import VideoSource
-from edgeseg.runtime.workers import plan_workers
 
 
 def default_model() -> Path:
@@ -98,7 +98,7 @@ def pipeline_run(
     result: like the bare loop's wall time, it includes filling and draining. (Timing from the first
     result instead would favour several workers, whose first results can arrive together.)"""
     renderer = Renderer(seg.palette, seg.classes, mode="overlay") if render else None
-    pipe = Pipeline(seg, VideoSource(video), max_frames=frames, renderer=renderer, workers=workers)
+    pipe = open_pipeline(seg, VideoSource(video), workers=workers, max_frames=frames, renderer=renderer)
     stats = pipe.run()
     assert stats.last_done is not None
     return stats.last_done - stats.started, stats.processed, pipe.report()
@@ -250,15 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     model = args.model or default_model()
-    plan = plan_workers(  # as `edgeseg run` plans a file source
-        None, threads=args.threads, live=False, splits_threads=True, model_bytes=model.stat().st_size
-    )
-    one = Segmenter(model, **({"threads": args.threads} if args.threads else {}))
-    split = (
-        one
-        if plan.workers == 1
-        else WarmSegmenter(model, **({"threads": plan.threads} if plan.threads else {}))
-    )
+    inference = plan_inference(model, BackendOptions(threads=args.threads), live=False)  # as `edgeseg run`
+    plan = inference.workers
+    one = Segmenter(model, threads=args.threads)
+    split = one if plan.workers == 1 else WarmSegmenter(inference.loader)
     share_cores_with(one.backend)  # as `edgeseg run` does (bare rounds do not use OpenCV)
     with tempfile.TemporaryDirectory() as tmp:
         video = args.video or write_video(Path(tmp) / "scenes.mp4", args.frames, 512, 1024, seed=7)[0]

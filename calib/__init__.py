@@ -6,7 +6,8 @@
     qdq_rules  TensorRT's Q/DQ placement rules: passes and a checker
     trt_cache  ranges as a TensorRT calibration cache (for ModelOpt)
     gate       FP32 vs INT8 mIoU on held-out data, sensitivity ranking, layer-by-layer fallback
-    build      what `edgeseg build --target onnxruntime` does
+
+`edgeseg.build` orchestrates a build (FP16, INT8, TensorRT) from these parts.
 
 Submodules import onnxruntime/onnx; nothing here is imported by `edgeseg.runtime`.
 """

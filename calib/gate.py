@@ -25,11 +25,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edgeseg.artifacts import card_path
 from edgeseg.calib.data import CalibrationSet
 from edgeseg.calib.quantize import QuantizedArtifact, quantizable_nodes, quantize_form
 from edgeseg.calib.stats import CalibrationStats
 from edgeseg.card import ModelCard
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, ExitCode
 from edgeseg.metrics import ConfusionMatrix, SegMetrics
 
 DEFAULT_EVAL_IMAGES = 16
@@ -105,7 +106,7 @@ class GateFailed(EdgesegError):
     """The drop stayed above the limit after every fallback step; carries the full report."""
 
     def __init__(self, message: str, result: GateResult) -> None:
-        super().__init__(message, exit_code=3)
+        super().__init__(message, exit_code=ExitCode.GATE_FAILED)
         self.result = result
 
 
@@ -236,7 +237,7 @@ def rank_sensitivity(
         )
         outs = _raw_outputs(target, batches, threads)
         target.unlink(missing_ok=True)
-        target.with_suffix(".card.json").unlink(missing_ok=True)
+        card_path(target).unlink(missing_ok=True)
         disagree = float(np.mean([np.mean(_labels(o) != _labels(r)) for o, r in zip(outs, ref)]))
         mse = float(np.mean([np.mean((o.astype(np.float32) - r) ** 2) for o, r in zip(outs, ref)])) / scale
         scores.append((node, disagree + 1e-3 * mse))

@@ -22,6 +22,7 @@ from typing import Any
 
 import onnx
 
+from edgeseg.artifacts import INT8_FORMS, card_path
 from edgeseg.atomic import atomic_path
 from edgeseg.calib import qdq_rules
 from edgeseg.calib.data import CalibrationSet
@@ -29,9 +30,9 @@ from edgeseg.calib.stats import CalibrationStats, quiet_ort_logging
 from edgeseg.calib.trt_cache import write_trt_cache
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
+from edgeseg.export.graph import set_card
 from edgeseg.lazy import available, require
 
-FORMS = ("qdq", "cpu")
 QDQ_ENGINES = ("auto", "onnxruntime", "modelopt")
 MODELOPT = "modelopt.onnx.quantization"
 CPU_FORMATS = ("qdq", "qoperator")
@@ -150,12 +151,10 @@ def _finish(out_tmp: Path, target: Path, card: ModelCard, info: dict[str, Any]) 
 
 
 def save_with_card(model: onnx.ModelProto, target: Path, card: ModelCard) -> ModelCard:
-    del model.metadata_props[:]
-    for k, v in card.to_metadata_props().items():
-        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    set_card(model, card)
     with atomic_path(target) as tmp:
         onnx.save(model, str(tmp))
-    card.save_json(target.with_suffix(".card.json"))
+    card.save_json(card_path(target))
     return card
 
 
@@ -343,9 +342,4 @@ def quantize_form(
         kw.pop("engine", None)
         kw.pop("calib", None)
         return quantize_cpu_form(model_path, card, stats, target, **kw)
-    raise EdgesegError(f"unknown INT8 form {form!r}; choose {' or '.join(FORMS)}")
-
-
-def artifact_path(model_path: Path, form: str) -> Path:
-    """<wd>/<name>/<name>.int8.qdq.onnx and <name>.int8.cpu.onnx beside the export."""
-    return model_path.with_name(f"{model_path.stem}.int8.{form}.onnx")
+    raise EdgesegError(f"unknown INT8 form {form!r}; choose {' or '.join(INT8_FORMS)}")

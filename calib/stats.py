@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg.artifacts import calib_cache_path
 from edgeseg.atomic import write_json
 from edgeseg.calib.data import CalibrationSet
 from edgeseg.card import ModelCard, sha256_file
@@ -94,10 +95,6 @@ def cache_key(model_path: Path, calib: CalibrationSet, method: str, n: int, seed
 
 def cache_key_hash(key: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-
-
-def default_cache_path(model_path: Path) -> Path:
-    return model_path.with_name(f"{model_path.stem}.calib.json")
 
 
 def _read_cache(path: Path) -> dict[str, Any]:
@@ -246,7 +243,7 @@ def calibrate(
     if method not in METHODS:
         raise EdgesegError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
     model_path = Path(model_path)
-    cache = Path(cache_path) if cache_path else default_cache_path(model_path)
+    cache = Path(cache_path) if cache_path else calib_cache_path(model_path)
     key = cache_key(model_path, calib, method, len(calib), seed)
     cached = load_cached(cache, key)
     if cached is not None:

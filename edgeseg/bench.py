@@ -20,10 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg.artifacts import backend_for, read_card, variant_of, variants_beside
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
-
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 @dataclass
@@ -43,6 +42,7 @@ class Artifact:
     path: Path
     kind: str  # torch | onnxruntime | tensorrt
     precision: str
+    card: ModelCard | None = None  # given for a file made elsewhere (--card); else the file's own
 
 
 @dataclass
@@ -61,62 +61,27 @@ class BenchResult:
 
 
 # --- discovery -------------------------------------------------------------------------------------
-def _label(path: Path, card: ModelCard | None) -> Artifact:
-    suffix = path.suffix.lower()
-    if suffix in (".pt", ".pth"):
+def describe_artifact(path: Path, card: ModelCard | None = None) -> Artifact:
+    """Label, backend and precision of one artifact file (its card says the precision)."""
+    backend = backend_for(path)
+    if backend == "torch":
         return Artifact("PyTorch eager", path, "torch", "fp32")
-    if suffix in ENGINE_SUFFIXES:
-        precision = card.precision if card else _precision_from_name(path)
-        return Artifact(f"TensorRT {precision}", path, "tensorrt", precision)
-    precision = card.precision if card else _precision_from_name(path)
-    tokens = path.name.split(".")[1:-1]  # <name>.<variant...>.onnx
-    note = ""
-    if precision == "int8":
-        note = " (TensorRT Q/DQ form)" if "qdq" in tokens else " (CPU form)"
-    return Artifact(f"ONNX Runtime {precision}{note}", path, "onnxruntime", precision)
+    try:
+        precision = read_card(path, card).precision
+    except EdgesegError:  # no card: the file name's variant still tells the precision
+        precision = variant_of(path).split("-")[0]
+    if backend == "tensorrt":
+        return Artifact(f"TensorRT {precision}", path, "tensorrt", precision, card)
+    form = {"int8-qdq": " (TensorRT Q/DQ form)", "int8-cpu": " (CPU form)"}.get(variant_of(path), "")
+    label = f"ONNX Runtime {precision}{form if precision == 'int8' else ''}"
+    return Artifact(label, path, "onnxruntime", precision, card)
 
 
-def _precision_from_name(path: Path) -> str:
-    tokens = path.name.lower().split(".")
-    for p in ("int8", "fp16"):
-        if p in tokens:
-            return p
-    return "fp32"
-
-
-def _card_of(path: Path) -> ModelCard | None:
-    for sidecar in (Path(str(path) + ".json"), path.with_suffix(".card.json"), path.with_suffix(".json")):
-        if sidecar.is_file():
-            try:
-                return ModelCard.load_json(sidecar)
-            except EdgesegError:
-                continue
-    if path.suffix == ".onnx":
-        import onnx
-
-        try:
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception:
-            return None
-        props = {p.key: p.value for p in model.metadata_props}
-        try:
-            return ModelCard.from_metadata_props(props)
-        except EdgesegError:
-            return None
-    return None
-
-
-def discover(base_onnx: Path, checkpoint: Path | None) -> list[Artifact]:
+def discover(base_onnx: Path, checkpoint: Path | None, card: ModelCard | None = None) -> list[Artifact]:
     """The base export, its precision variants and engines beside it, and the eager checkpoint."""
-    name = base_onnx.name[: -len(".onnx")]
-    folder = base_onnx.parent
-    found: list[Artifact] = []
-    if checkpoint is not None:
-        found.append(_label(checkpoint, None))
-    found.append(_label(base_onnx, _card_of(base_onnx)))
-    variants = sorted(p for p in folder.glob(f"{name}.*.onnx") if p != base_onnx)
-    engines = sorted(p for s in ENGINE_SUFFIXES for p in folder.glob(f"{name}*{s}"))
-    found += [_label(p, _card_of(p)) for p in variants + engines]
+    found = [describe_artifact(checkpoint)] if checkpoint is not None else []
+    found.append(describe_artifact(base_onnx, card))
+    found += [describe_artifact(p) for p in variants_beside(base_onnx)]
     return found
 
 
@@ -168,14 +133,7 @@ def measure(artifact: Artifact, cfg: BenchConfig) -> dict[str, Any]:
     from edgeseg.metrics import ConfusionMatrix
     from edgeseg.runtime import Segmenter
 
-    options: dict[str, Any] = {}
-    if artifact.kind == "onnxruntime":
-        options = {"threads": cfg.threads, "providers": cfg.providers}
-    elif artifact.kind == "torch" and cfg.threads:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
-    seg = Segmenter(artifact.path, **options)
+    seg = Segmenter(artifact.path, threads=cfg.threads, providers=cfg.providers, card=artifact.card)
     frames = _frames(cfg, seg.card)
     confusion = ConfusionMatrix(seg.card.num_classes)
     for i in range(cfg.warmup):
@@ -277,18 +235,17 @@ def plot(results: list[BenchResult], out_png: Path) -> Path:
 
 
 # --- what to benchmark -----------------------------------------------------------------------------
-def resolve_base(root: Path, model: str | None) -> Path:
-    """The base FP32 export to benchmark: a path, an exported name, or the newest export."""
-    from edgeseg import workspace
-
-    return workspace.require_export(root, model)
-
-
 def default_checkpoint(root: Path, base_onnx: Path) -> Path | None:
-    """The eager baseline: the newest training run of the exported model, if there is one."""
+    """The eager baseline: the newest training run of the exported model, looked up in the workspace
+    the export lives in (whichever way it was named) and in `root`."""
     from edgeseg import workspace
 
-    card = _card_of(base_onnx)
-    if card is None:
+    try:
+        card = read_card(base_onnx)
+    except EdgesegError:
         return None
-    return workspace.newest_checkpoint(root, card.model)
+    for where in dict.fromkeys((workspace.root_of(base_onnx), Path(root).resolve())):
+        found = workspace.newest_checkpoint(where, card.model)
+        if found is not None:
+            return found
+    return None

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.errors import EdgesegError
+from edgeseg.progress import Progress
 
 Step = Callable[[str], None]
 
@@ -76,13 +77,13 @@ class DemoResult:
 
 
 def _default_card():
-    from edgeseg.card import ModelCard
+    from edgeseg.artifacts import read_card
     from edgeseg.defaults import default_model_path
 
-    return ModelCard.load_json(default_model_path("onnx").with_suffix(".card.json"))
+    return read_card(default_model_path("onnx"))
 
 
-def _train(cfg: DemoConfig, root: Path, say: Step) -> Path:
+def _train(cfg: DemoConfig, root: Path, say: Step, progress: Progress | None) -> Path:
     """Write a small generated dataset to disk and train the demo model on it briefly."""
     from edgeseg.data.synth import TRAIN_SEED, write_dataset
     from edgeseg.training.config import TrainConfig
@@ -113,7 +114,7 @@ def _train(cfg: DemoConfig, root: Path, say: Step) -> Path:
         weights=weights,
         device="cpu",
     )
-    result = train(tcfg, workdir=root, progress=True)
+    result = train(tcfg, workdir=root, progress=progress, log=say)
     ckpt = result.best or result.last
     if ckpt is None:
         raise EdgesegError("training wrote no checkpoint")
@@ -121,32 +122,22 @@ def _train(cfg: DemoConfig, root: Path, say: Step) -> Path:
 
 
 def _stream(path: Path, cfg: DemoConfig, size: tuple[int, int], save: Path | None) -> Any:
-    """Run the real threaded pipeline over the held-out synthetic video; return its RunStats."""
-    from edgeseg.runtime import Segmenter
-    from edgeseg.runtime.pipeline import Pipeline
+    """Run the real threaded pipeline over the held-out synthetic video, planned as `edgeseg run` plans
+    a file-like source; return its RunStats."""
+    from edgeseg.runtime.backends import BackendOptions
+    from edgeseg.runtime.launch import open_pipeline
     from edgeseg.runtime.sinks import VideoSink
     from edgeseg.runtime.sources import SyntheticSource
-    from edgeseg.runtime.workers import plan_workers
 
     sinks = [VideoSink(save)] if save else []
-    # the worker plan `edgeseg run` uses for a file-like source on this artifact
-    plan = plan_workers(
-        None,
-        threads=cfg.threads,
-        live=False,
-        splits_threads=path.suffix == ".onnx",
-        model_bytes=path.stat().st_size,
-    )
-    seg = Segmenter(path, threads=plan.threads)
-    with seg:
-        source = SyntheticSource(cfg.frames, height=size[0], width=size[1])
-        pipe = Pipeline(seg, source, sinks, workers=plan.workers)
-        return pipe.run()
+    source = SyntheticSource(cfg.frames, height=size[0], width=size[1])
+    pipe = open_pipeline(path, source, sinks, options=BackendOptions(threads=cfg.threads))
+    return pipe.run()
 
 
-def run_demo(cfg: DemoConfig, say: Step = print) -> DemoResult:
+def run_demo(cfg: DemoConfig, say: Step = print, progress: Progress | None = None) -> DemoResult:
     from edgeseg import workspace
-    from edgeseg.calib.build import BuildOptions, build_onnxruntime
+    from edgeseg.build import BuildOptions, build
     from edgeseg.defaults import default_model_path
     from edgeseg.export.onnx_export import export_onnx
 
@@ -161,7 +152,7 @@ def run_demo(cfg: DemoConfig, say: Step = print) -> DemoResult:
         say(f"--quick: starting from the shipped default model ({ckpt.name})")
         size = _default_card().input_size
     else:
-        ckpt = _train(cfg, root, say)
+        ckpt = _train(cfg, root, say, progress)
         size = (cfg.height, cfg.width)
     result.steps["train"] = time.perf_counter() - t
 
@@ -173,7 +164,7 @@ def run_demo(cfg: DemoConfig, say: Step = print) -> DemoResult:
 
     t = time.perf_counter()
     say(f"building FP16 and INT8 (gate: mIoU drop <= {cfg.max_miou_drop} points)")
-    build = build_onnxruntime(
+    built = build(
         export.path,
         BuildOptions(
             fp16=True,
@@ -183,12 +174,13 @@ def run_demo(cfg: DemoConfig, say: Step = print) -> DemoResult:
             max_miou_drop=cfg.max_miou_drop,
             threads=cfg.threads,
         ),
+        progress=progress,
     )
     result.steps["build"] = time.perf_counter() - t
 
     labels = {"fp32": "ONNX Runtime FP32", "fp16": "ONNX Runtime FP16"}
     labels |= {"int8-cpu": "ONNX Runtime INT8 (CPU form)", "int8-qdq": "INT8 Q/DQ (TensorRT form)"}
-    artifacts = [(labels.get(r.precision, r.precision), r.precision, r.artifact, r.note) for r in build.rows]
+    artifacts = [(labels.get(r.precision, r.precision), r.precision, r.artifact, r.note) for r in built.rows]
     order = {"fp32": 0, "fp16": 1, "int8-cpu": 2, "int8-qdq": 3}  # the TensorRT form last: it is for the GPU
     artifacts = sorted((a for a in artifacts if Path(a[2]).is_file()), key=lambda a: order.get(a[1], 9))
 
@@ -224,10 +216,10 @@ def run_demo(cfg: DemoConfig, say: Step = print) -> DemoResult:
         )
     result.steps["stream"] = time.perf_counter() - t
     result.video = best_video
-    if build.failure is not None:
-        say(f"note: {build.failure}")
+    if built.failure is not None:
+        say(f"note: {built.failure}")
 
-    result.plots = _plots(result, per_class, build.card, cfg.out)
+    result.plots = _plots(result, per_class, built.card, cfg.out)
     from edgeseg.atomic import write_json
 
     result.seconds = time.perf_counter() - t_start

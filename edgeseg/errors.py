@@ -1,16 +1,46 @@
-"""One exception type for every user-facing failure.
+"""One exception type for every user-facing failure, and the one table of exit codes.
 
 Library code raises `EdgesegError` with a one-line, actionable message; the CLI prints it without a
-traceback and exits non-zero. Anything else escaping is a bug and keeps its traceback.
+traceback and exits with the error's code. Anything else escaping is a bug and keeps its traceback
+(Python exits 1). Each code means one thing, so a robot's supervisor or a script can act on it.
 """
 
 from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """What `edgeseg`'s exit status means (also listed by `edgeseg --help`)."""
+
+    OK = 0
+    BUG = 1  # an unexpected error with a traceback: please report it
+    BAD_INPUT = 2  # bad input, option, file or environment; the message says what
+    GATE_FAILED = 3  # an INT8 artifact lost more accuracy than --max-miou-drop allows
+    NEEDS_DEVICE = 4  # nothing failed: the TensorRT engine build is pending on the target device
+    SOURCE_LOST = 5  # a live source was lost for good (no --reconnect, or its timeout ran out)
+    OUTPUT_FAILED = 6  # writing an output failed (disk full, unwritable path); what could be saved was
+    INTERRUPTED = 130  # Ctrl-C (SIGINT); outputs were finalised
+    TERMINATED = 143  # SIGTERM (systemd, docker stop); outputs were finalised
+
+
+EXIT_CODE_HELP = {
+    ExitCode.OK: "success",
+    ExitCode.BUG: "unexpected error (a bug: the traceback says where)",
+    ExitCode.BAD_INPUT: "bad input, option, file or environment",
+    ExitCode.GATE_FAILED: "INT8 accuracy gate failed",
+    ExitCode.NEEDS_DEVICE: "TensorRT engine build pending on the device (hand-off printed)",
+    ExitCode.SOURCE_LOST: "live source lost for good",
+    ExitCode.OUTPUT_FAILED: "writing an output failed (disk full, unwritable path)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C), outputs finalised",
+    ExitCode.TERMINATED: "terminated (SIGTERM), outputs finalised",
+}
 
 
 class EdgesegError(Exception):
     """A failure caused by input, environment or configuration, explained in one line."""
 
-    exit_code: int = 2
+    exit_code: int = ExitCode.BAD_INPUT
 
     def __init__(self, message: str, *, exit_code: int | None = None) -> None:
         super().__init__(message)

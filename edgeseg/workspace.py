@@ -74,6 +74,80 @@ def newest_export(root: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+def root_of(export: Path) -> Path:
+    """The workspace an export lives in (`<root>/<name>/<name>.onnx` -> `<root>`)."""
+    return Path(export).resolve().parent.parent
+
+
+def find_artifact(
+    spec: str | None, root: Path, *, backend: str | None = None, checkpoint_first: bool = False
+) -> Path:
+    """What `run` and `eval` take as the model: a file; an export's NAME or NAME.VARIANT (its ONNX or
+    engine); a model's newest training checkpoint; or nothing: the newest export in the workspace,
+    else the shipped default model. `backend` restricts the file types; `checkpoint_first` prefers a
+    training run over an export of the same name (eval scores the PyTorch model it just trained)."""
+    from edgeseg.artifacts import BACKEND_SUFFIXES, is_artifact
+
+    wanted = BACKEND_SUFFIXES.get(backend) if backend else None
+    if backend is not None and wanted is None:
+        raise EdgesegError(f"unknown --backend {backend!r}; choose one of {', '.join(BACKEND_SUFFIXES)}")
+    if spec is None or spec == "default":
+        path = _default_artifact(root, backend, use_workspace=spec is None)
+    elif Path(spec).is_file():  # a folder called like the model (e.g. the export dir) is not the model
+        path = Path(spec)
+    elif is_artifact(spec) or "/" in spec:
+        raise EdgesegError(f"artifact not found: {spec}")
+    else:
+        path = _named_artifact(root, spec, backend, checkpoint_first)
+    if wanted and path.suffix.lower() not in wanted:
+        raise EdgesegError(f"--backend {backend} runs {'/'.join(wanted)} files, not {path.name}")
+    return path
+
+
+def _default_artifact(root: Path, backend: str | None, *, use_workspace: bool) -> Path:
+    from edgeseg.defaults import default_model_path
+
+    kind = {None: "onnx", "onnxruntime": "onnx", "torch": "pt"}.get(backend)
+    newest = newest_export(root) if use_workspace and kind == "onnx" else None
+    if newest is not None:
+        return newest
+    try:
+        if kind is not None:
+            return default_model_path(kind)
+    except (ImportError, EdgesegError):
+        pass
+    raise EdgesegError(
+        f"no model to run: no shipped default {backend or ''} model and {root} has no export; "
+        "pass --model FILE or run `edgeseg export MODEL` first".replace("  ", " ")
+    )
+
+
+def _named_artifact(root: Path, spec: str, backend: str | None, checkpoint_first: bool) -> Path:
+    from edgeseg.artifacts import BACKEND_SUFFIXES, ENGINE_SUFFIXES
+
+    name = spec.split(".", 1)[0]
+    checkpoint = newest_checkpoint(root, name) if "." not in spec and backend in (None, "torch") else None
+    if checkpoint is not None and checkpoint_first:
+        return checkpoint
+    folder = export_dir(root, name)
+    suffixes = BACKEND_SUFFIXES[backend] if backend else (".onnx", *ENGINE_SUFFIXES)
+    if folder.is_dir():
+        for suffix in suffixes:
+            candidate = folder / f"{spec}{suffix}"
+            if candidate.is_file():
+                return candidate
+        if "." not in spec and backend == "tensorrt":
+            engines = sorted(folder.glob(f"{name}*.engine"), key=lambda p: p.stat().st_mtime)
+            if engines:
+                return engines[-1]
+    if checkpoint is not None:  # trained, not exported: the PyTorch reference
+        return checkpoint
+    raise EdgesegError(
+        f"no file {spec!r} and no export or training run named {spec!r} in {root}; "
+        f"pass a .onnx/.engine/.pt path or run `edgeseg export {name}` first"
+    )
+
+
 def require_export(root: Path, model: str | None) -> Path:
     """Resolve a build input: a path, an exported model name, or the newest export."""
     if model:

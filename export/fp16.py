@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgeseg.artifacts import card_path, variant_path
 from edgeseg.atomic import atomic_path
+from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
 from edgeseg.export.graph import card_of, load_onnx, set_card
 from edgeseg.export.parity import ParityResult, compare_onnx
@@ -124,37 +127,32 @@ def convert_model_fp16(model: Any, *, extra_fp32_ops: tuple[str, ...] = ()) -> A
     return converted
 
 
-def to_fp16(onnx_path: str | Path, out_path: str | Path, *, extra_fp32_ops: tuple[str, ...] = ()) -> Path:
-    """Write an FP16 copy of an edgeseg ONNX (FP32 I/O kept) with card precision "fp16"; returns out_path."""
-    _convert_and_write(onnx_path, out_path, extra_fp32_ops, None)
-    return Path(out_path)
+@dataclass(frozen=True)
+class Fp16Check:
+    """Keep the FP16 file only if ONNX Runtime's FP16 argmax agrees with FP32 on >= `threshold` pixels."""
+
+    threshold: float = FP16_AGREEMENT
+    frames: Iterable[np.ndarray] | None = None  # BGR frames; None: generated scenes
+    num_scenes: int = 3
 
 
-def to_fp16_checked(
+def write_fp16(
     onnx_path: str | Path,
-    out_path: str | Path,
+    out_path: str | Path | None = None,
     *,
-    threshold: float = FP16_AGREEMENT,
-    frames: Iterable[np.ndarray] | None = None,
-    num_scenes: int = 3,
+    card: ModelCard | None = None,
+    check: Fp16Check | None = None,
     extra_fp32_ops: tuple[str, ...] = (),
-) -> tuple[Path, ParityResult]:
-    """`to_fp16`, committed only if ONNX Runtime's FP16 argmax agrees with FP32 on >= `threshold` pixels."""
-    result = _convert_and_write(onnx_path, out_path, extra_fp32_ops, (threshold, frames, num_scenes))
-    assert result is not None
-    return Path(out_path), result
-
-
-def _convert_and_write(
-    onnx_path: str | Path,
-    out_path: str | Path,
-    extra_fp32_ops: tuple[str, ...],
-    check: tuple[float, Iterable[np.ndarray] | None, int] | None,
-) -> ParityResult | None:
+) -> tuple[Path, ParityResult | None]:
+    """The one FP16 path (`export --fp16`, `build --fp16`, TensorRT FP16 engines): an FP16 copy of an
+    FP32 ONNX with FP32 I/O and card precision "fp16", written atomically to `out_path` (default
+    `<name>.fp16.onnx` beside it) with its card JSON. `card` is for an ONNX made elsewhere; `check`
+    refuses to write a copy that disagrees with FP32. Returns the path and the check's result."""
     onnx = require("onnx")
-    onnx_path, out_path = Path(onnx_path), Path(out_path)
+    onnx_path = Path(onnx_path)
+    out_path = Path(out_path) if out_path is not None else variant_path(onnx_path, "fp16")
     model = load_onnx(onnx_path)
-    card = card_of(model)
+    card = card or card_of(model)
     if card.precision != "fp32":
         raise EdgesegError(f"{onnx_path.name} is already {card.precision}; convert the FP32 export instead")
     converted = convert_model_fp16(model, extra_fp32_ops=extra_fp32_ops)
@@ -172,14 +170,19 @@ def _convert_and_write(
     with atomic_path(out_path) as tmp:
         onnx.save(converted, str(tmp))
         if check is not None:
-            threshold, frames, num_scenes = check
             parity = compare_onnx(
-                onnx_path, tmp, card, frames=frames, num_scenes=num_scenes, threshold=threshold
+                onnx_path,
+                tmp,
+                card,
+                frames=check.frames,
+                num_scenes=check.num_scenes,
+                threshold=check.threshold,
             )
             if not parity.passed:
                 raise EdgesegError(
-                    f"FP16 argmax agrees with FP32 on {parity.agreement:.3%} of pixels (< {threshold:.1%}); "
-                    f"{out_path.name} was not written; keep more ops in FP32 or use the FP32 model"
+                    f"FP16 argmax agrees with FP32 on {parity.agreement:.3%} of pixels "
+                    f"(< {check.threshold:.1%}); {out_path.name} was not written; keep more ops in FP32 "
+                    "or use the FP32 model"
                 )
-    fp16_card.save_json(out_path.with_suffix(".card.json"))
-    return parity
+    fp16_card.save_json(card_path(out_path))
+    return out_path, parity

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from edgeseg._version import __version__
+from edgeseg.artifacts import card_path
 from edgeseg.card import ModelCard, sha256_file
 from edgeseg.errors import EdgesegError
 from edgeseg.export import graph
@@ -299,7 +300,7 @@ def export_onnx(
     trt = check_trt_compat(model)
     result = ExportResult(
         path=out_path,
-        card_path=out_path.with_suffix(".card.json"),
+        card_path=card_path(out_path),
         card=final_card,
         source=source,
         opset=opset,

@@ -3,8 +3,18 @@
 Never imports torch (a test enforces it): robots install numpy, OpenCV, onnxruntime and/or TensorRT.
 """
 
-from edgeseg.runtime.pipeline import FrameResult, Pipeline, Reconnect, stream
+from edgeseg.runtime.launch import open_pipeline, plan_inference, stream
+from edgeseg.runtime.pipeline import FrameResult, Pipeline, Reconnect
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sources import open_source
 
-__all__ = ["FrameResult", "Pipeline", "Reconnect", "Segmenter", "open_source", "stream"]
+__all__ = [
+    "FrameResult",
+    "Pipeline",
+    "Reconnect",
+    "Segmenter",
+    "open_pipeline",
+    "open_source",
+    "plan_inference",
+    "stream",
+]

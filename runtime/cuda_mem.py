@@ -130,11 +130,11 @@ class CudaMemory(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the context (pycuda) or nothing (cuda-python uses the primary context)."""
 
-    def thread_enter(self) -> None:  # noqa: B027 - optional hook
+    def activate(self) -> None:  # noqa: B027 - optional hook
         """Make this binding usable from the calling thread (pycuda contexts are thread-bound)."""
 
-    def thread_exit(self) -> None:  # noqa: B027 - optional hook
-        """Undo thread_enter on the calling thread."""
+    def deactivate(self) -> None:  # noqa: B027 - optional hook
+        """Undo activate on the calling thread."""
 
 
 def _nbytes(n: int | None, a: int, b: int) -> int:
@@ -176,7 +176,7 @@ class CudaPythonMemory(CudaMemory):
             return None
         return values[0] if len(values) == 1 else tuple(values)
 
-    def thread_enter(self) -> None:
+    def activate(self) -> None:
         self._check(self.rt.cudaSetDevice(self.device), "cudaSetDevice")  # device choice is per thread
 
     def device_info(self) -> DeviceInfo:
@@ -314,12 +314,12 @@ class PyCudaMemory(CudaMemory):
                 self._call("HostAllocation.free", base.free)
         # pycuda streams and events are released by garbage collection
 
-    def thread_enter(self) -> None:
+    def activate(self) -> None:
         """pycuda's context is current only in the thread that made it: push it onto this thread."""
         if self.ctx is not None:
             self._call("Context.push", self.ctx.push)
 
-    def thread_exit(self) -> None:
+    def deactivate(self) -> None:
         if self.ctx is not None:
             self._call("Context.pop", self.drv.Context.pop)
 

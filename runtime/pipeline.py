@@ -20,9 +20,10 @@ Stop with `stop()`, Ctrl-C inside `run()`, or by leaving the `stream()` loop; si
 (videos finalised).
 
 A process that owns its threads (the `edgeseg run` command, the benchmarks) calls
-`share_cores_with(backend)` first: with a CPU backend, OpenCV's worker pool would compete with the
-backend's threads for the same cores (~1 ms of CPU per 512x1024 frame on 2 cores, docs/runtime.md).
-The Pipeline itself never changes that process-wide setting.
+`share_cores_with(backend)` (runtime/launch.py) first: with a CPU backend, OpenCV's worker pool would
+compete with the backend's threads for the same cores (~1 ms of CPU per 512x1024 frame on 2 cores,
+docs/runtime.md). The Pipeline itself never changes that process-wide setting; `open_pipeline` plans
+the workers and assembles a Pipeline from an artifact.
 """
 
 from __future__ import annotations
@@ -36,12 +37,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 
 from edgeseg.errors import EdgesegError
 from edgeseg.metrics import ConfusionMatrix, metrics_from_confusion
 from edgeseg.preprocess import Geometry, labels_to_frame
+from edgeseg.runtime.backends import Backend
 from edgeseg.runtime.draw import Renderer, class_histogram, frame_class_histogram
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sinks import Sink
@@ -49,6 +50,7 @@ from edgeseg.runtime.sources import LabelLookup, Source
 from edgeseg.runtime.stats import Gap, RunStats
 
 _END = object()  # end of stream marker travelling through the channels
+_EMPTY = object()  # a non-blocking get found nothing
 JOIN_TIMEOUT = 0.8  # per stage on shutdown; stages poll the stop flag every POLL seconds
 POLL = 0.05
 
@@ -84,10 +86,12 @@ class Channel:
             self._cond.notify_all()
             return True
 
-    def get(self) -> Any:
-        """Next item, or the end marker once closed."""
+    def get(self, block: bool = True) -> Any:
+        """Next item, or the end marker once closed (`block=False`: `_EMPTY` when there is none yet)."""
         with self._cond:
             while not self._items and not self.closed:
+                if not block:
+                    return _EMPTY
                 self._cond.wait(POLL)
             if self.closed:
                 return _END
@@ -192,10 +196,12 @@ class Pipeline:
         queue_size: int = 1,
         realtime: bool = False,
         workers: int = 1,
+        owns_segmenter: bool = False,
     ) -> None:
         if workers < 1:
             raise EdgesegError(f"workers must be at least 1, got {workers}")
         self.segmenter = segmenter
+        self.owns_segmenter = owns_segmenter  # close it in finish() (pipelines assembled by open_pipeline)
         self.source = source
         self.sinks = list(sinks)
         self.labels = labels
@@ -225,8 +231,9 @@ class Pipeline:
         self._finished = False
         self._last_index = -1
         self._needs_labels = True  # decided in start()
+        self._backend_info: dict[str, Any] | None = None
         self.workers = workers
-        self._spawned: list[Any] = []  # the extra workers' backends, closed by finish()
+        self._spawned: list[Backend] = []  # the extra workers' backends, closed by finish()
         self._take_lock = threading.Lock()  # inference workers take frames (and a seq) one at a time
         self._taken = 0
         self._infer_ended = False
@@ -250,8 +257,11 @@ class Pipeline:
         except BaseException:
             self._close_spawned()
             self._close_sinks()
+            if self.owns_segmenter:
+                self.segmenter.close()
             self._error = None  # the open/start error itself is what the caller sees
             raise
+        self._backend_info = self.segmenter.backend.describe()  # the report outlives an owned backend
         self.stats.started = time.perf_counter()
         self.stats.cpu_started = time.process_time()
         backends = [self.segmenter.backend, *self._spawned]
@@ -292,6 +302,9 @@ class Pipeline:
             self.stats.dropped = self._dropped()
             if not any(t.name.startswith("edgeseg-inference") and t.is_alive() for t in self._threads):
                 self._close_spawned()  # a worker stuck in a run keeps its backend; the process ends soon
+                if self.owns_segmenter:
+                    with contextlib.suppress(Exception):  # releasing must not hide the run's result
+                        self.segmenter.close()
         if self._error is not None:
             err, self._error = self._error, None
             raise err
@@ -365,7 +378,7 @@ class Pipeline:
                 "dynamic": card.dynamic,
                 "classes": len(card.classes),
             },
-            "backend": self.segmenter.backend.describe(),
+            "backend": self._backend_info or self.segmenter.backend.describe(),
             "workers": self.workers,
             "source": self.source.describe(),
             "outputs": [s.describe() for s in self.sinks],
@@ -475,20 +488,28 @@ class Pipeline:
                 return
         self._c_infer.put(_END)
 
-    def _inference(self, backend: Any) -> None:
-        """One inference worker: the only thread that touches `backend`. Backends bound to a
-        thread-local device context (pycuda) may define `thread_enter()` / `thread_exit()`; they are
-        called here, around the loop."""
-        enter, leave = getattr(backend, "thread_enter", None), getattr(backend, "thread_exit", None)
-        if enter is not None:
-            enter()
+    def _inference(self, backend: Backend) -> None:
+        """One inference worker: the only thread that touches `backend`. It keeps up to
+        `backend.max_in_flight` frames submitted (TensorRT stages frame n+1 while n runs), but never
+        holds a finished frame back waiting for a newer one."""
+        backend.activate()
         try:
-            while (item := self._take()) is not _END:
-                t0 = time.perf_counter()
-                item.raw = backend.run(item.batch)
-                item.timings["inference"] = (time.perf_counter() - t0) * 1000.0
+            in_flight: deque[FrameResult] = deque()
+            while True:
+                full = len(in_flight) >= backend.max_in_flight
+                item = _EMPTY if full else self._take(block=not in_flight)
+                if item is _END:
+                    break
+                if item is _EMPTY:  # nothing new to stage: hand on the oldest frame
+                    if not self._collect(backend, in_flight.popleft()):
+                        return
+                    continue
+                item.timings["inference"] = time.perf_counter()  # start; made a duration by _collect
+                backend.submit(item.batch)
                 item.batch = None
-                if not self._c_post.put(item):
+                in_flight.append(item)
+            while in_flight:
+                if not self._collect(backend, in_flight.popleft()):
                     return
             with self._take_lock:
                 self._workers_left -= 1
@@ -496,20 +517,31 @@ class Pipeline:
             if last:  # every worker has handed on its frames: the end may follow them
                 self._c_post.put(_END)
         finally:
-            if leave is not None:
-                leave()
+            backend.deactivate()
 
-    def _take(self) -> Any:
-        """Next frame for a worker, numbered in the order taken, or the end marker (for every worker)."""
-        with self._take_lock:
+    def _collect(self, backend: Backend, item: FrameResult) -> bool:
+        item.raw = backend.result()
+        item.timings["inference"] = (time.perf_counter() - item.timings["inference"]) * 1000.0
+        return self._c_post.put(item)
+
+    def _take(self, block: bool = True) -> Any:
+        """Next frame for a worker, numbered in the order taken, or the end marker (for every worker);
+        `block=False`: `_EMPTY` when no frame is waiting."""
+        if not self._take_lock.acquire(blocking=block):
+            return _EMPTY  # another worker is waiting for the next frame: this one hands on its own
+        try:
             if self._infer_ended:
                 return _END
-            item = self._c_infer.get()
+            item = self._c_infer.get(block)
+            if item is _EMPTY:
+                return _EMPTY
             if item is _END:
                 self._infer_ended = True
                 return _END
             item.seq, self._taken = self._taken, self._taken + 1
             return item
+        finally:
+            self._take_lock.release()
 
     def _postprocess(self) -> None:
         n = self.segmenter.card.num_classes
@@ -601,37 +633,6 @@ class Pipeline:
             self._error = first
 
 
-def share_cores_with(backend: Any) -> bool:
-    """Keep OpenCV to one thread when `backend` infers on the CPU; True if it did.
-
-    Call once, before any streaming, from a process that owns its threads: OpenCV's setting is
-    process-wide and must not change while another thread is inside an OpenCV call (its own rule).
-    """
-    if getattr(backend, "computes_on_cpu", True):
-        cv2.setNumThreads(1)
-        return True
-    return False
-
-
 def _nan_to_none(x: float) -> float | None:
     return None if np.isnan(x) else float(x)
 
-
-def stream(
-    model: str | Segmenter,
-    *,
-    sinks: Sequence[Sink] = (),
-    max_frames: int | None = None,
-    reconnect: Reconnect | None = None,
-    backend_options: dict[str, Any] | None = None,
-    workers: int = 1,
-    **source: Any,
-) -> Iterator[FrameResult]:
-    """One-call streaming for embedding: `for r in stream("m.onnx", camera=0): r.labels`."""
-    from edgeseg.runtime.sources import open_source
-
-    seg = model if isinstance(model, Segmenter) else Segmenter(model, **(backend_options or {}))
-    pipe = Pipeline(
-        seg, open_source(**source), sinks, max_frames=max_frames, reconnect=reconnect, workers=workers
-    )
-    yield from pipe.stream()

@@ -17,17 +17,25 @@ import numpy as np
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
 from edgeseg.preprocess import Geometry, Preprocessor, labels_to_frame
-from edgeseg.runtime.backends import Backend, load_backend
+from edgeseg.runtime.backends import Backend, BackendLoader, BackendOptions
 from edgeseg.runtime.draw import fast_argmax
 
 
 class Segmenter:
-    def __init__(self, artifact: str | Path | Backend, **backend_options: Any) -> None:
-        self.backend = (
-            artifact if isinstance(artifact, Backend) else load_backend(artifact, **backend_options)
-        )
-        self._artifact = None if isinstance(artifact, Backend) else Path(artifact)
-        self._backend_options = dict(backend_options)
+    """`artifact`: a file path (opened with `backend_options`, see BackendOptions), a BackendLoader, or
+    an open Backend."""
+
+    def __init__(self, artifact: str | Path | Backend | BackendLoader, **backend_options: Any) -> None:
+        if isinstance(artifact, Backend):
+            if backend_options:
+                raise EdgesegError("backend options go to the backend itself when passing a Backend object")
+            self.backend = artifact
+        elif isinstance(artifact, BackendLoader):
+            if backend_options:
+                raise EdgesegError("backend options go into the BackendLoader when passing one")
+            self.backend = artifact()
+        else:
+            self.backend = BackendLoader(Path(artifact), BackendOptions.from_kwargs(backend_options))()
         self.card: ModelCard = self.backend.card
         self.preprocess = Preprocessor(self.card)
 
@@ -40,14 +48,9 @@ class Segmenter:
         return self.card.palette
 
     def spawn_backend(self) -> Backend:
-        """Another backend for the same artifact with the same options, for a second inference thread
-        (a backend is driven by one thread at a time; see `Pipeline(workers=...)`)."""
-        if self._artifact is None:
-            raise EdgesegError(
-                "more than one inference worker needs a Segmenter built from an artifact path, "
-                "not from a Backend object"
-            )
-        return load_backend(self._artifact, **self._backend_options)
+        """Another backend for the same model, for a second inference thread (a backend is driven by
+        one thread at a time; see `Pipeline(workers=...)`)."""
+        return self.backend.spawn()
 
     def net_labels(self, output: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Raw backend output (batch of one) -> (class map at net resolution, logits or None)."""

@@ -16,14 +16,14 @@ from edgeseg.data.synth import SYNTH_CLASSES
 @pytest.fixture
 def exported(tiny_onnx, _isolated_workdir):
     """A torch-free 'export' in the workspace layout, with an FP16 variant beside it."""
-    from edgeseg.export.fp16 import to_fp16
+    from edgeseg.export.fp16 import write_fp16
 
     src = tiny_onnx(num_classes=len(SYNTH_CLASSES), size=(32, 64), name="tiny")
     folder = _isolated_workdir / "tiny"
     folder.mkdir(parents=True)
     base = folder / "tiny.onnx"
     shutil.copy(src, base)
-    to_fp16(base, folder / "tiny.fp16.onnx")
+    write_fp16(base)
     return base
 
 

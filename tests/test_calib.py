@@ -300,12 +300,13 @@ def _qdq_pairs_ok(model: onnx.ModelProto) -> None:
 
 
 def test_tensorrt_form_obeys_the_rules_and_runs_in_ort(tiny):
+    from edgeseg.artifacts import int8_path
     from edgeseg.calib.qdq_rules import check_tensorrt_rules
-    from edgeseg.calib.quantize import artifact_path, quantize_tensorrt_form
+    from edgeseg.calib.quantize import quantize_tensorrt_form
     from edgeseg.runtime.segmenter import Segmenter
 
     card, calib, stats = _stats(tiny)
-    art = quantize_tensorrt_form(tiny, card, stats, artifact_path(tiny, "qdq"))
+    art = quantize_tensorrt_form(tiny, card, stats, int8_path(tiny, "qdq"))
     assert art.path.name == "tiny.int8.qdq.onnx"
     model = onnx.load(str(art.path))
     _qdq_pairs_ok(model)
@@ -356,12 +357,13 @@ def test_tensorrt_form_conv_transpose_is_per_channel_on_axis_1(tmp_path):
 
 
 def test_cpu_form_runs_in_ort_and_shares_the_statistics(tiny):
-    from edgeseg.calib.quantize import artifact_path, quantize_cpu_form
+    from edgeseg.artifacts import int8_path
+    from edgeseg.calib.quantize import quantize_cpu_form
     from edgeseg.runtime.segmenter import Segmenter
 
     card, calib, stats = _stats(tiny)
     for fmt in ("qoperator", "qdq"):
-        art = quantize_cpu_form(tiny, card, stats, artifact_path(tiny, "cpu"), cpu_format=fmt)
+        art = quantize_cpu_form(tiny, card, stats, int8_path(tiny, "cpu"), cpu_format=fmt)
         model = onnx.load(str(art.path))
         ops = {n.op_type for n in model.graph.node}
         assert ("QLinearConv" in ops) if fmt == "qoperator" else ("DequantizeLinear" in ops)
@@ -382,9 +384,9 @@ def test_corrupt_onnx_is_a_clear_error(tmp_path):
 
 # --- the accuracy gate --------------------------------------------------------------------------------
 def test_int8_build_on_generated_scenes_stays_within_the_gate(tiny):
-    from edgeseg.calib.build import BuildOptions, build_onnxruntime
+    from edgeseg.build import BuildOptions, build
 
-    report = build_onnxruntime(tiny, BuildOptions(calib_images=8, eval_images=8, max_miou_drop=1.0))
+    report = build(tiny, BuildOptions(int8=True, calib_images=8, eval_images=8, max_miou_drop=1.0))
     assert report.failure is None and report.reference == "labels"
     fp32 = report.rows[0]
     assert fp32.precision == "fp32" and fp32.miou > 20  # the tiny net really learned something
@@ -395,18 +397,18 @@ def test_int8_build_on_generated_scenes_stays_within_the_gate(tiny):
     forms = sorted(g.form for g in report.gates)
     assert forms == ["cpu", "qdq"]
     assert report.stats is not None and not report.stats.from_cache
-    again = build_onnxruntime(tiny, BuildOptions(calib_images=8, eval_images=8, forms=("cpu",)))
+    again = build(tiny, BuildOptions(int8=True, calib_images=8, eval_images=8, forms=("cpu",)))
     assert again.stats.from_cache
 
 
 def test_gate_falls_back_on_an_outlier_layer(tiny_models, tmp_path):
-    from edgeseg.calib.build import BuildOptions, build_onnxruntime
+    from edgeseg.build import BuildOptions, build
     from edgeseg.card import ModelCard
 
     path = tmp_path / "outlier.onnx"
     path.write_bytes(tiny_models["outlier"].read_bytes())
-    report = build_onnxruntime(
-        path, BuildOptions(calib_images=8, eval_images=8, calib_method="minmax", max_miou_drop=1.0)
+    report = build(
+        path, BuildOptions(int8=True, calib_images=8, eval_images=8, calib_method="minmax", max_miou_drop=1.0)
     )
     assert report.failure is None
     # CPU form: the outlier also flows through a QLinearConcat, which the gate can move back to float
@@ -433,15 +435,20 @@ def test_gate_falls_back_on_an_outlier_layer(tiny_models, tmp_path):
 
 
 def test_gate_failure_reports_attempts_and_removes_the_artifact(tiny_models, tmp_path):
-    from edgeseg.calib.build import BuildOptions, build_onnxruntime
+    from edgeseg.build import BuildOptions, build
     from edgeseg.calib.gate import GateFailed
 
     path = tmp_path / "outlier.onnx"
     path.write_bytes(tiny_models["outlier"].read_bytes())
-    report = build_onnxruntime(
+    report = build(
         path,
         BuildOptions(
-            forms=("qdq",), calib_images=4, eval_images=4, calib_method="minmax", max_fallback_layers=0
+            int8=True,
+            forms=("qdq",),
+            calib_images=4,
+            eval_images=4,
+            calib_method="minmax",
+            max_fallback_layers=0,
         ),
     )
     assert isinstance(report.failure, GateFailed) and report.failure.exit_code != 0
@@ -471,7 +478,8 @@ def test_modelopt_engine_gets_our_ranges_and_exclusions(tiny, monkeypatch):
     import sys
     import types
 
-    from edgeseg.calib.quantize import artifact_path, quantize_tensorrt_form
+    from edgeseg.artifacts import int8_path
+    from edgeseg.calib.quantize import quantize_tensorrt_form
     from edgeseg.calib.trt_cache import read_trt_cache, scale_of
 
     card, calib, stats = _stats(tiny, method="minmax", n=4)
@@ -489,7 +497,7 @@ def test_modelopt_engine_gets_our_ranges_and_exclusions(tiny, monkeypatch):
     monkeypatch.setitem(sys.modules, "modelopt.onnx.quantization", fake)
 
     art = quantize_tensorrt_form(
-        tiny, card, stats, artifact_path(tiny, "qdq"), engine="modelopt", calib=calib, exclude=["/head/Conv"]
+        tiny, card, stats, int8_path(tiny, "qdq"), engine="modelopt", calib=calib, exclude=["/head/Conv"]
     )
     assert art.details["engine"] == "modelopt"
     assert seen["quantize_mode"] == "int8" and seen["calibration_method"] == "max"
@@ -499,7 +507,7 @@ def test_modelopt_engine_gets_our_ranges_and_exclusions(tiny, monkeypatch):
     assert seen["cache"][name] == pytest.approx(scale_of(lo, hi))
     assert _card(art.path).extra["int8"]["engine"] == "modelopt"
     with pytest.raises(EdgesegError, match="unknown Q/DQ engine"):
-        quantize_tensorrt_form(tiny, card, stats, artifact_path(tiny, "qdq"), engine="tensorrt")
+        quantize_tensorrt_form(tiny, card, stats, int8_path(tiny, "qdq"), engine="tensorrt")
 
 
 def test_downsample_block_add_gets_qdq_on_the_shortcut(tmp_path):

@@ -183,12 +183,20 @@ def test_checkpoint_errors_are_one_line(tmp_path):
 
 def test_cli_error_keeps_square_brackets(tmp_path):
     """Messages naming extras (edgeseg[tensorrt]) must not be eaten as rich markup."""
+    import json
+
     from typer.testing import CliRunner
 
+    from edgeseg.artifacts import sidecar_path
+    from edgeseg.card import ModelCard, default_palette
     from edgeseg.cli import app
 
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"not an engine")
+    from edgeseg.data.synth import SYNTH_CLASSES
+
+    card = ModelCard(model="m", classes=list(SYNTH_CLASSES), palette=default_palette(len(SYNTH_CLASSES)))
+    sidecar_path(engine).write_text(json.dumps({"card": card.to_dict()}))
     r = CliRunner().invoke(app, ["run", "--model", str(engine), "--frames", "1"])
     assert r.exit_code == 2
     assert "edgeseg[tensorrt]" in r.output

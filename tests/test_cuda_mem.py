@@ -138,7 +138,7 @@ def test_cuda_python_calls_exist_in_the_installed_bindings():
         assert hasattr(rt.cudaError_t, name), name
 
 
-def test_pycuda_context_is_thread_bound_and_thread_enter_binds_it(monkeypatch):
+def test_pycuda_context_is_thread_bound_and_activate_binds_it(monkeypatch):
     """Like the real driver: a pycuda context made on one thread is not current on another."""
     import threading
 
@@ -149,11 +149,11 @@ def test_pycuda_context_is_thread_bound_and_thread_enter_binds_it(monkeypatch):
     def worker(enter: bool) -> None:
         try:
             if enter:
-                mem.thread_enter()
+                mem.activate()
             buf = mem.alloc_device(16)
             mem.free(buf)
             if enter:
-                mem.thread_exit()
+                mem.deactivate()
         except BaseException as exc:  # collected for the main thread
             errors.append(exc)
 

@@ -23,7 +23,7 @@ import test_train as T
 torch.set_num_threads(1)
 T._register_tiny()
 data = T.Scenes(6)
-result = T.train(T._cfg(epochs=2, batch_size=2), train_set=data, val_set=data, progress=False)
+result = T.train(T._cfg(epochs=2, batch_size=2), train_set=data, val_set=data)
 rank = int(os.environ["RANK"])
 torch.save(result.model.state_dict(), os.path.join({out!r}, f"rank{{rank}}.pt"))
 with open(os.path.join({out!r}, f"rank{{rank}}.json"), "w") as fh:

@@ -10,9 +10,10 @@ import pytest
 
 from edgeseg.card import ModelCard, default_palette
 from edgeseg.errors import EdgesegError
-from edgeseg.evaluate import confusion, evaluate, resolve_artifact
+from edgeseg.evaluate import confusion, evaluate
 from edgeseg.runtime.backends import Backend
 from edgeseg.runtime.segmenter import Segmenter
+from edgeseg.workspace import find_artifact
 
 
 class ListData:
@@ -117,20 +118,38 @@ def test_plots_are_written(tmp_path):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_resolve_artifact(tmp_path, monkeypatch):
+def test_find_artifact_for_eval_prefers_the_training_run(tmp_path):
     wd = tmp_path / "wd"
     run = wd / "train" / "netx" / "20250101-000000"
     run.mkdir(parents=True)
     (run / "last.pt").write_bytes(b"x")
     (run / "best.pt").write_bytes(b"x")
-    assert resolve_artifact("netx", wd) == run / "best.pt"
+    (wd / "netx").mkdir()
+    (wd / "netx" / "netx.onnx").write_bytes(b"x")
+    assert find_artifact("netx", wd, checkpoint_first=True) == run / "best.pt"
+    assert find_artifact("netx", wd) == wd / "netx" / "netx.onnx"  # run: the export first
     (wd / "onlyexp").mkdir()
     (wd / "onlyexp" / "onlyexp.onnx").write_bytes(b"x")
-    assert resolve_artifact("onlyexp", wd) == wd / "onlyexp" / "onlyexp.onnx"
+    assert find_artifact("onlyexp", wd, checkpoint_first=True) == wd / "onlyexp" / "onlyexp.onnx"
     with pytest.raises(EdgesegError, match="no file 'nothing'"):
-        resolve_artifact("nothing", wd)
+        find_artifact("nothing", wd)
     with pytest.raises(EdgesegError, match="artifact not found"):
-        resolve_artifact(str(tmp_path / "missing.onnx"), wd)
+        find_artifact(str(tmp_path / "missing.onnx"), wd)
+
+
+def test_no_model_means_the_newest_export_else_the_shipped_one(tmp_path):
+    from edgeseg.defaults import default_model_path
+
+    wd = tmp_path / "wd"
+    assert find_artifact(None, wd) == default_model_path("onnx")
+    for name in ("older", "newer"):
+        (wd / name).mkdir(parents=True)
+        (wd / name / f"{name}.onnx").write_bytes(b"x")
+    import os
+
+    os.utime(wd / "older" / "older.onnx", (1, 1))
+    assert find_artifact(None, wd) == wd / "newer" / "newer.onnx"
+    assert find_artifact("default", wd) == default_model_path("onnx")
 
 
 def test_torch_backend_module_imports_no_torch():

@@ -17,7 +17,7 @@ from test_export import TinySeg  # noqa: E402
 from edgeseg.card import ModelCard  # noqa: E402
 from edgeseg.errors import EdgesegError  # noqa: E402
 from edgeseg.export import graph  # noqa: E402
-from edgeseg.export.fp16 import to_fp16, to_fp16_checked  # noqa: E402
+from edgeseg.export.fp16 import Fp16Check, write_fp16  # noqa: E402
 from edgeseg.export.onnx_export import export_onnx  # noqa: E402
 
 torch.set_num_threads(1)
@@ -61,7 +61,7 @@ def exports(fitted, tmp_path_factory):
 def test_fp16_keeps_fp32_io_and_agrees_with_fp32(exports, tmp_path):
     from edgeseg.runtime.segmenter import Segmenter
 
-    out, parity = to_fp16_checked(exports[0], tmp_path / "m.fp16.onnx", num_scenes=3)
+    out, parity = write_fp16(exports[0], tmp_path / "m.fp16.onnx", check=Fp16Check(num_scenes=3))
     assert parity.agreement >= 0.995 and parity.passed
     model = graph.load_onnx(out)
     fp16_weights = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16]
@@ -90,7 +90,7 @@ def exports_card_classes(path) -> list[str]:
 def test_fp16_labels_output_keeps_argmax_in_fp32(exports, tmp_path):
     import onnxruntime as ort
 
-    out, parity = to_fp16_checked(exports[1], tmp_path / "l.fp16.onnx", num_scenes=2)
+    out, parity = write_fp16(exports[1], tmp_path / "l.fp16.onnx", check=Fp16Check(num_scenes=2))
     assert parity.agreement >= 0.995 and parity.output_dtype == "uint8"
     model = graph.load_onnx(out)
     argmax = next(n for n in model.graph.node if n.op_type == "ArgMax")
@@ -105,7 +105,7 @@ def test_fp16_labels_output_keeps_argmax_in_fp32(exports, tmp_path):
 def test_failed_fp16_check_writes_nothing(exports, tmp_path):
     target = tmp_path / "m.fp16.onnx"
     with pytest.raises(EdgesegError, match="was not written"):
-        to_fp16_checked(exports[0], target, threshold=1.01, num_scenes=1)
+        write_fp16(exports[0], target, check=Fp16Check(threshold=1.01, num_scenes=1))
     assert not target.exists() and list(tmp_path.iterdir()) == []
 
 
@@ -113,12 +113,12 @@ def test_fp16_input_errors_are_one_line(exports, tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08\x07garbage-not-protobuf" * 10)
     with pytest.raises(EdgesegError, match="is not a valid ONNX model"):
-        to_fp16(bad, tmp_path / "o.onnx")
+        write_fp16(bad, tmp_path / "o.onnx")
     with pytest.raises(EdgesegError, match="ONNX file not found"):
-        to_fp16(tmp_path / "missing.onnx", tmp_path / "o.onnx")
-    fp16 = to_fp16(exports[0], tmp_path / "once.onnx")
+        write_fp16(tmp_path / "missing.onnx", tmp_path / "o.onnx")
+    fp16, _ = write_fp16(exports[0], tmp_path / "once.onnx")
     with pytest.raises(EdgesegError, match="already fp16"):
-        to_fp16(fp16, tmp_path / "twice.onnx")
+        write_fp16(fp16, tmp_path / "twice.onnx")
 
 
 def test_graph_ending_in_an_fp32_op_keeps_fp32_output(tiny_onnx, tmp_path):
@@ -131,7 +131,7 @@ def test_graph_ending_in_an_fp32_op_keeps_fp32_output(tiny_onnx, tmp_path):
     model.graph.node.append(helper.make_node("Softmax", ["conv_out"], ["logits"], axis=1))
     src = tmp_path / "soft.onnx"
     onnx.save(model, str(src))
-    out = to_fp16(src, tmp_path / "soft.fp16.onnx")
+    out, _ = write_fp16(src, tmp_path / "soft.fp16.onnx")
     converted = graph.load_onnx(out)
     assert converted.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in converted.graph.initializer)

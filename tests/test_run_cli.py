@@ -127,7 +127,7 @@ def test_wrong_artifacts_fail_clearly(tmp_path):
     r = run_cli("--model", str(tmp_path / "model.txt"))
     assert r.exit_code == 2 and "don't know how to run model.txt" in r.output
     r = run_cli("--model", str(tmp_path / "broken.onnx"))
-    assert r.exit_code == 2 and "cannot load ONNX model" in r.output
+    assert r.exit_code == 2 and "broken.onnx is not a valid ONNX model" in r.output
     (tmp_path / "other-gpu.engine").write_bytes(b"serialized engine from elsewhere")
     r = run_cli("--model", str(tmp_path / "other-gpu.engine"), "--frames", "1")
     assert r.exit_code == 2 and "error:" in r.output and "Traceback" not in r.output
@@ -205,7 +205,10 @@ def test_python_module_entry_point_help():
 
 
 def test_model_names_resolve_in_the_workspace(tiny_onnx, _isolated_workdir):
-    from edgeseg.cli.run import resolve_model
+    from edgeseg.workspace import find_artifact
+
+    def resolve_model(spec, backend, _):
+        return find_artifact(spec, _isolated_workdir, backend=backend)
 
     base = export_like(tiny_onnx, _isolated_workdir, name="net")
     variant = base.with_name("net.int8.onnx")
@@ -216,7 +219,7 @@ def test_model_names_resolve_in_the_workspace(tiny_onnx, _isolated_workdir):
     assert resolve_model("net.int8", None, None) == variant
     assert resolve_model("net", "tensorrt", None) == engine
     assert resolve_model(str(variant), "onnxruntime", None) == variant
-    with pytest.raises(EdgesegError, match="no export named 'other'"):
+    with pytest.raises(EdgesegError, match="no export or training run named 'other'"):
         resolve_model("other", None, None)
     with pytest.raises(EdgesegError, match="unknown --backend"):
         resolve_model("net", "openvino", None)

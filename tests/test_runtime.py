@@ -535,7 +535,7 @@ def test_url_source_streams_over_http(tmp_path, tiny_onnx):
 
 def test_share_cores_with_limits_opencv_only_beside_cpu_backends(tiny_onnx):
     from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
-    from edgeseg.runtime.pipeline import share_cores_with
+    from edgeseg.runtime.launch import share_cores_with
 
     class OnGpu(SlowBackend):
         @property

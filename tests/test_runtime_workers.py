@@ -146,12 +146,26 @@ def test_two_real_workers_match_one(tiny_onnx, tmp_path):
     assert len(via_stream) == 15 and all(np.array_equal(a, b) for a, b in zip(one, via_stream))
 
 
-def test_workers_need_an_artifact_path_and_a_positive_count(tiny_onnx):
-    backend = OnnxRuntimeBackend(tiny_onnx())
-    with pytest.raises(EdgesegError, match="artifact path"):
-        Pipeline(Segmenter(backend), NumberedFrames(3), workers=2).run()
+def test_workers_spawn_from_any_backend_and_need_a_positive_count(tiny_onnx):
+    backend = OnnxRuntimeBackend(tiny_onnx(), threads=1)
+    stats = Pipeline(Segmenter(backend), NumberedFrames(6), workers=2).run()  # a Backend object, not a path
+    assert stats.processed == 6
+    spawned = backend.spawn()
+    assert spawned is not backend and spawned.path == backend.path and spawned.options.threads == 1
+    spawned.close()
     with pytest.raises(EdgesegError, match="at least 1"):
         Pipeline(Segmenter(backend), NumberedFrames(3), workers=0)
+
+
+def test_an_in_memory_model_refuses_a_second_worker_clearly():
+    torch = pytest.importorskip("torch")
+    from edgeseg.card import ModelCard, default_palette
+    from edgeseg.runtime.backends.torch import TorchBackend
+
+    card = ModelCard(model="m", classes=["a", "b"], palette=default_palette(2), input_size=(16, 16))
+    backend = TorchBackend.from_model(torch.nn.Conv2d(3, 2, 1), card, device="cpu")
+    with pytest.raises(EdgesegError, match="in-memory PyTorch model serves one inference worker"):
+        Pipeline(Segmenter(backend), NumberedFrames(3), workers=2).run()
 
 
 def test_worker_plan():

@@ -18,7 +18,7 @@ from fake_tensorrt.trt import make_fake_trt
 from edgeseg.export.tensorrt_features import GUARDED, REQUIRED, TRT_API
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = [ROOT / "export" / "tensorrt_build.py", ROOT / "export" / "tensorrt_features.py",
+SOURCES = [ROOT / "export" / "tensorrt_build.py", ROOT / "export" / "tensorrt_plan.py", ROOT / "export" / "tensorrt_features.py",
            ROOT / "runtime" / "backends" / "tensorrt.py"]  # fmt: skip
 # variables that hold TensorRT objects in those sources (the module, builder, network, ...)
 TRT_VARS = {"trt", "builder", "network", "config", "parser", "trt_parser", "profile", "engine", "context",

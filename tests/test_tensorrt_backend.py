@@ -14,8 +14,10 @@ from fake_tensorrt.cuda import FakeGpu
 from fake_tensorrt.install import install_trt
 from fake_tensorrt.names import VERSIONS
 
+from edgeseg.artifacts import sidecar_path
 from edgeseg.errors import EdgesegError
-from edgeseg.export.tensorrt_build import EngineOptions, build_engine, sidecar_path
+from edgeseg.export.tensorrt_build import build_engine
+from edgeseg.export.tensorrt_plan import EngineOptions
 from edgeseg.runtime.backends import load_backend
 from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edgeseg.runtime.backends.tensorrt import TensorRTBackend
@@ -24,7 +26,7 @@ from edgeseg.runtime.segmenter import Segmenter
 
 def _build(tmp_path, onnx, options=None):
     engine = tmp_path / "tiny.fp32.engine"
-    build_engine(onnx, engine, options or EngineOptions(), show_progress=False)
+    build_engine(onnx, engine, options or EngineOptions())
     return engine
 
 

@@ -14,21 +14,14 @@ from fake_tensorrt.install import hide_trt, install_trt
 from fake_tensorrt.names import VERSIONS
 from onnx import TensorProto, helper, numpy_helper
 
+from edgeseg.artifacts import sidecar_path
+from edgeseg.build import BuildOptions, build
 from edgeseg.card import ModelCard, default_palette, sha256_file
-from edgeseg.errors import EdgesegError
-from edgeseg.export.tensorrt_build import (
-    EXIT_NEEDS_DEVICE,
-    EngineOptions,
-    _make_progress_monitor,
-    build_engine,
-    build_from_cli,
-    inspect_onnx,
-    parse_shape,
-    plan_build,
-    sidecar_path,
-    to_fp16_onnx,
-)
+from edgeseg.errors import EdgesegError, ExitCode
+from edgeseg.export.fp16 import write_fp16
+from edgeseg.export.tensorrt_build import _make_progress_monitor, build_engine
 from edgeseg.export.tensorrt_features import detect
+from edgeseg.export.tensorrt_plan import EngineOptions, inspect_onnx, parse_shape, plan_build
 
 
 def _card(num_classes: int, size=(16, 16), **kw) -> ModelCard:
@@ -75,7 +68,7 @@ def qdq_onnx(tmp_path):
 
 @pytest.fixture
 def fp16_onnx(tmp_path, tiny_onnx):
-    return to_fp16_onnx(tiny_onnx(size=(16, 16)), tmp_path / "tiny.trt-fp16.onnx")
+    return write_fp16(tiny_onnx(size=(16, 16)), tmp_path / "tiny.fp16.onnx")[0]
 
 
 @pytest.fixture
@@ -111,9 +104,7 @@ EXPECTED_FLAGS = {
 def test_flags_per_version_and_graph(monkeypatch, tmp_path, tiny_onnx, qdq_onnx, fp16_onnx, version, graph):
     trt = install_trt(monkeypatch, version)
     onnx_path = {"fp32": tiny_onnx(size=(16, 16)), "fp16": fp16_onnx, "int8": qdq_onnx}[graph]
-    result = build_engine(
-        onnx_path, tmp_path / "m.engine", EngineOptions(precision=graph), show_progress=False
-    )
+    result = build_engine(onnx_path, tmp_path / "m.engine", EngineOptions(precision=graph))
     net_flags, builder_flags = EXPECTED_FLAGS[(version, graph)]
     assert result.plan.network_flags == net_flags
     assert result.plan.builder_flags == builder_flags
@@ -166,17 +157,17 @@ def test_features_detected_by_api_not_version(monkeypatch):
 
 def test_fp16_request_on_fp32_graph(monkeypatch, tmp_path, tiny_onnx):
     install_trt(monkeypatch, "8.6.1")
-    r = build_engine(tiny_onnx(), tmp_path / "a.engine", EngineOptions(precision="fp16"), show_progress=False)
+    r = build_engine(tiny_onnx(), tmp_path / "a.engine", EngineOptions(precision="fp16"))
     assert r.plan.builder_flags == ["FP16"]  # 8.6: weakly typed, FP16 by flag
     install_trt(monkeypatch, "11.4.0.106")
     with pytest.raises(EdgesegError, match="strongly typed: FP16 must be in the ONNX graph"):
-        build_engine(tiny_onnx(), tmp_path / "b.engine", EngineOptions(precision="fp16"), show_progress=False)
+        build_engine(tiny_onnx(), tmp_path / "b.engine", EngineOptions(precision="fp16"))
 
 
 def test_int8_needs_qdq_graph(monkeypatch, tmp_path, tiny_onnx):
     install_trt(monkeypatch, "10.3.0")
     with pytest.raises(EdgesegError, match="no QuantizeLinear/DequantizeLinear nodes"):
-        build_engine(tiny_onnx(), tmp_path / "a.engine", EngineOptions(precision="int8"), show_progress=False)
+        build_engine(tiny_onnx(), tmp_path / "a.engine", EngineOptions(precision="int8"))
 
 
 def _calib_batches():
@@ -191,7 +182,7 @@ def test_legacy_calibrator_with_cache(monkeypatch, tmp_path, tiny_onnx, version)
     opts = EngineOptions(
         precision="int8", legacy_calibrator=True, calibration_cache=cache, calibration_batches=_calib_batches
     )
-    r = build_engine(tiny_onnx(), tmp_path / "a.engine", opts, show_progress=False)
+    r = build_engine(tiny_onnx(), tmp_path / "a.engine", opts)
     assert r.plan.builder_flags == ["INT8", "FP16"] and r.plan.legacy_int8
     assert r.info["calibration_batches"] == 4 and trt.last_build["calibration"] == {
         "from_cache": False,
@@ -201,7 +192,7 @@ def test_legacy_calibrator_with_cache(monkeypatch, tmp_path, tiny_onnx, version)
     assert json.loads(cache.read_bytes())["input_absmax"] == pytest.approx(
         absmax
     )  # data went through "device" memory
-    build_engine(tiny_onnx(), tmp_path / "b.engine", opts, show_progress=False)
+    build_engine(tiny_onnx(), tmp_path / "b.engine", opts)
     assert trt.last_build["calibration"] == {"from_cache": True, "batches": 0}
 
 
@@ -209,7 +200,7 @@ def test_legacy_calibrator_removed_in_11(monkeypatch, tmp_path, tiny_onnx):
     install_trt(monkeypatch, "11.4.0.106")
     opts = EngineOptions(precision="int8", legacy_calibrator=True, calibration_batches=_calib_batches)
     with pytest.raises(EdgesegError, match="removed implicit INT8 calibration.*drop --legacy-calibrator"):
-        build_engine(tiny_onnx(), tmp_path / "a.engine", opts, show_progress=False)
+        build_engine(tiny_onnx(), tmp_path / "a.engine", opts)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -217,14 +208,10 @@ def test_timing_cache_round_trip(monkeypatch, tmp_path, tiny_onnx, version):
     trt = install_trt(monkeypatch, version)
     cache = tmp_path / "cache" / "timing.cache"
     onnx_path = tiny_onnx()
-    r1 = build_engine(
-        onnx_path, tmp_path / "a.engine", EngineOptions(timing_cache=cache), show_progress=False
-    )
+    r1 = build_engine(onnx_path, tmp_path / "a.engine", EngineOptions(timing_cache=cache))
     assert cache.is_file() and not r1.info["timing_cache_reused"]
     assert trt.last_build["timing_cache_hits"] == 0
-    r2 = build_engine(
-        onnx_path, tmp_path / "b.engine", EngineOptions(timing_cache=cache), show_progress=False
-    )
+    r2 = build_engine(onnx_path, tmp_path / "b.engine", EngineOptions(timing_cache=cache))
     assert r2.info["timing_cache_reused"]
     assert trt.last_build["timing_cache_misses"] == 0 and trt.last_build["timing_cache_hits"] == 1
     assert ("set_timing_cache", 1) in trt.calls
@@ -233,19 +220,19 @@ def test_timing_cache_round_trip(monkeypatch, tmp_path, tiny_onnx, version):
 def test_profiles_default_and_explicit(monkeypatch, tmp_path, tiny_onnx):
     trt = install_trt(monkeypatch, "10.3.0")
     dyn = tiny_onnx(size=(16, 24), dynamic=True, name="dyn")
-    r = build_engine(dyn, tmp_path / "a.engine", EngineOptions(), show_progress=False)
+    r = build_engine(dyn, tmp_path / "a.engine", EngineOptions())
     assert r.info["profiles"] == {
         "input": {"min": [1, 3, 16, 24], "opt": [1, 3, 16, 24], "max": [1, 3, 16, 24]}
     }
     opts = EngineOptions(min_shape=(1, 3, 8, 8), opt_shape=(1, 3, 16, 24), max_shape=(4, 3, 64, 64))
-    r = build_engine(dyn, tmp_path / "b.engine", opts, show_progress=False)
+    r = build_engine(dyn, tmp_path / "b.engine", opts)
     assert ("set_shape", ("input", (1, 3, 8, 8), (1, 3, 16, 24), (4, 3, 64, 64))) in trt.calls
     assert r.info["profiles"]["input"]["max"] == [4, 3, 64, 64]
     with pytest.raises(EdgesegError, match="need an ONNX with dynamic axes"):
-        build_engine(tiny_onnx(name="static"), tmp_path / "c.engine", opts, show_progress=False)
+        build_engine(tiny_onnx(name="static"), tmp_path / "c.engine", opts)
     with pytest.raises(EdgesegError, match="axis 1 is fixed at 3"):
         bad = EngineOptions(min_shape=(1, 1, 8, 8), opt_shape=(1, 3, 8, 8), max_shape=(1, 3, 8, 8))
-        build_engine(dyn, tmp_path / "d.engine", bad, show_progress=False)
+        build_engine(dyn, tmp_path / "d.engine", bad)
 
 
 @pytest.mark.parametrize(
@@ -279,18 +266,14 @@ def test_parse_shape():
 
 def test_dla_settings(monkeypatch, tmp_path, fp16_onnx, tiny_onnx):
     trt = install_trt(monkeypatch, "10.3.0", FakeGpu(name="Orin (fake)", dla_cores=2))
-    r = build_engine(
-        fp16_onnx, tmp_path / "a.engine", EngineOptions(precision="fp16", dla_core=1), show_progress=False
-    )
+    r = build_engine(fp16_onnx, tmp_path / "a.engine", EngineOptions(precision="fp16", dla_core=1))
     assert (
         r.plan.builder_flags == ["GPU_FALLBACK"]
         and r.info["dla_core"] == 1
         and r.info["gpu_fallback"] is True
     )
     with pytest.raises(EdgesegError, match="--dla-core 2 requested but this device has 2 DLA core"):
-        build_engine(
-            fp16_onnx, tmp_path / "b.engine", EngineOptions(precision="fp16", dla_core=2), show_progress=False
-        )
+        build_engine(fp16_onnx, tmp_path / "b.engine", EngineOptions(precision="fp16", dla_core=2))
     # FP32 graph on DLA without GPU fallback: TensorRT's build fails; we relay its message in one line
     with pytest.raises(
         EdgesegError, match="TensorRT build failed for tiny.onnx: FP32 layers cannot run on DLA"
@@ -299,20 +282,17 @@ def test_dla_settings(monkeypatch, tmp_path, fp16_onnx, tiny_onnx):
             tiny_onnx(),
             tmp_path / "c.engine",
             EngineOptions(dla_core=0, gpu_fallback=False),
-            show_progress=False,
         )
     assert trt.last_build == {"error": "FP32 layers cannot run on DLA and GPU fallback is disabled"}
     install_trt(monkeypatch, "10.3.0", FakeGpu(name="RTX (fake)", dla_cores=0))
     with pytest.raises(EdgesegError, match="has 0 DLA core"):
-        build_engine(
-            fp16_onnx, tmp_path / "d.engine", EngineOptions(precision="fp16", dla_core=0), show_progress=False
-        )
+        build_engine(fp16_onnx, tmp_path / "d.engine", EngineOptions(precision="fp16", dla_core=0))
 
 
 def test_workspace_opt_level_and_version_compat(monkeypatch, tmp_path, tiny_onnx):
     trt = install_trt(monkeypatch, "8.6.1")
     opts = EngineOptions(workspace_mib=256, optimization_level=5, version_compatible=True)
-    r = build_engine(tiny_onnx(), tmp_path / "a.engine", opts, show_progress=False)
+    r = build_engine(tiny_onnx(), tmp_path / "a.engine", opts)
     assert ("set_memory_pool_limit", ("WORKSPACE", 256 << 20)) in trt.calls
     assert "VERSION_COMPATIBLE" in r.plan.builder_flags
     assert r.info["builder_optimization_level"] == 5
@@ -322,7 +302,7 @@ def test_workspace_opt_level_and_version_compat(monkeypatch, tmp_path, tiny_onnx
 def test_parser_errors_name_the_node(monkeypatch, tmp_path, custom_op_onnx, version):
     install_trt(monkeypatch, version)
     with pytest.raises(EdgesegError) as err:
-        build_engine(custom_op_onnx, tmp_path / "a.engine", EngineOptions(), show_progress=False)
+        build_engine(custom_op_onnx, tmp_path / "a.engine", EngineOptions())
     msg = str(err.value)
     assert "node decoder/upsample_7 (MyFancyUpsample): No importer registered for op: MyFancyUpsample" in msg
     assert "\n" not in msg
@@ -332,7 +312,7 @@ def test_sidecar_and_atomic_write(monkeypatch, tmp_path, tiny_onnx):
     install_trt(monkeypatch, "10.3.0", FakeGpu(name="Orin (fake)", cc=(8, 7)))
     onnx_path = tiny_onnx()
     engine = tmp_path / "out" / "tiny.fp32.engine"
-    build_engine(onnx_path, engine, EngineOptions(), show_progress=False)
+    build_engine(onnx_path, engine, EngineOptions())
     info = json.loads(sidecar_path(engine).read_text())
     assert info["format"] == "edgeseg-engine/1"
     assert info["tensorrt_version"] == "10.3.0"
@@ -342,58 +322,64 @@ def test_sidecar_and_atomic_write(monkeypatch, tmp_path, tiny_onnx):
     assert sorted(p.name for p in engine.parent.iterdir()) == ["tiny.fp32.engine", "tiny.fp32.engine.json"]
 
 
-def test_progress_monitor_drives_progress_bars(monkeypatch):
+def test_progress_monitor_reports_phases_and_cancels(monkeypatch):
+    import threading
+
     trt = install_trt(monkeypatch, "10.3.0")
-
-    class Recorder:
-        def __init__(self):
-            self.events = []
-
-        def add_task(self, desc, total):
-            self.events.append(("add", desc, total))
-            return len(self.events)
-
-        def update(self, task, completed):
-            self.events.append(("update", task, completed))
-
-        def remove_task(self, task):
-            self.events.append(("remove", task))
-
-    rec = Recorder()
-    monitor = _make_progress_monitor(trt, rec)
+    events = []
+    cancel = threading.Event()
+    monitor = _make_progress_monitor(
+        trt, lambda what, done, total: events.append((what, done, total)), cancel
+    )
     assert isinstance(monitor, trt.IProgressMonitor)
     monitor.phase_start("Building engine", None, 2)
     assert monitor.step_complete("Building engine", 0) is True
     monitor.step_complete("Building engine", 1)
     monitor.phase_finish("Building engine")
-    assert rec.events == [("add", "Building engine", 2), ("update", 1, 1), ("update", 1, 2), ("remove", 1)]
+    assert events == [
+        ("Building engine", 0, 2),
+        ("Building engine", 1, 2),
+        ("Building engine", 2, 2),
+        ("Building engine", 2, 2),
+    ]
+    cancel.set()
+    monitor.phase_start("Tactics", "Building engine", 3)
+    assert monitor.step_complete("Tactics", 0) is False  # TensorRT abandons the build
+    assert events[-2:] == [("  Tactics", 0, 3), ("Tactics", 1, 3)]
 
 
-def test_build_shows_progress_without_crashing(monkeypatch, tmp_path, tiny_onnx, capsys):
+def test_build_reports_progress_through_the_callback(monkeypatch, tmp_path, tiny_onnx):
     install_trt(monkeypatch, "10.3.0")
-    r = build_engine(tiny_onnx(), tmp_path / "a.engine", EngineOptions(), show_progress=True)
+    events = []
+    r = build_engine(
+        tiny_onnx(), tmp_path / "a.engine", EngineOptions(), progress=lambda *e: events.append(e)
+    )
     assert r.engine.is_file()
+    assert events[0] == ("building a.engine (TensorRT 10.3.0)", 0, 0)
+    assert len(events) > 1  # the fake's builder phases came through the monitor
 
 
 # ------------------------------------------------------------------------------ CLI entry point
-def test_handoff_without_tensorrt(monkeypatch, tmp_path, tiny_onnx, capsys):
+def test_handoff_without_tensorrt(monkeypatch, tmp_path, tiny_onnx):
     hide_trt(monkeypatch)
     onnx_path = tiny_onnx(size=(16, 16), dynamic=True)
-    options = {"dla_core": 1, "timing_cache": str(tmp_path / "t.cache"), "workspace": 512,
-               "min_shape": "1x3x8x8", "opt_shape": "1x3x16x16", "max_shape": "2x3x32x32"}  # fmt: skip
-    code = build_from_cli(
-        onnx_path, precision="fp16", qdq_onnx=None, workdir=tmp_path, options=options, json_output=True
-    )
-    assert code == EXIT_NEEDS_DEVICE == 3
-    report = json.loads(capsys.readouterr().out)
+    engine = EngineOptions(
+        precision="fp16", dla_core=1, timing_cache=tmp_path / "t.cache", workspace_mib=512,
+        min_shape=(1, 3, 8, 8), opt_shape=(1, 3, 16, 16), max_shape=(2, 3, 32, 32),
+    )  # fmt: skip
+    result = build(onnx_path, BuildOptions(target="tensorrt", fp16=True, eval_images=2, engine=engine))
+    handoff = result.handoff
+    assert result.engine is None and handoff is not None
+    report = handoff.to_dict()
     assert report["status"] == "handoff" and report["reason"] == "TensorRT is not installed here"
-    ready = Path(report["onnx"])
-    assert ready.name == "tiny.trt-fp16.onnx" and inspect_onnx(onnx.load(ready)).fp16_graph
+    assert report["exit_code"] == ExitCode.NEEDS_DEVICE == 4
+    ready = handoff.onnx
+    assert ready.name == "tiny.fp16.onnx" and inspect_onnx(onnx.load(ready)).fp16_graph  # the one FP16 file
     assert (
         json.loads(dict((p.key, p.value) for p in onnx.load(ready).metadata_props)["edgeseg.precision"])
         == "fp16"
     )
-    cmds = report["commands"]
+    cmds = handoff.commands
     assert cmds["edgeseg"].startswith(f"edgeseg build {ready} --target tensorrt --workspace 512")
     assert "--fp16" not in cmds["edgeseg"]  # the ready ONNX is already FP16; --fp16 there would convert again
     trt10 = cmds["trtexec_10_11"]
@@ -404,40 +390,31 @@ def test_handoff_without_tensorrt(monkeypatch, tmp_path, tiny_onnx, capsys):
     assert "--fp16" in cmds["trtexec_8_6"] and "--stronglyTyped" not in cmds["trtexec_8_6"]
 
 
-def test_handoff_int8_uses_the_qdq_onnx_and_text_output(monkeypatch, tmp_path, tiny_onnx, qdq_onnx, capsys):
+def test_handoff_int8_uses_the_qdq_onnx(monkeypatch, tmp_path, qdq_onnx):
     install_trt(monkeypatch, "10.3.0", FakeGpu(devices=0))  # TensorRT installed, but no GPU
-    code = build_from_cli(
-        tiny_onnx(), precision="int8", qdq_onnx=qdq_onnx, workdir=tmp_path, options={}, json_output=False
-    )
-    out = capsys.readouterr().out
-    assert code == EXIT_NEEDS_DEVICE
-    assert "no usable CUDA GPU here" in out and str(qdq_onnx) in out
-    assert "--stronglyTyped" in out and "--int8" in out and "exit code 3" in out
+    result = build(qdq_onnx, BuildOptions(target="tensorrt"))  # an annotated ONNX is built as is
+    assert result.handoff is not None and result.handoff.reason == "no usable CUDA GPU here"
+    assert result.handoff.onnx == qdq_onnx and result.handoff.precision == "int8"
+    assert "--stronglyTyped" in result.handoff.commands["trtexec_10_11"]
 
 
-def test_cli_builds_on_a_device(monkeypatch, tmp_path, tiny_onnx, capsys):
+def test_build_makes_the_engine_on_a_device(monkeypatch, tmp_path, tiny_onnx):
     install_trt(monkeypatch, "10.3.0")
     onnx_path = tiny_onnx()
-    code = build_from_cli(onnx_path, precision="fp32", qdq_onnx=None, workdir=tmp_path,
-                          options={"timing_cache": str(tmp_path / "t.cache")}, json_output=True)  # fmt: skip
-    assert code == 0
-    report = json.loads(capsys.readouterr().out)
-    assert report["status"] == "built" and Path(report["engine"]).name == "tiny.fp32.engine"
-    assert Path(report["engine"]).is_file() and Path(report["sidecar"]).is_file()
-    code = build_from_cli(
-        onnx_path, precision="fp32", qdq_onnx=None, workdir=tmp_path, options={}, json_output=False
-    )
-    assert code == 0 and "TensorRT engine" in capsys.readouterr().out
+    engine = EngineOptions(timing_cache=tmp_path / "t.cache")
+    result = build(onnx_path, BuildOptions(target="tensorrt", engine=engine))
+    assert result.handoff is None and result.engine.engine.name == "tiny.fp32.engine"
+    assert result.engine.engine.is_file() and result.engine.sidecar.is_file()
 
 
-def test_annotated_onnx_on_the_device_builds_as_is(monkeypatch, tmp_path, qdq_onnx, capsys):
-    """On the Jetson, `edgeseg build X.int8-qdq.onnx --target tensorrt` must not need --int8 again."""
+def test_annotated_onnx_on_the_device_builds_as_is(monkeypatch, tmp_path, qdq_onnx):
+    """On the Jetson, `edgeseg build X.int8.qdq.onnx --target tensorrt` must not need --int8 again."""
     install_trt(monkeypatch, "8.6.1")
-    code = build_from_cli(
-        qdq_onnx, precision="fp32", qdq_onnx=None, workdir=tmp_path, options={}, json_output=True
-    )
-    report = json.loads(capsys.readouterr().out)
-    assert code == 0 and report["precision"] == "int8" and report["builder_flags"] == ["INT8", "FP16"]
+    result = build(qdq_onnx, BuildOptions(target="tensorrt"))
+    assert result.engine.info["precision"] == "int8" and result.engine.info["builder_flags"] == [
+        "INT8",
+        "FP16",
+    ]
 
 
 def test_plan_is_pure(monkeypatch, tiny_onnx):
@@ -473,7 +450,7 @@ def test_ctrl_c_cancels_the_build_through_the_progress_monitor(monkeypatch, tmp_
     monkeypatch.setattr(trt.Builder, "build_serialized_network", interrupted)
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
-        build_engine(tiny_onnx(), tmp_path / "a.engine", EngineOptions(), show_progress=False)
+        build_engine(tiny_onnx(), tmp_path / "a.engine", EngineOptions())
     assert trt.last_build == {"error": "Build cancelled by the progress monitor"}  # TensorRT stopped cleanly
     assert not (tmp_path / "a.engine").exists()
     assert signal.getsignal(signal.SIGINT) is before
@@ -484,6 +461,4 @@ def test_corrupt_timing_cache_is_a_clear_error(monkeypatch, tmp_path, tiny_onnx)
     cache = tmp_path / "t.cache"
     cache.write_bytes(b"not a timing cache")
     with pytest.raises(EdgesegError, match="timing cache .* is corrupt or from another TensorRT version"):
-        build_engine(
-            tiny_onnx(), tmp_path / "a.engine", EngineOptions(timing_cache=cache), show_progress=False
-        )
+        build_engine(tiny_onnx(), tmp_path / "a.engine", EngineOptions(timing_cache=cache))

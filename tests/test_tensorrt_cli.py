@@ -12,7 +12,9 @@ from fake_tensorrt.install import hide_trt, install_trt
 from typer.testing import CliRunner
 
 from edgeseg.cli import app
-from edgeseg.export.tensorrt_build import EXIT_NEEDS_DEVICE
+from edgeseg.errors import ExitCode
+
+EXIT_NEEDS_DEVICE = ExitCode.NEEDS_DEVICE
 
 runner = CliRunner()
 
@@ -69,7 +71,7 @@ def test_bad_option_is_one_line_error(monkeypatch, tiny_onnx):
 @pytest.mark.parametrize("binding", ["cuda-python", "pycuda"])
 def test_edgeseg_run_streams_through_an_engine(monkeypatch, tiny_onnx, binding):
     """`edgeseg run --model X.engine` (the runtime team's threaded pipeline) on the fake TensorRT; with
-    pycuda this needs the backend's thread_enter() on the inference thread (contexts are thread-bound)."""
+    pycuda this needs the backend's activate() on the inference thread (contexts are thread-bound)."""
     from edgeseg.data.synth import SYNTH_CLASSES
 
     install_trt(monkeypatch, "10.3.0", binding=binding)

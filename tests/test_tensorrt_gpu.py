@@ -62,15 +62,17 @@ def _frames(n: int = 4) -> list[np.ndarray]:
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_real_engine_matches_onnxruntime(tmp_path, small_net, precision):
     _skip_without_gpu()
-    from edgeseg.export.tensorrt_build import EngineOptions, build_engine, to_fp16_onnx
+    from edgeseg.export.fp16 import write_fp16
+    from edgeseg.export.tensorrt_build import build_engine
+    from edgeseg.export.tensorrt_plan import EngineOptions
     from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
     from edgeseg.runtime.backends.tensorrt import TensorRTBackend
 
-    source = small_net if precision == "fp32" else to_fp16_onnx(small_net, tmp_path / "small.fp16.onnx")
+    source = small_net if precision == "fp32" else write_fp16(small_net, tmp_path / "small.fp16.onnx")[0]
     engine = tmp_path / f"small.{precision}.engine"
     opts = EngineOptions(precision=precision, timing_cache=tmp_path / "t.cache",
                          min_shape=(1, 3, 64, 128), opt_shape=(1, 3, 128, 256), max_shape=(2, 3, 256, 512))  # fmt: skip
-    build_engine(source, engine, opts, show_progress=False)
+    build_engine(source, engine, opts)
     ref = OnnxRuntimeBackend(small_net)
     with TensorRTBackend(engine) as trt_backend:
         frames = _frames()

@@ -85,17 +85,17 @@ def test_tiny_model_overfits_a_handful_of_scenes(tmp_path):
     cfg = _cfg(
         epochs=200, batch_size=4, optimizer="adamw", lr=1e-2, augment=False, model_kwargs={"width": 24}
     )
-    result = train(cfg, train_set=data, val_set=data, progress=False)
+    result = train(cfg, train_set=data, val_set=data)
     assert result.best_miou > 0.9, result.history[-1]
     # the best checkpoint, evaluated through the deployed path, reproduces the training-time validation
     from edgeseg.evaluate import evaluate
 
-    assert evaluate(result.best, data, progress=False).miou == pytest.approx(result.best_miou, abs=1e-6)
+    assert evaluate(result.best, data).miou == pytest.approx(result.best_miou, abs=1e-6)
 
 
 def test_checkpoint_roundtrip(tmp_path):
     data = Scenes(4)
-    result = train(_cfg(epochs=1), train_set=data, val_set=data, progress=False)
+    result = train(_cfg(epochs=1), train_set=data, val_set=data)
     assert result.run_dir.parent.name == TINY and result.run_dir.parent.parent.name == "train"
     payload = load_checkpoint(result.last)
     card = payload["card"]
@@ -120,7 +120,7 @@ def test_checkpoint_roundtrip(tmp_path):
 def test_resume_continues_the_schedule_exactly():
     data = Scenes(6)
     cfg = _cfg(epochs=3, warmup_iters=2, schedule="cosine")
-    full = train(cfg, train_set=data, val_set=data, progress=False)
+    full = train(cfg, train_set=data, val_set=data)
 
     class Interrupt(Exception):
         pass
@@ -130,7 +130,7 @@ def test_resume_continues_the_schedule_exactly():
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train(cfg, train_set=data, val_set=data, progress=False, on_epoch=stop_after_two)
+        train(cfg, train_set=data, val_set=data, on_epoch=stop_after_two)
     from edgeseg.training import find_resume
     from edgeseg.workspace import workdir
 
@@ -138,7 +138,7 @@ def test_resume_continues_the_schedule_exactly():
     assert load_checkpoint(last)["train_state"]["epoch"] == 2
     cfg2 = config_for_resume(last, {"model": TINY, "data": "test-scenes"})
     assert cfg2 == cfg
-    resumed = train(cfg2, resume=last, train_set=data, val_set=data, progress=False)
+    resumed = train(cfg2, resume=last, train_set=data, val_set=data)
     assert resumed.run_dir == last.parent
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
     # lr at every epoch end (incl. after the resume) equals the uninterrupted run's
@@ -168,9 +168,9 @@ def test_bad_config_is_one_line_error():
 
 def test_resume_of_finished_run_explains():
     data = Scenes(2)
-    result = train(_cfg(epochs=1), train_set=data, val_set=data, progress=False)
+    result = train(_cfg(epochs=1), train_set=data, val_set=data)
     with pytest.raises(EdgesegError, match="already finished 1 epochs; pass --epochs > 1"):
-        train(_cfg(epochs=1), resume=result.last, train_set=data, val_set=data, progress=False)
+        train(_cfg(epochs=1), resume=result.last, train_set=data, val_set=data)
 
 
 def test_cli_corrupt_checkpoint_is_one_line(tmp_path):
@@ -202,7 +202,7 @@ def test_eval_cli_checkpoint_and_onnx_export_agree(tmp_path):
     from edgeseg.export.onnx_export import export_onnx
 
     data = open_dataset("synth:6@32x48", split="train")
-    result = train(_cfg(epochs=3), train_set=data, val_set=data, progress=False)
+    result = train(_cfg(epochs=3), train_set=data, val_set=data)
     onnx_path = tmp_path / "tiny.onnx"
     export_onnx(result.best, onnx_path)
     runner = CliRunner()
@@ -255,7 +255,7 @@ def test_slim_checkpoint_keeps_predictions(tmp_path):
     from edgeseg.training import slim_checkpoint
 
     data = Scenes(2)
-    result = train(_cfg(epochs=1, optimizer="adamw"), train_set=data, val_set=data, progress=False)
+    result = train(_cfg(epochs=1, optimizer="adamw"), train_set=data, val_set=data)
     slim = slim_checkpoint(result.best, tmp_path / "slim.pt")
     assert slim.stat().st_size < result.best.stat().st_size / 2  # no AdamW moments, FP16 weights
     payload = load_checkpoint(slim)
@@ -270,7 +270,7 @@ def test_slim_checkpoint_keeps_predictions(tmp_path):
 def test_crop_trains_on_windows_and_records_the_input_size(tmp_path):
     data = Scenes(2)
     result = train(
-        _cfg(epochs=1, crop=(16, 24)), train_set=data, val_set=data, progress=False, workdir=tmp_path
+        _cfg(epochs=1, crop=(16, 24)), train_set=data, val_set=data, workdir=tmp_path
     )
     payload = load_checkpoint(result.last)
     assert tuple(payload["card"].input_size) == (32, 48)  # what the runtime feeds; crops are training-only

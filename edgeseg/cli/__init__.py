@@ -19,7 +19,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from edgeseg._version import __version__
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EXIT_CODE_HELP, EdgesegError, ExitCode
 
 
 class _Group(TyperGroup):
@@ -37,7 +37,7 @@ class _Group(TyperGroup):
             from edgeseg.console import err_console
 
             err_console.print("[yellow]interrupted[/]")
-            raise typer.Exit(130) from None
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
 
     def list_commands(self, ctx) -> list[str]:  # keep the order of registration
         return list(self.commands)
@@ -51,6 +51,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Exit codes: " + "; ".join(f"{int(code)} {text}" for code, text in EXIT_CODE_HELP.items()) + ".",
 )
 
 # Order in --help follows the pipeline; modules not in this list are appended alphabetically.

@@ -7,12 +7,11 @@ from pathlib import Path
 import typer
 
 
-def register(app: typer.Typer) -> None:
-    app.command(name="bench")(bench)
-
-
-def bench(
+def bench_command(
     model: str = typer.Argument(None, help="Exported model name or .onnx path (default: newest export)."),
+    card_file: Path = typer.Option(
+        None, "--card", help="Model card JSON for an ONNX made elsewhere (edgeseg card writes one)."
+    ),
     checkpoint: Path = typer.Option(
         None, help="PyTorch checkpoint for the eager baseline (default: newest training run of the model)."
     ),
@@ -31,12 +30,13 @@ def bench(
     """Compare PyTorch eager, ONNX Runtime FP32/FP16/INT8 and TensorRT artifacts of one model."""
     from edgeseg import bench as lib
     from edgeseg import machine, workspace
+    from edgeseg.artifacts import read_card
     from edgeseg.console import console, print_json, table
 
     root = workspace.workdir(workdir)
-    base = lib.resolve_base(root, model)
+    base = workspace.require_export(root, model)
     ckpt = checkpoint or lib.default_checkpoint(root, base)
-    artifacts = lib.discover(base, ckpt)
+    artifacts = lib.discover(base, ckpt, read_card(base, card_file) if card_file else None)
     cfg = lib.BenchConfig(
         data=data,
         height=height,
@@ -48,6 +48,11 @@ def bench(
     )
     if not json_output:
         console.print(f"[bold]benchmarking[/] {len(artifacts)} artifacts of {base.name} on {data}")
+        if ckpt is None:
+            console.print(
+                f"[dim]no training checkpoint of {base.name} found (looked in {workspace.root_of(base)} "
+                f"and {root}): no PyTorch eager row; pass --checkpoint FILE for one[/]"
+            )
 
     def progress(art: lib.Artifact) -> None:
         if not json_output:
@@ -69,3 +74,7 @@ def bench(
     console.print(
         f"[dim]{desc['cpu']}, {desc['cores']} cores, GPU: {desc['gpu'] or 'none'}; {threads} threads[/]"
     )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench_command)

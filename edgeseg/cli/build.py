@@ -7,20 +7,6 @@ from typing import Any
 
 import typer
 
-TARGETS = ("onnxruntime", "tensorrt")
-
-
-def _progress_callback(progress: Any) -> Any:
-    """One progress bar per phase (calibration, FP32/INT8 evaluation, sensitivity ranking)."""
-    tasks: dict[str, Any] = {}
-
-    def update(description: str, done: int, total: int) -> None:
-        if description not in tasks:
-            tasks[description] = progress.add_task(description, total=max(total, 1))
-        progress.update(tasks[description], completed=done, total=max(total, 1))
-
-    return update
-
 
 def _print_report(report: Any) -> None:
     from edgeseg.console import console, table
@@ -134,7 +120,10 @@ def build_command(
         help="TensorRT-form placement: auto (ModelOpt if installed), onnxruntime, modelopt.",
     ),
     threads: int | None = typer.Option(None, "--threads", help="ONNX Runtime threads for evaluation."),
-    # --- TensorRT options (passed to edgeseg.export.tensorrt_build.build_from_cli) ---
+    card_file: Path | None = typer.Option(
+        None, "--card", help="Model card JSON for an ONNX made elsewhere (edgeseg card writes one)."
+    ),
+    # --- TensorRT options (BuildOptions.engine) ---
     workspace: int | None = typer.Option(None, "--workspace", help="TensorRT: builder workspace in MB."),
     timing_cache: Path | None = typer.Option(None, "--timing-cache", help="TensorRT: timing cache file."),
     dla_core: int | None = typer.Option(None, "--dla-core", help="TensorRT: build for this DLA core."),
@@ -158,27 +147,34 @@ def build_command(
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Build FP16 / INT8 artifacts beside the export; INT8 is gated on measured mIoU (--max-miou-drop)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from edgeseg.calib.build import BuildOptions, artifact_precision, build_onnxruntime
-    from edgeseg.console import err_console, print_json
-    from edgeseg.errors import EdgesegError
+    from edgeseg.build import BuildOptions, build
+    from edgeseg.card import ModelCard
+    from edgeseg.cli.progress import progress_bars
+    from edgeseg.console import print_json
+    from edgeseg.errors import ExitCode
+    from edgeseg.export.tensorrt_plan import EngineOptions, parse_shape
     from edgeseg.workspace import require_export
     from edgeseg.workspace import workdir as resolve_workdir
 
-    if target not in TARGETS:
-        raise EdgesegError(f"unknown --target {target!r}; choose {' or '.join(TARGETS)}")
-    if not (fp16 or int8) and target == "onnxruntime":
-        raise EdgesegError("nothing to build: pass --fp16 and/or --int8")
-    root = resolve_workdir(workdir)
-    onnx_path = require_export(root, model)
-    forms = tuple(f.strip() for f in int8_forms.split(",") if f.strip())
+    engine = None
     if target == "tensorrt":
-        forms = ("qdq",)  # TensorRT reads INT8 from Q/DQ in the graph
+        engine = EngineOptions(
+            precision="int8" if int8 else "fp16" if fp16 else "fp32",
+            workspace_mib=workspace,
+            timing_cache=timing_cache,
+            dla_core=dla_core,
+            min_shape=parse_shape(min_shape),
+            opt_shape=parse_shape(opt_shape),
+            max_shape=parse_shape(max_shape),
+            version_compatible=version_compatible,
+            optimization_level=builder_optimization_level,
+            legacy_calibrator=legacy_calibrator,
+        )
     opts = BuildOptions(
+        target=target,
         fp16=fp16,
-        int8=int8 and not (target == "tensorrt" and legacy_calibrator),
-        forms=forms,
+        int8=int8,
+        forms=tuple(f.strip() for f in int8_forms.split(",") if f.strip()),
         calib_data=calib_data,
         calib_images=calib_images,
         calib_method=calib_method,
@@ -191,62 +187,86 @@ def build_command(
         cpu_format=cpu_format,
         qdq_engine=qdq_engine,
         threads=threads,
+        card=ModelCard.load_json(card_file) if card_file else None,
+        engine=engine,
     )
-    report = None
-    annotated = artifact_precision(onnx_path)
-    if target == "tensorrt" and annotated != "fp32":
-        # an FP16 / Q/DQ ONNX made elsewhere (e.g. copied to the device): build the engine from it as is
-        opts.fp16 = opts.int8 = False
-        fp16, int8 = annotated == "fp16", annotated == "int8"
-    if opts.fp16 or opts.int8:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
-            disable=json_out,
-        ) as progress:
-            report = build_onnxruntime(onnx_path, opts, progress=_progress_callback(progress))
+    opts.validate()  # option mistakes fail before the workspace is even looked at
+    onnx_path = require_export(resolve_workdir(workdir), model)
+    with progress_bars(enabled=not json_out) as progress:
+        result = build(onnx_path, opts, progress=progress)
+    if result.rows:
         if json_out and target == "onnxruntime":
-            print_json(report.to_dict())
+            print_json(result.to_dict())
         elif not json_out:
-            _print_report(report)
-        if report.failure is not None:
-            raise report.failure
+            _print_report(result)
+    if result.failure is not None:
+        raise result.failure
+    if result.handoff is not None:
+        if json_out:
+            print_json(result.handoff.to_dict())
+        else:
+            _print_handoff(result.handoff)
+        raise typer.Exit(ExitCode.NEEDS_DEVICE)
+    if result.engine is not None:
+        if json_out:
+            info = result.engine.info
+            print_json(
+                {
+                    **info,
+                    "status": "built",
+                    "engine": str(result.engine.engine),
+                    "sidecar": str(result.engine.sidecar),
+                }
+            )
+        else:
+            _print_engine(result.engine.info, result.engine.engine)
 
-    if target == "tensorrt":
-        # ---- TensorRT branch (owned by the TensorRT engineer: edgeseg.export.tensorrt_build) ----
-        from edgeseg.export.tensorrt_build import build_from_cli
 
-        precision = "int8" if int8 else ("fp16" if fp16 else "fp32")
-        source = onnx_path
-        qdq = None
-        if report is not None and precision == "fp16":
-            source = next(r.artifact for r in report.rows if r.precision == "fp16")
-        if report is not None and precision == "int8" and report.gates:
-            qdq = report.gates[0].artifact.path
-        options = {
-            "workspace": workspace,
-            "timing_cache": timing_cache,
-            "dla_core": dla_core,
-            "min_shape": min_shape,
-            "opt_shape": opt_shape,
-            "max_shape": max_shape,
-            "version_compatible": version_compatible,
-            "builder_optimization_level": builder_optimization_level,
-            "legacy_calibrator": legacy_calibrator,
-            "calib_data": calib_data,
-            "calib_images": calib_images,
-            "calib_seed": calib_seed,
-        }
-        code = build_from_cli(
-            source, precision=precision, qdq_onnx=qdq, workdir=root, options=options, json_output=json_out
-        )
-        if code:
-            raise typer.Exit(code)
-        # ---- end of TensorRT branch ----
+def _print_handoff(handoff: Any) -> None:
+    from edgeseg.console import console
+    from edgeseg.errors import ExitCode
+
+    cmds = handoff.commands
+    console.print(f"[bold yellow]{handoff.reason}[/]: the engine must be built on the target device.")
+    console.print(f"TensorRT-ready ONNX ({handoff.precision}): [bold]{handoff.onnx}[/]")
+    console.print("Copy it to the device (with edgeseg installed) and run one of:")
+    console.print(f"  {cmds['edgeseg']}", highlight=False, soft_wrap=True)
+    console.print(
+        f"  {cmds['trtexec_10_11']}    [dim]# TensorRT 10.x / 11.x[/]", highlight=False, soft_wrap=True
+    )
+    console.print(
+        f"  {cmds['trtexec_8_6']}    [dim]# TensorRT 8.6 (JetPack 5)[/]", highlight=False, soft_wrap=True
+    )
+    console.print(
+        f"[dim]exit code {int(ExitCode.NEEDS_DEVICE)}: nothing failed, the engine build is pending on the device[/]"
+    )
+
+
+def _print_engine(info: dict[str, Any], engine: Path) -> None:
+    import json
+
+    from edgeseg.console import console, table
+
+    rows = [
+        ["engine", str(engine)],
+        ["TensorRT", info["tensorrt_version"]],
+        ["GPU", f"{info['gpu']['name']} (sm {info['gpu']['compute_capability']})"],
+        ["precision", info["precision"]],
+        ["network flags", ", ".join(info["network_flags"]) or "-"],
+        ["builder flags", ", ".join(info["builder_flags"]) or "-"],
+        ["profiles", json.dumps(info["profiles"]) if info["profiles"] else "static"],
+        ["DLA core", info["dla_core"]],
+        [
+            "timing cache",
+            f"{info['timing_cache']} ({'reused' if info['timing_cache_reused'] else 'new'})"
+            if info["timing_cache"]
+            else None,
+        ],
+        ["build time (s)", info["build_seconds"]],
+    ]
+    console.print(table("TensorRT engine", ["", "value"], rows))
+    for note in info["notes"]:
+        console.print(f"[dim]note: {note}[/]")
 
 
 def register(app: typer.Typer) -> None:

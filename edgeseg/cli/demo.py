@@ -7,11 +7,7 @@ from pathlib import Path
 import typer
 
 
-def register(app: typer.Typer) -> None:
-    app.command(name="demo")(demo)
-
-
-def demo(
+def demo_command(
     quick: bool = typer.Option(
         False, "--quick", help="Start from the shipped default model instead of training."
     ),
@@ -27,6 +23,7 @@ def demo(
 ) -> None:
     """Generate scenes, train, export, make FP16/INT8, stream each, and compare them in one table."""
     from edgeseg import demo as lib
+    from edgeseg.cli.progress import progress_bars
     from edgeseg.console import console, err_console, print_json, table
 
     cfg = lib.DemoConfig(
@@ -37,7 +34,8 @@ def demo(
     def say(message: str) -> None:
         err_console.print(f"[bold cyan]demo[/] {message}")
 
-    result = lib.run_demo(cfg, say)
+    with progress_bars(enabled=not json_output) as progress:
+        result = lib.run_demo(cfg, say, progress)
     if json_output:
         print_json(result.to_dict())
         return
@@ -46,3 +44,7 @@ def demo(
     console.print(f"finished in {result.seconds:.0f} s; saved in [bold]{out}/[/]: " + ", ".join(
         p.name for p in saved if p is not None
     ))  # fmt: skip
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo_command)

@@ -7,64 +7,59 @@ from pathlib import Path
 import typer
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("eval")
-    def eval_cmd(
-        artifact: str | None = typer.Argument(
-            None, help="A .pt/.onnx/.engine file or a model name (newest run); default: the shipped model."
-        ),
-        data: str | None = typer.Option(
-            None, "--data", "-d", help="Dataset: folder or synth:N (default model: held-out synth scenes)."
-        ),
-        split: str | None = typer.Option(
-            None, "--split", help="Dataset split (e.g. val) where it has splits."
-        ),
-        limit: int | None = typer.Option(None, "--limit", help="Evaluate the first N images only."),
-        providers: str = typer.Option("cpu", "--providers", help="ONNX Runtime providers: cpu or auto."),
-        device: str = typer.Option("cpu", "--device", help="Device for .pt checkpoints (cpu, cuda, auto)."),
-        threads: int | None = typer.Option(None, "--threads", help="CPU threads for the backend."),
-        plots: Path | None = typer.Option(
-            None, "--plots", help="Write per-class IoU and confusion PNGs here."
-        ),
-        workdir: Path | None = typer.Option(
-            None, "--workdir", help="Workspace (default: $EDGESEG_WORKDIR or ./edgeseg-work)."
-        ),
-        json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    ) -> None:
-        """Evaluate ARTIFACT on --data: mIoU, pixel accuracy, mean class accuracy, per-class IoU."""
-        from edgeseg.data import open_dataset
-        from edgeseg.defaults import DEFAULT_EVAL_DATA
-        from edgeseg.errors import EdgesegError
-        from edgeseg.evaluate import confusion, open_segmenter, resolve_artifact
+def eval_command(
+    artifact: str | None = typer.Argument(
+        None,
+        help="A .pt/.onnx/.engine file or a model name (newest training run, else its export); "
+        "default: the newest export in the workspace, else the shipped model.",
+    ),
+    card_file: Path | None = typer.Option(
+        None, "--card", help="Model card JSON for an artifact made elsewhere (edgeseg card writes one)."
+    ),
+    data: str | None = typer.Option(
+        None, "--data", "-d", help="Dataset: folder or synth:N (default model: held-out synth scenes)."
+    ),
+    split: str | None = typer.Option(None, "--split", help="Dataset split (e.g. val) where it has splits."),
+    limit: int | None = typer.Option(None, "--limit", help="Evaluate the first N images only."),
+    providers: str = typer.Option("cpu", "--providers", help="ONNX Runtime providers: cpu or auto."),
+    device: str = typer.Option("cpu", "--device", help="Device for .pt checkpoints (cpu, cuda, auto)."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads for the backend."),
+    plots: Path | None = typer.Option(None, "--plots", help="Write per-class IoU and confusion PNGs here."),
+    workdir: Path | None = typer.Option(
+        None, "--workdir", help="Workspace (default: $EDGESEG_WORKDIR or ./edgeseg-work)."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Evaluate ARTIFACT on --data: mIoU, pixel accuracy, mean class accuracy, per-class IoU."""
+    from edgeseg import workspace
+    from edgeseg.artifacts import read_card
+    from edgeseg.cli.progress import progress_bars
+    from edgeseg.data import open_dataset
+    from edgeseg.defaults import DEFAULT_EVAL_DATA
+    from edgeseg.errors import EdgesegError
+    from edgeseg.evaluate import confusion
+    from edgeseg.runtime.segmenter import Segmenter
 
-        path = resolve_artifact(artifact, workdir)
-        if data is None:
-            if artifact not in (None, "default"):
-                raise EdgesegError("pass --data PATH (a dataset folder or synth:N) to evaluate on")
-            data = DEFAULT_EVAL_DATA
-        segmenter = open_segmenter(path, **_backend_options(path, providers, device, threads))
-        dataset = open_dataset(data, split=split)
-        n = min(limit, len(dataset)) if limit else len(dataset)
-        cm = confusion(segmenter, dataset, indices=range(n), progress=not json_out)
-        metrics = cm.compute()
-        classes = list(dataset.classes)
-        written = []
-        if plots is not None:
-            from edgeseg import plots as plotting
+    path = workspace.find_artifact(artifact, workspace.workdir(workdir), checkpoint_first=True)
+    if data is None:
+        if artifact not in (None, "default"):
+            raise EdgesegError("pass --data PATH (a dataset folder or synth:N) to evaluate on")
+        data = DEFAULT_EVAL_DATA
+    card = read_card(path, card_file) if card_file else None
+    segmenter = Segmenter(path, providers=providers, device=device, threads=threads, card=card)
+    dataset = open_dataset(data, split=split)
+    n = min(limit, len(dataset)) if limit else len(dataset)
+    with progress_bars(enabled=not json_out) as progress:
+        cm = confusion(segmenter, dataset, indices=range(n), progress=progress)
+    metrics = cm.compute()
+    classes = list(dataset.classes)
+    written = []
+    if plots is not None:
+        from edgeseg import plots as plotting
 
-            written.append(plotting.iou_bars(metrics, classes, plots / "per_class_iou.png", dataset.palette))
-            written.append(plotting.confusion_matrix(cm.matrix, classes, plots / "confusion_matrix.png"))
-        _report(path, data, n, metrics, classes, written, json_out, cm.matrix.tolist())
-
-
-def _backend_options(path: Path, providers: str, device: str, threads: int | None) -> dict:
-    suffix = path.suffix.lower()
-    opts: dict = {"threads": threads} if threads else {}
-    if suffix == ".onnx":
-        opts["providers"] = providers
-    elif suffix in (".pt", ".pth"):
-        opts["device"] = device
-    return opts
+        written.append(plotting.iou_bars(metrics, classes, plots / "per_class_iou.png", dataset.palette))
+        written.append(plotting.confusion_matrix(cm.matrix, classes, plots / "confusion_matrix.png"))
+    _report(path, data, n, metrics, classes, written, json_out, cm.matrix.tolist())
 
 
 def _report(path, data, n, metrics, classes, written, json_out, matrix) -> None:
@@ -100,3 +95,7 @@ def _report(path, data, n, metrics, classes, written, json_out, matrix) -> None:
         console.print(f"absent from both prediction and ground truth, excluded from mIoU: {names}")
     for p in written:
         console.print(f"wrote {p}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_command)

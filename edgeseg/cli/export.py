@@ -161,12 +161,10 @@ def export_command(
             raise
         fp16_info = fp16_parity = None
         if fp16:
-            from edgeseg.export.fp16 import to_fp16_checked
+            from edgeseg.export.fp16 import Fp16Check, write_fp16
 
             on_step("converting to FP16 and checking it against FP32 on ONNX Runtime")
-            fp16_path, fp16_parity = to_fp16_checked(
-                result.path, result.path.with_name(f"{result.path.stem}.fp16.onnx"), num_scenes=parity_scenes
-            )
+            fp16_path, fp16_parity = write_fp16(result.path, check=Fp16Check(num_scenes=parity_scenes))
             fp16_info = {"path": str(fp16_path), **fp16_parity.to_dict()}
     if json_out:
         print_json({**result.to_dict(), "fp16": fp16_info})

@@ -1,8 +1,8 @@
 """`edgeseg run`: stream a camera, video, image folder, network stream or the synthetic scenes through
 a model and report FPS, latency percentiles, dropped frames and (with ground truth) mIoU.
 
-With no arguments it runs the shipped default model on the synthetic stream with ground truth,
-headless, for a bounded number of frames.
+With no arguments it runs the newest export in the workspace (else the shipped default model) on the
+synthetic stream with ground truth, headless, for a bounded number of frames.
 """
 
 from __future__ import annotations
@@ -13,265 +13,162 @@ from typing import Any
 import typer
 
 DEFAULT_SYNTHETIC_FRAMES = 300
-_SUFFIXES = {
-    "onnxruntime": (".onnx",),
-    "tensorrt": (".engine", ".plan", ".trt"),
-    "torch": (".pt", ".pth"),
-}
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("run")
-    def run_cmd(
-        model: str | None = typer.Option(
-            None,
-            "--model",
-            "-m",
-            help="Artifact (.onnx/.engine/.pt) or exported model name (NAME or NAME.VARIANT); "
-            "default: the shipped model, else the newest export in the workspace.",
-        ),
-        backend: str | None = typer.Option(
-            None, "--backend", help="onnxruntime, tensorrt or torch (default: from the artifact's file type)."
-        ),
-        providers: str = typer.Option("cpu", "--providers", help="ONNX Runtime providers: cpu or auto."),
-        threads: int | None = typer.Option(
-            None, "--threads", help="CPU threads for inference, shared by the workers (default: all cores)."
-        ),
-        workers: int | None = typer.Option(
-            None,
-            "--workers",
-            help="Inference workers on consecutive frames (default: 2 for files and a light model, up "
-            "to 64 MB, on ONNX Runtime CPU, for throughput; otherwise 1, and always 1 for live sources, "
-            "for latency).",
-        ),
-        device: str = typer.Option("cpu", "--device", help="Device for .pt checkpoints (cpu, cuda, auto)."),
-        camera: int | None = typer.Option(None, "--camera", help="Camera index (live)."),
-        video: Path | None = typer.Option(None, "--video", help="Video file (every frame processed)."),
-        images: str | None = typer.Option(None, "--images", help="Image folder or glob (every image)."),
-        url: str | None = typer.Option(None, "--url", help="rtsp:// or http:// stream (live)."),
-        gst: str | None = typer.Option(None, "--gst", help="GStreamer pipeline ending in appsink (live)."),
-        synthetic: bool = typer.Option(
-            False, "--synthetic", help="Generated street scenes with ground truth (the default source)."
-        ),
-        frames: int | None = typer.Option(
-            None,
-            "--frames",
-            "-n",
-            help=f"Stop after N captured frames (synthetic default: {DEFAULT_SYNTHETIC_FRAMES}).",
-        ),
-        loop: bool = typer.Option(False, "--loop", help="Repeat a video or image folder (soak, demos)."),
-        realtime: bool = typer.Option(
-            False, "--realtime", help="Replay a file at its frame rate like a camera (frames get dropped)."
-        ),
-        synthetic_size: str | None = typer.Option(
-            None, "--synthetic-size", help="HxW of synthetic frames (default: the model's input size)."
-        ),
-        labels: Path | None = typer.Option(
-            None, "--labels", help="Ground-truth masks paired by file stem (video frames: <stem>_000123)."
-        ),
-        show: bool = typer.Option(False, "--show", help="Show a window (needs a display)."),
-        save: Path | None = typer.Option(None, "--save", help="Write the annotated video (.mp4/.avi)."),
-        save_masks: Path | None = typer.Option(None, "--save-masks", help="Write class-id PNGs here."),
-        log: Path | None = typer.Option(None, "--log", help="Per-frame JSONL log."),
-        mode: str = typer.Option("overlay", "--mode", help="Visual mode: overlay, mask or side-by-side."),
-        alpha: float = typer.Option(0.5, "--alpha", help="Overlay opacity, 0..1."),
-        legend: bool = typer.Option(False, "--legend", help="Draw class names and colours."),
-        reconnect: bool = typer.Option(
-            False, "--reconnect", help="Reopen a live source that stops delivering (with backoff)."
-        ),
-        reconnect_timeout: float = typer.Option(
-            30.0, "--reconnect-timeout", help="Give up after this many seconds without frames."
-        ),
-        report: Path | None = typer.Option(None, "--report", help="Write the final report as JSON."),
-        workdir: Path | None = typer.Option(
-            None, "--workdir", help="Workspace (default: $EDGESEG_WORKDIR or ./edgeseg-work)."
-        ),
-        json_out: bool = typer.Option(False, "--json", help="Print the final report as JSON."),
-    ) -> None:
-        """Stream frames through a model: FPS, latency p50/p95/p99, dropped frames, live mIoU."""
-        from edgeseg.atomic import write_json
-        from edgeseg.console import print_json
-        from edgeseg.errors import EdgesegError
-        from edgeseg.runtime.draw import Renderer
-        from edgeseg.runtime.pipeline import Pipeline, Reconnect, share_cores_with
-        from edgeseg.runtime.segmenter import Segmenter
-        from edgeseg.runtime.sinks import JsonlSink, MaskSink, VideoSink, WindowSink
-        from edgeseg.runtime.sources import LabelLookup, open_source
-        from edgeseg.runtime.workers import plan_workers
-
-        if frames is not None and frames < 1:
-            raise EdgesegError("--frames must be at least 1")
-        if reconnect_timeout <= 0:
-            raise EdgesegError("--reconnect-timeout must be positive")
-        sources = [camera, video, images, url, gst]
-        if not synthetic and all(s is None for s in sources):
-            synthetic = True  # the default: a stream with ground truth
-        if synthetic and frames is None:
-            frames = DEFAULT_SYNTHETIC_FRAMES
-        if synthetic and labels is not None:
-            raise EdgesegError("--synthetic brings its own ground truth; --labels is for video/images")
-
-        artifact = resolve_model(model, backend, workdir)
-        plan = plan_workers(
-            workers,
-            threads=threads,
-            live=realtime or any(s is not None for s in (camera, url, gst)),
-            splits_threads=splits_threads(artifact, providers),
-            model_bytes=artifact.stat().st_size,
-        )
-        seg = Segmenter(artifact, **backend_options(artifact, providers, plan.threads, device))
-        try:
-            card = seg.card
-            from edgeseg.cli.options import parse_hw
-
-            size = parse_hw(synthetic_size) if synthetic_size else _synthetic_size(card)
-            source = open_source(
-                camera=camera,
-                video=video,
-                images=images,
-                url=url,
-                gst=gst,
-                synthetic=frames if synthetic else None,
-                loop=loop,
-                synthetic_size=size,
-            )
-            if synthetic:
-                _check_synthetic_classes(card.classes)
-            lookup = LabelLookup(labels, card.palette) if labels is not None else None
-            renderer = Renderer(card.palette, card.classes, mode=mode, alpha=alpha, legend=legend)
-            sinks: list[Any] = []
-            if show:
-                sinks.append(WindowSink(f"edgeseg: {artifact.name}"))
-            if save is not None:
-                sinks.append(VideoSink(save, fps=None))
-            if save_masks is not None:
-                sinks.append(MaskSink(save_masks))
-            if log is not None:
-                sinks.append(JsonlSink(log, card.classes))
-            pipe = Pipeline(
-                seg,
-                source,
-                sinks,
-                labels=lookup,
-                max_frames=frames,
-                reconnect=Reconnect(enabled=reconnect, timeout=reconnect_timeout),
-                renderer=renderer if any(s.needs_render for s in sinks) else None,
-                realtime=realtime,
-                workers=plan.workers,
-            )
-            share_cores_with(seg.backend)  # we own this process: no OpenCV pool beside a CPU backend
-            stats = _run_with_status(pipe, frames, quiet=json_out)
-            result = pipe.report()
-            result["artifact"] = str(artifact)
-            if lookup is not None:
-                result["labels"] = {"folder": str(labels), "matched": lookup.matched}
-                if lookup.matched == 0 and stats.processed:
-                    from edgeseg.console import warn
-
-                    warn(f"no frame name matched a label file in {labels}; no mIoU (see --labels help)")
-        finally:
-            seg.close()
-        if report is not None:
-            write_json(report, result)
-        if json_out:
-            print_json(result)
-        else:
-            print_report(result, card.classes)
-            if report is not None:
-                from edgeseg.console import console
-
-                console.print(f"report written to {report}")
-        if stats.interrupted:
-            raise typer.Exit(130)
-
-
-def resolve_model(spec: str | None, backend: str | None, workdir: Path | None) -> Path:
-    """--model: a file, an export name (NAME or NAME.VARIANT), or the shipped default / newest export."""
+def run_command(
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Artifact (.onnx/.engine/.pt) or exported model name (NAME or NAME.VARIANT); "
+        "default: the newest export in the workspace, else the shipped model.",
+    ),
+    card_file: Path | None = typer.Option(
+        None, "--card", help="Model card JSON for an artifact made elsewhere (edgeseg card writes one)."
+    ),
+    backend: str | None = typer.Option(
+        None, "--backend", help="onnxruntime, tensorrt or torch (default: from the artifact's file type)."
+    ),
+    providers: str = typer.Option("cpu", "--providers", help="ONNX Runtime providers: cpu or auto."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="CPU threads for inference, shared by the workers (default: all cores)."
+    ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        help="Inference workers on consecutive frames (default: 2 for files and a light model, up "
+        "to 64 MB, on ONNX Runtime CPU, for throughput; otherwise 1, and always 1 for live sources, "
+        "for latency).",
+    ),
+    device: str = typer.Option("cpu", "--device", help="Device for .pt checkpoints (cpu, cuda, auto)."),
+    camera: int | None = typer.Option(None, "--camera", help="Camera index (live)."),
+    video: Path | None = typer.Option(None, "--video", help="Video file (every frame processed)."),
+    images: str | None = typer.Option(None, "--images", help="Image folder or glob (every image)."),
+    url: str | None = typer.Option(None, "--url", help="rtsp:// or http:// stream (live)."),
+    gst: str | None = typer.Option(None, "--gst", help="GStreamer pipeline ending in appsink (live)."),
+    synthetic: bool = typer.Option(
+        False, "--synthetic", help="Generated street scenes with ground truth (the default source)."
+    ),
+    frames: int | None = typer.Option(
+        None,
+        "--frames",
+        "-n",
+        help=f"Stop after N captured frames (synthetic default: {DEFAULT_SYNTHETIC_FRAMES}).",
+    ),
+    loop: bool = typer.Option(False, "--loop", help="Repeat a video or image folder (soak, demos)."),
+    realtime: bool = typer.Option(
+        False, "--realtime", help="Replay a file at its frame rate like a camera (frames get dropped)."
+    ),
+    synthetic_size: str | None = typer.Option(
+        None, "--synthetic-size", help="HxW of synthetic frames (default: the model's input size)."
+    ),
+    labels: Path | None = typer.Option(
+        None, "--labels", help="Ground-truth masks paired by file stem (video frames: <stem>_000123)."
+    ),
+    show: bool = typer.Option(False, "--show", help="Show a window (needs a display)."),
+    save: Path | None = typer.Option(None, "--save", help="Write the annotated video (.mp4/.avi)."),
+    save_masks: Path | None = typer.Option(None, "--save-masks", help="Write class-id PNGs here."),
+    log: Path | None = typer.Option(None, "--log", help="Per-frame JSONL log."),
+    mode: str = typer.Option("overlay", "--mode", help="Visual mode: overlay, mask or side-by-side."),
+    alpha: float = typer.Option(0.5, "--alpha", help="Overlay opacity, 0..1."),
+    legend: bool = typer.Option(False, "--legend", help="Draw class names and colours."),
+    reconnect: bool = typer.Option(
+        False, "--reconnect", help="Reopen a live source that stops delivering (with backoff)."
+    ),
+    reconnect_timeout: float = typer.Option(
+        30.0, "--reconnect-timeout", help="Give up after this many seconds without frames."
+    ),
+    report: Path | None = typer.Option(None, "--report", help="Write the final report as JSON."),
+    workdir: Path | None = typer.Option(
+        None, "--workdir", help="Workspace (default: $EDGESEG_WORKDIR or ./edgeseg-work)."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the final report as JSON."),
+) -> None:
+    """Stream frames through a model: FPS, latency p50/p95/p99, dropped frames, live mIoU."""
     from edgeseg import workspace
-    from edgeseg.errors import EdgesegError
+    from edgeseg.artifacts import read_card
+    from edgeseg.atomic import write_json
+    from edgeseg.cli.options import parse_hw
+    from edgeseg.console import print_json, warn
+    from edgeseg.errors import EdgesegError, ExitCode
+    from edgeseg.runtime.backends import BackendOptions
+    from edgeseg.runtime.draw import Renderer
+    from edgeseg.runtime.launch import open_pipeline
+    from edgeseg.runtime.pipeline import Reconnect
+    from edgeseg.runtime.sinks import JsonlSink, MaskSink, Sink, VideoSink, WindowSink
+    from edgeseg.runtime.sources import LabelLookup, open_source
 
-    if backend is not None and backend not in _SUFFIXES:
-        raise EdgesegError(f"unknown --backend {backend!r}; choose one of {', '.join(_SUFFIXES)}")
+    if frames is not None and frames < 1:
+        raise EdgesegError("--frames must be at least 1")
+    if reconnect_timeout <= 0:
+        raise EdgesegError("--reconnect-timeout must be positive")
+    sources = [camera, video, images, url, gst]
+    if not synthetic and all(s is None for s in sources):
+        synthetic = True  # the default: a stream with ground truth
+    if synthetic and frames is None:
+        frames = DEFAULT_SYNTHETIC_FRAMES
+    if synthetic and labels is not None:
+        raise EdgesegError("--synthetic brings its own ground truth; --labels is for video/images")
+
     root = workspace.workdir(workdir)
-    wanted = _SUFFIXES[backend] if backend else None
-    if spec is None:
-        path = _default_model(root, backend)
+    artifact = workspace.find_artifact(model, root, backend=backend)
+    card = read_card(artifact, card_file)
+    size = parse_hw(synthetic_size) if synthetic_size else _synthetic_size(card)
+    if synthetic:
+        _check_synthetic_classes(card.classes)
+    source = open_source(
+        camera=camera,
+        video=video,
+        images=images,
+        url=url,
+        gst=gst,
+        synthetic=frames if synthetic else None,
+        loop=loop,
+        synthetic_size=size,
+    )
+    lookup = LabelLookup(labels, card.palette) if labels is not None else None
+    sinks: list[Sink] = []
+    if show:
+        sinks.append(WindowSink(f"edgeseg: {artifact.name}"))
+    if save is not None:
+        sinks.append(VideoSink(save, fps=None))
+    if save_masks is not None:
+        sinks.append(MaskSink(save_masks))
+    if log is not None:
+        sinks.append(JsonlSink(log, card.classes))
+    renderer = Renderer(card.palette, card.classes, mode=mode, alpha=alpha, legend=legend)
+    pipe = open_pipeline(
+        artifact,
+        source,
+        sinks,
+        workers=workers,
+        options=BackendOptions(providers=providers, threads=threads, device=device, card=card),
+        own_process=True,  # no OpenCV pool beside a CPU backend
+        labels=lookup,
+        max_frames=frames,
+        reconnect=Reconnect(enabled=reconnect, timeout=reconnect_timeout),
+        renderer=renderer if any(s.needs_render for s in sinks) else None,
+        realtime=realtime,
+    )
+    stats = _run_with_status(pipe, frames, quiet=json_out)
+    result = pipe.report()
+    result["artifact"] = str(artifact)
+    if lookup is not None:
+        result["labels"] = {"folder": str(labels), "matched": lookup.matched}
+        if lookup.matched == 0 and stats.processed:
+            warn(f"no frame name matched a label file in {labels}; no mIoU (see --labels help)")
+    if report is not None:
+        write_json(report, result)
+    if json_out:
+        print_json(result)
     else:
-        path = Path(spec)
-        if not path.is_file():  # a folder called like the model (e.g. the export dir) is not the model
-            path = _named_artifact(root, spec, backend)
-    if wanted and path.suffix.lower() not in wanted:
-        raise EdgesegError(f"--backend {backend} runs {'/'.join(wanted)} files, not {path.name}")
-    return path
+        print_report(result, card.classes)
+        if report is not None:
+            from edgeseg.console import console
 
-
-def _default_model(root: Path, backend: str | None) -> Path:
-    from edgeseg import workspace
-    from edgeseg.errors import EdgesegError
-
-    if backend in (None, "onnxruntime"):
-        try:
-            from edgeseg.defaults import default_model_path
-
-            return default_model_path("onnx")
-        except (ImportError, EdgesegError):
-            pass
-        newest = workspace.newest_export(root)
-        if newest is not None:
-            return newest
-    elif backend == "torch":
-        from edgeseg.defaults import default_model_path
-
-        return default_model_path("pt")
-    raise EdgesegError(
-        f"no model to run: the shipped default is missing and {root} has no export; "
-        "pass --model FILE or run `edgeseg export MODEL` first"
-    )
-
-
-def _named_artifact(root: Path, spec: str, backend: str | None) -> Path:
-    from edgeseg import workspace
-    from edgeseg.errors import EdgesegError
-
-    name = spec.split(".", 1)[0]
-    folder = workspace.export_dir(root, name)
-    suffixes = _SUFFIXES[backend] if backend else (".onnx", ".engine", ".plan")
-    if "/" not in spec and folder.is_dir():
-        for suffix in suffixes:
-            candidate = folder / f"{spec}{suffix}"
-            if candidate.is_file():
-                return candidate
-        if "." not in spec and backend == "tensorrt":
-            engines = sorted(folder.glob(f"{name}*.engine"), key=lambda p: p.stat().st_mtime)
-            if engines:
-                return engines[-1]
-    if "." not in spec and "/" not in spec and backend in (None, "torch"):
-        ckpt = workspace.newest_checkpoint(root, name)  # trained, not exported: the PyTorch reference
-        if ckpt is not None:
-            return ckpt
-    raise EdgesegError(
-        f"no file {spec!r} and no export named {spec!r} in {root}; "
-        f"pass a .onnx/.engine/.pt path or run `edgeseg export {name}` first"
-    )
-
-
-def splits_threads(path: Path, providers: str) -> bool:
-    """Whether the artifact runs where per-worker CPU thread counts apply (ONNX Runtime on the CPU)."""
-    if path.suffix.lower() != ".onnx":
-        return False
-    from edgeseg.runtime.backends.onnxruntime import resolve_providers
-
-    return resolve_providers(providers)[0] == "CPUExecutionProvider"
-
-
-def backend_options(path: Path, providers: str, threads: int | None, device: str) -> dict[str, Any]:
-    suffix = path.suffix.lower()
-    opts: dict[str, Any] = {"threads": threads} if threads else {}
-    if suffix == ".onnx":
-        opts["providers"] = providers
-    elif suffix in (".pt", ".pth"):
-        opts["device"] = device
-    return opts
+            console.print(f"report written to {report}")
+    if stats.interrupted:
+        raise typer.Exit(ExitCode.INTERRUPTED)
 
 
 def _synthetic_size(card: Any) -> tuple[int, int]:
@@ -384,3 +281,7 @@ def print_report(report: dict[str, Any], classes: list[str]) -> None:
     if metrics:
         iou = metrics["per_class_iou"]
         console.print(table("per-class IoU", ["class", "IoU"], [[c, iou.get(c)] for c in classes]))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_command)

@@ -26,89 +26,86 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("train")
-    def train_cmd(
-        model: str = typer.Argument(..., help="Model name from `edgeseg models` (e.g. fcn8s)."),
-        data: str = typer.Option(
-            ..., "--data", "-d", help="Dataset: folder (plain/VOC/Cityscapes) or synth:N."
-        ),
-        val_data: str | None = typer.Option(
-            None, "--val-data", help="Validation data (default: held-out split)."
-        ),
-        epochs: int | None = typer.Option(None, "--epochs", "-e", help="Epochs (default: 30)."),
-        batch_size: int | None = typer.Option(None, "--batch-size", "-b", help="Batch size per process [8]."),
-        lr: float | None = typer.Option(
-            None, "--lr", help="Peak learning rate (default: sgd 0.01, adamw 1e-3)."
-        ),
-        optimizer: str | None = typer.Option(None, "--optimizer", help="sgd or adamw (default: sgd)."),
-        schedule: str | None = typer.Option(None, "--schedule", help="poly or cosine (default: poly)."),
-        warmup: int | None = typer.Option(None, "--warmup", help="Linear warm-up iterations [0]."),
-        weight_decay: float | None = typer.Option(
-            None, "--weight-decay", help="Weight decay (default: sgd 1e-4, adamw 1e-2)."
-        ),
-        height: int | None = typer.Option(
-            None, "--height", help="Input/crop height recorded in the card [192]."
-        ),
-        width: int | None = typer.Option(
-            None, "--width", help="Input/crop width recorded in the card [384]."
-        ),
-        crop: str | None = typer.Option(
-            None,
-            "--crop",
-            help="Random training crops HxW from the input-size image (default: the input size).",
-        ),
-        backbone: str | None = typer.Option(None, "--backbone", help="Backbone (see `edgeseg models`)."),
-        option: list[str] | None = typer.Option(None, "--option", "-o", help="Model option key=value."),
-        weights: str | None = typer.Option(None, "--weights", help="Initial weights for the model/backbone."),
-        no_augment: bool = typer.Option(False, "--no-augment", help="No random scale/crop/flip/colour."),
-        seed: int | None = typer.Option(None, "--seed", help="Random seed [0]."),
-        workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
-        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
-        no_amp: bool = typer.Option(False, "--no-amp", help="Disable mixed precision on CUDA."),
-        threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
-        val_limit: int | None = typer.Option(
-            None, "--val-limit", help="Validate on the first N images only."
-        ),
-        resume: str | None = typer.Option(
-            None, "--resume", help="Checkpoint/run dir to continue, or 'auto'."
-        ),
-        workdir: Path | None = typer.Option(
-            None, "--workdir", help="Workspace (default: $EDGESEG_WORKDIR or ./edgeseg-work)."
-        ),
-        json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
-    ) -> None:
-        """Train MODEL on --data; best/last checkpoints go to <workdir>/train/MODEL/<run>/."""
-        from edgeseg.lazy import require
+def train_command(
+    model: str = typer.Argument(..., help="Model name from `edgeseg models` (e.g. fcn8s)."),
+    data: str = typer.Option(..., "--data", "-d", help="Dataset: folder (plain/VOC/Cityscapes) or synth:N."),
+    val_data: str | None = typer.Option(
+        None, "--val-data", help="Validation data (default: held-out split)."
+    ),
+    epochs: int | None = typer.Option(None, "--epochs", "-e", help="Epochs (default: 30)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b", help="Batch size per process [8]."),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (default: sgd 0.01, adamw 1e-3)."),
+    optimizer: str | None = typer.Option(None, "--optimizer", help="sgd or adamw (default: sgd)."),
+    schedule: str | None = typer.Option(None, "--schedule", help="poly or cosine (default: poly)."),
+    warmup: int | None = typer.Option(None, "--warmup", help="Linear warm-up iterations [0]."),
+    weight_decay: float | None = typer.Option(
+        None, "--weight-decay", help="Weight decay (default: sgd 1e-4, adamw 1e-2)."
+    ),
+    height: int | None = typer.Option(None, "--height", help="Input/crop height recorded in the card [192]."),
+    width: int | None = typer.Option(None, "--width", help="Input/crop width recorded in the card [384]."),
+    crop: str | None = typer.Option(
+        None,
+        "--crop",
+        help="Random training crops HxW from the input-size image (default: the input size).",
+    ),
+    backbone: str | None = typer.Option(None, "--backbone", help="Backbone (see `edgeseg models`)."),
+    option: list[str] | None = typer.Option(None, "--option", "-o", help="Model option key=value."),
+    weights: str | None = typer.Option(None, "--weights", help="Initial weights for the model/backbone."),
+    no_augment: bool = typer.Option(False, "--no-augment", help="No random scale/crop/flip/colour."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed [0]."),
+    workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
+    no_amp: bool = typer.Option(False, "--no-amp", help="Disable mixed precision on CUDA."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
+    val_limit: int | None = typer.Option(None, "--val-limit", help="Validate on the first N images only."),
+    resume: str | None = typer.Option(None, "--resume", help="Checkpoint/run dir to continue, or 'auto'."),
+    workdir: Path | None = typer.Option(
+        None, "--workdir", help="Workspace (default: $EDGESEG_WORKDIR or ./edgeseg-work)."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
+) -> None:
+    """Train MODEL on --data; best/last checkpoints go to <workdir>/train/MODEL/<run>/."""
+    from edgeseg.lazy import require
 
-        torch = require("torch")
-        from edgeseg import workspace
-        from edgeseg.cli.options import parse_hw
-        from edgeseg.training import TrainConfig, config_for_resume, find_resume, train
+    torch = require("torch")
+    from edgeseg import workspace
+    from edgeseg.cli.options import parse_hw
+    from edgeseg.cli.progress import progress_bars
+    from edgeseg.training import TrainConfig, config_for_resume, find_resume, train
 
-        if threads:
-            torch.set_num_threads(threads)
-        kwargs = parse_options(option)
-        if backbone:
-            kwargs["backbone"] = backbone
-        given = {
-            "model": model, "data": data, "val_data": val_data, "epochs": epochs, "batch_size": batch_size,
-            "lr": lr, "optimizer": optimizer, "schedule": schedule, "warmup_iters": warmup,
-            "weight_decay": weight_decay, "height": height, "width": width, "seed": seed,
-            "crop": parse_hw(crop) if crop else None,
-            "model_kwargs": kwargs or None, "weights": weights, "augment": False if no_augment else None,
-            "workers": workers, "device": device, "amp": not no_amp, "val_limit": val_limit,
-        }  # fmt: skip
-        if resume:
-            resume_path = find_resume(resume, workspace.workdir(workdir), model)
-            cfg = config_for_resume(resume_path, given)
-        else:
-            resume_path = None
-            cfg = TrainConfig(**{k: v for k, v in given.items() if v is not None})
-        result = train(cfg, workdir=workdir, resume=resume_path, progress=not json_out)
-        if not result.is_main:
-            return
-        _report(result, json_out)
+    if threads:
+        torch.set_num_threads(threads)
+    kwargs = parse_options(option)
+    if backbone:
+        kwargs["backbone"] = backbone
+    given = {
+        "model": model, "data": data, "val_data": val_data, "epochs": epochs, "batch_size": batch_size,
+        "lr": lr, "optimizer": optimizer, "schedule": schedule, "warmup_iters": warmup,
+        "weight_decay": weight_decay, "height": height, "width": width, "seed": seed,
+        "crop": parse_hw(crop) if crop else None,
+        "model_kwargs": kwargs or None, "weights": weights, "augment": False if no_augment else None,
+        "workers": workers, "device": device, "amp": not no_amp, "val_limit": val_limit,
+    }  # fmt: skip
+    if resume:
+        resume_path = find_resume(resume, workspace.workdir(workdir), model)
+        cfg = config_for_resume(resume_path, given)
+    else:
+        resume_path = None
+        cfg = TrainConfig(**{k: v for k, v in given.items() if v is not None})
+    with progress_bars(enabled=not json_out) as progress:
+        result = train(cfg, workdir=workdir, resume=resume_path, progress=progress, log=_log(json_out))
+    if not result.is_main:
+        return
+    _report(result, json_out)
+
+
+def _log(quiet: bool) -> Any:
+    """One line per epoch on stderr (the per-step bar is the progress callback's)."""
+    if quiet:
+        return None
+    from edgeseg.console import err_console
+
+    return lambda line: err_console.print(line, highlight=False)
 
 
 def _report(result: Any, json_out: bool) -> None:
@@ -132,3 +129,7 @@ def _report(result: Any, json_out: bool) -> None:
             names = ", ".join(result.classes[i] for i in metrics.absent)
             console.print(f"absent from validation data (excluded from mIoU): {names}")
     console.print(f"best: {result.best}\nlast: {result.last}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)

@@ -10,6 +10,7 @@ a resumed run replays the uninterrupted one from the next epoch boundary.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from edgeseg.card import IGNORE_INDEX, ModelCard
 from edgeseg.errors import EdgesegError
 from edgeseg.lazy import require
 from edgeseg.metrics import SegMetrics, metrics_from_confusion
+from edgeseg.progress import Progress
 from edgeseg.training import distributed
 from edgeseg.training.config import TrainConfig
 from edgeseg.training.data import TRAIN_AUGMENT
@@ -150,23 +152,6 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(s)
 
 
-def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from edgeseg.console import err_console
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}  {task.fields[ips]:.2f} it/s"),
-        TimeRemainingColumn(),
-        console=err_console,
-        disable=not enabled,
-        transient=False,
-    )
-
-
 def validate(
     model: Any, card: ModelCard, dataset: Any, dist: distributed.DistInfo, limit: int | None
 ) -> SegMetrics:
@@ -177,7 +162,7 @@ def validate(
 
     n = min(limit, len(dataset)) if limit else len(dataset)
     indices = range(dist.rank, n, dist.world_size)
-    cm = confusion(TorchBackend.from_model(model, card), dataset, indices=indices, progress=False)
+    cm = confusion(TorchBackend.from_model(model, card), dataset, indices=indices)
     total = distributed.all_sum(dist, torch.from_numpy(cm.matrix.copy()))
     return metrics_from_confusion(total.numpy())
 
@@ -189,13 +174,13 @@ def train(
     resume: str | Path | None = None,
     train_set: Any = None,
     val_set: Any = None,
-    progress: bool = True,
+    progress: Progress | None = None,
     log: Any = None,
     on_epoch: Any = None,
 ) -> TrainResult:
     """Train `cfg.model` on `cfg.data`; returns where the checkpoints went and the validation metrics.
 
-    `log(str)` receives one line per epoch on rank 0 (default: the stderr console when `progress`);
+    `progress` gets each step (rank 0); `log(str)` receives one line per epoch on rank 0;
     `on_epoch(row)` is called on every rank after each epoch's checkpoints are written.
     """
     torch = require("torch")
@@ -206,11 +191,8 @@ def train(
     dist = distributed.from_env()
     device = distributed.setup(dist, resolve_device(cfg.device))
     root = workspace.workdir(workdir)
-    if log is None and progress and dist.is_main:
-        from edgeseg.console import err_console
-
-        def log(line: str) -> None:
-            err_console.print(line, highlight=False)
+    if not dist.is_main:
+        progress = log = None
 
     try:
         resume_path = find_resume(resume, root, cfg.model) if resume else None
@@ -290,98 +272,91 @@ def train(
         metrics: SegMetrics | None = None
         best_metrics: SegMetrics | None = None
 
-        log_every = max(1, iters // 10)
-        with _progress(progress and dist.is_main) as bar:
-            for epoch in range(start_epoch, cfg.epochs):
-                epoch_seed = (cfg.seed * 1_000_003 + epoch) * 64 + dist.rank
-                _seed_all(epoch_seed)
-                tset.reseed(epoch_seed)
-                sampler.set_epoch(epoch)
-                net.train()
-                task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=iters, loss=0.0, lr=0.0, ips=0.0)
-                loss_sum, seen, lr = 0.0, 0, optimizer.param_groups[0]["lr"]
-                for x, y in loader:
-                    x = x.to(device, non_blocking=True)
-                    y = y.to(device, non_blocking=True)
-                    with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
-                        out = net(x)
-                        if isinstance(out, dict):
-                            out = out["out"]
-                        loss = criterion(out.float(), y)
-                    if not torch.isfinite(loss):
-                        raise EdgesegError(
-                            f"loss became {loss.item()} at epoch {epoch + 1}; lower --lr or check the labels"
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                    lr = optimizer.param_groups[0]["lr"]
-                    scheduler.step()
-                    loss_sum += float(loss.item())
-                    seen += 1
-                    speed = bar.tasks[-1].speed if bar.tasks else None
-                    bar.update(task, advance=1, loss=loss_sum / seen, lr=lr, ips=speed or 0.0)
-                    if log and not bar.console.is_terminal and (seen % log_every == 0 or seen == iters):
-                        # redirected output (nohup, CI): rich draws no live bar, so print a line
-                        log(
-                            f"epoch {epoch + 1} step {seen}/{iters}  loss {loss_sum / seen:.4f}  lr {lr:.2e}  "
-                            f"{(speed or 0.0):.3f} it/s"
-                        )
-
-                distributed.sync_buffers(dist, model)  # BN running stats: rank 0's, on every rank
-                metrics = validate(model, card, val_set, dist, cfg.val_limit)
-                improved = metrics.miou > best_miou
-                if improved:
-                    best_miou, best_epoch, best_metrics = float(metrics.miou), epoch + 1, metrics
-                row = {
-                    "epoch": epoch + 1,
-                    "loss": loss_sum / max(1, seen),
-                    "lr": lr,  # the rate of the epoch's last step
-                    "val_miou": metrics.miou,
-                    "val_pixel_accuracy": metrics.pixel_accuracy,
-                }
-                history.append(row)
-                if dist.is_main:
-                    train_state = {
-                        "config": cfg.to_dict(),
-                        "epoch": epoch + 1,
-                        "iters_per_epoch": iters,
-                        "global_step": (epoch + 1) * iters,
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "scaler": scaler.state_dict() if use_amp else {},
-                        "best_miou": best_miou,
-                        "best_epoch": best_epoch,
-                        "history": history,
-                        "world_size": dist.world_size,
-                    }
-                    summary = {"epoch": epoch + 1, **metrics.to_dict(card.classes)}
-                    data_hash = _listing_hash(train_set)
-                    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-                    save_checkpoint(
-                        last_path, state, card, train_state=train_state, metrics=summary, data_hash=data_hash
+        for epoch in range(start_epoch, cfg.epochs):
+            epoch_seed = (cfg.seed * 1_000_003 + epoch) * 64 + dist.rank
+            _seed_all(epoch_seed)
+            tset.reseed(epoch_seed)
+            sampler.set_epoch(epoch)
+            net.train()
+            what = f"epoch {epoch + 1}/{cfg.epochs}"
+            loss_sum, seen, lr, started = 0.0, 0, optimizer.param_groups[0]["lr"], time.perf_counter()
+            for x, y in loader:
+                x = x.to(device, non_blocking=True)
+                y = y.to(device, non_blocking=True)
+                with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
+                    out = net(x)
+                    if isinstance(out, dict):
+                        out = out["out"]
+                    loss = criterion(out.float(), y)
+                if not torch.isfinite(loss):
+                    raise EdgesegError(
+                        f"loss became {loss.item()} at epoch {epoch + 1}; lower --lr or check the labels"
                     )
-                    if improved:
-                        save_checkpoint(
-                            best_path,
-                            state,
-                            card,
-                            train_state=train_state,
-                            metrics=summary,
-                            data_hash=data_hash,
-                        )
-                    from edgeseg.atomic import write_json
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                lr = optimizer.param_groups[0]["lr"]
+                scheduler.step()
+                loss_sum += float(loss.item())
+                seen += 1
+                if progress:
+                    ips = seen / max(time.perf_counter() - started, 1e-9)
+                    progress(what, seen, iters, f"loss {loss_sum / seen:.4f}  lr {lr:.2e}  {ips:.2f} it/s")
 
-                    write_json(run_dir / "history.json", {"config": cfg.to_dict(), "history": history})
-                    if log:
-                        log(
-                            f"epoch {epoch + 1}/{cfg.epochs}  loss {row['loss']:.4f}  val mIoU {metrics.miou:.4f}"
-                            f"  pixel acc {metrics.pixel_accuracy:.4f}{'  (best)' if improved else ''}"
-                        )
-                distributed.barrier(dist)
-                if on_epoch is not None:
-                    on_epoch(row)
+            distributed.sync_buffers(dist, model)  # BN running stats: rank 0's, on every rank
+            metrics = validate(model, card, val_set, dist, cfg.val_limit)
+            improved = metrics.miou > best_miou
+            if improved:
+                best_miou, best_epoch, best_metrics = float(metrics.miou), epoch + 1, metrics
+            row = {
+                "epoch": epoch + 1,
+                "loss": loss_sum / max(1, seen),
+                "lr": lr,  # the rate of the epoch's last step
+                "val_miou": metrics.miou,
+                "val_pixel_accuracy": metrics.pixel_accuracy,
+            }
+            history.append(row)
+            if dist.is_main:
+                train_state = {
+                    "config": cfg.to_dict(),
+                    "epoch": epoch + 1,
+                    "iters_per_epoch": iters,
+                    "global_step": (epoch + 1) * iters,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict() if use_amp else {},
+                    "best_miou": best_miou,
+                    "best_epoch": best_epoch,
+                    "history": history,
+                    "world_size": dist.world_size,
+                }
+                summary = {"epoch": epoch + 1, **metrics.to_dict(card.classes)}
+                data_hash = _listing_hash(train_set)
+                state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+                save_checkpoint(
+                    last_path, state, card, train_state=train_state, metrics=summary, data_hash=data_hash
+                )
+                if improved:
+                    save_checkpoint(
+                        best_path,
+                        state,
+                        card,
+                        train_state=train_state,
+                        metrics=summary,
+                        data_hash=data_hash,
+                    )
+                from edgeseg.atomic import write_json
+
+                write_json(run_dir / "history.json", {"config": cfg.to_dict(), "history": history})
+                if log:
+                    log(
+                        f"epoch {epoch + 1}/{cfg.epochs}  loss {row['loss']:.4f}  val mIoU {metrics.miou:.4f}"
+                        f"  pixel acc {metrics.pixel_accuracy:.4f}{'  (best)' if improved else ''}"
+                    )
+            distributed.barrier(dist)
+            if on_epoch is not None:
+                on_epoch(row)
         return TrainResult(
             run_dir=run_dir,
             best=best_path if best_path.is_file() else None,

@@ -1,13 +1,53 @@
-"""The interface every inference backend implements (Polygraphy-style runners: one shape, many engines)."""
+"""The contract every inference backend implements (Polygraphy-style runners: one shape, many engines),
+and the loader that opens one later, once per worker thread.
+
+A backend is driven by one thread at a time. The streaming pipeline calls, on each inference thread:
+
+    backend.activate()                 # bind per-thread state (a CUDA context); no-op by default
+    backend.submit(batch) ...          # up to `max_in_flight` batches queued (double buffering)
+    out = backend.result()             # the oldest submitted batch's output
+    backend.deactivate()
+
+`run(batch)` is the plain synchronous call (`submit` + `result` for one batch). A second worker gets
+its own backend from `spawn()`; backends that can share their weights (one TensorRT engine, several
+execution contexts) override it.
+"""
 
 from __future__ import annotations
 
 import abc
+import dataclasses
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
 from edgeseg.card import ModelCard
+from edgeseg.errors import EdgesegError
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """How to open an artifact. Each backend takes the fields it names in `Backend.OPTIONS`."""
+
+    providers: str | list[str] | None = "cpu"  # ONNX Runtime: cpu, auto, or provider names
+    threads: int | None = None  # CPU backends: intra-op threads (None: the library's default)
+    device: str | None = "cpu"  # PyTorch: cpu, cuda, cuda:N, auto
+    cuda: str | None = None  # TensorRT: CUDA binding (cuda-python or pycuda; None: the first found)
+    card: ModelCard | None = None  # overrides the card the artifact carries (files made elsewhere)
+
+    def replace(self, **changes: Any) -> BackendOptions:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict[str, Any]) -> BackendOptions:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise EdgesegError(f"unknown backend option(s) {unknown}; choose from {', '.join(sorted(known))}")
+        return cls(**kwargs)
 
 
 class Backend(abc.ABC):
@@ -18,13 +58,54 @@ class Backend(abc.ABC):
     """
 
     name: str = "backend"
+    OPTIONS: ClassVar[tuple[str, ...]] = ()  # the BackendOptions fields this backend takes
+    max_in_flight: int = 1  # batches `submit` accepts before `result` must be called
     path: Path
     card: ModelCard
+    options: BackendOptions = BackendOptions()
 
+    # --- per-thread binding ------------------------------------------------------------------------
+    def activate(self) -> None:  # noqa: B027 - optional hook
+        """Bind per-thread state (a CUDA context) to the calling thread, before it submits work."""
+
+    def deactivate(self) -> None:  # noqa: B027 - optional hook
+        """Undo `activate` on the calling thread."""
+
+    # --- inference ---------------------------------------------------------------------------------
     @abc.abstractmethod
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """Infer one NCHW float32 batch (contiguous)."""
+        """Infer one NCHW float32 batch (contiguous) and wait for its output."""
 
+    def submit(self, batch: np.ndarray) -> None:
+        """Queue `batch`; synchronous backends run it now and keep the output for `result()`."""
+        if len(self._outputs) >= self.max_in_flight:
+            raise EdgesegError(f"{self.max_in_flight} batch(es) already in flight; call result() first")
+        self._outputs.append(self.run(batch))
+
+    def result(self) -> np.ndarray:
+        """The output of the oldest submitted batch."""
+        if not self._outputs:
+            raise EdgesegError("result() called with nothing submitted")
+        return self._outputs.popleft()
+
+    @property
+    def _outputs(self) -> deque[np.ndarray]:
+        outputs = self.__dict__.get("_sync_outputs")
+        if outputs is None:
+            outputs = self.__dict__["_sync_outputs"] = deque()
+        return outputs
+
+    # --- more workers ------------------------------------------------------------------------------
+    @property
+    def loader(self) -> BackendLoader:
+        """How to open this backend again (same artifact, same options)."""
+        return BackendLoader(self.path, self.options)
+
+    def spawn(self) -> Backend:
+        """Another backend on the same artifact for another inference thread."""
+        return self.loader()
+
+    # --- housekeeping ------------------------------------------------------------------------------
     @property
     def computes_on_cpu(self) -> bool:
         """True when inference itself keeps the CPU cores busy (the pipeline then keeps OpenCV to one
@@ -43,3 +124,22 @@ class Backend(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class BackendLoader:
+    """A backend not opened yet: the artifact and its options, opened when called (once per worker)."""
+
+    artifact: Path
+    options: BackendOptions = BackendOptions()
+
+    def __call__(self) -> Backend:
+        from edgeseg.runtime.backends import backend_class
+
+        path = Path(self.artifact)
+        if not path.exists():
+            raise EdgesegError(f"artifact not found: {path}")
+        if path.is_dir():
+            raise EdgesegError(f"expected a model file (.onnx, .engine, .pt), got a directory: {path}")
+        cls = backend_class(path)
+        return cls(path, **{name: getattr(self.options, name) for name in cls.OPTIONS})

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseg.artifacts import card_from_metadata
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
-from edgeseg.runtime.backends.base import Backend
+from edgeseg.runtime.backends.base import Backend, BackendOptions
 
 _PREFERRED_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
@@ -30,18 +31,9 @@ def resolve_providers(requested: str | list[str] | None) -> list[str]:
     return wanted
 
 
-def load_card_for(path: Path, metadata: dict[str, str]) -> ModelCard:
-    """The card from the model's metadata, else a `<stem>.card.json` beside it."""
-    if any(k.startswith("edgeseg.") for k in metadata):
-        return ModelCard.from_metadata_props(metadata)
-    sidecar = path.with_suffix(".card.json")
-    if sidecar.is_file():
-        return ModelCard.load_json(sidecar)
-    return ModelCard.from_metadata_props(metadata)  # raises the explanatory error
-
-
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    OPTIONS = ("providers", "threads", "card")
 
     def __init__(
         self,
@@ -54,6 +46,7 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
 
         self.path = Path(path)
+        self.options = BackendOptions(providers=providers, threads=threads, card=card)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
@@ -67,7 +60,7 @@ class OnnxRuntimeBackend(Backend):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EdgesegError(f"cannot load ONNX model {self.path}: {first}") from None
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.card = card or load_card_for(self.path, meta)
+        self.card = card or card_from_metadata(self.path, meta)
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise EdgesegError(f"{self.path.name} has {len(inputs)} inputs; edgeseg models take one image")

@@ -15,7 +15,6 @@ keeps two frames in flight; `run(batch)` is the plain synchronous call.
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -24,33 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg.artifacts import load_sidecar, sidecar_path
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
 from edgeseg.lazy import require
-from edgeseg.runtime.backends.base import Backend
+from edgeseg.runtime.backends.base import Backend, BackendOptions
 from edgeseg.runtime.cuda_mem import CudaMemory, DeviceBuffer, HostBuffer, open_cuda
 
 SLOTS = 2
-
-
-def sidecar_path(engine_file: Path) -> Path:
-    """`model.fp16.engine` -> `model.fp16.engine.json` (never clashes with an ONNX variant's card.json)."""
-    return engine_file.with_name(engine_file.name + ".json")
-
-
-def load_sidecar(engine: Path) -> dict[str, Any] | None:
-    path = sidecar_path(engine)
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EdgesegError(f"engine sidecar {path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or "card" not in data:
-        raise EdgesegError(
-            f"engine sidecar {path} has no model card; rebuild with `edgeseg build --target tensorrt`"
-        )
-    return data
 
 
 def check_compatible(
@@ -88,6 +68,8 @@ class _Slot:
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
+    OPTIONS = ("card", "cuda")
+    max_in_flight = SLOTS
 
     def __init__(
         self,
@@ -96,9 +78,9 @@ class TensorRTBackend(Backend):
         card: ModelCard | None = None,
         cuda: str | CudaMemory | None = None,
         check_compat: bool = True,
-        threads: int | None = None,  # noqa: ARG002 - accepted for CLI symmetry; inference runs on the GPU
     ) -> None:
         self.path = Path(path)
+        self.options = BackendOptions(card=card, cuda=cuda if isinstance(cuda, str) else None)
         self.trt = require("tensorrt", purpose="running TensorRT engines")
         self.info = load_sidecar(self.path)
         if self.info is None and card is None:
@@ -259,12 +241,12 @@ class TensorRTBackend(Backend):
             yield self.result()
 
     # ------------------------------------------------------------------ threads
-    def thread_enter(self) -> None:
+    def activate(self) -> None:
         """Called by the streaming pipeline on its inference thread: bind the CUDA context there."""
-        self.mem.thread_enter()
+        self.mem.activate()
 
-    def thread_exit(self) -> None:
-        self.mem.thread_exit()
+    def deactivate(self) -> None:
+        self.mem.deactivate()
 
     # ------------------------------------------------------------------ housekeeping
     @property

@@ -15,7 +15,7 @@ import numpy as np
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
 from edgeseg.lazy import require
-from edgeseg.runtime.backends.base import Backend
+from edgeseg.runtime.backends.base import Backend, BackendOptions
 
 
 def resolve_device(device: str | None) -> str:
@@ -34,6 +34,7 @@ class TorchBackend(Backend):
     """Eager PyTorch inference on a checkpoint (or on an in-memory model, see `from_model`)."""
 
     name = "torch"
+    OPTIONS = ("device", "threads", "card")
 
     def __init__(
         self,
@@ -42,7 +43,6 @@ class TorchBackend(Backend):
         device: str | None = "cpu",
         threads: int | None = None,
         card: ModelCard | None = None,
-        **_ignored: Any,
     ) -> None:
         torch = require("torch")
         from edgeseg.checkpoint import model_from_checkpoint
@@ -50,6 +50,7 @@ class TorchBackend(Backend):
         if threads:
             torch.set_num_threads(int(threads))
         self.path = Path(path)
+        self.options = BackendOptions(device=device, threads=threads, card=card)
         model, ckpt_card = model_from_checkpoint(self.path)
         self._setup(model, card or ckpt_card, device)
 
@@ -60,6 +61,13 @@ class TorchBackend(Backend):
         self.path = Path(f"<in-memory {card.model}>")
         self._setup(model, card, device)
         return self
+
+    def spawn(self) -> Backend:
+        if not self.path.is_file():
+            raise EdgesegError(
+                "an in-memory PyTorch model serves one inference worker; save a checkpoint for more"
+            )
+        return super().spawn()
 
     def _setup(self, model: Any, card: ModelCard, device: str | None) -> None:
         torch = require("torch")

@@ -1,0 +1,80 @@
+"""The one place that draws progress. Library functions report `(what, done, total)` to a callback;
+the CLI turns that into rich progress bars in a terminal, and into a few plain lines elsewhere (CI logs,
+`| tee`, `make demo`), where redrawn bars would be dumped as clutter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from edgeseg.progress import Progress
+
+PLAIN_INTERVAL_S = 10.0  # plain output: a phase's start, its end, and a line at most this often between
+
+
+@contextlib.contextmanager
+def progress_bars(enabled: bool = True) -> Iterator[Progress]:
+    """A progress callback for the duration of the block (a no-op when not `enabled`)."""
+    from edgeseg.console import err_console
+
+    if not enabled:
+        yield _ignore
+    elif err_console.is_terminal:
+        with _rich_bars(err_console) as report:
+            yield report
+    else:
+        yield _PlainLines(err_console)
+
+
+def _ignore(what: str, done: int, total: int, detail: str = "") -> None:
+    return None
+
+
+@contextlib.contextmanager
+def _rich_bars(console: Any) -> Iterator[Progress]:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = [
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=console, transient=True) as bars:
+        tasks: dict[str, Any] = {}
+
+        def report(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bars.add_task(what, total=total or None)
+            bars.update(tasks[what], completed=done, total=total or None)
+
+        yield report
+
+
+class _PlainLines:
+    """`what: done/total` lines: when a phase starts, when it ends, and now and then in between."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+        self.last: dict[str, float] = {}
+
+    def __call__(self, what: str, done: int, total: int, detail: str = "") -> None:
+        now = time.monotonic()
+        first = what not in self.last
+        finished = total > 0 and done >= total
+        if first or finished or now - self.last[what] >= PLAIN_INTERVAL_S:
+            self.last[what] = now
+            count = f" {done}/{total}" if total else ""
+            line = f"{what.strip()}{count}" + (f"  {detail}" if detail else "")
+            self.console.print(line, highlight=False, soft_wrap=True, markup=False)

@@ -1,0 +1,315 @@
+"""What a TensorRT build will do, decided without TensorRT: the user's engine options, the facts of the
+ONNX graph that matter, the flags `plan_build` chooses for the installed TensorRT's features, the
+optimization-profile shapes, and the commands that finish a build on the device (the hand-off).
+
+Precision lives in the ONNX (an FP16 graph, or Q/DQ nodes for INT8: see calib/), because TensorRT 11
+accepts nothing else; `plan_build` turns (features, graph, options) into network-creation flags and
+builder flags by feature, never by version string. Everything here is pure and tested on any machine.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg.card import ModelCard
+from edgeseg.errors import EdgesegError, ExitCode
+from edgeseg.export.tensorrt_features import TrtFeatures
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+# ------------------------------------------------------------------------------------------ options
+@dataclass
+class EngineOptions:
+    """What the user asked for; `plan_build` decides how the installed TensorRT expresses it."""
+
+    precision: str = "fp32"  # what the ONNX graph carries: fp32 | fp16 (FP16 graph) | int8 (Q/DQ)
+    workspace_mib: int | None = None
+    timing_cache: Path | None = None
+    dla_core: int | None = None
+    gpu_fallback: bool = True
+    min_shape: tuple[int, ...] | None = None
+    opt_shape: tuple[int, ...] | None = None
+    max_shape: tuple[int, ...] | None = None
+    version_compatible: bool = False
+    optimization_level: int | None = None
+    legacy_calibrator: bool = False  # implicit INT8 (8.6/10.x only), from an FP32 graph
+    calibration_cache: Path | None = None
+    calibration_batches: Callable[[], Iterable[np.ndarray]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise EdgesegError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if self.dla_core is not None and self.dla_core < 0:
+            raise EdgesegError(f"--dla-core must be 0 or more, got {self.dla_core}")
+        if self.workspace_mib is not None and self.workspace_mib <= 0:
+            raise EdgesegError(f"--workspace must be a positive number of MiB, got {self.workspace_mib}")
+        if self.optimization_level is not None and not 0 <= self.optimization_level <= 5:
+            raise EdgesegError(f"--builder-optimization-level must be 0..5, got {self.optimization_level}")
+        given = [s for s in (self.min_shape, self.opt_shape, self.max_shape) if s is not None]
+        if given and len(given) != 3:
+            raise EdgesegError("give all three of --min-shape, --opt-shape, --max-shape (or none)")
+        if given:
+            check_profile(self.min_shape, self.opt_shape, self.max_shape)  # type: ignore[arg-type]
+        if self.legacy_calibrator and self.precision != "int8":
+            raise EdgesegError("--legacy-calibrator is an INT8 option; add --int8")
+
+
+def parse_shape(text: str | None) -> tuple[int, ...] | None:
+    """'1x3x256x512' (or '1,3,256,512') -> (1, 3, 256, 512)."""
+    if text is None or str(text).strip() == "":
+        return None
+    parts = str(text).lower().replace(",", "x").split("x")
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        raise EdgesegError(f"bad shape {text!r}: expected NxCxHxW, e.g. 1x3x256x512") from None
+    if len(dims) != 4 or min(dims) < 1:
+        raise EdgesegError(f"bad shape {text!r}: expected four positive dimensions NxCxHxW")
+    return dims
+
+
+def check_profile(lo: tuple[int, ...], opt: tuple[int, ...], hi: tuple[int, ...]) -> None:
+    if not (len(lo) == len(opt) == len(hi)):
+        raise EdgesegError(f"profile shapes differ in rank: min {lo}, opt {opt}, max {hi}")
+    if not all(a <= b <= c for a, b, c in zip(lo, opt, hi)):
+        raise EdgesegError(f"profile shapes must satisfy min <= opt <= max per axis: {lo}, {opt}, {hi}")
+
+
+# ------------------------------------------------------------------------------------------ graph
+@dataclass(frozen=True)
+class GraphInfo:
+    """What the ONNX carries that decides the build: annotations, inputs and their dynamic axes."""
+
+    has_qdq: bool
+    fp16_graph: bool
+    inputs: dict[str, tuple[int | str, ...]]
+    node_names: tuple[str, ...]
+    node_ops: tuple[str, ...]
+
+    @property
+    def annotated(self) -> bool:
+        return self.has_qdq or self.fp16_graph
+
+    @property
+    def precision(self) -> str:
+        return "int8" if self.has_qdq else "fp16" if self.fp16_graph else "fp32"
+
+    def dynamic_inputs(self) -> dict[str, tuple[int | str, ...]]:
+        return {n: s for n, s in self.inputs.items() if any(not isinstance(d, int) or d < 1 for d in s)}
+
+
+def inspect_onnx(model: Any) -> GraphInfo:
+    """Read the build-relevant facts of an onnx.ModelProto."""
+    from onnx import TensorProto
+
+    graph = model.graph
+    ops = tuple(n.op_type for n in graph.node)
+    fp16 = any(t.data_type == TensorProto.FLOAT16 for t in graph.initializer) or any(
+        n.op_type == "Cast" and any(a.name == "to" and a.i == TensorProto.FLOAT16 for a in n.attribute)
+        for n in graph.node
+    )
+    init = {t.name for t in graph.initializer}
+    inputs = {}
+    for vi in graph.input:
+        if vi.name in init:
+            continue
+        dims = tuple(
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+            for d in vi.type.tensor_type.shape.dim
+        )
+        inputs[vi.name] = dims
+    return GraphInfo(
+        has_qdq="QuantizeLinear" in ops or "DequantizeLinear" in ops,
+        fp16_graph=fp16,
+        inputs=inputs,
+        node_names=tuple(n.name or f"{n.op_type}_{i}" for i, n in enumerate(graph.node)),
+        node_ops=ops,
+    )
+
+
+# ------------------------------------------------------------------------------------------ plan
+@dataclass
+class BuildPlan:
+    """Flag choices for one build, by name, so they can be shown, recorded and tested."""
+
+    network_flags: list[str] = field(default_factory=list)
+    builder_flags: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    legacy_int8: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"network_flags": self.network_flags, "builder_flags": self.builder_flags, "notes": self.notes}
+
+
+def plan_build(features: TrtFeatures, graph: GraphInfo, options: EngineOptions) -> BuildPlan:
+    """Choose flags by feature, not version. Raises EdgesegError when the request cannot be expressed."""
+    plan = BuildPlan()
+    if features.explicit_batch_flag and not features.explicit_batch_default:
+        plan.network_flags.append("EXPLICIT_BATCH")  # 8.x: ONNX networks need an explicit batch axis
+
+    want = options.precision
+    if want == "int8" and not graph.has_qdq and not options.legacy_calibrator:
+        raise EdgesegError(
+            "INT8 engines are built from a Q/DQ ONNX (made by `edgeseg build --int8`); this graph has no "
+            "QuantizeLinear/DequantizeLinear nodes (or pass --legacy-calibrator on TensorRT 8.6/10.x)"
+        )
+    if want == "fp16" and not graph.fp16_graph and not features.fp16_flag:
+        raise EdgesegError(
+            f"TensorRT {features.version} is strongly typed: FP16 must be in the ONNX graph; "
+            "build from the FP16 ONNX (edgeseg build --fp16 writes it)"
+        )
+
+    if options.legacy_calibrator:
+        if not (features.legacy_calibrator and features.int8_flag):
+            raise EdgesegError(
+                f"TensorRT {features.version} removed implicit INT8 calibration (IInt8EntropyCalibrator2, "
+                "BuilderFlag.INT8); drop --legacy-calibrator to build from the Q/DQ ONNX instead"
+            )
+        if graph.has_qdq:
+            raise EdgesegError(
+                "--legacy-calibrator needs the FP32 ONNX, but this graph already has Q/DQ nodes"
+            )
+        plan.legacy_int8 = True
+        plan.builder_flags.append("INT8")
+        if features.fp16_flag:
+            plan.builder_flags.append("FP16")  # let layers that stay out of INT8 run in FP16
+        plan.notes.append("implicit INT8 with an entropy calibrator (deprecated since TensorRT 10.1)")
+    elif features.strongly_typed and (graph.annotated or not (features.fp16_flag or features.int8_flag)):
+        plan.network_flags.append("STRONGLY_TYPED")  # the graph's types are the precision
+    else:
+        if graph.has_qdq:
+            if not features.int8_flag:
+                raise EdgesegError(
+                    f"TensorRT {features.version} cannot build a Q/DQ network (no INT8 support)"
+                )
+            plan.builder_flags.append("INT8")  # 8.6: Q/DQ networks need the INT8 flag
+        if (want == "fp16" or graph.fp16_graph or graph.has_qdq) and features.fp16_flag:
+            plan.builder_flags.append("FP16")
+
+    if options.dla_core is not None:
+        if options.gpu_fallback:
+            plan.builder_flags.append("GPU_FALLBACK")
+        if graph.precision == "fp32" and not plan.legacy_int8 and "FP16" not in plan.builder_flags:
+            plan.notes.append("DLA runs only FP16/INT8 layers; an FP32 graph will fall back to the GPU")
+    if options.version_compatible:
+        if not features.version_compatible:
+            raise EdgesegError(f"TensorRT {features.version} cannot build version-compatible engines (8.6+)")
+        plan.builder_flags.append("VERSION_COMPATIBLE")
+    return plan
+
+
+def profile_shapes(
+    graph: GraphInfo, options: EngineOptions, card: ModelCard
+) -> dict[str, dict[str, list[int]]]:
+    """min/opt/max per dynamic input: the user's, else the card's input size at batch 1."""
+    dynamic = graph.dynamic_inputs()
+    if not dynamic:
+        if options.min_shape is not None:
+            raise EdgesegError(
+                "--min/--opt/--max-shape need an ONNX with dynamic axes (export with --dynamic)"
+            )
+        return {}
+    shapes = {}
+    for name, dims in dynamic.items():
+        if options.min_shape is not None:
+            lo, opt, hi = options.min_shape, options.opt_shape, options.max_shape
+        else:
+            h, w = card.input_size
+            fixed = tuple(d if isinstance(d, int) and d > 0 else None for d in dims)
+            default = (1, 3, h, w)
+            lo = opt = hi = tuple(f if f is not None else default[i] for i, f in enumerate(fixed))
+        assert lo is not None and opt is not None and hi is not None
+        if len(lo) != len(dims):
+            raise EdgesegError(
+                f"input {name!r} has rank {len(dims)} but the profile shapes have rank {len(lo)}"
+            )
+        for i, d in enumerate(dims):
+            if isinstance(d, int) and d > 0 and not (lo[i] == opt[i] == hi[i] == d):
+                raise EdgesegError(
+                    f"input {name!r} axis {i} is fixed at {d}; the profile gives {lo[i]}/{opt[i]}/{hi[i]}"
+                )
+        shapes[name] = {"min": list(lo), "opt": list(opt), "max": list(hi)}
+    return shapes
+
+
+# ------------------------------------------------------------------------------------------ hand-off
+@dataclass
+class Handoff:
+    """An engine build left for the target device (no TensorRT or GPU here): the TensorRT-ready ONNX to
+    copy there, the engine it becomes, and the commands that finish the job (ours and trtexec's)."""
+
+    reason: str
+    onnx: Path
+    engine: Path
+    precision: str
+    commands: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": "handoff",
+            "reason": self.reason,
+            "onnx": str(self.onnx),
+            "engine": str(self.engine),
+            "precision": self.precision,
+            "commands": self.commands,
+            "exit_code": int(ExitCode.NEEDS_DEVICE),
+        }
+
+
+def handoff_commands(
+    ready_onnx: Path, engine_path: Path, options: EngineOptions, profiles: dict[str, dict[str, list[int]]]
+) -> dict[str, str]:
+    """The commands that finish the build on the device: ours, and trtexec for 10.x/11.x and 8.6."""
+    ours = ["edgeseg", "build", str(ready_onnx), "--target", "tensorrt"]
+    common = [f"--onnx={ready_onnx}", f"--saveEngine={engine_path}"]
+    if options.legacy_calibrator:  # otherwise the ready ONNX carries its precision: no --fp16/--int8 again
+        ours += ["--int8", "--legacy-calibrator"]
+    if options.workspace_mib:
+        ours += ["--workspace", str(options.workspace_mib)]
+        common.append(f"--memPoolSize=workspace:{options.workspace_mib}")
+    if options.timing_cache:
+        ours += ["--timing-cache", str(options.timing_cache)]
+        common.append(f"--timingCacheFile={options.timing_cache}")
+    if options.dla_core is not None:
+        ours += ["--dla-core", str(options.dla_core)]
+        common.append(f"--useDLACore={options.dla_core}")
+        if options.gpu_fallback:
+            common.append("--allowGPUFallback")
+    for key, flag in (("min", "--minShapes"), ("opt", "--optShapes"), ("max", "--maxShapes")):
+        if profiles:
+            common.append(
+                flag + "=" + ",".join(f"{n}:{'x'.join(map(str, s[key]))}" for n, s in profiles.items())
+            )
+    if options.min_shape is not None:
+        for key in ("min", "opt", "max"):
+            ours += [f"--{key}-shape", "x".join(map(str, getattr(options, f"{key}_shape")))]
+    if options.version_compatible:
+        ours.append("--version-compatible")
+        common.append("--versionCompatible")
+    if options.optimization_level is not None:
+        ours += ["--builder-optimization-level", str(options.optimization_level)]
+        common.append(f"--builderOptimizationLevel={options.optimization_level}")
+    if options.legacy_calibrator:  # implicit INT8: weakly typed on both, scales from the calibration cache
+        cache = [f"--calib={options.calibration_cache}"] if options.calibration_cache else []
+        trt8 = trt10 = ["trtexec", *common, "--int8", "--fp16", *cache]
+        return {
+            "edgeseg": shlex.join(ours),
+            "trtexec_10_11": shlex.join(trt10),
+            "trtexec_8_6": shlex.join(trt8),
+        }
+    trt10 = ["trtexec", *common] + (["--stronglyTyped"] if options.precision != "fp32" else [])
+    trt8 = ["trtexec", *common] + {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8", "--fp16"]}[
+        options.precision
+    ]
+    return {
+        "edgeseg": shlex.join(ours),
+        "trtexec_10_11": shlex.join(trt10),
+        "trtexec_8_6": shlex.join(trt8),
+    }

@@ -1,0 +1,132 @@
+"""From an artifact and a source to a pipeline, planned the same way for every caller: `edgeseg run`,
+the demo, the benchmarks and `stream()`.
+
+    pipe = open_pipeline("model.onnx", open_source(video="drive.mp4"), [VideoSink("out.mp4")])
+    stats = pipe.run()
+
+`plan_inference` decides how many inference workers the artifact gets for this kind of source and
+how many CPU threads each (runtime/workers.py has the rules); `open_pipeline` opens the model with
+that plan and assembles the Pipeline, which then owns the model and closes it when it finishes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from edgeseg.artifacts import backend_for
+from edgeseg.runtime.backends import Backend, BackendLoader, BackendOptions
+from edgeseg.runtime.pipeline import FrameResult, Pipeline, Reconnect
+from edgeseg.runtime.segmenter import Segmenter
+from edgeseg.runtime.sinks import Sink
+from edgeseg.runtime.sources import Source
+from edgeseg.runtime.workers import WorkerPlan, plan_workers
+
+
+@dataclass(frozen=True)
+class InferencePlan:
+    """How many inference workers, and the loader each worker's backend is opened with."""
+
+    workers: WorkerPlan
+    loader: BackendLoader
+
+
+def splits_threads(artifact: Path, options: BackendOptions) -> bool:
+    """Whether the artifact runs where per-worker CPU thread counts apply (ONNX Runtime on the CPU)."""
+    if backend_for(artifact) != "onnxruntime":
+        return False
+    from edgeseg.runtime.backends.onnxruntime import resolve_providers
+
+    return resolve_providers(options.providers)[0] == "CPUExecutionProvider"
+
+
+def plan_inference(
+    artifact: str | Path, options: BackendOptions | None = None, *, workers: int | None = None, live: bool
+) -> InferencePlan:
+    """Workers for `artifact` (None: choose) and each one's backend options (its share of the threads)."""
+    options = options or BackendOptions()
+    path = Path(artifact)
+    plan = plan_workers(
+        workers,
+        threads=options.threads,
+        live=live,
+        splits_threads=splits_threads(path, options),
+        model_bytes=path.stat().st_size if path.is_file() else 0,
+    )
+    return InferencePlan(plan, BackendLoader(path, options.replace(threads=plan.threads)))
+
+
+def share_cores_with(backend: Backend) -> bool:
+    """Keep OpenCV to one thread when `backend` infers on the CPU; True if it did.
+
+    Call once, before any streaming, from a process that owns its threads: OpenCV's setting is
+    process-wide and must not change while another thread is inside an OpenCV call (its own rule).
+    """
+    if backend.computes_on_cpu:
+        cv2.setNumThreads(1)
+        return True
+    return False
+
+
+def open_pipeline(
+    model: str | Path | Segmenter,
+    source: Source,
+    sinks: Sequence[Sink] = (),
+    *,
+    workers: int | None = None,
+    options: BackendOptions | None = None,
+    own_process: bool = False,
+    **pipeline_options: Any,
+) -> Pipeline:
+    """A Pipeline streaming `source` through `model` (an artifact path, opened with the planned workers,
+    or an open Segmenter whose backend is spawned for extra workers).
+
+    `own_process`: this process owns its threads (a CLI command, a benchmark), so OpenCV may be held to
+    one thread beside a CPU backend. `pipeline_options`: labels, max_frames, reconnect, renderer,
+    realtime, keep_logits, queue_size, live (see Pipeline).
+    """
+    live = bool(pipeline_options.get("live") or source.live or pipeline_options.get("realtime"))
+    if isinstance(model, Segmenter):
+        segmenter, owns, count = model, False, workers or 1
+    else:
+        plan = plan_inference(model, options, workers=workers, live=live)
+        segmenter, owns, count = Segmenter(plan.loader), True, plan.workers.workers
+    try:
+        if own_process:
+            share_cores_with(segmenter.backend)
+        return Pipeline(segmenter, source, sinks, workers=count, owns_segmenter=owns, **pipeline_options)
+    except BaseException:
+        if owns:
+            segmenter.close()
+        raise
+
+
+def stream(
+    model: str | Path | Segmenter,
+    *,
+    sinks: Sequence[Sink] = (),
+    max_frames: int | None = None,
+    reconnect: Reconnect | None = None,
+    backend_options: dict[str, Any] | None = None,
+    workers: int | None = None,
+    **source: Any,
+) -> Iterator[FrameResult]:
+    """One-call streaming for embedding: `for r in stream("m.onnx", camera=0): r.labels`.
+
+    Workers are planned as for `edgeseg run` (None: two for a file on ONNX Runtime CPU, else one)."""
+    from edgeseg.runtime.sources import open_source
+
+    pipe = open_pipeline(
+        model,
+        open_source(**source),
+        sinks,
+        workers=workers,
+        options=BackendOptions.from_kwargs(backend_options or {}),
+        max_frames=max_frames,
+        reconnect=reconnect,
+    )
+    yield from pipe.stream()
