@@ -203,3 +203,70 @@ def test_cli_workers_option(tiny_onnx, tmp_path):
     r = run_cli("--model", model, "--video", str(tmp_path / "v.mp4"), "--workers", "0")
     assert r.exit_code != 0 and "--workers must be at least 1" in r.output
     assert "Traceback" not in r.output
+
+
+class AsyncBackend(Backend):
+    """Stands in for a GPU backend with double buffering: `submit` returns at once, the work finishes
+    `delay` s later on a device thread, `result` waits for the oldest. Records what the pipeline does."""
+
+    name = "async"
+    max_in_flight = 2
+
+    def __init__(self, inner: Backend, delay: float) -> None:
+        import concurrent.futures
+
+        self.inner, self.path, self.card, self.delay = inner, inner.path, inner.card, delay
+        self.device = concurrent.futures.ThreadPoolExecutor(1)
+        self.pending: list = []
+        self.most_in_flight = 0
+        self.threads: dict[str, set[str]] = {"activate": set(), "submit": set(), "deactivate": set()}
+
+    def activate(self) -> None:
+        self.threads["activate"].add(threading.current_thread().name)
+
+    def deactivate(self) -> None:
+        self.threads["deactivate"].add(threading.current_thread().name)
+
+    def _work(self, batch: np.ndarray) -> np.ndarray:
+        time.sleep(self.delay)
+        return self.inner.run(batch)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self._work(batch)
+
+    def submit(self, batch: np.ndarray) -> None:
+        self.threads["submit"].add(threading.current_thread().name)
+        self.pending.append(self.device.submit(self._work, batch.copy()))
+        self.most_in_flight = max(self.most_in_flight, len(self.pending))
+        assert len(self.pending) <= self.max_in_flight
+
+    def result(self) -> np.ndarray:
+        return self.pending.pop(0).result()
+
+    def close(self) -> None:
+        self.device.shutdown()
+
+
+def test_pipeline_keeps_two_frames_in_flight_on_a_double_buffered_backend(tiny_onnx):
+    model = tiny_onnx(size=(32, 48))
+    backend = AsyncBackend(OnnxRuntimeBackend(model, threads=1), delay=0.01)
+    results = list(Pipeline(Segmenter(backend), NumberedFrames(12), queue_size=4).stream())
+    assert [r.index for r in results] == list(range(12))
+    assert backend.most_in_flight == 2  # a file source keeps the device fed: n+1 staged while n runs
+    reference = Segmenter(model)
+    for r in results:
+        np.testing.assert_array_equal(r.labels, reference.infer(r.frame))
+    assert backend.threads["activate"] == backend.threads["submit"] == backend.threads["deactivate"]
+    assert backend.threads["submit"] == {"edgeseg-inference"}
+    backend.close()
+
+
+def test_a_live_source_never_waits_behind_a_staged_frame(tiny_onnx):
+    """With a camera slower than the device, each frame is collected as soon as it is done, not held
+    until the next frame arrives to fill the second slot."""
+    backend = AsyncBackend(OnnxRuntimeBackend(tiny_onnx(), threads=1), delay=0.005)
+    pipe = Pipeline(Segmenter(backend), PacedCamera(count=8, period=0.06))
+    results = list(pipe.stream())
+    # a frame held back for the next camera frame would have put two in flight when that one came
+    assert len(results) == 8 and backend.most_in_flight == 1
+    backend.close()

@@ -269,9 +269,7 @@ def test_slim_checkpoint_keeps_predictions(tmp_path):
 
 def test_crop_trains_on_windows_and_records_the_input_size(tmp_path):
     data = Scenes(2)
-    result = train(
-        _cfg(epochs=1, crop=(16, 24)), train_set=data, val_set=data, workdir=tmp_path
-    )
+    result = train(_cfg(epochs=1, crop=(16, 24)), train_set=data, val_set=data, workdir=tmp_path)
     payload = load_checkpoint(result.last)
     assert tuple(payload["card"].input_size) == (32, 48)  # what the runtime feeds; crops are training-only
     assert tuple(payload["train_state"]["config"]["crop"]) == (16, 24)

@@ -1,0 +1,131 @@
+"""The house rules of docs/architecture.md: stage import directions (module level and inside
+functions), the packaging list, ruff's first-party view, and source paths the docs cite."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDERS = {
+    "edgeseg": "edgeseg",
+    "export": "edgeseg.export",
+    "calib": "edgeseg.calib",
+    "runtime": "edgeseg.runtime",
+}
+APPS = {"edgeseg.build", "edgeseg.demo", "edgeseg.bench"}
+ALLOWED = {
+    "core": {"core"},
+    "runtime": {"core", "runtime"},
+    "evaluate": {"core", "runtime", "evaluate"},
+    "export": {"core", "runtime", "export"},
+    "calib": {"core", "runtime", "export", "calib"},
+    "training": {"core", "runtime", "evaluate", "training"},
+    "apps": {"core", "runtime", "evaluate", "export", "calib", "training", "apps"},
+    "cli": {"core", "runtime", "evaluate", "export", "calib", "training", "apps", "cli"},
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    name = FOLDERS[parts[0]].split(".") + parts[1:]
+    return ".".join(name[:-1] if name[-1] == "__init__" else name)
+
+
+def stage(module: str) -> str:
+    if module.startswith("edgeseg.cli") or module == "edgeseg.__main__":
+        return "cli"
+    for name in ("runtime", "export", "calib", "training"):
+        if module == f"edgeseg.{name}" or module.startswith(f"edgeseg.{name}."):
+            return name
+    if module == "edgeseg.evaluate":
+        return "evaluate"
+    return "apps" if module in APPS else "core"
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every edgeseg module `path` imports, wherever the import statement stands."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("edgeseg"):
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)  # `from edgeseg import workspace`
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("edgeseg"))
+    return found
+
+
+def sources() -> list[Path]:
+    return sorted(p for folder in FOLDERS for p in (ROOT / folder).rglob("*.py"))
+
+
+def known_modules() -> set[str]:
+    return {module_name(p) for p in sources()}
+
+
+def test_stages_import_only_downward():
+    known = known_modules()
+    bad = []
+    for path in sources():
+        here = module_name(path)
+        for target in imports_of(path):
+            if target not in known:  # a name imported from a module, e.g. edgeseg.card.ModelCard
+                continue
+            if stage(target) not in ALLOWED[stage(here)]:
+                bad.append(f"{path.relative_to(ROOT)}: {stage(here)} imports {stage(target)} ({target})")
+    assert not bad, "stage rule broken (docs/architecture.md):\n" + "\n".join(bad)
+
+
+def test_the_stage_graph_has_no_cycles():
+    edges: dict[str, set[str]] = defaultdict(set)
+    for source, allowed in ALLOWED.items():
+        edges[source] = allowed - {source}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in edges[start])
+
+    assert not [s for s in ALLOWED if reaches(s, s, set())]
+
+
+def test_the_rule_checker_sees_imports_inside_functions(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("def f():\n    from edgeseg.calib.gate import Gate\n    import edgeseg.cli\n")
+    assert {"edgeseg.calib.gate", "edgeseg.cli"} <= imports_of(probe)
+    assert stage("edgeseg.calib.gate") not in ALLOWED[stage("edgeseg.export.fp16")]
+
+
+def test_packaging_lists_every_package_folder():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert config["package-dir"] == {name: folder for folder, name in FOLDERS.items()}
+    folders = [ROOT / f for f in FOLDERS] + [
+        d for f in FOLDERS for d in (ROOT / f).rglob("*") if d.is_dir() and d.name != "__pycache__"
+    ]
+    on_disk = {module_name(d / "__init__.py") for d in folders}  # code and data packages (assets) alike
+    assert set(config["packages"]) == on_disk
+
+
+def test_ruff_files_edgeseg_as_first_party():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["ruff"]["lint"]["isort"]
+    assert "edgeseg" in config["known-first-party"]
+    ruff = Path(sys.executable).with_name("ruff")
+    if ruff.exists():  # the import blocks agree with that view
+        out = subprocess.run(
+            [str(ruff), "check", "--select", "I", "--quiet", str(ROOT)], capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stdout
+
+
+def test_docs_cite_only_paths_that_exist():
+    cited = re.compile(r"`((?:edgeseg|export|calib|runtime|benchmarks|tools|tests)/[\w/]+\.py)")
+    missing = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for path in cited.findall(doc.read_text()):
+            if not (ROOT / path).is_file():
+                missing.append(f"{doc.name}: {path}")
+    assert not missing, missing
