@@ -6,12 +6,12 @@ from pathlib import Path
 
 import typer
 
+from edgeseg.cli.options import card_option
+
 
 def bench_command(
     model: str = typer.Argument(None, help="Exported model name or .onnx path (default: newest export)."),
-    card_file: Path = typer.Option(
-        None, "--card", help="Model card JSON for an ONNX made elsewhere (edgeseg card writes one)."
-    ),
+    card_file: Path = card_option(),
     checkpoint: Path = typer.Option(
         None, help="PyTorch checkpoint for the eager baseline (default: newest training run of the model)."
     ),

@@ -7,6 +7,8 @@ from typing import Any
 
 import typer
 
+from edgeseg.cli.options import card_option
+
 
 def _print_report(report: Any) -> None:
     from edgeseg.console import console, table
@@ -120,9 +122,7 @@ def build_command(
         help="TensorRT-form placement: auto (ModelOpt if installed), onnxruntime, modelopt.",
     ),
     threads: int | None = typer.Option(None, "--threads", help="ONNX Runtime threads for evaluation."),
-    card_file: Path | None = typer.Option(
-        None, "--card", help="Model card JSON for an ONNX made elsewhere (edgeseg card writes one)."
-    ),
+    card_file: Path | None = card_option(),
     # --- TensorRT options (BuildOptions.engine) ---
     workspace: int | None = typer.Option(None, "--workspace", help="TensorRT: builder workspace in MB."),
     timing_cache: Path | None = typer.Option(None, "--timing-cache", help="TensorRT: timing cache file."),

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from edgeseg.cli.options import card_option
+
 
 def eval_command(
     artifact: str | None = typer.Argument(
@@ -13,9 +15,7 @@ def eval_command(
         help="A .pt/.onnx/.engine file or a model name (newest training run, else its export); "
         "default: the newest export in the workspace, else the shipped model.",
     ),
-    card_file: Path | None = typer.Option(
-        None, "--card", help="Model card JSON for an artifact made elsewhere (edgeseg card writes one)."
-    ),
+    card_file: Path | None = card_option(),
     data: str | None = typer.Option(
         None, "--data", "-d", help="Dataset: folder or synth:N (default model: held-out synth scenes)."
     ),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from edgeseg.errors import EdgesegError
 
 
@@ -14,3 +16,12 @@ def parse_hw(text: str, minimum: int = 16) -> tuple[int, int]:
     if h < minimum or w < minimum:
         raise EdgesegError(f"size must be at least {minimum}x{minimum}, got {text}")
     return h, w
+
+
+def card_option() -> Any:
+    """`--card CARD.json`, for every command that reads an artifact made elsewhere."""
+    import typer
+
+    return typer.Option(
+        None, "--card", help="Model card JSON for an artifact made elsewhere (`edgeseg card` writes one)."
+    )

@@ -12,6 +12,8 @@ from typing import Any
 
 import typer
 
+from edgeseg.cli.options import card_option
+
 DEFAULT_SYNTHETIC_FRAMES = 300
 
 
@@ -23,9 +25,7 @@ def run_command(
         help="Artifact (.onnx/.engine/.pt) or exported model name (NAME or NAME.VARIANT); "
         "default: the newest export in the workspace, else the shipped model.",
     ),
-    card_file: Path | None = typer.Option(
-        None, "--card", help="Model card JSON for an artifact made elsewhere (edgeseg card writes one)."
-    ),
+    card_file: Path | None = card_option(),
     backend: str | None = typer.Option(
         None, "--backend", help="onnxruntime, tensorrt or torch (default: from the artifact's file type)."
     ),
