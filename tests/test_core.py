@@ -216,3 +216,21 @@ def test_normalizer_lookup_matches_the_formula_for_every_level_and_order():
     np.testing.assert_allclose(norm(image[:, :, ::-1].copy(), swap_rb=True), want, atol=1e-6)
     with pytest.raises(EdgesegError, match="uint8"):
         norm(image.astype(np.float32))
+
+
+def test_help_shows_no_type_for_flags():
+    """On/off flags take no value: `--json <bool>` in the help would suggest `--json true`."""
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    runner = CliRunner()
+    commands = [
+        [],
+        ["data"],
+        ["data", "synth"],
+        *[[c] for c in ("models", "train", "eval", "export", "build", "run", "bench", "demo")],
+    ]
+    for words in commands:
+        out = runner.invoke(app, [*words, "--help"], env={"COLUMNS": "120"}).output
+        assert "Show this message and exit" in out and "<bool>" not in out, words

@@ -16,13 +16,28 @@ import sys
 
 import typer
 from rich.markup import escape
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from edgeseg._version import __version__
 from edgeseg.errors import EXIT_CODE_HELP, EdgesegError, ExitCode
 
 
-class _Group(TyperGroup):
+class _FlagsShowNoType:
+    """On/off flags take no value, so the help shows no `<bool>` type for them."""
+
+    def get_params(self, ctx):  # type: ignore[no-untyped-def]
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Command(_FlagsShowNoType, TyperCommand):
+    pass
+
+
+class _Group(_FlagsShowNoType, TyperGroup):
     """Turns EdgesegError into one red line and a non-zero exit instead of a traceback."""
 
     def invoke(self, ctx):  # type: ignore[override]
@@ -81,6 +96,12 @@ def _register_commands() -> None:
         register = getattr(module, "register", None)
         if register is not None:
             register(app)
+    for typer_app in [app, *(group.typer_instance for group in app.registered_groups)]:
+        for command in typer_app.registered_commands:
+            if command.cls in (None, TyperCommand):
+                command.cls = _Command
+    for group in app.registered_groups:
+        group.cls = _Group  # the sub-app's own setting is a placeholder until Typer builds it
 
 
 _register_commands()
