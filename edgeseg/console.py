@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+LOG_WIDTH = 200  # not a terminal (CI logs, `| tee`, files): wide enough that table cells never wrap
+
+
+def _width(stream: Any) -> int | None:
+    """A terminal keeps its own width; elsewhere rich would assume 80 columns and fold every table."""
+    isatty = getattr(stream, "isatty", None)
+    if (isatty is not None and isatty()) or os.environ.get("COLUMNS"):
+        return None
+    return LOG_WIDTH
+
+
+console = Console(width=_width(sys.stdout))
+err_console = Console(stderr=True, width=_width(sys.stderr))
 
 
 def print_json(obj: Any) -> None:
@@ -21,6 +34,10 @@ def print_json(obj: Any) -> None:
 
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]], **kw: Any) -> Table:
+    """A results table; outside a terminal a compact one (no frame, one line per row)."""
+    if not console.is_terminal:
+        kw.setdefault("box", box.SIMPLE_HEAD)
+        kw.setdefault("pad_edge", False)
     t = Table(title=title, **kw)
     for i, col in enumerate(columns):
         t.add_column(col, justify="left" if i == 0 else "right")

@@ -253,3 +253,19 @@ def test_bare_edgeseg_run_uses_the_shipped_default_model():
     assert report["source"]["kind"] == "synthetic" and report["frames"]["processed"] == 8
     assert report["outputs"] == [] and report["fps"] > 0
     assert report["metrics"]["miou"] > 0.5  # a trained model on held-out frames, far above chance
+
+
+def test_piped_output_keeps_each_table_row_on_one_line(tiny_onnx):
+    """CI logs and `| tee` are not terminals: rich would assume 80 columns and fold cells over lines."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    out = subprocess.run(
+        [*EDGESEG, "run", "--model", str(export_like(tiny_onnx, Path(env["EDGESEG_WORKDIR"]))), "--frames", "3"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    line = next(ln for ln in out.stdout.splitlines() if ln.lstrip().startswith("CPU ms per frame"))
+    assert "cores busy)" in line
+    assert "│" not in out.stdout  # compact tables: no frame outside a terminal
+    assert "\x1b[" not in out.stdout + out.stderr  # no colour codes or redrawn progress in a log
