@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,6 @@ from edgeseg.benchmarking.suite import SuiteOptions, chain_commands
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-DEFAULTS = SuiteOptions()
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -77,32 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=REPO / "docs" / "benchmarks-results.md",
         help="Markdown results; the raw reports go beside it as .json",
     )
-    ap.add_argument("--threads", type=int, default=DEFAULTS.threads)
+    ap.add_argument("--threads", type=int)
     ap.add_argument("--workdir", type=Path, help="workspace for the artifacts (default: ./edgeseg-work)")
     ap.add_argument("--reuse", action="store_true", help="keep existing exports and their variants")
     ap.add_argument("--skip-default", action="store_true")
     ap.add_argument("--skip-paper", action="store_true")
-    ap.add_argument("--default-iterations", type=int, default=DEFAULTS.default_iterations)
-    ap.add_argument("--default-frames", type=int, default=DEFAULTS.default_frames)
-    ap.add_argument("--default-pipeline-frames", type=int, default=DEFAULTS.default_pipeline_frames)
+    ap.add_argument("--default-iterations", type=int)
+    ap.add_argument("--default-frames", type=int)
+    ap.add_argument("--default-pipeline-frames", type=int)
     ap.add_argument(
         "--default-pipeline-rounds",
         type=int,
-        default=DEFAULTS.default_pipeline_rounds,
         help="interleaved rounds (single rounds swing by a few percent; the ratio target is 0.95)",
     )
-    ap.add_argument("--paper-models", default=DEFAULTS.paper_models)
-    ap.add_argument("--paper-size", type=_size, default=DEFAULTS.paper_size, help="HxW")
-    ap.add_argument(
-        "--paper-iterations", type=int, default=DEFAULTS.paper_iterations, help="timed frames per artifact"
-    )
-    ap.add_argument("--paper-calib-images", type=int, default=DEFAULTS.paper_calib_images)
-    ap.add_argument(
-        "--paper-pipeline-frames",
-        type=int,
-        default=DEFAULTS.paper_pipeline_frames,
-        help="per round (2 rounds); 0 skips",
-    )
+    ap.add_argument("--paper-models")
+    ap.add_argument("--paper-size", type=_size, help="HxW")
+    ap.add_argument("--paper-iterations", type=int, help="timed frames per artifact")
+    ap.add_argument("--paper-calib-images", type=int)
+    ap.add_argument("--paper-pipeline-frames", type=int, help="per round (2 rounds); 0 skips")
     ap.add_argument(
         "--include",
         type=Path,
@@ -110,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="raw .json of earlier runs to put before this run's (with --skip-* to combine)",
     )
+    ap.set_defaults(**asdict(SuiteOptions()))  # the plan's defaults, kept in one place
     return ap
 
 
