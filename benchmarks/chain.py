@@ -13,7 +13,8 @@ For each model spec this makes every artifact the machine can run, from ONE chec
 5. `benchmarks/pipeline_vs_backend.py` (invoked, not copied) on the FP32 export.
 
 Then it prints the target ratios with an honest PASS/MISS each. mIoU of random weights means nothing
-and is printed as "n/a (random weights)".
+and is printed as "n/a (random weights)". Specs, targets, verdicts and tables are library code
+(`edgeseg.benchmarking`); this script makes the artifacts and measures.
 
     .venv/bin/python benchmarks/chain.py                                   # default,fcn8s,deeplabv3plus
     .venv/bin/python benchmarks/chain.py --models fcn8s --iterations 3 --frames 3 --warmup 1
@@ -29,68 +30,23 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from edgeseg.benchmarking.report import (
+    RATIO_COLUMNS,
+    RESULT_COLUMNS,
+    describe_config,
+    markdown,
+    ratio_rows,
+    result_rows,
+)
+from edgeseg.benchmarking.specs import ModelSpec, parse_spec
+from edgeseg.benchmarking.targets import RANDOM_NOTE, ratios
+
 HERE = Path(__file__).resolve().parent
 PIPELINE_SCRIPT = HERE / "pipeline_vs_backend.py"
-RANDOM_NOTE = "n/a (random weights)"
-# registered model name + options of the paper models (spelled out so the label says what ran)
-PAPER_MODELS = {
-    "fcn8s": ("fcn8s", {"backbone": "vgg16"}),
-    "deeplabv3plus": ("deeplabv3plus", {"backbone": "resnet50"}),
-}
-TARGETS = {
-    "ort_vs_eager": 3.0,  # ONNX Runtime FP32 FPS / PyTorch eager FPS
-    "int8_vs_fp32": 1.8,  # CPU INT8 FPS / ONNX Runtime FP32 FPS
-    "int8_miou_drop": 1.0,  # mIoU points lost by CPU INT8 (trained weights only)
-    "pipeline_vs_backend": 0.95,  # pipeline FPS / bare backend FPS
-}
-
-
-@dataclass
-class ModelSpec:
-    """One entry of --models: where the weights come from and what the artifacts are called."""
-
-    text: str
-    key: str  # workspace name stem
-    model: str | None = None  # registry name when the weights are random
-    kwargs: dict[str, str] = field(default_factory=dict)
-    checkpoint: Path | None = None  # trained edgeseg checkpoint
-    trained: bool = False
-
-
-def parse_spec(text: str) -> ModelSpec:
-    """`default` | path/to/checkpoint.pt | `name[:key=value[:key=value]]` (random init)."""
-    from edgeseg.errors import EdgesegError
-
-    text = text.strip()
-    if not text:
-        raise EdgesegError("empty model spec in --models")
-    if text == "default":
-        from edgeseg.defaults import default_model_path
-
-        return ModelSpec(text, "edgeseg-default", checkpoint=default_model_path("pt"), trained=True)
-    if text.endswith((".pt", ".pth")):
-        path = Path(text).expanduser()
-        if not path.is_file():
-            raise EdgesegError(f"checkpoint not found: {path}")
-        return ModelSpec(text, path.stem, checkpoint=path, trained=True)
-    name, *opts = text.split(":")
-    model, kwargs = PAPER_MODELS.get(name, (name, {}))
-    kwargs = dict(kwargs)
-    for opt in opts:
-        key, sep, value = opt.partition("=")
-        if not sep or not key:
-            raise EdgesegError(f"model option {opt!r} in {text!r} must look like key=value")
-        kwargs[key] = value
-    from edgeseg.models import list_models
-
-    if model not in list_models():
-        raise EdgesegError(f"unknown model {model!r} in --models; see `edgeseg models`")
-    suffix = "-".join(str(v).replace(".", "_") for v in kwargs.values())
-    return ModelSpec(text, f"{model}-{suffix}" if suffix else model, model=model, kwargs=kwargs)
 
 
 # --- making the artifacts ---------------------------------------------------------------------------
@@ -192,134 +148,6 @@ def pipeline_ratio(onnx_path: Path, args: argparse.Namespace) -> dict:
         return {"error": "pipeline_vs_backend.py printed no JSON", "command": cmd}
     data["command"] = cmd
     return data
-
-
-# --- the verdicts -----------------------------------------------------------------------------------
-def _vs_one_session(pipeline: dict) -> str:
-    ratio = pipeline.get("ratio_vs_one_session")
-    return "" if ratio is None else f"; {ratio:.2f}x the one-session bare loop"
-
-
-def _cpu_accounting(pipeline: dict) -> str:
-    """Where the CPU went, when the script measured it (older JSON did not)."""
-    cpu, floor = pipeline.get("cpu_ms_per_frame"), pipeline.get("stage_floor_ms")
-    if not cpu or not floor:
-        return ""
-    bare = cpu[pipeline.get("best_bare_mode", "bare")]
-    return (
-        f"; CPU per frame {bare:.1f} ms bare vs {cpu['headless']:.1f} ms pipelined, of which decode + "
-        f"pre + postprocess alone cost {sum(floor.values()):.1f} ms"
-    )
-
-
-def _best_bare(pipeline: dict) -> float:
-    """The bare figure the pipeline ratio divides by (older JSON had only the one-session figure)."""
-    return pipeline.get("best_bare_fps", pipeline["bare_backend_fps"])
-
-
-def _first(results: list[dict], kind: str, precision: str, label_part: str = "") -> dict | None:
-    for r in results:
-        if r["kind"] == kind and r["precision"] == precision and label_part in r["label"] and r["fps"]:
-            return r
-    return None
-
-
-def verdict(value: float | None, target: float, higher_is_better: bool = True) -> str:
-    if value is None:
-        return "MISS (not measured)"
-    ok = value >= target if higher_is_better else value <= target
-    return "PASS" if ok else "MISS"
-
-
-def gate_note(build: dict | None) -> str:
-    """What `edgeseg build`'s own mIoU gate said about the CPU INT8 form (its eval images, not ours)."""
-    for gate in (build or {}).get("gates", []):
-        if gate["form"] == "cpu":
-            kept = len(gate["excluded_nodes"])
-            verdict = "passed" if gate["passed"] else "FAILED (artifact removed)"
-            return (
-                f"build gate {verdict}: drop {gate['drop_points']:.2f} (limit {gate['max_drop_points']:g})"
-                + (f", {kept} layer(s) kept in float" if kept else "")
-            )
-    return ""
-
-
-def ratios(
-    results: list[dict], pipeline: dict | None, trained: bool, build: dict | None = None
-) -> list[dict]:
-    """The issue's targets, measured: value, target, PASS/MISS (never a number that was not measured)."""
-    eager = _first(results, "torch", "fp32")
-    fp32 = _first(results, "onnxruntime", "fp32")
-    int8 = _first(results, "onnxruntime", "int8", "CPU form")
-    out = []
-
-    def add(name: str, num: dict | None, den: dict | None, key: str, detail: str) -> None:
-        value = num["fps"] / den["fps"] if (num and den) else None
-        # the same ratio from median latencies: less sensitive to other jobs' bursts on a shared machine
-        p50 = den["latency_ms"]["p50"] / num["latency_ms"]["p50"] if value else None
-        out.append(
-            {
-                "name": name,
-                "value": value,
-                "p50_ratio": p50,
-                "target": f">= {TARGETS[key]}x",
-                "verdict": verdict(value, TARGETS[key]),
-                "detail": detail,
-            }
-        )
-
-    add("ONNX Runtime FP32 vs PyTorch eager", fp32, eager, "ort_vs_eager", "FPS ratio of Segmenter.infer")
-    add("CPU INT8 vs ONNX Runtime FP32", int8, fp32, "int8_vs_fp32", "FPS ratio of Segmenter.infer")
-    if not trained:
-        drop, result = None, RANDOM_NOTE
-    elif int8 is None or fp32 is None or int8["miou"] is None or fp32["miou"] is None:
-        drop, result = None, "MISS (not measured)"
-    else:
-        drop = 100.0 * (fp32["miou"] - int8["miou"])
-        result = verdict(drop, TARGETS["int8_miou_drop"], higher_is_better=False)
-    out.append(
-        {
-            "name": "CPU INT8 mIoU drop (points)",
-            "value": drop,
-            "p50_ratio": None,
-            "target": f"<= {TARGETS['int8_miou_drop']}",
-            "verdict": result,
-            "detail": "; ".join(
-                x for x in ("on the benchmark frames", gate_note(build) if trained else "") if x
-            ),
-        }
-    )
-    if pipeline is not None:
-        value = pipeline.get("ratio")
-        out.append(
-            {
-                "name": "pipeline vs bare backend (ORT FP32)",
-                "value": value,
-                "p50_ratio": pipeline.get("ratio_median_of_rounds"),
-                "target": f">= {TARGETS['pipeline_vs_backend']}x",
-                "verdict": verdict(value, TARGETS["pipeline_vs_backend"]),
-                "detail": pipeline.get("error")
-                or (
-                    f"headless as `edgeseg run --video`: {pipeline['pipeline_fps']:.2f} vs "
-                    f"{_best_bare(pipeline):.2f} FPS (faster bare form){_vs_one_session(pipeline)}"
-                    f"{_cpu_accounting(pipeline)}, benchmarks/pipeline_vs_backend.py"
-                ),
-            }
-        )
-        if "overlay_ratio" in pipeline:
-            value = pipeline["overlay_ratio"]
-            out.append(
-                {
-                    "name": "pipeline with overlay rendering vs bare backend",
-                    "value": value,
-                    "p50_ratio": pipeline.get("overlay_ratio_median_of_rounds"),
-                    "target": "(reported)",
-                    "verdict": "-",
-                    "detail": f"as for --save/--show: {pipeline['overlay_pipeline_fps']:.2f} vs "
-                    f"{_best_bare(pipeline):.2f} FPS (reported, no target)",
-                }
-            )
-    return out
 
 
 # --- one model, start to finish ---------------------------------------------------------------------
@@ -428,97 +256,6 @@ def run_model(spec: ModelSpec, args: argparse.Namespace, root: Path, console: An
 
 
 # --- reporting --------------------------------------------------------------------------------------
-RESULT_COLUMNS = [
-    "artifact",
-    "FPS",
-    "p50 ms",
-    "p95 ms",
-    "p99 ms",
-    "mIoU %",
-    "size MB",
-    "peak RSS MB",
-    "x eager",
-]
-RATIO_COLUMNS = ["ratio", "measured", "p50-latency ratio", "target", "verdict", "how"]
-
-
-def _fmt(v: Any, digits: int = 2) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
-    return str(v)
-
-
-def result_rows(model: dict) -> list[list[str]]:
-    rows = []
-    for r in model["results"]:
-        if r["error"]:
-            rows.append(
-                [r["label"], f"skipped: {r['error']}"] + ["-"] * 3 + ["-", _fmt(r["size_mb"], 1), "-", "-"]
-            )
-            continue
-        lat = r["latency_ms"]
-        miou = r.get("miou_note") or _fmt(None if r["miou"] is None else 100 * r["miou"])
-        speed = r["speedup_vs_eager"]
-        rows.append(
-            [
-                r["label"],
-                _fmt(r["fps"]),
-                _fmt(lat.get("p50"), 1),
-                _fmt(lat.get("p95"), 1),
-                _fmt(lat.get("p99"), 1),
-                miou,
-                _fmt(r["size_mb"], 1),
-                _fmt(r["peak_rss_mb"], 0),
-                "-" if speed is None else f"{speed:.2f}x",
-            ]
-        )
-    return rows
-
-
-def ratio_rows(model: dict) -> list[list[str]]:
-    rows = []
-    for q in model["ratios"]:
-        is_drop = "drop" in q["name"]
-        value = _fmt(q["value"]) if is_drop else ("-" if q["value"] is None else f"{q['value']:.2f}x")
-        p50 = "-" if q["p50_ratio"] is None else f"{q['p50_ratio']:.2f}x"
-        rows.append([q["name"], value, p50, q["target"], q["verdict"], q["detail"]])
-    return rows
-
-
-def describe_config(model: dict) -> str:
-    c = model["config"]
-    weights = "trained" if model["trained"] else "random init"
-    kw = ", ".join(f"{k}={v}" for k, v in model["kwargs"].items())
-    return (
-        f"{model['model']}{f' ({kw})' if kw else ''}, {weights} weights, input {c['height']}x{c['width']}, "
-        f"{c['threads']} threads, {c['warmup']} warm-up + {c['iterations']} timed frames per artifact "
-        f"on {c['data']}; load average after: {', '.join(f'{x:.1f}' for x in model['loadavg_after'])}"
-    )
-
-
-def _md_table(columns: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def markdown(report: dict, heading_level: int = 3) -> str:
-    """One section per model: what ran, the side-by-side table, the target ratios."""
-    h = "#" * heading_level
-    parts = []
-    for model in report["models"]:
-        if "results" not in model:  # --prepare-only
-            continue
-        parts.append(f"{h} {model['name']}\n\n{describe_config(model)}\n")
-        parts.append(_md_table(RESULT_COLUMNS, result_rows(model)))
-        parts.append(_md_table(RATIO_COLUMNS, ratio_rows(model)))
-    for failure in report.get("failures", []):
-        parts.append(f"not measured (`{failure['spec']}`): {failure['error']}\n")
-    return "\n".join(parts)
-
-
 def print_report(report: dict, console: Any) -> None:
     from edgeseg.console import table
 

@@ -1,46 +1,64 @@
-"""benchmarks/chain.py and benchmarks/run_all.py: spec parsing, the target verdicts, and a real tiny chain."""
+"""The chain benchmark: spec parsing, the target verdicts and the tables (`edgeseg.benchmarking`), and
+the scripts benchmarks/chain.py and benchmarks/run_all.py run as a user runs them, on a real tiny model."""
 
 from __future__ import annotations
 
-import importlib.util
+import ast
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from edgeseg import machine
+from edgeseg.benchmarking.report import not_measured, results_markdown
+from edgeseg.benchmarking.specs import parse_spec
+from edgeseg.benchmarking.suite import SuiteOptions, chain_commands
+from edgeseg.benchmarking.targets import RANDOM_NOTE, ratios
 from edgeseg.errors import EdgesegError
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name: str):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-chain = _load("chain")
 TINY = "fcn8s_lite:width=0.25"
 
 
+def _script(name: str, *argv: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """benchmarks/NAME.py ARGV in its own interpreter (the workspace comes from $EDGESEG_WORKDIR)."""
+    cmd = [sys.executable, str(BENCHMARKS / f"{name}.py"), *argv]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_benchmark_scripts_load_no_module_by_path():
+    """benchmarks/ is a folder of scripts: what one shares with another (or with the tests) is library
+    code in edgeseg.benchmarking, not a sibling imported through sys.path or importlib."""
+    scripts = {p.stem for p in BENCHMARKS.glob("*.py")}
+    assert {"chain", "run_all"} <= scripts
+    for path in BENCHMARKS.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                roots = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                roots = {(node.module or "").split(".")[0]} if node.level == 0 else {"."}
+            else:
+                continue
+            assert not roots & (scripts | {"."}), f"{path.name}:{node.lineno} imports a sibling script"
+            assert "importlib" not in roots, f"{path.name}:{node.lineno}"
+        assert "sys.path" not in path.read_text(), path.name
+
+
 def test_parse_spec_paper_models_and_options(tmp_path):
-    s = chain.parse_spec("fcn8s")
+    s = parse_spec("fcn8s")
     assert (s.model, s.kwargs, s.trained) == ("fcn8s", {"backbone": "vgg16"}, False)
-    assert chain.parse_spec("deeplabv3plus").kwargs == {"backbone": "resnet50"}
-    s = chain.parse_spec("deeplabv3plus:backbone=mobilenet_v3_large")
+    assert parse_spec("deeplabv3plus").kwargs == {"backbone": "resnet50"}
+    s = parse_spec("deeplabv3plus:backbone=mobilenet_v3_large")
     assert s.kwargs == {"backbone": "mobilenet_v3_large"} and s.key == "deeplabv3plus-mobilenet_v3_large"
-    assert chain.parse_spec(TINY).key == "fcn8s_lite-0_25"
+    assert parse_spec(TINY).key == "fcn8s_lite-0_25"
     with pytest.raises(EdgesegError, match="unknown model 'nope'"):
-        chain.parse_spec("nope")
+        parse_spec("nope")
     with pytest.raises(EdgesegError, match="key=value"):
-        chain.parse_spec("fcn8s:vgg16")
+        parse_spec("fcn8s:vgg16")
     with pytest.raises(EdgesegError, match="checkpoint not found"):
-        chain.parse_spec(str(tmp_path / "missing.pt"))
+        parse_spec(str(tmp_path / "missing.pt"))
 
 
 def _result(label: str, kind: str, precision: str, fps: float, miou: float | None = 0.5) -> dict:
@@ -61,7 +79,7 @@ def test_ratios_verdicts_follow_the_measured_numbers():
         _result("ONNX Runtime int8 (CPU form)", "onnxruntime", "int8", 10.0, 0.585),
     ]
     pipeline = {"ratio": 0.9, "ratio_median_of_rounds": 0.92, "pipeline_fps": 6.3, "bare_backend_fps": 7.0}
-    by_name = {q["name"]: q for q in chain.ratios(results, pipeline, trained=True)}
+    by_name = {q["name"]: q for q in ratios(results, pipeline, trained=True)}
     eager = by_name["ONNX Runtime FP32 vs PyTorch eager"]
     assert eager["value"] == pytest.approx(3.5) and eager["verdict"] == "PASS"
     int8 = by_name["CPU INT8 vs ONNX Runtime FP32"]
@@ -70,52 +88,33 @@ def test_ratios_verdicts_follow_the_measured_numbers():
     assert drop["value"] == pytest.approx(1.5) and drop["verdict"] == "MISS"
     assert by_name["pipeline vs bare backend (ORT FP32)"]["verdict"] == "MISS"
     # random weights: no accuracy verdict at all; a missing artifact is a MISS, never a made-up number
-    random = {q["name"]: q for q in chain.ratios(results[:2], None, trained=False)}
-    assert random["CPU INT8 mIoU drop (points)"]["verdict"] == chain.RANDOM_NOTE
+    random = {q["name"]: q for q in ratios(results[:2], None, trained=False)}
+    assert random["CPU INT8 mIoU drop (points)"]["verdict"] == RANDOM_NOTE
     assert random["CPU INT8 vs ONNX Runtime FP32"]["verdict"] == "MISS (not measured)"
     assert random["CPU INT8 vs ONNX Runtime FP32"]["value"] is None
     assert "pipeline vs bare backend (ORT FP32)" not in random
 
 
-def test_bad_options_exit_2_with_one_line(capsys):
-    assert chain.main(["--models", "nope", "--height", "32", "--width", "64"]) == 2
-    err = capsys.readouterr().err
-    assert "unknown model 'nope'" in err and "Traceback" not in err
+def test_bad_options_exit_2_with_one_line():
+    res = _script("chain", "--models", "nope", "--height", "32", "--width", "64")
+    assert res.returncode == 2
+    assert res.stderr.strip() == "error: unknown model 'nope' in --models; see `edgeseg models`"
+    assert res.stdout == ""
 
 
 def _run_tiny(tmp_path: Path, *extra: str) -> dict:
     out = tmp_path / "chain.json"
     md = tmp_path / "chain.md"
-    rc = chain.main(
-        [
-            "--models",
-            TINY,
-            "--height",
-            "32",
-            "--width",
-            "64",
-            "--threads",
-            "1",
-            "--warmup",
-            "0",
-            "--iterations",
-            "2",
-            "--frames",
-            "2",
-            "--calib-images",
-            "2",
-            "--eval-images",
-            "1",
-            "--json-out",
-            str(out),
-            "--markdown-out",
-            str(md),
-            *extra,
-        ]
+    res = _script(
+        "chain",
+        *["--models", TINY, "--height", "32", "--width", "64", "--threads", "1", "--warmup", "0"],
+        *["--iterations", "2", "--frames", "2", "--calib-images", "2", "--eval-images", "1"],
+        *["--json-out", str(out), "--markdown-out", str(md), *extra],
     )
-    assert rc == 0
+    assert res.returncode == 0, res.stderr
     report = json.loads(out.read_text())
     report["_markdown"] = md.read_text()
+    report["_stdout"] = res.stdout
     return report
 
 
@@ -124,6 +123,7 @@ def test_chain_tiny_model_end_to_end(tmp_path, _isolated_workdir):
     report = _run_tiny(tmp_path, "--forms", "cpu", "--pipeline-frames", "0")
     (model,) = report["models"]
     name = "fcn8s_lite-0_25-32x64"
+    assert f"chain: {name}" in report["_stdout"] and f"targets: {name}" in report["_stdout"]
     folder = _isolated_workdir / name
     for suffix in (".onnx", ".fp16.onnx", ".int8.cpu.onnx"):
         assert (folder / f"{name}{suffix}").is_file()
@@ -137,7 +137,7 @@ def test_chain_tiny_model_end_to_end(tmp_path, _isolated_workdir):
     ]
     for r in model["results"]:
         assert r["error"] is None and r["fps"] > 0
-        assert r["miou"] is None and r["miou_note"] == chain.RANDOM_NOTE
+        assert r["miou"] is None and r["miou_note"] == RANDOM_NOTE
     assert model["build"]["gate"] == "disabled (random weights)"
     names = [q["name"] for q in model["ratios"]]
     assert names == [
@@ -149,7 +149,7 @@ def test_chain_tiny_model_end_to_end(tmp_path, _isolated_workdir):
         assert q["value"] > 0 and q["verdict"] in ("PASS", "MISS")
     md = report["_markdown"]
     assert f"### {name}" in md and "| ONNX Runtime FP32 vs PyTorch eager |" in md
-    assert md.count(chain.RANDOM_NOTE) == 5  # 4 artifacts + the mIoU-drop verdict
+    assert md.count(RANDOM_NOTE) == 5  # 4 artifacts + the mIoU-drop verdict
     assert report["machine"]["cores"] >= 1
 
 
@@ -194,16 +194,8 @@ def test_chain_tiny_qdq_pipeline_trained_path_and_reuse(tmp_path, _isolated_work
     assert "results" not in again["models"][0]
 
 
-run_all = _load("run_all")
-
-
-def _run_all_args(*argv: str):
-    return run_all.build_parser().parse_args(list(argv))
-
-
-def test_run_all_plans_default_at_its_own_size_and_paper_models_at_512x1024(monkeypatch):
-    monkeypatch.setattr(run_all, "default_model_size", lambda: (96, 192))
-    runs = dict(run_all.chain_commands(_run_all_args()))
+def test_run_all_plans_default_at_its_own_size_and_paper_models_at_512x1024():
+    runs = dict(chain_commands(SuiteOptions(), default_size=lambda: (96, 192)))
     assert list(runs) == ["default", "fcn8s", "deeplabv3plus"]
     d = runs["default"]
     assert d[d.index("--models") + 1] == "default"
@@ -213,32 +205,79 @@ def test_run_all_plans_default_at_its_own_size_and_paper_models_at_512x1024(monk
         assert (argv[argv.index("--height") + 1], argv[argv.index("--width") + 1]) == ("512", "1024")
         assert argv[argv.index("--iterations") + 1] == "3"
     # a missing default model is reported, not silently dropped
-    monkeypatch.setattr(run_all, "default_model_size", lambda: "the default model is not installed")
-    assert dict(run_all.chain_commands(_run_all_args()))["default"] == "the default model is not installed"
+    missing = dict(chain_commands(SuiteOptions(), default_size=lambda: "the default model is not installed"))
+    assert missing["default"] == "the default model is not installed"
+    # the default model's size is only looked up when it runs
+    skipped = chain_commands(SuiteOptions(skip_default=True), default_size=lambda: pytest.fail("looked up"))
+    assert [title for title, _ in skipped] == ["fcn8s", "deeplabv3plus"]
+
+
+def test_results_file_says_what_was_not_measured_and_how_loaded_the_machine_was():
+    runs = [
+        {
+            "title": "default",
+            "argv": [],
+            "started": "2026-12-01 10:00 UTC",
+            "loadavg": {"before": [0.5, 0.25, 0.1], "after": [1.0, 0.5, 0.2]},
+            "report": not_measured("default", "the default model is not installed"),
+        },
+        {"title": TINY, "argv": ["--models", TINY], "report": {"models": [], "failures": []}},
+    ]
+    md = results_markdown(runs, machine.describe())
+    assert "load average (1/5/15 min) before 0.50 / 0.25 / 0.10, after 1.00 / 0.50 / 0.20." in md
+    assert "cores; GPU:" in md
+    assert "not measured (`default`): the default model is not installed" in md
+    assert f"```\n.venv/bin/python benchmarks/chain.py --models {TINY}\n```" in md
+    assert md.index("## default") < md.index(f"## {TINY}")
+
+
+def test_run_all_missing_include_is_exit_2_with_one_line(tmp_path):
+    res = _script("run_all", "--out", str(tmp_path / "r.md"), "--include", str(tmp_path / "nope.json"))
+    assert res.returncode == 2
+    assert res.stderr.strip() == f"error: --include {tmp_path / 'nope.json'}: no such file"
+    assert not (tmp_path / "r.md").exists()
 
 
 @pytest.mark.slow
-def test_run_all_writes_markdown_with_machine_and_commands(tmp_path, monkeypatch):
-    monkeypatch.setattr(run_all, "default_model_size", lambda: "the default model is not installed")
+def test_run_all_writes_markdown_with_machine_and_commands(tmp_path):
     out = tmp_path / "results.md"
-    rc = run_all.main(
-        ["--out", str(out), "--paper-models", TINY, "--paper-size", "32x64", "--paper-iterations", "1"]
-        + ["--paper-calib-images", "2", "--paper-pipeline-frames", "0", "--threads", "1"]
+    res = _script(
+        "run_all",
+        *["--out", str(out), "--skip-default", "--paper-models", TINY, "--paper-size", "32x64"],
+        *["--paper-iterations", "1", "--paper-calib-images", "2", "--paper-pipeline-frames", "0"],
+        *["--threads", "1"],
     )
-    assert rc == 1  # the default model could not be measured, and the exit status says so
+    assert res.returncode == 0, res.stderr
+    assert f"wrote {out} and results.json" in res.stdout
     md = out.read_text()
     assert "load average (1/5/15 min) before" in md and "cores; GPU:" in md
-    assert "not measured (`default`): the default model is not installed" in md
     assert f"benchmarks/chain.py --models {TINY} --height 32 --width 64" in md
     assert "| PyTorch eager |" in md and "| CPU INT8 vs ONNX Runtime FP32 |" in md
     raw = json.loads(out.with_suffix(".json").read_text())
-    assert [run["title"] for run in raw["runs"]] == ["default", TINY]
-    assert raw["runs"][1]["report"]["models"][0]["results"][0]["fps"] > 0
-    # a later run (here: only the default model) combined with the saved one, nothing re-measured
+    assert [run["title"] for run in raw["runs"]] == [TINY]
+    assert raw["runs"][0]["report"]["models"][0]["results"][0]["fps"] > 0
+    # saved runs combined, in the order given, nothing re-measured; a saved failure keeps exit 1
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(
+        json.dumps(
+            {
+                "runs": [
+                    {
+                        "title": "default",
+                        "argv": [],
+                        "started": "2026-11-30 09:00 UTC",
+                        "loadavg": {"before": [0.1, 0.1, 0.1], "after": [0.2, 0.1, 0.1]},
+                        "report": not_measured("default", "it crashed"),
+                    }
+                ],
+            }
+        )
+    )
     combined = tmp_path / "combined.md"
-    args = ["--out", str(combined), "--skip-paper", "--include", str(out.with_suffix(".json"))]
-    assert run_all.main(args) == 1
+    args = ["--out", str(combined), "--skip-default", "--skip-paper"]
+    res = _script("run_all", *args, "--include", str(earlier), str(out.with_suffix(".json")))
+    assert res.returncode == 1, res.stderr
     text = combined.read_text()
-    assert text.count("## default") == 2 and text.count(f"## {TINY}") == 1
-    assert text.index(f"## {TINY}") < text.rindex("## default")
-    assert run_all.main(["--out", str(combined), "--include", str(tmp_path / "nope.json")]) == 2
+    assert text.count("## default") == 1 and text.count(f"## {TINY}") == 1
+    assert text.index("## default") < text.index(f"## {TINY}")
+    assert "Run started 2026-11-30 09:00 UTC" in text and "not measured (`default`): it crashed" in text

@@ -1,14 +1,23 @@
-"""The torch-free catalog behind `edgeseg models` matches the real models, and the CLI stays torch-free."""
+"""The torch-free catalog behind `edgeseg models` matches the real models, is the file
+`measure --write` writes, ships in the wheel, and the CLI stays torch-free."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
 import pytest
 
-from edgeseg.models.catalog import CATALOG_CLASSES, CATALOG_SIZE, entries, model_names
+from edgeseg.errors import EdgesegError
+from edgeseg.models import catalog
+from edgeseg.models.catalog import CATALOG_CLASSES, CATALOG_PATH, CATALOG_SIZE, entries, model_names
+
+REPO = Path(__file__).resolve().parents[1]
 
 LIGHT = {"mobilenet_v3_large", "efficientnet_lite0", "resnet18", "-"}
 
@@ -45,6 +54,62 @@ def test_catalog_covers_every_registered_model_and_backbone():
         assert default["paper"] == spec.paper
 
 
+def test_catalog_json_is_what_measure_write_writes():
+    """Everything but the measured numbers (checked below, per row) comes from the registry, in the
+    writer's order and layout; the conditions the rows were measured at are recorded with them."""
+    pytest.importorskip("torch")
+    from edgeseg.models.measure import document, rows
+
+    recorded = {(r["model"], r["backbone"]): (r["params"], r["gflops"]) for r in entries()}
+    expected = document(rows(lambda name, bb: recorded.get((name, bb or "-"), (-1, -1.0))))
+    assert json.loads(CATALOG_PATH.read_text()) == expected
+    assert expected["num_classes"] == CATALOG_CLASSES and expected["input_size"] == list(CATALOG_SIZE)
+
+
+@pytest.mark.slow
+def test_measure_write_reproduces_the_catalog_byte_for_byte(tmp_path):
+    pytest.importorskip("torch")
+    from edgeseg.models.measure import write
+
+    out = write(tmp_path / "catalog.json")
+    assert out.read_bytes() == CATALOG_PATH.read_bytes()
+    assert [p.name for p in tmp_path.iterdir()] == ["catalog.json"]  # no temporary left behind
+
+
+def test_missing_catalog_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(catalog, "CATALOG_PATH", tmp_path / "catalog.json")
+    catalog._rows.cache_clear()
+    try:
+        with pytest.raises(EdgesegError, match="model catalog .*catalog.json is missing or unreadable"):
+            model_names()
+    finally:
+        catalog._rows.cache_clear()
+
+
+def test_catalog_ships_in_the_wheel_and_a_normal_install_reads_it(tmp_path):
+    """Build a wheel from a copy of the source (the shipped model weights left out: not needed here),
+    unpack it as pip would install it, and run `edgeseg models` from there."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    for folder in ("edgeseg", "export", "calib", "runtime"):
+        shutil.copytree(
+            REPO / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pt", "*.onnx")
+        )
+    cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*cmd, str(src), "-w", str(tmp_path / "dist")], check=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("edgeseg-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        assert "edgeseg/models/catalog.json" in zf.namelist()
+        zf.extractall(tmp_path / "site")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    res = _run("models", "unet", env=env, cwd=tmp_path)  # not the checkout: `python -c` puts cwd first
+    assert res.returncode == 0, res.stderr
+    assert f"FILE={tmp_path / 'site'}" in res.stderr  # the unpacked wheel, not this checkout
+    assert "31.0M" in res.stdout and "width=1.0 (compact only)" in res.stdout
+
+
 @pytest.mark.parametrize("row", _rows(light=True))
 def test_catalog_numbers_match_models(row):
     _check(row)
@@ -56,7 +121,11 @@ def test_catalog_numbers_match_heavy_models(row):
     _check(row)
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
+def _run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    """`edgeseg ARGS` in a fresh interpreter; stderr ends with whether torch was imported and which
+    catalog file was read."""
     code = (
         "import sys\n"
         "from edgeseg.cli import main\n"
@@ -65,8 +134,12 @@ def _run(*args: str) -> subprocess.CompletedProcess:
         "    main()\n"
         "finally:\n"
         "    sys.stderr.write('TORCH=%s' % any(m == 'torch' or m.startswith('torch.') for m in sys.modules))\n"
+        "    from edgeseg.models.catalog import CATALOG_PATH\n"
+        "    sys.stderr.write(' FILE=%s' % CATALOG_PATH)\n"
     )
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, cwd=cwd
+    )
 
 
 def test_models_command_table_without_torch():
@@ -104,11 +177,13 @@ def test_models_command_one_model_lists_backbones_and_options():
         assert backbone in res.stdout
     assert "output_stride=16" in res.stdout
     assert "fcn8s" not in res.stdout
+    assert "TORCH=False" in res.stderr
 
 
 def test_options_that_only_some_backbones_take_say_which():
     res = _run("models", "unet")
     assert res.returncode == 0, res.stderr
+    assert "TORCH=False" in res.stderr
     assert "options (edgeseg train unet -o key=value): width=1.0 (compact only)" in res.stdout
     from edgeseg.models.catalog import entries
 

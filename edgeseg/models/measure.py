@@ -1,25 +1,31 @@
-"""Measure parameters and FLOPs of every zoo entry; regenerates `catalog.py` (which must stay torch-free).
+"""Measure parameters and FLOPs of every zoo entry; regenerates `catalog.json`, the data behind the
+torch-free `edgeseg models`.
 
 Costs are counted on the meta device (no memory, no arithmetic), so measuring the whole zoo at
 512x1024 takes seconds. FLOPs are `torch.utils.flop_counter.FlopCounterMode`'s count: 2 per
 multiply-accumulate of convolutions and matmuls (resizes, pooling and activations are not counted).
 
     python -m edgeseg.models.measure            # print the rows
-    python -m edgeseg.models.measure --write    # rewrite edgeseg/models/catalog.py
+    python -m edgeseg.models.measure --write    # rewrite edgeseg/models/catalog.json
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from edgeseg.models.catalog import CATALOG_CLASSES, CATALOG_SIZE
+from edgeseg.atomic import write_json
+from edgeseg.models.catalog import CATALOG_CLASSES, CATALOG_PATH, CATALOG_SIZE
 from edgeseg.models.registry import create_model, get_spec, list_models
+
+# (model, backbone or None) -> (parameters, GFLOPs)
+CostFn = Callable[[str, str | None], tuple[int, float]]
 
 
 def measure(
@@ -38,12 +44,13 @@ def measure(
     return params, counter.get_total_flops() / 1e9
 
 
-def rows() -> list[dict[str, Any]]:
+def rows(cost: CostFn = measure) -> list[dict[str, Any]]:
+    """One row per built-in model and backbone: the registry's facts plus `cost`'s numbers."""
     out = []
     for name in list_models(builtin_only=True):
         spec = get_spec(name)
         for bb in spec.backbones or (None,):
-            params, gflops = measure(name, bb)
+            params, gflops = cost(name, bb)
             out.append(
                 {
                     "model": name,
@@ -75,26 +82,25 @@ def _options(spec: Any, backbone: str | None) -> dict[str, Any]:
     }
 
 
-def render(data: list[dict[str, Any]]) -> str:
-    head = (Path(__file__).parent / "catalog.py").read_text().split("# --- generated rows ---")[0]
-    lines = [head + "# --- generated rows ---", "ROWS: tuple[dict[str, Any], ...] = ("]
-    lines += [f"    {row!r}," for row in data]
-    lines.append(")")
-    return "\n".join(lines) + "\n"
+def document(data: list[dict[str, Any]]) -> dict[str, Any]:
+    """The content of catalog.json: the conditions the rows were measured at, then the rows."""
+    return {"num_classes": CATALOG_CLASSES, "input_size": list(CATALOG_SIZE), "models": data}
+
+
+def write(path: Path = CATALOG_PATH) -> Path:
+    """Measure the zoo and (atomically) rewrite the catalog at `path`."""
+    write_json(path, document(rows()))
+    return path
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--write", action="store_true", help="rewrite edgeseg/models/catalog.py")
+    parser.add_argument("--write", action="store_true", help="rewrite edgeseg/models/catalog.json")
     args = parser.parse_args()
-    data = rows()
     if args.write:
-        from edgeseg.atomic import atomic_open
-
-        with atomic_open(Path(__file__).parent / "catalog.py", "w") as fh:
-            fh.write(render(data))
+        write()
     else:
-        for row in data:
+        for row in rows():
             print(row)
 
 
