@@ -635,4 +635,3 @@ class Pipeline:
 
 def _nan_to_none(x: float) -> float | None:
     return None if np.isnan(x) else float(x)
-
