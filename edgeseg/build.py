@@ -32,6 +32,7 @@ from edgeseg.artifacts import (
     read_card,
 )
 from edgeseg.card import ModelCard
+from edgeseg.defaults import CALIB_IMAGES, GATE_IMAGES
 from edgeseg.errors import EdgesegError
 from edgeseg.progress import Progress
 
@@ -53,12 +54,12 @@ class BuildOptions:
     int8: bool = False
     forms: tuple[str, ...] = INT8_FORMS  # onnxruntime target: cpu (ORT U8S8) and/or qdq (TensorRT form)
     calib_data: str | None = None
-    calib_images: int = 64
+    calib_images: int = CALIB_IMAGES
     calib_method: str = "entropy"
     calib_seed: int = 0
     calib_cache: Path | None = None
     eval_data: str | None = None
-    eval_images: int = 16
+    eval_images: int = GATE_IMAGES
     max_miou_drop: float = 1.0
     max_fallback_layers: int | None = None
     cpu_format: str = "qoperator"

@@ -12,6 +12,9 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_MODEL_STEM = "edgeseg-default"
 # held-out generated scenes (the generator's evaluation seed, never used in training)
 DEFAULT_EVAL_DATA = "synth:100"
+# INT8: images calibrated on, and held-out scenes the accuracy gate scores (build and demo alike)
+CALIB_IMAGES = 32
+GATE_IMAGES = 16
 
 _SUFFIX = {"onnx": ".onnx", "pt": ".pt"}
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeseg.defaults import CALIB_IMAGES, GATE_IMAGES
 from edgeseg.errors import EdgesegError
 from edgeseg.progress import Progress
 
@@ -35,8 +36,8 @@ class DemoConfig:
     frames: int = 60  # length of the synthetic stream per artifact
     threads: int = 2
     max_miou_drop: float = 1.0
-    calib_images: int = 32
-    eval_images: int = 12
+    calib_images: int = CALIB_IMAGES
+    eval_images: int = GATE_IMAGES
 
 
 @dataclass

@@ -59,3 +59,27 @@ def test_bench_cli_json_and_missing_export(exported):
     assert report["machine"]["cores"] >= 1 and "onnxruntime" in report["machine"]["libraries"]
     r = runner.invoke(app, ["bench", "nosuchmodel"])
     assert r.exit_code == 2 and "no export named 'nosuchmodel'" in r.output
+
+
+def test_bench_says_where_its_files_went_and_finds_the_checkpoint_by_the_export(exported, tmp_path):
+    """An export named by path, outside ./edgeseg-work: the eager baseline is looked up beside it."""
+    runner = CliRunner()
+    args = ["bench", str(exported), "--data", "synth:2", "--iterations", "2", "--warmup", "0"]
+    args += [
+        "--markdown",
+        str(tmp_path / "b.md"),
+        "--plot",
+        str(tmp_path / "b.png"),
+        "--workdir",
+        str(tmp_path / "elsewhere"),
+    ]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    flat = "".join(r.output.split())  # rich may wrap long paths
+    assert f"wrote{tmp_path / 'b.md'}" in flat and f"wrote{tmp_path / 'b.png'}" in flat
+    assert (tmp_path / "b.md").is_file() and (tmp_path / "b.png").is_file()
+    assert "noPyTorcheagerrow" in flat  # said, not silently dropped
+    run = exported.parent.parent / "train" / "tiny" / "20250101-000000"
+    run.mkdir(parents=True)
+    (run / "best.pt").write_bytes(b"x")
+    assert bench.default_checkpoint(tmp_path / "elsewhere", exported) == run / "best.pt"

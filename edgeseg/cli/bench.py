@@ -74,6 +74,9 @@ def bench_command(
     console.print(
         f"[dim]{desc['cpu']}, {desc['cores']} cores, GPU: {desc['gpu'] or 'none'}; {threads} threads[/]"
     )
+    for written in (markdown, plot):
+        if written:
+            console.print(f"wrote {written}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

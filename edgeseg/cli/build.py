@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from edgeseg.cli.options import card_option
+from edgeseg.defaults import CALIB_IMAGES, GATE_IMAGES
 
 
 def _print_report(report: Any) -> None:
@@ -101,7 +102,9 @@ def build_command(
     calib_data: str | None = typer.Option(
         None, "--calib-data", help="synth (default), dataset folder, video file, or quoted image glob."
     ),
-    calib_images: int = typer.Option(32, "--calib-images", min=1, help="Calibration images (stratified)."),
+    calib_images: int = typer.Option(
+        CALIB_IMAGES, "--calib-images", min=1, help="Calibration images (stratified)."
+    ),
     calib_method: str = typer.Option("entropy", "--calib-method", help="entropy, minmax or percentile."),
     calib_seed: int = typer.Option(0, "--calib-seed", help="Seed of the calibration image selection."),
     calib_cache: Path | None = typer.Option(
@@ -110,7 +113,9 @@ def build_command(
     eval_data: str | None = typer.Option(
         None, "--eval-data", help="Held-out data for the gate: synth[:N] (default) or a dataset folder."
     ),
-    eval_images: int = typer.Option(16, "--eval-images", min=1, help="Generated held-out scenes for synth."),
+    eval_images: int = typer.Option(
+        GATE_IMAGES, "--eval-images", min=1, help="Generated held-out scenes for synth."
+    ),
     max_miou_drop: float = typer.Option(1.0, "--max-miou-drop", help="Allowed INT8 mIoU loss in points."),
     max_fallback_layers: int | None = typer.Option(
         None, "--max-fallback-layers", help="Stop falling back after this many float layers (default: all)."

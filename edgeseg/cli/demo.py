@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from edgeseg.defaults import CALIB_IMAGES, GATE_IMAGES
+
 
 def demo_command(
     quick: bool = typer.Option(
@@ -17,8 +19,8 @@ def demo_command(
     frames: int = typer.Option(60, help="Synthetic frames streamed through each artifact."),
     threads: int = typer.Option(2, help="CPU threads per backend."),
     max_miou_drop: float = typer.Option(1.0, help="INT8 gate: largest mIoU drop allowed, in points."),
-    calib_images: int = typer.Option(32, help="Calibration images for INT8."),
-    eval_images: int = typer.Option(12, help="Held-out scenes for the INT8 accuracy gate."),
+    calib_images: int = typer.Option(CALIB_IMAGES, help="Calibration images for INT8."),
+    eval_images: int = typer.Option(GATE_IMAGES, help="Held-out scenes for the INT8 accuracy gate."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Generate scenes, train, export, make FP16/INT8, stream each, and compare them in one table."""
