@@ -234,3 +234,17 @@ def test_help_shows_no_type_for_flags():
     for words in commands:
         out = runner.invoke(app, [*words, "--help"], env={"COLUMNS": "120"}).output
         assert "Show this message and exit" in out and "<bool>" not in out, words
+
+
+def test_machine_names_the_vector_isa_cpu_figures_depend_on():
+    import os
+
+    from edgeseg import machine
+
+    isa = machine.cpu_vector_isa()
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    if "avx512_vnni" in flags:
+        assert isa == "AVX-512 VNNI"
+    elif " avx2" in flags:
+        assert isa.startswith("AVX")
+    assert f"({isa})" in machine.summary(2) and machine.summary(2).endswith("; 2 threads")

@@ -106,6 +106,7 @@ def results_markdown(runs: list[dict], machine: dict) -> str:
     """The results file: machine first, then per run when it ran, how loaded the machine was, the
     exact command and chain.py's tables."""
     libs = ", ".join(f"{k} {v}" for k, v in machine["libraries"].items())
+    isa = f" ({machine['isa']})" if machine.get("isa") else ""  # CPU INT8 figures depend on it
     lines = [
         "# edgeseg benchmark results",
         "",
@@ -113,7 +114,7 @@ def results_markdown(runs: list[dict], machine: dict) -> str:
         "means. Every number below was measured on this machine; the load average says how many other",
         "jobs were competing for its 2 cores (it distorts absolute figures; the ratios less so).",
         "",
-        f"- CPU: {machine['cpu']}, {machine['cores']} cores; GPU: {machine['gpu'] or 'none'}",
+        f"- CPU: {machine['cpu']}{isa}, {machine['cores']} cores; GPU: {machine['gpu'] or 'none'}",
         f"- {machine['platform']}, Python {machine['python']}",
         f"- {libs}",
         "",

@@ -71,9 +71,7 @@ def bench_command(
         print_json(lib.to_json(results, cfg, desc))
         return
     console.print(table(f"edgeseg bench: {base.name}", lib.COLUMNS, lib.rows(results)))
-    console.print(
-        f"[dim]{desc['cpu']}, {desc['cores']} cores, GPU: {desc['gpu'] or 'none'}; {threads} threads[/]"
-    )
+    console.print(f"[dim]{machine.summary(threads)}[/]", highlight=False)
     for written in (markdown, plot):
         if written:
             console.print(f"wrote {written}", highlight=False)

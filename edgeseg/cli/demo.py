@@ -25,6 +25,7 @@ def demo_command(
 ) -> None:
     """Generate scenes, train, export, make FP16/INT8, stream each, and compare them in one table."""
     from edgeseg import demo as lib
+    from edgeseg import machine
     from edgeseg.cli.progress import progress_bars
     from edgeseg.console import console, err_console, print_json, table
 
@@ -42,6 +43,7 @@ def demo_command(
         print_json(result.to_dict())
         return
     console.print(table("edgeseg demo: held-out synthetic stream", lib.COLUMNS, lib.table_rows(result)))
+    console.print(f"[dim]measured on {machine.summary(threads)}[/]", highlight=False)
     saved = [result.video, *result.plots, out / "report.json"]
     console.print(f"finished in {result.seconds:.0f} s; saved in [bold]{out}/[/]: " + ", ".join(
         p.name for p in saved if p is not None
