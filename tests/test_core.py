@@ -237,12 +237,13 @@ def test_help_shows_no_type_for_flags():
 
 
 def test_machine_names_the_vector_isa_cpu_figures_depend_on():
-    import os
+    from pathlib import Path
 
     from edgeseg import machine
 
     isa = machine.cpu_vector_isa()
-    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text() if cpuinfo.exists() else ""
     if "avx512_vnni" in flags:
         assert isa == "AVX-512 VNNI"
     elif " avx2" in flags:
