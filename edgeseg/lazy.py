@@ -22,6 +22,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "pycuda": ("tensorrt", "CUDA memory for TensorRT"),
     "cuda": ("tensorrt", "CUDA memory for TensorRT (cuda-python)"),
     "psutil": ("all", "memory statistics"),
+    "rosbags": ("ros", "ROS 2 bags (rosbag2: MCAP and SQLite)"),
 }
 
 

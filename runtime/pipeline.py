@@ -125,9 +125,11 @@ class FrameResult:
     index: int  # capture sequence number, 0-based (gaps = dropped frames)
     name: str
     frame: np.ndarray
-    wall_time: float  # time.time() at capture
+    wall_time: float  # time.time() at capture, or the recorded capture time (stamp_ns) when known
     t_capture: float  # time.perf_counter() at capture
     gt: np.ndarray | None = None
+    stamp_ns: int | None = None  # recorded capture time (ROS header stamp), when the source has one
+    frame_id: str = ""  # the source's coordinate frame (ROS header), for the outputs' headers
     labels: np.ndarray | None = None
     logits: np.ndarray | None = None  # C x H x W at net resolution, only with keep_logits=True
     rendered: np.ndarray | None = None  # annotated frame, when a visual sink asked for it
@@ -166,6 +168,10 @@ class FrameResult:
             "dropped_before": self.dropped_before,
             "size": [int(self.frame.shape[0]), int(self.frame.shape[1])],
         }
+        if self.stamp_ns is not None:
+            rec["stamp_ns"] = self.stamp_ns
+        if self.frame_id:
+            rec["frame_id"] = self.frame_id
         if self.histogram is not None:
             rec["class_pixels"] = {
                 (classes[i] if i < len(classes) else str(i)): int(n)
@@ -292,6 +298,11 @@ class Pipeline:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    @property
+    def ended(self) -> bool:
+        """The output stage has finished: the source ended, a stage failed, or stop() was called."""
+        return self._done.is_set()
+
     def finish(self) -> RunStats:
         """Join the stages, close sinks and source, and raise the first stage error if any."""
         if not self._finished:
@@ -397,7 +408,7 @@ class Pipeline:
             self.stats.add_thread_cpu(stage, time.thread_time())
 
     def _dropped(self) -> int:
-        return self._c_pre.dropped + self._c_infer.dropped
+        return self._c_pre.dropped + self._c_infer.dropped + self.source.dropped
 
     def _capture(self) -> None:
         """Read frames; the source is closed here, on its own thread (VideoCapture is not thread-safe,
@@ -417,12 +428,15 @@ class Pipeline:
             if self.max_frames is not None and index >= self.max_frames:
                 break
             if period:
-                due = first + index * period - time.perf_counter()
+                offset = self.source.recorded_offset()
+                due = first + (index * period if offset is None else offset) - time.perf_counter()
                 if due > 0 and self._stop.wait(due):
                     break
             t0 = time.perf_counter()
             frame = self.source.read()
             if frame is None:
+                if self._stop.is_set():  # a source woken up by the stop is no gap
+                    break
                 if not (self.source.live and self.reconnect.enabled):
                     if self.source.live:
                         self.stats.gaps.append(
@@ -441,13 +455,19 @@ class Pipeline:
             gt = frame.gt
             if gt is None and self.labels is not None:
                 gt = self.labels.get(frame.name, frame.image.shape[:2])
+            # live: the frame exists when read returns; one that waited for us counts from its arrival
+            t_capture = t1 if self.live else t0
+            if frame.received is not None:
+                t_capture = frame.received
             item = FrameResult(
                 index=index,
                 name=frame.name,
                 frame=frame.image,
-                wall_time=time.time(),
-                t_capture=t0 if not self.live else t1,  # live: the frame exists when read returns
+                wall_time=time.time() if frame.stamp_ns is None else frame.stamp_ns / 1e9,
+                t_capture=t_capture,
                 gt=gt,
+                stamp_ns=frame.stamp_ns,
+                frame_id=frame.frame_id,
             )
             item.timings["capture"] = (t1 - t0) * 1000.0
             index += 1
@@ -593,7 +613,7 @@ class Pipeline:
                             stats.confusion = ConfusionMatrix(len(stats.classes))
                         stats.confusion.matrix += item.confusion
                         item.running_miou = _nan_to_none(stats.confusion.compute().miou)
-                elif self.labels is not None:
+                elif self.labels is not None or self.source.pairs_labels:
                     stats.unlabeled += 1
                 if item.histogram is not None:
                     stats.add_histogram(item.histogram)

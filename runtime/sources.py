@@ -29,11 +29,19 @@ NETWORK_TIMEOUT_MS = 5000  # a dead stream must not block a read for FFMPEG's de
 
 @dataclass
 class Frame:
-    """One captured frame: BGR uint8 image, a name (pairs it with labels and mask files), optional GT."""
+    """One captured frame: BGR uint8 image, a name (pairs it with labels and mask files), optional GT.
+
+    Sources that know more say so: `stamp_ns` is the capture time recorded with the frame (a ROS
+    header stamp, ns since the epoch), `frame_id` the camera's coordinate frame (carried to the
+    outputs' headers), `received` the `time.perf_counter()` at which the frame reached this process
+    when that was before `read()` (a ROS message waiting for the capture thread)."""
 
     image: np.ndarray
     name: str
     gt: np.ndarray | None = None
+    stamp_ns: int | None = None
+    frame_id: str = ""
+    received: float | None = None
 
 
 @contextlib.contextmanager
@@ -54,6 +62,8 @@ class Source(abc.ABC):
     live: bool = False
     fps: float | None = None  # nominal frame rate, when the source knows it
     length: int | None = None  # frames in one pass, when known
+    dropped: int = 0  # frames discarded before read() (a newer ROS message replaced a waiting one)
+    pairs_labels: bool = False  # attaches ground truth to some frames: the others count as unlabelled
 
     @abc.abstractmethod
     def open(self) -> None:
@@ -65,6 +75,11 @@ class Source(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the device or file."""
+
+    def recorded_offset(self) -> float | None:
+        """Seconds from the first frame to the next frame's recorded time, for sources that know it
+        (bags), so `--realtime` replays at the recorded speed; None: paced by `fps`."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "live": self.live, "fps": self.fps, "frames": self.length}
@@ -345,6 +360,9 @@ def open_source(
     url: str | None = None,
     gst: str | None = None,
     synthetic: int | None = None,
+    bag: str | Path | None = None,
+    topic: str | None = None,
+    labels_topic: str | None = None,
     loop: bool = False,
     synthetic_size: tuple[int, int] = (256, 512),
     seed: int | None = None,
@@ -359,14 +377,22 @@ def open_source(
             "url": url,
             "gst": gst,
             "synthetic": synthetic,
+            "bag": bag,
         }.items()
         if v is not None
     }
     if len(given) != 1:
         names = ", ".join(f"--{k}" for k in given) if given else "none"
         raise EdgesegError(
-            f"choose exactly one source (--camera, --video, --images, --url, --gst, --synthetic); got {names}"
+            "choose exactly one source (--camera, --video, --images, --url, --gst, --synthetic, --bag); "
+            f"got {names}"
         )
+    if bag is not None:
+        from edgeseg.runtime.bag import BagSource  # rosbags is optional: imported when a bag is read
+
+        return BagSource(bag, topic, labels_topic=labels_topic, loop=loop)
+    if topic is not None or labels_topic is not None:
+        raise EdgesegError("--topic and --labels-topic select topics of a --bag")
     if camera is not None:
         return CameraSource(int(camera))
     if video is not None:

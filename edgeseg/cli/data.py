@@ -1,4 +1,5 @@
-"""`edgeseg data synth|info`: generate scene datasets/videos, inspect and validate datasets."""
+"""`edgeseg data synth|info|preview|bag`: generate scene datasets/videos, inspect and validate datasets,
+list a ROS 2 bag's image topics."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 import typer
 
 data_app = typer.Typer(
-    help="Datasets: generate synthetic scenes, inspect and validate folders.", no_args_is_help=True
+    help="Datasets: generate synthetic scenes, inspect and validate folders, list bag topics.",
+    no_args_is_help=True,
 )
 
 
@@ -154,6 +156,34 @@ def preview_cmd(
     ds = open_dataset(path, split=split)
     written = write_preview(ds, out, num=num, tile_width=tile_width)
     console.print(f"wrote {min(num, len(ds))} items of {path} to [bold]{written}[/]")
+
+
+@data_app.command("bag")
+def bag_cmd(
+    path: Path = typer.Argument(..., help="rosbag2 folder (MCAP or SQLite) or its .mcap/.db3 file."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List a ROS 2 bag's image topics: message type, count, encoding and size (of the first message)."""
+    from edgeseg.console import console, print_json, table
+    from edgeseg.runtime.bag import bag_topics
+
+    topics, span = bag_topics(path)
+    images = [t.to_dict() for t in topics if t.is_image]
+    others = [{"topic": t.topic, "type": t.msgtype, "messages": t.count} for t in topics if not t.is_image]
+    if json_out:
+        print_json({**span, "image_topics": images, "other_topics": others})
+        return
+    rows = [
+        [t["topic"], t["type"].rsplit("/", 1)[-1], t["messages"], t["encoding"],
+         None if t["size"] is None else f"{t['size'][0]}x{t['size'][1]}"]
+        for t in images
+    ]  # fmt: skip
+    title = f"{path}: {span['messages']} messages over {span['duration_s']} s"
+    console.print(table(title, ["image topic", "type", "messages", "encoding", "size (WxH)"], rows))
+    if not images:
+        console.print("[yellow]no sensor_msgs/msg/Image or CompressedImage topics[/]")
+    if others:
+        console.print(f"[dim]{len(others)} other topic(s): {', '.join(o['topic'] for o in others)}[/]")
 
 
 def register(app: typer.Typer) -> None:

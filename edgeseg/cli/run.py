@@ -83,6 +83,23 @@ def run_command(
         None, "--workdir", help="Workspace (default: $EDGESEG_WORKDIR or ./edgeseg-work)."
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the final report as JSON."),
+    # ROS 2 bags (issue 18): a bag topic as the source, results written as a new bag
+    bag: Path | None = typer.Option(
+        None, "--bag", help="rosbag2 folder or .mcap/.db3 file (every frame; --realtime: recorded speed)."
+    ),
+    topic: str | None = typer.Option(
+        None, "--topic", help="Image topic of --bag (default: the bag's only image topic)."
+    ),
+    labels_topic: str | None = typer.Option(
+        None, "--labels-topic", help="Topic of --bag with mono8 class-id masks, paired by header stamp."
+    ),
+    save_bag: Path | None = typer.Option(
+        None, "--save-bag", help="Write class maps (mono8) and per-frame stats as a new bag."
+    ),
+    save_bag_overlay: bool = typer.Option(
+        False, "--save-bag-overlay", help="Also write the --mode rendering (bgr8) into --save-bag."
+    ),
+    bag_storage: str = typer.Option("mcap", "--bag-storage", help="--save-bag storage: mcap or sqlite3."),
 ) -> None:
     """Stream frames through a model: FPS, latency p50/p95/p99, dropped frames, live mIoU."""
     from edgeseg import workspace
@@ -102,11 +119,13 @@ def run_command(
         raise EdgesegError("--frames must be at least 1")
     if reconnect_timeout <= 0:
         raise EdgesegError("--reconnect-timeout must be positive")
-    sources = [camera, video, images, url, gst]
+    sources = [camera, video, images, url, gst, bag]
     if not synthetic and all(s is None for s in sources):
         synthetic = True  # the default: a stream with ground truth
     if synthetic and frames is None:
         frames = DEFAULT_SYNTHETIC_FRAMES
+    if labels is not None and labels_topic is not None:
+        raise EdgesegError("ground truth comes from --labels or --labels-topic, not both")
     if synthetic and labels is not None:
         raise EdgesegError("--synthetic brings its own ground truth; --labels is for video/images")
 
@@ -123,6 +142,9 @@ def run_command(
         url=url,
         gst=gst,
         synthetic=frames if synthetic else None,
+        bag=bag,
+        topic=topic,
+        labels_topic=labels_topic,
         loop=loop,
         synthetic_size=size,
     )
@@ -136,6 +158,10 @@ def run_command(
         sinks.append(MaskSink(save_masks))
     if log is not None:
         sinks.append(JsonlSink(log, card.classes))
+    if save_bag is not None:
+        from edgeseg.runtime.bag import BagSink
+
+        sinks.append(BagSink(save_bag, card.classes, storage=bag_storage, overlay=save_bag_overlay))
     renderer = Renderer(card.palette, card.classes, mode=mode, alpha=alpha, legend=legend)
     pipe = open_pipeline(
         artifact,
@@ -157,6 +183,8 @@ def run_command(
         result["labels"] = {"folder": str(labels), "matched": lookup.matched}
         if lookup.matched == 0 and stats.processed:
             warn(f"no frame name matched a label file in {labels}; no mIoU (see --labels help)")
+    if labels_topic is not None and stats.processed and not result["source"].get("labelled"):
+        warn(f"no frame's header stamp matched a message on {labels_topic}; no mIoU")
     if report is not None:
         write_json(report, result)
     if json_out:
