@@ -463,7 +463,7 @@ class Pipeline:
                 index=index,
                 name=frame.name,
                 frame=frame.image,
-                wall_time=time.time() if frame.stamp_ns is None else frame.stamp_ns / 1e9,
+                wall_time=frame.stamp_ns / 1e9 if frame.stamp_ns else time.time(),
                 t_capture=t_capture,
                 gt=gt,
                 stamp_ns=frame.stamp_ns,
