@@ -140,10 +140,17 @@ def test_unreadable_video_fails_clearly(tmp_path, tiny_onnx):
 
 
 def test_full_onnx_run_never_imports_torch(tiny_onnx, tmp_path):
+    from bagfiles import camera_bag, camera_frames
+
     write_video(tmp_path / "clip.mp4", 4)
     model = tiny_onnx(num_classes=8)
+    bag = camera_bag(tmp_path / "in", camera_frames(2))
     code = (
         "import sys\nfrom typer.testing import CliRunner\nfrom edgeseg.cli import app\n"
+        "import edgeseg.runtime.ros2node, edgeseg.cli.ros2\n"
+        f"r = CliRunner().invoke(app, ['run', '--model', {str(model)!r}, '--bag', {str(bag)!r},"
+        f" '--save-bag', {str(tmp_path / 'out')!r}, '--save-bag-overlay'])\n"
+        "assert r.exit_code == 0, r.output\n"
         f"r = CliRunner().invoke(app, ['run', '--model', {str(model)!r}, '--video', {str(tmp_path / 'clip.mp4')!r},"
         f" '--save', {str(tmp_path / 'o.mp4')!r}, '--log', {str(tmp_path / 'l.jsonl')!r}, '--legend', '--json'])\n"
         "assert r.exit_code == 0, r.output\n"

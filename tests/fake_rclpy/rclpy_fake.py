@@ -405,13 +405,18 @@ def build(graph: FakeGraph) -> dict[str, types.ModuleType]:
                 return QoSProfile(depth=qos_or_depth)
             raise TypeError(f"Expected QoSProfile or int, but received {type(qos_or_depth)!r}")
 
-        def create_publisher(self, msg_type: Any, topic: str, qos_profile: Any, *, callback_group: Any = None,
-                             event_callbacks: Any = None, qos_overriding_options: Any = None,
-                             publisher_class: Any = None) -> Publisher:  # fmt: skip
+        def _endpoint(self, msg_type: Any, topic: str, qos_profile: Any) -> tuple[QoSProfile, str]:
+            """The checks create_publisher and create_subscription share, in rclpy's order."""
             self._enter()
             qos = self._validate_qos_or_depth_parameter(qos_profile)
             final = self.resolve_topic_name(topic)
             check_is_valid_msg_type(msg_type)
+            return qos, final
+
+        def create_publisher(self, msg_type: Any, topic: str, qos_profile: Any, *, callback_group: Any = None,
+                             event_callbacks: Any = None, qos_overriding_options: Any = None,
+                             publisher_class: Any = None) -> Publisher:  # fmt: skip
+            qos, final = self._endpoint(msg_type, topic, qos_profile)
             publisher = Publisher(self, msg_type, final, qos)
             self._publishers.append(publisher)
             return publisher
@@ -419,10 +424,7 @@ def build(graph: FakeGraph) -> dict[str, types.ModuleType]:
         def create_subscription(self, msg_type: Any, topic: str, callback: Any, qos_profile: Any, *,
                                 callback_group: Any = None, event_callbacks: Any = None,
                                 qos_overriding_options: Any = None, raw: bool = False) -> Subscription:  # fmt: skip
-            self._enter()
-            qos = self._validate_qos_or_depth_parameter(qos_profile)
-            final = self.resolve_topic_name(topic)
-            check_is_valid_msg_type(msg_type)
+            qos, final = self._endpoint(msg_type, topic, qos_profile)
             sub = Subscription(msg_type, final, callback, qos)
             self._subscriptions.append(sub)
             with graph.lock:
