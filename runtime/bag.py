@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, ExitCode
 from edgeseg.lazy import require
 from edgeseg.runtime.rosmsg import (
     COMPRESSED_TYPE,
@@ -457,7 +457,9 @@ class BagSink(Sink):
                 conn = self._conns[topic]
                 self._writer.write(conn, stamp, self._store.serialize_cdr(msg, conn.msgtype))
         except OSError as exc:
-            raise EdgesegError(f"cannot write bag {self.path}: {exc.strerror or exc}") from None
+            raise EdgesegError(
+                f"cannot write bag {self.path}: {exc.strerror or exc}", exit_code=ExitCode.OUTPUT_FAILED
+            ) from None
         self.frames += 1
 
     def close(self) -> None:
@@ -470,7 +472,10 @@ class BagSink(Sink):
                 try:
                     writer.close()  # writes the MCAP summary / SQLite metadata and metadata.yaml
                 except OSError as exc:
-                    raise EdgesegError(f"cannot finish bag {self.path}: {exc.strerror or exc}") from None
+                    raise EdgesegError(
+                        f"cannot finish bag {self.path}: {exc.strerror or exc}",
+                        exit_code=ExitCode.OUTPUT_FAILED,
+                    ) from None
             if self.frames:
                 os.replace(tmp / self.path.name, self.path)
         finally:

@@ -32,6 +32,7 @@ import numpy as np
 
 from edgeseg.errors import EdgesegError, MissingDependencyError
 from edgeseg.runtime.draw import MODES, Renderer
+from edgeseg.runtime.launch import open_pipeline
 from edgeseg.runtime.pipeline import FrameResult, Pipeline
 from edgeseg.runtime.rosmsg import MessageKit, image_from_msg, stamp_ns
 from edgeseg.runtime.segmenter import Segmenter
@@ -213,9 +214,11 @@ def run_node(
     ros_args: list[str] | None = None,
     kit: MessageKit | None = None,
     on_ready: Callable[[Any], None] | None = None,
+    own_process: bool = False,
 ) -> dict[str, Any]:
     """Run the node until Ctrl-C, ROS shutdown, `max_frames`, or `timeout`; return the run's report
-    (as `Pipeline.report()`, plus `stopped_by`). `on_ready(node)` is called once it subscribes."""
+    (as `Pipeline.report()`, plus `stopped_by`). `on_ready(node)` is called once it subscribes.
+    `own_process`: this process owns its threads (the `edgeseg ros2` command; see open_pipeline)."""
     options = options or NodeOptions()
     options.check()
     rclpy = _ros_import("rclpy")
@@ -260,8 +263,8 @@ def run_node(
         except setup_errors as exc:
             raise _rclpy_error(exc) from None
         source.topic = getattr(subscription, "topic_name", options.topic)
-        pipe = Pipeline(segmenter, source, [publishers, stats_pub], max_frames=options.max_frames,
-                        live=True, renderer=renderer)  # fmt: skip
+        pipe = open_pipeline(segmenter, source, [publishers, stats_pub], own_process=own_process, live=True,
+                             max_frames=options.max_frames, renderer=renderer)  # fmt: skip
         logger = node.get_logger()
         logger.info(
             f"segmenting {source.topic} ({'CompressedImage' if options.is_compressed else 'Image'}, "

@@ -40,7 +40,7 @@ def module_name(path: Path) -> str:
 
 
 def stage(module: str) -> str:
-    if module.startswith("edgeseg.cli") or module == "edgeseg.__main__":
+    if module.startswith("edgeseg.cli") or module in ("edgeseg.__main__", "edgeseg.ros2"):
         return "cli"
     for name in ("runtime", "export", "calib", "training"):
         if module == f"edgeseg.{name}" or module.startswith(f"edgeseg.{name}."):

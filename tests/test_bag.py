@@ -237,7 +237,9 @@ def test_labels_topic_problems_are_one_line(tmp_path, tiny_onnx):
     assert "label on /camera/labels is 5x5 but its frame on /camera/image_raw is 32x24" in one_line_error(r)
     r = runner.invoke(app, ["run", "--model", model, "--bag", str(path), "--labels-topic", "/nope"])
     assert "no labels topic /nope in bag" in one_line_error(r)
-    r = runner.invoke(app, ["run", "--model", model, "--labels-topic", "/camera/labels"])
+    r = runner.invoke(
+        app, ["run", "--model", str(tiny_onnx(num_classes=8)), "--labels-topic", "/camera/labels"]
+    )
     assert "select topics of a --bag" in one_line_error(r)
 
 
@@ -280,11 +282,14 @@ def test_missing_bags_and_topics_are_one_line(tmp_path, tiny_onnx):
         (["--bag", str(tmp_path / "empty")], "has no metadata.yaml: not a rosbag2 folder"),
         (["--bag", str(tmp_path / "two")], "has 2 image topics (/a, /b); choose one with --topic"),
         (["--bag", str(tmp_path / "two"), "--topic", "/chatter"], "carries std_msgs/msg/String"),
-        (["--topic", "/a"], "select topics of a --bag"),
         (["--bag", str(path), "--video", "x.mp4"], "exactly one source"),
     ]  # fmt: skip
     for args, needle in cases:
         assert needle in one_line_error(runner.invoke(app, ["run", "--model", model, *args])), args
+    r = runner.invoke(
+        app, ["run", "--model", str(tiny_onnx(num_classes=8)), "--topic", "/a"]
+    )  # synthetic source
+    assert "select topics of a --bag" in one_line_error(r)
 
 
 def test_missing_rosbags_names_the_extra(tmp_path, monkeypatch):

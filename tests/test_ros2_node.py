@@ -274,7 +274,7 @@ def test_cli_runs_the_node_and_passes_ros_arguments(ros, tiny_onnx, tmp_path):
     assert seen_args[0][1:] == ["--ros-args", "-r", "__ns:=/robot"]
 
     r = runner.invoke(app, ["ros2", "--model", str(tiny_onnx()), "--timeout", "0.3"])
-    assert r.exit_code == 1 and "no image on /image for 0.3 s" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 5 and "no image on /image for 0.3 s" in r.output and "Traceback" not in r.output
     r = runner.invoke(app, ["ros2", "--model", str(tiny_onnx()), "--topic", "bad topic"])
     assert r.exit_code == 2 and "Invalid topic name" in r.output and "Traceback" not in r.output
 

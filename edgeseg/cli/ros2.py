@@ -11,78 +11,74 @@ from pathlib import Path
 
 import typer
 
+from edgeseg.cli.options import card_option
+
+
+def ros2_command(
+    ctx: typer.Context,
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Artifact (.onnx/.engine/.pt) or export name; default as `edgeseg run`."
+    ),
+    card_file: Path | None = card_option(),
+    backend: str | None = typer.Option(None, "--backend", help="onnxruntime, tensorrt or torch."),
+    providers: str = typer.Option("cpu", "--providers", help="ONNX Runtime providers: cpu or auto."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads for inference."),
+    device: str = typer.Option("cpu", "--device", help="Device for .pt checkpoints (cpu, cuda, auto)."),
+    topic: str = typer.Option("image", "--topic", help="Image topic to subscribe to (remappable: `image`)."),
+    compressed: bool | None = typer.Option(
+        None,
+        "--compressed/--raw",
+        help="sensor_msgs/CompressedImage or Image (default: compressed when the topic ends in /compressed).",
+    ),
+    reliable: bool = typer.Option(
+        False, "--reliable", help="Subscribe RELIABLE (default BEST_EFFORT, which matches any camera)."
+    ),
+    visual: str = typer.Option(
+        "overlay", "--visual", help="Also publish ~/overlay as: overlay, mask, side-by-side or none."
+    ),
+    alpha: float = typer.Option(0.5, "--alpha", help="Overlay opacity, 0..1."),
+    node_name: str = typer.Option("edgeseg", "--node-name", help="Node name (topics are ~/class_map ...)."),
+    frames: int | None = typer.Option(None, "--frames", "-n", help="Stop after N frames (default: run on)."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", help="Exit with code 5 after this many seconds without an image (lost camera)."
+    ),
+    report: Path | None = typer.Option(None, "--report", help="Write the final report as JSON."),
+    workdir: Path | None = typer.Option(None, "--workdir", help="Workspace (for model names)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the final report as JSON."),
+) -> None:
+    """ROS 2 node: image topic in; class map (mono8), overlay (bgr8) and stats out, latest frame only."""
+    from edgeseg import workspace
+    from edgeseg.artifacts import read_card
+    from edgeseg.atomic import write_json
+    from edgeseg.cli.run import print_report
+    from edgeseg.console import print_json
+    from edgeseg.errors import EdgesegError, ExitCode
+    from edgeseg.runtime.ros2node import NodeOptions, run_node
+    from edgeseg.runtime.segmenter import Segmenter
+
+    options = NodeOptions(
+        topic=topic, compressed=compressed, reliable=reliable, visual=visual, alpha=alpha,
+        node_name=node_name, max_frames=frames, timeout=timeout,
+    )  # fmt: skip
+    options.check()
+    artifact = workspace.find_artifact(model, workspace.workdir(workdir), backend=backend)
+    card = read_card(artifact, card_file)
+    with Segmenter(artifact, providers=providers, threads=threads, device=device, card=card) as seg:
+        result = run_node(seg, options, ros_args=[sys.argv[0], *ctx.args], own_process=True)
+    result["artifact"] = str(artifact)
+    if report is not None:
+        write_json(report, result)
+    if json_out:
+        print_json(result)
+    else:
+        print_report(result, card.classes)
+    if result["stopped_by"] == "timeout":
+        raise EdgesegError(f"no image on {result['topic']} for {timeout:g} s", exit_code=ExitCode.SOURCE_LOST)
+    if result["stopped_by"] == "interrupt":
+        raise typer.Exit(ExitCode.INTERRUPTED)
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("ros2", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def ros2_cmd(
-        ctx: typer.Context,
-        model: str | None = typer.Option(
-            None,
-            "--model",
-            "-m",
-            help="Artifact (.onnx/.engine/.pt) or export name; default as `edgeseg run`.",
-        ),
-        backend: str | None = typer.Option(None, "--backend", help="onnxruntime, tensorrt or torch."),
-        providers: str = typer.Option("cpu", "--providers", help="ONNX Runtime providers: cpu or auto."),
-        threads: int | None = typer.Option(None, "--threads", help="CPU threads for inference."),
-        device: str = typer.Option("cpu", "--device", help="Device for .pt checkpoints (cpu, cuda, auto)."),
-        topic: str = typer.Option(
-            "image", "--topic", help="Image topic to subscribe to (remappable: `image`)."
-        ),
-        compressed: bool | None = typer.Option(
-            None,
-            "--compressed/--raw",
-            help="sensor_msgs/CompressedImage or Image (default: compressed when the topic ends in /compressed).",
-        ),
-        reliable: bool = typer.Option(
-            False, "--reliable", help="Subscribe RELIABLE (default BEST_EFFORT, which matches any camera)."
-        ),
-        visual: str = typer.Option(
-            "overlay", "--visual", help="Also publish ~/overlay as: overlay, mask, side-by-side or none."
-        ),
-        alpha: float = typer.Option(0.5, "--alpha", help="Overlay opacity, 0..1."),
-        node_name: str = typer.Option(
-            "edgeseg", "--node-name", help="Node name (topics are ~/class_map ...)."
-        ),
-        frames: int | None = typer.Option(
-            None, "--frames", "-n", help="Stop after N frames (default: run on)."
-        ),
-        timeout: float | None = typer.Option(
-            None, "--timeout", help="Exit with code 1 after this many seconds without an image (lost camera)."
-        ),
-        report: Path | None = typer.Option(None, "--report", help="Write the final report as JSON."),
-        workdir: Path | None = typer.Option(None, "--workdir", help="Workspace (for model names)."),
-        json_out: bool = typer.Option(False, "--json", help="Print the final report as JSON."),
-    ) -> None:
-        """ROS 2 node: image topic in; class map (mono8), overlay (bgr8) and stats out, latest frame only."""
-        from edgeseg.atomic import write_json
-        from edgeseg.cli.run import backend_options, print_report, resolve_model
-        from edgeseg.console import print_json
-        from edgeseg.errors import EdgesegError
-        from edgeseg.runtime.pipeline import share_cores_with
-        from edgeseg.runtime.ros2node import NodeOptions, run_node
-        from edgeseg.runtime.segmenter import Segmenter
-
-        options = NodeOptions(
-            topic=topic, compressed=compressed, reliable=reliable, visual=visual, alpha=alpha,
-            node_name=node_name, max_frames=frames, timeout=timeout,
-        )  # fmt: skip
-        options.check()
-        artifact = resolve_model(model, backend, workdir)
-        seg = Segmenter(artifact, **backend_options(artifact, providers, threads, device))
-        try:
-            share_cores_with(seg.backend)
-            result = run_node(seg, options, ros_args=[sys.argv[0], *ctx.args])
-        finally:
-            seg.close()
-        result["artifact"] = str(artifact)
-        if report is not None:
-            write_json(report, result)
-        if json_out:
-            print_json(result)
-        else:
-            print_report(result, seg.card.classes)
-        if result["stopped_by"] == "timeout":
-            raise EdgesegError(f"no image on {result['topic']} for {timeout:g} s", exit_code=1)
-        if result["stopped_by"] == "interrupt":
-            raise typer.Exit(130)
+    app.command("ros2", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
+        ros2_command
+    )
