@@ -22,6 +22,10 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "pycuda": ("tensorrt", "CUDA memory for TensorRT"),
     "cuda": ("tensorrt", "CUDA memory for TensorRT (cuda-python)"),
     "psutil": ("all", "memory statistics"),
+    "segmentation_models_pytorch": ("smp", "segmentation_models_pytorch models (smp:ARCH)"),
+    "timm": ("smp", "timm encoders"),
+    "transformers": ("hf", "Hugging Face models (hf:FOLDER)"),
+    "safetensors": ("hf", "safetensors weights files"),
 }
 
 
