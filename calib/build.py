@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeseg.calib.data import open_calibration
+from edgeseg.calib.data import open_calibration, require_calibration_data
 from edgeseg.calib.gate import Gate, GateFailed, GateResult, Score, gated_quantize, open_eval_data
 from edgeseg.calib.quantize import (
     CPU_FORMATS,
@@ -165,7 +165,9 @@ def build_onnxruntime(model_path: Path, opts: BuildOptions, progress: Progress |
     if card.precision != "fp32":
         raise EdgesegError(f"{model_path.name} is already {card.precision}; build from the FP32 export")
 
-    data = open_eval_data(opts.eval_data, card, opts.eval_images)
+    if opts.int8:
+        require_calibration_data(opts.calib_data, card)  # before minutes of FP32 evaluation
+    data = open_eval_data(opts.eval_data, card, opts.eval_images, fallback=opts.calib_data)
     gate = Gate(model_path, card, data, threads=opts.threads, progress=progress)
     report = BuildReport(model=model_path, card=card, eval_spec=data.spec, reference=data.reference)
     report.rows.append(_row(model_path, "fp32", gate.fp32, gate.fp32, gate, note="reference"))

@@ -31,7 +31,10 @@ def _json(output: str) -> dict:
 def test_build_without_model_uses_the_newest_export(tiny_onnx, _isolated_workdir):
     old = _place(tiny_onnx, _isolated_workdir, "older", 1_000_000)
     new = _place(tiny_onnx, _isolated_workdir, "newer", 2_000_000)
-    result = runner.invoke(app, ["build", "--int8", "--calib-images", "4", "--eval-images", "4", "--json"])
+    result = runner.invoke(
+        app,
+        ["build", "--int8", "--calib-data", "synth", "--calib-images", "4", "--eval-images", "4", "--json"],
+    )
     assert result.exit_code == 0, result.output
     report = _json(result.stdout)
     assert report["model"] == str(new)
@@ -48,7 +51,19 @@ def test_build_without_model_uses_the_newest_export(tiny_onnx, _isolated_workdir
     assert report["calibration"]["from_cache"] is False
 
     again = runner.invoke(
-        app, ["build", "newer", "--int8", "--calib-images", "4", "--eval-images", "4", "--json"]
+        app,
+        [
+            "build",
+            "newer",
+            "--int8",
+            "--calib-data",
+            "synth",
+            "--calib-images",
+            "4",
+            "--eval-images",
+            "4",
+            "--json",
+        ],
     )
     assert again.exit_code == 0, again.output
     assert _json(again.stdout)["calibration"]["from_cache"] is True
@@ -65,6 +80,8 @@ def test_build_table_output_and_fp16(tiny_onnx, _isolated_workdir):
             "--int8",
             "--int8-forms",
             "cpu",
+            "--calib-data",
+            "synth",
             "--calib-images",
             "4",
             "--eval-images",
@@ -134,6 +151,8 @@ def test_tensorrt_target_hands_the_qdq_onnx_to_the_engine_builder(tiny_onnx, _is
             "--target",
             "tensorrt",
             "--int8",
+            "--calib-data",
+            "synth",
             "--calib-images",
             "4",
             "--eval-images",
@@ -159,7 +178,19 @@ def test_tensorrt_target_builds_an_already_quantized_onnx_as_is(tiny_onnx, _isol
     )
     _place(tiny_onnx, _isolated_workdir, "tiny", 1_000_000)
     made = runner.invoke(
-        app, ["build", "--int8", "--int8-forms", "qdq", "--calib-images", "4", "--eval-images", "4"]
+        app,
+        [
+            "build",
+            "--int8",
+            "--int8-forms",
+            "qdq",
+            "--calib-data",
+            "synth",
+            "--calib-images",
+            "4",
+            "--eval-images",
+            "4",
+        ],
     )
     assert made.exit_code == 0, made.output
     qdq = _isolated_workdir / "tiny" / "tiny.int8.qdq.onnx"
@@ -171,7 +202,18 @@ def test_tensorrt_target_builds_an_already_quantized_onnx_as_is(tiny_onnx, _isol
 
 def test_gate_failure_exits_non_zero_with_the_attempts(tiny_onnx, _isolated_workdir):
     path = _place(tiny_onnx, _isolated_workdir, "tiny", 1_000_000)
-    args = ["build", "--int8", "--int8-forms", "qdq", "--calib-images", "4", "--eval-images", "4"]
+    args = [
+        "build",
+        "--int8",
+        "--int8-forms",
+        "qdq",
+        "--calib-data",
+        "synth",
+        "--calib-images",
+        "4",
+        "--eval-images",
+        "4",
+    ]
     result = runner.invoke(app, [*args, "--max-miou-drop", "0", "--max-fallback-layers", "0", "--json"])
     assert result.exit_code == 3, result.output
     report = json.loads(result.stdout)

@@ -97,6 +97,8 @@ def test_legacy_calibrator_through_the_cli(monkeypatch, tiny_onnx, tmp_path):
         "tensorrt",
         "--int8",
         "--legacy-calibrator",
+        "--calib-data",
+        "synth",
         "--calib-images",
         "3",
     ]
