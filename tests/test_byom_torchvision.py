@@ -201,3 +201,22 @@ def test_trained_checkpoint_miou_through_edgeseg_equals_torchvision(trained_lras
     assert abs(miou_edgeseg - miou_tv) < 1e-3, (miou_edgeseg, miou_tv)
     agreement = np.mean([np.mean(a == b) for a, b in zip(ours, theirs)])
     assert agreement >= 0.999
+
+
+@pytest.mark.slow
+def test_cli_train_starts_from_a_torchvision_checkpoint(tv_deeplab50, _isolated_workdir):
+    _, path = tv_deeplab50
+    r = CliRunner().invoke(
+        app,
+        ["train", "deeplabv3", "--data", "synth:4", "--epochs", "1", "--height", "32", "--width", "48",
+         "--batch-size", "2", "--val-limit", "2", "--weights", str(path)],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "torchvision deeplabv3_resnet50, classifier re-initialised (5 -> 8 classes)" in " ".join(
+        r.output.split()
+    )
+    from edgeseg.checkpoint import load_checkpoint
+    from edgeseg.workspace import newest_checkpoint
+
+    card = load_checkpoint(newest_checkpoint(_isolated_workdir, "deeplabv3"))["card"]
+    assert card.model_kwargs == {"backbone": "resnet50", "output_stride": 8}
