@@ -14,6 +14,10 @@ from edgeseg.cli import app
 runner = CliRunner()
 
 
+# the tiny models' classes are not the street classes: calibration data must be named (synth, on purpose)
+SMALL_DATA = ["--calib-data", "synth", "--calib-images", "4", "--eval-images", "4"]
+
+
 def _place(tiny_onnx, workdir: Path, name: str, mtime: float) -> Path:
     """Put a tiny model where `edgeseg export` would: <wd>/<name>/<name>.onnx."""
     src = tiny_onnx(name=name)
@@ -31,10 +35,7 @@ def _json(output: str) -> dict:
 def test_build_without_model_uses_the_newest_export(tiny_onnx, _isolated_workdir):
     old = _place(tiny_onnx, _isolated_workdir, "older", 1_000_000)
     new = _place(tiny_onnx, _isolated_workdir, "newer", 2_000_000)
-    result = runner.invoke(
-        app,
-        ["build", "--int8", "--calib-data", "synth", "--calib-images", "4", "--eval-images", "4", "--json"],
-    )
+    result = runner.invoke(app, ["build", "--int8", *SMALL_DATA, "--json"])
     assert result.exit_code == 0, result.output
     report = _json(result.stdout)
     assert report["model"] == str(new)
@@ -50,21 +51,7 @@ def test_build_without_model_uses_the_newest_export(tiny_onnx, _isolated_workdir
     assert not (old.parent / "older.int8.cpu.onnx").exists()
     assert report["calibration"]["from_cache"] is False
 
-    again = runner.invoke(
-        app,
-        [
-            "build",
-            "newer",
-            "--int8",
-            "--calib-data",
-            "synth",
-            "--calib-images",
-            "4",
-            "--eval-images",
-            "4",
-            "--json",
-        ],
-    )
+    again = runner.invoke(app, ["build", "newer", "--int8", *SMALL_DATA, "--json"])
     assert again.exit_code == 0, again.output
     assert _json(again.stdout)["calibration"]["from_cache"] is True
 
@@ -80,12 +67,7 @@ def test_build_table_output_and_fp16(tiny_onnx, _isolated_workdir):
             "--int8",
             "--int8-forms",
             "cpu",
-            "--calib-data",
-            "synth",
-            "--calib-images",
-            "4",
-            "--eval-images",
-            "4",
+            *SMALL_DATA,
         ],
     )
     assert result.exit_code == 0, result.output
@@ -151,12 +133,7 @@ def test_tensorrt_target_hands_the_qdq_onnx_to_the_engine_builder(tiny_onnx, _is
             "--target",
             "tensorrt",
             "--int8",
-            "--calib-data",
-            "synth",
-            "--calib-images",
-            "4",
-            "--eval-images",
-            "4",
+            *SMALL_DATA,
             "--workspace",
             "512",
         ],
@@ -177,21 +154,7 @@ def test_tensorrt_target_builds_an_already_quantized_onnx_as_is(tiny_onnx, _isol
         trt_build, "build_from_cli", lambda onnx_path, **kw: seen.update(kw, onnx_path=onnx_path) or 0
     )
     _place(tiny_onnx, _isolated_workdir, "tiny", 1_000_000)
-    made = runner.invoke(
-        app,
-        [
-            "build",
-            "--int8",
-            "--int8-forms",
-            "qdq",
-            "--calib-data",
-            "synth",
-            "--calib-images",
-            "4",
-            "--eval-images",
-            "4",
-        ],
-    )
+    made = runner.invoke(app, ["build", "--int8", "--int8-forms", "qdq", *SMALL_DATA])
     assert made.exit_code == 0, made.output
     qdq = _isolated_workdir / "tiny" / "tiny.int8.qdq.onnx"
     result = runner.invoke(app, ["build", str(qdq), "--target", "tensorrt", "--int8"])
@@ -202,18 +165,7 @@ def test_tensorrt_target_builds_an_already_quantized_onnx_as_is(tiny_onnx, _isol
 
 def test_gate_failure_exits_non_zero_with_the_attempts(tiny_onnx, _isolated_workdir):
     path = _place(tiny_onnx, _isolated_workdir, "tiny", 1_000_000)
-    args = [
-        "build",
-        "--int8",
-        "--int8-forms",
-        "qdq",
-        "--calib-data",
-        "synth",
-        "--calib-images",
-        "4",
-        "--eval-images",
-        "4",
-    ]
+    args = ["build", "--int8", "--int8-forms", "qdq", *SMALL_DATA]
     result = runner.invoke(app, [*args, "--max-miou-drop", "0", "--max-fallback-layers", "0", "--json"])
     assert result.exit_code == 3, result.output
     report = json.loads(result.stdout)

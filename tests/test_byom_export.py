@@ -18,6 +18,7 @@ from edgeseg.runtime.segmenter import Segmenter  # noqa: E402
 
 torch.set_num_threads(1)
 SIZE = ["--height", "64", "--width", "96", "--parity-scenes", "2"]
+SMALL_UNET = ["-o", "encoder_depth=3", "-o", "decoder_channels=[16,8,4]"]
 
 
 def export(*args: str) -> dict:
@@ -151,10 +152,7 @@ def test_smp_unet_with_encoder_and_options(smp_file):
         "smp:Unet",
         "--encoder",
         "mobilenet_v2",
-        "-o",
-        "encoder_depth=3",
-        "-o",
-        "decoder_channels=[16,8,4]",
+        *SMALL_UNET,
         "--weights",
         str(smp_file),
         *SIZE,
@@ -169,10 +167,7 @@ def test_smp_encoder_as_option_is_the_same_and_errors_are_one_line(smp_file):
         "smp:unet",
         "-o",
         "encoder_name=mobilenet_v2",
-        "-o",
-        "encoder_depth=3",
-        "-o",
-        "decoder_channels=[16,8,4]",
+        *SMALL_UNET,
         "--weights",
         str(smp_file),
         *SIZE,

@@ -98,7 +98,7 @@ def test_legacy_calibrator_through_the_cli(monkeypatch, tiny_onnx, tmp_path):
         "--int8",
         "--legacy-calibrator",
         "--calib-data",
-        "synth",
+        "synth",  # the tiny model's classes are not the street classes
         "--calib-images",
         "3",
     ]
