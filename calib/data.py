@@ -2,7 +2,8 @@
 
 A `--calib-data SPEC` is one of
 
-    synth            scenes from the procedural generator (edgeseg.data.synth), seeded
+    synth            scenes from the procedural generator (edgeseg.data.synth), seeded; the default,
+                     but only for models of the generator's street classes (others must pass data)
     DIR              a dataset folder (images/+masks/, Pascal VOC, Cityscapes) or a plain folder of images
     VIDEO            a video file; frames are sampled evenly over its length
     GLOB             an image glob such as 'frames/*.jpg' (quote it so the shell does not expand it)
@@ -47,6 +48,8 @@ class CalibrationSet:
     listing_hash: str  # identifies the source listing (not the selection)
     seed: int
     classes_covered: list[int] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)  # the label set of a dataset source
+    note: str | None = None  # why this data may not suit the model (also printed as a warning)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -68,6 +71,7 @@ class CalibrationSet:
             "seed": self.seed,
             "listing_hash": self.listing_hash,
             "classes_covered": self.classes_covered,
+            **({"note": self.note} if self.note else {}),
         }
 
 
@@ -221,6 +225,7 @@ def from_dataset(dataset, spec: str, n: int, seed: int, num_classes: int | None)
         listing_hash=_hash(["dataset", listing]),
         seed=seed,
         classes_covered=covered,
+        classes=list(getattr(dataset, "classes", [])),
     )
 
 
@@ -249,36 +254,97 @@ def from_synth(card: ModelCard, n: int, seed: int) -> CalibrationSet:
     )
 
 
+def _classes_text(classes: list[str]) -> str:
+    return f"{len(classes)}: {', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''}"
+
+
+def needs_data_error(card: ModelCard, option: str = "--calib-data") -> EdgesegError:
+    """The generated street scenes are the default data only for models of the street classes."""
+    return EdgesegError(
+        f"{card.model} predicts its own classes ({_classes_text(card.classes)}), not the street scenes "
+        f"edgeseg generates: pass {option} with images like those it will see (a folder, a video or an "
+        "image glob)"
+    )
+
+
+def is_synth_spec(spec: str) -> bool:
+    return spec == "synth" or spec.startswith(("synth:", "synth[", "synth@"))
+
+
+def require_calibration_data(spec: str | None, card: ModelCard) -> None:
+    """Fail before any work when INT8 has no data to calibrate on (see `open_calibration`)."""
+    from edgeseg.data.synth import has_street_classes
+
+    if not (spec or "").strip() and not has_street_classes(card.classes):
+        raise needs_data_error(card)
+
+
 def open_calibration(spec: str | None, card: ModelCard, n: int = 64, seed: int = 0) -> CalibrationSet:
-    """Resolve `--calib-data SPEC` into N selected calibration images (see the module docstring)."""
+    """Resolve `--calib-data SPEC` into N selected calibration images (see the module docstring).
+
+    Without SPEC the generated street scenes are used, but only for a model of the street classes;
+    any other model must say what it will see. Data labelled with other classes than the model's (the
+    street scenes included) is used as asked, with a warning.
+    """
+    from edgeseg.console import warn
+    from edgeseg.data.synth import SYNTH_CLASSES
+
     if n < 1:
         raise EdgesegError(f"--calib-images must be at least 1, got {n}")
+    require_calibration_data(spec, card)
     spec = (spec or "synth").strip()
-    if spec == "synth" or spec.startswith("synth:") or spec.startswith("synth["):
-        return from_synth(card, n, seed)
+    if is_synth_spec(spec):
+        calib = from_synth(card, n, seed)
+        _warn_other_classes(calib, list(SYNTH_CLASSES), card, warn)
+        return calib
+    calib = _open_source(spec, card, n, seed)
+    if calib.kind == "dataset":
+        _warn_other_classes(calib, calib.classes, card, warn)
+    return calib
+
+
+def _warn_other_classes(calib: CalibrationSet, data_classes: list[str], card: ModelCard, warn) -> None:
+    if list(data_classes) != list(card.classes):
+        calib.note = (
+            f"calibration data {calib.spec} shows other classes ({_classes_text(data_classes)}) than "
+            f"{card.model} predicts ({_classes_text(card.classes)}): INT8 ranges measured on it may not "
+            "fit what the model will see; pass --calib-data with the model's own kind of images"
+        )
+        warn(calib.note)
+
+
+def open_images(spec: str, n: int, seed: int, what: str = "calibration data") -> CalibrationSet:
+    """N images from a glob, a video, one image or a folder of images (no labels read)."""
     if any(ch in spec for ch in "*?["):
         paths = sorted(Path(p) for p in globlib.glob(spec, recursive=True))
         paths = [p for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
         return from_images(paths, spec, n, seed)
     path = Path(spec).expanduser()
     if not path.exists():
-        raise EdgesegError(f"calibration data not found: {spec} (a folder, video, image glob, or 'synth')")
+        raise EdgesegError(f"{what} not found: {spec} (a folder, video, image glob, or 'synth')")
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix in VIDEO_SUFFIXES:
             return from_video(path, n, seed)
         if suffix in IMAGE_SUFFIXES:
             return from_images([path], spec, n, seed)
-        raise EdgesegError(f"calibration data {path.name} is neither an image nor a video ({suffix})")
+        raise EdgesegError(f"{what} {path.name} is neither an image nor a video ({suffix})")
     if not any(path.iterdir()):
-        raise EdgesegError(f"calibration folder {path} is empty")
-    dataset = _try_dataset(path)
-    if dataset is not None:
-        return from_dataset(dataset, spec, n, seed, card.num_classes)
+        raise EdgesegError(f"{what} folder {path} is empty")
     return from_images(_images_in(path), spec, n, seed)
 
 
-def _try_dataset(path: Path):
+def _open_source(spec: str, card: ModelCard, n: int, seed: int) -> CalibrationSet:
+    """A labelled dataset folder (stratified pick) when the readers recognise one, else images."""
+    path = Path(spec).expanduser()
+    if path.is_dir() and any(path.iterdir()):
+        dataset = try_dataset(path)
+        if dataset is not None:
+            return from_dataset(dataset, spec, n, seed, card.num_classes)
+    return open_images(spec, n, seed)
+
+
+def try_dataset(path: Path):
     """A labelled dataset in `path` if the data readers recognise one, else None (plain image folder)."""
     try:
         from edgeseg.data import open_dataset

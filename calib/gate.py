@@ -35,6 +35,7 @@ from edgeseg.metrics import ConfusionMatrix, SegMetrics
 
 DEFAULT_EVAL_IMAGES = 16
 PROBE_IMAGES = 4
+EVAL_SEED = 1  # picks evaluation images from an image source apart from calibration's seed 0
 
 
 @dataclass
@@ -114,20 +115,48 @@ def _pct(x: float) -> float | None:
     return None if x != x else round(100.0 * x, 3)
 
 
-def open_eval_data(spec: str | None, card: ModelCard, default_n: int = DEFAULT_EVAL_IMAGES) -> EvalData:
-    """`--eval-data`: 'synth[:N]' (held-out generated scenes, the default) or a labelled dataset folder."""
-    spec = (spec or f"synth:{default_n}").strip()
-    from edgeseg.data import open_dataset
+def open_eval_data(
+    spec: str | None, card: ModelCard, default_n: int = DEFAULT_EVAL_IMAGES, *, fallback: str | None = None
+) -> EvalData:
+    """`--eval-data`: 'synth[:N]', a labelled dataset folder, or unlabelled images (folder, video, glob).
 
-    if spec == "synth" or spec.startswith(("synth:", "synth@")):
+    Without SPEC: held-out generated scenes for a model of the street classes; for any other model the
+    calibration data (`fallback`), else one clear error. Labels count only when they are labels of the
+    model's classes (generated scenes: the same names; a dataset: the same count, compared by index
+    like `edgeseg eval`); otherwise FP32's own predictions on that data are the reference.
+    """
+    from edgeseg.calib.data import is_synth_spec, needs_data_error, open_images, try_dataset
+    from edgeseg.data import open_dataset
+    from edgeseg.data.synth import has_street_classes
+
+    street = has_street_classes(card.classes)
+    if not (spec or "").strip():
+        if street:
+            spec = f"synth:{default_n}"
+        elif fallback:
+            spec = fallback
+        else:
+            raise needs_data_error(card, "--calib-data (the gate then evaluates on it too) or --eval-data")
+    spec = spec.strip()
+    ds = None
+    if is_synth_spec(spec):
         # held-out seed, at the net's input size unless the spec says synth:N@HxW
         h, w = card.input_size
         ds = open_dataset(spec, num=default_n, height=h, width=w)
+        labelled = street
     else:
-        ds = open_dataset(spec)
+        path = Path(spec).expanduser()
+        ds = try_dataset(path) if path.is_dir() else None
+        labelled = ds is not None and len(getattr(ds, "classes", [])) == card.num_classes
+    if ds is None:  # images without labels: a video, a glob, a plain folder
+        images = open_images(spec, default_n, EVAL_SEED, what="evaluation data")
+        return EvalData(spec, [images.image(i) for i in range(len(images))], [None] * len(images), "fp32")
     if len(ds) == 0:
         raise EdgesegError(f"evaluation dataset {spec!r} is empty")
-    labelled = len(getattr(ds, "classes", [])) == card.num_classes
+    if labelled and list(ds.classes) != list(card.classes) and not is_synth_spec(spec):
+        from edgeseg.console import warn
+
+        warn(f"class names differ between {card.model} and {spec}; the gate compares them by class index")
     items = [ds[i] for i in range(len(ds))]
     return EvalData(
         spec=spec,
@@ -135,6 +164,38 @@ def open_eval_data(spec: str | None, card: ModelCard, default_n: int = DEFAULT_E
         masks=[m if labelled else None for _, m in items],
         reference="labels" if labelled else "fp32",
     )
+
+
+def reference_warnings(
+    card: ModelCard, data: EvalData, fp32: Score, fp32_labels: list[np.ndarray]
+) -> list[str]:
+    """Why the gate's FP32 reference may say little (issue 17): random weights, an FP32 mIoU no better
+    than one class everywhere, or FP32 predictions that are one class on nearly every pixel."""
+    notes = []
+    if card.extra.get("random_weights"):
+        notes.append(
+            f"{card.model} was exported with random weights: the INT8 gate compares two versions of an "
+            "untrained net, so its verdict says nothing about accuracy"
+        )
+    if data.reference == "labels" and fp32.metrics is not None and fp32.miou == fp32.miou:
+        present = max(1, card.num_classes - len(fp32.metrics.absent))
+        if fp32.miou < 1.0 / present:
+            notes.append(
+                f"FP32 scores mIoU {fp32.miou:.3f} on {data.spec}, less than predicting one class "
+                f"everywhere could (1/{present} = {1 / present:.3f}): the model looks untrained or the data "
+                "unlike its training data, so the INT8 drop measured against it says little"
+            )
+    if fp32_labels:
+        counts = np.bincount(np.concatenate([m.ravel() for m in fp32_labels]), minlength=card.num_classes)
+        top = int(counts.argmax())
+        share = counts[top] / max(int(counts.sum()), 1)
+        if share > 0.99:
+            name = card.classes[top] if top < card.num_classes else str(top)
+            notes.append(
+                f"FP32 predicts {name!r} on {share:.1%} of the pixels of {data.spec}: agreement with it "
+                "says little about INT8's accuracy"
+            )
+    return notes
 
 
 def _segmenter(path: Path, threads: int | None):
@@ -166,6 +227,12 @@ class Gate:
         self.fp32_labels = self._predict(fp32_path, "evaluating FP32")
         self.targets = self.fp32_labels if data.reference == "fp32" else data.masks
         self.fp32 = self._score(self.fp32_labels)
+        self.warnings = reference_warnings(card, data, self.fp32, self.fp32_labels)
+        if self.warnings:
+            from edgeseg.console import warn
+
+            for note in self.warnings:
+                warn(note)
 
     def _predict(self, path: Path, what: str) -> list[np.ndarray]:
         seg = _segmenter(path, self.threads)

@@ -197,13 +197,15 @@ def _carried_precision(path: Path) -> str:
 # ------------------------------------------------------------------------------------------ ONNX
 def _onnx_variants(result: BuildResult, opts: BuildOptions, progress: Progress | None) -> None:
     """FP16 and INT8 files beside the export, each scored against FP32 by the same gate."""
-    from edgeseg.calib.data import open_calibration
+    from edgeseg.calib.data import open_calibration, require_calibration_data
     from edgeseg.calib.gate import Gate, GateFailed, gated_quantize, open_eval_data
     from edgeseg.calib.stats import calibrate
     from edgeseg.export.fp16 import write_fp16
 
     model_path, card = result.model, result.card
-    data = open_eval_data(opts.eval_data, card, opts.eval_images)
+    if opts.int8 and not opts.legacy_calibrator:
+        require_calibration_data(opts.calib_data, card)  # before minutes of FP32 evaluation
+    data = open_eval_data(opts.eval_data, card, opts.eval_images, fallback=opts.calib_data)
     gate = Gate(model_path, card, data, threads=opts.threads, progress=progress)
     result.eval_spec, result.reference = data.spec, data.reference
     result.rows.append(_row(model_path, "fp32", gate.fp32, gate, note="reference"))

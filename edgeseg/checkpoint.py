@@ -57,8 +57,8 @@ def load_raw(path: str | Path) -> Any:
         text = str(exc)
         if "Unsupported global" in text:
             raise EdgesegError(
-                f"{path} contains pickled objects that are not safe to load; only state_dicts and "
-                "edgeseg checkpoints are accepted"
+                f"{path} contains pickled objects that are not safe to load (e.g. a whole nn.Module); "
+                "only state_dicts and edgeseg checkpoints are accepted: save model.state_dict() instead"
             ) from None
         detail = next((ln.strip() for ln in text.splitlines() if "Unsupported" in ln), None)
         detail = detail or (text.strip().splitlines()[0] if text.strip() else type(exc).__name__)

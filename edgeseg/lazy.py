@@ -23,6 +23,10 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "cuda": ("tensorrt", "CUDA memory for TensorRT (cuda-python)"),
     "psutil": ("all", "memory statistics"),
     "rosbags": ("ros", "ROS 2 bags (rosbag2: MCAP and SQLite)"),
+    "segmentation_models_pytorch": ("smp", "segmentation_models_pytorch models (smp:ARCH)"),
+    "timm": ("smp", "timm encoders"),
+    "transformers": ("hf", "Hugging Face models (hf:FOLDER)"),
+    "safetensors": ("hf", "safetensors weights files"),
 }
 
 

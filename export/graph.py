@@ -119,3 +119,51 @@ def set_dims(value_info: Any, dims: list[int | str]) -> None:
             dim.dim_param = d
         else:
             dim.dim_value = int(d)
+
+
+def graph_facts(model: Any) -> dict[str, Any]:
+    """What a card must agree with, read from the graph: input (H, W) or None when symbolic, dynamic,
+    output kind by rank (4: logits, 3: labels) and the class count when static."""
+    io = io_shapes(model)
+    if len(io["inputs"]) != 1 or len(io["outputs"]) < 1:
+        raise EdgesegError(f"expected one image input, got {len(io['inputs'])} input(s)")
+    dims = next(iter(io["inputs"].values()))
+    out = next(iter(io["outputs"].values()))
+    if len(dims) != 4 or (dims[1] != 3 and not isinstance(dims[1], str)):
+        raise EdgesegError(f"expected an N x 3 x H x W input, got {dims}")
+    static = all(isinstance(d, int) and d > 0 for d in dims[2:])
+    facts: dict[str, Any] = {
+        "input_size": (dims[2], dims[3]) if static else None,
+        "dynamic": not static or not isinstance(dims[0], int),
+        "output": {4: "logits", 3: "labels"}.get(len(out)),
+        "num_classes": out[1] if len(out) == 4 and isinstance(out[1], int) and out[1] > 0 else None,
+    }
+    return facts
+
+
+def check_card_fits(model: Any, card: ModelCard) -> None:
+    """Refuse a card that contradicts the graph (input size, output kind, class count)."""
+    facts = graph_facts(model)
+    if facts["input_size"] and tuple(facts["input_size"]) != tuple(card.input_size):
+        h, w = facts["input_size"]
+        raise EdgesegError(
+            f"the ONNX input is {h}x{w} but the card says {card.input_size[0]}x{card.input_size[1]}"
+        )
+    if facts["output"] and facts["output"] != card.output:
+        raise EdgesegError(f"the ONNX outputs {facts['output']} but the card says {card.output}")
+    if facts["num_classes"] and facts["num_classes"] != card.num_classes:
+        raise EdgesegError(
+            f"the ONNX scores {facts['num_classes']} classes but the card lists {card.num_classes}"
+        )
+
+
+def embed_card(path: str | Path, card: ModelCard) -> None:
+    """Write `card` into the ONNX's metadata, atomically (foreign metadata entries are kept)."""
+    from edgeseg.atomic import atomic_path
+
+    onnx = require("onnx")
+    model = load_onnx(path)
+    check_card_fits(model, card)
+    set_card(model, card)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))

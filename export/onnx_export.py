@@ -30,6 +30,8 @@ from edgeseg.export import graph
 from edgeseg.export.parity import PARITY_THRESHOLD, ParityResult, parity_check
 from edgeseg.export.trt_compat import TrtReport, check_trt_compat
 from edgeseg.lazy import require
+from edgeseg.models.choice import ModelChoice
+from edgeseg.models.outputs import logits_of
 
 DEFAULT_OPSET = 17
 MIN_OPSET, MAX_OPSET = 13, 20  # Resize with `sizes` needs 13; TensorRT 10 parses up to 20
@@ -113,26 +115,12 @@ def _torch_module_class() -> type:
             self.labels_dtype = torch.uint8 if labels_dtype == "uint8" else torch.int32
 
         def forward(self, x: Any) -> Any:
-            y = self.net(x)
-            if isinstance(y, dict):
-                y = y["out"]
-            elif isinstance(y, (tuple, list)):
-                y = y[0]
+            y = logits_of(self.net, x)
             if self.output == "labels":
                 return torch.argmax(y, dim=1).to(self.labels_dtype)
             return y
 
     return SegExportWrapper
-
-
-def logits_of(net: Any, batch: Any) -> Any:
-    """Run a torch segmentation net and return its NxCxHxW logits whatever its output container."""
-    y = net(batch)
-    if isinstance(y, dict):
-        return y["out"]
-    if isinstance(y, (tuple, list)):
-        return y[0]
-    return y
 
 
 def _validate(height: int, width: int, opset: int, output: str, labels_dtype: str, card: ModelCard) -> None:
@@ -356,18 +344,6 @@ class ExportSource:
     random_weights: bool = False
 
 
-def _synth_card(model: str, net: Any) -> ModelCard:
-    """Card for nets without a trained checkpoint: the scene generator's classes (our default data)."""
-    from edgeseg.data.synth import SYNTH_CLASSES, SYNTH_PALETTE
-
-    return ModelCard(
-        model=model,
-        classes=list(SYNTH_CLASSES),
-        palette=list(SYNTH_PALETTE),
-        model_kwargs=dict(getattr(net, "edgeseg_kwargs", {})),
-    )
-
-
 def _from_checkpoint(path: Path, expect_model: str | None = None) -> ExportSource:
     from edgeseg.checkpoint import model_from_checkpoint
 
@@ -377,25 +353,35 @@ def _from_checkpoint(path: Path, expect_model: str | None = None) -> ExportSourc
     return ExportSource(net, card, f"checkpoint {path}", path, sha256_file(path))
 
 
-def resolve_source(model: str, *, root: Path, weights: str | Path | None = None) -> ExportSource:
+def resolve_source(
+    model: str, *, root: Path, weights: str | Path | None = None, choice: ModelChoice | None = None
+) -> ExportSource:
     """MODEL as typed on the command line -> net + card.
 
+    `SCHEME:TARGET` (torchvision:, smp:, hf:, python:) is an import route (edgeseg.models.foreign).
     A path (or *.pt/*.pth) is an edgeseg checkpoint. A registry name uses `--weights` when given
-    (an explicit flag wins), else the newest trained checkpoint of that model in the workspace,
-    else random weights (flagged in the card; the CLI warns loudly).
+    (an explicit flag wins; a plain or torchvision state_dict sets the class count), else the newest
+    trained checkpoint of that model in the workspace when it matches `choice` (backbone, options,
+    classes), else random weights (flagged in the card; the CLI warns loudly).
     """
-    from edgeseg.checkpoint import is_edgeseg_checkpoint, load_raw
+    from edgeseg.models.foreign import import_model, scheme_of, usages
     from edgeseg.workspace import newest_checkpoint
 
+    choice = choice or ModelChoice()
     path = Path(model)
     if path.suffix == ".onnx":
         raise EdgesegError(
             f"{path.name} is already ONNX; export takes a model name or an edgeseg checkpoint (.pt) "
             "(for FP16/INT8 variants of an ONNX use `edgeseg build`)"
         )
+    if scheme_of(model) is not None:
+        imp = import_model(model, weights=weights, choice=choice)
+        sha = sha256_file(imp.weights) if imp.weights is not None else None
+        return ExportSource(imp.net, imp.card, imp.description, imp.weights, sha, imp.random_weights)
     if path.suffix in (".pt", ".pth") or path.is_file():
         if not path.is_file():
             raise EdgesegError(f"checkpoint not found: {path}")
+        _refuse_choice(choice, path)
         return _from_checkpoint(path)
 
     from edgeseg.models import create_model, list_models
@@ -407,38 +393,64 @@ def resolve_source(model: str, *, root: Path, weights: str | Path | None = None)
         close = difflib.get_close_matches(model, names, n=1, cutoff=0.5)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise EdgesegError(
-            f"unknown model {model!r}{hint}; valid models: {', '.join(names)} (or pass a checkpoint path)"
+            f"unknown model {model!r}{hint}; valid models: {', '.join(names)} "
+            f"(or a checkpoint path, or an import: {usages()})"
         )
     if weights is not None:
-        wpath = Path(weights)
-        raw = load_raw(wpath)
-        if is_edgeseg_checkpoint(raw):
-            return _from_checkpoint(wpath, expect_model=model)
-        state = raw.get("state_dict", raw) if isinstance(raw, dict) else None
-        if not isinstance(state, dict):
-            raise EdgesegError(f"{wpath} holds no state_dict")
-        from edgeseg.data.synth import SYNTH_CLASSES
+        from edgeseg.models.weights import model_from_weights, read_weights
 
-        net = create_model(model, num_classes=len(SYNTH_CLASSES))
-        card = _synth_card(model, net)
-        try:
-            net.load_state_dict(state)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise EdgesegError(
-                f"{wpath} does not fit {model} with {card.num_classes} classes: {first}; "
-                "export an edgeseg checkpoint (edgeseg train) instead"
-            ) from None
-        return ExportSource(net.eval(), card, f"weights {wpath}", wpath, sha256_file(wpath))
+        wf = read_weights(weights)
+        if wf.checkpoint:
+            _refuse_choice(choice, wf.path)
+            return _from_checkpoint(wf.path, expect_model=model)
+        net = model_from_weights(
+            model, wf, num_classes=choice.count, backbone=choice.backbone, **choice.options
+        )
+        known = None
+        if wf.torchvision is not None:
+            from edgeseg.models.torchvision_seg import categories
+
+            known = categories(wf.torchvision.name)
+        card = choice.card(model, choice.class_names(net.num_classes, known), model_kwargs=net.edgeseg_kwargs)
+        what = f" ({net.edgeseg_weights})" if net.edgeseg_weights != "model" else ""
+        return ExportSource(net.eval(), card, f"weights {wf.path}{what}", wf.path, sha256_file(wf.path))
+    note = ""
     ckpt = newest_checkpoint(root, model)
     if ckpt is not None:
-        return _from_checkpoint(ckpt, expect_model=model)
+        found = _from_checkpoint(ckpt, expect_model=model)
+        differs = _differs(found.card, choice)
+        if not differs:
+            return found
+        note = f"; the newest {model} checkpoint {ckpt} has {differs}"
     from edgeseg.data.synth import SYNTH_CLASSES
+    from edgeseg.models.foreign import seeded
 
-    torch = require("torch")
-    with torch.random.fork_rng(devices=[]):  # seeded: re-exporting an untrained model is reproducible
-        torch.manual_seed(0)
-        net = create_model(model, num_classes=len(SYNTH_CLASSES))
-    card = _synth_card(model, net)
-    card.extra["random_weights"] = True
-    return ExportSource(net.eval(), card, "random weights (untrained)", random_weights=True)
+    n = choice.count or len(SYNTH_CLASSES)  # seeded: re-exporting an untrained model is reproducible
+    net = seeded(lambda: create_model(model, n, choice.backbone, **choice.options))
+    card = choice.card(
+        model,
+        choice.class_names(n, random_weights=True),
+        model_kwargs=net.edgeseg_kwargs,
+        extra={"random_weights": True},
+    )
+    return ExportSource(net.eval(), card, f"random weights (untrained{note})", random_weights=True)
+
+
+def _refuse_choice(choice: ModelChoice, path: Path) -> None:
+    if choice.given():
+        raise EdgesegError(
+            f"{path} is an edgeseg checkpoint: it carries its own backbone, options and classes "
+            f"(drop {', '.join(choice.given())})"
+        )
+
+
+def _differs(card: ModelCard, choice: ModelChoice) -> str:
+    """What a trained checkpoint's card has that the command line asked otherwise ('' when it matches)."""
+    kwargs = card.model_kwargs
+    wanted = {**({"backbone": choice.backbone} if choice.backbone else {}), **choice.options}
+    diffs = [f"{k} {kwargs.get(k)!r}" for k, v in wanted.items() if str(kwargs.get(k)) != str(v)]
+    if choice.count is not None and choice.count != card.num_classes:
+        diffs.append(f"{card.num_classes} classes")
+    elif choice.classes is not None and list(choice.classes) != card.classes:
+        diffs.append("other class names")
+    return ", ".join(diffs)

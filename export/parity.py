@@ -126,7 +126,7 @@ def parity_check(
 ) -> ParityResult:
     """Compare `net` (torch, eval mode) with the ONNX at `onnx_path` on preprocessed frames."""
     torch = require("torch")
-    from edgeseg.export.onnx_export import logits_of
+    from edgeseg.models.outputs import logits_of
     from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(onnx_path, providers="cpu", threads=threads, card=card)

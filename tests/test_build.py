@@ -15,6 +15,10 @@ from edgeseg.errors import ExitCode
 runner = CliRunner()
 
 
+# the tiny models' classes are not the street classes: calibration data must be named (synth, on purpose)
+SMALL_DATA = ["--calib-data", "synth", "--calib-images", "4", "--eval-images", "4"]
+
+
 def _place(tiny_onnx, workdir: Path, name: str, mtime: float) -> Path:
     """Put a tiny model where `edgeseg export` would: <wd>/<name>/<name>.onnx."""
     src = tiny_onnx(name=name)
@@ -32,7 +36,7 @@ def _json(output: str) -> dict:
 def test_build_without_model_uses_the_newest_export(tiny_onnx, _isolated_workdir):
     old = _place(tiny_onnx, _isolated_workdir, "older", 1_000_000)
     new = _place(tiny_onnx, _isolated_workdir, "newer", 2_000_000)
-    result = runner.invoke(app, ["build", "--int8", "--calib-images", "4", "--eval-images", "4", "--json"])
+    result = runner.invoke(app, ["build", "--int8", *SMALL_DATA, "--json"])
     assert result.exit_code == 0, result.output
     report = _json(result.stdout)
     assert report["model"] == str(new)
@@ -48,9 +52,7 @@ def test_build_without_model_uses_the_newest_export(tiny_onnx, _isolated_workdir
     assert not (old.parent / "older.int8.cpu.onnx").exists()
     assert report["calibration"]["from_cache"] is False
 
-    again = runner.invoke(
-        app, ["build", "newer", "--int8", "--calib-images", "4", "--eval-images", "4", "--json"]
-    )
+    again = runner.invoke(app, ["build", "newer", "--int8", *SMALL_DATA, "--json"])
     assert again.exit_code == 0, again.output
     assert _json(again.stdout)["calibration"]["from_cache"] is True
 
@@ -66,10 +68,7 @@ def test_build_table_output_and_fp16(tiny_onnx, _isolated_workdir):
             "--int8",
             "--int8-forms",
             "cpu",
-            "--calib-images",
-            "4",
-            "--eval-images",
-            "4",
+            *SMALL_DATA,
         ],
     )
     assert result.exit_code == 0, result.output
@@ -119,10 +118,10 @@ def test_empty_calibration_folder_is_a_clear_error(tiny_onnx, _isolated_workdir,
 
 def test_tensorrt_target_hands_the_qdq_onnx_to_the_engine_builder(tiny_onnx, _isolated_workdir):
     path = _place(tiny_onnx, _isolated_workdir, "tiny", 1_000_000)
-    args = ["build", "--target", "tensorrt", "--int8", "--calib-images", "4", "--eval-images", "4"]
+    args = ["build", "--target", "tensorrt", "--int8", *SMALL_DATA]
     result = runner.invoke(app, [*args, "--workspace", "512", "--json"])
     assert result.exit_code == ExitCode.NEEDS_DEVICE, result.output  # no TensorRT here: the hand-off
-    handoff = json.loads(result.output)
+    handoff = json.loads(result.stdout)
     qdq = path.parent / "tiny.int8.qdq.onnx"
     assert handoff["precision"] == "int8" and handoff["onnx"] == str(qdq) and qdq.is_file()
     assert "--memPoolSize=workspace:512" in handoff["commands"]["trtexec_10_11"]
@@ -132,9 +131,7 @@ def test_tensorrt_target_hands_the_qdq_onnx_to_the_engine_builder(tiny_onnx, _is
 def test_tensorrt_target_builds_an_already_quantized_onnx_as_is(tiny_onnx, _isolated_workdir):
     """The hand-off command printed on a machine without TensorRT: `edgeseg build X.int8.qdq.onnx --target tensorrt`."""
     _place(tiny_onnx, _isolated_workdir, "tiny", 1_000_000)
-    made = runner.invoke(
-        app, ["build", "--int8", "--int8-forms", "qdq", "--calib-images", "4", "--eval-images", "4"]
-    )
+    made = runner.invoke(app, ["build", "--int8", "--int8-forms", "qdq", *SMALL_DATA])
     assert made.exit_code == 0, made.output
     qdq = _isolated_workdir / "tiny" / "tiny.int8.qdq.onnx"
     result = runner.invoke(app, ["build", str(qdq), "--target", "tensorrt", "--int8"])
@@ -145,7 +142,7 @@ def test_tensorrt_target_builds_an_already_quantized_onnx_as_is(tiny_onnx, _isol
 
 def test_gate_failure_exits_non_zero_with_the_attempts(tiny_onnx, _isolated_workdir):
     path = _place(tiny_onnx, _isolated_workdir, "tiny", 1_000_000)
-    args = ["build", "--int8", "--int8-forms", "qdq", "--calib-images", "4", "--eval-images", "4"]
+    args = ["build", "--int8", "--int8-forms", "qdq", *SMALL_DATA]
     result = runner.invoke(app, [*args, "--max-miou-drop", "0", "--max-fallback-layers", "0", "--json"])
     assert result.exit_code == 3, result.output
     report = json.loads(result.stdout)

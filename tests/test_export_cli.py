@@ -124,7 +124,7 @@ def test_parity_failure_prints_evidence_and_writes_nothing(monkeypatch, _isolate
 
     from edgeseg.export import onnx_export
 
-    def fake_source(model, *, root, weights=None):
+    def fake_source(model, *, root, weights=None, choice=None):
         return onnx_export.ExportSource(seeded(BranchyNet()), make_card(), "test net")
 
     monkeypatch.setattr(onnx_export, "resolve_source", fake_source)

@@ -184,7 +184,7 @@ def test_options_that_only_some_backbones_take_say_which():
     res = _run("models", "unet")
     assert res.returncode == 0, res.stderr
     assert "TORCH=False" in res.stderr
-    assert "options (edgeseg train unet -o key=value): width=1.0 (compact only)" in res.stdout
+    assert "options (edgeseg train/export unet -o key=value): width=1.0 (compact only)" in res.stdout
     from edgeseg.models.catalog import entries
 
     assert {r["backbone"]: bool(r["options"]) for r in entries("unet")}["compact"]

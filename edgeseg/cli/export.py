@@ -67,15 +67,36 @@ def _print_report(result: Any) -> None:
 
 
 def export_command(
-    model: str = typer.Argument(..., help="Registry name (e.g. fcn8s) or an edgeseg checkpoint path (.pt)."),
+    model: str = typer.Argument(
+        ...,
+        help="Registry name (e.g. fcn8s), an edgeseg checkpoint (.pt), or an import: torchvision:NAME, "
+        "smp:ARCH, hf:FOLDER, python:MODULE:CALLABLE (see docs/models.md).",
+    ),
     weights: Path | None = typer.Option(
-        None, "--weights", help="Weights for a registry MODEL (checkpoint or state_dict)."
+        None,
+        "--weights",
+        help="Weights for MODEL: edgeseg checkpoint, state_dict (.pt/.pth, read with weights_only) or .safetensors.",
+    ),
+    backbone: str | None = typer.Option(
+        None, "--backbone", "--encoder", help="Backbone of a zoo model, or the encoder of smp:ARCH."
+    ),
+    option: list[str] | None = typer.Option(
+        None,
+        "--option",
+        "-o",
+        help="Model option key=value (repeatable; for python: the callable's arguments).",
+    ),
+    num_classes: int | None = typer.Option(
+        None, "--num-classes", min=1, help="Classes of a net without weights (with weights: read from them)."
+    ),
+    classes: str | None = typer.Option(
+        None, "--classes", help="Class names: a classes.txt/classes.json file (or a count N)."
     ),
     height: int | None = typer.Option(
-        None, "--height", help="Input height (default: the checkpoint's, else 512)."
+        None, "--height", help="Input height (default: the checkpoint's or hf folder's, else 512)."
     ),
     width: int | None = typer.Option(
-        None, "--width", help="Input width (default: the checkpoint's, else 1024)."
+        None, "--width", help="Input width (default: the checkpoint's or hf folder's, else 1024)."
     ),
     dynamic: bool = typer.Option(False, "--dynamic", help="Dynamic batch, height and width."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (TensorRT 8.x parses up to 17)."),
@@ -114,6 +135,7 @@ def export_command(
 
     if simplifier not in ("auto", "onnxsim", "onnxslim"):
         raise EdgesegError(f"--simplifier must be auto, onnxsim or onnxslim, got {simplifier!r}")
+    choice = _choice(backbone, option, num_classes, classes, height, width)
     root = resolve_workdir(workdir)
     steps = 4 + int(fp16)  # export, simplify, TensorRT report, parity (+ FP16)
     with Progress(
@@ -125,12 +147,17 @@ def export_command(
         def on_step(msg: str) -> None:
             progress.update(task, description=msg, advance=1)
 
-        source = resolve_source(model, root=root, weights=weights)
+        source = resolve_source(model, root=root, weights=weights, choice=choice)
         if source.random_weights:
             progress.stop()
+            fix = (
+                "Pass your trained weights with --weights."
+                if "import" in source.card.extra
+                else f"Train first (`edgeseg train {source.card.model}`) or pass --weights."
+            )
             warn(
-                f"NO TRAINED WEIGHTS for {source.card.model!r}: exporting RANDOM weights. The ONNX will run but "
-                f"predict garbage. Train first (`edgeseg train {source.card.model}`) or pass --weights."
+                f"NO TRAINED WEIGHTS for {source.card.model!r} ({source.description}): exporting RANDOM "
+                f"weights. The ONNX will run but predict garbage. {fix}"
             )
             progress.start()
         out = export_path(root, name or source.card.model)
@@ -180,6 +207,35 @@ def export_command(
         )
     if result.trt and result.trt.errors:
         warn(f"written despite {len(result.trt.errors)} TensorRT error(s) (--allow-trt-errors)")
+
+
+def _choice(
+    backbone: str | None,
+    option: list[str] | None,
+    num_classes: int | None,
+    classes: str | None,
+    height: int | None,
+    width: int | None,
+) -> Any:
+    """The structure flags as a ModelChoice (the same -o parsing as `edgeseg train`)."""
+    from edgeseg.cli.options import parse_classes, parse_options
+    from edgeseg.models.choice import ModelChoice
+
+    names = palette = None
+    if classes is not None:
+        count, names, palette = parse_classes(classes)
+        if names is None:
+            if num_classes is not None and num_classes != count:
+                raise EdgesegError(f"--classes {count} and --num-classes {num_classes} disagree")
+            num_classes = count
+    return ModelChoice(
+        backbone=backbone,
+        options=parse_options(option),
+        num_classes=num_classes,
+        classes=names,
+        palette=palette,
+        input_size=(height, width) if height and width else None,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -47,7 +47,7 @@ def models_command(
         for r in rows
     ]
     t = table(
-        f"edgeseg models ({CATALOG_CLASSES} classes, GFLOPs at {h}x{w})",
+        f"edgeseg models (params and GFLOPs with a {CATALOG_CLASSES}-class head, GFLOPs at {h}x{w})",
         ["model", "backbone", "params", "GFLOPs", "stride", "paper"],
         body,
         box=box.SIMPLE_HEAD,
@@ -55,7 +55,10 @@ def models_command(
     for col in t.columns[:2]:  # names must stay whole and copy-pastable; the citation may shorten
         col.no_wrap, col.justify = True, "left"
     console.print(t)
-    notes = "stride = output stride of the head (a/b: selectable)"
+    notes = (
+        f"counted with {CATALOG_CLASSES} output classes (train uses the data's, export --num-classes/"
+        "--classes or the weights'); stride = output stride of the head (a/b: selectable)"
+    )
     if all_backbones or name:
         notes += "; * = default backbone"
     else:
@@ -64,7 +67,7 @@ def models_command(
     if name is not None:
         opts = _options_line(rows)
         if opts:
-            console.print(f"options (edgeseg train {name} -o key=value): {opts}", style="dim")
+            console.print(f"options (edgeseg train/export {name} -o key=value): {opts}", style="dim")
 
 
 def _options_line(rows: list[dict[str, Any]]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from edgeseg.errors import EdgesegError
@@ -25,3 +26,36 @@ def card_option() -> Any:
     return typer.Option(
         None, "--card", help="Model card JSON for an artifact made elsewhere (`edgeseg card` writes one)."
     )
+
+
+def parse_options(pairs: list[str] | None) -> dict[str, Any]:
+    """`-o key=value` model options; values parsed as JSON when possible (numbers, booleans, lists)."""
+    import json
+
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise EdgesegError(f"model option {pair!r} must look like key=value")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def parse_classes(text: str) -> tuple[int, list[str] | None, list[tuple[int, int, int]] | None]:
+    """`--classes FILE|N`: (count, names, colours); a number gives only the count.
+
+    FILE is a classes.txt (one name per line, optionally `name R G B`) or a classes.json, the formats
+    of the plain dataset folder (edgeseg/data/plain.py).
+    """
+    if text.strip().isdigit():
+        n = int(text)
+        if n < 1:
+            raise EdgesegError(f"--classes must name at least one class, got {text}")
+        return n, None, None
+    from edgeseg.data.plain import read_class_list
+
+    names, palette = read_class_list(Path(text).expanduser())
+    return len(names), names, palette

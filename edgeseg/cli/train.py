@@ -7,23 +7,7 @@ from typing import Any
 
 import typer
 
-from edgeseg.errors import EdgesegError
-
-
-def parse_options(pairs: list[str] | None) -> dict[str, Any]:
-    """`-o key=value` model options; values parsed as JSON when possible (numbers, booleans)."""
-    import json
-
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise EdgesegError(f"model option {pair!r} must look like key=value")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+from edgeseg.cli.options import parse_options
 
 
 def train_command(

@@ -53,6 +53,13 @@ def read_classes_file(root: Path) -> tuple[list[str], list[tuple[int, int, int]]
         raise EdgesegError(
             f"no classes.json or classes.txt in {root}; write one class name per line (optionally 'name R G B')"
         )
+    return read_class_list(path)
+
+
+def read_class_list(path: Path) -> tuple[list[str], list[tuple[int, int, int]]]:
+    """Names and colours from one classes file: JSON as classes.json, anything else as classes.txt."""
+    if not path.is_file():
+        raise EdgesegError(f"classes file not found: {path}")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

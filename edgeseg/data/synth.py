@@ -51,6 +51,12 @@ GENERATOR_VERSION = 2
 MIN_SIDE = 16
 
 
+def has_street_classes(classes: list[str]) -> bool:
+    """True when a model predicts exactly the generator's classes, so its scenes can serve as its data
+    (calibration, the INT8 gate's ground truth) by default."""
+    return list(classes) == list(SYNTH_CLASSES)
+
+
 class SceneGenerator:
     """Deterministic road scenes and videos with per-pixel labels (see module docstring)."""
 

@@ -12,7 +12,6 @@ import difflib
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from edgeseg.errors import EdgesegError
@@ -183,12 +182,22 @@ def create_model(
     name: str,
     num_classes: int = 21,
     backbone: str | None = None,
-    weights: str | Path | None = None,
+    weights: Any = None,
     **kw: Any,
 ):
-    """Build a registered model: N x 3 x H x W in, N x num_classes x H x W logits out, any H, W."""
+    """Build a registered model: N x 3 x H x W in, N x num_classes x H x W logits out, any H, W.
+
+    `weights`: a path, "imagenet" or a read `WeightsFile` (edgeseg/models/weights.py). A torchvision
+    checkpoint of a net the zoo matches fills in the backbone and output stride it implies, unless given;
+    what was loaded is recorded on `model.edgeseg_weights`.
+    """
     if not isinstance(num_classes, int) or num_classes < 1:
         raise EdgesegError(f"num_classes must be a positive integer, not {num_classes!r}")
+    if weights is not None and str(weights) != "imagenet":
+        from edgeseg.models.weights import WeightsFile, implied_options, read_weights
+
+        weights = weights if isinstance(weights, WeightsFile) else read_weights(weights)
+        backbone, kw = implied_options(name, weights, backbone, kw)
     resolved = resolve_kwargs(name, backbone, **kw)
     model = get_spec(name).builder(num_classes=num_classes, **resolved)
     model.edgeseg_name = name
@@ -197,5 +206,5 @@ def create_model(
     if weights is not None:
         from edgeseg.models.weights import load_weights
 
-        load_weights(model, weights)
+        model.edgeseg_weights = load_weights(model, weights)
     return model

@@ -1,8 +1,10 @@
 """`--weights`: load an edgeseg checkpoint, a full model state_dict, or backbone weights.
 
-Accepted (always through `torch.load(weights_only=True)`):
+Accepted (always through `torch.load(weights_only=True)`, or safetensors for `*.safetensors`):
 - an edgeseg checkpoint (edgeseg/checkpoint.py) of the same model -> the whole net;
 - a state_dict of the whole net (keys as in `model.state_dict()`);
+- a torchvision segmentation checkpoint of a net the zoo really matches (DeepLabV3-ResNet50/101 =
+  `deeplabv3 -o output_stride=8`, see edgeseg/models/torchvision_seg.py) -> the whole net, keys renamed;
 - a torchvision-format classification state_dict of the backbone (e.g. resnet50-*.pth, or the
   efficientnet_pytorch-style EfficientNet-Lite0 file) -> the trunk; classifier keys the trunk does not
   have are ignored, and FCN's VGG16 fc6/fc7 are filled from classifier.0/.3 (convolutionalised);
@@ -13,7 +15,10 @@ Anything that does not fit fails with one line naming the first offending key.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,7 @@ import torch
 from torch import nn
 
 from edgeseg.errors import EdgesegError
+from edgeseg.lazy import require
 
 
 def _bundled(model: nn.Module) -> Path:
@@ -66,32 +72,176 @@ def _check_shapes(
             )
 
 
-def load_weights(model: nn.Module, weights: str | Path) -> str:
-    """Load `weights` into `model` in place; returns what was loaded ("checkpoint"|"model"|"backbone")."""
-    from edgeseg.checkpoint import is_edgeseg_checkpoint, load_raw
+@dataclass
+class WeightsFile:
+    """A weights file read once (safely); what it holds is worked out on demand."""
 
-    path = _bundled(model) if str(weights) == "imagenet" else Path(weights)
-    raw = load_raw(path)
+    path: Path
+    raw: Any
+
+    @property
+    def checkpoint(self) -> bool:
+        from edgeseg.checkpoint import is_edgeseg_checkpoint
+
+        return is_edgeseg_checkpoint(self.raw)
+
+    @functools.cached_property
+    def state(self) -> dict[str, torch.Tensor]:
+        return _as_state_dict(self.raw["model"] if self.checkpoint else self.raw, self.path)
+
+    @functools.cached_property
+    def torchvision(self) -> Any:
+        """The torchvision segmentation net this state_dict is (TorchvisionMatch), or None."""
+        from edgeseg.models import torchvision_seg
+
+        if self.checkpoint or not torchvision_seg.looks_torchvision(self.state):
+            return None
+        return torchvision_seg.identify(self.state)
+
+
+def read_weights(path: str | Path) -> WeightsFile:
+    """Read a weights file: `*.safetensors` with safetensors, anything else with torch.load(weights_only=True)."""
+    from edgeseg.checkpoint import load_raw
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        return WeightsFile(path, load_raw(path))
+    if not path.is_file():
+        raise EdgesegError(f"weights file not found: {path}")
+    st = require("safetensors.torch", purpose="safetensors weights files")
+    try:
+        return WeightsFile(path, st.load_file(str(path), device="cpu"))
+    except Exception as exc:  # safetensors raises SafetensorError / OSError on bad files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EdgesegError(f"cannot read safetensors file {path}: {first}") from None
+
+
+def _first(keys: list[str], n: int = 3) -> str:
+    shown = ", ".join(repr(k) for k in keys[:n])
+    return shown + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
+
+
+def fit_problem(expected: dict[str, Any], state: dict[str, Any]) -> str | None:
+    """What keeps `state` from loading into a module whose state_dict is `expected`, in one line (None: fits).
+
+    Names the first mismatched shapes, then missing and unexpected keys. BatchNorm step counters
+    (`num_batches_tracked`) may be absent: older state_dicts do not have them.
+    """
+    shapes = [
+        f"{k!r} has shape {tuple(state[k].shape)}, the model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    parts = shapes[:2] + ([f"+{len(shapes) - 2} more shape(s)"] if len(shapes) > 2 else [])
+    if missing:
+        parts.append(f"missing {_first(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {_first(unexpected)}")
+    return "; ".join(parts) or None
+
+
+def load_exact(module: nn.Module, state: dict[str, torch.Tensor], source: Any, what: str) -> None:
+    """Load every tensor of `module` from `state`, or fail with one line naming the first mismatches."""
+    problem = fit_problem(module.state_dict(), state)
+    if problem:
+        raise EdgesegError(f"{source} does not fit {what}: {problem}")
+    module.load_state_dict(state, strict=False)  # strictness checked above (num_batches_tracked may miss)
+
+
+def classes_in(build: Callable[[int], nn.Module], state: dict[str, Any]) -> int | None:
+    """The class count `state` was trained with, for a net made by `build(num_classes)`.
+
+    Builds the net twice on the meta device (no memory, no weights) with 2 and 3 classes: the tensors
+    whose shapes differ are the class-dependent ones, and `state` holds their real size.
+    """
+    with torch.device("meta"):
+        two, three = build(2).state_dict(), build(3).state_dict()
+    for key, a in two.items():
+        b = three.get(key)
+        if b is None or a.shape == b.shape or key not in state:
+            continue
+        dim = next(i for i, (x, y) in enumerate(zip(a.shape, b.shape)) if x != y)
+        if state[key].ndim > dim:
+            return int(state[key].shape[dim])
+    return None
+
+
+def implied_options(name: str, weights: WeightsFile, backbone: str | None, kw: dict[str, Any]):
+    """(backbone, options) with the values a torchvision checkpoint implies filled in where not given."""
+    match = weights.torchvision
+    if match is None:
+        return backbone, kw
+    from edgeseg.models.torchvision_seg import implied_options as implied
+
+    filled = {**implied(match, name), **({"backbone": backbone} if backbone else {}), **kw}
+    return filled.pop("backbone", None), filled
+
+
+def model_from_weights(
+    name: str,
+    weights: WeightsFile,
+    *,
+    num_classes: int | None = None,
+    backbone: str | None = None,
+    **kw: Any,
+) -> nn.Module:
+    """A zoo model that the whole state_dict in `weights` fits: its class count is read from the weights
+    unless given, a torchvision checkpoint's output stride and backbone are implied unless given."""
+    from edgeseg.models.registry import create_model
+
+    backbone, kw = implied_options(name, weights, backbone, kw)
+    if num_classes is None:
+        match = weights.torchvision
+        num_classes = (
+            match.num_classes
+            if match is not None
+            else classes_in(lambda n: create_model(name, n, backbone, **kw), weights.state)
+        )
+    # no classifier in the file: any count; the load below names the keys that do not fit
+    model = create_model(name, num_classes or 21, backbone, **kw)
+    model.edgeseg_weights = load_weights(model, weights, whole=True)
+    return model
+
+
+def load_weights(model: nn.Module, weights: str | Path | WeightsFile, *, whole: bool = False) -> str:
+    """Load `weights` into `model` in place; returns what was loaded.
+
+    "checkpoint" | "model" | "torchvision NAME" (optionally "..., classifier re-initialised") | "backbone".
+    `whole`: the file must hold the whole net (export); otherwise backbone-only files load the trunk
+    and a torchvision checkpoint with another class count loads all but the classifier (fine-tuning).
+    """
+    if isinstance(weights, WeightsFile):
+        wf = weights
+    else:
+        wf = read_weights(_bundled(model) if str(weights) == "imagenet" else Path(weights))
+    path = wf.path
     name = getattr(model, "edgeseg_name", type(model).__name__)
-    if is_edgeseg_checkpoint(raw):
-        ck_model = raw.get("card", {}).get("model")
+    if wf.checkpoint:
+        ck_model = wf.raw.get("card", {}).get("model")
         if ck_model != name:
             raise EdgesegError(f"{path} is a checkpoint of model {ck_model!r}, not {name!r}")
-        state, kind = _as_state_dict(raw["model"], path), "checkpoint"
-    else:
-        state, kind = _as_state_dict(raw, path), "model"
+        load_exact(model, wf.state, path, name)
+        return "checkpoint"
+    state = wf.state
     full = model.state_dict()
-    if kind == "checkpoint" or set(full) <= set(state):
-        _check_shapes(full, state, path, "model")
-        unexpected = sorted(set(state) - set(full))
-        missing = sorted(set(full) - set(state))
-        if missing or unexpected:
-            key = (missing or unexpected)[0]
-            raise EdgesegError(
-                f"{path} does not fit {name}: {'missing' if missing else 'unexpected'} key {key!r}"
-            )
-        model.load_state_dict(state)
+    match = wf.torchvision
+    if match is not None:
+        from edgeseg.models.torchvision_seg import to_zoo
+
+        mapped = to_zoo(match, state, name, getattr(model, "edgeseg_kwargs", {}), str(path))
+        kind = f"torchvision {match.name}"
+        head = [k for k in ("classifier.weight", "classifier.bias") if mapped[k].shape != full[k].shape]
+        if head and not whole:  # fine-tuning on another label set: everything but the last 1x1 conv
+            mapped = {k: v for k, v in mapped.items() if k not in head}
+            mapped.update({k: full[k] for k in head})
+            kind += f", classifier re-initialised ({match.num_classes} -> {getattr(model, 'num_classes', '?')} classes)"
+        load_exact(model, mapped, path, name)
         return kind
+    if whole or set(state) & set(full):
+        load_exact(model, state, path, name)
+        return "model"
     return _load_backbone(model, state, path, name)
 
 

@@ -203,6 +203,8 @@ def train(
         model = create_model(
             cfg.model, num_classes=len(train_set.classes), weights=weights, **cfg.model_kwargs
         )
+        if weights is not None and log is not None and dist.is_main:
+            log(f"initial weights: {weights} ({getattr(model, 'edgeseg_weights', 'loaded')})")
         model = model.to(device)
         card = make_card(cfg, train_set, getattr(model, "edgeseg_kwargs", None))
         if payload is not None and list(payload["card"].classes) != card.classes:

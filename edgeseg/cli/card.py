@@ -1,0 +1,109 @@
+"""`edgeseg card`: write a model card for a net made elsewhere, optionally into its ONNX's metadata."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from edgeseg.errors import EdgesegError
+
+
+def card_command(
+    output_path: Path | None = typer.Argument(
+        None, help="Card JSON to write (default: <onnx>.card.json beside --onnx)."
+    ),
+    onnx_path: Path | None = typer.Option(
+        None,
+        "--onnx",
+        help="The ONNX the card describes: input size, output kind and classes are checked "
+        "against (and, when not given, read from) its graph.",
+    ),
+    embed: bool = typer.Option(
+        False, "--embed", help="Also write the card into the ONNX's metadata (atomically)."
+    ),
+    classes: str | None = typer.Option(
+        None, "--classes", help="Class names: a classes.txt/classes.json file, or a count N (class_0 ...)."
+    ),
+    mean: str | None = typer.Option(None, "--mean", help="Normalisation mean, R,G,B in 0..1 (ImageNet's)."),
+    std: str | None = typer.Option(None, "--std", help="Normalisation std, R,G,B in 0..1 (ImageNet's)."),
+    input_size: str | None = typer.Option(
+        None, "--input-size", help="HxW the net takes (default: the ONNX's static input size)."
+    ),
+    palette: Path | None = typer.Option(
+        None, "--palette", help="Colours, one 'R G B' line per class (default: the file's, else the VOC map)."
+    ),
+    output: str | None = typer.Option(
+        None,
+        "--output",
+        help="logits (N x C x H x W) or labels (N x H x W) (default: from the ONNX, else logits).",
+    ),
+    color_order: str = typer.Option(
+        "RGB", "--color-order", help="Channel order the net expects: RGB or BGR."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="Model name in the card (default: the file's stem)."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the card as JSON."),
+) -> None:
+    """Write a model card (classes, palette, mean/std, input size, output kind) for an ONNX made elsewhere."""
+    from edgeseg.card_make import make_card, parse_triple, read_palette
+    from edgeseg.cli.options import parse_classes, parse_hw
+    from edgeseg.console import console, print_json
+
+    if output_path is None and onnx_path is None:
+        raise EdgesegError("say where the card goes: edgeseg card OUT.card.json, or --onnx MODEL.onnx")
+    if embed and onnx_path is None:
+        raise EdgesegError("--embed needs --onnx MODEL.onnx")
+    facts: dict = {"input_size": None, "dynamic": False, "output": None, "num_classes": None}
+    if onnx_path is not None:
+        from edgeseg.export.graph import graph_facts, load_onnx
+
+        facts = graph_facts(load_onnx(onnx_path, load_external_data=False))
+    names = colours = None
+    if classes is not None:
+        count, names, colours = parse_classes(classes)
+    elif facts["num_classes"]:
+        count = facts["num_classes"]
+    else:
+        raise EdgesegError(
+            "pass --classes names.txt (or a count N): the ONNX does not say how many classes it has"
+        )
+    size = parse_hw(input_size, minimum=8) if input_size else facts["input_size"]
+    if size is None:
+        raise EdgesegError("pass --input-size HxW: the ONNX's input size is dynamic")
+    card = make_card(
+        model or (onnx_path or output_path).name.split(".")[0],  # type: ignore[union-attr]
+        names or [f"class_{i}" for i in range(count)],
+        palette=read_palette(palette) if palette else colours,
+        **({"mean": parse_triple(mean, "--mean")} if mean else {}),
+        **({"std": parse_triple(std, "--std")} if std else {}),
+        input_size=size,
+        output=output or facts["output"] or "logits",
+        color_order=color_order,
+        dynamic=facts["dynamic"],
+        extra={"card": "edgeseg card"},
+    )
+    target = output_path or onnx_path.with_suffix(".card.json")  # type: ignore[union-attr]
+    if onnx_path is not None:
+        from edgeseg.export.graph import check_card_fits, embed_card, load_onnx
+
+        if embed:
+            embed_card(onnx_path, card)
+        else:
+            check_card_fits(load_onnx(onnx_path, load_external_data=False), card)
+    card.save_json(target)
+    if json_out:
+        print_json({"card": str(target), "embedded": str(onnx_path) if embed else None, **card.to_dict()})
+        return
+    console.print(f"card: {target}" + (f" (also embedded in {onnx_path})" if embed else ""), highlight=False)
+    console.print(
+        f"{card.num_classes} classes ({', '.join(card.classes[:6])}{', ...' if card.num_classes > 6 else ''}), "
+        f"input {card.input_size[0]}x{card.input_size[1]}{' dynamic' if card.dynamic else ''}, "
+        f"{card.output}, {card.color_order}, mean {list(card.mean)}, std {list(card.std)}",
+        highlight=False,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("card")(card_command)
