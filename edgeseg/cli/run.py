@@ -69,7 +69,18 @@ def register(app: typer.Typer) -> None:
         labels: Path | None = typer.Option(
             None, "--labels", help="Ground-truth masks paired by file stem (video frames: <stem>_000123)."
         ),
-        show: bool = typer.Option(False, "--show", help="Show a window (needs a display)."),
+        show: bool = typer.Option(
+            False,
+            "--show",
+            help="Show the run: an OpenCV window, or, with pip's headless OpenCV, the live view in "
+            "your browser.",
+        ),
+        serve: str | None = typer.Option(
+            None,
+            "--serve",
+            help="Serve a live view (MJPEG stream, FPS, latency, class shares, mIoU) over HTTP at "
+            "PORT, :PORT or HOST:PORT; 127.0.0.1 unless a host is given (0.0.0.0: every interface).",
+        ),
         save: Path | None = typer.Option(None, "--save", help="Write the annotated video (.mp4/.avi)."),
         save_masks: Path | None = typer.Option(None, "--save-masks", help="Write class-id PNGs here."),
         log: Path | None = typer.Option(None, "--log", help="Per-frame JSONL log."),
@@ -95,7 +106,7 @@ def register(app: typer.Typer) -> None:
         from edgeseg.runtime.draw import Renderer
         from edgeseg.runtime.pipeline import Pipeline, Reconnect, share_cores_with
         from edgeseg.runtime.segmenter import Segmenter
-        from edgeseg.runtime.sinks import JsonlSink, MaskSink, VideoSink, WindowSink
+        from edgeseg.runtime.sinks import JsonlSink, MaskSink, VideoSink, plan_view
         from edgeseg.runtime.sources import LabelLookup, open_source
         from edgeseg.runtime.workers import plan_workers
 
@@ -139,9 +150,15 @@ def register(app: typer.Typer) -> None:
                 _check_synthetic_classes(card.classes)
             lookup = LabelLookup(labels, card.palette) if labels is not None else None
             renderer = Renderer(card.palette, card.classes, mode=mode, alpha=alpha, legend=legend)
-            sinks: list[Any] = []
-            if show:
-                sinks.append(WindowSink(f"edgeseg: {artifact.name}"))
+            # --show / --serve: a window, or the live view over HTTP (opened in a browser when
+            # --show meets an OpenCV without GUI); the URL goes to stderr, stdout stays the report
+            from edgeseg.console import err_console
+
+            def say(line: str) -> None:
+                err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+            view = plan_view(show=show, serve=serve)
+            sinks: list[Any] = view.sinks(renderer, title=f"edgeseg: {artifact.name}", say=say)
             if save is not None:
                 sinks.append(VideoSink(save, fps=None))
             if save_masks is not None:
