@@ -629,11 +629,17 @@ def stream(
     workers: int = 1,
     **source: Any,
 ) -> Iterator[FrameResult]:
-    """One-call streaming for embedding: `for r in stream("m.onnx", camera=0): r.labels`."""
-    from edgeseg.runtime.sources import open_source
+    """One-call streaming for embedding: `for r in stream("m.onnx", camera=0): r.labels`.
 
-    seg = model if isinstance(model, Segmenter) else Segmenter(model, **(backend_options or {}))
-    pipe = Pipeline(
-        seg, open_source(**source), sinks, max_frames=max_frames, reconnect=reconnect, workers=workers
-    )
+    Given a path and a live source, the backend waits for frames without spinning threads
+    (`pacing_options`); pass your own Segmenter(..., spin_wait=False) for the same."""
+    from edgeseg.runtime.sources import open_source
+    from edgeseg.runtime.workers import pacing_options
+
+    src = open_source(**source)
+    if isinstance(model, Segmenter):
+        seg = model
+    else:
+        seg = Segmenter(model, **{**pacing_options(model, src.live), **(backend_options or {})})
+    pipe = Pipeline(seg, src, sinks, max_frames=max_frames, reconnect=reconnect, workers=workers)
     yield from pipe.stream()

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from edgeseg.errors import EdgesegError
 
@@ -28,6 +30,7 @@ AUTO_MAX_MODEL_BYTES = 64 * 1024 * 1024  # heavier artifacts keep one worker (se
 class WorkerPlan:
     workers: int
     threads: int | None  # per worker; None: the backend's own default
+    paced: bool = False  # the source sets the pace (live, --realtime): the backend waits between frames
 
     def describe(self) -> str:
         threads = "default threads" if self.threads is None else f"{self.threads} thread(s)"
@@ -65,5 +68,12 @@ def plan_workers(
         light = model_bytes <= AUTO_MAX_MODEL_BYTES
         requested = AUTO_WORKERS if splits_threads and light and not live and total >= AUTO_WORKERS else 1
     if requested == 1 or not splits_threads:
-        return WorkerPlan(requested, threads)
-    return WorkerPlan(requested, max(1, total // requested))
+        return WorkerPlan(requested, threads, paced=live)
+    return WorkerPlan(requested, max(1, total // requested), paced=live)
+
+
+def pacing_options(artifact: str | Path, paced: bool) -> dict[str, Any]:
+    """Backend options for a source that feeds frames more slowly than the backend infers (cameras,
+    `--realtime`): ONNX Runtime's threads then sleep while they wait instead of spinning, which
+    would keep a core busy between frames (docs/runtime.md, "An idle pipeline is idle")."""
+    return {"spin_wait": False} if paced and Path(artifact).suffix.lower() == ".onnx" else {}

@@ -108,7 +108,7 @@ def register(app: typer.Typer) -> None:
         from edgeseg.runtime.segmenter import Segmenter
         from edgeseg.runtime.sinks import JsonlSink, MaskSink, VideoSink, plan_view
         from edgeseg.runtime.sources import LabelLookup, open_source
-        from edgeseg.runtime.workers import plan_workers
+        from edgeseg.runtime.workers import pacing_options, plan_workers
 
         if frames is not None and frames < 1:
             raise EdgesegError("--frames must be at least 1")
@@ -130,7 +130,11 @@ def register(app: typer.Typer) -> None:
             splits_threads=splits_threads(artifact, providers),
             model_bytes=artifact.stat().st_size,
         )
-        seg = Segmenter(artifact, **backend_options(artifact, providers, plan.threads, device))
+        seg = Segmenter(
+            artifact,
+            **backend_options(artifact, providers, plan.threads, device),
+            **pacing_options(artifact, plan.paced),  # a camera's pace: no spinning threads while idle
+        )
         try:
             card = seg.card
             from edgeseg.cli.options import parse_hw

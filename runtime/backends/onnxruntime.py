@@ -50,6 +50,7 @@ class OnnxRuntimeBackend(Backend):
         providers: str | list[str] | None = None,
         threads: int | None = None,
         card: ModelCard | None = None,
+        spin_wait: bool = True,
     ) -> None:
         import onnxruntime as ort
 
@@ -60,6 +61,11 @@ class OnnxRuntimeBackend(Backend):
         if threads:
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
+        if not spin_wait:
+            # fed slower than it runs (a camera, --realtime), the pool's threads would busy-wait
+            # between operators and after each frame, burning a core while the pipeline is idle
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self.providers = resolve_providers(providers)
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=self.providers)
