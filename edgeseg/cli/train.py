@@ -85,6 +85,7 @@ def register(app: typer.Typer) -> None:
         from edgeseg import workspace
         from edgeseg.cli.options import parse_hw
         from edgeseg.training import TrainConfig, config_for_resume, find_resume, train
+        from edgeseg.training.header import size_origin
 
         if threads:
             torch.set_num_threads(threads)
@@ -105,7 +106,10 @@ def register(app: typer.Typer) -> None:
         else:
             resume_path = None
             cfg = TrainConfig(**{k: v for k, v in given.items() if v is not None})
-        result = train(cfg, workdir=workdir, resume=resume_path, progress=not json_out)
+        origin = size_origin(
+            explicit=height is not None or width is not None, resumed=resume_path is not None
+        )
+        result = train(cfg, workdir=workdir, resume=resume_path, progress=not json_out, size_origin=origin)
         if not result.is_main:
             return
         _report(result, json_out)

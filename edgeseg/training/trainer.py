@@ -10,6 +10,7 @@ a resumed run replays the uninterrupted one from the next epoch boundary.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from edgeseg.metrics import SegMetrics, metrics_from_confusion
 from edgeseg.training import distributed
 from edgeseg.training.config import TrainConfig
 from edgeseg.training.data import TRAIN_AUGMENT
+from edgeseg.training.header import DEFAULT_SIZE_ORIGIN, StepTimer, header_lines, time_left
 from edgeseg.training.schedule import build_optimizer, build_scheduler, retarget
 
 # Generated-scene validation seed: neither the training seed (0) nor the held-out evaluation seed.
@@ -192,11 +194,14 @@ def train(
     progress: bool = True,
     log: Any = None,
     on_epoch: Any = None,
+    size_origin: str = DEFAULT_SIZE_ORIGIN,
 ) -> TrainResult:
     """Train `cfg.model` on `cfg.data`; returns where the checkpoints went and the validation metrics.
 
-    `log(str)` receives one line per epoch on rank 0 (default: the stderr console when `progress`);
-    `on_epoch(row)` is called on every rank after each epoch's checkpoints are written.
+    `log(str)` receives the header (data, sizes, steps, then a time estimate after the first steps)
+    and one line per epoch on rank 0 (default: the stderr console when `progress`);
+    `on_epoch(row)` is called on every rank after each epoch's checkpoints are written;
+    `size_origin` says in the header where the input size came from (`header.size_origin`).
     """
     torch = require("torch")
     from edgeseg.checkpoint import load_checkpoint, save_checkpoint
@@ -210,7 +215,7 @@ def train(
         from edgeseg.console import err_console
 
         def log(line: str) -> None:
-            err_console.print(line, highlight=False)
+            err_console.print(line, highlight=False, soft_wrap=True)  # one line per fact, unbroken
 
     try:
         resume_path = find_resume(resume, root, cfg.model) if resume else None
@@ -291,6 +296,14 @@ def train(
         best_metrics: SegMetrics | None = None
 
         log_every = max(1, iters // 10)
+        timer = StepTimer(iters * (cfg.epochs - start_epoch))
+        epoch_seconds: list[float] = []
+        if log:
+            for line in header_lines(
+                cfg, train_set, val_set, batch=batch, steps_per_epoch=iters, world_size=dist.world_size,
+                device=device, start_epoch=start_epoch, origin=size_origin,
+            ):  # fmt: skip
+                log(line)
         with _progress(progress and dist.is_main) as bar:
             for epoch in range(start_epoch, cfg.epochs):
                 epoch_seed = (cfg.seed * 1_000_003 + epoch) * 64 + dist.rank
@@ -300,6 +313,7 @@ def train(
                 net.train()
                 task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=iters, loss=0.0, lr=0.0, ips=0.0)
                 loss_sum, seen, lr = 0.0, 0, optimizer.param_groups[0]["lr"]
+                epoch_start = time.perf_counter()
                 for x, y in loader:
                     x = x.to(device, non_blocking=True)
                     y = y.to(device, non_blocking=True)
@@ -322,6 +336,9 @@ def train(
                     seen += 1
                     speed = bar.tasks[-1].speed if bar.tasks else None
                     bar.update(task, advance=1, loss=loss_sum / seen, lr=lr, ips=speed or 0.0)
+                    estimate = timer.step()
+                    if log and estimate:
+                        log(estimate)
                     if log and not bar.console.is_terminal and (seen % log_every == 0 or seen == iters):
                         # redirected output (nohup, CI): rich draws no live bar, so print a line
                         log(
@@ -374,10 +391,12 @@ def train(
                     from edgeseg.atomic import write_json
 
                     write_json(run_dir / "history.json", {"config": cfg.to_dict(), "history": history})
+                    epoch_seconds.append(time.perf_counter() - epoch_start)
                     if log:
                         log(
                             f"epoch {epoch + 1}/{cfg.epochs}  loss {row['loss']:.4f}  val mIoU {metrics.miou:.4f}"
                             f"  pixel acc {metrics.pixel_accuracy:.4f}{'  (best)' if improved else ''}"
+                            f"{time_left(epoch_seconds, cfg.epochs - epoch - 1)}"
                         )
                 distributed.barrier(dist)
                 if on_epoch is not None:
