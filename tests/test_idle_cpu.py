@@ -58,8 +58,8 @@ def test_realtime_run_spends_its_cpu_on_frames_not_on_spinning(paced_run):
     report = json.loads(r.stdout)
     assert report["frames"]["processed"] >= FRAMES // 2
     cpu = report["cpu"]
-    assert cpu["cores_busy"] < 0.2, cpu
-    assert cpu["process_ms_per_frame"] < 0.2 * 1000.0 / FPS, cpu  # a fifth of the frame interval
+    assert cpu["cores_busy"] < 0.15, cpu
+    assert cpu["process_ms_per_frame"] < 0.15 * 1000.0 / FPS, cpu  # of the frame interval
 
 
 def test_pacing_turns_spinning_off_for_onnx_runtime_only(tmp_path):
