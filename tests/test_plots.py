@@ -77,7 +77,9 @@ def test_fps_vs_miou_axis_keeps_noise_small_and_states_the_spread():
     assert ax.get_xlim()[0] == 0  # FPS from zero: distances show ratios
     assert "%" not in ax.get_ylabel() and ax.get_ylabel() == "mIoU (0-1)"
     notes = [t.get_text() for t in ax.texts if "spread" in t.get_text()]
-    assert notes == ["mIoU spread across 4 artifact(s): 0.001 (0.897 to 0.898); the axis spans at least 0.10"]
+    assert notes == [
+        "mIoU spread across 4 artifact(s): 0.0010 (0.8970 to 0.8980); the axis spans at least 0.10"
+    ]
     assert "ONNX Runtime FP16\n25.0 FPS, mIoU 0.898" in [t.get_text() for t in ax.texts]
     plots._pyplot().close(fig)
 
@@ -86,6 +88,8 @@ def test_a_wide_spread_gets_its_own_range():
     fig = plots.fps_vs_miou_figure(BENCH)
     lo, hi = fig.axes[0].get_ylim()
     assert lo <= 0.301 and hi >= 0.629 and hi - lo < 0.5
+    note = "mIoU spread across 5 artifact(s): 0.328 (0.301 to 0.629)"
+    assert any(t.get_text().startswith(note) for t in fig.axes[0].texts)
     plots._pyplot().close(fig)
 
 
