@@ -8,12 +8,20 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 
 .PHONY: demo test test-all bench lint venv clean
 
+# pip shows its download progress on a terminal and stays quiet in logs; each step says what it does
+QUIET = $$([ -t 1 ] || echo -q)
+
 $(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e '.[all,test]' $(TORCH)
-	touch $(STAMP)
+	@echo "==> [1/4] creating $(VENV) (a Python virtual environment)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "==> [2/4] upgrading pip"
+	@$(PIP) install $(QUIET) --upgrade pip
+	@echo "==> [3/4] installing $(TORCH) (the largest download)"
+	@$(PIP) install $(QUIET) $(TORCH)
+	@echo "==> [4/4] installing edgeseg (editable) with ONNX, ONNX Runtime, OpenCV, matplotlib and the test tools"
+	@$(PIP) install $(QUIET) -e '.[all,test]' $(TORCH)
+	@touch $(STAMP)
+	@echo "==> $(VENV) is ready"
 
 venv: $(STAMP)
 
@@ -33,5 +41,5 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-clean:
-	rm -rf $(VENV) edgeseg-work build *.egg-info
+clean:  # the venv, build leftovers and the default output folders (edgeseg-work/, edgeseg-demo/)
+	rm -rf $(VENV) edgeseg-work edgeseg-demo build dist *.egg-info .pytest_cache .ruff_cache

@@ -57,7 +57,10 @@ def plan_inference(
         splits_threads=splits_threads(path, options),
         model_bytes=path.stat().st_size if path.is_file() else 0,
     )
-    return InferencePlan(plan, BackendLoader(path, options.replace(threads=plan.threads)))
+    # a source that sets the pace (camera, --realtime) leaves the backend idle between frames: its
+    # threads should sleep then, not spin a core (docs/runtime.md, "An idle pipeline is idle")
+    per_worker = options.replace(threads=plan.threads, spin_wait=options.spin_wait and not plan.paced)
+    return InferencePlan(plan, BackendLoader(path, per_worker))
 
 
 def share_cores_with(backend: Backend) -> bool:

@@ -222,6 +222,8 @@ class Pipeline:
             renderer = Renderer(card.palette, card.classes)
         self.renderer = renderer
         self.stats = RunStats(classes=list(card.classes), live=self.live)
+        for sink in self.sinks:
+            sink.attach(self.stats)
         # channels: capture -> pre -> infer -> post -> out [-> consumer]
         self._c_pre = Channel(1 if self.live else queue_size, latest=self.live)
         self._c_infer = Channel(1 if self.live else queue_size, latest=self.live)

@@ -1,4 +1,5 @@
-"""Outputs of a run: window, annotated video, class-id PNGs, per-frame JSONL. Headless is no sink.
+"""Outputs of a run: window, live view over HTTP, annotated video, class-id PNGs, per-frame JSONL.
+Headless is no sink.
 
 Files are written atomically: the video and the JSONL go to a hidden partial file that replaces the
 target on `close()` (which the pipeline calls on normal end, error, Ctrl-C and SIGTERM alike), so a
@@ -8,11 +9,14 @@ finished file is always playable / parseable.
 from __future__ import annotations
 
 import abc
+import collections
 import contextlib
 import json
 import os
 import sys
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -21,10 +25,12 @@ import numpy as np
 
 from edgeseg.atomic import write_bytes
 from edgeseg.errors import EdgesegError
+from edgeseg.runtime.draw import Renderer
 
 if TYPE_CHECKING:
     from edgeseg.runtime.pipeline import FrameResult
     from edgeseg.runtime.sources import Source
+    from edgeseg.runtime.stats import RunStats
 
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 
@@ -43,6 +49,9 @@ class Sink(abc.ABC):
 
     def start(self, source: Source) -> None:  # noqa: B027 - optional hook
         """Called once the source is open (its fps and size hints are known)."""
+
+    def attach(self, stats: RunStats) -> None:  # noqa: B027 - optional hook
+        """Called by the Pipeline with the run's live statistics (sinks that show them keep it)."""
 
     def pump(self) -> None:  # noqa: B027 - optional hook
         """Main-thread work (GUI toolkits require it); called about every 10 ms by Pipeline.run()."""
@@ -161,19 +170,44 @@ class JsonlSink(Sink):
         return {"sink": "log", "path": str(self.path), "frames": self.lines}
 
 
+_GUI_TOOLKITS = ("GTK", "QT", "WIN32 UI", "COCOA", "WAYLAND", "FRAMEBUFFER")
+
+
+def opencv_gui(build_info: str | None = None) -> str | None:
+    """The GUI backend of this OpenCV build (GTK3, QT5, ...), None if it has none (headless).
+
+    pip's opencv-python-headless has none; opencv-python and JetPack's OpenCV have one. OpenCV 4.6+
+    prints `GUI: GTK3` (or `GUI: NONE`); older builds print an empty `GUI:` followed by one indented
+    line per toolkit (`GTK+: YES (ver 3.24.20)`, `QT: NO`), as their CMakeLists.txt status block does.
+    """
+    lines = (cv2.getBuildInformation() if build_info is None else build_info).splitlines()
+    for i, line in enumerate(lines):
+        if not line.strip().startswith("GUI:"):
+            continue
+        value = line.split(":", 1)[1].strip()
+        if value:
+            return None if value.upper() in ("NONE", "NO") else value
+        indent = len(line) - len(line.lstrip())
+        for sub in lines[i + 1 :]:
+            if not sub.strip() or len(sub) - len(sub.lstrip()) <= indent:
+                break
+            key, _, status = sub.strip().partition(":")
+            if key.strip().upper().startswith(_GUI_TOOLKITS) and status.strip().upper().startswith("YES"):
+                return key.strip()
+        return None
+    return None
+
+
 def display_problem() -> str | None:
     """Why a window cannot be shown here, or None if it can."""
-    gui = ""
-    for line in cv2.getBuildInformation().splitlines():
-        if line.strip().startswith("GUI:"):
-            gui = line.split(":", 1)[1].strip()
-    if gui.upper() == "NONE":
-        return "--show needs OpenCV with GUI support; this one is headless (pip install opencv-python)"
+    if opencv_gui() is None:
+        return "--show needs OpenCV with GUI support; this one is headless (use --serve for a browser view)"
     if sys.platform.startswith("linux") and not (
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     ):
         return (
-            "--show needs a display, and neither DISPLAY nor WAYLAND_DISPLAY is set (run headless or --save)"
+            "--show needs a display, and neither DISPLAY nor WAYLAND_DISPLAY is set "
+            "(--serve :8080 shows the run in a browser instead, or run headless or --save)"
         )
     return None
 
@@ -216,3 +250,180 @@ class WindowSink(Sink):
             with contextlib.suppress(cv2.error):
                 cv2.destroyWindow(self.title)
             self._open = False
+
+
+LIVE_FPS_WINDOW = 2.0  # seconds of results behind the live FPS figure
+
+
+class LiveViewSink(Sink):
+    """Serves the run over HTTP (runtime/liveserver.py) for machines without a display: the annotated
+    stream as MJPEG and a page with live FPS, latency percentiles, class shares and mIoU.
+
+    Binds when created, so a port in use fails before the run starts; `url` says where to look.
+    `write` only hands the newest result over: drawing (with `renderer`, unless another sink already
+    drew the frame) and JPEG encoding happen on a viewer's thread, and only while someone watches.
+    """
+
+    records = True  # runs after the frame's timings are final: serving is never timed as output work
+
+    def __init__(
+        self, address: str = "127.0.0.1:8080", *, renderer: Renderer, title: str = "edgeseg"
+    ) -> None:
+        from edgeseg.runtime.liveserver import LiveFeed, LiveServer, parse_address
+
+        host, port = parse_address(address)
+        self.renderer = renderer
+        self.feed = LiveFeed(self._draw)
+        self.server = LiveServer(self.feed, self.snapshot, host=host, port=port, title=title)
+        self._stats: RunStats | None = None
+        self._lock = threading.Lock()
+        self._latest: FrameResult | None = None
+        self._done: collections.deque[float] = collections.deque()
+        self._written = 0
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def attach(self, stats: RunStats) -> None:
+        self._stats = stats
+
+    def start(self, source: Source) -> None:
+        self.server.start()
+
+    def write(self, result: FrameResult) -> None:
+        now = result.t_done or time.perf_counter()
+        with self._lock:
+            self._latest = result
+            self._written += 1
+            self._done.append(now)
+            while self._done and self._done[0] < now - LIVE_FPS_WINDOW:
+                self._done.popleft()
+        self.feed.publish(result)
+
+    def _draw(self, result: FrameResult) -> np.ndarray:
+        if result.rendered is not None:
+            return result.rendered
+        if result.labels is None:
+            return result.frame
+        return self.renderer.render(result.frame, result.labels)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What /stats.json serves: the live numbers of the run."""
+        now = time.perf_counter()
+        with self._lock:
+            latest = self._latest
+            recent = [t for t in self._done if t >= now - LIVE_FPS_WINDOW]
+        fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) >= 2 else 0.0
+        stats = self._stats
+        empty = {"p50": None, "p95": None, "p99": None, "mean": None, "max": None}
+        classes = stats.classes if stats is not None else self.renderer.classes
+        snap: dict[str, Any] = {
+            "running": not self._closed,
+            "fps": fps,
+            "fps_run": stats.fps if stats is not None else 0.0,
+            "frames": {
+                "processed": stats.processed if stats is not None else self._written,
+                "captured": stats.captured if stats is not None else self._written,
+                "dropped": stats.dropped if stats is not None else 0,
+            },
+            "latency_ms": stats.latency.summary() if stats is not None else empty,
+            "inference_ms": stats.stages["inference"].summary() if stats is not None else empty,
+            "frame": {"index": None, "size": None},
+            "miou": None,
+            "frame_miou": None,
+            "class_share": [],
+            "connections": self.server.clients,
+        }
+        if latest is not None:
+            snap["frame"] = {"index": latest.index, "size": [int(d) for d in latest.frame.shape[:2]]}
+            snap["miou"] = latest.running_miou
+            snap["frame_miou"] = latest.frame_miou
+            if latest.histogram is not None and latest.histogram.sum():
+                total = float(latest.histogram.sum())
+                snap["class_share"] = [
+                    {
+                        "name": classes[i] if i < len(classes) else str(i),
+                        "share": float(n) / total,
+                        "color": "#{2:02x}{1:02x}{0:02x}".format(*self.renderer.lut[min(i, 255)]),
+                    }
+                    for i, n in enumerate(latest.histogram)
+                ]
+        return snap
+
+    def close(self) -> None:
+        self._closed = True
+        self.server.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"sink": "live view", "url": self.url, "frames_streamed": self.server.frames_sent}
+
+
+@dataclass(frozen=True)
+class ViewPlan:
+    """Where a run is shown: an OpenCV window, the live view over HTTP, both or neither."""
+
+    window: bool = False
+    serve: str | None = None  # listen address for the live view
+    open_browser: bool = False  # --show without a GUI: open the live view in the user's browser
+    note: str | None = None  # why the plan differs from what was asked
+
+    def sinks(self, renderer: Renderer, *, title: str, say: Any = None) -> list[Sink]:
+        """The sinks for this plan. `say(line)` gets the live view's URL (and the browser note)."""
+        out: list[Sink] = []
+        if self.window:
+            out.append(WindowSink(title))
+        if self.serve is not None:
+            live = LiveViewSink(self.serve, renderer=renderer, title=title)
+            out.append(live)
+            if say is not None:
+                if self.note:
+                    say(self.note)
+                say(f"live view: {live.url}{_wide_hint(live.server.host)}")
+            if self.open_browser:
+                opened = open_in_browser(live.url)
+                if say is not None and not opened:
+                    say(f"no browser could be opened here; open {live.url} in one")
+        return out
+
+
+def plan_view(*, show: bool, serve: str | None, has_gui: bool | None = None) -> ViewPlan:
+    """`--show` / `--serve` -> what to open. `--show` is an OpenCV window when this OpenCV has a GUI
+    (JetPack's build, opencv-python); with pip's headless wheel it becomes the live view on
+    127.0.0.1 (any free port, or the `--serve` address) opened in the user's browser.
+
+    `has_gui`: whether OpenCV can open windows (default: asked of the installed OpenCV)."""
+    if not show:
+        return ViewPlan(serve=serve)
+    if has_gui is None:
+        has_gui = opencv_gui() is not None
+    if has_gui:
+        return ViewPlan(window=True, serve=serve)
+    return ViewPlan(
+        serve=serve if serve is not None else "127.0.0.1:0",
+        open_browser=True,
+        note="--show: this OpenCV has no GUI (pip's opencv-python-headless), so the run is shown "
+        "in your web browser instead",
+    )
+
+
+def open_in_browser(url: str) -> bool:
+    """Open `url` in the desktop's browser; False where there is none (no display: Python's
+    `webbrowser` would fall back to a text browser in this terminal, which would hold the run up)."""
+    import webbrowser
+
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return False
+    try:
+        return bool(webbrowser.open(url, new=2))
+    except webbrowser.Error:
+        return False
+
+
+def _wide_hint(host: str) -> str:
+    if host in ("0.0.0.0", "::"):
+        return " (listening on every interface: use this machine's address from elsewhere)"
+    return ""

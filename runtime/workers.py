@@ -28,6 +28,7 @@ AUTO_MAX_MODEL_BYTES = 64 * 1024 * 1024  # heavier artifacts keep one worker (se
 class WorkerPlan:
     workers: int
     threads: int | None  # per worker; None: the backend's own default
+    paced: bool = False  # the source sets the pace (live, --realtime): the backend waits between frames
 
     def describe(self) -> str:
         threads = "default threads" if self.threads is None else f"{self.threads} thread(s)"
@@ -65,5 +66,5 @@ def plan_workers(
         light = model_bytes <= AUTO_MAX_MODEL_BYTES
         requested = AUTO_WORKERS if splits_threads and light and not live and total >= AUTO_WORKERS else 1
     if requested == 1 or not splits_threads:
-        return WorkerPlan(requested, threads)
-    return WorkerPlan(requested, max(1, total // requested))
+        return WorkerPlan(requested, threads, paced=live)
+    return WorkerPlan(requested, max(1, total // requested), paced=live)

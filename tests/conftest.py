@@ -23,24 +23,34 @@ def _isolated_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def tiny_onnx(tmp_path: Path):
     """Factory for a torch-free ONNX segmenter: a 1x1 conv (3 -> C) with an edgeseg card inside."""
 
-    def make(num_classes: int = 3, size=(32, 48), dynamic: bool = False, name: str = "tiny") -> Path:
+    def make(
+        num_classes: int = 3, size=(32, 48), dynamic: bool = False, name: str = "tiny", hidden: int = 0
+    ) -> Path:
+        """`hidden` > 0: a 3x3 conv to that many channels and a ReLU first, enough work per operator
+        for ONNX Runtime to split it over its intra-op threads (a lone 1x1 conv runs on one)."""
         import onnx
         from onnx import TensorProto, helper, numpy_helper
 
         from edgeseg.card import ModelCard, default_palette
 
         rng = np.random.default_rng(0)
-        w = rng.normal(size=(num_classes, 3, 1, 1)).astype(np.float32)
+        w = rng.normal(size=(num_classes, hidden or 3, 1, 1)).astype(np.float32)
         b = np.zeros(num_classes, dtype=np.float32)
         h, wd = ("H", "W") if dynamic else size
         x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N" if dynamic else 1, 3, h, wd])
         y = helper.make_tensor_value_info(
             "logits", TensorProto.FLOAT, ["N" if dynamic else 1, num_classes, h, wd]
         )
-        node = helper.make_node("Conv", ["input", "w", "b"], ["logits"])
-        graph = helper.make_graph(
-            [node], "tiny", [x], [y], [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")]
-        )
+        weights = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")]
+        nodes = [helper.make_node("Conv", ["relu" if hidden else "input", "w", "b"], ["logits"])]
+        if hidden:
+            w1 = rng.normal(size=(hidden, 3, 3, 3)).astype(np.float32)
+            weights.append(numpy_helper.from_array(w1, "w1"))
+            nodes[:0] = [
+                helper.make_node("Conv", ["input", "w1"], ["hidden"], pads=[1, 1, 1, 1]),
+                helper.make_node("Relu", ["hidden"], ["relu"]),
+            ]
+        graph = helper.make_graph(nodes, "tiny", [x], [y], weights)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         card = ModelCard(
             model=name,

@@ -103,7 +103,12 @@ def test_the_rule_checker_sees_imports_inside_functions(tmp_path):
 
 def test_packaging_lists_every_package_folder():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert config["package-dir"] == {name: folder for folder, name in FOLDERS.items()}
+    # a src layout made of links: src/edgeseg -> edgeseg/, edgeseg/<stage> -> <stage>/ (pyproject.toml)
+    assert config["package-dir"] == {"": "src"}
+    assert (ROOT / "src" / "edgeseg").resolve() == (ROOT / "edgeseg").resolve()
+    for folder in FOLDERS:
+        if folder != "edgeseg":
+            assert (ROOT / "edgeseg" / folder).resolve() == (ROOT / folder).resolve(), folder
     folders = [ROOT / f for f in FOLDERS] + [
         d for f in FOLDERS for d in (ROOT / f).rglob("*") if d.is_dir() and d.name != "__pycache__"
     ]

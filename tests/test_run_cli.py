@@ -104,7 +104,7 @@ def test_images_with_labels_report_matches_confusion_matrix(tiny_onnx, tmp_path)
         (["--camera", "57", "--log", "frames.jsonl", "--save", "out.mp4"], "camera 57 could not be opened"),
         (["--video", "missing.mp4"], "video not found"),
         (["--gst", "videotestsrc ! appsink"], "GStreamer"),
-        (["--show", "--frames", "1"], "--show needs"),
+        (["--serve", "host:port", "--frames", "1"], "--serve expects"),
         (["--mode", "heatmap", "--frames", "1"], "unknown visual mode"),
         (["--backend", "tensorrt"], "--backend tensorrt runs"),
         (["--camera", "0", "--video", "x.mp4"], "exactly one source"),

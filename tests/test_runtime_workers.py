@@ -176,7 +176,8 @@ def test_worker_plan():
     assert plan_workers(None, threads=1, cores=8, **cpu_file) == WorkerPlan(1, 1)  # nothing to split
     assert plan_workers(None, threads=None, cores=1, **cpu_file) == WorkerPlan(1, None)
     # live sources want latency: one worker with every thread
-    assert plan_workers(None, threads=None, cores=8, live=True, splits_threads=True) == WorkerPlan(1, None)
+    live = plan_workers(None, threads=None, cores=8, live=True, splits_threads=True)
+    assert live == WorkerPlan(1, None, paced=True)  # paced: the backend waits for frames without spinning
     # explicit counts win; threads are never split below one per worker
     assert plan_workers(3, threads=2, cores=8, **cpu_file) == WorkerPlan(3, 1)
     assert plan_workers(1, threads=None, cores=8, **cpu_file) == WorkerPlan(1, None)

@@ -276,3 +276,81 @@ def test_crop_trains_on_windows_and_records_the_input_size(tmp_path):
     assert config_for_resume(result.last, {"crop": None}).crop == (16, 24)
     with pytest.raises(EdgesegError, match="--crop needs augmentation"):
         _cfg(crop=(16, 24), augment=False)
+
+
+def test_header_says_what_is_trained_at_which_size_and_how_long_it_takes():
+    from edgeseg.training.header import size_origin
+
+    lines: list[str] = []
+    cfg = _cfg(epochs=1, batch_size=1, height=24, width=36)
+    train(
+        cfg,
+        train_set=Scenes(8, hw=(32, 48)),
+        val_set=Scenes(3, hw=(32, 48), seed=1),
+        progress=False,
+        log=lines.append,
+        size_origin=size_origin(explicit=True, resumed=False),
+    )
+    assert lines[0] == (
+        f"train {TINY} on test-scenes: 8 images, 8 classes "
+        "(sky, building, vegetation, road, sidewalk, lane_marking, vehicle, pedestrian)"
+    )
+    assert lines[1] == "validation each epoch: test-scenes, 3 images"
+    assert lines[2] == (
+        "input size 24x36 (set by --height/--width): the data is 32x48 (the first image; sizes may vary), "
+        "resized to it as the runtime will (0.75x)"
+    )
+    assert lines[3].startswith("augmentation: random scale 0.5-1.75x, crop back to the input size")
+    assert lines[4] == "batch 1: 8 steps per epoch, 1 epoch = 8 steps, on cpu"
+    rest = [line for line in lines[5:] if not line.startswith("epoch 1 step")]  # no per-step log lines
+    estimate = rest[0]
+    assert estimate.startswith("time: ") and " s per step (steps 2-6) -> about " in estimate
+    assert "for the 8 steps" in estimate and estimate.endswith("left), plus validation each epoch")
+    assert rest[1].startswith("epoch 1/1  loss ")  # the estimate came before the epoch ended
+
+
+def test_step_timer_estimates_from_the_steps_after_warm_up(monkeypatch):
+    import edgeseg.training.header as header
+
+    clock = iter(
+        [5.0, 7.0, 9.0, 11.0, 13.0, 15.0, 17.0, 99.0]
+    )  # when each step ends: 2 s each after the first
+    monkeypatch.setattr(header.time, "perf_counter", lambda: next(clock))
+    timer = header.StepTimer(total_steps=3000)
+    lines = [timer.step() for _ in range(7)]
+    assert lines[:5] == [None] * 5 and lines[6] is None  # said once, after steps 2-6
+    assert lines[5] == (
+        "time: 2 s per step (steps 2-6) -> about 1 h 40 min for the 3,000 steps (1 h 39 min left), "
+        "plus validation each epoch"
+    )
+    assert header.StepTimer(total_steps=1).step() is None  # nothing to estimate
+    assert [header.duration(s) for s in (44.6, 750, 7500)] == ["45 s", "12 min 30 s", "2 h 05 min"]
+    assert header.time_left([30.0, 50.0], 3) == ", about 2 min 00 s left"
+
+
+def test_train_cli_header_explains_the_default_input_size():
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    args = [
+        "train",
+        TINY,
+        "--data",
+        "synth:4@32x64",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--val-limit",
+        "2",
+    ]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert (
+        "input size 192x384 (edgeseg's default; set --height/--width to change it): the data is 32x64, "
+        "resized to it as the runtime will (6x)"
+    ) in r.stderr
+    assert "train tiny_testnet on synth:4@32x64 (synth data, split train): 4 images, 8 classes" in r.stderr
+    assert "validation each epoch: generated scenes from their own seed (2000003), 2 of 64 images" in r.stderr
+    assert "batch 2: 2 steps per epoch, 1 epoch = 2 steps, on cpu" in r.stderr

@@ -65,7 +65,17 @@ def run_command(
     labels: Path | None = typer.Option(
         None, "--labels", help="Ground-truth masks paired by file stem (video frames: <stem>_000123)."
     ),
-    show: bool = typer.Option(False, "--show", help="Show a window (needs a display)."),
+    show: bool = typer.Option(
+        False,
+        "--show",
+        help="Show the run: an OpenCV window, or, with pip's headless OpenCV, the live view in your browser.",
+    ),
+    serve: str | None = typer.Option(
+        None,
+        "--serve",
+        help="Serve a live view (MJPEG stream, FPS, latency, class shares, mIoU) over HTTP at "
+        "PORT, :PORT or HOST:PORT; 127.0.0.1 unless a host is given (0.0.0.0: every interface).",
+    ),
     save: Path | None = typer.Option(None, "--save", help="Write the annotated video (.mp4/.avi)."),
     save_masks: Path | None = typer.Option(None, "--save-masks", help="Write class-id PNGs here."),
     log: Path | None = typer.Option(None, "--log", help="Per-frame JSONL log."),
@@ -112,7 +122,7 @@ def run_command(
     from edgeseg.runtime.draw import Renderer
     from edgeseg.runtime.launch import open_pipeline
     from edgeseg.runtime.pipeline import Reconnect
-    from edgeseg.runtime.sinks import JsonlSink, MaskSink, Sink, VideoSink, WindowSink
+    from edgeseg.runtime.sinks import JsonlSink, MaskSink, Sink, VideoSink, plan_view
     from edgeseg.runtime.sources import LabelLookup, open_source
 
     if frames is not None and frames < 1:
@@ -149,9 +159,11 @@ def run_command(
         synthetic_size=size,
     )
     lookup = LabelLookup(labels, card.palette) if labels is not None else None
-    sinks: list[Sink] = []
-    if show:
-        sinks.append(WindowSink(f"edgeseg: {artifact.name}"))
+    renderer = Renderer(card.palette, card.classes, mode=mode, alpha=alpha, legend=legend)
+    # --show / --serve: a window, or the live view over HTTP (opened in a browser when --show meets an
+    # OpenCV without GUI); the URL goes to stderr, stdout stays the report
+    view = plan_view(show=show, serve=serve)
+    sinks: list[Sink] = view.sinks(renderer, title=f"edgeseg: {artifact.name}", say=_say)
     if save is not None:
         sinks.append(VideoSink(save, fps=None))
     if save_masks is not None:
@@ -162,7 +174,6 @@ def run_command(
         from edgeseg.runtime.bag import BagSink
 
         sinks.append(BagSink(save_bag, card.classes, storage=bag_storage, overlay=save_bag_overlay))
-    renderer = Renderer(card.palette, card.classes, mode=mode, alpha=alpha, legend=legend)
     pipe = open_pipeline(
         artifact,
         source,
@@ -197,6 +208,12 @@ def run_command(
             console.print(f"report written to {report}")
     if stats.interrupted:
         raise typer.Exit(ExitCode.INTERRUPTED)
+
+
+def _say(line: str) -> None:
+    from edgeseg.console import err_console
+
+    err_console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _synthetic_size(card: Any) -> tuple[int, int]:

@@ -56,6 +56,7 @@ def train_command(
     from edgeseg.cli.options import parse_hw
     from edgeseg.cli.progress import progress_bars
     from edgeseg.training import TrainConfig, config_for_resume, find_resume, train
+    from edgeseg.training.header import size_origin
 
     if threads:
         torch.set_num_threads(threads)
@@ -77,7 +78,17 @@ def train_command(
         resume_path = None
         cfg = TrainConfig(**{k: v for k, v in given.items() if v is not None})
     with progress_bars(enabled=not json_out) as progress:
-        result = train(cfg, workdir=workdir, resume=resume_path, progress=progress, log=_log(json_out))
+        origin = size_origin(
+            explicit=height is not None or width is not None, resumed=resume_path is not None
+        )
+        result = train(
+            cfg,
+            workdir=workdir,
+            resume=resume_path,
+            progress=progress,
+            log=_log(json_out),
+            size_origin=origin,
+        )
     if not result.is_main:
         return
     _report(result, json_out)
@@ -89,7 +100,7 @@ def _log(quiet: bool) -> Any:
         return None
     from edgeseg.console import err_console
 
-    return lambda line: err_console.print(line, highlight=False)
+    return lambda line: err_console.print(line, highlight=False, soft_wrap=True)  # one line per fact
 
 
 def _report(result: Any, json_out: bool) -> None:

@@ -26,6 +26,7 @@ from edgeseg.progress import Progress
 from edgeseg.training import distributed
 from edgeseg.training.config import TrainConfig
 from edgeseg.training.data import TRAIN_AUGMENT
+from edgeseg.training.header import DEFAULT_SIZE_ORIGIN, StepTimer, header_lines, time_left
 from edgeseg.training.schedule import build_optimizer, build_scheduler, retarget
 
 # Generated-scene validation seed: neither the training seed (0) nor the held-out evaluation seed.
@@ -177,11 +178,14 @@ def train(
     progress: Progress | None = None,
     log: Any = None,
     on_epoch: Any = None,
+    size_origin: str = DEFAULT_SIZE_ORIGIN,
 ) -> TrainResult:
     """Train `cfg.model` on `cfg.data`; returns where the checkpoints went and the validation metrics.
 
-    `progress` gets each step (rank 0); `log(str)` receives one line per epoch on rank 0;
-    `on_epoch(row)` is called on every rank after each epoch's checkpoints are written.
+    `progress` gets each step (rank 0); `log(str)` receives the header (data, sizes, steps, then a time
+    estimate after the first steps) and one line per epoch on rank 0; `on_epoch(row)` is called on
+    every rank after each epoch's checkpoints are written; `size_origin` says in the header where the
+    input size came from (`header.size_origin`).
     """
     torch = require("torch")
     from edgeseg.checkpoint import load_checkpoint, save_checkpoint
@@ -274,6 +278,14 @@ def train(
         metrics: SegMetrics | None = None
         best_metrics: SegMetrics | None = None
 
+        timer = StepTimer(iters * (cfg.epochs - start_epoch))
+        epoch_seconds: list[float] = []
+        if log:
+            for line in header_lines(
+                cfg, train_set, val_set, batch=batch, steps_per_epoch=iters, world_size=dist.world_size,
+                device=device, start_epoch=start_epoch, origin=size_origin,
+            ):  # fmt: skip
+                log(line)
         for epoch in range(start_epoch, cfg.epochs):
             epoch_seed = (cfg.seed * 1_000_003 + epoch) * 64 + dist.rank
             _seed_all(epoch_seed)
@@ -282,6 +294,7 @@ def train(
             net.train()
             what = f"epoch {epoch + 1}/{cfg.epochs}"
             loss_sum, seen, lr, started = 0.0, 0, optimizer.param_groups[0]["lr"], time.perf_counter()
+            epoch_start = started
             for x, y in loader:
                 x = x.to(device, non_blocking=True)
                 y = y.to(device, non_blocking=True)
@@ -305,6 +318,9 @@ def train(
                 if progress:
                     ips = seen / max(time.perf_counter() - started, 1e-9)
                     progress(what, seen, iters, f"loss {loss_sum / seen:.4f}  lr {lr:.2e}  {ips:.2f} it/s")
+                estimate = timer.step()
+                if log and estimate:
+                    log(estimate)
 
             distributed.sync_buffers(dist, model)  # BN running stats: rank 0's, on every rank
             metrics = validate(model, card, val_set, dist, cfg.val_limit)
@@ -351,10 +367,12 @@ def train(
                 from edgeseg.atomic import write_json
 
                 write_json(run_dir / "history.json", {"config": cfg.to_dict(), "history": history})
+                epoch_seconds.append(time.perf_counter() - epoch_start)
                 if log:
                     log(
                         f"epoch {epoch + 1}/{cfg.epochs}  loss {row['loss']:.4f}  val mIoU {metrics.miou:.4f}"
                         f"  pixel acc {metrics.pixel_accuracy:.4f}{'  (best)' if improved else ''}"
+                        f"{time_left(epoch_seconds, cfg.epochs - epoch - 1)}"
                     )
             distributed.barrier(dist)
             if on_epoch is not None:

@@ -33,7 +33,7 @@ def resolve_providers(requested: str | list[str] | None) -> list[str]:
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
-    OPTIONS = ("providers", "threads", "card")
+    OPTIONS = ("providers", "threads", "card", "spin_wait")
 
     def __init__(
         self,
@@ -42,17 +42,23 @@ class OnnxRuntimeBackend(Backend):
         providers: str | list[str] | None = None,
         threads: int | None = None,
         card: ModelCard | None = None,
+        spin_wait: bool = True,
     ) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
-        self.options = BackendOptions(providers=providers, threads=threads, card=card)
+        self.options = BackendOptions(providers=providers, threads=threads, card=card, spin_wait=spin_wait)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
+        if not spin_wait:
+            # fed slower than it runs (a camera, --realtime), the pool's threads would busy-wait
+            # between operators and after each frame, burning a core while the pipeline is idle
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self.providers = resolve_providers(providers)
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=self.providers)
