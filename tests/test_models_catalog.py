@@ -89,13 +89,16 @@ def test_missing_catalog_is_one_clear_error(tmp_path, monkeypatch):
 def test_catalog_ships_in_the_wheel_and_a_normal_install_reads_it(tmp_path):
     """Build a wheel from a copy of the source (the shipped model weights left out: not needed here),
     unpack it as pip would install it, and run `edgeseg models` from there."""
-    src = tmp_path / "src"
+    src = tmp_path / "tree"
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
-    for folder in ("edgeseg", "export", "calib", "runtime"):
+    for folder in ("edgeseg", "export", "calib", "runtime", "src"):  # the links of the src layout too
         shutil.copytree(
-            REPO / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pt", "*.onnx")
+            REPO / folder,
+            src / folder,
+            symlinks=True,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pt", "*.onnx"),
         )
     cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
     subprocess.run([*cmd, str(src), "-w", str(tmp_path / "dist")], check=True, timeout=300)
