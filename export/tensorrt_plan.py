@@ -149,28 +149,51 @@ class BuildPlan:
 
 
 def plan_build(features: TrtFeatures, graph: GraphInfo, options: EngineOptions) -> BuildPlan:
-    """Choose flags by feature, not version. Raises EdgesegError when the request cannot be expressed."""
+    """Choose flags by feature, not version. Raises EdgesegError when the request cannot be expressed
+    (before any TensorRT object exists, so a refusal costs nothing)."""
     plan = BuildPlan()
     if features.explicit_batch_flag and not features.explicit_batch_default:
         plan.network_flags.append("EXPLICIT_BATCH")  # 8.x: ONNX networks need an explicit batch axis
 
     want = options.precision
+    dla = options.dla_core is not None
     if want == "int8" and not graph.has_qdq and not options.legacy_calibrator:
         raise EdgesegError(
             "INT8 engines are built from a Q/DQ ONNX (made by `edgeseg build --int8`); this graph has no "
-            "QuantizeLinear/DequantizeLinear nodes (or pass --legacy-calibrator on TensorRT 8.6/10.x)"
+            "QuantizeLinear/DequantizeLinear nodes (or pass --legacy-calibrator on TensorRT 8.5-10.x)"
         )
     if want == "fp16" and not graph.fp16_graph and not features.fp16_flag:
         raise EdgesegError(
             f"TensorRT {features.version} is strongly typed: FP16 must be in the ONNX graph; "
             "build from the FP16 ONNX (edgeseg build --fp16 writes it)"
         )
+    if options.version_compatible and not features.version_compatible:
+        raise EdgesegError(f"TensorRT {features.version} cannot build version-compatible engines (8.6+)")
+    if options.optimization_level is not None and not features.optimization_level:
+        raise EdgesegError(f"TensorRT {features.version} has no builder optimization level (8.6+)")
+    if dla and graph.has_qdq and not features.int8_flag:
+        raise EdgesegError(
+            f"INT8 on DLA is not available with TensorRT {features.version}: TensorRT 11 has no implicit "
+            "calibrator and edgeseg does not put a Q/DQ graph on DLA; build --fp16 for DLA"
+        )
+    if dla and graph.has_qdq:
+        raise EdgesegError(
+            "DLA runs no Q/DQ (explicitly quantized) network before TensorRT 11: its layers would fall back "
+            "to the GPU; build INT8 for DLA from the FP32 ONNX with the implicit calibrator: "
+            f"edgeseg build MODEL.onnx --target tensorrt --int8 --legacy-calibrator --dla-core {options.dla_core}"
+        )
 
     if options.legacy_calibrator:
         if not (features.legacy_calibrator and features.int8_flag):
+            what = "INT8 on DLA is not available: " if dla else ""
             raise EdgesegError(
-                f"TensorRT {features.version} removed implicit INT8 calibration (IInt8EntropyCalibrator2, "
-                "BuilderFlag.INT8); drop --legacy-calibrator to build from the Q/DQ ONNX instead"
+                f"{what}TensorRT {features.version} removed implicit INT8 calibration "
+                "(IInt8EntropyCalibrator2, BuilderFlag.INT8); "
+                + (
+                    "build --fp16 for DLA"
+                    if dla
+                    else "drop --legacy-calibrator to build from the Q/DQ ONNX instead"
+                )
             )
         if graph.has_qdq:
             raise EdgesegError(
@@ -181,7 +204,13 @@ def plan_build(features: TrtFeatures, graph: GraphInfo, options: EngineOptions) 
         if features.fp16_flag:
             plan.builder_flags.append("FP16")  # let layers that stay out of INT8 run in FP16
         plan.notes.append("implicit INT8 with an entropy calibrator (deprecated since TensorRT 10.1)")
-    elif features.strongly_typed and (graph.annotated or not (features.fp16_flag or features.int8_flag)):
+        if dla:
+            plan.notes.append("DLA runs INT8 only through the implicit calibrator before TensorRT 11")
+    elif (
+        features.strongly_typed
+        and not (dla and features.fp16_flag)  # DLA before 11: documented only with BuilderFlag.FP16
+        and (graph.annotated or not (features.fp16_flag or features.int8_flag))
+    ):
         plan.network_flags.append("STRONGLY_TYPED")  # the graph's types are the precision
     else:
         if graph.has_qdq:
@@ -189,18 +218,16 @@ def plan_build(features: TrtFeatures, graph: GraphInfo, options: EngineOptions) 
                 raise EdgesegError(
                     f"TensorRT {features.version} cannot build a Q/DQ network (no INT8 support)"
                 )
-            plan.builder_flags.append("INT8")  # 8.6: Q/DQ networks need the INT8 flag
+            plan.builder_flags.append("INT8")  # 8.x: Q/DQ networks need the INT8 flag
         if (want == "fp16" or graph.fp16_graph or graph.has_qdq) and features.fp16_flag:
             plan.builder_flags.append("FP16")
 
-    if options.dla_core is not None:
+    if dla:
         if options.gpu_fallback:
             plan.builder_flags.append("GPU_FALLBACK")
         if graph.precision == "fp32" and not plan.legacy_int8 and "FP16" not in plan.builder_flags:
             plan.notes.append("DLA runs only FP16/INT8 layers; an FP32 graph will fall back to the GPU")
     if options.version_compatible:
-        if not features.version_compatible:
-            raise EdgesegError(f"TensorRT {features.version} cannot build version-compatible engines (8.6+)")
         plan.builder_flags.append("VERSION_COMPATIBLE")
     return plan
 

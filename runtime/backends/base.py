@@ -37,6 +37,7 @@ class BackendOptions:
     device: str | None = "cpu"  # PyTorch: cpu, cuda, cuda:N, auto
     cuda: str | None = None  # TensorRT: CUDA binding (cuda-python or pycuda; None: the first found)
     card: ModelCard | None = None  # overrides the card the artifact carries (files made elsewhere)
+    allow_other_gpu: bool = False  # TensorRT: run an engine built on another module of the same GPU family
 
     def replace(self, **changes: Any) -> BackendOptions:
         return dataclasses.replace(self, **changes)
