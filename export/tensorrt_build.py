@@ -172,6 +172,14 @@ def _make_calibrator(trt: Any, batches: Iterable[np.ndarray], cache: Path | None
     return _Calibrator()
 
 
+def _source_opset(model: Any) -> int | None:
+    """The opset of the export a Q/DQ file was made from, as its own card records it."""
+    try:
+        return card_of(model).extra.get("int8", {}).get("source_opset")
+    except EdgesegError:
+        return None
+
+
 def _check_calibration_shape(profiles: dict[str, dict[str, list[int]]], card: ModelCard) -> None:
     """The calibrator feeds batches at the card's input size; TensorRT calibrates at the profile's OPT."""
     batch = [1, 3, *card.input_size]
@@ -223,7 +231,20 @@ def build_engine(
         raise EdgesegError(f"{onnx_path} is not a valid ONNX file: {str(exc).splitlines()[0]}") from None
     card = card or card_of(model)
     graph = inspect_onnx(model)
+    if graph.has_qdq and graph.fp16_graph and not features.strongly_typed:
+        # TensorRT 8.x reads Q/DQ scales as FP32 (onnx-tensorrt 8.6 QuantDequantLinearHelper) and builds
+        # weakly typed with INT8+FP16 flags anyway: give it the graph with FP32 float parts
+        from edgeseg.export.fp16 import widen_to_fp32
+
+        model = widen_to_fp32(model, _source_opset(model))
+        data = model.SerializeToString()
+        graph = inspect_onnx(model)
+        plan_note = "Q/DQ graph widened to FP32 float parts for TensorRT 8.x's parser (FP16 by BuilderFlag)"
+    else:
+        plan_note = ""
     plan = plan_build(features, graph, options)
+    if plan_note:
+        plan.notes.append(plan_note)
     profiles = profile_shapes(graph, options, card)
     if plan.legacy_int8:
         _check_calibration_shape(profiles, card)
