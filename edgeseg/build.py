@@ -322,8 +322,12 @@ def _tensorrt(
     if reason is not None:
         graph = inspect_onnx(load_onnx(source, load_external_data=False))
         profiles = profile_shapes(graph, engine_opts, result.card)
-        commands = handoff_commands(source, engine_file, engine_opts, profiles)
-        result.handoff = Handoff(reason, source, Path(engine_file), precision, commands)
+        commands, notes = handoff_commands(
+            source, engine_file, engine_opts, profiles, graph, calib_data=opts.calib_data
+        )
+        result.handoff = Handoff(
+            reason, source, Path(engine_file), precision, commands, folder=source.parent, notes=notes
+        )
         return result
 
     from edgeseg.runtime.cuda_mem import open_cuda

@@ -402,14 +402,62 @@ def test_handoff_without_tensorrt(monkeypatch, tmp_path, tiny_onnx):
         == "fp16"
     )
     cmds = handoff.commands
-    assert cmds["edgeseg"].startswith(f"edgeseg build {ready} --target tensorrt --workspace 512")
+    assert handoff.folder == onnx_path.parent  # what the user copies; every path below is relative to it
+    assert set(cmds) == {"edgeseg", "trtexec_8_6", "trtexec_10", "trtexec_11"}
+    assert all(str(tmp_path) not in c for c in cmds.values())
+    assert cmds["edgeseg"].startswith("edgeseg build tiny.fp16.onnx --target tensorrt --workspace 512")
+    assert "--timing-cache t.cache" in cmds["edgeseg"]
     assert "--fp16" not in cmds["edgeseg"]  # the ready ONNX is already FP16; --fp16 there would convert again
-    trt10 = cmds["trtexec_10_11"]
-    for part in (f"--onnx={ready}", "--saveEngine=", "--stronglyTyped", "--useDLACore=1", "--allowGPUFallback",
-                 "--memPoolSize=workspace:512", "--timingCacheFile=", "--minShapes=input:1x3x8x8",
-                 "--optShapes=input:1x3x16x16", "--maxShapes=input:2x3x32x32"):  # fmt: skip
-        assert part in trt10
-    assert "--fp16" in cmds["trtexec_8_6"] and "--stronglyTyped" not in cmds["trtexec_8_6"]
+    parts = ("--onnx=tiny.fp16.onnx", "--saveEngine=tiny.fp16-dla1.engine", "--useDLACore=1", "--allowGPUFallback",
+             "--memPoolSize=workspace:512", "--timingCacheFile=t.cache", "--minShapes=input:1x3x8x8",
+             "--optShapes=input:1x3x16x16", "--maxShapes=input:2x3x32x32")  # fmt: skip
+    for key in ("trtexec_8_6", "trtexec_10", "trtexec_11"):
+        assert all(part in cmds[key] for part in parts), key
+    # DLA before 11 is weakly typed with --fp16; 11.x has no --fp16/--int8 (removed) and needs no flag
+    assert "--fp16" in cmds["trtexec_8_6"] and "--fp16" in cmds["trtexec_10"]
+    assert "--stronglyTyped" not in cmds["trtexec_10"]
+    for removed in ("--fp16", "--int8", "--calib", "--best"):
+        assert removed not in cmds["trtexec_11"]
+
+
+@pytest.mark.parametrize(
+    ("engine", "want"),
+    [
+        (
+            EngineOptions(precision="fp16"),
+            {"trtexec_8_6": "--fp16", "trtexec_10": "--stronglyTyped", "trtexec_11": ""},
+        ),
+        (EngineOptions(precision="fp32"), {"trtexec_8_6": "", "trtexec_10": "", "trtexec_11": ""}),
+    ],
+)
+def test_handoff_commands_are_named_for_their_version(monkeypatch, tmp_path, tiny_onnx, engine, want):
+    hide_trt(monkeypatch)
+    fp16 = engine.precision == "fp16"
+    result = build(tiny_onnx(), BuildOptions(target="tensorrt", fp16=fp16, eval_images=2, engine=engine))
+    cmds = result.handoff.commands
+    for key, flag in want.items():
+        assert cmds[key].startswith("trtexec --onnx=") and (flag in cmds[key])
+        rest = cmds[key].replace(flag, "") if flag else cmds[key]
+        assert not any(f in rest for f in ("--fp16", "--int8", "--stronglyTyped")), key
+
+
+def test_handoff_for_the_implicit_calibrator_points_at_no_missing_cache(monkeypatch, tmp_path, tiny_onnx):
+    """trtexec cannot calibrate: it only reads a cache, which the edgeseg line writes on the device. So
+    the hand-off gives the edgeseg line (8.x/10.x) and says why there is no trtexec line."""
+    from edgeseg.data.synth import SYNTH_CLASSES
+
+    hide_trt(monkeypatch)
+    onnx_path = tiny_onnx(num_classes=len(SYNTH_CLASSES), size=(32, 48))
+    engine = EngineOptions(precision="int8", dla_core=0)  # INT8 on DLA: the implicit path
+    result = build(onnx_path, BuildOptions(target="tensorrt", int8=True, calib_images=2, engine=engine))
+    cmds = result.handoff.commands
+    assert list(cmds) == ["edgeseg"]
+    assert (
+        cmds["edgeseg"] == "edgeseg build tiny.onnx --target tensorrt --int8 --legacy-calibrator --dla-core 0"
+    )
+    assert not any("--calib=" in c for c in cmds.values())
+    notes = " ".join(result.handoff.notes)
+    assert "calibration cache" in notes and "TensorRT 11" in notes
 
 
 def test_handoff_int8_uses_the_qdq_onnx(monkeypatch, tmp_path, qdq_onnx):
@@ -417,7 +465,22 @@ def test_handoff_int8_uses_the_qdq_onnx(monkeypatch, tmp_path, qdq_onnx):
     result = build(qdq_onnx, BuildOptions(target="tensorrt"))  # an annotated ONNX is built as is
     assert result.handoff is not None and result.handoff.reason == "no usable CUDA GPU here"
     assert result.handoff.onnx == qdq_onnx and result.handoff.precision == "int8"
-    assert "--stronglyTyped" in result.handoff.commands["trtexec_10_11"]
+    cmds = result.handoff.commands
+    assert "--stronglyTyped" in cmds["trtexec_10"] and "--int8" not in cmds["trtexec_11"]
+    assert "--int8 --fp16" in cmds["trtexec_8_6"]  # FP32 float parts: 8.x reads this file as it is
+
+
+def test_handoff_for_an_fp16_qdq_file_sends_tensorrt_8_to_the_edgeseg_line(monkeypatch, tmp_path, qdq_onnx):
+    from edgeseg.export.fp16 import convert_qdq_fp16
+
+    model = convert_qdq_fp16(onnx.load(qdq_onnx))
+    fp16_qdq = tmp_path / "toy.int8.qdq.onnx"
+    onnx.save(model, fp16_qdq)
+    hide_trt(monkeypatch)
+    result = build(fp16_qdq, BuildOptions(target="tensorrt"))
+    cmds = result.handoff.commands
+    assert "trtexec_8_6" not in cmds and "--stronglyTyped" in cmds["trtexec_10"]
+    assert any("TensorRT 8" in n and "edgeseg" in n for n in result.handoff.notes)
 
 
 def test_build_makes_the_engine_on_a_device(monkeypatch, tmp_path, tiny_onnx):

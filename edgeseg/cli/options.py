@@ -25,3 +25,15 @@ def card_option() -> Any:
     return typer.Option(
         None, "--card", help="Model card JSON for an artifact made elsewhere (`edgeseg card` writes one)."
     )
+
+
+def allow_other_gpu_option() -> Any:
+    """`--allow-other-gpu`, for commands that run a TensorRT engine."""
+    import typer
+
+    return typer.Option(
+        False,
+        "--allow-other-gpu",
+        help="TensorRT: run an engine built on another module of the same GPU (same name and compute "
+        "capability, other SM count or memory, e.g. Orin AGX vs NX).",
+    )
