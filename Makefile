@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test test-all bench lint venv clean
+.PHONY: demo test test-all bench gpu-check lint venv clean
 
 # pip shows its download progress on a terminal and stays quiet in logs; each step says what it does
 QUIET = $$([ -t 1 ] || echo -q)
@@ -36,6 +36,11 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+
+# TensorRT on a real GPU (FP32/FP16/INT8 engines, mIoU vs ONNX Runtime, FPS, ...): one JSON report.
+# Without TensorRT or a GPU it prints one "no GPU" line and exits 0.
+gpu-check: $(STAMP)
+	$(PY) tools/gpu_check.py --out gpu-check.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -3,7 +3,10 @@
 - TensorRT form `<name>.int8.qdq.onnx`: symmetric S8S8 Q/DQ placed by TensorRT's rules. With NVIDIA
   ModelOpt installed (`modelopt.onnx.quantization`, NVIDIA's reference placement) it places the Q/DQ and
   our ranges reach it as a TensorRT calibration cache (its scales replace whatever it measured);
-  otherwise onnxruntime's QDQ quantizer plus the passes in `edgeseg.calib.qdq_rules`.
+  otherwise onnxruntime's QDQ quantizer plus the passes in `edgeseg.calib.qdq_rules`. Its float
+  (non-quantized) parts are FP16 and its I/O FP32, as ModelOpt writes with high_precision_dtype="fp16":
+  TensorRT 10/11 build it strongly typed, where FP32 float parts would run Resize, Concat and the
+  full-resolution upsample in FP32 (export/fp16.py `convert_qdq_fp16`; TensorRT 8.x widens it back).
 - CPU form `<name>.int8.cpu.onnx`: what ONNX Runtime's x86 kernels run fastest (U8 activations,
   S8 per-channel weights; format chosen by measurement, see docs/int8.md), with ops that get slower
   in INT8 on CPU (depthwise convs, transposed convs) left in FP32.
@@ -209,10 +212,14 @@ def quantize_tensorrt_form(
         report = qdq_rules.check_tensorrt_rules(q)
         if not report.ok:
             raise EdgesegError(f"TensorRT Q/DQ placement broke a rule: {report.violations[0]}")
+        source_opset = _onnx_opset(q)
+        q = _fp16_float_parts(q)
         onnx.save(q, str(out))
         info = {
             "form": "tensorrt-qdq",
             "engine": "onnxruntime",
+            "float_parts": "fp16",
+            "source_opset": source_opset,
             "scheme": "S8S8 symmetric, per-channel weights, per-tensor activations",
             "calibration": stats.describe(),
             "excluded_nodes": excluded,
@@ -257,7 +264,7 @@ def _modelopt_tensorrt_form(
                     calibration_eps=["cpu"],
                     nodes_to_exclude=sorted(set(excluded) | set(auto)),
                     output_path=str(out),
-                    high_precision_dtype="fp32",
+                    high_precision_dtype="fp16",  # float parts FP16, I/O FP32 (ModelOpt's default)
                     log_level="ERROR",
                 )
             except Exception as exc:  # ModelOpt raises assorted errors on graphs it cannot handle
@@ -273,6 +280,8 @@ def _modelopt_tensorrt_form(
         info = {
             "form": "tensorrt-qdq",
             "engine": "modelopt",
+            "float_parts": "fp16",
+            "source_opset": _onnx_opset(model),
             "scheme": "S8S8 symmetric, per-channel weights, per-tensor activations",
             "calibration": stats.describe(),
             "excluded_nodes": excluded,
@@ -285,6 +294,22 @@ def _modelopt_tensorrt_form(
     return QuantizedArtifact(
         "qdq", target, excluded=excluded, auto_excluded=auto, details={"card": new_card, **info}
     )
+
+
+def _onnx_opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _fp16_float_parts(model: onnx.ModelProto) -> onnx.ModelProto:
+    from edgeseg.export.fp16 import convert_qdq_fp16
+
+    converted = convert_qdq_fp16(model)
+    try:
+        onnx.checker.check_model(converted)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise EdgesegError(f"the FP16 float parts of the Q/DQ graph fail the ONNX checker: {first}") from None
+    return converted
 
 
 def quantize_cpu_form(

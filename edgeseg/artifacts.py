@@ -137,6 +137,22 @@ def load_sidecar(engine: str | Path) -> dict[str, Any] | None:
     return data
 
 
+def onnx_beside_engine(engine: str | Path) -> Path | None:
+    """The ONNX an engine without a sidecar was most likely built from, among the files beside it: the
+    same stem (`x.plan` <- `x.onnx`), else the variant its name's precision names (`m.fp16.engine` <-
+    `m.fp16.onnx`, `m.int8.engine` <- `m.int8.qdq.onnx`), else the FP32 export `<name>.onnx`."""
+    engine = Path(engine)
+    name = base_name(engine)
+    infix = engine.name[len(name) :].split(".")[1] if engine.name.count(".") > 1 else ""
+    precision = infix.split("-")[0]
+    variant = {"fp16": "fp16", "int8": "int8-qdq"}.get(precision)
+    candidates = [engine.with_suffix(".onnx")]
+    if variant is not None:
+        candidates.append(variant_path(engine.with_name(f"{name}.onnx"), variant))
+    candidates.append(engine.with_name(f"{name}.onnx"))
+    return next((c for c in candidates if c.is_file()), None)
+
+
 def onnx_metadata(path: str | Path) -> dict[str, str]:
     """An ONNX file's metadata_props, read without its weights' external data."""
     from edgeseg.lazy import require
@@ -180,9 +196,13 @@ def read_card(path: str | Path, card: str | Path | ModelCard | None = None) -> M
             return ModelCard.from_dict(info["card"])
         if card_path(path).is_file():
             return ModelCard.load_json(card_path(path))
+        onnx = onnx_beside_engine(path)  # an engine built by trtexec from edgeseg's ONNX
+        if onnx is not None:
+            return card_from_metadata(onnx, onnx_metadata(onnx))
         raise EdgesegError(
             f"no sidecar {sidecar_path(path).name} beside {path.name}: cannot tell which model it is; "
-            "pass --card CARD.json or rebuild with `edgeseg build --target tensorrt`"
+            "pass --card CARD.json, put the ONNX it was built from beside it, or rebuild with "
+            "`edgeseg build --target tensorrt`"
         )
     from edgeseg.checkpoint import load_checkpoint
 

@@ -97,6 +97,17 @@ class BuildOptions:
     def legacy_calibrator(self) -> bool:
         return self.target == "tensorrt" and self.engine is not None and self.engine.legacy_calibrator
 
+    def for_dla(self) -> BuildOptions:
+        """INT8 for a DLA core takes TensorRT's implicit calibrator: DLA runs no Q/DQ network before
+        TensorRT 11 (its layers would fall back to the GPU), so no Q/DQ file is made for it."""
+        engine = self.engine
+        if self.target != "tensorrt" or not self.int8 or engine is None or engine.dla_core is None:
+            return self
+        if engine.legacy_calibrator:
+            return self
+        engine = dataclasses.replace(engine, precision="int8", legacy_calibrator=True)
+        return dataclasses.replace(self, engine=engine)
+
 
 @dataclass
 class Row:
@@ -158,6 +169,7 @@ def build(model_path: Path, opts: BuildOptions, progress: Progress | None = None
     to build as is). A failed INT8 gate is returned in `failure`, after its rows, so callers can show
     what was tried; nothing after it (the engine) is built."""
     opts.validate()
+    opts = opts.for_dla()
     model_path = Path(model_path)
     card = read_card(model_path, opts.card)
     carried = _carried_precision(model_path)
@@ -313,8 +325,12 @@ def _tensorrt(
     if reason is not None:
         graph = inspect_onnx(load_onnx(source, load_external_data=False))
         profiles = profile_shapes(graph, engine_opts, result.card)
-        commands = handoff_commands(source, engine_file, engine_opts, profiles)
-        result.handoff = Handoff(reason, source, Path(engine_file), precision, commands)
+        commands, notes = handoff_commands(
+            source, engine_file, engine_opts, profiles, graph, calib_data=opts.calib_data
+        )
+        result.handoff = Handoff(
+            reason, source, Path(engine_file), precision, commands, folder=source.parent, notes=notes
+        )
         return result
 
     from edgeseg.runtime.cuda_mem import open_cuda

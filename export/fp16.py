@@ -127,6 +127,47 @@ def convert_model_fp16(model: Any, *, extra_fp32_ops: tuple[str, ...] = ()) -> A
     return converted
 
 
+QDQ_FP16_OPSET = 19  # the first opset whose QuantizeLinear/DequantizeLinear take FP16 scales
+
+
+def convert_qdq_fp16(model: Any) -> Any:
+    """A Q/DQ graph's float parts in FP16 with FP32 I/O, as NVIDIA ModelOpt writes them with
+    `high_precision_dtype="fp16"` (modelopt/onnx/quantization/int8.py): the scales become FP16 too, so
+    the opset rises to 19 (ModelOpt's autocast: "Opset 19 is the first to support fp16 scales in Q/DQ
+    nodes"). Ops of the FP32 list stay FP32 behind Casts, as in `convert_model_fp16`."""
+    converted = convert_model_fp16(model)
+    for opset in converted.opset_import:
+        if opset.domain in ("", "ai.onnx") and opset.version < QDQ_FP16_OPSET:
+            opset.version = QDQ_FP16_OPSET
+    return converted
+
+
+def widen_to_fp32(model: Any, opset: int | None = None) -> Any:
+    """The inverse for parsers that read Q/DQ scales as FP32 (TensorRT 8.x): FP16 initializers,
+    constants, casts and tensor types back to FP32, the opset back to `opset` (the export's)."""
+    onnx = require("onnx")
+    numpy_helper = onnx.numpy_helper
+    for i, tensor in enumerate(model.graph.initializer):
+        if tensor.data_type == FLOAT16:
+            wide = numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float32), tensor.name)
+            model.graph.initializer[i].CopyFrom(wide)
+    for node in model.graph.node:
+        for attr in node.attribute:
+            if node.op_type == "Cast" and attr.name == "to" and attr.i == FLOAT16:
+                attr.i = FLOAT
+            elif attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type == FLOAT16:
+                wide = numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float32), attr.t.name)
+                attr.t.CopyFrom(wide)
+    for vi in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
+        if vi.type.tensor_type.elem_type == FLOAT16:
+            vi.type.tensor_type.elem_type = FLOAT
+    if opset is not None:
+        for entry in model.opset_import:
+            if entry.domain in ("", "ai.onnx"):
+                entry.version = int(opset)
+    return model
+
+
 @dataclass(frozen=True)
 class Fp16Check:
     """Keep the FP16 file only if ONNX Runtime's FP16 argmax agrees with FP32 on >= `threshold` pixels."""

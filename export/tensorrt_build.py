@@ -81,7 +81,9 @@ def parser_errors(trt_parser: Any, graph: GraphInfo) -> list[str]:
 def _make_progress_monitor(trt: Any, progress: Progress | None, cancel: threading.Event) -> Any:
     """An IProgressMonitor (TensorRT 10+) that reports build phases to `progress`.
 
-    `cancel` set -> step_complete returns False and TensorRT abandons the build.
+    `cancel` set -> step_complete returns False and TensorRT abandons the build. TensorRT calls the
+    monitor from several builder threads at once (NvInfer.h: "must be thread-safe"), so one lock keeps
+    the phase table and the progress callback (a terminal bar) to one thread at a time.
     """
 
     class _Monitor(trt.IProgressMonitor):
@@ -89,29 +91,36 @@ def _make_progress_monitor(trt: Any, progress: Progress | None, cancel: threadin
             trt.IProgressMonitor.__init__(self)
             self.steps: dict[str, int] = {}
             self.phases: list[str] = []
+            self.lock = threading.Lock()
 
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
-            self.steps[phase_name] = max(num_steps, 1)
-            self.phases.append(phase_name)
-            if progress is not None:
-                progress(f"{'  ' if parent_phase else ''}{phase_name}", 0, self.steps[phase_name])
+            with self.lock:
+                self.steps[phase_name] = max(num_steps, 1)
+                self.phases.append(phase_name)
+                if progress is not None:
+                    progress(f"{'  ' if parent_phase else ''}{phase_name}", 0, self.steps[phase_name])
 
         def step_complete(self, phase_name: str, step: int) -> bool:
-            total = self.steps.get(phase_name)
-            if progress is not None and total is not None:
-                progress(phase_name, min(step + 1, total), total)
+            with self.lock:
+                total = self.steps.get(phase_name)
+                if progress is not None and total is not None:
+                    progress(phase_name, min(step + 1, total), total)
             return not cancel.is_set()  # False cancels the build
 
         def phase_finish(self, phase_name: str) -> None:
-            total = self.steps.pop(phase_name, None)
-            if progress is not None and total is not None:
-                progress(phase_name, total, total)
+            with self.lock:
+                total = self.steps.pop(phase_name, None)
+                if progress is not None and total is not None:
+                    progress(phase_name, total, total)
 
     return _Monitor()
 
 
 def _make_calibrator(trt: Any, batches: Iterable[np.ndarray], cache: Path | None, cuda: Any) -> Any:
-    """Legacy implicit-INT8 entropy calibrator (TensorRT 8.6/10.x), fed preprocessed NCHW batches."""
+    """Legacy implicit-INT8 entropy calibrator (TensorRT 8.5-10.x), fed preprocessed NCHW batches.
+
+    Its pinned and device buffers and its stream are the caller's to release with `free()` once the
+    builder has returned (the config keeps the calibrator alive until then)."""
     from edgeseg.atomic import write_bytes
 
     class _Calibrator(trt.IInt8EntropyCalibrator2):
@@ -132,6 +141,7 @@ def _make_calibrator(trt: Any, batches: Iterable[np.ndarray], cache: Path | None
                 return None
             batch = np.ascontiguousarray(batch, dtype=np.float32)
             if self.host is None or self.host.array.shape != batch.shape:
+                self.free_buffers()
                 self.host = cuda.alloc_pinned(batch.shape, np.float32)
                 self.device = cuda.alloc_device(batch.nbytes)
             self.host.array[...] = batch
@@ -147,7 +157,39 @@ def _make_calibrator(trt: Any, batches: Iterable[np.ndarray], cache: Path | None
             if cache is not None:
                 write_bytes(cache, bytes(data))
 
+        def free_buffers(self) -> None:
+            for buf in (self.host, self.device):
+                if buf is not None:
+                    cuda.free(buf)
+            self.host = self.device = None
+
+        def free(self) -> None:
+            self.free_buffers()
+            if self.stream is not None:
+                cuda.free(self.stream)
+                self.stream = None
+
     return _Calibrator()
+
+
+def _source_opset(model: Any) -> int | None:
+    """The opset of the export a Q/DQ file was made from, as its own card records it."""
+    try:
+        return card_of(model).extra.get("int8", {}).get("source_opset")
+    except EdgesegError:
+        return None
+
+
+def _check_calibration_shape(profiles: dict[str, dict[str, list[int]]], card: ModelCard) -> None:
+    """The calibrator feeds batches at the card's input size; TensorRT calibrates at the profile's OPT."""
+    batch = [1, 3, *card.input_size]
+    for name, s in profiles.items():
+        if list(s["opt"]) != batch:
+            raise EdgesegError(
+                f"the implicit calibrator feeds {'x'.join(map(str, batch))} batches (the card's input size) "
+                f"but input {name!r} has --opt-shape {'x'.join(map(str, s['opt']))}; give --opt-shape "
+                f"{'x'.join(map(str, batch))} for a --legacy-calibrator build"
+            )
 
 
 def _flag_bits(enum: Any, names: list[str]) -> int:
@@ -189,8 +231,23 @@ def build_engine(
         raise EdgesegError(f"{onnx_path} is not a valid ONNX file: {str(exc).splitlines()[0]}") from None
     card = card or card_of(model)
     graph = inspect_onnx(model)
+    if graph.has_qdq and graph.fp16_graph and not features.strongly_typed:
+        # TensorRT 8.x reads Q/DQ scales as FP32 (onnx-tensorrt 8.6 QuantDequantLinearHelper) and builds
+        # weakly typed with INT8+FP16 flags anyway: give it the graph with FP32 float parts
+        from edgeseg.export.fp16 import widen_to_fp32
+
+        model = widen_to_fp32(model, _source_opset(model))
+        data = model.SerializeToString()
+        graph = inspect_onnx(model)
+        plan_note = "Q/DQ graph widened to FP32 float parts for TensorRT 8.x's parser (FP16 by BuilderFlag)"
+    else:
+        plan_note = ""
     plan = plan_build(features, graph, options)
+    if plan_note:
+        plan.notes.append(plan_note)
     profiles = profile_shapes(graph, options, card)
+    if plan.legacy_int8:
+        _check_calibration_shape(profiles, card)
 
     logger = _make_logger(trt)
     builder = trt.Builder(logger)
@@ -206,24 +263,16 @@ def build_engine(
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_mib) << 20)
     for name in plan.builder_flags:
         config.set_flag(getattr(trt.BuilderFlag, name))
-    if options.optimization_level is not None:
-        if not hasattr(config, "builder_optimization_level"):
-            raise EdgesegError(f"TensorRT {features.version} has no builder optimization level (8.6+)")
-        config.builder_optimization_level = int(options.optimization_level)
+    if options.optimization_level is not None and hasattr(config, "builder_optimization_level"):
+        config.builder_optimization_level = int(options.optimization_level)  # plan_build checked 8.6+
 
-    cache_blob = b""
-    if options.timing_cache is not None and Path(options.timing_cache).is_file():
-        cache_blob = Path(options.timing_cache).read_bytes()
-    try:
-        timing_cache = config.create_timing_cache(cache_blob)
-    except Exception:  # pybind raises TypeError/RuntimeError when the cache cannot be deserialized
-        timing_cache = None
-    if timing_cache is None:
-        raise EdgesegError(
-            f"timing cache {options.timing_cache} is corrupt or from another TensorRT version; delete it"
-        )
-    config.set_timing_cache(timing_cache, False)  # ignore_mismatch=False: a foreign cache is not used
+    timing_cache, cache_reused, cache_note = _attach_timing_cache(config, options.timing_cache)
+    if cache_note:
+        plan.notes.append(cache_note)
+        if progress is not None:
+            progress(cache_note, 0, 0)
 
+    profile = None
     if profiles:
         profile = builder.create_optimization_profile()
         for name, s in profiles.items():
@@ -245,15 +294,26 @@ def build_engine(
     if plan.legacy_int8:
         if options.calibration_batches is None:
             raise EdgesegError("--legacy-calibrator needs calibration data (--calib-data)")
-        calibrator = _make_calibrator(trt, options.calibration_batches(), options.calibration_cache, cuda)
         if not hasattr(config, "int8_calibrator"):
             raise EdgesegError(
                 f"TensorRT {features.version} has no int8_calibrator; drop --legacy-calibrator"
             )
+        if profile is not None and hasattr(config, "set_calibration_profile"):
+            # dynamic inputs: TensorRT calibrates at one shape, the profile's OPT (pyCore docstring)
+            calib_profile = builder.create_optimization_profile()
+            for name, s in profiles.items():
+                calib_profile.set_shape(name, s["opt"], s["opt"], s["opt"])
+            if not config.set_calibration_profile(calib_profile):
+                raise EdgesegError(f"TensorRT rejected the calibration profile {profiles}")
+        calibrator = _make_calibrator(trt, options.calibration_batches(), options.calibration_cache, cuda)
         config.int8_calibrator = calibrator
 
     start = time.perf_counter()
-    serialized = _run_builder(trt, builder, network, config, features, progress, Path(engine_path).name)
+    try:
+        serialized = _run_builder(trt, builder, network, config, features, progress, Path(engine_path).name)
+    finally:
+        if calibrator is not None:
+            calibrator.free()
     seconds = time.perf_counter() - start
     if serialized is None:
         why = logger.errors()[-1] if logger.errors() else "see the TensorRT log"
@@ -261,8 +321,6 @@ def build_engine(
 
     engine_path = Path(engine_path)
     write_bytes(engine_path, bytes(serialized))
-    if options.timing_cache is not None:
-        write_bytes(options.timing_cache, bytes(config.get_timing_cache().serialize()))
     info = {
         "format": SIDECAR_FORMAT,
         "engine": engine_path.name,
@@ -278,7 +336,7 @@ def build_engine(
         "version_compatible": options.version_compatible,
         "builder_optimization_level": options.optimization_level,
         "timing_cache": str(options.timing_cache) if options.timing_cache else None,
-        "timing_cache_reused": bool(cache_blob),
+        "timing_cache_reused": cache_reused,
         "legacy_calibrator": plan.legacy_int8,
         "calibration_batches": getattr(calibrator, "seen", None),
         "onnx": Path(onnx_path).name,
@@ -289,7 +347,36 @@ def build_engine(
     }
     sidecar = sidecar_path(engine_path)
     write_json(sidecar, info)
+    # after the sidecar, so a cache problem never costs the engine its card; get_timing_cache() is None
+    # when no cache is attached (pyCore docstring)
+    if options.timing_cache is not None and config.get_timing_cache() is not None:
+        write_bytes(options.timing_cache, bytes(config.get_timing_cache().serialize()))
     return EngineResult(engine_path, sidecar, seconds, plan, info)
+
+
+def _attach_timing_cache(config: Any, path: Path | None) -> tuple[Any, bool, str]:
+    """Load `path` (if it exists) into the config's timing cache: (cache, reused, note).
+
+    `set_timing_cache(cache, ignore_mismatch=False)` returns False for a cache timed on another device
+    (pyCore docstring); such a cache is replaced by a fresh one, and the note says so in one line.
+    """
+    blob = Path(path).read_bytes() if path is not None and Path(path).is_file() else b""
+    try:
+        cache = config.create_timing_cache(blob)
+    except Exception:  # pybind raises TypeError/RuntimeError when the cache cannot be deserialized
+        cache = None
+    if cache is None:
+        raise EdgesegError(f"timing cache {path} is corrupt or from another TensorRT version; delete it")
+    if config.set_timing_cache(cache, False):  # ignore_mismatch=False: never time with a foreign cache
+        return cache, bool(blob), ""
+    fresh = config.create_timing_cache(b"")
+    if fresh is None or not config.set_timing_cache(fresh, False):
+        raise EdgesegError("TensorRT refused a new, empty timing cache")
+    note = (
+        f"timing cache {Path(path).name} was made on another GPU or TensorRT build: building with a "
+        "fresh cache, which replaces it"
+    )
+    return fresh, False, note
 
 
 def _run_builder(

@@ -1,12 +1,17 @@
 """What the installed TensorRT can do, detected from its Python API (never from version strings).
 
-One code path serves TensorRT 8.6 (JetPack 5), 10.x (JetPack 6 ships 10.3) and 11.x. The API moved:
+One code path serves TensorRT 8.5 / 8.6 (JetPack 5.1 ships 8.5.2, JetPack 6.0 ships 8.6.2), 10.x
+(JetPack 6.1/6.2 ship 10.3) and 11.x. The API moved:
+  - 8.5: as 8.6 below, without BuilderFlag.VERSION_COMPATIBLE, IBuilderConfig.builder_optimization_level
+    and IRuntime.engine_host_code_allowed (all three added in 8.6: NVIDIA/TensorRT tags 8.5.2/8.5.3
+    bind none of them in python/src).
   - 8.6: implicit batch is the default, so ONNX networks need NetworkDefinitionCreationFlag.EXPLICIT_BATCH;
     precision comes from BuilderFlag.FP16 / INT8 (a Q/DQ network needs INT8 set); no progress monitor.
   - 10.x: explicit batch is the default (EXPLICIT_BATCH is a deprecated no-op); STRONGLY_TYPED makes the
     builder honour the ONNX graph's types (FP16 graph, Q/DQ), and then FP16/INT8 flags must not be set;
     IProgressMonitor exists; implicit-INT8 calibrators are deprecated but present.
-  - 11.x: strongly typed only; BuilderFlag.FP16/INT8, EXPLICIT_BATCH and the calibrators are gone.
+  - 11.x: strongly typed only; BuilderFlag.FP16/INT8, EXPLICIT_BATCH, the calibrators and
+    set_calibration_profile are gone.
 
 `TRT_API` lists every TensorRT name edgeseg touches; tests/test_tensorrt_api.py checks it against the
 names extracted from NVIDIA's bindings wheels: names marked REQUIRED must exist in every supported
@@ -27,7 +32,8 @@ TRT_API: dict[str, tuple[str, str]] = {
     # module level
     "ILogger": (REQUIRED, "trt.ILogger (subclassed to capture build errors)"),
     "Builder": (REQUIRED, "trt.Builder"),
-    "Runtime": (REQUIRED, "trt.Runtime"),
+    "Runtime": (REQUIRED, "trt.Runtime (also read for its properties by detect)"),
+    "IBuilderConfig": (REQUIRED, "trt.IBuilderConfig (read for its properties by detect)"),
     "OnnxParser": (REQUIRED, "trt.OnnxParser"),
     "NetworkDefinitionCreationFlag": (REQUIRED, "trt.NetworkDefinitionCreationFlag"),
     "BuilderFlag": (REQUIRED, "trt.BuilderFlag"),
@@ -36,7 +42,7 @@ TRT_API: dict[str, tuple[str, str]] = {
     "DeviceType": (REQUIRED, "trt.DeviceType"),
     "DLA": (REQUIRED, "DeviceType.DLA"),
     "GPU_FALLBACK": (REQUIRED, "BuilderFlag.GPU_FALLBACK"),
-    "VERSION_COMPATIBLE": (GUARDED, "BuilderFlag.VERSION_COMPATIBLE (8.6+; absent on JetPack 5's 8.5)"),
+    "VERSION_COMPATIBLE": (GUARDED, "BuilderFlag.VERSION_COMPATIBLE (8.6+; absent on JetPack 5.1's 8.5)"),
     "TensorIOMode": (REQUIRED, "trt.TensorIOMode"),
     "INPUT": (REQUIRED, "TensorIOMode.INPUT"),
     "nptype": (REQUIRED, "trt.nptype (DataType -> numpy)"),
@@ -70,9 +76,11 @@ TRT_API: dict[str, tuple[str, str]] = {
     "node": (REQUIRED, "ParserError.node (index)"),
     "node_name": (GUARDED, "ParserError.node_name (10+)"),
     "int8_calibrator": (GUARDED, "IBuilderConfig.int8_calibrator (gone in 11)"),
+    "set_calibration_profile": (GUARDED, "IBuilderConfig.set_calibration_profile (gone in 11)"),
     "progress_monitor": (GUARDED, "IBuilderConfig.progress_monitor (10+)"),
     # runtime
     "deserialize_cuda_engine": (REQUIRED, "IRuntime.deserialize_cuda_engine"),
+    "engine_host_code_allowed": (GUARDED, "IRuntime.engine_host_code_allowed (8.6+)"),
     "create_execution_context": (REQUIRED, "ICudaEngine.create_execution_context"),
     "num_io_tensors": (REQUIRED, "ICudaEngine.num_io_tensors"),
     "get_tensor_name": (REQUIRED, "ICudaEngine.get_tensor_name"),
@@ -99,6 +107,9 @@ class TrtFeatures:
     legacy_calibrator: bool  # IInt8EntropyCalibrator2 + IBuilderConfig.int8_calibrator
     progress_monitor: bool  # IProgressMonitor (real build progress)
     version_compatible: bool  # BuilderFlag.VERSION_COMPATIBLE (8.6+)
+    optimization_level: bool = True  # IBuilderConfig.builder_optimization_level (8.6+)
+    engine_host_code: bool = True  # IRuntime.engine_host_code_allowed (8.6+)
+    calibration_profile: bool = True  # IBuilderConfig.set_calibration_profile (8.5-10.x)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,6 +124,8 @@ def detect(trt: Any) -> TrtFeatures:
     ncf = trt.NetworkDefinitionCreationFlag
     flags = trt.BuilderFlag
     strongly = hasattr(ncf, "STRONGLY_TYPED")
+    config_cls = getattr(trt, "IBuilderConfig", None)
+    runtime_cls = getattr(trt, "Runtime", None)
     return TrtFeatures(
         version=str(getattr(trt, "__version__", "unknown")),
         explicit_batch_flag=hasattr(ncf, "EXPLICIT_BATCH"),
@@ -123,4 +136,7 @@ def detect(trt: Any) -> TrtFeatures:
         legacy_calibrator=hasattr(trt, "IInt8EntropyCalibrator2"),
         progress_monitor=hasattr(trt, "IProgressMonitor"),
         version_compatible=hasattr(flags, "VERSION_COMPATIBLE"),
+        optimization_level=config_cls is None or hasattr(config_cls, "builder_optimization_level"),
+        engine_host_code=runtime_cls is not None and hasattr(runtime_cls, "engine_host_code_allowed"),
+        calibration_profile=config_cls is None or hasattr(config_cls, "set_calibration_profile"),
     )

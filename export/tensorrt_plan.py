@@ -149,28 +149,51 @@ class BuildPlan:
 
 
 def plan_build(features: TrtFeatures, graph: GraphInfo, options: EngineOptions) -> BuildPlan:
-    """Choose flags by feature, not version. Raises EdgesegError when the request cannot be expressed."""
+    """Choose flags by feature, not version. Raises EdgesegError when the request cannot be expressed
+    (before any TensorRT object exists, so a refusal costs nothing)."""
     plan = BuildPlan()
     if features.explicit_batch_flag and not features.explicit_batch_default:
         plan.network_flags.append("EXPLICIT_BATCH")  # 8.x: ONNX networks need an explicit batch axis
 
     want = options.precision
+    dla = options.dla_core is not None
     if want == "int8" and not graph.has_qdq and not options.legacy_calibrator:
         raise EdgesegError(
             "INT8 engines are built from a Q/DQ ONNX (made by `edgeseg build --int8`); this graph has no "
-            "QuantizeLinear/DequantizeLinear nodes (or pass --legacy-calibrator on TensorRT 8.6/10.x)"
+            "QuantizeLinear/DequantizeLinear nodes (or pass --legacy-calibrator on TensorRT 8.5-10.x)"
         )
     if want == "fp16" and not graph.fp16_graph and not features.fp16_flag:
         raise EdgesegError(
             f"TensorRT {features.version} is strongly typed: FP16 must be in the ONNX graph; "
             "build from the FP16 ONNX (edgeseg build --fp16 writes it)"
         )
+    if options.version_compatible and not features.version_compatible:
+        raise EdgesegError(f"TensorRT {features.version} cannot build version-compatible engines (8.6+)")
+    if options.optimization_level is not None and not features.optimization_level:
+        raise EdgesegError(f"TensorRT {features.version} has no builder optimization level (8.6+)")
+    if dla and graph.has_qdq and not features.int8_flag:
+        raise EdgesegError(
+            f"INT8 on DLA is not available with TensorRT {features.version}: TensorRT 11 has no implicit "
+            "calibrator and edgeseg does not put a Q/DQ graph on DLA; build --fp16 for DLA"
+        )
+    if dla and graph.has_qdq:
+        raise EdgesegError(
+            "DLA runs no Q/DQ (explicitly quantized) network before TensorRT 11: its layers would fall back "
+            "to the GPU; build INT8 for DLA from the FP32 ONNX with the implicit calibrator: "
+            f"edgeseg build MODEL.onnx --target tensorrt --int8 --legacy-calibrator --dla-core {options.dla_core}"
+        )
 
     if options.legacy_calibrator:
         if not (features.legacy_calibrator and features.int8_flag):
+            what = "INT8 on DLA is not available: " if dla else ""
             raise EdgesegError(
-                f"TensorRT {features.version} removed implicit INT8 calibration (IInt8EntropyCalibrator2, "
-                "BuilderFlag.INT8); drop --legacy-calibrator to build from the Q/DQ ONNX instead"
+                f"{what}TensorRT {features.version} removed implicit INT8 calibration "
+                "(IInt8EntropyCalibrator2, BuilderFlag.INT8); "
+                + (
+                    "build --fp16 for DLA"
+                    if dla
+                    else "drop --legacy-calibrator to build from the Q/DQ ONNX instead"
+                )
             )
         if graph.has_qdq:
             raise EdgesegError(
@@ -181,7 +204,13 @@ def plan_build(features: TrtFeatures, graph: GraphInfo, options: EngineOptions) 
         if features.fp16_flag:
             plan.builder_flags.append("FP16")  # let layers that stay out of INT8 run in FP16
         plan.notes.append("implicit INT8 with an entropy calibrator (deprecated since TensorRT 10.1)")
-    elif features.strongly_typed and (graph.annotated or not (features.fp16_flag or features.int8_flag)):
+        if dla:
+            plan.notes.append("DLA runs INT8 only through the implicit calibrator before TensorRT 11")
+    elif (
+        features.strongly_typed
+        and not (dla and features.fp16_flag)  # DLA before 11: documented only with BuilderFlag.FP16
+        and (graph.annotated or not (features.fp16_flag or features.int8_flag))
+    ):
         plan.network_flags.append("STRONGLY_TYPED")  # the graph's types are the precision
     else:
         if graph.has_qdq:
@@ -189,18 +218,16 @@ def plan_build(features: TrtFeatures, graph: GraphInfo, options: EngineOptions) 
                 raise EdgesegError(
                     f"TensorRT {features.version} cannot build a Q/DQ network (no INT8 support)"
                 )
-            plan.builder_flags.append("INT8")  # 8.6: Q/DQ networks need the INT8 flag
+            plan.builder_flags.append("INT8")  # 8.x: Q/DQ networks need the INT8 flag
         if (want == "fp16" or graph.fp16_graph or graph.has_qdq) and features.fp16_flag:
             plan.builder_flags.append("FP16")
 
-    if options.dla_core is not None:
+    if dla:
         if options.gpu_fallback:
             plan.builder_flags.append("GPU_FALLBACK")
         if graph.precision == "fp32" and not plan.legacy_int8 and "FP16" not in plan.builder_flags:
             plan.notes.append("DLA runs only FP16/INT8 layers; an FP32 graph will fall back to the GPU")
     if options.version_compatible:
-        if not features.version_compatible:
-            raise EdgesegError(f"TensorRT {features.version} cannot build version-compatible engines (8.6+)")
         plan.builder_flags.append("VERSION_COMPATIBLE")
     return plan
 
@@ -240,44 +267,82 @@ def profile_shapes(
 
 
 # ------------------------------------------------------------------------------------------ hand-off
+HANDOFF_LABELS = {
+    "edgeseg": "any TensorRT: also writes the sidecar `edgeseg run` checks",
+    "trtexec_8_6": "TensorRT 8.5 / 8.6 (JetPack 5)",
+    "trtexec_10": "TensorRT 10.x (JetPack 6)",
+    "trtexec_11": "TensorRT 11.x",
+}
+
+
 @dataclass
 class Handoff:
-    """An engine build left for the target device (no TensorRT or GPU here): the TensorRT-ready ONNX to
-    copy there, the engine it becomes, and the commands that finish the job (ours and trtexec's)."""
+    """An engine build left for the target device (no TensorRT or GPU here): the folder to copy there,
+    the TensorRT-ready ONNX in it, the engine it becomes, and the commands that finish the job, run in
+    the copied folder (ours, and trtexec's for each TensorRT version it is valid for)."""
 
     reason: str
     onnx: Path
     engine: Path
     precision: str
     commands: dict[str, str]
+    folder: Path = Path(".")
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "status": "handoff",
             "reason": self.reason,
+            "folder": str(self.folder),
             "onnx": str(self.onnx),
             "engine": str(self.engine),
             "precision": self.precision,
             "commands": self.commands,
+            "labels": {k: HANDOFF_LABELS[k] for k in self.commands},
+            "notes": self.notes,
             "exit_code": int(ExitCode.NEEDS_DEVICE),
         }
 
 
 def handoff_commands(
-    ready_onnx: Path, engine_path: Path, options: EngineOptions, profiles: dict[str, dict[str, list[int]]]
-) -> dict[str, str]:
-    """The commands that finish the build on the device: ours, and trtexec for 10.x/11.x and 8.6."""
-    ours = ["edgeseg", "build", str(ready_onnx), "--target", "tensorrt"]
-    common = [f"--onnx={ready_onnx}", f"--saveEngine={engine_path}"]
+    ready_onnx: Path,
+    engine_path: Path,
+    options: EngineOptions,
+    profiles: dict[str, dict[str, list[int]]],
+    graph: GraphInfo,
+    *,
+    calib_data: str | None = None,
+) -> tuple[dict[str, str], list[str]]:
+    """The commands that finish the build on the device, with paths relative to the ONNX's folder (the
+    one the user copies), each trtexec line named for the TensorRT versions it is valid for, and notes
+    on the lines left out and why.
+
+    - 8.5/8.6 are weakly typed: precision by --fp16 / --int8 --fp16.
+    - 10.x: --stronglyTyped for an annotated graph, except on DLA (documented weakly typed with --fp16
+      before 11).
+    - 11.x removed --fp16, --int8 and the calibrators; every network is strongly typed (its
+      --stronglyTyped is a deprecated no-op, so it is left out).
+    - An implicit-INT8 (calibrator) build has no trtexec line: trtexec only reads a calibration cache,
+      and the cache exists only after the edgeseg line has calibrated on the device.
+    """
+    name = Path(ready_onnx).name
+    ours = ["edgeseg", "build", name, "--target", "tensorrt"]
+    common = [f"--onnx={name}", f"--saveEngine={Path(engine_path).name}"]
+    notes: list[str] = []
+    dla = options.dla_core is not None
     if options.legacy_calibrator:  # otherwise the ready ONNX carries its precision: no --fp16/--int8 again
         ours += ["--int8", "--legacy-calibrator"]
+        if calib_data and calib_data.split(":")[0] != "synth":
+            ours += ["--calib-data", Path(calib_data).name]
+            notes.append(f"copy the calibration data {calib_data} into the folder too")
     if options.workspace_mib:
         ours += ["--workspace", str(options.workspace_mib)]
         common.append(f"--memPoolSize=workspace:{options.workspace_mib}")
     if options.timing_cache:
-        ours += ["--timing-cache", str(options.timing_cache)]
-        common.append(f"--timingCacheFile={options.timing_cache}")
-    if options.dla_core is not None:
+        cache = Path(options.timing_cache).name
+        ours += ["--timing-cache", cache]
+        common.append(f"--timingCacheFile={cache}")
+    if dla:
         ours += ["--dla-core", str(options.dla_core)]
         common.append(f"--useDLACore={options.dla_core}")
         if options.gpu_fallback:
@@ -293,23 +358,34 @@ def handoff_commands(
     if options.version_compatible:
         ours.append("--version-compatible")
         common.append("--versionCompatible")
+        notes.append("--version-compatible needs TensorRT 8.6 or later")
     if options.optimization_level is not None:
         ours += ["--builder-optimization-level", str(options.optimization_level)]
         common.append(f"--builderOptimizationLevel={options.optimization_level}")
-    if options.legacy_calibrator:  # implicit INT8: weakly typed on both, scales from the calibration cache
-        cache = [f"--calib={options.calibration_cache}"] if options.calibration_cache else []
-        trt8 = trt10 = ["trtexec", *common, "--int8", "--fp16", *cache]
-        return {
-            "edgeseg": shlex.join(ours),
-            "trtexec_10_11": shlex.join(trt10),
-            "trtexec_8_6": shlex.join(trt8),
-        }
-    trt10 = ["trtexec", *common] + (["--stronglyTyped"] if options.precision != "fp32" else [])
-    trt8 = ["trtexec", *common] + {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8", "--fp16"]}[
-        options.precision
-    ]
-    return {
-        "edgeseg": shlex.join(ours),
-        "trtexec_10_11": shlex.join(trt10),
-        "trtexec_8_6": shlex.join(trt8),
-    }
+    commands = {"edgeseg": shlex.join(ours)}
+    if options.legacy_calibrator:
+        notes.append(
+            "no trtexec line: trtexec only reads a calibration cache, which the edgeseg line writes "
+            f"({Path(engine_path).stem.split('.')[0]}.int8-legacy.calib) when it calibrates on the device"
+        )
+        notes.append("TensorRT 11 has no implicit calibrator: on 11.x build INT8 without --dla-core")
+        return commands, notes
+
+    weak = {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8", "--fp16"]}[graph.precision]
+    if graph.has_qdq and graph.fp16_graph:
+        notes.append(
+            "TensorRT 8.5/8.6: use the edgeseg line; trtexec there would read this file's FP16 Q/DQ scales "
+            "as FP32 (the edgeseg build widens the file for 8.x first)"
+        )
+    else:
+        commands["trtexec_8_6"] = shlex.join(["trtexec", *common, *weak])
+    if dla:
+        commands["trtexec_10"] = shlex.join(["trtexec", *common, *(weak or ["--fp16"])])
+        notes.append("DLA on TensorRT 11 needs 11.4.1 or later on JetPack 7.2.2+ (AGX Orin)")
+    else:
+        typed = ["--stronglyTyped"] if graph.annotated else []
+        commands["trtexec_10"] = shlex.join(["trtexec", *common, *typed])
+    commands["trtexec_11"] = shlex.join(["trtexec", *common])
+    if dla and graph.precision == "fp32":
+        notes.append("on DLA, TensorRT 11 runs an FP32 graph on the GPU: build --fp16 for DLA")
+    return commands, notes

@@ -2,8 +2,20 @@
 
 NVIDIA's current samples use cuda-python (`cuda.bindings.runtime`, formerly `cuda.cudart`); Jetson
 projects often use pycuda. The backend only needs: device buffers, pinned host buffers, async copies,
-one stream, events, and the GPU's name and compute capability (for engine provenance checks).
-`open_cuda()` picks whichever binding is installed (cuda-python first).
+streams, events, and the GPU's identity (name, compute capability, SM count, memory, UUID: engine
+provenance). `open_cuda()` picks whichever binding is installed (cuda-python first).
+
+Contexts: both bindings work in the device's primary context, the one the CUDA runtime (and so
+TensorRT) uses. cuda-python's runtime API selects it per thread with cudaSetDevice; pycuda retains it
+(`Device.retain_primary_context()`, never `make_context()`, which would give every worker its own
+time-sliced context and memory) and pushes it onto whichever thread uses it: `current()` makes it
+current for one block on the calling thread and pops exactly what it pushed, so any thread (a ROS
+callback) may call in. `close()` releases it (`detach()`).
+
+Waiting: events are created with the blocking-sync flag (cudaEventBlockingSync / pycuda
+event_flags.BLOCKING_SYNC), so a thread waiting for a result sleeps instead of spinning a CPU core
+(without it cudaEventSynchronize busy-waits: CUDA runtime API); `synchronize(stream)` waits on such an
+event too.
 
 "No GPU" is a normal condition here, not a crash: cuda-python is installed as a torch dependency on
 machines without a driver, so its calls return cudaErrorNoDevice / cudaErrorInsufficientDriver.
@@ -14,8 +26,11 @@ Those become `GpuUnavailableError`, one line, so callers can fall back (e.g. `ed
 from __future__ import annotations
 
 import abc
+import contextlib
 import ctypes
 import importlib
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,18 +62,31 @@ class CudaError(EdgesegError):
 
 @dataclass(frozen=True)
 class DeviceInfo:
-    """What an engine is tied to: TensorRT engines only run on the GPU model they were built for."""
+    """What an engine is tied to: TensorRT engines only run on the GPU model they were built for. Orin
+    AGX, NX and Nano all report compute capability 8.7; SM count and memory tell the modules apart."""
 
     name: str
     compute_capability: tuple[int, int]
     total_memory: int = 0
+    sm_count: int | None = None
+    uuid: str | None = None  # "GPU-xxxxxxxx-..." where the binding gives it (cuda-python; not pycuda)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "compute_capability": f"{self.compute_capability[0]}.{self.compute_capability[1]}",
             "total_memory": self.total_memory,
+            "sm_count": self.sm_count,
+            "uuid": self.uuid,
         }
+
+
+def format_uuid(raw: bytes) -> str | None:
+    """16 UUID bytes -> nvidia-smi's "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" (None if all zero)."""
+    if len(raw) != 16 or not any(raw):
+        return None
+    h = raw.hex()
+    return f"GPU-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass
@@ -108,11 +136,18 @@ class CudaMemory(abc.ABC):
     def stream_handle(self, stream: Any) -> int:
         """The raw cudaStream_t as an int, what TensorRT's execute_async_v3 takes."""
 
-    @abc.abstractmethod
-    def synchronize(self, stream: Any) -> None: ...
+    def synchronize(self, stream: Any) -> None:
+        """Wait for `stream` without spinning: a blocking-sync event recorded on it, then waited on."""
+        event = self.create_event()
+        try:
+            self.record_event(event, stream)
+            self.event_synchronize(event)
+        finally:
+            self.free(event)
 
     @abc.abstractmethod
-    def create_event(self) -> Any: ...
+    def create_event(self) -> Any:
+        """An event whose waiters block (sleep) instead of spinning."""
 
     @abc.abstractmethod
     def record_event(self, event: Any, stream: Any) -> None: ...
@@ -128,10 +163,15 @@ class CudaMemory(abc.ABC):
         """Free a device buffer, pinned buffer, stream or event."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
-        """Release the context (pycuda) or nothing (cuda-python uses the primary context)."""
+        """Release the primary context (pycuda) or nothing (cuda-python)."""
+
+    @contextlib.contextmanager
+    def current(self) -> Iterator[None]:
+        """The device's primary context current on the calling thread for the block (re-entrant)."""
+        yield
 
     def activate(self) -> None:  # noqa: B027 - optional hook
-        """Make this binding usable from the calling thread (pycuda contexts are thread-bound)."""
+        """Keep the context current on the calling thread until `deactivate` (a worker thread's loop)."""
 
     def deactivate(self) -> None:  # noqa: B027 - optional hook
         """Undo activate on the calling thread."""
@@ -156,6 +196,8 @@ class CudaPythonMemory(CudaMemory):
             raise GpuUnavailableError(f"CUDA device {device} not found ({count} device(s) visible)")
         self._check(self.rt.cudaSetDevice(device), "cudaSetDevice")
         self.device = device
+        self._threads = threading.local()
+        self._threads.ready = True
 
     def _err_name(self, err: Any) -> str:
         name = getattr(err, "name", None)
@@ -176,14 +218,29 @@ class CudaPythonMemory(CudaMemory):
             return None
         return values[0] if len(values) == 1 else tuple(values)
 
+    @contextlib.contextmanager
+    def current(self) -> Iterator[None]:
+        if not getattr(self._threads, "ready", False):  # the runtime's current device is per thread
+            self._check(self.rt.cudaSetDevice(self.device), "cudaSetDevice")
+            self._threads.ready = True
+        yield
+
     def activate(self) -> None:
-        self._check(self.rt.cudaSetDevice(self.device), "cudaSetDevice")  # device choice is per thread
+        with self.current():
+            pass
 
     def device_info(self) -> DeviceInfo:
         prop = self._check(self.rt.cudaGetDeviceProperties(self.device), "cudaGetDeviceProperties")
         raw = prop.name
         name = raw.split(b"\0")[0].decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-        return DeviceInfo(name, (int(prop.major), int(prop.minor)), int(getattr(prop, "totalGlobalMem", 0)))
+        uuid = getattr(getattr(prop, "uuid", None), "bytes", b"")
+        return DeviceInfo(
+            name,
+            (int(prop.major), int(prop.minor)),
+            int(getattr(prop, "totalGlobalMem", 0)),
+            int(prop.multiProcessorCount) if hasattr(prop, "multiProcessorCount") else None,
+            format_uuid(bytes(uuid)) if uuid else None,
+        )
 
     def alloc_device(self, nbytes: int) -> DeviceBuffer:
         ptr = self._check(self.rt.cudaMalloc(int(nbytes)), "cudaMalloc")
@@ -213,11 +270,9 @@ class CudaPythonMemory(CudaMemory):
     def stream_handle(self, stream: Any) -> int:
         return int(stream)
 
-    def synchronize(self, stream: Any) -> None:
-        self._check(self.rt.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
-
     def create_event(self) -> Any:
-        return self._check(self.rt.cudaEventCreate(), "cudaEventCreate")
+        flags = self.rt.cudaEventBlockingSync
+        return self._check(self.rt.cudaEventCreateWithFlags(flags), "cudaEventCreateWithFlags")
 
     def record_event(self, event: Any, stream: Any) -> None:
         self._check(self.rt.cudaEventRecord(event, stream), "cudaEventRecord")
@@ -240,7 +295,12 @@ class CudaPythonMemory(CudaMemory):
 
 
 class PyCudaMemory(CudaMemory):
-    """pycuda driver API, with its own context (pushed here, popped by close())."""
+    """pycuda driver API in the device's primary context, made current per use on any thread.
+
+    pycuda's rules (src/cpp/cuda.hpp): contexts are current per thread; `Context.pop()` pops whatever is
+    on top of the calling thread's stack; memory is freed with its context current. So every use runs
+    inside `current()`, which pushes the primary context only if it is not already on top and pops
+    only what it pushed (and refuses to pop a context someone else left on top)."""
 
     name = "pycuda"
 
@@ -254,7 +314,8 @@ class PyCudaMemory(CudaMemory):
         if count <= device:
             raise GpuUnavailableError(f"CUDA device {device} not found ({count} device(s) visible)")
         self.dev = self.drv.Device(device)
-        self.ctx = self.dev.make_context()
+        self.ctx = self._call("retain_primary_context", self.dev.retain_primary_context)
+        self._threads = threading.local()  # per thread: did each activate() push?
 
     def _call(self, what: str, fn: Any, *args: Any) -> Any:
         try:
@@ -262,71 +323,114 @@ class PyCudaMemory(CudaMemory):
         except self.drv.Error as exc:
             raise CudaError(f"CUDA call {what} failed: {_first_line(exc)}") from None
 
+    def _on_top(self) -> bool:
+        top = self.drv.Context.get_current()
+        return top is not None and self.ctx is not None and top == self.ctx
+
+    def _push(self) -> bool:
+        """Make the primary context current here; True if this call pushed it."""
+        if self.ctx is None:
+            raise CudaError("CUDA memory used after close()")
+        if self._on_top():
+            return False
+        self._call("Context.push", self.ctx.push)
+        return True
+
+    def _pop(self) -> None:
+        if not self._on_top():
+            raise CudaError(
+                "another CUDA context is current on this thread: something pushed a context and did not pop "
+                "it, so edgeseg's cannot be popped safely"
+            )
+        self._call("Context.pop", self.drv.Context.pop)
+
+    @contextlib.contextmanager
+    def current(self) -> Iterator[None]:
+        pushed = self._push()
+        try:
+            yield
+        finally:
+            if pushed:
+                self._pop()
+
+    def activate(self) -> None:
+        pushes = self._threads.__dict__.setdefault("pushes", [])
+        pushes.append(self._push())
+
+    def deactivate(self) -> None:
+        pushes = self._threads.__dict__.get("pushes")
+        if not pushes:
+            raise CudaError("deactivate() without activate() on this thread")
+        if pushes.pop():
+            self._pop()
+
     def device_info(self) -> DeviceInfo:
         major, minor = self.dev.compute_capability()
-        return DeviceInfo(str(self.dev.name()), (int(major), int(minor)), int(self.dev.total_memory()))
+        attr = getattr(getattr(self.drv, "device_attribute", None), "MULTIPROCESSOR_COUNT", None)
+        sms = int(self._call("get_attribute", self.dev.get_attribute, attr)) if attr is not None else None
+        return DeviceInfo(str(self.dev.name()), (int(major), int(minor)), int(self.dev.total_memory()), sms)
 
     def alloc_device(self, nbytes: int) -> DeviceBuffer:
-        alloc = self._call("mem_alloc", self.drv.mem_alloc, max(int(nbytes), 1))
+        with self.current():
+            alloc = self._call("mem_alloc", self.drv.mem_alloc, max(int(nbytes), 1))
         return DeviceBuffer(int(alloc), int(nbytes), alloc)
 
     def alloc_pinned(self, shape: tuple[int, ...], dtype: np.dtype | type) -> HostBuffer:
-        array = self._call("pagelocked_empty", self.drv.pagelocked_empty, tuple(shape), np.dtype(dtype))
+        with self.current():
+            array = self._call("pagelocked_empty", self.drv.pagelocked_empty, tuple(shape), np.dtype(dtype))
         return HostBuffer(array, int(array.ctypes.data), array)
 
     def memcpy_htod_async(self, dst: DeviceBuffer, src: HostBuffer, stream: Any, nbytes: int | None = None):
         n = _nbytes(nbytes, dst.nbytes, src.array.nbytes)
         view = src.array.reshape(-1).view(np.uint8)[:n]
-        self._call("memcpy_htod_async", self.drv.memcpy_htod_async, dst.ptr, view, stream)
+        with self.current():
+            self._call("memcpy_htod_async", self.drv.memcpy_htod_async, dst.ptr, view, stream)
 
     def memcpy_dtoh_async(self, dst: HostBuffer, src: DeviceBuffer, stream: Any, nbytes: int | None = None):
         n = _nbytes(nbytes, src.nbytes, dst.array.nbytes)
         view = dst.array.reshape(-1).view(np.uint8)[:n]
-        self._call("memcpy_dtoh_async", self.drv.memcpy_dtoh_async, view, src.ptr, stream)
+        with self.current():
+            self._call("memcpy_dtoh_async", self.drv.memcpy_dtoh_async, view, src.ptr, stream)
 
     def create_stream(self) -> Any:
-        return self._call("Stream", self.drv.Stream)
+        with self.current():
+            return self._call("Stream", self.drv.Stream)
 
     def stream_handle(self, stream: Any) -> int:
         return int(stream.handle)
 
-    def synchronize(self, stream: Any) -> None:
-        self._call("Stream.synchronize", stream.synchronize)
-
     def create_event(self) -> Any:
-        return self._call("Event", self.drv.Event)
+        with self.current():
+            return self._call("Event", self.drv.Event, self.drv.event_flags.BLOCKING_SYNC)
 
     def record_event(self, event: Any, stream: Any) -> None:
-        self._call("Event.record", event.record, stream)
+        with self.current():
+            self._call("Event.record", event.record, stream)
 
     def event_synchronize(self, event: Any) -> None:
-        self._call("Event.synchronize", event.synchronize)
+        with self.current():
+            self._call("Event.synchronize", event.synchronize)
 
     def elapsed_ms(self, start: Any, end: Any) -> float:
-        return float(self._call("Event.time_since", end.time_since, start))
+        with self.current():
+            return float(self._call("Event.time_since", end.time_since, start))
 
     def free(self, obj: Any) -> None:
-        if isinstance(obj, DeviceBuffer) and obj.handle is not None:
-            self._call("DeviceAllocation.free", obj.handle.free)
-        elif isinstance(obj, HostBuffer):
-            base = obj.handle.base if obj.handle is not None else None
-            if base is not None and hasattr(base, "free"):
-                self._call("HostAllocation.free", base.free)
+        with self.current():
+            if isinstance(obj, DeviceBuffer) and obj.handle is not None:
+                self._call("DeviceAllocation.free", obj.handle.free)
+            elif isinstance(obj, HostBuffer):
+                base = obj.handle.base if obj.handle is not None else None
+                if base is not None and hasattr(base, "free"):
+                    self._call("HostAllocation.free", base.free)
         # pycuda streams and events are released by garbage collection
 
-    def activate(self) -> None:
-        """pycuda's context is current only in the thread that made it: push it onto this thread."""
-        if self.ctx is not None:
-            self._call("Context.push", self.ctx.push)
-
-    def deactivate(self) -> None:
-        if self.ctx is not None:
-            self._call("Context.pop", self.drv.Context.pop)
-
     def close(self) -> None:
-        if getattr(self, "ctx", None) is not None:
-            self.ctx.pop()
-            self.ctx = None
+        """Release the primary context. pycuda releases it when `detach()` runs on the thread that
+        retained it or where it is current; from any other thread pycuda keeps it until exit."""
+        ctx, self.ctx = getattr(self, "ctx", None), None
+        if ctx is not None:
+            self._call("Context.detach", ctx.detach)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -124,7 +124,8 @@ def test_tensorrt_target_hands_the_qdq_onnx_to_the_engine_builder(tiny_onnx, _is
     handoff = json.loads(result.stdout)
     qdq = path.parent / "tiny.int8.qdq.onnx"
     assert handoff["precision"] == "int8" and handoff["onnx"] == str(qdq) and qdq.is_file()
-    assert "--memPoolSize=workspace:512" in handoff["commands"]["trtexec_10_11"]
+    assert "--memPoolSize=workspace:512" in handoff["commands"]["trtexec_10"]
+    assert "--memPoolSize=workspace:512" in handoff["commands"]["trtexec_11"]
     assert not (path.parent / "tiny.int8.cpu.onnx").exists()  # only the TensorRT form for this target
 
 
@@ -136,7 +137,8 @@ def test_tensorrt_target_builds_an_already_quantized_onnx_as_is(tiny_onnx, _isol
     qdq = _isolated_workdir / "tiny" / "tiny.int8.qdq.onnx"
     result = runner.invoke(app, ["build", str(qdq), "--target", "tensorrt", "--int8"])
     assert result.exit_code == ExitCode.NEEDS_DEVICE, result.output
-    assert "TensorRT-ready ONNX (int8)" in result.output and str(qdq) in result.output.replace("\n", "")
+    flat = result.output.replace("\n", "")
+    assert "tiny.int8.qdq.onnx, the TensorRT-ready int8 ONNX" in flat and f"Copy {qdq.parent} " in flat
     assert "calibration" not in result.output  # nothing recalibrated or re-gated
 
 

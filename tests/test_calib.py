@@ -587,3 +587,34 @@ def test_labels_output_model_keeps_argmax_free_of_qdq(tiny, tmp_path):
     with Segmenter(path) as fp32, Segmenter(qdq.path) as a, Segmenter(cpu.path) as b:
         ref = fp32.infer(frame)
         assert (a.infer(frame) == ref).mean() > 0.9 and (b.infer(frame) == ref).mean() > 0.9
+
+
+def test_tensorrt_form_carries_fp16_float_parts_and_fp32_io(tiny, monkeypatch, tmp_path):
+    """Issue 14 point 8: built strongly typed (TensorRT 10/11), a Q/DQ file whose float parts are FP32 runs
+    Resize, Concat and the rest in FP32. The TensorRT form carries them in FP16 (ModelOpt's
+    high_precision_dtype="fp16"), keeps FP32 I/O, still runs on ONNX Runtime for the gate, and is
+    widened back for TensorRT 8.x, whose parser reads Q/DQ scales as FP32."""
+    from fake_tensorrt.install import install_trt
+    from onnx import TensorProto
+
+    from edgeseg.artifacts import int8_path
+    from edgeseg.calib.quantize import quantize_tensorrt_form
+    from edgeseg.export.tensorrt_build import build_engine
+    from edgeseg.export.tensorrt_plan import EngineOptions
+    from edgeseg.runtime.segmenter import Segmenter
+
+    card, calib, stats = _stats(tiny)
+    art = quantize_tensorrt_form(tiny, card, stats, int8_path(tiny, "qdq"))
+    model = onnx.load(str(art.path))
+    io = [*model.graph.input, *model.graph.output]
+    assert all(v.type.tensor_type.elem_type == TensorProto.FLOAT for v in io)
+    trt = install_trt(monkeypatch, "10.3.0")
+    build_engine(art.path, tmp_path / "q10.engine", EngineOptions(precision="int8"))
+    assert trt.last_build["fp32_layers"] == []  # nothing left in FP32 on a strongly typed build
+    assert art.details["float_parts"] == "fp16"
+    trt = install_trt(monkeypatch, "8.6.1")
+    r = build_engine(art.path, tmp_path / "q8.engine", EngineOptions(precision="int8"))
+    assert r.plan.builder_flags == ["INT8", "FP16"]
+    with Segmenter(art.path) as int8, Segmenter(tiny) as fp32:  # what the gate runs
+        frame = cv2.cvtColor(calib.image(0), cv2.COLOR_RGB2BGR)
+        assert (int8.infer(frame) == fp32.infer(frame)).mean() > 0.9

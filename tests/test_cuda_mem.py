@@ -138,32 +138,69 @@ def test_cuda_python_calls_exist_in_the_installed_bindings():
         assert hasattr(rt.cudaError_t, name), name
 
 
-def test_pycuda_context_is_thread_bound_and_activate_binds_it(monkeypatch):
-    """Like the real driver: a pycuda context made on one thread is not current on another."""
+def test_pycuda_context_is_thread_bound_and_every_call_binds_it(monkeypatch):
+    """Like the real driver, a pycuda context current on one thread is not current on another; the memory
+    interface pushes the primary context wherever it is used and pops exactly what it pushed."""
+    import sys
     import threading
 
-    install_cuda(monkeypatch, FakeGpu(), "pycuda")
+    gpu = FakeGpu()
+    install_cuda(monkeypatch, gpu, "pycuda")
+    drv = sys.modules["pycuda.driver"]
     mem = open_cuda()
     errors: list[BaseException] = []
+    left: list = []
 
-    def worker(enter: bool) -> None:
+    def raw() -> None:  # pycuda itself, on a thread where no context is current
         try:
-            if enter:
-                mem.activate()
-            buf = mem.alloc_device(16)
-            mem.free(buf)
-            if enter:
-                mem.deactivate()
+            drv.mem_alloc(16)
         except BaseException as exc:  # collected for the main thread
             errors.append(exc)
 
-    t = threading.Thread(target=worker, args=(False,))
-    t.start()
-    t.join()
+    def through_interface(activate: bool) -> None:
+        try:
+            if activate:
+                mem.activate()
+            buf = mem.alloc_device(16)
+            mem.free(buf)
+            if activate:
+                mem.deactivate()
+            left.append(drv.Context.get_current())
+        except BaseException as exc:
+            errors.append(exc)
+
+    for target, args in ((raw, ()), (through_interface, (False,)), (through_interface, (True,))):
+        t = threading.Thread(target=target, args=args)
+        t.start()
+        t.join()
     assert len(errors) == 1 and "invalid device context" in str(errors[0])
-    errors.clear()
-    t = threading.Thread(target=worker, args=(True,))
-    t.start()
-    t.join()
-    assert errors == []
+    assert left == [None, None] and drv.Context.get_current() is None
     mem.close()
+    assert gpu.primary_retains == 0 and gpu.contexts_created == 0
+
+
+def test_pycuda_never_pops_a_context_it_did_not_push(monkeypatch):
+    """`Context.pop()` pops whatever is on top of the thread's stack (pycuda cuda.hpp); a library that
+    pushed its own context in between must get it back, and we say what happened instead."""
+    import sys
+
+    install_cuda(monkeypatch, FakeGpu(), "pycuda")
+    drv = sys.modules["pycuda.driver"]
+    mem = open_cuda()
+    mem.activate()
+    theirs = drv.Device(0).make_context()  # another library pushes its own context and keeps it
+    with pytest.raises(CudaError, match="another CUDA context is current on this thread"):
+        mem.deactivate()
+    assert drv.Context.get_current() is theirs
+    drv.Context.pop()
+    drv.Context.pop()
+    mem.close()
+
+
+@pytest.mark.parametrize("binding", ["cuda-python", "pycuda"])
+def test_device_identity_tells_modules_apart(monkeypatch, binding):
+    gpu = FakeGpu(name="Orin", cc=(8, 7), sm_count=8, total_memory=16 << 30, uuid=bytes(range(16)))
+    install_cuda(monkeypatch, gpu, binding)
+    info = open_cuda().device_info()
+    assert info.sm_count == 8 and info.total_memory == 16 << 30
+    assert info.uuid == ("GPU-00010203-0405-0607-0809-0a0b0c0d0e0f" if binding == "cuda-python" else None)

@@ -108,7 +108,12 @@ def test_guarded_names_are_guarded_and_real():
 
 
 def test_lists_confirm_the_version_differences_we_rely_on():
-    v8, v10, v11 = (load_names(v) for v in VERSIONS)
+    v85, v8, v10, v11 = (load_names(v) for v in VERSIONS)
+    for name in ("VERSION_COMPATIBLE", "builder_optimization_level", "engine_host_code_allowed"):
+        assert name not in v85 and name in v8 and name in v10 and name in v11, name
+    assert "set_calibration_profile" in v85 and "set_calibration_profile" in v10
+    assert "set_calibration_profile" not in v11  # removed with the calibrators
+    assert "serialize" in v85  # ITimingCache.serialize, stored only as the tail of an 8.6-only string
     assert "EXPLICIT_BATCH" in v8 and "EXPLICIT_BATCH" in v10 and "EXPLICIT_BATCH" not in v11
     assert "STRONGLY_TYPED" not in v8 and "STRONGLY_TYPED" in v10 and "STRONGLY_TYPED" in v11
     assert "IInt8EntropyCalibrator2" in v8 and "IInt8EntropyCalibrator2" in v10

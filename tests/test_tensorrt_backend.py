@@ -121,7 +121,9 @@ def test_refuses_engine_from_another_gpu(monkeypatch, tmp_path, tiny_onnx):
     install_trt(monkeypatch, "10.3.0", FakeGpu(name="Orin (fake)", cc=(8, 7)))
     engine = _build(tmp_path, tiny_onnx())
     install_trt(monkeypatch, "10.3.0", FakeGpu(name="Xavier (fake)", cc=(7, 2)))
-    with pytest.raises(EdgesegError, match=r"GPU Orin \(fake\) sm 8\.7 \(this is Xavier \(fake\) sm 7\.2\)"):
+    with pytest.raises(
+        EdgesegError, match=r"GPU Orin \(fake\) sm 8\.7 with 16 SMs \(this is Xavier \(fake\) sm 7\.2"
+    ):
         TensorRTBackend(engine)
 
 
@@ -145,6 +147,7 @@ def test_corrupt_engine_and_missing_sidecar_are_one_line_errors(monkeypatch, tmp
     assert "\n" not in str(err.value)
     assert trt.gpu.live() == 0  # nothing leaked on the failure path
     sidecar_path(engine).unlink()
+    (tmp_path / "tiny.onnx").unlink()  # nothing left to tell which model it is
     with pytest.raises(EdgesegError, match="no sidecar tiny.fp32.engine.json"):
         TensorRTBackend(engine)
     sidecar_path(engine).write_text("{not json")
@@ -169,3 +172,178 @@ def test_backend_module_does_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch imported'; assert 'tensorrt' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------------------------------ issue 14: first contact
+def _batch(shape=(1, 3, 32, 48), seed=5):
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+def test_version_compatible_engine_loads_only_with_host_code_allowed(monkeypatch, tmp_path, tiny_onnx):
+    """The backend must opt into host code as Polygraphy and trtexec do, or TensorRT refuses the engine."""
+    trt = install_trt(monkeypatch, "10.3.0")
+    onnx = tiny_onnx()
+    engine = _build(tmp_path, onnx, EngineOptions(version_compatible=True))
+    with TensorRTBackend(engine) as backend, OnnxRuntimeBackend(onnx) as ref:
+        np.testing.assert_allclose(backend.run(_batch()), ref.run(_batch()), rtol=1e-5, atol=1e-5)
+    runtime = trt.Runtime(trt.ILogger())  # the fake refuses it like TensorRT when host code is not allowed
+    assert runtime.deserialize_cuda_engine(engine.read_bytes()) is None
+
+
+def test_engine_runs_on_the_dla_core_it_was_built_for(monkeypatch, tmp_path, tiny_onnx):
+    from edgeseg.export.fp16 import write_fp16
+
+    trt = install_trt(monkeypatch, "10.3.0", FakeGpu(dla_cores=2))
+    fp16 = write_fp16(tiny_onnx(), tmp_path / "tiny.fp16.onnx")[0]
+    engine = tmp_path / "tiny.fp16-dla1.engine"
+    build_engine(fp16, engine, EngineOptions(precision="fp16", dla_core=1))
+    with TensorRTBackend(engine) as backend:
+        assert backend.run(_batch()).shape == (1, 3, 32, 48)
+        assert backend.describe()["dla_core"] == 1
+    assert [d for w, d in trt.calls if w == "deserialize_cuda_engine"][-1] == {"dla_core": 1}
+
+
+def test_pycuda_segmenter_works_from_any_thread_on_the_primary_context(monkeypatch, tmp_path, tiny_onnx):
+    """A ROS callback thread calls Segmenter.infer without knowing about CUDA contexts; no private
+    context is made (each would be time-sliced and hold its own memory on a Jetson)."""
+    import threading
+
+    trt = install_trt(monkeypatch, "10.3.0", binding="pycuda")
+    drv = sys.modules["pycuda.driver"]
+    onnx = tiny_onnx(size=(16, 24))
+    engine = _build(tmp_path, onnx)
+    frame = (np.random.default_rng(4).random((40, 60, 3)) * 255).astype(np.uint8)
+    seg, ref = Segmenter(engine), Segmenter(onnx)
+    assert drv.Context.get_current() is None  # nothing left pushed on the thread that opened it
+    got, errors, left = [], [], []
+
+    def ros_callback() -> None:
+        try:
+            got.append(seg.infer(frame))
+            left.append(drv.Context.get_current())
+        except BaseException as exc:  # collected for the main thread
+            errors.append(exc)
+
+    for _ in range(2):
+        t = threading.Thread(target=ros_callback)
+        t.start()
+        t.join()
+    assert errors == [] and left == [None, None]
+    np.testing.assert_array_equal(got[0], ref.infer(frame))
+    seg.close()
+    assert trt.gpu.contexts_created == 0  # only the device's primary context, retained and released
+    assert trt.gpu.primary_retains == 0 and trt.gpu.live() == 0
+
+
+def test_workers_share_one_engine_each_with_its_own_context_and_stream(monkeypatch, tmp_path, tiny_onnx):
+    import threading
+
+    trt = install_trt(monkeypatch, "10.3.0")
+    onnx = tiny_onnx()
+    engine = _build(tmp_path, onnx)
+    first = TensorRTBackend(engine)
+    trt.calls.clear()
+    second = first.spawn()
+    made = [w for w, _ in trt.calls]
+    assert made.count("deserialize_cuda_engine") == 0 and made.count("create_execution_context") == 1
+    assert second.engine is first.engine and second.context is not first.context
+    assert second.stream is not first.stream
+    ref = OnnxRuntimeBackend(onnx)
+    outs: dict[int, list] = {0: [], 1: []}
+
+    def work(k: int, backend: TensorRTBackend) -> None:
+        backend.activate()
+        try:
+            outs[k] = [backend.run(_batch(seed=k * 10 + i)) for i in range(3)]
+        finally:
+            backend.deactivate()
+
+    threads = [threading.Thread(target=work, args=(k, b)) for k, b in enumerate((first, second))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in (0, 1):
+        for i, out in enumerate(outs[k]):
+            np.testing.assert_allclose(out, ref.run(_batch(seed=k * 10 + i)), rtol=1e-5, atol=1e-5)
+    first.close()  # the other worker keeps the shared engine
+    assert second.run(_batch()).shape == (1, 3, 32, 48)
+    second.close()
+    assert trt.gpu.live() == 0
+
+
+def test_pipeline_with_two_workers_deserializes_the_engine_once(monkeypatch, tmp_path, tiny_onnx):
+    from edgeseg.data.synth import SYNTH_CLASSES
+    from edgeseg.runtime.launch import open_pipeline
+    from edgeseg.runtime.sources import open_source
+
+    trt = install_trt(monkeypatch, "10.3.0")
+    engine = _build(tmp_path, tiny_onnx(num_classes=len(SYNTH_CLASSES), size=(32, 48)))
+    trt.calls.clear()
+    pipe = open_pipeline(engine, open_source(synthetic=6, synthetic_size=(32, 48)), workers=2)
+    stats = pipe.run()
+    assert stats.processed == 6
+    made = [w for w, _ in trt.calls]
+    assert made.count("deserialize_cuda_engine") == 1 and made.count("create_execution_context") == 2
+
+
+@pytest.mark.parametrize("binding", ["cuda-python", "pycuda"])
+def test_waiting_for_results_does_not_spin_a_cpu_core(monkeypatch, tmp_path, tiny_onnx, binding):
+    trt = install_trt(monkeypatch, "10.3.0", binding=binding)
+    engine = _build(tmp_path, tiny_onnx())
+    trt.gpu.spin_waits = 0
+    with TensorRTBackend(engine) as backend:
+        for seed in range(3):
+            backend.run(_batch(seed=seed))
+        list(backend.run_pipelined([_batch(seed=s) for s in range(4)]))
+    assert trt.gpu.spin_waits == 0
+
+
+def test_sidecar_records_the_module_and_refuses_another_one(monkeypatch, tmp_path, tiny_onnx):
+    """Orin AGX and Orin NX are both sm 8.7; SM count and memory tell them apart."""
+    agx = FakeGpu(name="Orin", cc=(8, 7), sm_count=16, total_memory=64 << 30, uuid=bytes(range(16)))
+    install_trt(monkeypatch, "10.3.0", agx)
+    engine = _build(tmp_path, tiny_onnx())
+    gpu = json.loads(sidecar_path(engine).read_text())["gpu"]
+    assert gpu["sm_count"] == 16 and gpu["total_memory"] == 64 << 30
+    assert gpu["uuid"] == "GPU-00010203-0405-0607-0809-0a0b0c0d0e0f"
+    nx = FakeGpu(name="Orin", cc=(8, 7), sm_count=8, total_memory=16 << 30, uuid=bytes(16))
+    install_trt(monkeypatch, "10.3.0", nx)
+    with pytest.raises(EdgesegError, match=r"16 SMs.*this is .*8 SMs.*--allow-other-gpu") as err:
+        TensorRTBackend(engine)
+    assert "\n" not in str(err.value)
+    with load_backend(engine, allow_other_gpu=True) as backend:
+        assert backend.run(_batch()).shape == (1, 3, 32, 48)
+    other_board = FakeGpu(name="Orin", cc=(8, 7), sm_count=16, total_memory=64 << 30, uuid=bytes(16))
+    install_trt(monkeypatch, "10.3.0", other_board)  # another AGX: same module, another UUID
+    with TensorRTBackend(engine) as backend:
+        assert backend.run(_batch()).shape == (1, 3, 32, 48)
+
+
+def test_engine_without_sidecar_loads_with_a_warning_and_the_card_beside_it(
+    monkeypatch, tmp_path, tiny_onnx, capsys
+):
+    """What `trtexec --saveEngine` leaves: an engine and nothing else."""
+    from edgeseg.artifacts import read_card
+
+    install_trt(monkeypatch, "10.3.0")
+    onnx = tiny_onnx(name="tiny")
+    engine = _build(tmp_path, onnx)  # tiny.fp32.engine beside tiny.onnx
+    sidecar_path(engine).unlink()
+    assert read_card(engine).classes == ["c0", "c1", "c2"]
+    with TensorRTBackend(engine) as backend:
+        assert backend.run(_batch()).shape == (1, 3, 32, 48)
+    err = capsys.readouterr().err
+    assert "no sidecar" in err and "tiny.onnx" in err and "not checked" in err
+
+
+def test_close_releases_the_runtime_engine_and_context(monkeypatch, tmp_path, tiny_onnx):
+    import gc
+    import weakref
+
+    install_trt(monkeypatch, "10.3.0")
+    backend = TensorRTBackend(_build(tmp_path, tiny_onnx()))
+    refs = [weakref.ref(backend.runtime), weakref.ref(backend.engine), weakref.ref(backend.context)]
+    backend.close()
+    gc.collect()
+    assert [r() for r in refs] == [None, None, None]

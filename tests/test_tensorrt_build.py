@@ -147,12 +147,34 @@ def test_fake_rejects_what_real_tensorrt_rejects(monkeypatch, tiny_onnx, qdq_onn
 
 
 def test_features_detected_by_api_not_version(monkeypatch):
+    assert VERSIONS == ("8.5.2", "8.6.1", "10.3.0", "11.4.0.106")
     got = {v: detect(install_trt(monkeypatch, v)) for v in VERSIONS}
-    assert [got[v].explicit_batch_flag for v in VERSIONS] == [True, True, False]
-    assert [got[v].strongly_typed for v in VERSIONS] == [False, True, True]
-    assert [got[v].int8_flag for v in VERSIONS] == [True, True, False]
-    assert [got[v].legacy_calibrator for v in VERSIONS] == [True, True, False]
-    assert [got[v].progress_monitor for v in VERSIONS] == [False, True, True]
+    assert [got[v].explicit_batch_flag for v in VERSIONS] == [True, True, True, False]
+    assert [got[v].strongly_typed for v in VERSIONS] == [False, False, True, True]
+    assert [got[v].int8_flag for v in VERSIONS] == [True, True, True, False]
+    assert [got[v].legacy_calibrator for v in VERSIONS] == [True, True, True, False]
+    assert [got[v].progress_monitor for v in VERSIONS] == [False, False, True, True]
+    # JetPack 5.1's TensorRT 8.5 predates both (NVIDIA/TensorRT tags 8.5.2/8.5.3 bind neither)
+    assert [got[v].version_compatible for v in VERSIONS] == [False, True, True, True]
+    assert [got[v].optimization_level for v in VERSIONS] == [False, True, True, True]
+    assert [got[v].engine_host_code for v in VERSIONS] == [False, True, True, True]
+    assert [got[v].calibration_profile for v in VERSIONS] == [True, True, True, False]
+
+
+def test_tensorrt_85_builds_and_refuses_what_it_lacks(monkeypatch, tmp_path, tiny_onnx):
+    """JetPack 5.1 (TensorRT 8.5): a plain build works; 8.6-only options are refused in one line before
+    any TensorRT call, not by an AttributeError from the bindings."""
+    trt = install_trt(monkeypatch, "8.5.2")
+    r = build_engine(tiny_onnx(), tmp_path / "a.engine", EngineOptions(precision="fp16"))
+    assert r.plan.network_flags == ["EXPLICIT_BATCH"] and r.plan.builder_flags == ["FP16"]
+    for opts, match in (
+        (EngineOptions(version_compatible=True), "8.5.2 cannot build version-compatible engines"),
+        (EngineOptions(optimization_level=4), "8.5.2 has no builder optimization level"),
+    ):
+        trt.calls.clear()
+        with pytest.raises(EdgesegError, match=match):
+            build_engine(tiny_onnx(), tmp_path / "b.engine", opts)
+        assert not any(what == "Builder" for what, _ in trt.calls)
 
 
 def test_fp16_request_on_fp32_graph(monkeypatch, tmp_path, tiny_onnx):
@@ -268,7 +290,7 @@ def test_dla_settings(monkeypatch, tmp_path, fp16_onnx, tiny_onnx):
     trt = install_trt(monkeypatch, "10.3.0", FakeGpu(name="Orin (fake)", dla_cores=2))
     r = build_engine(fp16_onnx, tmp_path / "a.engine", EngineOptions(precision="fp16", dla_core=1))
     assert (
-        r.plan.builder_flags == ["GPU_FALLBACK"]
+        r.plan.builder_flags == ["FP16", "GPU_FALLBACK"]  # weakly typed before 11 (see below)
         and r.info["dla_core"] == 1
         and r.info["gpu_fallback"] is True
     )
@@ -276,14 +298,14 @@ def test_dla_settings(monkeypatch, tmp_path, fp16_onnx, tiny_onnx):
         build_engine(fp16_onnx, tmp_path / "b.engine", EngineOptions(precision="fp16", dla_core=2))
     # FP32 graph on DLA without GPU fallback: TensorRT's build fails; we relay its message in one line
     with pytest.raises(
-        EdgesegError, match="TensorRT build failed for tiny.onnx: FP32 layers cannot run on DLA"
+        EdgesegError, match="TensorRT build failed for tiny.onnx: Some layers cannot run on DLA"
     ):
         build_engine(
             tiny_onnx(),
             tmp_path / "c.engine",
             EngineOptions(dla_core=0, gpu_fallback=False),
         )
-    assert trt.last_build == {"error": "FP32 layers cannot run on DLA and GPU fallback is disabled"}
+    assert "GPU fallback is disabled" in trt.last_build["error"]
     install_trt(monkeypatch, "10.3.0", FakeGpu(name="RTX (fake)", dla_cores=0))
     with pytest.raises(EdgesegError, match="has 0 DLA core"):
         build_engine(fp16_onnx, tmp_path / "d.engine", EngineOptions(precision="fp16", dla_core=0))
@@ -367,7 +389,7 @@ def test_handoff_without_tensorrt(monkeypatch, tmp_path, tiny_onnx):
         precision="fp16", dla_core=1, timing_cache=tmp_path / "t.cache", workspace_mib=512,
         min_shape=(1, 3, 8, 8), opt_shape=(1, 3, 16, 16), max_shape=(2, 3, 32, 32),
     )  # fmt: skip
-    result = build(onnx_path, BuildOptions(target="tensorrt", fp16=True, eval_images=2, engine=engine))
+    result = build(onnx_path, BuildOptions(target="tensorrt", fp16=True, eval_data="synth:2", engine=engine))
     handoff = result.handoff
     assert result.engine is None and handoff is not None
     report = handoff.to_dict()
@@ -380,14 +402,62 @@ def test_handoff_without_tensorrt(monkeypatch, tmp_path, tiny_onnx):
         == "fp16"
     )
     cmds = handoff.commands
-    assert cmds["edgeseg"].startswith(f"edgeseg build {ready} --target tensorrt --workspace 512")
+    assert handoff.folder == onnx_path.parent  # what the user copies; every path below is relative to it
+    assert set(cmds) == {"edgeseg", "trtexec_8_6", "trtexec_10", "trtexec_11"}
+    assert all(str(tmp_path) not in c for c in cmds.values())
+    assert cmds["edgeseg"].startswith("edgeseg build tiny.fp16.onnx --target tensorrt --workspace 512")
+    assert "--timing-cache t.cache" in cmds["edgeseg"]
     assert "--fp16" not in cmds["edgeseg"]  # the ready ONNX is already FP16; --fp16 there would convert again
-    trt10 = cmds["trtexec_10_11"]
-    for part in (f"--onnx={ready}", "--saveEngine=", "--stronglyTyped", "--useDLACore=1", "--allowGPUFallback",
-                 "--memPoolSize=workspace:512", "--timingCacheFile=", "--minShapes=input:1x3x8x8",
-                 "--optShapes=input:1x3x16x16", "--maxShapes=input:2x3x32x32"):  # fmt: skip
-        assert part in trt10
-    assert "--fp16" in cmds["trtexec_8_6"] and "--stronglyTyped" not in cmds["trtexec_8_6"]
+    parts = ("--onnx=tiny.fp16.onnx", "--saveEngine=tiny.fp16-dla1.engine", "--useDLACore=1", "--allowGPUFallback",
+             "--memPoolSize=workspace:512", "--timingCacheFile=t.cache", "--minShapes=input:1x3x8x8",
+             "--optShapes=input:1x3x16x16", "--maxShapes=input:2x3x32x32")  # fmt: skip
+    for key in ("trtexec_8_6", "trtexec_10", "trtexec_11"):
+        assert all(part in cmds[key] for part in parts), key
+    # DLA before 11 is weakly typed with --fp16; 11.x has no --fp16/--int8 (removed) and needs no flag
+    assert "--fp16" in cmds["trtexec_8_6"] and "--fp16" in cmds["trtexec_10"]
+    assert "--stronglyTyped" not in cmds["trtexec_10"]
+    for removed in ("--fp16", "--int8", "--calib", "--best"):
+        assert removed not in cmds["trtexec_11"]
+
+
+@pytest.mark.parametrize(
+    ("engine", "want"),
+    [
+        (
+            EngineOptions(precision="fp16"),
+            {"trtexec_8_6": "--fp16", "trtexec_10": "--stronglyTyped", "trtexec_11": ""},
+        ),
+        (EngineOptions(precision="fp32"), {"trtexec_8_6": "", "trtexec_10": "", "trtexec_11": ""}),
+    ],
+)
+def test_handoff_commands_are_named_for_their_version(monkeypatch, tmp_path, tiny_onnx, engine, want):
+    hide_trt(monkeypatch)
+    fp16 = engine.precision == "fp16"
+    result = build(tiny_onnx(), BuildOptions(target="tensorrt", fp16=fp16, eval_data="synth:2", engine=engine))
+    cmds = result.handoff.commands
+    for key, flag in want.items():
+        assert cmds[key].startswith("trtexec --onnx=") and (flag in cmds[key])
+        rest = cmds[key].replace(flag, "") if flag else cmds[key]
+        assert not any(f in rest for f in ("--fp16", "--int8", "--stronglyTyped")), key
+
+
+def test_handoff_for_the_implicit_calibrator_points_at_no_missing_cache(monkeypatch, tmp_path, tiny_onnx):
+    """trtexec cannot calibrate: it only reads a cache, which the edgeseg line writes on the device. So
+    the hand-off gives the edgeseg line (8.x/10.x) and says why there is no trtexec line."""
+    from edgeseg.data.synth import SYNTH_CLASSES
+
+    hide_trt(monkeypatch)
+    onnx_path = tiny_onnx(num_classes=len(SYNTH_CLASSES), size=(32, 48))
+    engine = EngineOptions(precision="int8", dla_core=0)  # INT8 on DLA: the implicit path
+    result = build(onnx_path, BuildOptions(target="tensorrt", int8=True, calib_data="synth", calib_images=2, engine=engine))
+    cmds = result.handoff.commands
+    assert list(cmds) == ["edgeseg"]
+    assert (
+        cmds["edgeseg"] == "edgeseg build tiny.onnx --target tensorrt --int8 --legacy-calibrator --dla-core 0"
+    )
+    assert not any("--calib=" in c for c in cmds.values())
+    notes = " ".join(result.handoff.notes)
+    assert "calibration cache" in notes and "TensorRT 11" in notes
 
 
 def test_handoff_int8_uses_the_qdq_onnx(monkeypatch, tmp_path, qdq_onnx):
@@ -395,7 +465,22 @@ def test_handoff_int8_uses_the_qdq_onnx(monkeypatch, tmp_path, qdq_onnx):
     result = build(qdq_onnx, BuildOptions(target="tensorrt"))  # an annotated ONNX is built as is
     assert result.handoff is not None and result.handoff.reason == "no usable CUDA GPU here"
     assert result.handoff.onnx == qdq_onnx and result.handoff.precision == "int8"
-    assert "--stronglyTyped" in result.handoff.commands["trtexec_10_11"]
+    cmds = result.handoff.commands
+    assert "--stronglyTyped" in cmds["trtexec_10"] and "--int8" not in cmds["trtexec_11"]
+    assert "--int8 --fp16" in cmds["trtexec_8_6"]  # FP32 float parts: 8.x reads this file as it is
+
+
+def test_handoff_for_an_fp16_qdq_file_sends_tensorrt_8_to_the_edgeseg_line(monkeypatch, tmp_path, qdq_onnx):
+    from edgeseg.export.fp16 import convert_qdq_fp16
+
+    model = convert_qdq_fp16(onnx.load(qdq_onnx))
+    fp16_qdq = tmp_path / "toy.int8.qdq.onnx"
+    onnx.save(model, fp16_qdq)
+    hide_trt(monkeypatch)
+    result = build(fp16_qdq, BuildOptions(target="tensorrt"))
+    cmds = result.handoff.commands
+    assert "trtexec_8_6" not in cmds and "--stronglyTyped" in cmds["trtexec_10"]
+    assert any("TensorRT 8" in n and "edgeseg" in n for n in result.handoff.notes)
 
 
 def test_build_makes_the_engine_on_a_device(monkeypatch, tmp_path, tiny_onnx):
@@ -462,3 +547,114 @@ def test_corrupt_timing_cache_is_a_clear_error(monkeypatch, tmp_path, tiny_onnx)
     cache.write_bytes(b"not a timing cache")
     with pytest.raises(EdgesegError, match="timing cache .* is corrupt or from another TensorRT version"):
         build_engine(tiny_onnx(), tmp_path / "a.engine", EngineOptions(timing_cache=cache))
+
+
+# ------------------------------------------------------------------------------ issue 14: first contact
+def test_timing_cache_from_another_gpu_is_replaced_and_the_sidecar_written(monkeypatch, tmp_path, tiny_onnx):
+    """set_timing_cache(cache, False) returns False for another device's cache; the build goes on with a
+    fresh cache, says so in one line, and still writes its sidecar."""
+    install_trt(monkeypatch, "10.3.0", FakeGpu(name="RTX 4090 (fake)", cc=(8, 9), sm_count=128))
+    cache = tmp_path / "timing.cache"
+    onnx_path = tiny_onnx()
+    build_engine(onnx_path, tmp_path / "desk.engine", EngineOptions(timing_cache=cache))
+    foreign = cache.read_bytes()
+    trt = install_trt(monkeypatch, "10.3.0", FakeGpu(name="Orin (fake)", cc=(8, 7)))
+    engine = tmp_path / "orin.engine"
+    events = []
+    r = build_engine(
+        onnx_path, engine, EngineOptions(timing_cache=cache), progress=lambda *e: events.append(e[0])
+    )
+    assert engine.is_file() and sidecar_path(engine).is_file()
+    assert r.info["timing_cache_reused"] is False
+    note = next(n for n in r.info["notes"] if "timing cache" in n)
+    assert "another GPU" in note and "\n" not in note and note in events
+    assert cache.read_bytes() != foreign  # replaced by this device's cache
+    build_engine(onnx_path, tmp_path / "again.engine", EngineOptions(timing_cache=cache))
+    assert trt.last_build["timing_cache_misses"] == 0
+
+
+@pytest.mark.parametrize("version", ["8.6.1", "10.3.0"])
+def test_dla_fp16_build_is_weakly_typed_so_its_layers_reach_dla(monkeypatch, tmp_path, fp16_onnx, version):
+    """Before TensorRT 11, DLA builds are documented with BuilderFlag.FP16 (strongly typed DLA builds
+    only from 11.4.1): a strongly typed network would leave every layer on the GPU."""
+    trt = install_trt(monkeypatch, version, FakeGpu(dla_cores=2))
+    r = build_engine(fp16_onnx, tmp_path / "a.engine", EngineOptions(precision="fp16", dla_core=1))
+    assert "STRONGLY_TYPED" not in r.plan.network_flags
+    assert r.plan.builder_flags == ["FP16", "GPU_FALLBACK"]
+    assert trt.last_build["dla_layers"] > 0 and r.info["dla_core"] == 1
+
+
+def test_int8_for_dla_takes_the_implicit_calibrator(monkeypatch, tmp_path, qdq_onnx, tiny_onnx):
+    """DLA runs no Q/DQ network before TensorRT 11: a Q/DQ build for DLA is refused with the way out,
+    and `edgeseg build --int8 --dla-core N` takes the implicit (calibrator) path, whose layers reach DLA."""
+    from edgeseg.data.synth import SYNTH_CLASSES
+
+    trt = install_trt(monkeypatch, "10.3.0", FakeGpu(dla_cores=2))
+    with pytest.raises(EdgesegError, match=r"Q/DQ.*DLA.*--legacy-calibrator") as err:
+        build_engine(qdq_onnx, tmp_path / "q.engine", EngineOptions(precision="int8", dla_core=0))
+    assert "\n" not in str(err.value)
+    onnx_path = tiny_onnx(num_classes=len(SYNTH_CLASSES), size=(32, 48))
+    engine = EngineOptions(precision="int8", dla_core=0)
+    result = build(onnx_path, BuildOptions(target="tensorrt", int8=True, calib_data="synth", calib_images=2, engine=engine))
+    assert (
+        result.engine.info["legacy_calibrator"]
+        and result.engine.engine.name == "tiny.int8-legacy-dla0.engine"
+    )
+    assert trt.last_build["dla_layers"] > 0
+    install_trt(monkeypatch, "11.4.0.106", FakeGpu(dla_cores=2))
+    with pytest.raises(EdgesegError, match="INT8 on DLA.*TensorRT 11"):
+        build_engine(qdq_onnx, tmp_path / "q11.engine", EngineOptions(precision="int8", dla_core=0))
+
+
+@pytest.mark.parametrize("version", ["8.5.2", "8.6.1", "10.3.0"])
+def test_legacy_calibrator_on_a_dynamic_onnx_sets_the_calibration_profile(
+    monkeypatch, tmp_path, tiny_onnx, version
+):
+    trt = install_trt(monkeypatch, version)
+    dyn = tiny_onnx(size=(32, 48), dynamic=True)
+    opts = EngineOptions(precision="int8", legacy_calibrator=True, calibration_batches=_calib_batches)
+    build_engine(dyn, tmp_path / "a.engine", opts)
+    assert trt.last_build["calibration"] == {"from_cache": False, "batches": 4}
+    profile = next(d for w, d in trt.calls if w == "set_calibration_profile")
+    assert profile["input"][1] == (1, 3, 32, 48)  # OPT: the shape the batches have
+    bad = EngineOptions(
+        precision="int8", legacy_calibrator=True, calibration_batches=_calib_batches,
+        min_shape=(1, 3, 16, 16), opt_shape=(1, 3, 64, 64), max_shape=(1, 3, 64, 64),
+    )  # fmt: skip
+    with pytest.raises(EdgesegError, match=r"calibrat.*1x3x32x48.*--opt-shape 1x3x64x64"):
+        build_engine(dyn, tmp_path / "b.engine", bad)
+
+
+def test_legacy_calibrator_frees_its_device_buffers(monkeypatch, tmp_path, tiny_onnx):
+    from edgeseg.runtime.cuda_mem import open_cuda
+
+    trt = install_trt(monkeypatch, "8.6.1")
+    cuda = open_cuda()
+    before = trt.gpu.live()
+    opts = EngineOptions(precision="int8", legacy_calibrator=True, calibration_batches=_calib_batches)
+    build_engine(tiny_onnx(), tmp_path / "a.engine", opts, cuda=cuda)
+    assert trt.gpu.live() == before
+    cuda.close()
+
+
+def test_progress_monitor_is_safe_when_builder_threads_call_it_at_once(monkeypatch, tmp_path, qdq_onnx):
+    """TensorRT calls the monitor from several builder threads (NvInfer.h); the progress callback behind
+    it (a terminal bar) must still be entered by one thread at a time."""
+    import threading
+    import time
+
+    install_trt(monkeypatch, "10.3.0")
+    inside, overlaps, seen = threading.Lock(), [], []
+
+    def progress(what, done, total, detail=""):
+        if not inside.acquire(blocking=False):
+            overlaps.append(what)
+            return
+        try:
+            seen.append(what)
+            time.sleep(0.02)
+        finally:
+            inside.release()
+
+    build_engine(qdq_onnx, tmp_path / "a.engine", EngineOptions(precision="int8"), progress=progress)
+    assert overlaps == [] and any("Timing layers" in w for w in seen)

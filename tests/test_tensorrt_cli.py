@@ -28,8 +28,23 @@ def test_handoff_exit_code_and_commands(monkeypatch, tiny_onnx):
     assert result.exit_code == EXIT_NEEDS_DEVICE, result.output
     report = json.loads(result.stdout)
     assert report["status"] == "handoff" and report["precision"] == "fp32"
-    assert "--useDLACore=0 --allowGPUFallback" in report["commands"]["trtexec_10_11"]
-    assert report["commands"]["edgeseg"].startswith(f"edgeseg build {onnx_path} --target tensorrt")
+    assert "--useDLACore=0 --allowGPUFallback" in report["commands"]["trtexec_10"]
+    assert report["commands"]["edgeseg"].startswith(f"edgeseg build {onnx_path.name} --target tensorrt")
+    assert report["folder"] == str(onnx_path.parent)
+
+
+def test_handoff_printout_names_each_version(monkeypatch, tiny_onnx):
+    hide_trt(monkeypatch)
+    onnx_path = tiny_onnx()
+    result = runner.invoke(
+        app, ["build", str(onnx_path), "--target", "tensorrt", "--fp16", "--eval-data", "synth:2"]
+    )
+    assert result.exit_code == EXIT_NEEDS_DEVICE, result.output
+    out = " ".join(result.output.split())
+    assert f"Copy {onnx_path.parent}" in out and "in that folder run one of" in out
+    for label in ("TensorRT 8.5 / 8.6", "TensorRT 10.x", "TensorRT 11.x"):
+        assert label in out, label
+    assert str(onnx_path.parent) + "/" not in out  # commands use names relative to the copied folder
 
 
 def test_build_then_run_engine(monkeypatch, tiny_onnx, tmp_path):
@@ -117,3 +132,22 @@ def test_legacy_calibrator_through_the_cli(monkeypatch, tiny_onnx, tmp_path):
     install_trt(monkeypatch, "11.4.0.106")
     refused = runner.invoke(app, args)
     assert refused.exit_code == 2 and "removed implicit INT8 calibration" in refused.output
+
+
+def test_run_refuses_another_orin_module_unless_allowed(monkeypatch, tiny_onnx):
+    from fake_tensorrt.cuda import FakeGpu
+
+    from edgeseg.data.synth import SYNTH_CLASSES
+
+    install_trt(monkeypatch, "10.3.0", FakeGpu(name="Orin", sm_count=16, total_memory=64 << 30))
+    onnx_path = tiny_onnx(num_classes=len(SYNTH_CLASSES), size=(32, 48))
+    built = runner.invoke(app, ["build", str(onnx_path), "--target", "tensorrt", "--json"])
+    engine = json.loads(built.stdout)["engine"]
+    install_trt(monkeypatch, "10.3.0", FakeGpu(name="Orin", sm_count=8, total_memory=16 << 30))
+    args = ["run", "--model", engine, "--synthetic", "--frames", "2", "--json"]
+    refused = runner.invoke(app, args)
+    assert (
+        refused.exit_code == 2 and "--allow-other-gpu" in refused.output and "Traceback" not in refused.output
+    )
+    allowed = runner.invoke(app, [*args, "--allow-other-gpu"])
+    assert allowed.exit_code == 0, allowed.output

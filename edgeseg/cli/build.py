@@ -230,18 +230,19 @@ def build_command(
 def _print_handoff(handoff: Any) -> None:
     from edgeseg.console import console
     from edgeseg.errors import ExitCode
+    from edgeseg.export.tensorrt_plan import HANDOFF_LABELS
 
-    cmds = handoff.commands
     console.print(f"[bold yellow]{handoff.reason}[/]: the engine must be built on the target device.")
-    console.print(f"TensorRT-ready ONNX ({handoff.precision}): [bold]{handoff.onnx}[/]")
-    console.print("Copy it to the device (with edgeseg installed) and run one of:")
-    console.print(f"  {cmds['edgeseg']}", highlight=False, soft_wrap=True)
     console.print(
-        f"  {cmds['trtexec_10_11']}    [dim]# TensorRT 10.x / 11.x[/]", highlight=False, soft_wrap=True
+        f"Copy {handoff.folder} (it holds {handoff.onnx.name}, the TensorRT-ready {handoff.precision} ONNX) "
+        "to the device, with edgeseg or trtexec installed; in that folder run one of:",
+        highlight=False,
+        soft_wrap=True,
     )
-    console.print(
-        f"  {cmds['trtexec_8_6']}    [dim]# TensorRT 8.6 (JetPack 5)[/]", highlight=False, soft_wrap=True
-    )
+    for key, command in handoff.commands.items():
+        console.print(f"  {command}    [dim]# {HANDOFF_LABELS[key]}[/]", highlight=False, soft_wrap=True)
+    for note in handoff.notes:
+        console.print(f"[dim]note: {note}[/]", highlight=False, soft_wrap=True)
     console.print(
         f"[dim]exit code {int(ExitCode.NEEDS_DEVICE)}: nothing failed, the engine build is pending on the device[/]"
     )

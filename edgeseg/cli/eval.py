@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from edgeseg.cli.options import card_option
+from edgeseg.cli.options import allow_other_gpu_option, card_option
 
 
 def eval_command(
@@ -16,6 +16,7 @@ def eval_command(
         "default: the newest export in the workspace, else the shipped model.",
     ),
     card_file: Path | None = card_option(),
+    allow_other_gpu: bool = allow_other_gpu_option(),
     data: str | None = typer.Option(
         None, "--data", "-d", help="Dataset: folder or synth:N (default model: held-out synth scenes)."
     ),
@@ -46,7 +47,9 @@ def eval_command(
             raise EdgesegError("pass --data PATH (a dataset folder or synth:N) to evaluate on")
         data = DEFAULT_EVAL_DATA
     card = read_card(path, card_file) if card_file else None
-    segmenter = Segmenter(path, providers=providers, device=device, threads=threads, card=card)
+    segmenter = Segmenter(
+        path, providers=providers, device=device, threads=threads, card=card, allow_other_gpu=allow_other_gpu
+    )
     dataset = open_dataset(data, split=split)
     n = min(limit, len(dataset)) if limit else len(dataset)
     with progress_bars(enabled=not json_out) as progress:

@@ -59,3 +59,15 @@ def parse_classes(text: str) -> tuple[int, list[str] | None, list[tuple[int, int
 
     names, palette = read_class_list(Path(text).expanduser())
     return len(names), names, palette
+
+
+def allow_other_gpu_option() -> Any:
+    """`--allow-other-gpu`, for commands that run a TensorRT engine."""
+    import typer
+
+    return typer.Option(
+        False,
+        "--allow-other-gpu",
+        help="TensorRT: run an engine built on another module of the same GPU (same name and compute "
+        "capability, other SM count or memory, e.g. Orin AGX vs NX).",
+    )

@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from edgeseg.cli.options import card_option
+from edgeseg.cli.options import allow_other_gpu_option, card_option
 
 DEFAULT_SYNTHETIC_FRAMES = 300
 
@@ -26,6 +26,7 @@ def run_command(
         "default: the newest export in the workspace, else the shipped model.",
     ),
     card_file: Path | None = card_option(),
+    allow_other_gpu: bool = allow_other_gpu_option(),
     backend: str | None = typer.Option(
         None, "--backend", help="onnxruntime, tensorrt or torch (default: from the artifact's file type)."
     ),
@@ -179,7 +180,9 @@ def run_command(
         source,
         sinks,
         workers=workers,
-        options=BackendOptions(providers=providers, threads=threads, device=device, card=card),
+        options=BackendOptions(
+            providers=providers, threads=threads, device=device, card=card, allow_other_gpu=allow_other_gpu
+        ),
         own_process=True,  # no OpenCV pool beside a CPU backend
         labels=lookup,
         max_frames=frames,

@@ -38,6 +38,7 @@ class BackendOptions:
     cuda: str | None = None  # TensorRT: CUDA binding (cuda-python or pycuda; None: the first found)
     card: ModelCard | None = None  # overrides the card the artifact carries (files made elsewhere)
     spin_wait: bool = True  # ONNX Runtime: threads spin between operators (False: sleep; paced sources)
+    allow_other_gpu: bool = False  # TensorRT: run an engine built on another module of the same GPU family
 
     def replace(self, **changes: Any) -> BackendOptions:
         return dataclasses.replace(self, **changes)

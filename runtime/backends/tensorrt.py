@@ -1,9 +1,18 @@
 """TensorRT backend: runs a serialized engine with the tensor-name API (TensorRT 8.5+ / 10.x / 11.x).
 
 Before deserializing, the engine's sidecar (`<engine>.json`, written by `edgeseg build --target
-tensorrt`) is checked against this machine: an engine only runs on the TensorRT version and GPU model
-it was built for, and a mismatch gets a one-line message asking for a rebuild instead of a crash or
-silent garbage. Memory goes through `edgeseg.runtime.cuda_mem` (cuda-python or pycuda).
+tensorrt`) is checked against this machine: an engine only runs on the TensorRT version and GPU module
+it was built for (name, compute capability, SM count, memory: Orin AGX/NX/Nano share sm 8.7), and a
+mismatch gets a one-line message asking for a rebuild (or `--allow-other-gpu`) instead of a crash or
+silent garbage. An engine without a sidecar (made by trtexec) loads with a warning, its card from
+`--card` or the ONNX beside it. The runtime is prepared as trtexec and Polygraphy prepare it:
+`DLA_core` from the sidecar, and `engine_host_code_allowed` for version-compatible engines. Memory goes
+through `edgeseg.runtime.cuda_mem` (cuda-python or pycuda), every call inside `mem.current()`, so any
+thread may call `run` (a ROS callback) without knowing about CUDA contexts.
+
+Workers: `spawn()` gives another worker its own IExecutionContext, stream and buffers on the SAME
+deserialized ICudaEngine (one copy of the weights); the engine, runtime and CUDA binding are released
+when the last backend sharing them closes.
 
 Double buffering: two slots, each with pinned host and device buffers for input and output, share one
 CUDA stream. `submit(batch)` copies the batch into the free slot's pinned buffer and enqueues
@@ -15,6 +24,7 @@ keeps two frames in flight; `run(batch)` is the plain synchronous call.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -23,29 +33,50 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.artifacts import load_sidecar, sidecar_path
+from edgeseg.artifacts import load_sidecar, read_card
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
 from edgeseg.lazy import require
 from edgeseg.runtime.backends.base import Backend, BackendOptions
-from edgeseg.runtime.cuda_mem import CudaMemory, DeviceBuffer, HostBuffer, open_cuda
+from edgeseg.runtime.cuda_mem import CudaMemory, DeviceBuffer, DeviceInfo, HostBuffer, open_cuda
 
 SLOTS = 2
+MEMORY_TOLERANCE = 0.1  # the same module reports the same memory; Orin 8/16/32/64 GB differ far more
+
+
+def _describe_gpu(name: Any, cc: Any, sms: Any) -> str:
+    return f"{name} sm {cc}" + (f" with {sms} SMs" if sms else "")
 
 
 def check_compatible(
-    info: dict[str, Any], trt_version: str, gpu_name: str, gpu_cc: tuple[int, int], engine_file: Path
+    info: dict[str, Any],
+    trt_version: str,
+    gpu: DeviceInfo,
+    engine_file: Path,
+    *,
+    allow_other_gpu: bool = False,
 ) -> None:
-    """Refuse an engine built for another TensorRT version or GPU (engines are not portable)."""
+    """Refuse an engine built for another TensorRT version or GPU module (engines are not portable).
+
+    The module is name + compute capability + SM count + memory: Orin AGX, NX and Nano share sm 8.7.
+    The UUID is recorded but not compared: another board of the same module runs the engine fine.
+    `allow_other_gpu` accepts another module of the same name and compute capability.
+    """
     problems = []
     built_version = str(info.get("tensorrt_version", "?"))
     if built_version != trt_version and not info.get("version_compatible"):
         problems.append(f"TensorRT {built_version} (this machine has {trt_version})")
-    gpu = info.get("gpu") or {}
-    cc = f"{gpu_cc[0]}.{gpu_cc[1]}"
-    if gpu.get("name") != gpu_name or str(gpu.get("compute_capability")) != cc:
+    built = info.get("gpu") or {}
+    cc = f"{gpu.compute_capability[0]}.{gpu.compute_capability[1]}"
+    here = _describe_gpu(gpu.name, cc, gpu.sm_count)
+    there = _describe_gpu(built.get("name"), built.get("compute_capability"), built.get("sm_count"))
+    if built.get("name") != gpu.name or str(built.get("compute_capability")) != cc:
+        problems.append(f"GPU {there} (this is {here})")
+    elif not allow_other_gpu and _other_module(built, gpu):
         problems.append(
-            f"GPU {gpu.get('name')} sm {gpu.get('compute_capability')} (this is {gpu_name} sm {cc})"
+            f"GPU {there}, {built.get('total_memory', 0) / 2**30:.0f} GiB (this is {here}, "
+            f"{gpu.total_memory / 2**30:.0f} GiB: another module of the same family; --allow-other-gpu "
+            "runs it anyway)"
         )
     if problems:
         onnx = info.get("onnx") or "MODEL.onnx"
@@ -53,6 +84,40 @@ def check_compatible(
             f"engine {engine_file.name} was built for {' and '.join(problems)}; engines are not portable, "
             f"rebuild it on this device: edgeseg build {onnx} --target tensorrt"
         )
+
+
+def _other_module(built: dict[str, Any], gpu: DeviceInfo) -> bool:
+    sms = built.get("sm_count")
+    if sms is not None and gpu.sm_count is not None and int(sms) != gpu.sm_count:
+        return True
+    memory = int(built.get("total_memory") or 0)
+    return bool(memory and gpu.total_memory) and abs(memory - gpu.total_memory) > MEMORY_TOLERANCE * memory
+
+
+class _SharedEngine:
+    """One deserialized engine (with its runtime and CUDA binding) shared by the backends of several
+    workers; released when the last of them closes."""
+
+    def __init__(self, trt: Any, mem: CudaMemory, owns_mem: bool, runtime: Any, engine: Any) -> None:
+        self.trt, self.mem, self.owns_mem = trt, mem, owns_mem
+        self.runtime, self.engine = runtime, engine
+        self.users = 1
+        self.lock = threading.Lock()
+
+    def join(self) -> None:
+        with self.lock:
+            if self.users == 0:
+                raise EdgesegError("the TensorRT engine was already released")
+            self.users += 1
+
+    def leave(self) -> None:
+        with self.lock:
+            self.users -= 1
+            last = self.users == 0
+        if last:
+            self.engine = self.runtime = None  # release order: engine, then runtime, then CUDA
+            if self.owns_mem:
+                self.mem.close()
 
 
 @dataclass
@@ -68,7 +133,7 @@ class _Slot:
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
-    OPTIONS = ("card", "cuda")
+    OPTIONS = ("card", "cuda", "allow_other_gpu")
     max_in_flight = SLOTS
 
     def __init__(
@@ -77,50 +142,83 @@ class TensorRTBackend(Backend):
         *,
         card: ModelCard | None = None,
         cuda: str | CudaMemory | None = None,
+        allow_other_gpu: bool = False,
         check_compat: bool = True,
+        _shared: _SharedEngine | None = None,
     ) -> None:
         self.path = Path(path)
-        self.options = BackendOptions(card=card, cuda=cuda if isinstance(cuda, str) else None)
-        self.trt = require("tensorrt", purpose="running TensorRT engines")
-        self.info = load_sidecar(self.path)
-        if self.info is None and card is None:
-            raise EdgesegError(
-                f"no sidecar {sidecar_path(self.path).name} beside {self.path.name}: cannot tell which model, "
-                "TensorRT and GPU it was built for; rebuild with `edgeseg build --target tensorrt`"
-            )
-        self.card = card or ModelCard.from_dict(self.info["card"])  # type: ignore[index]
-        self._owns_mem = not isinstance(cuda, CudaMemory)
-        self.mem: CudaMemory = cuda if isinstance(cuda, CudaMemory) else open_cuda(cuda)
-        self.gpu = self.mem.device_info()
+        self.options = BackendOptions(
+            card=card, cuda=cuda if isinstance(cuda, str) else None, allow_other_gpu=allow_other_gpu
+        )
         self.slots: list[_Slot] = []
         self.stream = None
-        try:
-            if check_compat and self.info is not None:
-                check_compatible(
-                    self.info,
-                    str(self.trt.__version__),
-                    self.gpu.name,
-                    self.gpu.compute_capability,
-                    self.path,
+        self._shared: _SharedEngine | None = None
+        if _shared is not None:  # another worker on an engine already loaded (spawn)
+            _shared.join()
+            self._shared, self.trt, self.mem = _shared, _shared.trt, _shared.mem
+            self.info, self.card, self.gpu = None, card, None
+        else:
+            self.trt = require("tensorrt", purpose="running TensorRT engines")
+            self.info = load_sidecar(self.path)
+            self.card = card or read_card(self.path)  # no sidecar: --card, a card JSON or the ONNX beside it
+            if self.info is None:
+                from edgeseg.console import warn
+
+                warn(
+                    f"{self.path.name} has no sidecar (built by trtexec?): model card from {_card_source(self.path, card)}; "
+                    "its TensorRT version and GPU are not checked"
                 )
-            self._load()
+            owns = not isinstance(cuda, CudaMemory)
+            mem: CudaMemory = cuda if isinstance(cuda, CudaMemory) else open_cuda(cuda)
+            self.mem = mem
+            try:
+                self.gpu = mem.device_info()
+                if check_compat and self.info is not None:
+                    check_compatible(
+                        self.info,
+                        str(self.trt.__version__),
+                        self.gpu,
+                        self.path,
+                        allow_other_gpu=allow_other_gpu,
+                    )
+                with mem.current():
+                    runtime, engine = self._deserialize()
+            except BaseException:
+                if owns:
+                    mem.close()
+                raise
+            self._shared = _SharedEngine(self.trt, mem, owns, runtime, engine)
+        self.runtime, self.engine = self._shared.runtime, self._shared.engine
+        try:
+            with self.mem.current():
+                self._setup()
         except BaseException:
             self.close()
             raise
 
     # ------------------------------------------------------------------ set-up
-    def _load(self) -> None:
+    def _deserialize(self) -> tuple[Any, Any]:
+        """A runtime prepared as trtexec prepares it, and the engine deserialized by it."""
         trt = self.trt
         logger = _Logger.make(trt)
-        self.runtime = trt.Runtime(logger)
-        engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
+        runtime = trt.Runtime(logger)
+        info = self.info or {}
+        if info.get("dla_core") is not None:
+            runtime.DLA_core = int(info["dla_core"])  # the core it was built for (the default is not it)
+        if info.get("version_compatible") and hasattr(runtime, "engine_host_code_allowed"):
+            runtime.engine_host_code_allowed = True  # a version-compatible engine embeds its lean runtime
+        engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
         if engine is None:
             why = logger.last_error() or "deserialization failed"
             raise EdgesegError(
                 f"cannot load TensorRT engine {self.path.name}: {why} (corrupt file or another TensorRT version; "
                 "rebuild it with `edgeseg build --target tensorrt`)"
             )
-        self.engine = engine
+        return runtime, engine
+
+    def _setup(self) -> None:
+        """This worker's execution context, stream, and buffers sized for the largest profile shape."""
+        trt, engine = self.trt, self.engine
         self.context = engine.create_execution_context()
         inputs, outputs = [], []
         for i in range(engine.num_io_tensors):
@@ -171,6 +269,20 @@ class TensorRTBackend(Backend):
         self._next = 0
         self._pending: deque[int] = deque()
 
+    def spawn(self) -> TensorRTBackend:
+        """Another worker on the same deserialized engine: its own execution context, stream, buffers."""
+        if self._shared is None or self.engine is None:
+            raise EdgesegError("spawn() on a closed TensorRT backend")
+        other = TensorRTBackend(
+            self.path,
+            card=self.card,
+            cuda=self.mem,
+            allow_other_gpu=self.options.allow_other_gpu,
+            _shared=self._shared,
+        )
+        other.info, other.gpu, other.options = self.info, self.gpu, self.options
+        return other
+
     def _set_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """Bind the input shape (dynamic engines) and return the output shape it implies."""
         lo, _, hi = self.profile
@@ -186,6 +298,10 @@ class TensorRTBackend(Backend):
     # ------------------------------------------------------------------ inference
     def submit(self, batch: np.ndarray) -> int:
         """Stage `batch` in the free slot and enqueue upload, inference and download; returns the slot."""
+        with self.mem.current():
+            return self._submit(batch)
+
+    def _submit(self, batch: np.ndarray) -> int:
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise EdgesegError(f"expected an N x 3 x H x W batch, got {batch.shape}")
         slot_index = self._next
@@ -219,7 +335,7 @@ class TensorRTBackend(Backend):
         if not self._pending:
             raise EdgesegError("result() called with nothing submitted")
         slot = self.slots[self._pending.popleft()]
-        self.mem.event_synchronize(slot.done)
+        self.mem.event_synchronize(slot.done)  # a blocking-sync event: the thread sleeps, not spins
         n_out = int(np.prod(slot.out_shape))
         out = slot.host_out.array[:n_out].reshape(slot.out_shape).copy()
         slot.busy = False
@@ -257,7 +373,7 @@ class TensorRTBackend(Backend):
         d = {
             **super().describe(),
             "tensorrt": str(self.trt.__version__),
-            "gpu": self.gpu.to_dict(),
+            "gpu": self.gpu.to_dict() if self.gpu is not None else None,
             "cuda_binding": self.mem.name,
             "input_profile": [list(s) for s in self.profile],
         }
@@ -266,23 +382,39 @@ class TensorRTBackend(Backend):
         return d
 
     def close(self) -> None:
-        mem = getattr(self, "mem", None)
-        if mem is None:
+        """Free this worker's buffers, stream and context; the last worker also releases the engine,
+        the runtime and (if it opened it) the CUDA binding."""
+        shared, self._shared = self._shared, None
+        if shared is None:
             return
-        if self.stream is not None:
-            mem.synchronize(self.stream)
-        for slot in self.slots:
-            for obj in (slot.host_in, slot.host_out, slot.dev_in, slot.dev_out, slot.done):
-                mem.free(obj)
-        for buf in getattr(self, "_extra_buffers", []):
-            mem.free(buf)
-        if self.stream is not None:
-            mem.free(self.stream)
-        self.slots, self.stream = [], None
-        self.context = self.engine = None
-        if self._owns_mem:
-            mem.close()
-        self.mem = None  # type: ignore[assignment]
+        mem = shared.mem
+        try:
+            with mem.current():
+                for slot in self.slots:
+                    if slot.busy:
+                        mem.event_synchronize(slot.done)
+                for slot in self.slots:
+                    for obj in (slot.host_in, slot.host_out, slot.dev_in, slot.dev_out, slot.done):
+                        mem.free(obj)
+                for buf in getattr(self, "_extra_buffers", []):
+                    mem.free(buf)
+                if self.stream is not None:
+                    mem.free(self.stream)
+        finally:
+            self.slots, self.stream, self._extra_buffers = [], None, []
+            self.context = self.engine = self.runtime = None
+            shared.leave()
+
+
+def _card_source(engine: Path, card: ModelCard | None) -> str:
+    from edgeseg.artifacts import card_path, onnx_beside_engine
+
+    if card is not None:
+        return "--card"
+    if card_path(engine).is_file():
+        return card_path(engine).name
+    onnx = onnx_beside_engine(engine)
+    return onnx.name if onnx is not None else "?"
 
 
 class _Logger:

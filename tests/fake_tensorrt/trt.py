@@ -1,4 +1,4 @@
-"""FAKE `tensorrt` modules for TensorRT 8.6.1, 10.3.0 and 11.4, for tests on machines without a GPU.
+"""FAKE `tensorrt` modules for TensorRT 8.5.2, 8.6.1, 10.3.0 and 11.4, for tests on machines without a GPU.
 
 `make_fake_trt(version, gpu)` builds a module whose classes expose only the members whose names
 appear in that version's list extracted from NVIDIA's bindings wheel (tests/data/tensorrt/), so
@@ -17,6 +17,54 @@ Behaviour copied from the real library (what tests rely on):
 What is invented: the engine "plan" (a header + the ONNX bytes), the timing-cache format, and
 execution: execute_async_v3 runs the stored ONNX with ONNX Runtime on CPU, reading its input from
 and writing its output to the fake "device" pointers (see cuda.py), so results are real numbers.
+
+Behaviours taken from NVIDIA's sources, each one a way the real library refuses or degrades what a
+careless caller does (NVIDIA/TensorRT paths; pyCoreDoc.h is python/docstrings/infer/pyCoreDoc.h):
+  1. Version-compatible engines: `Runtime.deserialize_cuda_engine` refuses an engine built with
+     BuilderFlag.VERSION_COMPATIBLE unless `runtime.engine_host_code_allowed = True` (pyCoreDoc.h
+     IRuntime: "Whether this runtime is allowed to deserialize engines that contain host executable
+     code (Default: False)"; Polygraphy backend/trt/loader.py sets it "to deserialize version
+     compatible engines"; samples/common/sampleEngines.cpp calls setEngineHostCodeAllowed(true) for
+     them). Such an engine loads in a newer runtime of the same major version; any other version
+     mismatch fails. 8.5 has no engine_host_code_allowed and no VERSION_COMPATIBLE.
+  2. Timing caches: the serialized cache carries the device it was timed on;
+     `set_timing_cache(cache, ignore_mismatch=False)` returns False (and logs an error) for a cache
+     from another device, and the config then has no cache: `get_timing_cache()` is None
+     (pyCoreDoc.h set_timing_cache: "A failure will be reported if the CUDA device property in the
+     provided cache is different from current environment", returns a bool; get_timing_cache:
+     "or `None` if no timing cache is set"; include/NvInfer.h setTimingCache).
+  3. DLA: the DLA core an engine runs on is `runtime.DLA_core` at deserialization (NvInferRuntime.h
+     IRuntime::setDLACore, "Defaults to -1"; trtexec sets it before deserializing). With the default
+     the fake runs DLA layers on core 0 (the issue's reading; NVIDIA does not spell it out).
+     Explicitly quantized (Q/DQ) networks do not run on DLA before TensorRT 11: their layers fall
+     back to the GPU (DLA chapter of the 8.x developer guide, "DLA does not support Explicit
+     Quantization"; NVIDIA/TensorRT#2222 "DLA doesn't support QAT yet ... if you convert it to
+     implicit quantization, it would work with DLA"; NVIDIA/Model-Optimizer#1661 "DLA still only
+     supports IQ"). Strongly typed DLA builds are documented only from 11.4.1 (TensorRT 11.4.1 release
+     notes: "Strongly typed networks for DLA"); the fake keeps strongly typed layers off DLA before
+     11 (NOT verified: the conservative reading of the documentation). TensorRT 11.0-11.4.0 has no DLA
+     on Jetson ("DLA was unavailable in TensorRT 11.0 through 11.3 ... 11.4.0 supported DLA only on
+     Windows on ARM", Working with DLA, 11.4.1): a DLA build on the 11.4.0 fake fails.
+  4. Implicit INT8 calibration of a network with dynamic inputs needs
+     `config.set_calibration_profile(profile)` (pyCoreDoc.h set_calibration_profile: "Calibration
+     optimization profile must be set if int8 calibration is used to set scales for a network with
+     runtime dimensions"; "MIN and MAX values will be overwritten by OPT"; Polygraphy
+     backend/trt/config.py sets it; NVIDIA/TensorRT#3933). Without it the build fails (the wording of
+     the fake's error is invented). Calibration batches are read at the profile's OPT shape.
+  5. Strongly typed networks run every tensor in the type the graph gives it (NetworkDefinition
+     CreationFlag.STRONGLY_TYPED docstring: "every tensor in the network has a data type defined in
+     the network"): the float layers of a Q/DQ graph whose float parts are FP32 run in FP32.
+     `last_build["fp32_layers"]` names them. On a weakly typed network with BuilderFlag.FP16 TensorRT
+     may pick FP16 for any float layer (the list is empty).
+  6. TensorRT 8.5/8.6's ONNX parser reads Q/DQ scales as float32 (onnx/onnx-tensorrt release/8.6-GA
+     builtin_op_importers.cpp, QuantDequantLinearHelper: `static_cast<float const*>(scale.values)`),
+     so an FP16 scale would be misread silently; the fake turns that silent corruption into a parse
+     error (stricter than the real parser, so a test can see it).
+  7. IProgressMonitor is called from several builder threads at once (include/NvInfer.h: "The
+     implementation of IProgressMonitor must be thread-safe so that it can be called from multiple
+     internal threads"): the fake reports its per-thread timing phases from two threads.
+What the fake cannot show: speed, numerics of reduced precision (it runs the ONNX as given with ONNX
+Runtime), and anything NVIDIA does not document.
 """
 
 from __future__ import annotations
@@ -82,6 +130,47 @@ def _onnx_type_to_dt(trt: Any, elem_type: int) -> Any:
     return getattr(trt.DataType, table[elem_type])
 
 
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+NON_COMPUTE = {"Cast", "Shape", "Constant", "Identity", "Reshape", "Squeeze", "Unsqueeze", "Gather", "Slice"}
+DLA_OPS = {"Conv", "ConvTranspose", "Relu", "Clip", "Sigmoid", "Add", "Mul", "Sub", "MaxPool", "AveragePool",
+           "Concat", "Resize", "BatchNormalization", "Softmax"}  # fmt: skip
+
+
+def _float_types(proto: Any) -> list[tuple[str, str, str]]:
+    """(node name, op, element type of its first float input) per compute node, from shape inference."""
+    from onnx import TensorProto, shape_inference
+
+    inferred = shape_inference.infer_shapes(proto)
+    types_of = {t.name: t.data_type for t in inferred.graph.initializer}
+    for vi in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
+        types_of[vi.name] = vi.type.tensor_type.elem_type
+    for node in inferred.graph.node:
+        if node.op_type == "Constant":
+            types_of[node.output[0]] = node.attribute[0].t.data_type
+    names = {TensorProto.FLOAT: "FLOAT", TensorProto.FLOAT16: "HALF"}
+    out = []
+    for i, node in enumerate(inferred.graph.node):
+        if node.op_type in QDQ_OPS or node.op_type in NON_COMPUTE:
+            continue
+        kinds = [names[types_of[x]] for x in node.input if types_of.get(x) in names]
+        if kinds:
+            out.append((node.name or f"{node.op_type}_{i}", node.op_type, kinds[0]))
+    return out
+
+
+def _scale_types(proto: Any) -> list[int]:
+    """Element types of the scale inputs of every Q/DQ node."""
+    inits = {t.name: t.data_type for t in proto.graph.initializer}
+    consts = {n.output[0]: n.attribute[0].t.data_type for n in proto.graph.node if n.op_type == "Constant"}
+    return [
+        inits.get(n.input[1], consts.get(n.input[1], 1)) for n in proto.graph.node if n.op_type in QDQ_OPS
+    ]
+
+
+def _vkey(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split(".") if x.isdigit())
+
+
 def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901 - one module factory
     names = load_names(version)
     major = version.split(".")[0]
@@ -128,7 +217,8 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
     trt.ILogger = _prune(ILogger, names, keep=("Severity", "log"))
 
     def log(logger: Any, sev: str, msg: str) -> None:
-        logger.log(getattr(severity, sev), msg)
+        if logger is not None:
+            logger.log(getattr(severity, sev), msg)
 
     np_types = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "BOOL": np.bool_,
                 "UINT8": np.uint8, "INT64": np.int64}  # fmt: skip
@@ -156,6 +246,7 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
             self._outputs: list[ITensor] = []
             self._model: bytes | None = None
             self._ops: list[str] = []
+            self._float_types: list[tuple[str, str, str]] = []
 
         @property
         def num_inputs(self) -> int:
@@ -233,6 +324,13 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
                     )
             if not ok:
                 return False
+            if major == "8" and any(t != 1 for t in _scale_types(proto)):  # behaviour 6
+                self._errors.append(
+                    ParserError(
+                        "Q/DQ scale must be FLOAT: TensorRT 8.x reads scales as float32 (FAKE: stricter)"
+                    )
+                )
+                return False
             init = {t.name for t in proto.graph.initializer}
             for vi in proto.graph.input:
                 if vi.name in init:
@@ -252,17 +350,21 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
                 )
             self.network._model = bytes(model)
             self.network._ops = [n.op_type for n in proto.graph.node]
+            self.network._float_types = _float_types(proto)
             return True
 
     trt.OnnxParser = _prune(OnnxParser, names, keep=("network", "logger"))
 
     # ------------------------------------------------------------------ config, profile, timing cache
+    here = [gpu.name, list(gpu.cc), gpu.sm_count]  # the device properties a timing cache is tied to
+
     class ITimingCache:
-        def __init__(self, entries: dict[str, float]) -> None:
+        def __init__(self, entries: dict[str, float], device: list | None = None) -> None:
             self._entries = dict(entries)
+            self._device = device if device is not None else here
 
         def serialize(self) -> bytes:
-            return b"FAKETC1" + json.dumps(self._entries, sort_keys=True).encode()
+            return b"FAKETC2" + json.dumps({"device": self._device, "entries": self._entries}).encode()
 
         def combine(self, other: ITimingCache, ignore_mismatch: bool) -> bool:
             self._entries.update(other._entries)
@@ -290,7 +392,14 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
     config_absent = {a for a in settable if a not in names}
 
     class IBuilderConfig:
-        def __init__(self) -> None:
+        # pybind properties live on the class (so `hasattr(trt.IBuilderConfig, name)` works as on the real
+        # module); the defaults are set per instance below
+        default_device_type = DLA_core = builder_optimization_level = int8_calibrator = None
+        progress_monitor = hardware_compatibility_level = None
+
+        def __init__(self, logger: Any = None) -> None:
+            self._logger = logger
+            self._calibration_profile: IOptimizationProfile | None = None
             self._flags: set[str] = set()
             self._pools: dict[str, int] = {}
             self._cache: ITimingCache | None = None
@@ -324,14 +433,26 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
             data = bytes(serialized)
             if not data:
                 return ITimingCache({})
-            if not data.startswith(b"FAKETC1"):
+            if not data.startswith(b"FAKETC2"):
                 raise TypeError("createTimingCache: invalid timing cache (pybind11 factory returned nullptr)")
-            return ITimingCache(json.loads(data[7:]))
+            blob = json.loads(data[7:])
+            return ITimingCache(blob["entries"], blob["device"])
 
         def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
             record("set_timing_cache", len(cache._entries))
+            if cache._device != here and not ignore_mismatch:  # behaviour 2
+                log(self._logger, "ERROR", "Timing cache was created on a device with different properties")
+                return False
             self._cache = cache
             return True
+
+        def set_calibration_profile(self, profile: IOptimizationProfile) -> bool:
+            record("set_calibration_profile", dict(profile._shapes))
+            self._calibration_profile = profile
+            return True
+
+        def get_calibration_profile(self) -> IOptimizationProfile | None:
+            return self._calibration_profile
 
         def get_timing_cache(self) -> ITimingCache | None:
             return self._cache
@@ -349,7 +470,7 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
         def num_optimization_profiles(self) -> int:
             return len(self._profiles)
 
-    _prune(IBuilderConfig, names)
+    trt.IBuilderConfig = _prune(IBuilderConfig, names)
 
     if "IInt8EntropyCalibrator2" in names and major != "11":
 
@@ -394,7 +515,7 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
             return INetworkDefinition(flags)
 
         def create_builder_config(self) -> IBuilderConfig:
-            return IBuilderConfig()
+            return IBuilderConfig(self.logger)
 
         def create_optimization_profile(self) -> IOptimizationProfile:
             return IOptimizationProfile()
@@ -434,36 +555,51 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
                                     f"profile shape {shape} does not match input {t.name} {t.shape}"
                                 )
             dla = getattr(config, "default_device_type", None) == trt.DeviceType.DLA
+            dla_layers = 0
             if dla:
+                if major == "11":  # behaviour 3: no DLA on Jetson in 11.0-11.4.0
+                    return self._fail("DLA is not supported by this TensorRT release on this platform")
                 if not 0 <= config.DLA_core < gpu.dla_cores:
                     return self._fail(f"DLA core {config.DLA_core} is not available ({gpu.dla_cores} cores)")
-                reduced = network._strong or flags & {"FP16", "INT8"}
-                if not reduced and "GPU_FALLBACK" not in flags:
-                    return self._fail("FP32 layers cannot run on DLA and GPU fallback is disabled")
+                reduced = bool(flags & {"FP16", "INT8"}) and not network._strong and not qdq
+                if reduced:
+                    dla_layers = sum(1 for op in network._ops if op in DLA_OPS)
+                if dla_layers < sum(1 for op in network._ops if op not in QDQ_OPS and op not in NON_COMPUTE):
+                    if "GPU_FALLBACK" not in flags:
+                        return self._fail(
+                            "Some layers cannot run on DLA (FP32, strongly typed or Q/DQ) and GPU fallback is disabled"
+                        )
+                    log(self.logger, "WARNING", "Layers cannot run on DLA, falling back to GPU")
             calib_stats = None
             if "INT8" in flags and not qdq:
                 calibrator = getattr(config, "int8_calibrator", None)
                 if calibrator is None:
                     return self._fail("Calibration failure: INT8 without a calibrator or Q/DQ layers")
-                calib_stats = self._calibrate(calibrator, network)
+                calib_profile = getattr(config, "_calibration_profile", None)
+                if dynamic and (
+                    calib_profile is None or any(t.name not in calib_profile._shapes for t in dynamic)
+                ):
+                    return self._fail(  # behaviour 4 (wording invented)
+                        "Calibration profile is not set for a network with dynamic input shapes"
+                    )
+                calib_stats = self._calibrate(calibrator, network, calib_profile)
+            if network._strong:  # behaviour 5
+                fp32_layers = [name for name, _, kind in network._float_types if kind == "FLOAT"]
+            elif "FP16" in flags:
+                fp32_layers = []
+            else:
+                fp32_layers = [name for name, _, _ in network._float_types]
             cache = config._cache
             keys = [f"{op}:{i}:{sorted(flags)}" for i, op in enumerate(network._ops)]
             hits = sum(1 for k in keys if cache is not None and k in cache._entries)
-            monitor = getattr(config, "progress_monitor", None)
-            if monitor is not None:
-                monitor.phase_start("Building engine", None, len(keys))
-            for step, key in enumerate(keys):
-                if cache is not None:
-                    cache._entries.setdefault(key, 0.01)
-                if monitor is not None and not monitor.step_complete("Building engine", step):
-                    monitor.phase_finish("Building engine")
-                    return self._fail("Build cancelled by the progress monitor")
-            if monitor is not None:
-                monitor.phase_finish("Building engine")
+            if not self._time_layers(config, keys, cache):
+                return self._fail("Build cancelled by the progress monitor")
             trt.last_build = {
                 "timing_cache_hits": hits,
                 "timing_cache_misses": len(keys) - hits,
                 "calibration": calib_stats,
+                "dla_layers": dla_layers,
+                "fp32_layers": fp32_layers,
             }
             profiles = [
                 {n: [list(s) for s in shapes] for n, shapes in p._shapes.items()} for p in config._profiles
@@ -477,15 +613,57 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
                 "outputs": [[t.name, list(t.shape), t.dtype.name] for t in network._outputs],
                 "profiles": profiles,
                 "dla_core": config.DLA_core if dla else None,
+                "dla_layers": dla_layers,
+                "version_compatible": "VERSION_COMPATIBLE" in flags,
             }
             return MAGIC + json.dumps(header).encode() + b"\n" + network._model
 
-        def _calibrate(self, calibrator: Any, network: INetworkDefinition) -> dict[str, Any]:
+        def _time_layers(self, config: IBuilderConfig, keys: list[str], cache: Any) -> bool:
+            """Layer timing on two builder threads, each reporting its own phase (behaviour 7)."""
+            import threading
+
+            monitor = getattr(config, "progress_monitor", None)
+            if monitor is not None:
+                monitor.phase_start("Building engine", None, 2)
+            halves = [keys[0::2], keys[1::2]]
+            cancelled = threading.Event()
+            together = threading.Barrier(2)
+
+            def worker(k: int) -> None:
+                phase = f"Timing layers ({k + 1}/2)"
+                together.wait()  # both builder threads report at the same time
+                if monitor is not None:
+                    monitor.phase_start(phase, "Building engine", max(len(halves[k]), 1))
+                for step, key in enumerate(halves[k]):
+                    if cache is not None:
+                        cache._entries.setdefault(key, 0.01)
+                    if monitor is not None and not monitor.step_complete(phase, step):
+                        cancelled.set()
+                        break
+                if monitor is not None:
+                    monitor.phase_finish(phase)
+
+            threads = [threading.Thread(target=worker, args=(k,)) for k in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if monitor is not None:
+                if not cancelled.is_set():
+                    monitor.step_complete("Building engine", 1)
+                monitor.phase_finish("Building engine")
+            return not cancelled.is_set()
+
+        def _calibrate(self, calibrator: Any, network: INetworkDefinition, profile: Any) -> dict[str, Any]:
             cached = calibrator.read_calibration_cache()
             if cached:
                 return {"from_cache": True, "batches": 0}
             names_in = [t.name for t in network._inputs]
-            shape = [d if d > 0 else 1 for d in network._inputs[0].shape]
+            first = network._inputs[0]
+            if profile is not None and first.name in profile._shapes:
+                shape = list(profile._shapes[first.name][1])  # OPT (MIN and MAX are overwritten by it)
+            else:
+                shape = [d if d > 0 else 1 for d in first.shape]
             nbytes = int(np.prod(shape)) * 4
             batches, absmax = 0, 0.0
             while (ptrs := calibrator.get_batch(names_in)) is not None:
@@ -540,6 +718,7 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
             return 1 << 20
 
         def create_execution_context(self) -> IExecutionContext:
+            record("create_execution_context", None)
             return IExecutionContext(self)
 
         def serialize(self) -> bytes:
@@ -627,11 +806,22 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
 
     trt.IExecutionContext = _prune(IExecutionContext, names, keep=("engine",))
 
+    runtime_absent = {a for a in ("engine_host_code_allowed", "DLA_core") if a not in names}
+
     class Runtime:
+        DLA_core = -1  # NvInferRuntime.h IRuntime::setDLACore: "Defaults to -1"
+        engine_host_code_allowed = False  # pyCoreDoc.h: "(Default: False)"; absent before 8.6
+
         def __init__(self, logger: Any) -> None:
             if gpu.devices == 0 or not gpu.driver_ok:
                 raise TypeError("pybind11::init(): factory function returned nullptr (no CUDA device)")
             self.logger = logger
+            record("Runtime", version)
+
+        def __setattr__(self, key: str, value: Any) -> None:
+            if key in runtime_absent:  # a pybind class rejects attributes it does not define
+                raise AttributeError(f"'tensorrt.Runtime' object has no attribute '{key}'")
+            object.__setattr__(self, key, value)
 
         def deserialize_cuda_engine(self, serialized_engine: bytes) -> ICudaEngine | None:
             data = bytes(serialized_engine)
@@ -648,13 +838,28 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
             except ValueError:
                 log(self.logger, "ERROR", "Serialization assertion failed: corrupt header")
                 return None
-            if header.get("version") != version:
+            built = str(header.get("version"))
+            compatible = header.get("version_compatible", False)
+            newer_same_major = built.split(".")[0] == major and _vkey(built) <= _vkey(version)
+            if built != version and not (compatible and newer_same_major):
                 log(
                     self.logger,
                     "ERROR",
-                    f"Serialization assertion stdVersionRead == kSERIALIZATION_VERSION failed (engine from {header.get('version')})",
+                    f"Serialization assertion stdVersionRead == kSERIALIZATION_VERSION failed (engine from {built})",
                 )
                 return None
+            if compatible and not getattr(self, "engine_host_code_allowed", False):  # behaviour 1
+                log(
+                    self.logger,
+                    "ERROR",
+                    "Cannot deserialize an engine with host executable code (version-compatible engine): "
+                    "set IRuntime::setEngineHostCodeAllowed(true)",
+                )
+                return None
+            dla_core = None
+            if header.get("dla_layers"):
+                dla_core = self.DLA_core if 0 <= self.DLA_core < gpu.dla_cores else 0  # behaviour 3
+            record("deserialize_cuda_engine", {"dla_core": dla_core})
             return ICudaEngine(header, model)
 
     trt.Runtime = _prune(Runtime, names, keep=("logger",))

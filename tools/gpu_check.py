@@ -1,0 +1,312 @@
+#!/usr/bin/env python3
+"""`make gpu-check`: the TensorRT path on a real GPU, in one run, wherever a GPU appears.
+
+Everything edgeseg's TensorRT code does has only met fakes (tests/fake_tensorrt); this script is what
+turns it into measured fact. On a machine with a CUDA GPU and TensorRT it builds, runs and scores:
+
+  - FP32, FP16 and INT8 (Q/DQ, gated) engines of the shipped default model, each scored with mIoU on
+    the same held-out frames as the ONNX Runtime FP32 reference (and its pixel agreement with it);
+  - a version-compatible engine (8.6+), loaded back;
+  - a timing-cache round trip (the second build reuses the first build's cache);
+  - the legacy implicit-INT8 calibrator on a dynamic-shape ONNX (where the version has it);
+  - the FP32 engine through every installed CUDA binding (cuda-python, pycuda), same output;
+  - `edgeseg run`'s pipeline with two workers on one engine;
+  - frames per second of each engine (double-buffered, batch 1);
+
+and writes one JSON report (`--out`). Exit code 0 when every check passed, 1 otherwise. Elsewhere
+(no TensorRT, no GPU) it prints one "no GPU" line and exits 0, so CI and laptops can call it.
+
+    python tools/gpu_check.py --out gpu-check.json [--frames 32] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def unavailable() -> str | None:
+    """Why there is nothing to check here (no TensorRT / no GPU), or None."""
+    from edgeseg.export.tensorrt_build import tensorrt_unavailable_reason
+
+    return tensorrt_unavailable_reason()
+
+
+class Report:
+    """Check results in order; each check records its own figures or the one-line error that stopped it."""
+
+    def __init__(self) -> None:
+        self.checks: dict[str, dict[str, Any]] = {}
+
+    def run(self, name: str, fn: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
+        start = time.perf_counter()
+        try:
+            out = fn() or {}
+        except Exception as exc:  # a failed check is recorded, the others still run
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            self.checks[name] = {"ok": False, "error": first, "trace": traceback.format_exc(limit=3)}
+            print(f"FAIL {name}: {first}", flush=True)
+            return None
+        if out.get("skipped"):
+            self.checks[name] = {"ok": True, **out}
+            print(f"skip {name}: {out['skipped']}", flush=True)
+            return out
+        self.checks[name] = {"ok": True, "seconds": round(time.perf_counter() - start, 2), **out}
+        print(f"ok   {name}", flush=True)
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return all(c["ok"] for c in self.checks.values())
+
+
+def _frames(card: Any, n: int) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    import cv2
+
+    from edgeseg.calib.gate import open_eval_data
+
+    data = open_eval_data(f"synth:{n}", card, n)
+    return [cv2.cvtColor(img, cv2.COLOR_RGB2BGR) for img in data.images], data.masks
+
+
+def _score(path: Path, frames: list, masks: list, ref: list | None, card: Any, **options: Any) -> dict:
+    """mIoU on the frames, agreement with the reference labels, FPS of the backend alone."""
+    from edgeseg.metrics import ConfusionMatrix
+    from edgeseg.runtime.segmenter import Segmenter
+
+    cm = ConfusionMatrix(card.num_classes)
+    labels = []
+    with Segmenter(path, **options) as seg:
+        for frame, mask in zip(frames, masks):
+            out = seg.infer(frame)
+            labels.append(out)
+            if mask is not None:
+                cm.update(out, mask)
+        batch, _ = seg.preprocess(frames[0])
+        backend = seg.backend
+        run_many = getattr(backend, "run_pipelined", None)
+        n = max(len(frames), 4)
+        start = time.perf_counter()
+        if run_many is not None:
+            for _ in run_many([batch] * n):
+                pass
+        else:
+            for _ in range(n):
+                backend.run(batch)
+        fps = n / (time.perf_counter() - start)
+    agreement = None
+    if ref is not None:
+        agreement = float(np.mean([np.mean(a == b) for a, b in zip(labels, ref)]))
+    miou = cm.compute().miou
+    return {
+        "miou": None if miou != miou else round(100 * miou, 3),
+        "agreement_with_fp32_onnxruntime": agreement,
+        "fps_backend_batch1": round(fps, 1),
+        "_labels": labels,
+    }
+
+
+def _public(d: dict | None) -> dict:
+    return {k: v for k, v in (d or {}).items() if not k.startswith("_")}
+
+
+def _dynamic_net(path: Path) -> Path:
+    """A small conv net with dynamic N/H/W (the default model's resizes are fixed-size)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeseg.card import ModelCard, default_palette
+
+    rng = np.random.default_rng(0)
+    inits, nodes, prev = [], [], "input"
+    for i, (cin, cout, k) in enumerate([(3, 16, 3), (16, 16, 3), (16, 5, 1)]):
+        w = (rng.normal(size=(cout, cin, k, k)) / np.sqrt(cin * k * k)).astype(np.float32)
+        inits += [
+            numpy_helper.from_array(w, f"w{i}"),
+            numpy_helper.from_array(np.zeros(cout, np.float32), f"b{i}"),
+        ]
+        out = "logits" if i == 2 else f"c{i}"
+        nodes.append(
+            helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [out], pads=[k // 2] * 4, name=f"conv{i}")
+        )
+        if i < 2:
+            nodes.append(helper.make_node("Relu", [out], [f"r{i}"], name=f"relu{i}"))
+            out = f"r{i}"
+        prev = out
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 5, "H", "W"])
+    model = helper.make_model(
+        helper.make_graph(nodes, "dyn", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)]
+    )
+    card = ModelCard(model="dyn", classes=[f"c{i}" for i in range(5)], palette=default_palette(5),
+                     input_size=(128, 256), dynamic=True)  # fmt: skip
+    for k, v in card.to_metadata_props().items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    onnx.save(model, path)
+    return path
+
+
+def check(workdir: Path, frames_n: int, calib_images: int = 32) -> Report:  # noqa: C901 - one list, top to bottom
+    from edgeseg.artifacts import read_card
+    from edgeseg.build import BuildOptions, build
+    from edgeseg.defaults import default_model_path
+    from edgeseg.export.fp16 import write_fp16
+    from edgeseg.export.tensorrt_build import build_engine
+    from edgeseg.export.tensorrt_features import detect
+    from edgeseg.export.tensorrt_plan import EngineOptions
+    from edgeseg.lazy import require
+    from edgeseg.runtime.cuda_mem import available_bindings, gpu_info
+
+    report = Report()
+    trt = require("tensorrt")
+    features = detect(trt)
+    gpu = gpu_info()
+    report.checks["environment"] = {
+        "ok": True,
+        "tensorrt": features.version,
+        "features": features.to_dict(),
+        "gpu": gpu.to_dict() if gpu else None,
+        "cuda_bindings": available_bindings(),
+    }
+    onnx_path = workdir / "edgeseg-default.onnx"
+    shutil.copy(default_model_path("onnx"), onnx_path)
+    card = read_card(onnx_path)
+    frames, masks = _frames(card, frames_n)
+    cache = workdir / "timing.cache"
+    engines: dict[str, Path] = {}
+
+    ref = report.run("fp32_onnxruntime_reference", lambda: _score(onnx_path, frames, masks, None, card))
+    ref_labels = (ref or {}).get("_labels")
+
+    def engine(name: str, source: Path, opts: EngineOptions) -> dict:
+        path = workdir / f"edgeseg-default.{name}.engine"
+        result = build_engine(source, path, opts, card=card)
+        engines[name] = path
+        scored = _score(path, frames, masks, ref_labels, card)
+        return {"build_seconds": result.info["build_seconds"], "flags": result.plan.to_dict(), **scored}
+
+    report.run("fp32_engine", lambda: engine("fp32", onnx_path, EngineOptions(timing_cache=cache)))
+
+    def timing_cache() -> dict:
+        result = build_engine(
+            onnx_path, workdir / "again.engine", EngineOptions(timing_cache=cache), card=card
+        )
+        if not result.info["timing_cache_reused"]:
+            raise RuntimeError("the second build did not reuse the timing cache")
+        return {"rebuild_seconds": result.info["build_seconds"]}
+
+    report.run("timing_cache_round_trip", timing_cache)
+    fp16 = write_fp16(onnx_path, card=card)[0]
+    report.run(
+        "fp16_engine", lambda: engine("fp16", fp16, EngineOptions(precision="fp16", timing_cache=cache))
+    )
+
+    def int8() -> dict:
+        opts = BuildOptions(target="tensorrt", int8=True, calib_images=calib_images, eval_images=frames_n,
+                            engine=EngineOptions(precision="int8", timing_cache=cache))  # fmt: skip
+        result = build(onnx_path, opts)
+        if result.failure is not None:
+            raise RuntimeError(str(result.failure))
+        engines["int8"] = result.engine.engine
+        scored = _score(result.engine.engine, frames, masks, ref_labels, card)
+        gate = result.gates[0].to_dict(card.classes) if result.gates else {}
+        return {
+            "gate_onnxruntime": {k: gate.get(k) for k in ("int8_miou", "drop_points", "passed")},
+            **scored,
+        }
+
+    report.run("int8_qdq_engine", int8)
+
+    def version_compatible() -> dict:
+        if not features.version_compatible:
+            return {"skipped": f"TensorRT {features.version} has no version-compatible engines"}
+        return engine("vc", onnx_path, EngineOptions(version_compatible=True, timing_cache=cache))
+
+    report.run("version_compatible_engine", version_compatible)
+
+    def legacy() -> dict:
+        if not (features.legacy_calibrator and features.int8_flag):
+            return {"skipped": f"TensorRT {features.version} has no implicit calibrator"}
+        dyn = _dynamic_net(workdir / "dyn.onnx")
+        rng = np.random.default_rng(0)
+        batches = [rng.normal(size=(1, 3, 128, 256)).astype(np.float32) for _ in range(8)]
+        opts = EngineOptions(precision="int8", legacy_calibrator=True, calibration_batches=lambda: batches,
+                             calibration_cache=workdir / "dyn.calib")  # fmt: skip
+        result = build_engine(dyn, workdir / "dyn.int8-legacy.engine", opts)
+        return {"calibration_batches": result.info["calibration_batches"], "flags": result.plan.to_dict()}
+
+    report.run("legacy_calibrator_dynamic_onnx", legacy)
+
+    def bindings() -> dict:
+        if "fp32" not in engines:
+            raise RuntimeError("no FP32 engine to run")
+        from edgeseg.runtime.backends.tensorrt import TensorRTBackend
+
+        batch = np.random.default_rng(1).normal(size=(1, 3, *card.input_size)).astype(np.float32)
+        outs = {}
+        for name in available_bindings():
+            with TensorRTBackend(engines["fp32"], cuda=name) as backend:
+                outs[name] = backend.run(batch)
+        if len(outs) > 1:
+            a, b = outs.values()
+            if not np.allclose(a, b, rtol=1e-4, atol=1e-4):
+                raise RuntimeError("cuda-python and pycuda gave different outputs")
+        return {"bindings": sorted(outs)}
+
+    report.run("cuda_bindings", bindings)
+
+    def two_workers() -> dict:
+        from edgeseg.runtime.launch import open_pipeline
+        from edgeseg.runtime.sources import open_source
+
+        path = engines.get("fp16") or engines["fp32"]
+        n = max(frames_n, 4)
+        pipe = open_pipeline(path, open_source(synthetic=n, synthetic_size=tuple(card.input_size)), workers=2)
+        stats = pipe.run()
+        if stats.processed != n:
+            raise RuntimeError(f"the pipeline processed {stats.processed} of {n} frames")
+        return {"engine": path.name, "report": pipe.report()}
+
+    report.run("pipeline_two_workers_one_engine", two_workers)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("gpu-check.json"), help="the JSON report")
+    ap.add_argument("--frames", type=int, default=32, help="held-out frames scored per engine")
+    ap.add_argument("--workdir", type=Path, default=None, help="where engines go (default: a temp folder)")
+    ap.add_argument("--calib-images", type=int, default=32, help="calibration images for the INT8 engine")
+    args = ap.parse_args(argv)
+    reason = unavailable()
+    if reason is not None:
+        print(f"gpu-check: no GPU to check here ({reason}); nothing was run")
+        return 0
+    from edgeseg.atomic import write_json
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="edgeseg-gpu-check-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        report = check(workdir, args.frames, args.calib_images)
+    doc = {
+        "ok": report.ok,
+        "seconds": round(time.perf_counter() - start, 1),
+        "checks": {k: _public(v) for k, v in report.checks.items()},
+    }
+    write_json(args.out, doc)
+    print(f"gpu-check: {'all checks passed' if report.ok else 'FAILED'}; report in {args.out}")
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
