@@ -3,16 +3,19 @@
 Never imports torch (a test enforces it): robots install numpy, OpenCV, onnxruntime and/or TensorRT.
 """
 
-from edgeseg.runtime.launch import open_pipeline, plan_inference, stream
+from edgeseg.runtime.launch import open_multistream, open_pipeline, plan_inference, stream
+from edgeseg.runtime.multistream import MultiStream
 from edgeseg.runtime.pipeline import FrameResult, Pipeline, Reconnect
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sources import open_source
 
 __all__ = [
     "FrameResult",
+    "MultiStream",
     "Pipeline",
     "Reconnect",
     "Segmenter",
+    "open_multistream",
     "open_pipeline",
     "open_source",
     "plan_inference",

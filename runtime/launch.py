@@ -4,6 +4,9 @@ the demo, the benchmarks and `stream()`.
     pipe = open_pipeline("model.onnx", open_source(video="drive.mp4"), [VideoSink("out.mp4")])
     stats = pipe.run()
 
+    multi = open_multistream("model.onnx", [open_source(camera=0), open_source(camera=1)])
+    stats = multi.run()                       # one model, batched inference, per-stream stats
+
 `plan_inference` decides how many inference workers the artifact gets for this kind of source and
 how many CPU threads each (runtime/workers.py has the rules); `open_pipeline` opens the model with
 that plan and assembles the Pipeline, which then owns the model and closes it when it finishes.
@@ -11,7 +14,7 @@ that plan and assembles the Pipeline, which then owns the model and closes it wh
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,9 @@ from typing import Any
 import cv2
 
 from edgeseg.artifacts import backend_for
+from edgeseg.errors import EdgesegError
 from edgeseg.runtime.backends import Backend, BackendLoader, BackendOptions
+from edgeseg.runtime.multistream import MultiStream, PerStream, open_sources
 from edgeseg.runtime.pipeline import FrameResult, Pipeline, Reconnect
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sinks import Sink
@@ -93,19 +98,63 @@ def open_pipeline(
     realtime, keep_logits, queue_size, live (see Pipeline).
     """
     live = bool(pipeline_options.get("live") or source.live or pipeline_options.get("realtime"))
-    if isinstance(model, Segmenter):
-        segmenter, owns, count = model, False, workers or 1
-    else:
-        plan = plan_inference(model, options, workers=workers, live=live)
-        segmenter, owns, count = Segmenter(plan.loader), True, plan.workers.workers
+    segmenter, owns, count = _open_model(model, options, workers=workers, live=live, own_process=own_process)
     try:
-        if own_process:
-            share_cores_with(segmenter.backend)
         return Pipeline(segmenter, source, sinks, workers=count, owns_segmenter=owns, **pipeline_options)
     except BaseException:
         if owns:
             segmenter.close()
         raise
+
+
+def open_multistream(
+    model: str | Path | Segmenter,
+    sources: Sequence[Source] | Mapping[str, Source],
+    sinks: PerStream = None,
+    *,
+    options: BackendOptions | None = None,
+    own_process: bool = False,
+    **stream_options: Any,
+) -> MultiStream:
+    """A MultiStream running every source through one `model` (an artifact path, opened once with
+    every thread for one batched inference worker, or an open Segmenter).
+
+    `sinks`: per stream, a function of the stream's name or a {name: [Sink, ...]} mapping.
+    `stream_options`: tile, labels, max_batch, max_frames, reconnect, renderer, realtime, keep_logits,
+    queue_size, live (see MultiStream and Pipeline)."""
+    listed = list(sources.values()) if isinstance(sources, Mapping) else list(sources)
+    live = bool(stream_options.get("live") or stream_options.get("realtime") or any(s.live for s in listed))
+    segmenter, owns, _ = _open_model(model, options, workers=1, live=live, own_process=own_process)
+    try:
+        return MultiStream(segmenter, sources, sinks, owns_segmenter=owns, **stream_options)
+    except BaseException:
+        if owns:
+            segmenter.close()
+        raise
+
+
+def _open_model(
+    model: str | Path | Segmenter,
+    options: BackendOptions | None,
+    *,
+    workers: int | None,
+    live: bool,
+    own_process: bool,
+) -> tuple[Segmenter, bool, int]:
+    """(segmenter, whether the caller owns it, inference workers) for an artifact or an open Segmenter."""
+    if isinstance(model, Segmenter):
+        segmenter, owns, count = model, False, workers or 1
+    else:
+        plan = plan_inference(model, options, workers=workers, live=live)
+        segmenter, owns, count = Segmenter(plan.loader), True, plan.workers.workers
+    if own_process:
+        try:
+            share_cores_with(segmenter.backend)
+        except BaseException:
+            if owns:
+                segmenter.close()
+            raise
+    return segmenter, owns, count
 
 
 def stream(
@@ -116,13 +165,30 @@ def stream(
     reconnect: Reconnect | None = None,
     backend_options: dict[str, Any] | None = None,
     workers: int | None = None,
+    sources: Sequence[Mapping[str, Any] | Source] | None = None,
     **source: Any,
 ) -> Iterator[FrameResult]:
     """One-call streaming for embedding: `for r in stream("m.onnx", camera=0): r.labels`.
 
-    Workers are planned as for `edgeseg run` (None: two for a file on ONNX Runtime CPU, else one)."""
+    Workers are planned as for `edgeseg run` (None: two for a file on ONNX Runtime CPU, else one).
+    `sources=[{"camera": 0}, {"video": "a.mp4"}]` (or Source objects) runs several streams through
+    the model with batched inference; `r.stream` names each result's stream and `sinks`, if given, is
+    a function of that name. The other keywords (loop, synthetic_size, ...) apply to every stream."""
     from edgeseg.runtime.sources import open_source
 
+    if sources is not None:
+        if workers not in (None, 1):
+            raise EdgesegError("several streams share one batched inference worker; leave workers unset")
+        multi = open_multistream(
+            model,
+            open_sources(sources, **source),
+            sinks or None,  # type: ignore[arg-type]
+            options=BackendOptions.from_kwargs(backend_options or {}),
+            max_frames=max_frames,
+            reconnect=reconnect,
+        )
+        yield from multi.stream()
+        return
     pipe = open_pipeline(
         model,
         open_source(**source),

@@ -60,6 +60,9 @@ class Channel:
 
     `latest=True`: `put` never blocks; when full, the oldest frame is discarded and counted in
     `dropped`. Otherwise `put` waits for room (back-pressure). `close()` aborts both ends.
+
+    `wake`: an event set after every put, get and close, so one thread can wait on several channels
+    (the multi-stream batcher, runtime/multistream.py).
     """
 
     def __init__(self, capacity: int = 2, *, latest: bool = False) -> None:
@@ -67,8 +70,16 @@ class Channel:
         self.latest = latest
         self.dropped = 0
         self.closed = False
+        self.wake: threading.Event | None = None
         self._items: deque[Any] = deque()
         self._cond = threading.Condition()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _woken(self) -> None:
+        if self.wake is not None:
+            self.wake.set()
 
     def put(self, item: Any) -> bool:
         """False if the channel was closed (the pipeline is stopping)."""
@@ -84,7 +95,8 @@ class Channel:
                 return False
             self._items.append(item)
             self._cond.notify_all()
-            return True
+        self._woken()
+        return True
 
     def get(self, block: bool = True) -> Any:
         """Next item, or the end marker once closed (`block=False`: `_EMPTY` when there is none yet)."""
@@ -97,13 +109,15 @@ class Channel:
                 return _END
             item = self._items.popleft()
             self._cond.notify_all()
-            return item
+        self._woken()
+        return item
 
     def close(self) -> None:
         with self._cond:
             self.closed = True
             self._items.clear()
             self._cond.notify_all()
+        self._woken()
 
 
 @dataclass
@@ -139,6 +153,7 @@ class FrameResult:
     t_done: float | None = None
     dropped_before: int = 0
     running_miou: float | None = None
+    stream: str = ""  # the stream's name when several run through one model (runtime/multistream.py)
     # internal hand-offs between stages
     batch: np.ndarray | None = field(default=None, repr=False)
     geom: Geometry | None = field(default=None, repr=False)
@@ -172,6 +187,8 @@ class FrameResult:
             rec["stamp_ns"] = self.stamp_ns
         if self.frame_id:
             rec["frame_id"] = self.frame_id
+        if self.stream:
+            rec["stream"] = self.stream
         if self.histogram is not None:
             rec["class_pixels"] = {
                 (classes[i] if i < len(classes) else str(i)): int(n)
@@ -272,8 +289,17 @@ class Pipeline:
         self._backend_info = self.segmenter.backend.describe()  # the report outlives an owned backend
         self.stats.started = time.perf_counter()
         self.stats.cpu_started = time.process_time()
+        for name, target in self._stages():
+            t = threading.Thread(
+                target=self._guard, args=(name.split("-")[0], target), name=f"edgeseg-{name}", daemon=True
+            )
+            self._threads.append(t)
+            t.start()
+
+    def _stages(self) -> list[tuple[str, Callable[[], None]]]:
+        """The threads `start()` runs, upstream first (a multi-stream lane leaves inference out)."""
         backends = [self.segmenter.backend, *self._spawned]
-        stages: list[tuple[str, Callable[[], None]]] = [
+        return [
             ("capture", self._capture),
             ("preprocess", self._preprocess),
             *(
@@ -283,12 +309,6 @@ class Pipeline:
             ("postprocess", self._postprocess),
             ("output", self._output),
         ]
-        for name, target in stages:
-            t = threading.Thread(
-                target=self._guard, args=(name.split("-")[0], target), name=f"edgeseg-{name}", daemon=True
-            )
-            self._threads.append(t)
-            t.start()
 
     def stop(self) -> None:
         """Ask every stage to stop now (in-flight frames are discarded)."""

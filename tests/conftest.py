@@ -24,10 +24,17 @@ def tiny_onnx(tmp_path: Path):
     """Factory for a torch-free ONNX segmenter: a 1x1 conv (3 -> C) with an edgeseg card inside."""
 
     def make(
-        num_classes: int = 3, size=(32, 48), dynamic: bool = False, name: str = "tiny", hidden: int = 0
+        num_classes: int = 3,
+        size=(32, 48),
+        dynamic: bool = False,
+        name: str = "tiny",
+        hidden: int = 0,
+        batch=None,
     ) -> Path:
         """`hidden` > 0: a 3x3 conv to that many channels and a ReLU first, enough work per operator
-        for ONNX Runtime to split it over its intra-op threads (a lone 1x1 conv runs on one)."""
+        for ONNX Runtime to split it over its intra-op threads (a lone 1x1 conv runs on one).
+        `dynamic`: N, H and W named (as `edgeseg export --dynamic`); `batch`: the batch axis alone
+        (an int fixes it, a name makes it dynamic); default 1, or "N" when dynamic."""
         import onnx
         from onnx import TensorProto, helper, numpy_helper
 
@@ -37,10 +44,9 @@ def tiny_onnx(tmp_path: Path):
         w = rng.normal(size=(num_classes, hidden or 3, 1, 1)).astype(np.float32)
         b = np.zeros(num_classes, dtype=np.float32)
         h, wd = ("H", "W") if dynamic else size
-        x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N" if dynamic else 1, 3, h, wd])
-        y = helper.make_tensor_value_info(
-            "logits", TensorProto.FLOAT, ["N" if dynamic else 1, num_classes, h, wd]
-        )
+        n = batch if batch is not None else ("N" if dynamic else 1)
+        x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [n, 3, h, wd])
+        y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [n, num_classes, h, wd])
         weights = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")]
         nodes = [helper.make_node("Conv", ["relu" if hidden else "input", "w", "b"], ["logits"])]
         if hidden:

@@ -107,7 +107,8 @@ def test_images_with_labels_report_matches_confusion_matrix(tiny_onnx, tmp_path)
         (["--serve", "host:port", "--frames", "1"], "--serve expects"),
         (["--mode", "heatmap", "--frames", "1"], "unknown visual mode"),
         (["--backend", "tensorrt"], "--backend tensorrt runs"),
-        (["--camera", "0", "--video", "x.mp4"], "exactly one source"),
+        (["--camera", "0", "--video", "x.mp4"], "camera 0 could not be opened"),  # two streams, one model
+        (["--video", "x.mp4", "--synthetic", "--save", "o_{stream}.mp4"], "video not found"),
     ],
 )
 def test_bad_input_is_one_line_nonzero_exit(tiny_onnx, monkeypatch, tmp_path, args, message):

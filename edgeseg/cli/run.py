@@ -7,6 +7,7 @@ synthetic stream with ground truth, headless, for a bounded number of frames.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +43,35 @@ def run_command(
         "for latency).",
     ),
     device: str = typer.Option("cpu", "--device", help="Device for .pt checkpoints (cpu, cuda, auto)."),
-    camera: int | None = typer.Option(None, "--camera", help="Camera index (live)."),
-    video: Path | None = typer.Option(None, "--video", help="Video file (every frame processed)."),
-    images: str | None = typer.Option(None, "--images", help="Image folder or glob (every image)."),
-    url: str | None = typer.Option(None, "--url", help="rtsp:// or http:// stream (live)."),
-    gst: str | None = typer.Option(None, "--gst", help="GStreamer pipeline ending in appsink (live)."),
-    synthetic: bool = typer.Option(
-        False, "--synthetic", help="Generated street scenes with ground truth (the default source)."
+    # every source option repeats: several streams run through one model with batched inference
+    camera: list[int] | None = typer.Option(None, "--camera", metavar="<int>", help="Camera index (live)."),
+    video: list[Path] | None = typer.Option(
+        None, "--video", metavar="<path>", help="Video file (every frame processed)."
+    ),
+    images: list[str] | None = typer.Option(
+        None, "--images", metavar="<str>", help="Image folder or glob (every image)."
+    ),
+    url: list[str] | None = typer.Option(
+        None, "--url", metavar="<str>", help="rtsp:// or http:// stream (live)."
+    ),
+    gst: list[str] | None = typer.Option(
+        None, "--gst", metavar="<str>", help="GStreamer pipeline ending in appsink (live)."
+    ),
+    synthetic: int = typer.Option(
+        0,
+        "--synthetic",
+        count=True,
+        metavar="",
+        show_default=False,
+        help="Generated street scenes with ground truth (the default source). Every source option "
+        "repeats (--camera 0 --camera 1, --synthetic --synthetic): the streams run through one model, "
+        "batched.",
     ),
     frames: int | None = typer.Option(
         None,
         "--frames",
         "-n",
-        help=f"Stop after N captured frames (synthetic default: {DEFAULT_SYNTHETIC_FRAMES}).",
+        help=f"Stop after N captured frames, per stream (synthetic default: {DEFAULT_SYNTHETIC_FRAMES}).",
     ),
     loop: bool = typer.Option(False, "--loop", help="Repeat a video or image folder (soak, demos)."),
     realtime: bool = typer.Option(
@@ -80,6 +97,11 @@ def run_command(
     save: Path | None = typer.Option(None, "--save", help="Write the annotated video (.mp4/.avi)."),
     save_masks: Path | None = typer.Option(None, "--save-masks", help="Write class-id PNGs here."),
     log: Path | None = typer.Option(None, "--log", help="Per-frame JSONL log."),
+    tile: bool = typer.Option(
+        False,
+        "--tile",
+        help="Several streams: --show/--save draw them side by side in one window/video (--serve always does).",
+    ),
     mode: str = typer.Option("overlay", "--mode", help="Visual mode: overlay, mask or side-by-side."),
     alpha: float = typer.Option(0.5, "--alpha", help="Overlay opacity, 0..1."),
     legend: bool = typer.Option(False, "--legend", help="Draw class names and colours."),
@@ -95,8 +117,11 @@ def run_command(
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the final report as JSON."),
     # ROS 2 bags (issue 18): a bag topic as the source, results written as a new bag
-    bag: Path | None = typer.Option(
-        None, "--bag", help="rosbag2 folder or .mcap/.db3 file (every frame; --realtime: recorded speed)."
+    bag: list[Path] | None = typer.Option(
+        None,
+        "--bag",
+        metavar="<path>",
+        help="rosbag2 folder or .mcap/.db3 file (every frame; --realtime: recorded speed).",
     ),
     topic: str | None = typer.Option(
         None, "--topic", help="Image topic of --bag (default: the bag's only image topic)."
@@ -117,28 +142,47 @@ def run_command(
     from edgeseg.artifacts import read_card
     from edgeseg.atomic import write_json
     from edgeseg.cli.options import parse_hw
+    from edgeseg.cli.run_streams import check_outputs, masks_folder, print_streams, source_streams
     from edgeseg.console import print_json, warn
     from edgeseg.errors import EdgesegError, ExitCode
     from edgeseg.runtime.backends import BackendOptions
     from edgeseg.runtime.draw import Renderer
-    from edgeseg.runtime.launch import open_pipeline
+    from edgeseg.runtime.launch import open_multistream, open_pipeline
+    from edgeseg.runtime.multistream import open_sources, stream_path
     from edgeseg.runtime.pipeline import Reconnect
-    from edgeseg.runtime.sinks import JsonlSink, MaskSink, Sink, VideoSink, plan_view
+    from edgeseg.runtime.sinks import JsonlSink, MaskSink, Sink, VideoSink, WindowSink, plan_view
     from edgeseg.runtime.sources import LabelLookup, open_source
 
     if frames is not None and frames < 1:
         raise EdgesegError("--frames must be at least 1")
     if reconnect_timeout <= 0:
         raise EdgesegError("--reconnect-timeout must be positive")
-    sources = [camera, video, images, url, gst, bag]
-    if not synthetic and all(s is None for s in sources):
-        synthetic = True  # the default: a stream with ground truth
-    if synthetic and frames is None:
-        frames = DEFAULT_SYNTHETIC_FRAMES
+    streams = source_streams(  # the default: one synthetic stream, with ground truth
+        synthetic,
+        frames or DEFAULT_SYNTHETIC_FRAMES,
+        camera=camera,
+        video=video,
+        images=images,
+        url=url,
+        gst=gst,
+        bag=bag,
+        bag_topics={"topic": topic, "labels_topic": labels_topic},
+    )
+    synthetic = sum("synthetic" in s for s in streams)
     if labels is not None and labels_topic is not None:
         raise EdgesegError("ground truth comes from --labels or --labels-topic, not both")
     if synthetic and labels is not None:
         raise EdgesegError("--synthetic brings its own ground truth; --labels is for video/images")
+    check_outputs(
+        len(streams),
+        tile=tile,
+        show=show,
+        serve=serve,
+        save=save,
+        log=log,
+        save_bag=save_bag,
+        workers=workers,
+    )
 
     root = workspace.workdir(workdir)
     artifact = workspace.find_artifact(model, root, backend=backend)
@@ -146,58 +190,87 @@ def run_command(
     size = parse_hw(synthetic_size) if synthetic_size else _synthetic_size(card)
     if synthetic:
         _check_synthetic_classes(card.classes)
-    source = open_source(
-        camera=camera,
-        video=video,
-        images=images,
-        url=url,
-        gst=gst,
-        synthetic=frames if synthetic else None,
-        bag=bag,
-        topic=topic,
-        labels_topic=labels_topic,
-        loop=loop,
-        synthetic_size=size,
-    )
-    lookup = LabelLookup(labels, card.palette) if labels is not None else None
+    lookups: list[LabelLookup] = []
+
+    def lookup(name: str | None = None) -> LabelLookup | None:
+        if labels is None:
+            return None
+        lookups.append(LabelLookup(labels, card.palette))
+        return lookups[-1]
+
     renderer = Renderer(card.palette, card.classes, mode=mode, alpha=alpha, legend=legend)
     # --show / --serve: a window, or the live view over HTTP (opened in a browser when --show meets an
     # OpenCV without GUI); the URL goes to stderr, stdout stays the report
     view = plan_view(show=show, serve=serve)
-    sinks: list[Sink] = view.sinks(renderer, title=f"edgeseg: {artifact.name}", say=_say)
-    if save is not None:
-        sinks.append(VideoSink(save, fps=None))
-    if save_masks is not None:
-        sinks.append(MaskSink(save_masks))
-    if log is not None:
-        sinks.append(JsonlSink(log, card.classes))
-    if save_bag is not None:
-        from edgeseg.runtime.bag import BagSink
+    title = f"edgeseg: {artifact.name}"
 
-        sinks.append(BagSink(save_bag, card.classes, storage=bag_storage, overlay=save_bag_overlay))
-    pipe = open_pipeline(
-        artifact,
-        source,
-        sinks,
-        workers=workers,
-        options=BackendOptions(
+    def outputs(name: str | None = None) -> list[Sink]:
+        """The sinks of the one stream (name None), or of the stream `name` of several (the live view
+        and, with --tile, the window and video show all streams in one: see `tiles` below)."""
+        if name is None:
+            sinks: list[Sink] = view.sinks(renderer, title=title, say=_say)
+        else:
+            sinks = [WindowSink(f"{title} [{name}]")] if view.window and not tile else []
+        if save is not None and (name is None or not tile):
+            sinks.append(VideoSink(save if name is None else stream_path(save, name), fps=None))
+        if save_masks is not None:
+            sinks.append(MaskSink(save_masks if name is None else masks_folder(save_masks, name)))
+        if log is not None:
+            sinks.append(JsonlSink(log if name is None else stream_path(log, name), card.classes))
+        if save_bag is not None:
+            from edgeseg.runtime.bag import BagSink
+
+            path = save_bag if name is None else stream_path(save_bag, name)
+            sinks.append(BagSink(path, card.classes, storage=bag_storage, overlay=save_bag_overlay))
+        return sinks
+
+    common: dict[str, Any] = {
+        "options": BackendOptions(
             providers=providers, threads=threads, device=device, card=card, allow_other_gpu=allow_other_gpu
         ),
-        own_process=True,  # no OpenCV pool beside a CPU backend
-        labels=lookup,
-        max_frames=frames,
-        reconnect=Reconnect(enabled=reconnect, timeout=reconnect_timeout),
-        renderer=renderer if any(s.needs_render for s in sinks) else None,
-        realtime=realtime,
-    )
+        "own_process": True,  # no OpenCV pool beside a CPU backend
+        "max_frames": frames,
+        "reconnect": Reconnect(enabled=reconnect, timeout=reconnect_timeout),
+        "realtime": realtime,
+    }
+    pipe: Any
+    if len(streams) == 1:
+        source = open_source(**streams[0], loop=loop, synthetic_size=size)
+        one_lookup = lookup()
+        sinks = outputs()
+        pipe = open_pipeline(
+            artifact,
+            source,
+            sinks,
+            workers=workers,
+            labels=one_lookup,
+            renderer=renderer if any(s.needs_render for s in sinks) else None,
+            **common,
+        )
+    else:  # several streams: one model, batched inference
+        sources = open_sources(streams, loop=loop, synthetic_size=size)
+        tiles: list[
+            Sink
+        ] = []  # every stream side by side: the live view always, window and video with --tile
+        if tile and view.window:
+            tiles.append(WindowSink(title))
+        if view.serve is not None:
+            tiles += dataclasses.replace(view, window=False).sinks(renderer, title=title, say=_say)
+        if tile and save is not None:
+            tiles.append(VideoSink(save, fps=None))
+        pipe = open_multistream(
+            artifact, sources, outputs, labels=lookup, tile=tiles or None, renderer=renderer, **common
+        )
     stats = _run_with_status(pipe, frames, quiet=json_out)
     result = pipe.report()
     result["artifact"] = str(artifact)
-    if lookup is not None:
-        result["labels"] = {"folder": str(labels), "matched": lookup.matched}
-        if lookup.matched == 0 and stats.processed:
+    if lookups:
+        matched = sum(lk.matched for lk in lookups)
+        result["labels"] = {"folder": str(labels), "matched": matched}
+        if matched == 0 and stats.processed:
             warn(f"no frame name matched a label file in {labels}; no mIoU (see --labels help)")
-    if labels_topic is not None and stats.processed and not result["source"].get("labelled"):
+    described = [s["source"] for s in result.get("streams", [])] or [result["source"]]
+    if labels_topic is not None and stats.processed and not any(d.get("labelled") for d in described):
         warn(f"no frame's header stamp matched a message on {labels_topic}; no mIoU")
     if report is not None:
         write_json(report, result)
@@ -205,6 +278,8 @@ def run_command(
         print_json(result)
     else:
         print_report(result, card.classes)
+        if len(streams) > 1:
+            print_streams(result)
         if report is not None:
             from edgeseg.console import console
 
@@ -253,7 +328,8 @@ def _run_with_status(pipe: Any, frames: int | None, *, quiet: bool) -> Any:
         task = progress.add_task("starting", total=frames)
 
         def status(stats: Any) -> None:
-            total = frames or pipe.source.length
+            lengths = [frames or lane.source.length for lane in getattr(pipe, "lanes", [pipe])]
+            total = sum(lengths) if all(lengths) else None
             progress.update(task, completed=stats.processed, total=total, description=stats.status_line())
 
         return pipe.run(status)

@@ -10,7 +10,8 @@ A backend is driven by one thread at a time. The streaming pipeline calls, on ea
 
 `run(batch)` is the plain synchronous call (`submit` + `result` for one batch). A second worker gets
 its own backend from `spawn()`; backends that can share their weights (one TensorRT engine, several
-execution contexts) override it.
+execution contexts) override it. `batch_limits` says how many frames one call may carry (several
+streams through one model batch their ready frames, runtime/multistream.py).
 """
 
 from __future__ import annotations
@@ -83,6 +84,12 @@ class Backend(abc.ABC):
         if len(self._outputs) >= self.max_in_flight:
             raise EdgesegError(f"{self.max_in_flight} batch(es) already in flight; call result() first")
         self._outputs.append(self.run(batch))
+
+    @property
+    def batch_limits(self) -> tuple[int, int | None]:
+        """Smallest and largest batch `run` accepts (None: no upper bound). A backend that does not
+        know says (1, 1): frames then go one at a time, which every model accepts."""
+        return (1, 1)
 
     def result(self) -> np.ndarray:
         """The output of the oldest submitted batch."""

@@ -86,6 +86,12 @@ class OnnxRuntimeBackend(Backend):
         return self.session.run([self.output_name], {self.input_name: batch})[0]
 
     @property
+    def batch_limits(self) -> tuple[int, int | None]:
+        """A named (dynamic) batch axis takes any batch; a fixed one exactly its size."""
+        first = self.input_shape[0] if self.input_shape else 1
+        return (first, first) if isinstance(first, int) and first > 0 else (1, None)
+
+    @property
     def computes_on_cpu(self) -> bool:
         return self.session.get_providers()[0] == "CPUExecutionProvider"
 

@@ -356,6 +356,12 @@ class TensorRTBackend(Backend):
         while self._pending:
             yield self.result()
 
+    @property
+    def batch_limits(self) -> tuple[int, int | None]:
+        """The optimisation profile's batch range (a static engine: its one batch size)."""
+        lo, _, hi = self.profile
+        return (lo[0], hi[0])
+
     # ------------------------------------------------------------------ threads
     def activate(self) -> None:
         """Called by the streaming pipeline on its inference thread: bind the CUDA context there."""

@@ -106,6 +106,10 @@ class TorchBackend(Backend):
         self.model = None
 
     @property
+    def batch_limits(self) -> tuple[int, int | None]:
+        return (1, None)  # an eager module takes any batch
+
+    @property
     def computes_on_cpu(self) -> bool:
         return str(self.device) == "cpu"
 

@@ -1,0 +1,130 @@
+"""`edgeseg run` with several sources: which streams the options ask for, the checks on per-stream
+outputs, and the per-stream table. The run itself is `edgeseg.runtime.multistream` (one model,
+batched inference); one source keeps the single-stream pipeline and its output exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgeseg.errors import EdgesegError
+
+STREAM_OPTIONS = ("camera", "video", "images", "url", "gst", "bag")  # repeatable, in this order
+
+
+def source_streams(
+    synthetic: int,
+    synthetic_frames: int,
+    *,
+    bag_topics: dict[str, str | None] | None = None,
+    **repeated: list[Any] | None,
+) -> list[dict[str, Any]]:
+    """One `open_source` keyword set per stream, from the repeatable source options (cameras first,
+    then videos, images, urls, gst, bags, synthetic); none at all means one synthetic stream (the
+    default). `bag_topics` (--topic, --labels-topic) go to every bag."""
+    topics = {k: v for k, v in (bag_topics or {}).items() if v is not None}
+    if topics and not repeated.get("bag"):
+        raise EdgesegError("--topic and --labels-topic select topics of a --bag")
+    streams = [
+        {kind: value, **(topics if kind == "bag" else {})}
+        for kind in STREAM_OPTIONS
+        for value in repeated.get(kind) or []
+    ]
+    streams += [{"synthetic": synthetic_frames} for _ in range(synthetic)]
+    return streams or [{"synthetic": synthetic_frames}]
+
+
+def check_outputs(
+    streams: int,
+    *,
+    tile: bool,
+    show: bool,
+    serve: str | None,
+    save: Path | None,
+    log: Path | None,
+    save_bag: Path | None,
+    workers: int | None,
+) -> None:
+    """One clear line for output options that cannot work with this many streams."""
+    from edgeseg.runtime.multistream import STREAM_FIELD
+
+    if streams == 1:
+        if tile:
+            raise EdgesegError("--tile puts several streams side by side; give two or more sources")
+        return
+    if workers not in (None, 1):
+        raise EdgesegError(
+            f"{streams} streams share one batched inference worker; --workers is for a single source"
+        )
+    if tile and not (show or save or serve):
+        raise EdgesegError("--tile arranges what --show and --save draw; add one of them")
+    if save is not None and not tile and STREAM_FIELD not in str(save):
+        raise EdgesegError(
+            f"--save with {streams} streams needs {STREAM_FIELD} in the file name (one video per stream, "
+            f"e.g. out_{STREAM_FIELD}.mp4) or --tile (one video, the streams side by side)"
+        )
+    for option, path, example in [("--log", log, "frames_"), ("--save-bag", save_bag, "out_")]:
+        if path is not None and STREAM_FIELD not in str(path):
+            raise EdgesegError(
+                f"{option} with {streams} streams needs {STREAM_FIELD} in the name "
+                f"(one per stream, e.g. {example}{STREAM_FIELD}{Path(path).suffix})"
+            )
+
+
+def masks_folder(folder: Path, name: str) -> Path:
+    """--save-masks for one of several streams: {stream} filled in, else a sub-folder per stream."""
+    from edgeseg.runtime.multistream import STREAM_FIELD, stream_path
+
+    return stream_path(folder, name) if STREAM_FIELD in str(folder) else folder / name
+
+
+def print_streams(report: dict[str, Any]) -> None:
+    """Per-stream frames, drops, FPS, latency and mIoU under the total, and how frames were batched."""
+    from edgeseg.console import console, table
+
+    rows = []
+    for s in report["streams"]:
+        f, e2e = s["frames"], s["latency_ms"]["capture_to_result"]
+        miou = (s.get("metrics") or {}).get("miou")
+        rows.append(
+            [
+                s["stream"],
+                s["source"]["kind"],
+                f["captured"],
+                f["processed"],
+                f["dropped"],
+                s["fps"],
+                e2e["p50"],
+                e2e["p95"],
+                e2e["p99"],
+                len(s["gaps"]),
+                miou,
+            ]
+        )
+    f, e2e = report["frames"], report["latency_ms"]["capture_to_result"]
+    total_miou = (report.get("metrics") or {}).get("miou")
+    rows.append(
+        [
+            "total",
+            "",
+            f["captured"],
+            f["processed"],
+            f["dropped"],
+            report["fps"],
+            e2e["p50"],
+            e2e["p95"],
+            e2e["p99"],
+            sum(len(s["gaps"]) for s in report["streams"]),
+            total_miou,
+        ]
+    )
+    headers = ["stream", "source", "captured", "processed", "dropped", "FPS", "p50 ms", "p95 ms", "p99 ms"]
+    console.print(table("streams", [*headers, "gaps", "mIoU"], rows))
+    b = report["batching"]
+    sizes = ", ".join(f"{n} x {k}" for k, n in b["sizes"].items()) or "none"
+    mean = f"{b['mean_batch']:.2f}" if b["mean_batch"] is not None else "-"
+    console.print(
+        f"[dim]batched inference: {b['batches']} batches ({sizes} frames), mean {mean} frames, "
+        f"up to {b['max_batch']}; each stream's FPS and latency count from when every stream was open[/]"
+    )

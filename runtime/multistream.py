@@ -1,0 +1,655 @@
+"""Several streams through one model: `edgeseg run --camera 0 --camera 1`, `open_multistream(...)`.
+
+    with open_multistream("model.onnx", [open_source(camera=0), open_source(camera=1)]) as multi:
+        for r in multi.stream():                 # results of every stream, each stream in capture order
+            use(r.stream, r.labels)              # "camera0" / "camera1", H x W class ids
+
+Each stream is a `Lane`: a Pipeline with its own capture, preprocess, postprocess and output threads,
+so latest-frame dropping, reconnects, ground truth, sinks and per-stream stats are exactly those of a
+single stream, but without inference threads. One `Batcher` thread drives the one backend instead:
+it takes the frame each stream has ready (never waiting for the others, so a slow stream never holds
+back a fast one), stacks them into one batch (batch = streams with a frame ready, up to the model's
+limit), runs it and hands each result back to its own stream. A stream whose outputs fall behind is
+skipped until they catch up, so a slow sink slows (or, live, drops frames of) only its own stream.
+
+A model whose batch axis is fixed at 1 still runs every stream: the ready frames go one at a time
+(`plan_batches` says so once, with how to export a batched model).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg.console import warn
+from edgeseg.errors import EdgesegError
+from edgeseg.metrics import ConfusionMatrix
+from edgeseg.runtime.backends import Backend
+from edgeseg.runtime.draw import Renderer
+from edgeseg.runtime.pipeline import _EMPTY, _END, JOIN_TIMEOUT, POLL, Channel, FrameResult, Pipeline
+from edgeseg.runtime.segmenter import Segmenter
+from edgeseg.runtime.sinks import Sink
+from edgeseg.runtime.sources import LabelLookup, Source, open_source
+from edgeseg.runtime.stats import RunStats
+from edgeseg.runtime.tiles import Tiler
+
+STREAM_FIELD = "{stream}"  # replaced by each stream's name in per-stream output paths
+
+PerStream = Callable[[str], Any] | Mapping[str, Any] | None  # a value per stream name
+
+
+# ------------------------------------------------------------------------------------------ naming
+def stream_names(sources: Sequence[Source]) -> list[str]:
+    """A short, file-name-safe, unique name per source: camera0, drive (a video's stem), images,
+    url-10.0.0.2, gst, synthetic; repeated names are numbered in order (synthetic-0, synthetic-1)."""
+    bases = [_base_name(s) for s in sources]
+    counts = Counter(bases)
+    seen: Counter[str] = Counter()
+    names = []
+    for base in bases:
+        if counts[base] > 1:
+            names.append(f"{base}-{seen[base]}")
+            seen[base] += 1
+        else:
+            names.append(base)
+    return names
+
+
+def _base_name(source: Source) -> str:
+    info = source.describe()
+    if "device" in info:
+        raw = f"camera{info['device']}"
+    elif "path" in info:
+        raw = Path(info["path"]).stem
+    elif "spec" in info:
+        raw = Path(str(info["spec"]).split("*")[0] or "images").name or "images"
+    elif "url" in info:
+        raw = "url-" + re.sub(r"^[a-z0-9+.-]+://", "", str(info["url"]), flags=re.I).split("/")[0]
+    else:
+        raw = source.kind
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", raw).strip("._") or source.kind
+
+
+def stream_path(template: str | Path, name: str) -> Path:
+    """`template` with `{stream}` replaced by the stream's name (out_{stream}.mp4 -> out_camera0.mp4)."""
+    return Path(str(template).replace(STREAM_FIELD, name))
+
+
+def open_sources(streams: Sequence[Mapping[str, Any] | Source], **common: Any) -> list[Source]:
+    """Sources for several streams: each entry a Source or `open_source` keywords ({"camera": 0});
+    `common` goes to every `open_source` call (loop, synthetic_size, ...). Synthetic streams after the
+    first get their own held-out seeds, so two synthetic cameras do not show the same street."""
+    from edgeseg.data import synth  # torch-free; only its seed constants are used here
+
+    sources: list[Source] = []
+    synthetic = 0
+    for spec in streams:
+        if isinstance(spec, Source):
+            sources.append(spec)
+            continue
+        kwargs = {**common, **spec}
+        if kwargs.get("synthetic") is not None:
+            if synthetic and kwargs.get("seed") is None:
+                kwargs["seed"] = synth.HELDOUT_SEED + synthetic
+            synthetic += 1
+        sources.append(open_source(**kwargs))
+    return sources
+
+
+# ------------------------------------------------------------------------------------------ batching
+@dataclass(frozen=True)
+class BatchPlan:
+    """How many ready frames one inference call carries, and what the user should know about it."""
+
+    max_batch: int
+    model_limits: tuple[int, int | None]
+    note: str | None = None  # said once: the model cannot batch every stream
+
+
+def plan_batches(backend: Backend, streams: int, requested: int | None = None) -> BatchPlan:
+    """Batches of up to `streams` frames (or `requested`), within what `backend` accepts."""
+    if requested is not None and requested < 1:
+        raise EdgesegError(f"max_batch must be at least 1, got {requested}")
+    lo, hi = backend.batch_limits
+    want = streams if requested is None else min(requested, streams)
+    if lo > 1:
+        raise EdgesegError(
+            f"{backend.path.name} only runs batches of {lo}{'' if hi == lo else f' to {hi}'} frames, so fewer "
+            f"ready streams cannot run; {_batched_export_hint(backend, streams)}"
+        )
+    top = want if hi is None else min(want, hi)
+    note = None
+    if top < want:
+        what = "has a fixed batch of 1" if hi == 1 else f"takes batches of at most {hi}"
+        how = "one frame at a time" if hi == 1 else f"in batches of at most {hi}"
+        note = (
+            f"{backend.path.name} {what}: {streams} streams run {how}; for batched inference "
+            f"{_batched_export_hint(backend, want)}"
+        )
+    return BatchPlan(top, (lo, hi), note)
+
+
+def _batched_export_hint(backend: Backend, streams: int) -> str:
+    card = backend.card
+    h, w = card.input_size
+    if backend.name == "tensorrt":
+        return (
+            f"build the engine from a `edgeseg export {card.model} --dynamic` ONNX with --min-shape 1x3x{h}x{w} "
+            f"--opt-shape {streams}x3x{h}x{w} --max-shape {streams}x3x{h}x{w}"
+        )
+    return f"export with a dynamic batch axis: edgeseg export {card.model} --dynamic"
+
+
+class Batcher:
+    """The one inference thread of a MultiStream: the only thread that touches the backend.
+
+    Like a Pipeline worker it keeps up to `backend.max_in_flight` batches submitted and never holds a
+    finished batch back waiting for new frames. It takes at most one frame per stream into a batch,
+    and only from a stream whose postprocessing has room for the result, so handing results back
+    never blocks."""
+
+    def __init__(
+        self, backend: Backend, lanes: Sequence[Lane], max_batch: int, wake: threading.Event
+    ) -> None:
+        self.backend, self.lanes, self.max_batch, self.wake = backend, list(lanes), max_batch, wake
+        self.sizes: Counter[int] = Counter()  # batch size -> batches run
+        self.error: BaseException | None = None
+        self._ready: list[tuple[int, FrameResult]] = []  # (lane, frame) taken, not yet submitted
+        self._held: Counter[int] = Counter()  # per lane: frames taken and not yet handed back
+        self._ended: set[int] = set()  # lanes whose frames have all been taken
+        self._turn = 0
+
+    def run(self) -> None:
+        backend = self.backend
+        backend.activate()
+        try:
+            in_flight: deque[list[tuple[int, FrameResult]]] = deque()
+            while True:
+                if len(in_flight) >= backend.max_in_flight:
+                    self._collect(in_flight.popleft())
+                    continue
+                self.wake.clear()  # before looking: a frame arriving after the look sets it again
+                self._refill()
+                if self._ready:
+                    in_flight.append(self._submit())
+                elif in_flight:  # nothing new to stage: hand on the oldest batch
+                    self._collect(in_flight.popleft())
+                elif len(self._ended) == len(self.lanes):
+                    break
+                else:
+                    self.wake.wait(POLL)
+        finally:
+            backend.deactivate()
+
+    def _refill(self) -> None:
+        """Take the frame each stream has ready, starting with a different stream each time."""
+        waiting = {i for i, _ in self._ready}
+        n = len(self.lanes)
+        for k in range(n):
+            i = (self._turn + k) % n
+            lane = self.lanes[i]
+            if i in self._ended or i in waiting:
+                continue
+            if len(lane.results) + self._held[i] >= lane.results.capacity:
+                continue  # its postprocessing is behind: its frames wait (or, live, get replaced) upstream
+            item = lane.take()
+            if item is _EMPTY:
+                continue
+            if item is _END:
+                self._ended.add(i)
+                if not self._held[i]:
+                    lane.results.put(_END)
+                continue
+            item.stream = lane.name
+            self._held[i] += 1
+            self._ready.append((i, item))
+        self._turn = (self._turn + 1) % n
+
+    def _submit(self) -> list[tuple[int, FrameResult]]:
+        """One batch from the ready frames: the oldest one's input shape, up to `max_batch` frames."""
+        shape = self._ready[0][1].batch.shape  # type: ignore[union-attr]
+        chosen = [p for p in self._ready if p[1].batch.shape == shape][: self.max_batch]  # type: ignore[union-attr]
+        taken = {i for i, _ in chosen}
+        self._ready = [p for p in self._ready if p[0] not in taken]
+        arrays = [item.batch for _, item in chosen]
+        batch = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)  # type: ignore[arg-type]
+        start = time.perf_counter()
+        for _, item in chosen:
+            item.batch = None
+            item.timings["inference"] = start  # made a duration by _collect
+        self.backend.submit(batch)
+        self.sizes[len(chosen)] += 1
+        return chosen
+
+    def _collect(self, chosen: list[tuple[int, FrameResult]]) -> None:
+        out = self.backend.result()
+        done = time.perf_counter()
+        for k, (i, item) in enumerate(chosen):
+            lane = self.lanes[i]
+            item.raw = out[k : k + 1]
+            item.timings["inference"] = (done - item.timings["inference"]) * 1000.0
+            self._held[i] -= 1
+            if not lane.results.put(item):  # that stream is stopping: its frame goes with it
+                self._ended.add(i)
+            elif i in self._ended and not self._held[i]:
+                lane.results.put(_END)
+
+
+# ------------------------------------------------------------------------------------------ lanes
+@dataclass
+class LaneStats(RunStats):
+    """One stream's stats; every result, histogram and thread's CPU time also counts in `total`."""
+
+    total: RunStats | None = field(default=None, repr=False)
+
+    def record(self, timings: dict[str, float], latency_ms: float, done: float) -> None:
+        super().record(timings, latency_ms, done)
+        if self.total is not None:
+            self.total.record(timings, latency_ms, done)
+
+    def add_thread_cpu(self, stage: str, seconds: float) -> None:
+        super().add_thread_cpu(stage, seconds)
+        if self.total is not None:
+            self.total.add_thread_cpu(stage, seconds)
+
+    def add_histogram(self, hist: np.ndarray) -> None:
+        super().add_histogram(hist)
+        if self.total is not None:
+            self.total.add_histogram(hist)
+
+    def cpu(self) -> dict[str, Any] | None:
+        return None  # process CPU time cannot be split between streams; the total reports it
+
+
+class Lane(Pipeline):
+    """One stream of a MultiStream: the Pipeline's stages without inference (the Batcher's job)."""
+
+    def __init__(
+        self,
+        name: str,
+        segmenter: Segmenter,
+        source: Source,
+        sinks: Sequence[Sink],
+        *,
+        total: RunStats,
+        wake: threading.Event,
+        on_stop: Callable[[], None],
+        **pipeline_options: Any,
+    ) -> None:
+        super().__init__(segmenter, source, sinks, workers=1, **pipeline_options)
+        self.name = name
+        self.stats = LaneStats(classes=list(segmenter.card.classes), live=self.live, total=total)
+        self._on_stop = on_stop
+        self.results = self._c_post  # where the Batcher hands results back (postprocess reads it)
+        # room for a result per batch in flight beside the one waiting, so handing back never blocks
+        self.results.capacity += segmenter.backend.max_in_flight
+        self._c_infer.wake = self.results.wake = wake
+
+    def _stages(self) -> list[tuple[str, Callable[[], None]]]:
+        return [(name, target) for name, target in super()._stages() if not name.startswith("inference")]
+
+    def stop(self) -> None:
+        """A stream that stops (a stage failed, the run is stopping) stops the whole run."""
+        super().stop()
+        self._on_stop()
+
+    def take(self) -> Any:
+        """The next frame ready for inference, `_EMPTY` if none is, or `_END` once the stream ended."""
+        return self._take(block=False)
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped()
+
+    @property
+    def done(self) -> threading.Event:
+        return self._done
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+
+class _Forward(Sink):
+    """Hands a stream's results to the MultiStream's consumer; the last stream to close ends it."""
+
+    records = True  # after the timings are final, like a Pipeline's own consumer
+
+    def __init__(self, channel: Channel, closing: Callable[[], None]) -> None:
+        self.channel, self.closing, self.closed = channel, closing, False
+
+    def write(self, result: FrameResult) -> None:
+        self.channel.put(result)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.closing()
+
+
+def _for_stream(value: PerStream, name: str) -> Any:
+    if value is None:
+        return None
+    return value(name) if callable(value) else value.get(name)
+
+
+def _check_per_stream(value: Any, what: str) -> None:
+    if value is not None and not callable(value) and not isinstance(value, Mapping):
+        raise EdgesegError(
+            f"{what} for several streams: a function of the stream's name or a {{name: ...}} mapping, "
+            f"got {type(value).__name__}"
+        )
+
+
+# ------------------------------------------------------------------------------------------ the run
+class MultiStream:
+    """Several sources through one model with batched inference; per-stream and total stats.
+
+    `sources`: a list (named by `stream_names`) or a {name: Source} mapping. `sinks` and `labels`:
+    a function of the stream's name or a {name: value} mapping (per-stream outputs; LabelLookup).
+    `tile`: a sink (VideoSink, WindowSink) or several that get every stream's newest annotated frame
+    side by side. `max_batch`: at most this many frames per inference (default: the number of streams, within
+    the model's limits). Other options as for Pipeline, applied to every stream.
+    """
+
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        sources: Sequence[Source] | Mapping[str, Source],
+        sinks: PerStream = None,
+        *,
+        tile: Sink | Sequence[Sink] | None = None,
+        labels: PerStream = None,
+        max_batch: int | None = None,
+        renderer: Renderer | None = None,
+        owns_segmenter: bool = False,
+        **pipeline_options: Any,
+    ) -> None:
+        if isinstance(sources, Mapping):
+            names, items = [str(k) for k in sources], list(sources.values())
+        else:
+            names, items = stream_names(sources), list(sources)
+        if not items:
+            raise EdgesegError("a MultiStream needs at least one source")
+        if len(set(names)) != len(names):
+            raise EdgesegError(f"stream names must differ, got {names}")
+        pipeline_options.pop("workers", None)
+        _check_per_stream(sinks, "sinks")
+        _check_per_stream(labels, "labels")
+        self.segmenter = segmenter
+        self.owns_segmenter = owns_segmenter
+        backend = segmenter.backend
+        self.plan = plan_batches(backend, len(items), max_batch)
+        card = segmenter.card
+        self.stats = RunStats(classes=list(card.classes))
+        self.tiler = Tiler(tile, names) if tile is not None else None
+        self.wake = threading.Event()
+        renderer = renderer or Renderer(card.palette, card.classes)  # stateless: shared by the streams
+        self.lanes: list[Lane] = []
+        for i, (name, source) in enumerate(zip(names, items)):
+            lane_labels = _for_stream(labels, name)
+            lane_sinks = list(_for_stream(sinks, name) or [])
+            if self.tiler is not None:
+                lane_sinks.append(self.tiler.cell(i))
+            needs_render = any(s.needs_render for s in lane_sinks)
+            self.lanes.append(
+                Lane(
+                    name,
+                    segmenter,
+                    source,
+                    lane_sinks,
+                    total=self.stats,
+                    wake=self.wake,
+                    on_stop=self.stop,
+                    labels=lane_labels,
+                    renderer=renderer if needs_render else None,
+                    **pipeline_options,
+                )
+            )
+        self.stats.live = all(lane.live for lane in self.lanes)
+        self.batcher = Batcher(backend, self.lanes, self.plan.max_batch, self.wake)
+        self._thread: threading.Thread | None = None
+        self._consumer: Channel | None = None
+        self._open_streams = len(self.lanes)
+        self._lock = threading.Lock()
+        self._started = self._finished = self._stopping = False
+        self._error: BaseException | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return [lane.name for lane in self.lanes]
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def start(self, *, consumer: bool = False) -> None:
+        """Open every source and sink (errors surface here) and start the streams and the batcher."""
+        if self._started:
+            raise EdgesegError("a MultiStream runs once; create a new one for another run")
+        self._started = True
+        if consumer:
+            self._consumer = Channel(2 * len(self.lanes))
+            for lane in self.lanes:
+                lane.sinks.append(_Forward(self._consumer, self._stream_closed))
+        started: list[Lane] = []
+        try:
+            for lane in self.lanes:
+                lane.start()
+                started.append(lane)
+        except BaseException:
+            self._stopping = True  # the lanes that did start are stopped here, not through on_stop
+            for lane in started:
+                lane.stop()
+                with contextlib.suppress(Exception):  # the open error is what the caller sees
+                    lane.finish()
+            self._release()
+            raise
+        if self.plan.note:
+            warn(self.plan.note)
+        now, cpu = time.perf_counter(), time.process_time()
+        for stats in [self.stats, *(lane.stats for lane in self.lanes)]:
+            stats.started, stats.cpu_started = now, cpu  # every stream's clock starts once all are open
+        self._thread = threading.Thread(target=self._infer, name="edgeseg-batcher", daemon=True)
+        self._thread.start()
+
+    def _infer(self) -> None:
+        try:
+            self.batcher.run()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread by finish()
+            if not self._stopping:
+                self.batcher.error = exc
+            self.stop()
+        finally:
+            self.stats.add_thread_cpu("inference", time.thread_time())
+
+    def _stream_closed(self) -> None:
+        with self._lock:
+            self._open_streams -= 1
+            last = self._open_streams == 0
+        if last and self._consumer is not None:
+            self._consumer.put(_END)
+
+    def stop(self) -> None:
+        """Stop every stream now (in-flight frames are discarded)."""
+        with self._lock:
+            if self._stopping:
+                return
+            self._stopping = True
+        for lane in self.lanes:
+            lane.stop()
+        if self._consumer is not None:
+            self._consumer.close()
+
+    def finish(self) -> RunStats:
+        """Join the batcher and every stream, finalise all outputs, raise the first error if any."""
+        if not self._finished:
+            self._finished = True
+            errors: list[BaseException] = []
+            if self._thread is not None:
+                self._thread.join(JOIN_TIMEOUT * 2)
+            if self.batcher.error is not None:
+                errors.append(self.batcher.error)
+            for lane in self.lanes:
+                try:
+                    lane.finish()
+                except BaseException as exc:  # noqa: BLE001 - finish every stream, raise the first
+                    errors.append(exc)
+            self._refresh()
+            if self._thread is None or not self._thread.is_alive():
+                try:
+                    self._release()
+                except BaseException as exc:  # noqa: BLE001
+                    errors.append(exc)
+            self._error = errors[0] if errors else None
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+        return self.stats
+
+    def _release(self) -> None:
+        try:
+            if self.tiler is not None:
+                self.tiler.close()
+        finally:
+            if self.owns_segmenter:
+                with contextlib.suppress(Exception):  # releasing must not hide the run's result
+                    self.segmenter.close()
+
+    def _all_done(self, timeout: float = 0.0) -> bool:
+        deadline = time.perf_counter() + timeout
+        return all(lane.done.wait(max(0.0, deadline - time.perf_counter())) for lane in self.lanes)
+
+    def _pumps(self) -> list[Callable[[], None]]:
+        sinks = [s for lane in self.lanes for s in lane.sinks if s.pumps]
+        pumps = [s.pump for s in sinks]
+        if self.tiler is not None and self.tiler.pumps:
+            pumps.append(self.tiler.pump)
+        return pumps
+
+    def _quit_requested(self) -> bool:
+        tiler = self.tiler is not None and self.tiler.quit_requested
+        return tiler or any(s.quit_requested for lane in self.lanes for s in lane.sinks)
+
+    def run(self, status: Callable[[RunStats], None] | None = None, interval: float = 0.25) -> RunStats:
+        """Run until every source ends (or Ctrl-C / SIGTERM); return the total stats. Outputs are
+        finalised."""
+        pumps = self._pumps()
+        tick = 0.01 if pumps else interval
+        try:
+            self.start()
+            last = 0.0
+            while not self._all_done(tick):
+                for pump in pumps:
+                    pump()
+                now = time.perf_counter()
+                if status is not None and now - last >= interval:
+                    status(self._refresh())
+                    last = now
+                if self._quit_requested():
+                    self.stats.interrupted = True
+                    break
+            if status is not None:
+                status(self._refresh())
+        except KeyboardInterrupt:
+            self.stats.interrupted = True
+        finally:
+            self.stop()
+            self.finish()
+        return self.stats
+
+    def stream(self) -> Iterator[FrameResult]:
+        """Yield every stream's results as they are produced (`result.stream` names the stream; each
+        stream's results come in its capture order)."""
+        self.start(consumer=True)
+        assert self._consumer is not None
+        pumps = self._pumps()
+        try:
+            while (item := self._consumer.get()) is not _END:
+                for pump in pumps:
+                    pump()
+                if self._quit_requested():
+                    self.stats.interrupted = True
+                    break
+                yield item
+        except GeneratorExit:
+            self.stats.interrupted = not self._all_done()
+            raise
+        finally:
+            self.stop()
+            self.finish()
+
+    def __enter__(self) -> MultiStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        if self._started:
+            self.finish()
+
+    # --- reporting ---------------------------------------------------------------------------------
+    def _refresh(self) -> RunStats:
+        """Totals the streams keep themselves: frames captured and dropped, unlabelled, ground truth."""
+        total = self.stats
+        total.captured = sum(lane.stats.captured for lane in self.lanes)
+        total.dropped = sum(lane.dropped for lane in self.lanes)
+        total.unlabeled = sum(lane.stats.unlabeled for lane in self.lanes)
+        summed: ConfusionMatrix | None = None
+        for lane in self.lanes:
+            with lane.stats._lock:
+                if lane.stats.confusion is not None:
+                    summed = summed or ConfusionMatrix(len(total.classes))
+                    summed.matrix += lane.stats.confusion.matrix
+        with total._lock:
+            total.confusion = summed
+        return total
+
+    def batching(self) -> dict[str, Any]:
+        """How the frames were batched: sizes run, their mean, the limit and why."""
+        sizes = dict(sorted(self.batcher.sizes.items()))
+        batches = sum(sizes.values())
+        frames = sum(k * v for k, v in sizes.items())
+        return {
+            "max_batch": self.plan.max_batch,
+            "model_batch": list(self.plan.model_limits),
+            "batches": batches,
+            "mean_batch": frames / batches if batches else None,
+            "sizes": {str(k): v for k, v in sizes.items()},
+            "note": self.plan.note,
+        }
+
+    def report(self) -> dict[str, Any]:
+        """The total (frames, FPS, latency, CPU, mIoU over every stream), the batching, and one entry
+        per stream with its own frames, drops, FPS, latency, gaps and mIoU."""
+        self._refresh()
+        first = self.lanes[0].report()
+        streams = []
+        for lane in self.lanes:
+            entry = lane.report()
+            for key in ("model", "backend", "workers", "cpu"):
+                entry.pop(key, None)
+            entry["outputs"] = [s.describe() for s in lane.sinks if not isinstance(s, _Forward | Tiler.Cell)]
+            streams.append({"stream": lane.name, **entry})
+        return {
+            "model": first["model"],
+            "backend": first["backend"],
+            "workers": 1,
+            "source": {"kind": f"{len(self.lanes)} streams", "streams": self.names},
+            "batching": self.batching(),
+            "streams": streams,
+            "outputs": [self.tiler.describe()] if self.tiler is not None else [],
+            **self.stats.to_dict(),
+        }
+
+
+def per_stream_labels(directory: str | Path | None, palette: list[tuple[int, int, int]]) -> PerStream:
+    """One LabelLookup per stream over the same folder (frames pair by name, as for one stream)."""
+    if directory is None:
+        return None
+    return lambda name: LabelLookup(directory, palette)
