@@ -62,7 +62,7 @@ class Channel:
     `dropped`. Otherwise `put` waits for room (back-pressure). `close()` aborts both ends.
 
     `wake`: an event set after every put, get and close, so one thread can wait on several channels
-    (the multi-stream batcher, runtime/multistream.py).
+    (the multi-stream batcher, runtime/batcher.py).
     """
 
     def __init__(self, capacity: int = 2, *, latest: bool = False) -> None:

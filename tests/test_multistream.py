@@ -24,7 +24,8 @@ from edgeseg.errors import EdgesegError
 from edgeseg.runtime import MultiStream, Segmenter, open_multistream, open_source, stream
 from edgeseg.runtime.backends.base import Backend
 from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
-from edgeseg.runtime.multistream import open_sources, plan_batches, stream_names, stream_path
+from edgeseg.runtime.batcher import plan_batches
+from edgeseg.runtime.multistream import open_sources, stream_names, stream_path
 from edgeseg.runtime.sinks import JsonlSink, MaskSink, Sink, VideoSink
 from edgeseg.runtime.sources import Frame, Source
 from edgeseg.runtime.tiles import Tiler
@@ -495,7 +496,8 @@ def test_cli_fixed_batch_model_warns_once_and_tiles(tiny_onnx, tmp_path):
     assert report["outputs"][0]["frames"] == len(frames) >= 4
 
 
-def test_interrupt_finalises_every_stream_output(tiny_onnx, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_finalises_every_stream_output(tiny_onnx, tmp_path, sig):
     write_video(tmp_path / "a.mp4", 20, size=(48, 64))
     write_video(tmp_path / "b.mp4", 20, size=(40, 56))
     report = tmp_path / "report.json"
@@ -513,7 +515,7 @@ def test_interrupt_finalises_every_stream_output(tiny_onnx, tmp_path):
             time.sleep(0.05)
         assert all(p.exists() for p in partials), proc.communicate()
         time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
