@@ -544,3 +544,26 @@ def test_several_streams_never_import_torch(tiny_onnx, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_windows_per_stream_and_a_tiled_window_are_shown_from_the_main_thread(tiny_onnx, monkeypatch):
+    """No display here: record what the windows would show, and from which thread (GUI toolkits
+    want the main thread); "q" in any window stops the run."""
+    from edgeseg.runtime import sinks
+    from edgeseg.runtime.sinks import WindowSink
+
+    shown: list[tuple[str, str, tuple[int, ...]]] = []
+    keys = iter([-1] * 40 + [ord("q")] + [-1] * 10_000)
+    monkeypatch.setattr(sinks, "display_problem", lambda: None)
+    monkeypatch.setattr(
+        cv2, "imshow", lambda title, img: shown.append((threading.current_thread().name, title, img.shape))
+    )
+    monkeypatch.setattr(cv2, "waitKey", lambda ms: next(keys))
+    monkeypatch.setattr(cv2, "destroyWindow", lambda title: None)
+    seg = recording(tiny_onnx(batch="N"), delay=0.01)
+    sources = {"a": Frames(10_000, size=(30, 40)), "b": Frames(10_000, size=(30, 40), seed=1)}
+    multi = MultiStream(seg, sources, lambda name: [WindowSink(f"w-{name}")], tile=WindowSink("grid"))
+    stats = multi.run()
+    assert stats.interrupted and {thread for thread, _, _ in shown} == {threading.main_thread().name}
+    by_title = {title: shape for _, title, shape in shown}
+    assert by_title == {"w-a": (30, 40, 3), "w-b": (30, 40, 3), "grid": (30, 80, 3)}
