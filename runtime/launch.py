@@ -123,8 +123,10 @@ def open_multistream(
     `stream_options`: tile, labels, max_batch, max_frames, reconnect, renderer, realtime, keep_logits,
     queue_size, live (see MultiStream and Pipeline)."""
     listed = list(sources.values()) if isinstance(sources, Mapping) else list(sources)
-    live = bool(stream_options.get("live") or stream_options.get("realtime") or any(s.live for s in listed))
-    segmenter, owns, _ = _open_model(model, options, workers=1, live=live, own_process=own_process)
+    # paced (the backend waits between frames, so its threads should sleep, not spin) only when every
+    # stream sets the pace: one file stream keeps the batcher busy
+    paced = bool(stream_options.get("live") or stream_options.get("realtime") or all(s.live for s in listed))
+    segmenter, owns, _ = _open_model(model, options, workers=1, live=paced, own_process=own_process)
     try:
         return MultiStream(segmenter, sources, sinks, owns_segmenter=owns, **stream_options)
     except BaseException:

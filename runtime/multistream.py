@@ -148,6 +148,8 @@ class Lane(Pipeline):
         super().__init__(segmenter, source, sinks, workers=1, **pipeline_options)
         self.name = name
         self.stats = LaneStats(classes=list(segmenter.card.classes), live=self.live, total=total)
+        for sink in self.sinks:  # the Pipeline attached them to the RunStats this replaces
+            sink.attach(self.stats)
         self._on_stop = on_stop
         self.results = self._c_post  # where the Batcher hands results back (postprocess reads it)
         # room for a result per batch in flight beside the one waiting, so handing back never blocks
@@ -252,6 +254,8 @@ class MultiStream:
         card = segmenter.card
         self.stats = RunStats(classes=list(card.classes))
         self.tiler = Tiler(tile, names) if tile is not None else None
+        if self.tiler is not None:
+            self.tiler.attach(self.stats)  # a live view of the tiles shows the total
         self.wake = threading.Event()
         renderer = renderer or Renderer(card.palette, card.classes)  # stateless: shared by the streams
         self.lanes: list[Lane] = []
@@ -311,6 +315,8 @@ class MultiStream:
                     lane.finish()
             self._release()
             raise
+        if self.tiler is not None:
+            self.tiler.start()  # every source is open: the tiles' video runs at the fastest one's rate
         if self.plan.note:
             warn(self.plan.note)
         now, cpu = time.perf_counter(), time.process_time()

@@ -24,6 +24,7 @@ from edgeseg.runtime.sinks import Sink
 
 if TYPE_CHECKING:
     from edgeseg.runtime.sources import Source
+    from edgeseg.runtime.stats import RunStats
 
 
 class Tiler:
@@ -44,7 +45,24 @@ class Tiler:
         self._started = self._closed = False
         self._lock = threading.Lock()
 
-    # --- the inner sink's main-thread side (windows) ------------------------------------------------
+    # --- the inner sinks' life ----------------------------------------------------------------------
+    def attach(self, stats: RunStats) -> None:
+        for sink in self.inner:
+            sink.attach(stats)
+
+    def start(self) -> None:
+        """Once every stream's source is open: start the inner sinks with the fastest source (its
+        frame rate becomes the tiled video's)."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+            known = [s for s in self.sources if s is not None]
+            fastest = max(known, key=lambda s: s.fps or 0.0) if known else None
+            for sink in self.inner:
+                if fastest is not None:
+                    sink.start(fastest)
+
     @property
     def pumps(self) -> bool:
         return any(s.pumps for s in self.inner)
@@ -121,13 +139,6 @@ class Tiler:
 
     # --- composing ---------------------------------------------------------------------------------
     def _flush(self) -> None:
-        if not self._started:
-            self._started = True
-            known = [s for s in self.sources if s is not None]
-            if known:  # the video runs at the fastest stream's rate
-                fastest = max(known, key=lambda s: s.fps or 0.0)
-                for sink in self.inner:
-                    sink.start(fastest)
         grid = self.compose()
         self.fresh = [False] * len(self.fresh)
         now = time.time()

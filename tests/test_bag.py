@@ -282,7 +282,7 @@ def test_missing_bags_and_topics_are_one_line(tmp_path, tiny_onnx):
         (["--bag", str(tmp_path / "empty")], "has no metadata.yaml: not a rosbag2 folder"),
         (["--bag", str(tmp_path / "two")], "has 2 image topics (/a, /b); choose one with --topic"),
         (["--bag", str(tmp_path / "two"), "--topic", "/chatter"], "carries std_msgs/msg/String"),
-        (["--bag", str(path), "--video", "x.mp4"], "exactly one source"),
+        (["--bag", str(path), "--video", "x.mp4"], "video not found: x.mp4"),  # two streams, one model
     ]  # fmt: skip
     for args, needle in cases:
         assert needle in one_line_error(runner.invoke(app, ["run", "--model", model, *args])), args

@@ -5,6 +5,7 @@ and Ctrl-C finalising every output, and `edgeseg run` with several sources."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -567,3 +568,71 @@ def test_windows_per_stream_and_a_tiled_window_are_shown_from_the_main_thread(ti
     assert stats.interrupted and {thread for thread, _, _ in shown} == {threading.main_thread().name}
     by_title = {title: shape for _, title, shape in shown}
     assert by_title == {"w-a": (30, 40, 3), "w-b": (30, 40, 3), "grid": (30, 80, 3)}
+
+
+def test_two_bags_through_one_model_write_one_result_bag_each(tiny_onnx, tmp_path):
+    pytest.importorskip("rosbags")
+    from bagfiles import EPOCH, camera_bag, camera_frames
+    from rosbags.highlevel import AnyReader
+
+    fronts, rears = camera_frames(3, seed=1), camera_frames(4, seed=2)
+    front, rear = camera_bag(tmp_path / "front", fronts), camera_bag(tmp_path / "rear", rears)
+    model = tiny_onnx(size=(24, 32), batch="N")
+    r = run_cli(
+        "--model", str(model), "--bag", str(front), "--bag", str(rear),
+        "--save-bag", str(tmp_path / "out_{stream}"), "--json",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert [s["stream"] for s in report["streams"]] == ["front", "rear"]
+    assert report["batching"]["max_batch"] == 2
+    reference = Segmenter(model)
+    for name, frames in [("front", fronts), ("rear", rears)]:
+        with AnyReader([tmp_path / f"out_{name}"]) as reader:
+            maps = [
+                (t, reader.deserialize(raw, conn.msgtype))
+                for conn, t, raw in reader.messages()
+                if conn.topic == "/edgeseg/class_map"
+            ]
+        assert [t for t, _ in maps] == [EPOCH + k * 100_000_000 for k in range(len(frames))]
+        for (_, msg), frame in zip(maps, frames):
+            np.testing.assert_array_equal(np.asarray(msg.data).reshape(24, 32), reference.infer(frame))
+    bad = run_cli(
+        "--model", str(model), "--bag", str(front), "--bag", str(rear), "--save-bag", str(tmp_path / "o")
+    )
+    assert bad.exit_code == 2 and "--save-bag with 2 streams needs {stream}" in bad.output
+
+
+def test_the_live_view_serves_every_stream_side_by_side(tiny_onnx):
+    """--serve with several streams: one server, the tiles as its MJPEG frames, the total's stats."""
+    import urllib.request
+
+    from edgeseg.runtime.draw import Renderer
+    from edgeseg.runtime.sinks import LiveViewSink
+
+    model = tiny_onnx(batch="N")
+    seg = Segmenter(model)
+    live = LiveViewSink("127.0.0.1:0", renderer=Renderer(seg.palette, seg.classes), title="two")
+    sources = {"a": Frames(10_000, size=(30, 40)), "b": Frames(10_000, size=(30, 40), seed=1)}
+    multi = MultiStream(seg, sources, tile=live)
+    thread = threading.Thread(target=multi.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        stats: dict = {}
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(live.url + "stats.json", timeout=5) as resp:
+                    stats = json.loads(resp.read())
+                if stats.get("frames", {}).get("processed", 0) >= 6:
+                    break
+        assert stats["frames"]["processed"] >= 6  # the total over both streams
+        with urllib.request.urlopen(live.url + "frame.jpg", timeout=5) as resp:
+            grid = cv2.imdecode(np.frombuffer(resp.read(), np.uint8), cv2.IMREAD_COLOR)
+        assert grid.shape == (30, 80, 3)  # the two streams side by side
+    finally:
+        multi.stop()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert multi.report()["outputs"][0]["outputs"][0]["sink"] == "live view"
