@@ -636,3 +636,15 @@ def test_the_live_view_serves_every_stream_side_by_side(tiny_onnx):
         thread.join(10)
     assert not thread.is_alive()
     assert multi.report()["outputs"][0]["outputs"][0]["sink"] == "live view"
+
+
+def test_onnx_runtime_spins_only_while_a_file_stream_keeps_the_batcher_busy(tiny_onnx):
+    """Cameras set the pace, so the session's threads should sleep between frames (see test_idle_cpu);
+    one file stream keeps the batcher busy, where spinning between operators is the faster choice."""
+    model = tiny_onnx(batch="N")
+    cameras = open_multistream(model, [PacedCamera(1, 0.0), PacedCamera(1, 0.0)])
+    mixed = open_multistream(model, [PacedCamera(1, 0.0), Frames(1)])
+    assert cameras.segmenter.backend.options.spin_wait is False
+    assert mixed.segmenter.backend.options.spin_wait is True
+    for multi in (cameras, mixed):
+        multi.segmenter.close()
