@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_run_cli import EDGESEG, _default_sigint, run_cli
+from test_run_cli import run_cli, signal_when_writing
 from test_runtime import PacedCamera, write_video
 
 from edgeseg.errors import EdgesegError
@@ -502,27 +501,14 @@ def test_interrupt_finalises_every_stream_output(tiny_onnx, tmp_path, sig):
     write_video(tmp_path / "a.mp4", 20, size=(48, 64))
     write_video(tmp_path / "b.mp4", 20, size=(40, 56))
     report = tmp_path / "report.json"
-    proc = subprocess.Popen(
-        [*EDGESEG, "run", "--model", str(tiny_onnx(batch="N")), "--video", str(tmp_path / "a.mp4"),
+    partials = [tmp_path / ".out_a.partial.mp4", tmp_path / ".out_b.partial.mp4"]
+    code, stderr = signal_when_writing(
+        ["run", "--model", str(tiny_onnx(batch="N")), "--video", str(tmp_path / "a.mp4"),
          "--video", str(tmp_path / "b.mp4"), "--loop", "--save", str(tmp_path / "out_{stream}.mp4"),
          "--report", str(report), "--threads", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
-        preexec_fn=_default_sigint,
+        partials, sig,
     )  # fmt: skip
-    partials = [tmp_path / ".out_a.partial.mp4", tmp_path / ".out_b.partial.mp4"]
-    try:
-        deadline = time.monotonic() + 60
-        while not all(p.exists() for p in partials) and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        assert all(p.exists() for p in partials), proc.communicate()
-        time.sleep(0.3)
-        proc.send_signal(sig)
-        _, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 130, stderr
+    assert code == 130, stderr
     data = json.loads(report.read_text())
     assert data["interrupted"]
     for s in data["streams"]:

@@ -171,31 +171,40 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def signal_when_writing(args: list[str], partials: list[Path], sig: int) -> tuple[int, str]:
+    """`edgeseg ARGS` until every file in `partials` (an output being written) exists, then `sig`;
+    (exit code, stderr). A looping run is never left behind when the test fails."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [*EDGESEG, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=_default_sigint,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not all(p.exists() for p in partials) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert all(p.exists() for p in partials), proc.communicate()
+        time.sleep(0.3)
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, stderr
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_finalises_video_and_report(tiny_onnx, tmp_path, sig):
     write_video(tmp_path / "clip.mp4", 20, size=(48, 64))
     out, report = tmp_path / "out.mp4", tmp_path / "report.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [*EDGESEG, "run", "--model", str(tiny_onnx()), "--video", str(tmp_path / "clip.mp4"), "--loop",
-         "--save", str(out), "--report", str(report), "--threads", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        preexec_fn=_default_sigint,
-    )  # fmt: skip
     partial = tmp_path / ".out.partial.mp4"
-    try:
-        deadline = time.monotonic() + 60
-        while not partial.exists() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        assert partial.exists(), proc.communicate()
-        time.sleep(0.3)
-        proc.send_signal(sig)
-        stdout, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:  # never leave a looping stream behind when the test fails
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 130, stderr
+    code, stderr = signal_when_writing(
+        ["run", "--model", str(tiny_onnx()), "--video", str(tmp_path / "clip.mp4"), "--loop",
+         "--save", str(out), "--report", str(report), "--threads", "1"],
+        [partial], sig,
+    )  # fmt: skip
+    assert code == 130, stderr
     data = json.loads(report.read_text())
     assert data["interrupted"] and data["frames"]["processed"] > 0
     cap = cv2.VideoCapture(str(out))
