@@ -433,7 +433,9 @@ def test_handoff_without_tensorrt(monkeypatch, tmp_path, tiny_onnx):
 def test_handoff_commands_are_named_for_their_version(monkeypatch, tmp_path, tiny_onnx, engine, want):
     hide_trt(monkeypatch)
     fp16 = engine.precision == "fp16"
-    result = build(tiny_onnx(), BuildOptions(target="tensorrt", fp16=fp16, eval_data="synth:2", engine=engine))
+    result = build(
+        tiny_onnx(), BuildOptions(target="tensorrt", fp16=fp16, eval_data="synth:2", engine=engine)
+    )
     cmds = result.handoff.commands
     for key, flag in want.items():
         assert cmds[key].startswith("trtexec --onnx=") and (flag in cmds[key])
@@ -449,7 +451,10 @@ def test_handoff_for_the_implicit_calibrator_points_at_no_missing_cache(monkeypa
     hide_trt(monkeypatch)
     onnx_path = tiny_onnx(num_classes=len(SYNTH_CLASSES), size=(32, 48))
     engine = EngineOptions(precision="int8", dla_core=0)  # INT8 on DLA: the implicit path
-    result = build(onnx_path, BuildOptions(target="tensorrt", int8=True, calib_data="synth", calib_images=2, engine=engine))
+    result = build(
+        onnx_path,
+        BuildOptions(target="tensorrt", int8=True, calib_data="synth", calib_images=2, engine=engine),
+    )
     cmds = result.handoff.commands
     assert list(cmds) == ["edgeseg"]
     assert (
@@ -595,7 +600,10 @@ def test_int8_for_dla_takes_the_implicit_calibrator(monkeypatch, tmp_path, qdq_o
     assert "\n" not in str(err.value)
     onnx_path = tiny_onnx(num_classes=len(SYNTH_CLASSES), size=(32, 48))
     engine = EngineOptions(precision="int8", dla_core=0)
-    result = build(onnx_path, BuildOptions(target="tensorrt", int8=True, calib_data="synth", calib_images=2, engine=engine))
+    result = build(
+        onnx_path,
+        BuildOptions(target="tensorrt", int8=True, calib_data="synth", calib_images=2, engine=engine),
+    )
     assert (
         result.engine.info["legacy_calibrator"]
         and result.engine.engine.name == "tiny.int8-legacy-dla0.engine"
