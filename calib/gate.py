@@ -226,18 +226,20 @@ def rank_sensitivity(
     scores = []
     for k, node in enumerate(nodes):
         target = workdir / f".sensitivity.{form}.onnx"
-        quantize_form(
-            form,
-            model_path,
-            card,
-            stats,
-            target,
-            exclude=[n for n in nodes if n != node],
-            **(quantize_kwargs or {}),
-        )
-        outs = _raw_outputs(target, batches, threads)
-        target.unlink(missing_ok=True)
-        card_path(target).unlink(missing_ok=True)
+        try:
+            quantize_form(
+                form,
+                model_path,
+                card,
+                stats,
+                target,
+                exclude=[n for n in nodes if n != node],
+                **(quantize_kwargs or {}),
+            )
+            outs = _raw_outputs(target, batches, threads)
+        finally:  # Ctrl-C included: no stray model is left beside the export
+            target.unlink(missing_ok=True)
+            card_path(target).unlink(missing_ok=True)
         disagree = float(np.mean([np.mean(_labels(o) != _labels(r)) for o, r in zip(outs, ref)]))
         mse = float(np.mean([np.mean((o.astype(np.float32) - r) ** 2) for o, r in zip(outs, ref)])) / scale
         scores.append((node, disagree + 1e-3 * mse))
@@ -260,6 +262,12 @@ def _raw_outputs(path: Path, batches: list[np.ndarray], threads: int | None) -> 
         backend.close()
 
 
+def staging_path(target: Path) -> Path:
+    """Where an INT8 artifact is made and scored before its gate passes: a hidden sibling that no
+    name lookup (`variants_beside`, `run NAME.int8`) ever picks up."""
+    return target.with_name(f".{target.stem}.gating{target.suffix}")
+
+
 def gated_quantize(
     form: str,
     model_path: Path,
@@ -275,8 +283,50 @@ def gated_quantize(
     progress: Callable[[str, int, int], Any] | None = None,
     on_attempt: Callable[[Attempt], Any] | None = None,
 ) -> GateResult:
-    """Quantize `form`, score it, and fall back layer by layer until the mIoU drop is <= `max_drop`."""
-    kw = dict(quantize_kwargs or {})
+    """Quantize `form`, score it, and fall back layer by layer until the mIoU drop is <= `max_drop`.
+
+    Every attempt is written to `staging_path(target)`; only a passing one is moved to `target` (its
+    card first, the model last). A failure, Ctrl-C or crash on the way leaves `target` as it was: the
+    previous good artifact, or nothing."""
+    staging = staging_path(target)
+    try:
+        result = _gate_attempts(
+            form, model_path, card, stats, staging, gate, probe, max_drop, max_fallback_layers,
+            dict(quantize_kwargs or {}), progress, on_attempt,
+        )  # fmt: skip
+        _promote(staging, target)
+        result.artifact.path = target
+        return result
+    except GateFailed as failed:
+        failed.result.artifact.path = target  # what it would have been; nothing was written there
+        raise
+    finally:
+        staging.unlink(missing_ok=True)
+        card_path(staging).unlink(missing_ok=True)
+
+
+def _promote(staging: Path, target: Path) -> None:
+    """Give the passed artifact its final name: card first, model last, each by an atomic rename."""
+    import os
+
+    os.replace(card_path(staging), card_path(target))
+    os.replace(staging, target)
+
+
+def _gate_attempts(
+    form: str,
+    model_path: Path,
+    card: ModelCard,
+    stats: CalibrationStats,
+    target: Path,
+    gate: Gate,
+    probe: CalibrationSet,
+    max_drop: float,
+    max_fallback_layers: int | None,
+    kw: dict[str, Any],
+    progress: Callable[[str, int, int], Any] | None,
+    on_attempt: Callable[[Attempt], Any] | None,
+) -> GateResult:
     excluded: list[str] = []
     attempts: list[Attempt] = []
     ranking: list[tuple[str, float]] = []
