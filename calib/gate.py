@@ -137,10 +137,11 @@ def open_eval_data(spec: str | None, card: ModelCard, default_n: int = DEFAULT_E
     )
 
 
-def _segmenter(path: Path, threads: int | None):
+def _segmenter(path: Path, threads: int | None, card: ModelCard):
+    """The card is the build's (given with --card for an ONNX made elsewhere, which carries none)."""
     from edgeseg.runtime.segmenter import Segmenter
 
-    return Segmenter(path, threads=threads) if threads else Segmenter(path)
+    return Segmenter(path, threads=threads, card=card) if threads else Segmenter(path, card=card)
 
 
 class Gate:
@@ -168,7 +169,7 @@ class Gate:
         self.fp32 = self._score(self.fp32_labels)
 
     def _predict(self, path: Path, what: str) -> list[np.ndarray]:
-        seg = _segmenter(path, self.threads)
+        seg = _segmenter(path, self.threads, self.card)
         try:
             out = []
             for i, frame in enumerate(self._bgr):

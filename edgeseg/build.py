@@ -202,6 +202,9 @@ def _onnx_variants(result: BuildResult, opts: BuildOptions, progress: Progress |
     from edgeseg.export.fp16 import write_fp16
 
     model_path, card = result.model, result.card
+    quantize = opts.int8 and not opts.legacy_calibrator
+    # both data sets are opened before minutes of evaluation, so a wrong folder fails first
+    calib = open_calibration(opts.calib_data, card, opts.calib_images, opts.calib_seed) if quantize else None
     data = open_eval_data(opts.eval_data, card, opts.eval_images)
     gate = Gate(model_path, card, data, threads=opts.threads, progress=progress)
     result.eval_spec, result.reference = data.spec, data.reference
@@ -213,10 +216,9 @@ def _onnx_variants(result: BuildResult, opts: BuildOptions, progress: Progress |
         fp16_path, _ = write_fp16(model_path, card=card)
         result.rows.append(_row(fp16_path, "fp16", gate.score(fp16_path, "evaluating FP16"), gate))
 
-    if not opts.int8 or opts.legacy_calibrator:
+    if calib is None:
         return
     forms = ("qdq",) if opts.target == "tensorrt" else opts.forms  # TensorRT reads INT8 from Q/DQ
-    calib = open_calibration(opts.calib_data, card, opts.calib_images, opts.calib_seed)
     result.stats = calibrate(
         model_path,
         card,

@@ -71,12 +71,7 @@ class VideoSink(Sink):
 
     def __init__(self, path: str | Path, fps: float | None = None) -> None:
         self.path = Path(path)
-        codec = VIDEO_CODECS.get(self.path.suffix.lower())
-        if codec is None:
-            raise EdgesegError(
-                f"--save needs a video file name ({', '.join(VIDEO_CODECS)}), got {self.path.name}"
-            )
-        self.fourcc = cv2.VideoWriter_fourcc(*codec)
+        self.fourcc = cv2.VideoWriter_fourcc(*self.codec_for(self.path))
         self.fps = float(fps) if fps else None  # None: the source's rate, else 30
         self.pending: PendingFile | None = None
         self.writer: cv2.VideoWriter | None = None
@@ -85,6 +80,14 @@ class VideoSink(Sink):
         self.error: str | None = None
         self.written = False
         self._next_space_check = 0.0
+
+    @staticmethod
+    def codec_for(path: Path) -> str:
+        """The FourCC OpenCV writes for this file name, or one clear error."""
+        codec = VIDEO_CODECS.get(path.suffix.lower())
+        if codec is None:
+            raise EdgesegError(f"--save needs a video file name ({', '.join(VIDEO_CODECS)}), got {path.name}")
+        return codec
 
     def start(self, source: Source) -> None:
         if self.fps is None:

@@ -197,7 +197,10 @@ def _check_outputs(
     """Every output path must be writable before the model loads: a typo fails in the first second,
     not when the first frame (or the report, an hour later) is written."""
     from edgeseg.atomic import check_writable
+    from edgeseg.runtime.sinks import VideoSink
 
+    if save is not None:
+        VideoSink.codec_for(save)
     for option, path in (("--save", save), ("--log", log), ("--report", report)):
         if path is not None:
             check_writable(path, option)

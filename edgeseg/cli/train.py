@@ -73,6 +73,7 @@ def train_command(
     from edgeseg.cli.progress import progress_bars
     from edgeseg.training import TrainConfig, config_for_resume, find_resume, train
 
+    workspace.writable_workdir(workdir)
     if threads:
         torch.set_num_threads(threads)
     kwargs = parse_options(option)
