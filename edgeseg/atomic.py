@@ -66,12 +66,13 @@ class Destination:
     def open_in_place(self, mode: str) -> IO[Any]:
         """Append to a FIFO, device or descriptor, never truncating (`/dev/stdout` may be a log file)."""
         mode = mode.replace("w", "a")
+        lines = 1 if "b" not in mode else -1  # text reaches a reader (a FIFO, the journal) line by line
         if self.fd is not None:
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(Exception):
                     stream.flush()  # what was printed before comes first
-            return os.fdopen(os.dup(self.fd), mode)
-        return open(self.real, mode)  # noqa: SIM115 - the caller closes it
+            return os.fdopen(os.dup(self.fd), mode, buffering=lines)
+        return open(self.real, mode, buffering=lines)  # noqa: SIM115 - the caller closes it
 
 
 def destination(target: str | os.PathLike[str]) -> Destination:

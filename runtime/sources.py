@@ -32,6 +32,9 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm",
 NETWORK_TIMEOUT_MS = 5000  # a dead or frozen stream must not block a read for FFMPEG's default 30 s
 # read by OpenCV when it first opens something with FFmpeg; AV_LOG_QUIET
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+# seconds a V4L2 camera read waits for a frame (OpenCV's cap_v4l.cpp reads it once, default 10): a
+# stalled camera is noticed as soon as a frozen network stream
+os.environ.setdefault("OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT", str(NETWORK_TIMEOUT_MS // 1000))
 
 
 @dataclass

@@ -83,6 +83,27 @@ def test_fifo_is_written_in_place(tmp_path):
                 pass
 
 
+def test_frame_log_to_a_fifo_is_written_in_place(tiny_onnx, tmp_path):
+    """`--log FIFO` feeds a reader (another process on the robot) instead of replacing the FIFO."""
+    fifo = tmp_path / "frames.fifo"
+    os.mkfifo(fifo)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(fifo.read_text().splitlines()), daemon=True)
+    reader.start()
+    try:
+        r = runner.invoke(
+            app, ["run", "--model", str(tiny_onnx(num_classes=8)), "--frames", "4", "--log", str(fifo)]
+        )
+        reader.join(10)
+    finally:
+        if reader.is_alive():
+            with contextlib.suppress(OSError), open(fifo, "w"):
+                pass
+    assert r.exit_code == 0, r.output
+    assert [json.loads(line)["index"] for line in lines] == [0, 1, 2, 3]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
 def test_device_is_written_in_place_never_replaced(tmp_path):
     null = char_device(tmp_path / "null", 1, 3)
     write_json(null, {"gone": True})
