@@ -1,7 +1,7 @@
 """Reconnect behaviour of `edgeseg run --url` against a real MJPEG server on 127.0.0.1.
 
-Starts ffmpeg (`-f mpjpeg -listen 1`; with --server python the stand-in tests/mjpeg_server.py),
-runs `edgeseg run` on it as a subprocess, and breaks the stream the ways a robot's camera breaks:
+Starts ffmpeg (`-f mpjpeg -listen 1`; with --server python the stand-in tests/mjpeg_server.py)
+with the tests' tests/live_server.py, runs `edgeseg run` on it as a subprocess, and breaks the stream the ways a robot's camera breaks:
 killed, frozen (SIGSTOP: the connection stays open, nothing arrives), started late. Prints, per
 scenario, the exit code, the recorded gap and reconnect attempts, and how long the run took to
 notice, recover or give up after the fault. The figures are timeouts and backoff, not speed; they
@@ -14,76 +14,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-FPS = 20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def listening(port: int) -> set[str]:
-    """TCP states on the port from /proc/net/tcp (0A listen, 01 established); never connects, since
-    ffmpeg's -listen 1 would take a probe connection as its one client."""
-    states = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        local, remote, state = line.split()[1:4]
-        if local.endswith(f":{port:04X}") or remote.endswith(f":{port:04X}"):
-            states.add(state)
-    return states
-
-
-class Server:
-    def __init__(self, kind: str, port: int) -> None:
-        self.kind, self.port, self.proc = kind, port, None
-        self.url = f"http://127.0.0.1:{port}/stream.mjpg"
-
-    def start(self) -> None:
-        if self.kind == "ffmpeg":
-            cmd = ["ffmpeg", "-hide_banner", "-loglevel", "quiet", "-re", "-f", "lavfi", "-i",
-                   f"testsrc=size=320x240:rate={FPS}", "-f", "mpjpeg", "-listen", "1", self.url]  # fmt: skip
-        else:
-            here = Path(__file__).resolve().parent.parent / "tests" / "mjpeg_server.py"
-            cmd = [sys.executable, str(here), str(self.port), "--fps", str(FPS)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while "0A" not in listening(self.port):
-            time.sleep(0.02)
-
-    def wait_client(self) -> None:
-        while "01" not in listening(self.port):
-            time.sleep(0.02)
-
-    def freeze(self) -> None:
-        os.kill(self.proc.pid, signal.SIGSTOP)
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from live_server import FPS, StreamServer  # noqa: E402 - the tests' servers, killed and frozen alike
 
 
 def scenario(name: str, kind: str, run_args: list[str], fault) -> dict:
-    port = free_port()
-    server = Server(kind, port)
+    server = StreamServer(kind)
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         cmd = [sys.executable, "-m", "edgeseg", "run", "--url", server.url, "--threads", "1",
                "--report", str(report), *run_args]  # fmt: skip
         try:
             t_fault = fault(
-                server, lambda: subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                server, lambda: subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             )
             proc = fault.proc
             proc.wait(120)
@@ -111,7 +61,7 @@ class Fault:
     def __init__(self, action: str, after: float = 1.0, back_after: float | None = None) -> None:
         self.action, self.after, self.back_after, self.proc = action, after, back_after, None
 
-    def __call__(self, server: Server, launch) -> float:
+    def __call__(self, server: StreamServer, launch) -> float:
         if self.action == "late":
             self.proc = launch()
             t = time.monotonic()
@@ -120,7 +70,7 @@ class Fault:
             return t
         server.start()
         self.proc = launch()
-        server.wait_client()
+        server.wait_for_client()
         time.sleep(self.after)
         t = time.monotonic()
         server.freeze() if self.action == "freeze" else server.kill()
@@ -147,13 +97,13 @@ def main(argv: list[str] | None = None) -> int:
             k,
             ["--reconnect", "--reconnect-timeout", "5"],
             Fault("freeze"),
-        ),  # fmt: skip
+        ),
         scenario(
             "killed for good, --reconnect-timeout 10",
             k,
             ["--reconnect", "--reconnect-timeout", "10"],
             Fault("kill"),
-        ),  # fmt: skip
+        ),
         scenario(
             "killed, back after 3 s", k, ["--reconnect", "--frames", "100"], Fault("kill", back_after=3.0)
         ),

@@ -290,17 +290,55 @@ def gated_quantize(
     card first, the model last). A failure, Ctrl-C or crash on the way leaves `target` as it was: the
     previous good artifact, or nothing."""
     staging = staging_path(target)
+    kw = dict(quantize_kwargs or {})
+    excluded: list[str] = []
+    attempts: list[Attempt] = []
+    ranking: list[tuple[str, float]] = []
     try:
-        result = _gate_attempts(
-            form, model_path, card, stats, staging, gate, probe, max_drop, max_fallback_layers,
-            dict(quantize_kwargs or {}), progress, on_attempt,
-        )  # fmt: skip
-        _promote(staging, target)
-        result.artifact.path = target
-        return result
-    except GateFailed as failed:
-        failed.result.artifact.path = target  # what it would have been; nothing was written there
-        raise
+        while True:
+            art = quantize_form(form, model_path, card, stats, staging, exclude=excluded, **kw)
+            s = gate.score(
+                staging, f"evaluating INT8 {form}" + (f" ({len(excluded)} in float)" if excluded else "")
+            )
+            drop = gate.drop_points(s)
+            attempt = Attempt(
+                list(excluded), _pct(s.miou) or 0.0, round(drop, 3), round(s.agreement, 5), drop <= max_drop
+            )
+            attempts.append(attempt)
+            if on_attempt:
+                on_attempt(attempt)
+            result = GateResult(form, art, gate.fp32, s, drop, max_drop, attempts, ranking)
+            if result.passed:
+                _record(result)
+                _promote(staging, target)
+                art.path = target
+                return result
+            if not ranking and max_fallback_layers != 0:
+                ranking = rank_sensitivity(
+                    form,
+                    model_path,
+                    card,
+                    stats,
+                    probe,
+                    target.parent,
+                    threads=gate.threads,
+                    progress=progress,
+                    quantize_kwargs=kw,
+                )
+                result.sensitivity = ranking
+            remaining = [n for n, _ in ranking if n not in excluded]
+            limit = len(ranking) if max_fallback_layers is None else max_fallback_layers
+            if not remaining or len(excluded) >= limit:
+                _record(result)
+                art.path = target  # what it would have been; nothing was written there
+                tried = ", ".join(f"{len(a.excluded)} in float: drop {a.drop_points:.2f}" for a in attempts)
+                raise GateFailed(
+                    f"INT8 {form} loses {drop:.2f} mIoU points (limit {max_drop:.2f}) even with "
+                    f"{len(excluded)} layer(s) in float [{tried}]; raise --max-miou-drop, calibrate with "
+                    "more or better --calib-data, or try another --calib-method",
+                    result,
+                )
+            excluded.append(remaining[0])
     finally:
         staging.unlink(missing_ok=True)
         card_path(staging).unlink(missing_ok=True)
@@ -312,66 +350,6 @@ def _promote(staging: Path, target: Path) -> None:
 
     os.replace(card_path(staging), card_path(target))
     os.replace(staging, target)
-
-
-def _gate_attempts(
-    form: str,
-    model_path: Path,
-    card: ModelCard,
-    stats: CalibrationStats,
-    target: Path,
-    gate: Gate,
-    probe: CalibrationSet,
-    max_drop: float,
-    max_fallback_layers: int | None,
-    kw: dict[str, Any],
-    progress: Callable[[str, int, int], Any] | None,
-    on_attempt: Callable[[Attempt], Any] | None,
-) -> GateResult:
-    excluded: list[str] = []
-    attempts: list[Attempt] = []
-    ranking: list[tuple[str, float]] = []
-    while True:
-        art = quantize_form(form, model_path, card, stats, target, exclude=excluded, **kw)
-        s = gate.score(
-            target, f"evaluating INT8 {form}" + (f" ({len(excluded)} in float)" if excluded else "")
-        )
-        drop = gate.drop_points(s)
-        attempt = Attempt(
-            list(excluded), _pct(s.miou) or 0.0, round(drop, 3), round(s.agreement, 5), drop <= max_drop
-        )
-        attempts.append(attempt)
-        if on_attempt:
-            on_attempt(attempt)
-        result = GateResult(form, art, gate.fp32, s, drop, max_drop, attempts, ranking)
-        if result.passed:
-            _record(result)
-            return result
-        if not ranking and max_fallback_layers != 0:
-            ranking = rank_sensitivity(
-                form,
-                model_path,
-                card,
-                stats,
-                probe,
-                target.parent,
-                threads=gate.threads,
-                progress=progress,
-                quantize_kwargs=kw,
-            )
-            result.sensitivity = ranking
-        remaining = [n for n, _ in ranking if n not in excluded]
-        limit = len(ranking) if max_fallback_layers is None else max_fallback_layers
-        if not remaining or len(excluded) >= limit:
-            _record(result)
-            tried = ", ".join(f"{len(a.excluded)} in float: drop {a.drop_points:.2f}" for a in attempts)
-            raise GateFailed(
-                f"INT8 {form} loses {drop:.2f} mIoU points (limit {max_drop:.2f}) even with "
-                f"{len(excluded)} layer(s) in float [{tried}]; raise --max-miou-drop, calibrate with more "
-                "or better --calib-data, or try another --calib-method",
-                result,
-            )
-        excluded.append(remaining[0])
 
 
 def _record(result: GateResult) -> None:

@@ -58,7 +58,36 @@ class Sink(abc.ABC):
         return {"sink": type(self).__name__}
 
 
-class VideoSink(Sink):
+class FileSink(Sink):
+    """A sink writing one file through `edgeseg.atomic.PendingFile`: a failed write drops the partial
+    file (the target keeps what it had) and keeps the error for the report; close() commits it."""
+
+    path: Path
+    pending: PendingFile | None = None
+    error: str | None = None
+    written = False
+
+    def _release(self) -> None:
+        """Let go of the open writer or file handle (after a failure; errors are ignored)."""
+
+    def _fail(self, error: OutputFailed) -> NoReturn:
+        self.error = str(error)
+        self._release()
+        if self.pending is not None:
+            self.pending.discard()
+        raise error
+
+    def _commit(self) -> None:
+        if self.pending is not None:
+            try:
+                self.pending.commit()
+            except OutputFailed as exc:
+                self.error = str(exc)
+                raise
+        self.written = True
+
+
+class VideoSink(FileSink):
     """Annotated video; frames of another size than the first are resized to it.
 
     OpenCV's writer reports no write errors (a full disk only logs warnings and leaves a file without
@@ -73,12 +102,9 @@ class VideoSink(Sink):
         self.path = Path(path)
         self.fourcc = cv2.VideoWriter_fourcc(*self.codec_for(self.path))
         self.fps = float(fps) if fps else None  # None: the source's rate, else 30
-        self.pending: PendingFile | None = None
         self.writer: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None
         self.frames = 0
-        self.error: str | None = None
-        self.written = False
         self._next_space_check = 0.0
 
     @staticmethod
@@ -118,16 +144,11 @@ class VideoSink(Sink):
         if disk_full(self.pending.path.parent):
             self._fail(OutputFailed(f"cannot write video {self.path}: no space left on device"))
 
-    def _fail(self, error: OutputFailed) -> NoReturn:
-        """Drop the unfinished video (the target keeps what it had) and stop the run."""
-        self.error = str(error)
+    def _release(self) -> None:
         if self.writer is not None:
             with quiet_opencv():
                 self.writer.release()
             self.writer = None
-        if self.pending is not None:
-            self.pending.discard()
-        raise error
 
     def close(self) -> None:
         if self.writer is None or self.pending is None:
@@ -140,12 +161,7 @@ class VideoSink(Sink):
             return
         if not _plays(self.pending.path):
             self._fail(OutputFailed(f"cannot finish video {self.path}: the file does not play (disk full?)"))
-        try:
-            self.pending.commit()
-        except OutputFailed as exc:
-            self.error = str(exc)
-            raise
-        self.written = True
+        self._commit()
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -194,7 +210,7 @@ class MaskSink(Sink):
         return {"sink": "masks", "path": str(self.directory), "frames": self.written, "error": self.error}
 
 
-class JsonlSink(Sink):
+class JsonlSink(FileSink):
     """One JSON object per frame: index, name, timestamps, per-stage ms, latency, drops, histogram, mIoU.
 
     The log takes its name when the run ends (a FIFO or /dev/stdout gets the lines as they come); a
@@ -206,11 +222,8 @@ class JsonlSink(Sink):
     def __init__(self, path: str | Path, classes: list[str]) -> None:
         self.path = Path(path)
         self.classes = classes
-        self.pending: PendingFile | None = None
         self.fh: IO[str] | None = None  # opened with the first frame: a run that never starts leaves nothing
         self.lines = 0
-        self.error: str | None = None
-        self.written = False
 
     def write(self, result: FrameResult) -> None:
         try:
@@ -228,32 +241,22 @@ class JsonlSink(Sink):
             self._fail(exc)
         self.lines += 1
 
-    def _fail(self, error: OutputFailed) -> NoReturn:
-        self.error = str(error)
+    def _release(self) -> None:
         if self.fh is not None:
             with contextlib.suppress(OSError):
                 self.fh.close()
             self.fh = None
-        if self.pending is not None:
-            self.pending.discard()
-        raise error
 
     def close(self) -> None:
         if self.fh is None:
             return
         try:
-            self.fh.close()
+            self.fh.close()  # the last buffered lines: a full disk may refuse them here
         except OSError as exc:
             self.fh = None
             self._fail(output_failed(self.path, exc))
         self.fh = None
-        if self.pending is not None:
-            try:
-                self.pending.commit()
-            except OutputFailed as exc:
-                self.error = str(exc)
-                raise
-        self.written = True
+        self._commit()
 
     def describe(self) -> dict[str, Any]:
         return {

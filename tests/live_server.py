@@ -1,6 +1,7 @@
 """Real MJPEG-over-HTTP servers on 127.0.0.1 that a test can kill, freeze (SIGSTOP) and restart:
 ffmpeg (`-f mpjpeg -listen 1`, Debian package `ffmpeg`) where it is installed, and always the small
-Python server in tests/mjpeg_server.py, so the live-source cases run in CI either way.
+Python server in tests/mjpeg_server.py, so the live-source cases run in CI either way. Used by
+tests/test_reliability_live.py and benchmarks/reconnect.py.
 
 Readiness is read from /proc/net/tcp (a LISTEN socket on the port), never by connecting: ffmpeg's
 `-listen 1` serves exactly one client, and a probe connection would be that client.
@@ -9,15 +10,12 @@ Readiness is read from /proc/net/tcp (a LISTEN socket on the port), never by con
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-
-import pytest
 
 KINDS = ("python", "ffmpeg")
 HERE = Path(__file__).parent
@@ -91,17 +89,3 @@ class StreamServer:
 
     def close(self) -> None:
         self.kill()
-
-
-def server_kinds() -> list:
-    """Both kinds, ffmpeg skipped (with its Debian package named) where it is not installed."""
-    return [
-        pytest.param(
-            kind,
-            marks=pytest.mark.skipif(
-                kind == "ffmpeg" and shutil.which("ffmpeg") is None,
-                reason="ffmpeg not installed (Debian package ffmpeg); the Python server covers these cases",
-            ),
-        )
-        for kind in KINDS
-    ]

@@ -8,19 +8,30 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import pytest
-from live_server import StreamServer, server_kinds
+from live_server import KINDS, StreamServer
 
 from edgeseg.errors import ExitCode
 
 EDGESEG = [sys.executable, "-m", "edgeseg"]
+
+
+def server_kinds() -> list:
+    """Both kinds; ffmpeg is skipped (naming its Debian package) where it is not installed."""
+    missing = shutil.which("ffmpeg") is None
+    reason = "ffmpeg not installed (Debian package ffmpeg); the Python server covers these cases"
+    return [
+        pytest.param(k, marks=pytest.mark.skipif(k == "ffmpeg" and missing, reason=reason)) for k in KINDS
+    ]
 
 
 @pytest.fixture(params=server_kinds())
@@ -54,6 +65,22 @@ def finish(proc: subprocess.Popen, timeout: float) -> tuple[int, str, str, float
     return proc.returncode, out, err, time.monotonic() - t0
 
 
+def break_stream(
+    proc: subprocess.Popen, server: StreamServer, fault: Callable[[], None], timeout: float = 30
+) -> tuple[int, str, float]:
+    """Once the run streams from `server`, apply `fault` to the server: the run's exit code, stderr and
+    the seconds from the fault to its end."""
+    try:
+        server.wait_for_client()
+        time.sleep(0.5)
+        t_fault = time.monotonic()
+        fault()
+        code, _, err, _ = finish(proc, timeout)
+        return code, err, time.monotonic() - t_fault
+    finally:
+        proc.kill()
+
+
 def one_error_line(stderr: str) -> str:
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, stderr
@@ -75,13 +102,7 @@ def test_stream_lost_without_reconnect_exits_5_and_saves_everything(server, tiny
     proc = launch(
         tiny_onnx(), "--url", server.url, "--log", str(log), "--report", str(report), "--save", str(video)
     )
-    try:
-        server.wait_for_client()
-        time.sleep(1.0)
-        server.kill()
-        code, _, err, waited = finish(proc, 30)
-    finally:
-        proc.kill()
+    code, err, waited = break_stream(proc, server, server.kill)
     assert code == ExitCode.SOURCE_LOST, err
     assert "live source lost" in one_error_line(err) and waited < 15
     data = json.loads(report.read_text())
@@ -101,13 +122,7 @@ def test_reconnect_gives_up_after_its_timeout_with_exit_5(server, tiny_onnx, tmp
     proc = launch(
         tiny_onnx(), "--url", server.url, "--reconnect", "--reconnect-timeout", "2", "--report", str(report)
     )
-    try:
-        server.wait_for_client()
-        time.sleep(0.5)
-        server.kill()
-        code, _, err, waited = finish(proc, 30)
-    finally:
-        proc.kill()
+    code, err, waited = break_stream(proc, server, server.kill)
     assert code == ExitCode.SOURCE_LOST, err
     assert "reconnect attempt" in one_error_line(err)
     assert 1.5 < waited < 12
@@ -123,15 +138,7 @@ def test_frozen_stream_leaves_time_for_reconnect_attempts(server, tiny_onnx, tmp
     proc = launch(
         tiny_onnx(), "--url", server.url, "--reconnect", "--reconnect-timeout", "5", "--report", str(report)
     )
-    try:
-        server.wait_for_client()
-        time.sleep(0.5)
-        server.freeze()
-        t_freeze = time.monotonic()
-        code, _, err, _ = finish(proc, 40)
-        since_freeze = time.monotonic() - t_freeze
-    finally:
-        proc.kill()
+    code, err, since_freeze = break_stream(proc, server, server.freeze, timeout=40)
     assert code == ExitCode.SOURCE_LOST, err
     one_error_line(err)
     gap = json.loads(report.read_text())["gaps"][-1]
@@ -147,16 +154,14 @@ def test_frozen_then_restarted_server_is_a_recovered_gap(server, tiny_onnx, tmp_
         tiny_onnx(), "--url", server.url, "--reconnect", "--reconnect-timeout", "20", "--frames", "80",
         "--report", str(report),
     )  # fmt: skip
-    try:
-        server.wait_for_client()
-        time.sleep(0.5)
+
+    def freeze_then_restart() -> None:
         server.freeze()
         time.sleep(2.0)
         server.kill()
         server.start()
-        code, _, err, _ = finish(proc, 60)
-    finally:
-        proc.kill()
+
+    code, err, _ = break_stream(proc, server, freeze_then_restart, timeout=60)
     assert code == 0, err
     data = json.loads(report.read_text())
     assert data["frames"]["captured"] == 80 and data["ended"]["reason"] == "completed"
