@@ -175,14 +175,12 @@ def test_interrupt_finalises_video_and_report(tiny_onnx, tmp_path, sig):
         preexec_fn=_default_sigint,
     )  # fmt: skip
 
-    def partial() -> list[Path]:
-        return list(tmp_path.glob(".out.*partial.mp4"))
-
+    partial = tmp_path / ".out.partial.mp4"
     try:
         deadline = time.monotonic() + 60
-        while not partial() and time.monotonic() < deadline and proc.poll() is None:
+        while not partial.exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
-        assert partial(), "the run never started writing its video"
+        assert partial.exists(), proc.communicate()
         time.sleep(0.3)
         proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=30)
@@ -200,7 +198,7 @@ def test_interrupt_finalises_video_and_report(tiny_onnx, tmp_path, sig):
     while cap.read()[0]:
         decoded += 1
     assert decoded == data["frames"]["processed"] == data["outputs"][0]["frames"]
-    assert not partial()
+    assert not partial.exists()
 
 
 def test_python_module_entry_point_help():
