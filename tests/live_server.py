@@ -62,7 +62,9 @@ class StreamServer:
             self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + timeout
-        while "0A" not in _tcp_states(self.port):
+        # listening, or already serving: a client that keeps retrying (a run with --reconnect) can be
+        # accepted before a poll sees the listening socket, which ffmpeg's -listen 1 then closes
+        while not {"0A", "01"} & _tcp_states(self.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{self.kind} stream server did not start on port {self.port}")
             time.sleep(0.05)
