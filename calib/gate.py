@@ -198,10 +198,11 @@ def reference_warnings(
     return notes
 
 
-def _segmenter(path: Path, threads: int | None):
+def _segmenter(path: Path, threads: int | None, card: ModelCard):
+    """The card is the build's (given with --card for an ONNX made elsewhere, which carries none)."""
     from edgeseg.runtime.segmenter import Segmenter
 
-    return Segmenter(path, threads=threads) if threads else Segmenter(path)
+    return Segmenter(path, threads=threads, card=card) if threads else Segmenter(path, card=card)
 
 
 class Gate:
@@ -235,7 +236,7 @@ class Gate:
                 warn(note)
 
     def _predict(self, path: Path, what: str) -> list[np.ndarray]:
-        seg = _segmenter(path, self.threads)
+        seg = _segmenter(path, self.threads, self.card)
         try:
             out = []
             for i, frame in enumerate(self._bgr):
@@ -293,18 +294,20 @@ def rank_sensitivity(
     scores = []
     for k, node in enumerate(nodes):
         target = workdir / f".sensitivity.{form}.onnx"
-        quantize_form(
-            form,
-            model_path,
-            card,
-            stats,
-            target,
-            exclude=[n for n in nodes if n != node],
-            **(quantize_kwargs or {}),
-        )
-        outs = _raw_outputs(target, batches, threads)
-        target.unlink(missing_ok=True)
-        card_path(target).unlink(missing_ok=True)
+        try:
+            quantize_form(
+                form,
+                model_path,
+                card,
+                stats,
+                target,
+                exclude=[n for n in nodes if n != node],
+                **(quantize_kwargs or {}),
+            )
+            outs = _raw_outputs(target, batches, threads)
+        finally:  # Ctrl-C included: no stray model is left beside the export
+            target.unlink(missing_ok=True)
+            card_path(target).unlink(missing_ok=True)
         disagree = float(np.mean([np.mean(_labels(o) != _labels(r)) for o, r in zip(outs, ref)]))
         mse = float(np.mean([np.mean((o.astype(np.float32) - r) ** 2) for o, r in zip(outs, ref)])) / scale
         scores.append((node, disagree + 1e-3 * mse))
@@ -327,6 +330,12 @@ def _raw_outputs(path: Path, batches: list[np.ndarray], threads: int | None) -> 
         backend.close()
 
 
+def staging_path(target: Path) -> Path:
+    """Where an INT8 artifact is made and scored before its gate passes: a hidden sibling that no
+    name lookup (`variants_beside`, `run NAME.int8`) ever picks up."""
+    return target.with_name(f".{target.stem}.gating{target.suffix}")
+
+
 def gated_quantize(
     form: str,
     model_path: Path,
@@ -342,52 +351,72 @@ def gated_quantize(
     progress: Callable[[str, int, int], Any] | None = None,
     on_attempt: Callable[[Attempt], Any] | None = None,
 ) -> GateResult:
-    """Quantize `form`, score it, and fall back layer by layer until the mIoU drop is <= `max_drop`."""
+    """Quantize `form`, score it, and fall back layer by layer until the mIoU drop is <= `max_drop`.
+
+    Every attempt is written to `staging_path(target)`; only a passing one is moved to `target` (its
+    card first, the model last). A failure, Ctrl-C or crash on the way leaves `target` as it was: the
+    previous good artifact, or nothing."""
+    staging = staging_path(target)
     kw = dict(quantize_kwargs or {})
     excluded: list[str] = []
     attempts: list[Attempt] = []
     ranking: list[tuple[str, float]] = []
-    while True:
-        art = quantize_form(form, model_path, card, stats, target, exclude=excluded, **kw)
-        s = gate.score(
-            target, f"evaluating INT8 {form}" + (f" ({len(excluded)} in float)" if excluded else "")
-        )
-        drop = gate.drop_points(s)
-        attempt = Attempt(
-            list(excluded), _pct(s.miou) or 0.0, round(drop, 3), round(s.agreement, 5), drop <= max_drop
-        )
-        attempts.append(attempt)
-        if on_attempt:
-            on_attempt(attempt)
-        result = GateResult(form, art, gate.fp32, s, drop, max_drop, attempts, ranking)
-        if result.passed:
-            _record(result)
-            return result
-        if not ranking and max_fallback_layers != 0:
-            ranking = rank_sensitivity(
-                form,
-                model_path,
-                card,
-                stats,
-                probe,
-                target.parent,
-                threads=gate.threads,
-                progress=progress,
-                quantize_kwargs=kw,
+    try:
+        while True:
+            art = quantize_form(form, model_path, card, stats, staging, exclude=excluded, **kw)
+            s = gate.score(
+                staging, f"evaluating INT8 {form}" + (f" ({len(excluded)} in float)" if excluded else "")
             )
-            result.sensitivity = ranking
-        remaining = [n for n, _ in ranking if n not in excluded]
-        limit = len(ranking) if max_fallback_layers is None else max_fallback_layers
-        if not remaining or len(excluded) >= limit:
-            _record(result)
-            tried = ", ".join(f"{len(a.excluded)} in float: drop {a.drop_points:.2f}" for a in attempts)
-            raise GateFailed(
-                f"INT8 {form} loses {drop:.2f} mIoU points (limit {max_drop:.2f}) even with "
-                f"{len(excluded)} layer(s) in float [{tried}]; raise --max-miou-drop, calibrate with more "
-                "or better --calib-data, or try another --calib-method",
-                result,
+            drop = gate.drop_points(s)
+            attempt = Attempt(
+                list(excluded), _pct(s.miou) or 0.0, round(drop, 3), round(s.agreement, 5), drop <= max_drop
             )
-        excluded.append(remaining[0])
+            attempts.append(attempt)
+            if on_attempt:
+                on_attempt(attempt)
+            result = GateResult(form, art, gate.fp32, s, drop, max_drop, attempts, ranking)
+            if result.passed:
+                _record(result)
+                _promote(staging, target)
+                art.path = target
+                return result
+            if not ranking and max_fallback_layers != 0:
+                ranking = rank_sensitivity(
+                    form,
+                    model_path,
+                    card,
+                    stats,
+                    probe,
+                    target.parent,
+                    threads=gate.threads,
+                    progress=progress,
+                    quantize_kwargs=kw,
+                )
+                result.sensitivity = ranking
+            remaining = [n for n, _ in ranking if n not in excluded]
+            limit = len(ranking) if max_fallback_layers is None else max_fallback_layers
+            if not remaining or len(excluded) >= limit:
+                _record(result)
+                art.path = target  # what it would have been; nothing was written there
+                tried = ", ".join(f"{len(a.excluded)} in float: drop {a.drop_points:.2f}" for a in attempts)
+                raise GateFailed(
+                    f"INT8 {form} loses {drop:.2f} mIoU points (limit {max_drop:.2f}) even with "
+                    f"{len(excluded)} layer(s) in float [{tried}]; raise --max-miou-drop, calibrate with "
+                    "more or better --calib-data, or try another --calib-method",
+                    result,
+                )
+            excluded.append(remaining[0])
+    finally:
+        staging.unlink(missing_ok=True)
+        card_path(staging).unlink(missing_ok=True)
+
+
+def _promote(staging: Path, target: Path) -> None:
+    """Give the passed artifact its final name: card first, model last, each by an atomic rename."""
+    import os
+
+    os.replace(card_path(staging), card_path(target))
+    os.replace(staging, target)
 
 
 def _record(result: GateResult) -> None:

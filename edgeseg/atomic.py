@@ -1,7 +1,18 @@
 """Atomic file writes: artifacts are complete or absent, never half-written.
 
 A crash or Ctrl-C during export, build or training leaves the previous file (or nothing) in place,
-because we write to a temporary sibling and `os.replace` it over the target.
+because we write to a temporary sibling and `os.replace` it over the target. Only regular files are
+ever replaced:
+
+- a symlink is followed, and the file it names is replaced (the link stays);
+- a target that is not a regular file (a FIFO, a device, `/dev/stdout` or `/proc/self/fd/N`) is
+  written in place: standard output gets the bytes on this process's own descriptor, and nothing in
+  /dev is ever replaced (as root that would break the machine);
+- new files get the mode the user's umask gives, as `open()` would (`mkstemp` alone makes 0600), and
+  a replaced file keeps its mode.
+
+A failed write (disk full, read-only or unwritable folder, a path under /proc) is one `OutputFailed`
+line, and the temporary file is gone. `check_writable` finds most of these before any work starts.
 """
 
 from __future__ import annotations
@@ -9,40 +20,181 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shutil
+import stat
+import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from edgeseg.errors import OutputFailed
+
+MIN_FREE_BYTES = 1 << 16  # below this a filesystem counts as full
+_FD_PATH = re.compile(r"^/proc/(\d+)/fd/(\d+)$")
+_STD_STREAMS = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+
+
+def output_failed(target: str | os.PathLike[str], exc: OSError) -> OutputFailed:
+    """One line for a failed write: which file, and the system's reason (e.g. no space left)."""
+    return OutputFailed(f"cannot write {target}: {exc.strerror or exc}")
+
+
+def umask() -> int:
+    """This process's umask, read without changing it (os.umask would, for every thread)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a write to `target` lands: `real` (symlinks followed), replaced atomically when it is a
+    regular or new file, else written in place (`fd`: one of this process's open descriptors)."""
+
+    target: Path
+    real: Path
+    replace: bool
+    fd: int | None = None
+
+    def open_in_place(self, mode: str) -> IO[Any]:
+        """Append to a FIFO, device or descriptor, never truncating (`/dev/stdout` may be a log file)."""
+        mode = mode.replace("w", "a")
+        lines = 1 if "b" not in mode else -1  # text reaches a reader (a FIFO, the journal) line by line
+        if self.fd is not None:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()  # what was printed before comes first
+            return os.fdopen(os.dup(self.fd), mode, buffering=lines)
+        return open(self.real, mode, buffering=lines)  # noqa: SIM115 - the caller closes it
+
+
+def destination(target: str | os.PathLike[str]) -> Destination:
+    """Follow `target`'s symlinks: descriptor paths (`/dev/stdout` -> /proc/self/fd/1) are written
+    through the descriptor, other non-regular files in place, regular and new files replaced."""
+    given = Path(target)
+    path = Path(os.path.abspath(given))
+    for _ in range(40):  # the kernel's own limit on a symlink chain
+        if str(path) in _STD_STREAMS:
+            return Destination(given, path, replace=False, fd=_STD_STREAMS[str(path)])
+        path = Path(os.path.realpath(path.parent)) / path.name  # /dev/fd, /proc/self -> /proc/<pid>
+        match = _FD_PATH.match(str(path))
+        if match:  # a descriptor's magic link: never follow it to the file behind it
+            own = int(match.group(1)) == os.getpid()
+            return Destination(given, path, replace=False, fd=int(match.group(2)) if own else None)
+        if not path.is_symlink():
+            break
+        path = Path(os.path.normpath(path.parent / os.readlink(path)))
+    real = Path(os.path.realpath(path))
+    if real.is_dir():
+        raise OutputFailed(f"cannot write {given}: it is a folder")
+    exists = real.exists()
+    return Destination(given, real, replace=not exists or real.is_file())
+
+
+class PendingFile:
+    """A file on its way to `target`: write it at `path` (a hidden temporary sibling; a private
+    temporary file when the target is written in place), then `commit()` puts it in place or
+    `discard()` drops it. `suffix` keeps the extension (OpenCV picks the container from it).
+    `fixed_name`: the sibling is always `.<stem>.partial<suffix>` (a run's outputs, which people and
+    tests look for while it writes; a stale one from a killed run is overwritten) instead of unique."""
+
+    def __init__(self, target: str | os.PathLike[str], *, suffix: str = "", fixed_name: bool = False) -> None:
+        self.dest = destination(target)
+        real = self.dest.real
+        folder: Path | None = real.parent if self.dest.replace else None
+        stem = real.stem if suffix else real.name
+        try:
+            if folder is not None:
+                folder.mkdir(parents=True, exist_ok=True)
+            if fixed_name and folder is not None:
+                tmp = str(folder / f".{stem}.partial{suffix}")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            else:
+                fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".partial{suffix}", dir=folder)
+        except OSError as exc:
+            raise output_failed(target, exc) from None
+        os.close(fd)
+        self.path = Path(tmp)
+        self.done = False
+
+    def commit(self) -> None:
+        """Put the finished file in place (atomically for regular files); raises OutputFailed."""
+        if self.done:
+            return
+        self.done = True
+        dest = self.dest
+        try:
+            if dest.replace:
+                os.chmod(self.path, _mode_for(dest.real))
+                with open(self.path, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(self.path, dest.real)
+            else:
+                with open(self.path, "rb") as src, dest.open_in_place("wb") as out:
+                    shutil.copyfileobj(src, out)
+        except OSError as exc:
+            raise output_failed(dest.target, exc) from None
+        finally:
+            self._remove()
+
+    def discard(self) -> None:
+        self.done = True
+        self._remove()
+
+    def _remove(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+def _mode_for(real: Path) -> int:
+    """A replaced file keeps its mode; a new one gets what the umask allows, as with open()."""
+    try:
+        return stat.S_IMODE(os.stat(real).st_mode)
+    except OSError:
+        return 0o666 & ~umask()
+
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; on success it replaces `target` atomically.
+def atomic_path(target: str | os.PathLike[str], *, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path; when the block succeeds it becomes `target` (see the module doc).
 
     Use when a library (onnx.save, torch.save, cv2) wants a path rather than a file object.
     """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    pending = PendingFile(target, suffix=suffix)
     try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, target)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        yield pending.path
+    except OSError as exc:
+        pending.discard()
+        raise output_failed(target, exc) from None
+    except BaseException:
+        pending.discard()
+        raise
+    pending.commit()
 
 
 @contextlib.contextmanager
 def atomic_open(target: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary file beside `target` for writing; rename it over `target` on success."""
+    """A file object whose content becomes `target` when the block succeeds; a FIFO, device or
+    `/dev/stdout` target is written in place as the block writes."""
     if "w" not in mode:
         raise ValueError("atomic_open is for writing")
-    with atomic_path(target) as tmp, open(tmp, mode) as fh:
-        yield fh
+    dest = destination(target)
+    try:
+        if not dest.replace:
+            with dest.open_in_place(mode) as fh:
+                yield fh
+            return
+        with atomic_path(target) as tmp, open(tmp, mode) as fh:
+            yield fh
+    except OSError as exc:
+        raise output_failed(target, exc) from None
 
 
 def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
@@ -54,3 +206,57 @@ def write_json(target: str | os.PathLike[str], obj: Any) -> None:
     with atomic_open(target, "w") as fh:
         json.dump(obj, fh, indent=2, sort_keys=False)
         fh.write("\n")
+
+
+def check_writable(path: str | os.PathLike[str], option: str, *, folder: bool = False) -> None:
+    """Fail now, in one line, if `option`'s `path` could not be written later (a typo, a read-only or
+    missing mount, a path under /proc), instead of after an hour of streaming. Creates nothing: the
+    nearest existing folder is probed with a temporary file that is removed at once."""
+    p = Path(path)
+    where = f"{option} {path}"
+    if folder:
+        real = Path(os.path.realpath(p))
+        if real.exists() and not real.is_dir():
+            raise OutputFailed(f"cannot write {where}: it is a file, not a folder")
+        _probe(_existing_ancestor(real, where), where)
+        return
+    try:
+        dest = destination(p)
+    except OutputFailed:
+        raise OutputFailed(f"cannot write {where}: it is a folder") from None
+    if dest.fd is not None:
+        return
+    if not dest.replace:  # a FIFO or device: opening a FIFO would block until a reader comes
+        if not os.access(dest.real, os.W_OK):
+            raise OutputFailed(f"cannot write {where}: permission denied")
+        return
+    _probe(_existing_ancestor(dest.real.parent, where), where)
+
+
+def _existing_ancestor(path: Path, where: str) -> Path:
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise OutputFailed(f"cannot write {where}: {folder} is a file, not a folder")
+            return folder
+    return Path("/")
+
+
+def _probe(folder: Path, where: str) -> None:
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".edgeseg-probe-", dir=folder)
+    except OSError as exc:
+        raise OutputFailed(f"cannot write {where}: {exc.strerror or exc} ({folder})") from None
+    os.close(fd)
+    os.unlink(tmp)
+    if disk_full(folder):  # an empty file still fits on a full disk; its content would not
+        raise OutputFailed(f"cannot write {where}: no space left on device ({folder})")
+
+
+def disk_full(folder: str | os.PathLike[str]) -> bool:
+    """Whether the filesystem holding `folder` has (almost) no room left: writes there fail or are
+    about to (OpenCV's video writer does not even report it)."""
+    try:
+        return shutil.disk_usage(folder).free < MIN_FREE_BYTES
+    except OSError:
+        return False

@@ -35,6 +35,14 @@ class BenchConfig:
     iterations: int = 30
     providers: str = "cpu"
 
+    def __post_init__(self) -> None:
+        if self.iterations < 1:
+            raise EdgesegError(f"--iterations must be at least 1, got {self.iterations}")
+        if self.warmup < 0:
+            raise EdgesegError(f"--warmup must be 0 or more, got {self.warmup}")
+        if self.threads is not None and self.threads < 1:
+            raise EdgesegError(f"--threads must be at least 1, got {self.threads}")
+
 
 @dataclass
 class Artifact:
@@ -140,7 +148,7 @@ def measure(artifact: Artifact, cfg: BenchConfig) -> dict[str, Any]:
         seg.infer(frames[i % len(frames)][0])
     samples = []
     start = time.perf_counter()
-    for i in range(max(cfg.iterations, 1)):
+    for i in range(cfg.iterations):
         frame, mask = frames[i % len(frames)]
         t0 = time.perf_counter()
         labels = seg.infer(frame)
@@ -174,6 +182,9 @@ def run_bench(artifacts: list[Artifact], cfg: BenchConfig, progress: Any = None)
                 res.error = str(exc)
             except concurrent.futures.process.BrokenProcessPool:
                 res.error = "the backend process crashed"
+            except Exception as exc:  # noqa: BLE001 - a backend refusing a damaged file: that row is skipped
+                first = (str(exc).strip().splitlines() or [""])[0][:160]
+                res.error = f"{type(exc).__name__}: {first}".rstrip(": ")
             else:
                 res.fps = out["fps"]
                 res.latency_ms = out["latency_ms"]
@@ -185,6 +196,16 @@ def run_bench(artifacts: list[Artifact], cfg: BenchConfig, progress: Any = None)
         if eager and r.fps:
             r.speedup_vs_eager = r.fps / eager
     return results
+
+
+def nothing_measured(results: list[BenchResult]) -> EdgesegError | None:
+    """A bench where every artifact was skipped compared nothing: that is a failure, not a table."""
+    if results and all(r.error for r in results):
+        return EdgesegError(
+            f"no artifact could be measured ({len(results)} skipped; first: {results[0].label}: "
+            f"{results[0].error})"
+        )
+    return None
 
 
 # --- reporting -------------------------------------------------------------------------------------

@@ -144,7 +144,7 @@ class BuildResult:
     gates: list[GateResult] = field(default_factory=list)
     eval_spec: str | None = None
     reference: str | None = None
-    failure: GateFailed | None = None  # an INT8 form failed its gate (its file was removed)
+    failure: GateFailed | None = None  # an INT8 form failed its gate (nothing new was written)
     engine: EngineResult | None = None
     handoff: Handoff | None = None
 
@@ -215,8 +215,13 @@ def _onnx_variants(result: BuildResult, opts: BuildOptions, progress: Progress |
     from edgeseg.export.fp16 import write_fp16
 
     model_path, card = result.model, result.card
-    if opts.int8 and not opts.legacy_calibrator:
-        require_calibration_data(opts.calib_data, card)  # before minutes of FP32 evaluation
+    quantize = opts.int8 and not opts.legacy_calibrator
+    if quantize:
+        require_calibration_data(
+            opts.calib_data, card
+        )  # a model that is not the street scenes' needs its own
+    # both data sets are opened before minutes of evaluation, so a wrong folder fails first
+    calib = open_calibration(opts.calib_data, card, opts.calib_images, opts.calib_seed) if quantize else None
     data = open_eval_data(opts.eval_data, card, opts.eval_images, fallback=opts.calib_data)
     gate = Gate(model_path, card, data, threads=opts.threads, progress=progress)
     result.eval_spec, result.reference = data.spec, data.reference
@@ -228,10 +233,9 @@ def _onnx_variants(result: BuildResult, opts: BuildOptions, progress: Progress |
         fp16_path, _ = write_fp16(model_path, card=card)
         result.rows.append(_row(fp16_path, "fp16", gate.score(fp16_path, "evaluating FP16"), gate))
 
-    if not opts.int8 or opts.legacy_calibrator:
+    if calib is None:
         return
     forms = ("qdq",) if opts.target == "tensorrt" else opts.forms  # TensorRT reads INT8 from Q/DQ
-    calib = open_calibration(opts.calib_data, card, opts.calib_images, opts.calib_seed)
     result.stats = calibrate(
         model_path,
         card,
@@ -262,11 +266,14 @@ def _onnx_variants(result: BuildResult, opts: BuildOptions, progress: Progress |
                 progress=progress,
             )
         except GateFailed as failed:
-            # A rejected INT8 model must not lie around looking deployable.
-            target.unlink(missing_ok=True)
-            card_path(target).unlink(missing_ok=True)
+            # The rejected model was never written under its name (calib.gate stages it).
             result.gates.append(failed.result)
-            result.rows.append(_gate_row(failed.result, gate, "FAILED gate, removed"))
+            note = _keep_previous(target)
+            if "kept" in note:  # the one error line says it too
+                failed.args = (f"{failed}; {note.split('; ', 1)[1]}",)
+            row = _gate_row(failed.result, gate, note)
+            row.size_bytes = 0
+            result.rows.append(row)
             result.failure = failed
             continue
         result.gates.append(gated)
@@ -275,6 +282,22 @@ def _onnx_variants(result: BuildResult, opts: BuildOptions, progress: Progress |
         if n_float and n_float == len(gated.sensitivity):
             note = f"all {n_float} layers kept in float: no INT8 compute left"
         result.rows.append(_gate_row(gated, gate, note))
+
+
+def _keep_previous(target: Path) -> str:
+    """After a failed gate: keep an earlier artifact whose own gate passed (and say so); remove one
+    that carries no passed gate (an unchecked leftover must not look deployable)."""
+    if not target.exists():
+        return "FAILED gate, not written"
+    try:
+        passed = bool(read_card(target).extra.get("int8", {}).get("gate", {}).get("passed"))
+    except EdgesegError:
+        passed = False
+    if passed:
+        return f"FAILED gate; kept the previous {target.name}, which passed its own gate"
+    target.unlink(missing_ok=True)
+    card_path(target).unlink(missing_ok=True)
+    return f"FAILED gate; removed an unchecked {target.name}"
 
 
 def _pct(x: float) -> float | None:

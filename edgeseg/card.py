@@ -23,6 +23,7 @@ ResizeMode = Literal["stretch", "letterbox"]
 
 METADATA_PREFIX = "edgeseg."
 IGNORE_INDEX = 255
+MIN_INPUT_SIDE = 8  # the smallest input height/width edgeseg trains and exports (export refuses less)
 
 # ImageNet statistics in 0..1 RGB scale, used by torchvision backbones.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

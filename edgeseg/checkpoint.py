@@ -10,6 +10,10 @@ Never unpickles arbitrary objects: a file that needs that is refused with a clea
 
 from __future__ import annotations
 
+import pickletools
+import re
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -46,25 +50,62 @@ def save_checkpoint(
 
 
 def load_raw(path: str | Path) -> Any:
-    """torch.load with weights_only=True and one-line errors for missing/corrupt/unsafe files."""
+    """torch.load with weights_only=True and one-line errors for missing/corrupt/unsafe files.
+
+    A file that needs more than tensors and plain containers is refused as such, never called
+    corrupt, and the message never suggests weights_only=False (that would run its code)."""
     torch = require("torch")
     path = Path(path)
     if not path.is_file():
         raise EdgesegError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about the pickle protocol before it refuses
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        text = str(exc)
-        if "Unsupported global" in text:
+        objects = pickled_objects(path, str(exc))
+        if objects is not None:
             raise EdgesegError(
-                f"{path} contains pickled objects that are not safe to load (e.g. a whole nn.Module); "
-                "only state_dicts and edgeseg checkpoints are accepted: save model.state_dict() instead"
+                f"refused {path}: not a plain weights file, it holds pickled Python objects{objects}, "
+                "which edgeseg never unpickles; save a state_dict (torch.save(model.state_dict(), ...)) "
+                "or an edgeseg checkpoint"
             ) from None
-        detail = next((ln.strip() for ln in text.splitlines() if "Unsupported" in ln), None)
-        detail = detail or (text.strip().splitlines()[0] if text.strip() else type(exc).__name__)
         raise EdgesegError(
-            f"cannot read checkpoint {path}: corrupt or not a PyTorch file ({detail})"
+            f"cannot read checkpoint {path}: corrupt or not a PyTorch file ({_detail(exc)})"
         ) from None
+
+
+_UNSAFE_OPS = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD"}
+
+
+def pickled_objects(path: Path, error: str) -> str | None:
+    """If torch's safe loader refused `path` because it holds pickled objects: ' (e.g. posix.system)'
+    or ''; None when the file is simply not readable. Only parses opcodes (pickletools), never runs
+    them."""
+    named = re.search(r"GLOBAL ([\w.]+)", error)
+    if named:
+        return f" (e.g. {named.group(1)})"
+    if "Weights only load failed" not in error:
+        return None
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                member = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
+                data = zf.read(member) if member else b""
+        else:
+            data = path.read_bytes()
+        ops = [op.name for op, _, _ in pickletools.genops(data)]
+    except Exception:  # noqa: BLE001 - not a well-formed pickle: corrupt, not unsafe
+        return None
+    return "" if _UNSAFE_OPS & set(ops) else None
+
+
+def _detail(exc: Exception) -> str:
+    """The first line of torch's message that is about the file, not about weights_only."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if "weights_only" not in ln and "Weights only" not in ln]
+    text = useful[0].split(". ")[0][:200] if useful else ""
+    return text if len(text) > 12 else f"{type(exc).__name__} {text}".strip()
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -59,4 +59,5 @@ def fmt(v: Any) -> str:
 
 
 def warn(message: str) -> None:
-    err_console.print(f"[bold yellow]warning:[/] {escape(message)}")
+    """One line on stderr, never wrapped (logs and journals keep it whole)."""
+    err_console.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True)

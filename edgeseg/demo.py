@@ -39,6 +39,18 @@ class DemoConfig:
     calib_images: int = CALIB_IMAGES
     eval_images: int = GATE_IMAGES
 
+    def __post_init__(self) -> None:
+        """Every option mistake fails before minutes of scene generation and training, not after."""
+        counts = {"--frames": self.frames, "--threads": self.threads, "--calib-images": self.calib_images,
+                  "--eval-images": self.eval_images}  # fmt: skip
+        if not self.quick:
+            counts.update({"--epochs": self.epochs, "--train-images": self.train_images})
+        for option, value in counts.items():
+            if value < 1:
+                raise EdgesegError(f"{option} must be at least 1, got {value}")
+        if self.max_miou_drop < 0:
+            raise EdgesegError(f"--max-miou-drop must be >= 0, got {self.max_miou_drop}")
+
 
 @dataclass
 class DemoRow:

@@ -50,3 +50,22 @@ class EdgesegError(Exception):
 
 class MissingDependencyError(EdgesegError):
     """An optional dependency is not installed; the message names the extra to install."""
+
+
+class SourceLost(EdgesegError):
+    """A live source stopped delivering for good (no --reconnect, or its timeout ran out)."""
+
+    exit_code = ExitCode.SOURCE_LOST
+
+
+class OutputFailed(EdgesegError):
+    """An output could not be written (disk full, unwritable path); what could be saved was saved."""
+
+    exit_code = ExitCode.OUTPUT_FAILED
+
+
+def exit_code_of(exc: BaseException | None) -> int:
+    """The exit status a failure stands for: its own code, or BUG for anything unexpected."""
+    if exc is None:
+        return ExitCode.OK
+    return int(getattr(exc, "exit_code", ExitCode.BUG)) if isinstance(exc, EdgesegError) else ExitCode.BUG

@@ -22,6 +22,16 @@ def workdir(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(path or os.environ.get("EDGESEG_WORKDIR") or DEFAULT_WORKDIR)
 
 
+def writable_workdir(path: str | os.PathLike[str] | None = None) -> Path:
+    """The workspace a command will write into, checked now (a read-only or mistyped one fails in
+    the first second, not after training or calibration)."""
+    from edgeseg.atomic import check_writable
+
+    root = workdir(path)
+    check_writable(root, "--workdir" if path else "the workspace", folder=True)
+    return root
+
+
 def train_root(root: Path, model: str) -> Path:
     return root / "train" / model
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from edgeseg._version import __version__
 from edgeseg.artifacts import card_path
-from edgeseg.card import ModelCard, sha256_file
+from edgeseg.card import MIN_INPUT_SIDE, ModelCard, sha256_file
 from edgeseg.errors import EdgesegError
 from edgeseg.export import graph
 from edgeseg.export.parity import PARITY_THRESHOLD, ParityResult, parity_check
@@ -124,8 +124,8 @@ def _torch_module_class() -> type:
 
 
 def _validate(height: int, width: int, opset: int, output: str, labels_dtype: str, card: ModelCard) -> None:
-    if height < 8 or width < 8:
-        raise EdgesegError(f"--height/--width must be at least 8 pixels, got {height}x{width}")
+    if height < MIN_INPUT_SIDE or width < MIN_INPUT_SIDE:
+        raise EdgesegError(f"--height/--width must be at least {MIN_INPUT_SIDE} pixels, got {height}x{width}")
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise EdgesegError(
             f"--opset must be between {MIN_OPSET} and {MAX_OPSET} (TensorRT range), got {opset}"

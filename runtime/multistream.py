@@ -40,6 +40,7 @@ from edgeseg.runtime.sinks import Sink
 from edgeseg.runtime.sources import LabelLookup, Source, open_source
 from edgeseg.runtime.stats import RunStats
 from edgeseg.runtime.tiles import Tiler
+from edgeseg.signals import signal_name
 
 STREAM_FIELD = "{stream}"  # replaced by each stream's name in per-stream output paths
 
@@ -376,8 +377,14 @@ class MultiStream:
             self._error = errors[0] if errors else None
         if self._error is not None:
             err, self._error = self._error, None
+            self.stats.error = err  # the report says what failed
             raise err
         return self.stats
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the streams got going (every source opened and the threads started)."""
+        return any(lane.streamed for lane in self.lanes)
 
     def _release(self) -> None:
         try:
@@ -423,8 +430,9 @@ class MultiStream:
                     break
             if status is not None:
                 status(self._refresh())
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as `Terminated` (edgeseg.signals)
             self.stats.interrupted = True
+            self.stats.signal = signal_name(exc)
         finally:
             self.stop()
             self.finish()
@@ -474,6 +482,13 @@ class MultiStream:
                     summed.matrix += lane.stats.confusion.matrix
         with total._lock:
             total.confusion = summed
+        # a stream that lost its live source or read a damaged file decides the exit status
+        total.source_lost = next(
+            (lane.stats.source_lost for lane in self.lanes if lane.stats.source_lost), None
+        )
+        total.input_problem = next(
+            (lane.stats.input_problem for lane in self.lanes if lane.stats.input_problem), None
+        )
         return total
 
     def batching(self) -> dict[str, Any]:

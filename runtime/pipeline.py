@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, SourceLost
 from edgeseg.metrics import ConfusionMatrix, metrics_from_confusion
 from edgeseg.preprocess import Geometry, labels_to_frame
 from edgeseg.runtime.backends import Backend
@@ -48,10 +48,12 @@ from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sinks import Sink
 from edgeseg.runtime.sources import LabelLookup, Source
 from edgeseg.runtime.stats import Gap, RunStats
+from edgeseg.signals import signal_name
 
 _END = object()  # end of stream marker travelling through the channels
 _EMPTY = object()  # a non-blocking get found nothing
 JOIN_TIMEOUT = 0.8  # per stage on shutdown; stages poll the stop flag every POLL seconds
+SINK_CLOSE_TIMEOUT = 60.0  # finalising outputs on shutdown (a long video's index, a copy to a FIFO)
 POLL = 0.05
 
 
@@ -122,13 +124,22 @@ class Channel:
 
 @dataclass
 class Reconnect:
-    """What to do when a live source stops delivering: reopen with exponential backoff."""
+    """What to do when a live source stops delivering, or is not there yet at start-up: reopen with
+    exponential backoff until `timeout` seconds have passed without a frame. At least one reopen is
+    tried, and no single open or read may block longer than a quarter of the timeout (a frozen
+    stream must not eat the budget), so a short timeout still gets its attempts."""
 
     enabled: bool = False
     initial: float = 0.5  # seconds before the first reopen attempt
     factor: float = 2.0
     max_delay: float = 5.0
     timeout: float | None = 30.0  # give up after this long without a frame (None: never)
+
+    def wait_limit(self) -> float | None:
+        """The longest one open or read may block, or None to leave the source's own limit."""
+        if not self.enabled or self.timeout is None:
+            return None
+        return max(0.25, self.timeout / 4)
 
 
 @dataclass
@@ -274,9 +285,10 @@ class Pipeline:
             self._c_user = Channel(2)
             self._channels.append(self._c_user)
         self._needs_labels = consumer or self.renderer is not None or any(s.needs_labels for s in self.sinks)
+        self._backend_info = self.segmenter.backend.describe()  # the report outlives an owned backend
         try:
             self._spawned = [self.segmenter.spawn_backend() for _ in range(self.workers - 1)]
-            self.source.open()
+            self._open_source()
             for sink in self.sinks:
                 sink.start(self.source)
         except BaseException:
@@ -286,7 +298,6 @@ class Pipeline:
                 self.segmenter.close()
             self._error = None  # the open/start error itself is what the caller sees
             raise
-        self._backend_info = self.segmenter.backend.describe()  # the report outlives an owned backend
         self.stats.started = time.perf_counter()
         self.stats.cpu_started = time.process_time()
         for name, target in self._stages():
@@ -310,6 +321,31 @@ class Pipeline:
             ("output", self._output),
         ]
 
+    def _open_source(self) -> None:
+        """Open the source; a live one with --reconnect that is not up yet (a camera or RTSP server
+        starting after the robot's perception) is retried within the reconnect timeout, and that
+        wait is recorded as a gap ending at 0 s, where the run's clock starts."""
+        limit = self.reconnect.wait_limit() if self.source.live else None
+        if limit is not None:
+            self.source.limit_wait(limit)
+        since = time.perf_counter()
+        try:
+            self.source.open()
+            return
+        except EdgesegError as exc:
+            if not (self.source.live and self.reconnect.enabled):
+                raise
+            gap = Gap(since, reason=str(exc))
+        self.stats.gaps.append(gap)
+        opened = self._reopen(gap, since)
+        waited = time.perf_counter() - since
+        gap.start, gap.end, gap.recovered = -waited, 0.0, opened  # before the run's clock starts at 0
+        if not opened:
+            if self._stop.is_set():
+                raise KeyboardInterrupt
+            self.stats.source_lost = _lost(gap, self.reconnect)
+            raise SourceLost(f"live source lost: {self.stats.source_lost}")
+
     def stop(self) -> None:
         """Ask every stage to stop now (in-flight frames are discarded)."""
         self._stop.set()
@@ -325,6 +361,11 @@ class Pipeline:
         """The output stage has finished: the source ended, a stage failed, or stop() was called."""
         return self._done.is_set()
 
+    @property
+    def streamed(self) -> bool:
+        """Whether the stream got going (the source opened and the stages started)."""
+        return bool(self._threads)
+
     def finish(self) -> RunStats:
         """Join the stages, close sinks and source, and raise the first stage error if any."""
         if not self._finished:
@@ -332,6 +373,8 @@ class Pipeline:
             deadline = time.perf_counter() + JOIN_TIMEOUT * 2
             for t in self._threads:
                 t.join(max(0.0, deadline - time.perf_counter()))
+            if self._threads:  # the output stage finalises the files (a video's index): let it finish
+                self._done.wait(SINK_CLOSE_TIMEOUT)
             self.stats.dropped = self._dropped()
             if not any(t.name.startswith("edgeseg-inference") and t.is_alive() for t in self._threads):
                 self._close_spawned()  # a worker stuck in a run keeps its backend; the process ends soon
@@ -340,6 +383,7 @@ class Pipeline:
                         self.segmenter.close()
         if self._error is not None:
             err, self._error = self._error, None
+            self.stats.error = err  # the report says what failed
             raise err
         return self.stats
 
@@ -362,8 +406,9 @@ class Pipeline:
                     break
             if status is not None:
                 status(self.stats)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as `Terminated` (edgeseg.signals)
             self.stats.interrupted = True
+            self.stats.signal = signal_name(exc)
         finally:
             self.stop()
             self.finish()
@@ -423,11 +468,15 @@ class Pipeline:
         try:
             target()
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread by finish()
-            if self._error is None and not self._stop.is_set():
-                self._error = exc
-            self.stop()
+            self._fail(exc)
         finally:
             self.stats.add_thread_cpu(stage, time.thread_time())
+
+    def _fail(self, exc: BaseException) -> None:
+        """Keep the first failure (for finish() to raise) and stop every stage."""
+        if self._error is None and not self._stop.is_set():
+            self._error = exc
+        self.stop()
 
     def _dropped(self) -> int:
         return self._c_pre.dropped + self._c_infer.dropped + self.source.dropped
@@ -445,7 +494,7 @@ class Pipeline:
         index = 0
         gap: Gap | None = None
         period = 1.0 / (self.source.fps or 30.0) if self.realtime and not self.source.live else 0.0
-        first = time.perf_counter()
+        first = last_frame = time.perf_counter()
         while not self._stop.is_set():
             if self.max_frames is not None and index >= self.max_frames:
                 break
@@ -459,19 +508,19 @@ class Pipeline:
             if frame is None:
                 if self._stop.is_set():  # a source woken up by the stop is no gap
                     break
-                if not (self.source.live and self.reconnect.enabled):
-                    if self.source.live:
-                        self.stats.gaps.append(
-                            Gap(t0 - self.stats.started, reason="source stopped delivering")
-                        )
+                if not self.source.live:
+                    self.stats.input_problem = self.source.problem
                     break
-                if gap is None:
-                    gap = Gap(t0 - self.stats.started, reason="source stopped delivering")
+                if gap is None:  # the source went quiet when its last frame came, not when we noticed
+                    gap = Gap(last_frame - self.stats.started, reason=self._silence(t0, last_frame))
                     self.stats.gaps.append(gap)
-                if not self._reopen(gap):
+                if not self.reconnect.enabled or not self._reopen(gap, self.stats.started + gap.start):
+                    if not self._stop.is_set():
+                        gap.end = time.perf_counter() - self.stats.started
+                        self.stats.source_lost = _lost(gap, self.reconnect)
                     break
                 continue
-            t1 = time.perf_counter()
+            t1 = last_frame = time.perf_counter()
             if gap is not None:
                 gap.end, gap.recovered, gap = t1 - self.stats.started, True, None
             gt = frame.gt
@@ -498,14 +547,26 @@ class Pipeline:
                 return
         self._c_pre.put(_END)
 
-    def _reopen(self, gap: Gap) -> bool:
-        """Reopen the live source with backoff until it opens, the timeout passes, or we stop."""
+    @staticmethod
+    def _silence(t_read: float, last_frame: float) -> str:
+        """Why a live source returned nothing: a read that blocked until the source's timeout is a
+        frozen stream; a quick failure is a dropped connection or an unplugged device."""
+        now = time.perf_counter()
+        if now - t_read >= 0.5:
+            return f"no frame for {now - last_frame:.1f} s (the stream froze or the connection was lost)"
+        return "source stopped delivering"
+
+    def _reopen(self, gap: Gap, since: float) -> bool:
+        """Reopen the live source with backoff until it opens, `since` + the timeout passes, or we
+        stop. The first attempt is always made, however long the failing read took."""
         rc = self.reconnect
         delay = rc.initial
         while not self._stop.is_set():
-            waited = time.perf_counter() - self.stats.started - gap.start
-            if rc.timeout is not None and waited >= rc.timeout:
-                return False
+            if gap.attempts and rc.timeout is not None:
+                left = since + rc.timeout - time.perf_counter()
+                if left <= 0:
+                    return False
+                delay = min(delay, left)
             if self._stop.wait(delay):
                 return False
             gap.attempts += 1
@@ -513,7 +574,7 @@ class Pipeline:
                 self.source.open()
                 return True
             except EdgesegError as exc:
-                gap.reason = str(exc)
+                gap.last_error = str(exc)
                 delay = min(delay * rc.factor, rc.max_delay)
         return False
 
@@ -652,6 +713,9 @@ class Pipeline:
                         sink.write(item)
                 if self._c_user is not None and not self._c_user.put(item):
                     return
+        except BaseException as exc:  # a failed write is the run's error, not what closing says after
+            self._fail(exc)
+            raise
         finally:
             self._close_sinks()
             if self._c_user is not None:
@@ -673,6 +737,17 @@ class Pipeline:
                 first = first or exc
         if first is not None and self._error is None:
             self._error = first
+
+
+def _lost(gap: Gap, reconnect: Reconnect) -> str:
+    """Why a live source was given up, in one line: what happened and what was tried."""
+    if not reconnect.enabled:
+        return f"{gap.reason} (no --reconnect)"
+    last = f"; last attempt: {gap.last_error}" if gap.last_error else ""
+    return (
+        f"{gap.reason}; {gap.attempts} reconnect attempt(s) in {reconnect.timeout:g} s "
+        f"(--reconnect-timeout){last}"
+    )
 
 
 def _nan_to_none(x: float) -> float | None:

@@ -1,9 +1,11 @@
 """Outputs of a run: window, live view over HTTP, annotated video, class-id PNGs, per-frame JSONL.
 Headless is no sink.
 
-Files are written atomically: the video and the JSONL go to a hidden partial file that replaces the
-target on `close()` (which the pipeline calls on normal end, error, Ctrl-C and SIGTERM alike), so a
-finished file is always playable / parseable.
+Files are written atomically (`edgeseg.atomic`): the video and the JSONL go to a hidden partial file
+that replaces the target on `close()` (which the pipeline calls on normal end, error, Ctrl-C and
+SIGTERM alike), so a finished file is always playable / parseable. A write that fails (disk full,
+unwritable path) raises `OutputFailed`: that sink's partial file is dropped, the run stops, and the
+other sinks are still finalised.
 """
 
 from __future__ import annotations
@@ -18,14 +20,15 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import cv2
 import numpy as np
 
-from edgeseg.atomic import write_bytes
-from edgeseg.errors import EdgesegError
+from edgeseg.atomic import PendingFile, destination, disk_full, output_failed, write_bytes
+from edgeseg.errors import EdgesegError, OutputFailed
 from edgeseg.runtime.draw import Renderer
+from edgeseg.runtime.sources import quiet_opencv
 
 if TYPE_CHECKING:
     from edgeseg.runtime.pipeline import FrameResult
@@ -63,30 +66,62 @@ class Sink(abc.ABC):
         return {"sink": type(self).__name__}
 
 
-def _partial(target: Path) -> Path:
-    """Hidden sibling keeping the suffix, because OpenCV picks the container from it."""
-    return target.with_name(f".{target.stem}.partial{target.suffix}")
+class FileSink(Sink):
+    """A sink writing one file through `edgeseg.atomic.PendingFile`: a failed write drops the partial
+    file (the target keeps what it had) and keeps the error for the report; close() commits it."""
+
+    path: Path
+    pending: PendingFile | None = None
+    error: str | None = None
+    written = False
+
+    def _release(self) -> None:
+        """Let go of the open writer or file handle (after a failure; errors are ignored)."""
+
+    def _fail(self, error: OutputFailed) -> NoReturn:
+        self.error = str(error)
+        self._release()
+        if self.pending is not None:
+            self.pending.discard()
+        raise error
+
+    def _commit(self) -> None:
+        if self.pending is not None:
+            try:
+                self.pending.commit()
+            except OutputFailed as exc:
+                self.error = str(exc)
+                raise
+        self.written = True
 
 
-class VideoSink(Sink):
-    """Annotated video; frames of another size than the first are resized to it."""
+class VideoSink(FileSink):
+    """Annotated video; frames of another size than the first are resized to it.
+
+    OpenCV's writer reports no write errors (a full disk only logs warnings and leaves a file without
+    its index), so the sink watches the free space while writing and decodes the finished file before
+    it takes the target's name: a video that would not play is removed and reported, never kept.
+    """
 
     needs_render = True
+    SPACE_CHECK_S = 1.0  # how often the free space is looked at while writing
 
     def __init__(self, path: str | Path, fps: float | None = None) -> None:
         self.path = Path(path)
-        codec = VIDEO_CODECS.get(self.path.suffix.lower())
-        if codec is None:
-            raise EdgesegError(
-                f"--save needs a video file name ({', '.join(VIDEO_CODECS)}), got {self.path.name}"
-            )
-        self.fourcc = cv2.VideoWriter_fourcc(*codec)
+        self.fourcc = cv2.VideoWriter_fourcc(*self.codec_for(self.path))
         self.fps = float(fps) if fps else None  # None: the source's rate, else 30
-        self.tmp = _partial(self.path)
         self.writer: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None
         self.frames = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._next_space_check = 0.0
+
+    @staticmethod
+    def codec_for(path: Path) -> str:
+        """The FourCC OpenCV writes for this file name, or one clear error."""
+        codec = VIDEO_CODECS.get(path.suffix.lower())
+        if codec is None:
+            raise EdgesegError(f"--save needs a video file name ({', '.join(VIDEO_CODECS)}), got {path.name}")
+        return codec
 
     def start(self, source: Source) -> None:
         if self.fps is None:
@@ -97,77 +132,145 @@ class VideoSink(Sink):
         assert image is not None, "VideoSink needs rendered frames"
         if self.writer is None:
             self.size = (image.shape[1], image.shape[0])
-            self.writer = cv2.VideoWriter(str(self.tmp), self.fourcc, self.fps or 30.0, self.size)
+            self.pending = PendingFile(self.path, suffix=self.path.suffix, fixed_name=True)
+            self.writer = cv2.VideoWriter(str(self.pending.path), self.fourcc, self.fps or 30.0, self.size)
             if not self.writer.isOpened():
                 self.writer = None
-                raise EdgesegError(f"cannot write video {self.path} (codec or folder not writable)")
+                self._fail(OutputFailed(f"cannot write video {self.path} (codec or folder not writable)"))
         if (image.shape[1], image.shape[0]) != self.size:
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
-        self.writer.write(image)
+        with quiet_opencv():  # a failing write logs one warning per frame; the check below says it once
+            self.writer.write(image)
         self.frames += 1
+        now = time.monotonic()
+        if now >= self._next_space_check:
+            self._next_space_check = now + self.SPACE_CHECK_S
+            self._check_space()
+
+    def _check_space(self) -> None:
+        assert self.pending is not None
+        if disk_full(self.pending.path.parent):
+            self._fail(OutputFailed(f"cannot write video {self.path}: no space left on device"))
+
+    def _release(self) -> None:
+        if self.writer is not None:
+            with quiet_opencv():
+                self.writer.release()
+            self.writer = None
 
     def close(self) -> None:
-        if self.writer is not None:
+        if self.writer is None or self.pending is None:
+            return
+        with quiet_opencv():
             self.writer.release()  # writes the container index: the file is playable from here on
-            self.writer = None
-            if self.frames:
-                os.replace(self.tmp, self.path)
-        if self.tmp.exists():
-            self.tmp.unlink()
+        self.writer = None
+        if not self.frames:
+            self.pending.discard()
+            return
+        if not _plays(self.pending.path):
+            self._fail(OutputFailed(f"cannot finish video {self.path}: the file does not play (disk full?)"))
+        self._commit()
 
     def describe(self) -> dict[str, Any]:
-        return {"sink": "video", "path": str(self.path), "frames": self.frames, "fps": self.fps}
+        return {
+            "sink": "video", "path": str(self.path), "frames": self.frames, "fps": self.fps,
+            "written": self.written, "error": self.error,
+        }  # fmt: skip
+
+
+def _plays(path: Path) -> bool:
+    """The finished file opens and its first frame decodes (a lost index fails here)."""
+    with quiet_opencv():
+        cap = cv2.VideoCapture(str(path))
+        try:
+            return bool(cap.isOpened() and cap.read()[0])
+        finally:
+            cap.release()
 
 
 class MaskSink(Sink):
-    """Raw class ids as 8-bit (16-bit beyond 256 classes) PNGs named after the frame."""
+    """Raw class ids as 8-bit (16-bit beyond 256 classes) PNGs named after the frame; each file is
+    written atomically, so the folder holds complete masks only, whatever stops the run."""
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         if self.directory.exists() and not self.directory.is_dir():
             raise EdgesegError(f"--save-masks needs a folder, and {self.directory} is a file")
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise output_failed(self.directory, exc) from None
         self.written = 0
+        self.error: str | None = None
 
     def write(self, result: FrameResult) -> None:
         ok, png = cv2.imencode(".png", result.labels)
         if not ok:
             raise EdgesegError(f"cannot encode class map for frame {result.name} as PNG")
-        write_bytes(self.directory / f"{result.name}.png", png.tobytes())
+        try:
+            write_bytes(self.directory / f"{result.name}.png", png.tobytes())
+        except OutputFailed as exc:
+            self.error = str(exc)
+            raise
         self.written += 1
 
     def describe(self) -> dict[str, Any]:
-        return {"sink": "masks", "path": str(self.directory), "frames": self.written}
+        return {"sink": "masks", "path": str(self.directory), "frames": self.written, "error": self.error}
 
 
-class JsonlSink(Sink):
-    """One JSON object per frame: index, name, timestamps, per-stage ms, latency, drops, histogram, mIoU."""
+class JsonlSink(FileSink):
+    """One JSON object per frame: index, name, timestamps, per-stage ms, latency, drops, histogram, mIoU.
+
+    The log takes its name when the run ends (a FIFO or /dev/stdout gets the lines as they come); a
+    log whose disk filled is dropped whole, so a file never ends in half a line."""
 
     records = True
     needs_labels = False  # class pixel counts come from `result.histogram`
 
     def __init__(self, path: str | Path, classes: list[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = _partial(self.path)
         self.classes = classes
         self.fh: IO[str] | None = None  # opened with the first frame: a run that never starts leaves nothing
         self.lines = 0
 
     def write(self, result: FrameResult) -> None:
-        if self.fh is None:
-            self.fh = open(self.tmp, "w")  # noqa: SIM115 - closed in close()
-        self.fh.write(json.dumps(result.to_record(self.classes)) + "\n")
+        try:
+            if self.fh is None:
+                dest = destination(self.path)
+                if dest.replace:
+                    self.pending = PendingFile(self.path, suffix=self.path.suffix, fixed_name=True)
+                    self.fh = open(self.pending.path, "w")  # noqa: SIM115 - closed in close()
+                else:
+                    self.fh = dest.open_in_place("w")
+            self.fh.write(json.dumps(result.to_record(self.classes)) + "\n")
+        except OSError as exc:
+            self._fail(output_failed(self.path, exc))
+        except OutputFailed as exc:
+            self._fail(exc)
         self.lines += 1
 
-    def close(self) -> None:
+    def _release(self) -> None:
         if self.fh is not None:
-            self.fh.close()
+            with contextlib.suppress(OSError):
+                self.fh.close()
             self.fh = None
-            os.replace(self.tmp, self.path)
+
+    def close(self) -> None:
+        if self.fh is None:
+            return
+        try:
+            self.fh.close()  # the last buffered lines: a full disk may refuse them here
+        except OSError as exc:
+            self.fh = None
+            self._fail(output_failed(self.path, exc))
+        self.fh = None
+        self._commit()
 
     def describe(self) -> dict[str, Any]:
-        return {"sink": "log", "path": str(self.path), "frames": self.lines}
+        return {
+            "sink": "log", "path": str(self.path), "frames": self.lines, "written": self.written,
+            "error": self.error,
+        }  # fmt: skip
 
 
 _GUI_TOOLKITS = ("GTK", "QT", "WIN32 UI", "COCOA", "WAYLAND", "FRAMEBUFFER")

@@ -5,6 +5,9 @@ A source is *live* (camera, url, gst) or not (files, folders, synthetic). The pi
 sources latest-frame semantics and processes every frame of the others. `read()` returns None when a
 file source has ended or a live source stopped delivering; reconnecting is the pipeline's job
 (`Source.open()` again), so every source can be reopened.
+
+FFmpeg's own messages (a line per damaged frame or dropped connection) are off unless
+OPENCV_FFMPEG_LOGLEVEL is set: edgeseg reports such problems itself, in one line.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import abc
 import contextlib
 import glob as globlib
+import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +29,12 @@ from edgeseg.console import warn
 from edgeseg.errors import EdgesegError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-NETWORK_TIMEOUT_MS = 5000  # a dead stream must not block a read for FFMPEG's default 30 s
+NETWORK_TIMEOUT_MS = 5000  # a dead or frozen stream must not block a read for FFMPEG's default 30 s
+# read by OpenCV when it first opens something with FFmpeg; AV_LOG_QUIET
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+# seconds a V4L2 camera read waits for a frame (OpenCV's cap_v4l.cpp reads it once, default 10): a
+# stalled camera is noticed as soon as a frozen network stream
+os.environ.setdefault("OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT", str(NETWORK_TIMEOUT_MS // 1000))
 
 
 @dataclass
@@ -44,15 +54,29 @@ class Frame:
     received: float | None = None
 
 
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_quiet_saved = 0
+
+
 @contextlib.contextmanager
-def _quiet_opencv() -> Iterator[None]:
-    """OpenCV prints multi-line warnings when a device or file fails to open; we print one line."""
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+def quiet_opencv() -> Iterator[None]:
+    """OpenCV prints multi-line warnings when a device or file fails to open or a write fails; we
+    print one line. Its log level is process-wide and the stage threads overlap, so the first to enter
+    silences it and the last to leave restores it."""
+    global _quiet_depth, _quiet_saved
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            _quiet_saved = cv2.utils.logging.getLogLevel()
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        _quiet_depth += 1
     try:
         yield
     finally:
-        cv2.utils.logging.setLogLevel(level)
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                cv2.utils.logging.setLogLevel(_quiet_saved)
 
 
 class Source(abc.ABC):
@@ -64,6 +88,7 @@ class Source(abc.ABC):
     length: int | None = None  # frames in one pass, when known
     dropped: int = 0  # frames discarded before read() (a newer ROS message replaced a waiting one)
     pairs_labels: bool = False  # attaches ground truth to some frames: the others count as unlabelled
+    problem: str | None = None  # what was wrong with the input, found while reading (e.g. truncated)
 
     @abc.abstractmethod
     def open(self) -> None:
@@ -81,8 +106,13 @@ class Source(abc.ABC):
         (bags), so `--realtime` replays at the recorded speed; None: paced by `fps`."""
         return None
 
+    def limit_wait(self, seconds: float) -> None:  # noqa: B027 - optional hook
+        """Let no single open() or read() block longer than `seconds`, where the backend can promise
+        it: a frozen stream is then noticed in time for reconnect attempts."""
+
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "live": self.live, "fps": self.fps, "frames": self.length}
+        info = {"kind": self.kind, "live": self.live, "fps": self.fps, "frames": self.length}
+        return {**info, "problem": self.problem} if self.problem else info
 
     def __enter__(self) -> Source:
         self.open()
@@ -111,7 +141,7 @@ class _CvCaptureSource(Source):
 
     def open(self) -> None:
         self.close()
-        with _quiet_opencv():
+        with quiet_opencv():
             cap = self._capture()
         if not cap.isOpened():
             cap.release()
@@ -125,11 +155,12 @@ class _CvCaptureSource(Source):
     def read(self) -> Frame | None:
         if self.cap is None:
             return None
-        ok, image = self.cap.read()
-        if (not ok or image is None) and self.loop and not self.live:
-            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            self.index = 0  # names are positions in the file, so labels still pair on every pass
+        with quiet_opencv():  # a stream timeout or a damaged frame: the pipeline reports it in one line
             ok, image = self.cap.read()
+            if (not ok or image is None) and self.loop and not self.live:
+                self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                self.index = 0  # names are positions in the file, so labels still pair on every pass
+                ok, image = self.cap.read()
         if not ok or image is None:
             return None
         frame = Frame(image, f"{self._stem}_{self.index:06d}")
@@ -171,6 +202,7 @@ class VideoSource(_CvCaptureSource):
         super().__init__(loop=loop)
         self._stem = self.path.stem
         self._first: np.ndarray | None = None
+        self.frames_read: int | None = None  # set when the file ended short of its frame count
 
     def _capture(self) -> cv2.VideoCapture:
         return cv2.VideoCapture(str(self.path))
@@ -195,10 +227,27 @@ class VideoSource(_CvCaptureSource):
             frame, self._first = Frame(self._first, f"{self._stem}_{self.index:06d}"), None
             self.index += 1
             return frame
-        return super().read()
+        reached = self.index
+        frame = super().read()
+        rewound = frame is not None and self.index == 1  # --loop started the file again
+        if (frame is None or rewound) and self.problem is None:
+            self._check_complete(reached)
+        return frame
+
+    def _check_complete(self, reached: int) -> None:
+        """A pass that ends well short of the container's frame count is a truncated or damaged file:
+        say so once, with the count reached (the frames read were processed)."""
+        expected = self.length or 0
+        if reached and expected and reached + max(2, expected // 100) <= expected:
+            self.problem = (
+                f"video {self.path} ended after {reached} of its {expected} frames (truncated or damaged); "
+                f"the {reached} frames read were processed"
+            )
+            self.frames_read = reached
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "path": str(self.path), "loop": self.loop}
+        info = {**super().describe(), "path": str(self.path), "loop": self.loop}
+        return {**info, "frames_read": self.frames_read} if self.frames_read is not None else info
 
 
 class StreamSource(_CvCaptureSource):
@@ -211,13 +260,17 @@ class StreamSource(_CvCaptureSource):
         self.url = url
         super().__init__()
         self._stem = "stream"
+        self.timeout_ms = NETWORK_TIMEOUT_MS  # FFmpeg gives up an open or a read after this long
+
+    def limit_wait(self, seconds: float) -> None:
+        self.timeout_ms = max(100, min(self.timeout_ms, int(seconds * 1000)))
 
     def _capture(self) -> cv2.VideoCapture:
         params = [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
-            NETWORK_TIMEOUT_MS,
+            self.timeout_ms,
             cv2.CAP_PROP_READ_TIMEOUT_MSEC,
-            NETWORK_TIMEOUT_MS,
+            self.timeout_ms,
         ]
         return cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
 
@@ -225,7 +278,7 @@ class StreamSource(_CvCaptureSource):
         return f"cannot open stream {self.url} (unreachable, wrong URL or unsupported protocol)"
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "url": self.url}
+        return {**super().describe(), "url": self.url, "timeout_s": self.timeout_ms / 1000}
 
 
 def opencv_has_gstreamer() -> bool:
@@ -265,7 +318,10 @@ class GstSource(_CvCaptureSource):
 
 
 class ImageSource(Source):
-    """A folder of images (sorted by name) or a glob pattern; every image is processed."""
+    """A folder of images (sorted by name) or a glob pattern; every image is processed.
+
+    Unreadable files are skipped with a warning; a folder where no file can be read is an error, not
+    a run that quietly processes nothing."""
 
     kind = "images"
 
@@ -275,6 +331,9 @@ class ImageSource(Source):
         self.files: list[Path] = []
         self.position = 0
         self.skipped = 0
+        self.delivered = 0
+        self._unreadable: list[Path] = []  # found before the first readable image: warned about then
+        self._first_pass = True
 
     def open(self) -> None:
         path = Path(self.spec)
@@ -291,20 +350,44 @@ class ImageSource(Source):
         self.files = sorted(files)
         self.length = len(self.files)
         self.position = 0
+        self._first_pass = True
 
     def read(self) -> Frame | None:
         while True:
             if self.position >= len(self.files):
-                if not self.loop or self.skipped >= len(self.files):
+                if not self.delivered:
+                    first = self._unreadable[0] if self._unreadable else self.spec
+                    raise EdgesegError(
+                        f"no readable image in {self.spec}: none of its {len(self.files)} file(s) "
+                        f"decodes (corrupt or not an image, e.g. {first})"
+                    )
+                if not self.loop:
                     return None
                 self.position = 0
+                self._first_pass = False
             path = self.files[self.position]
             self.position += 1
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is not None:
-                return Frame(image, path.stem)
-            self.skipped += 1
+            with quiet_opencv():
+                image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                self._skip(path)
+                continue
+            if self._unreadable:
+                names = ", ".join(p.name for p in self._unreadable[:3])
+                more = f" and {len(self._unreadable) - 3} more" if len(self._unreadable) > 3 else ""
+                warn(f"skipping {len(self._unreadable)} unreadable image(s) in {self.spec}: {names}{more}")
+                self._unreadable = []
+            self.delivered += 1
+            return Frame(image, path.stem)
+
+    def _skip(self, path: Path) -> None:
+        if not self._first_pass:  # a later --loop pass: warned about on the first
+            return
+        self.skipped += 1
+        if self.delivered:
             warn(f"skipping unreadable image {path}")
+        else:
+            self._unreadable.append(path)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "spec": self.spec, "skipped": self.skipped}

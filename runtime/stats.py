@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg.errors import ExitCode, exit_code_of
 from edgeseg.metrics import ConfusionMatrix, SegMetrics
+from edgeseg.signals import exit_code_for
 
 STAGES = ("capture", "preprocess", "inference", "postprocess", "output")
 RESERVOIR = 20_000  # samples kept per series; percentiles of a uniform sample of the whole run
@@ -67,7 +69,8 @@ class Gap:
     end: float | None = None
     attempts: int = 0
     recovered: bool = False
-    reason: str = ""
+    reason: str = ""  # why the source went quiet
+    last_error: str = ""  # why the last reopen attempt failed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +80,7 @@ class Gap:
             "reconnect_attempts": self.attempts,
             "recovered": self.recovered,
             "reason": self.reason,
+            "last_error": self.last_error,
         }
 
 
@@ -93,6 +97,10 @@ class RunStats:
     dropped: int = 0
     unlabeled: int = 0  # frames with no ground truth while other frames had some
     interrupted: bool = False
+    signal: str | None = None  # SIGINT or SIGTERM, when one stopped the run
+    source_lost: str | None = None  # why a live source was given up (no --reconnect, timeout ran out)
+    input_problem: str | None = None  # what was wrong with a file source (e.g. a truncated video)
+    error: BaseException | None = None  # what failed (an output, a stage); the run stopped there
     live: bool = False  # latest-frame semantics; otherwise latency includes read-ahead queueing
     stages: dict[str, Reservoir] = field(default_factory=lambda: {s: Reservoir() for s in STAGES})
     latency: Reservoir = field(default_factory=Reservoir)  # capture -> result, ms
@@ -198,6 +206,40 @@ class RunStats:
             parts.append(f"mIoU {m.miou:.3f}")
         return " | ".join(parts)
 
+    @property
+    def exit_code(self) -> int:
+        """What the run's exit status says (`edgeseg.errors.ExitCode`): the first failure wins, then a
+        stop signal, a lost live source, a damaged input."""
+        if self.error is not None:
+            return exit_code_of(self.error)
+        if self.signal is not None:
+            return exit_code_for(self.signal)
+        if self.source_lost is not None:
+            return ExitCode.SOURCE_LOST
+        if self.input_problem is not None:
+            return ExitCode.BAD_INPUT
+        return ExitCode.INTERRUPTED if self.interrupted else ExitCode.OK
+
+    def ended(self) -> dict[str, Any]:
+        """Why the run ended, in words and as the exit status (for a supervisor reading the report)."""
+        if self.error is not None:
+            reason = (
+                str(self.error).strip().splitlines()[0]
+                if str(self.error).strip()
+                else type(self.error).__name__
+            )
+        elif self.signal is not None:
+            reason = f"stopped by {self.signal}"
+        elif self.source_lost is not None:
+            reason = f"live source lost: {self.source_lost}"
+        elif self.input_problem is not None:
+            reason = self.input_problem
+        elif self.interrupted:
+            reason = "stopped by the user"
+        else:
+            reason = "completed"
+        return {"reason": reason, "exit_code": int(self.exit_code)}
+
     def to_dict(self) -> dict[str, Any]:
         m = self.metrics()
         report: dict[str, Any] = {
@@ -208,6 +250,7 @@ class RunStats:
                 "unlabeled": self.unlabeled,
             },
             "interrupted": self.interrupted,
+            "ended": self.ended(),
             "live": self.live,
             "duration_s": round(self.elapsed, 3),
             "fps": self.fps,

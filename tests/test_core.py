@@ -175,8 +175,9 @@ def test_checkpoint_errors_are_one_line(tmp_path):
 
     evil = tmp_path / "evil.pt"
     evil.write_bytes(pickle.dumps({"a": Evil()}, protocol=2))
-    with pytest.raises(EdgesegError, match="not safe to load"):
+    with pytest.raises(EdgesegError, match="not a plain weights file") as info:
         load_checkpoint(evil)
+    assert "weights_only" not in str(info.value)  # never the advice that would run its code
     with pytest.raises(EdgesegError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
 

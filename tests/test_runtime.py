@@ -395,7 +395,8 @@ def test_reconnect_gives_up_when_source_stays_away(tmp_path, tiny_onnx):
     stats = pipe.stats
     gap = pipe.report()["gaps"][0]
     assert stats.captured == 5 and not gap["recovered"] and gap["reconnect_attempts"] >= 2
-    assert "cannot open stream" in gap["reason"]
+    assert gap["reason"] == "source stopped delivering" and "cannot open stream" in gap["last_error"]
+    assert "cannot open stream" in stats.source_lost and stats.exit_code == 5  # ExitCode.SOURCE_LOST
 
 
 def test_sinks_write_video_masks_and_log(tmp_path, tiny_onnx):

@@ -8,10 +8,8 @@ and torch-free.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import pkgutil
-import signal
 import sys
 
 import typer
@@ -20,6 +18,16 @@ from typer.core import TyperCommand, TyperGroup
 
 from edgeseg._version import __version__
 from edgeseg.errors import EXIT_CODE_HELP, EdgesegError, ExitCode
+
+# Typer vendors its own click: its usage errors are the bases of the public typer.BadParameter
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+def print_error(message: str) -> None:
+    """The one line a failure prints on stderr (never wrapped, so scripts and journals get one line)."""
+    from edgeseg.console import err_console
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 class _FlagsShowNoType:
@@ -38,21 +46,27 @@ class _Command(_FlagsShowNoType, TyperCommand):
 
 
 class _Group(_FlagsShowNoType, TyperGroup):
-    """Turns EdgesegError into one red line and a non-zero exit instead of a traceback."""
+    """Turns EdgesegError, a mistyped option and Ctrl-C/SIGTERM into one line and the exit code of
+    `ExitCode`, instead of a traceback or a multi-line usage box."""
 
     def invoke(self, ctx):  # type: ignore[override]
+        from edgeseg.signals import Terminated
+
         try:
             return super().invoke(ctx)
         except EdgesegError as exc:
-            from edgeseg.console import err_console
-
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            print_error(str(exc))
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
+        except _UsageError as exc:  # an unknown option, a value of the wrong type, a missing one
+            where = f"`{exc.ctx.command_path} --help`" if exc.ctx is not None else "`edgeseg --help`"
+            print_error(f"{exc.format_message()} (see {where})")
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt as exc:
             from edgeseg.console import err_console
 
-            err_console.print("[yellow]interrupted[/]")
-            raise typer.Exit(ExitCode.INTERRUPTED) from None
+            terminated = isinstance(exc, Terminated)
+            err_console.print("[yellow]terminated[/]" if terminated else "[yellow]interrupted[/]")
+            raise typer.Exit(ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED) from None
 
     def list_commands(self, ctx) -> list[str]:  # keep the order of registration
         return list(self.commands)
@@ -108,17 +122,13 @@ _register_commands()
 
 
 def main() -> None:
-    """Console-script entry point; SIGTERM behaves like Ctrl-C so streams and videos get finalised."""
+    """Console-script entry point; SIGTERM stops like Ctrl-C (streams and videos get finalised) and
+    exits 143 (edgeseg.signals)."""
+    from edgeseg.signals import install_sigterm
 
-    def _term(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
-
-    with contextlib.suppress(ValueError):  # not in the main thread (embedded use)
-        signal.signal(signal.SIGTERM, _term)
+    install_sigterm()
     try:
         app()
     except EdgesegError as exc:  # raised outside a command (e.g. option callbacks)
-        from edgeseg.console import err_console
-
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        print_error(str(exc))
         sys.exit(exc.exit_code)

@@ -31,12 +31,9 @@ def bench_command(
     from edgeseg import bench as lib
     from edgeseg import machine, workspace
     from edgeseg.artifacts import read_card
+    from edgeseg.atomic import check_writable
     from edgeseg.console import console, print_json, table
 
-    root = workspace.workdir(workdir)
-    base = workspace.require_export(root, model)
-    ckpt = checkpoint or lib.default_checkpoint(root, base)
-    artifacts = lib.discover(base, ckpt, read_card(base, card_file) if card_file else None)
     cfg = lib.BenchConfig(
         data=data,
         height=height,
@@ -46,6 +43,13 @@ def bench_command(
         iterations=iterations,
         providers=providers,
     )
+    for option, path in (("--markdown", markdown), ("--plot", plot)):
+        if path is not None:
+            check_writable(path, option)  # before the measurements, not after
+    root = workspace.workdir(workdir)
+    base = workspace.require_export(root, model)
+    ckpt = checkpoint or lib.default_checkpoint(root, base)
+    artifacts = lib.discover(base, ckpt, read_card(base, card_file) if card_file else None)
     if not json_output:
         console.print(f"[bold]benchmarking[/] {len(artifacts)} artifacts of {base.name} on {data}")
         if ckpt is None:
@@ -67,14 +71,17 @@ def bench_command(
             fh.write(lib.to_markdown(results))
     if plot:
         lib.plot(results, plot)
+    failed = lib.nothing_measured(results)
     if json_output:
         print_json(lib.to_json(results, cfg, desc))
-        return
-    console.print(table(f"edgeseg bench: {base.name}", lib.COLUMNS, lib.rows(results)))
-    console.print(f"[dim]{machine.summary(threads)}[/]", highlight=False)
-    for written in (markdown, plot):
-        if written:
-            console.print(f"wrote {written}", highlight=False)
+    else:
+        console.print(table(f"edgeseg bench: {base.name}", lib.COLUMNS, lib.rows(results)))
+        console.print(f"[dim]{machine.summary(threads)}[/]", highlight=False)
+        for written in (markdown, plot):
+            if written:
+                console.print(f"wrote {written}", highlight=False)
+    if failed is not None:
+        raise failed
 
 
 def register(app: typer.Typer) -> None:

@@ -152,6 +152,7 @@ def build_command(
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Build FP16 / INT8 artifacts beside the export; INT8 is gated on measured mIoU (--max-miou-drop)."""
+    from edgeseg.atomic import check_writable
     from edgeseg.build import BuildOptions, build
     from edgeseg.card import ModelCard
     from edgeseg.cli.progress import progress_bars
@@ -197,6 +198,7 @@ def build_command(
     )
     opts.validate()  # option mistakes fail before the workspace is even looked at
     onnx_path = require_export(resolve_workdir(workdir), model)
+    check_writable(onnx_path.parent, f"the folder of {onnx_path.name}", folder=True)  # artifacts go there
     with progress_bars(enabled=not json_out) as progress:
         result = build(onnx_path, opts, progress=progress)
     if result.rows:

@@ -28,7 +28,7 @@ def _progress(total: int, label: str, enabled: bool):
         TimeRemainingColumn(),
         console=err_console,
         transient=True,
-        disable=not enabled,
+        disable=not (enabled and err_console.is_terminal),  # elsewhere it would leave a blank line
     ) as bar:
         task = bar.add_task(label, total=total)
         yield lambda done: bar.update(task, completed=done)
@@ -54,9 +54,11 @@ def synth_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a summary."),
 ) -> None:
     """Generate procedural road scenes (plain-folder layout) or a video with ground-truth masks."""
+    from edgeseg.atomic import check_writable
     from edgeseg.console import console, print_json
     from edgeseg.data.synth import SYNTH_CLASSES, write_dataset, write_video
 
+    check_writable(out, "OUT", folder=not (video and out.suffix))
     if video:
         path = out / "synth.mp4" if out.suffix == "" else out
         with _progress(frames, "rendering video", not json_out) as progress:

@@ -26,9 +26,11 @@ def demo_command(
     """Generate scenes, train, export, make FP16/INT8, stream each, and compare them in one table."""
     from edgeseg import demo as lib
     from edgeseg import machine
+    from edgeseg.atomic import check_writable
     from edgeseg.cli.progress import progress_bars
     from edgeseg.console import console, err_console, print_json, table
 
+    check_writable(out, "--out", folder=True)
     cfg = lib.DemoConfig(
         out=out, quick=quick, epochs=epochs, train_images=train_images, frames=frames, threads=threads,
         max_miou_drop=max_miou_drop, calib_images=calib_images, eval_images=eval_images,

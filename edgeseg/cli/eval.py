@@ -41,6 +41,12 @@ def eval_command(
     from edgeseg.evaluate import confusion
     from edgeseg.runtime.segmenter import Segmenter
 
+    if limit is not None and limit < 1:
+        raise EdgesegError(f"--limit must be at least 1, got {limit}")
+    if plots is not None:
+        from edgeseg.atomic import check_writable
+
+        check_writable(plots, "--plots", folder=True)  # before minutes of evaluation, not after
     path = workspace.find_artifact(artifact, workspace.workdir(workdir), checkpoint_first=True)
     if data is None:
         if artifact not in (None, "default"):

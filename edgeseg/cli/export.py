@@ -130,17 +130,16 @@ def export_command(
 
     from edgeseg.console import console, err_console, print_json, warn
     from edgeseg.export.onnx_export import ExportCheckError, export_onnx, resolve_source
-    from edgeseg.workspace import export_path
-    from edgeseg.workspace import workdir as resolve_workdir
+    from edgeseg.workspace import export_path, writable_workdir
 
     if simplifier not in ("auto", "onnxsim", "onnxslim"):
         raise EdgesegError(f"--simplifier must be auto, onnxsim or onnxslim, got {simplifier!r}")
     choice = _choice(backbone, option, num_classes, classes, height, width)
-    root = resolve_workdir(workdir)
+    root = writable_workdir(workdir)
     steps = 4 + int(fp16)  # export, simplify, TensorRT report, parity (+ FP16)
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-        console=err_console, transient=True,
+        console=err_console, transient=True, disable=not err_console.is_terminal,
     ) as progress:  # fmt: skip
         task = progress.add_task("resolving model", total=steps)
 

@@ -140,11 +140,11 @@ def run_command(
     """Stream frames through a model: FPS, latency p50/p95/p99, dropped frames, live mIoU."""
     from edgeseg import workspace
     from edgeseg.artifacts import read_card
-    from edgeseg.atomic import write_json
+    from edgeseg.cli import print_error
     from edgeseg.cli.options import parse_hw
     from edgeseg.cli.run_streams import check_outputs, masks_folder, print_streams, source_streams
     from edgeseg.console import print_json, warn
-    from edgeseg.errors import EdgesegError, ExitCode
+    from edgeseg.errors import EdgesegError, ExitCode, SourceLost
     from edgeseg.runtime.backends import BackendOptions
     from edgeseg.runtime.draw import Renderer
     from edgeseg.runtime.launch import open_multistream, open_pipeline
@@ -152,11 +152,13 @@ def run_command(
     from edgeseg.runtime.pipeline import Reconnect
     from edgeseg.runtime.sinks import JsonlSink, MaskSink, Sink, VideoSink, WindowSink, plan_view
     from edgeseg.runtime.sources import LabelLookup, open_source
+    from edgeseg.signals import StopOnce
 
     if frames is not None and frames < 1:
         raise EdgesegError("--frames must be at least 1")
     if reconnect_timeout <= 0:
         raise EdgesegError("--reconnect-timeout must be positive")
+    _check_outputs(save=save, log=log, report=report, save_masks=save_masks)
     streams = source_streams(  # the default: one synthetic stream, with ground truth
         synthetic,
         frames or DEFAULT_SYNTHETIC_FRAMES,
@@ -261,31 +263,80 @@ def run_command(
         pipe = open_multistream(
             artifact, sources, outputs, labels=lookup, tile=tiles or None, renderer=renderer, **common
         )
-    stats = _run_with_status(pipe, frames, quiet=json_out)
-    result = pipe.report()
-    result["artifact"] = str(artifact)
-    if lookups:
-        matched = sum(lk.matched for lk in lookups)
-        result["labels"] = {"folder": str(labels), "matched": matched}
-        if matched == 0 and stats.processed:
-            warn(f"no frame name matched a label file in {labels}; no mIoU (see --labels help)")
-    described = [s["source"] for s in result.get("streams", [])] or [result["source"]]
-    if labels_topic is not None and stats.processed and not any(d.get("labelled") for d in described):
-        warn(f"no frame's header stamp matched a message on {labels_topic}; no mIoU")
-    if report is not None:
-        write_json(report, result)
-    if json_out:
-        print_json(result)
-    else:
-        print_report(result, card.classes)
-        if len(streams) > 1:
-            print_streams(result)
-        if report is not None:
-            from edgeseg.console import console
+    with StopOnce() as signals:  # a second Ctrl-C or SIGTERM cannot cut the report short
+        failure: Exception | None = None
+        try:
+            try:
+                _run_with_status(pipe, frames, quiet=json_out)
+            except Exception as exc:  # an output or stage failed: what was saved is still reported
+                failure = exc
+            finally:
+                signals.finalising()
+        except KeyboardInterrupt:
+            pass  # it arrived just as the run ended: the run is complete, finish it as such
+        stats = pipe.stats
+        if failure is not None and not (pipe.streamed or isinstance(failure, SourceLost)):
+            raise failure  # nothing ran (e.g. the camera is not there): the one line says it all
+        result = pipe.report()
+        result["artifact"] = str(artifact)
+        if lookups:
+            matched = sum(lk.matched for lk in lookups)
+            result["labels"] = {"folder": str(labels), "matched": matched}
+            if matched == 0 and stats.processed:
+                warn(f"no frame name matched a label file in {labels}; no mIoU (see --labels help)")
+        described = [s["source"] for s in result.get("streams", [])] or [result["source"]]
+        if labels_topic is not None and stats.processed and not any(d.get("labelled") for d in described):
+            warn(f"no frame's header stamp matched a message on {labels_topic}; no mIoU")
+        report_failed = _save_report(report, result)
+        if json_out or report_failed:
+            print_json(result)  # on a full disk the console (journal) still gets the report
+        else:
+            print_report(result, card.classes)
+            if len(streams) > 1:
+                print_streams(result)
+            if report is not None:
+                from edgeseg.console import console
 
-            console.print(f"report written to {report}")
-    if stats.interrupted:
-        raise typer.Exit(ExitCode.INTERRUPTED)
+                console.print(f"report written to {report}")
+    if failure is not None:
+        raise failure
+    if report_failed is not None:
+        raise report_failed
+    if stats.exit_code != ExitCode.OK:
+        if not stats.interrupted:
+            print_error(result["ended"]["reason"])
+        raise typer.Exit(stats.exit_code)
+
+
+def _check_outputs(
+    *, save: Path | None, log: Path | None, report: Path | None, save_masks: Path | None
+) -> None:
+    """Every output path must be writable before the model loads: a typo fails in the first second,
+    not when the first frame (or the report, an hour later) is written."""
+    from edgeseg.atomic import check_writable
+    from edgeseg.runtime.sinks import VideoSink
+
+    if save is not None:
+        VideoSink.codec_for(save)
+    for option, path in (("--save", save), ("--log", log), ("--report", report)):
+        if path is not None:
+            check_writable(path, option)
+    if save_masks is not None:
+        check_writable(save_masks, "--save-masks", folder=True)
+
+
+def _save_report(path: Path | None, result: dict[str, Any]) -> Exception | None:
+    """Write the report; if its own path fails, say so (the caller prints it on stdout instead)."""
+    from edgeseg.atomic import write_json
+    from edgeseg.errors import OutputFailed
+
+    if path is None:
+        return None
+    try:
+        write_json(path, result)
+    except OutputFailed as exc:
+        return OutputFailed(f"{exc}; the report went to standard output instead")
+    return None
 
 
 def _say(line: str) -> None:

@@ -58,6 +58,7 @@ def train_command(
     from edgeseg.training import TrainConfig, config_for_resume, find_resume, train
     from edgeseg.training.header import size_origin
 
+    workspace.writable_workdir(workdir)
     if threads:
         torch.set_num_threads(threads)
     kwargs = parse_options(option)

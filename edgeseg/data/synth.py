@@ -170,6 +170,8 @@ def write_video(out_path: str | Path, num_frames: int, height: int, width: int, 
         )
     if int(num_frames) < 1:
         raise EdgesegError(f"num_frames must be >= 1, got {num_frames}")
+    if not fps > 0:  # else OpenCV's writer refuses to open, which reads like a codec problem
+        raise EdgesegError(f"the frame rate must be positive (--fps), got {fps}")
     gen = SceneGenerator(height, width, seed)
     masks_dir = video_masks_dir(out)
     if masks_dir.is_dir():

@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from edgeseg.card import MIN_INPUT_SIDE
 from edgeseg.errors import EdgesegError
 
 DEFAULT_LR = {"sgd": 0.01, "adamw": 1e-3}
@@ -43,9 +44,14 @@ class TrainConfig:
             raise EdgesegError(f"unknown optimizer {self.optimizer!r} (sgd, adamw)")
         if self.schedule not in ("poly", "cosine"):
             raise EdgesegError(f"unknown schedule {self.schedule!r} (poly, cosine)")
-        for name in ("epochs", "batch_size", "height", "width"):
+        for name in ("epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise EdgesegError(f"--{name.replace('_', '-')} must be at least 1")
+        if min(int(self.height), int(self.width)) < MIN_INPUT_SIDE:  # export would refuse the model later
+            raise EdgesegError(
+                f"--height/--width must be at least {MIN_INPUT_SIDE} pixels (the smallest input edgeseg "
+                f"exports), got {self.height}x{self.width}"
+            )
         if self.crop is not None:
             self.crop = (int(self.crop[0]), int(self.crop[1]))
             if min(self.crop) < 1:

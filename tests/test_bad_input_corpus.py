@@ -1,0 +1,380 @@
+"""The bad-input corpus: what a new user, a typo or a broken robot hands every command (files,
+devices, flags, disks). Each case must end with a non-zero exit code from `ExitCode`, exactly one
+line on stderr, no traceback, and no file written, half-written or replaced anywhere the command
+could reach (the inputs, the case's folder, the workspace, a full disk).
+
+Cases needing root (a pre-filled tmpfs, a /dev/full-style device made with mknod) are skipped
+elsewhere; CI runs as root. The live-source cases against real stream servers that are killed,
+frozen and started late are in test_reliability_live.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import pickle
+import socket
+import stat
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_runtime import write_images, write_video
+from typer.testing import CliRunner
+
+from edgeseg.cli import app
+
+runner = CliRunner()
+BAD, SOURCE_LOST, OUTPUT = 2, 5, 6
+
+
+class Evil:
+    """Unpickling this would run code: the corpus's malicious checkpoint."""
+
+    def __reduce__(self):
+        return (os.system, ("echo PWNED",))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Every bad (and a few good) input files, made once; no case may change any of them."""
+    import cv2
+    import onnx
+
+    from edgeseg.card import ModelCard, default_palette
+
+    d = tmp_path_factory.mktemp("corpus")
+    _tiny(d / "tiny.onnx", 8)
+    _tiny(d / "tiny3.onnx", 3)
+    plain = onnx.load(d / "tiny.onnx")
+    del plain.metadata_props[:]
+    onnx.save(plain, d / "nocard.onnx")
+    (d / "broken.onnx").write_bytes(b"\x08\x07 not a protobuf" * 40)
+    (d / "model.txt").write_text("hello")
+    (d / "m.engine").write_bytes(b"serialized engine from another machine")
+    (d / "card-missing-keys.json").write_text("{}")
+    (d / "card-bad.json").write_text("{not json")
+    card = ModelCard(
+        model="tiny", classes=[f"c{i}" for i in range(8)], palette=default_palette(8), input_size=(32, 64)
+    )
+    card.save_json(d / "card.json")
+    (d / "junk.mp4").write_bytes(b"\x00garbage" * 200)
+    (d / "empty.mp4").write_bytes(b"")
+    write_video(d / "clip.avi", 30, size=(48, 64))
+    data = (d / "clip.avi").read_bytes()
+    (d / "truncated.avi").write_bytes(data[: int(len(data) * 0.6)])
+    (d / "clip.avi").unlink()
+    (d / "no-images").mkdir()
+    (d / "no-images" / "notes.txt").write_text("no pictures here")
+    (d / "unreadable").mkdir()
+    for i in range(3):
+        (d / "unreadable" / f"img_{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    write_images(d / "images", [(32, 48)])
+    (d / "masks").mkdir()
+    cv2.imwrite(str(d / "masks" / "img_000.png"), np.zeros((20, 20), np.uint8))  # wrong size
+    (d / "a-file").write_text("a file, not a folder")
+    (d / "evil.pt").write_bytes(pickle.dumps({"model": Evil()}, protocol=2))
+    (d / "junk.pt").write_bytes(b"not a checkpoint at all")
+    (d / "dataset-empty").mkdir()
+    yield d
+
+
+def _tiny(path: Path, classes: int) -> None:
+    """The conftest's tiny model (a 1x1 conv with an edgeseg card), written to `path`."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeseg.card import ModelCard, default_palette
+
+    w = np.random.default_rng(0).normal(size=(classes, 3, 1, 1)).astype(np.float32)
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 64])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, classes, 32, 64])
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w", "b"], ["logits"])], "tiny", [x], [y],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.zeros(classes, np.float32), "b")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    card = ModelCard(
+        model=path.stem, classes=[f"c{i}" for i in range(classes)], palette=default_palette(classes),
+        input_size=(32, 64),
+    )  # fmt: skip
+    for k, v in card.to_metadata_props().items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    onnx.save(model, path)
+
+
+@pytest.fixture(scope="module")
+def full_disk(tmp_path_factory, inputs):
+    """A 1 MiB tmpfs holding an export, filled to the brim (root only)."""
+    mount = tmp_path_factory.mktemp("full")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        yield None
+        return
+    (mount / "export").mkdir()
+    (mount / "export" / "tiny.onnx").write_bytes((inputs / "tiny.onnx").read_bytes())
+    with open(mount / "filler", "wb", buffering=0) as fh, contextlib.suppress(OSError):
+        while True:
+            fh.write(b"\0" * 4096)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+# (command line with placeholders, exit code, part of the one stderr line)
+# {in}: the inputs; {case}: this case's own folder; {full}: the full disk; {dev}: a full device;
+# {port}: a 127.0.0.1 port where nothing listens; the workspace holds an export named "tiny"
+CASES = [
+    # --- run: models and cards
+    ("run --model {in}/missing.onnx", BAD, "artifact not found"),
+    ("run --model {in}/model.txt", BAD, "don't know how to run model.txt"),
+    ("run --model {in}/broken.onnx", BAD, "not a valid ONNX model"),
+    ("run --model {in}/nocard.onnx --frames 2", BAD, "carries no edgeseg metadata"),
+    ("run --model {in}/nocard.onnx --card {in}/missing.json", BAD, "model card not found"),
+    ("run --model {in}/nocard.onnx --card {in}/card-bad.json", BAD, "is not valid JSON"),
+    ("run --model {in}/nocard.onnx --card {in}/card-missing-keys.json", BAD, "model card is missing"),
+    ("run --model {in}/m.engine", BAD, "no sidecar m.engine.json"),
+    ("run --model nosuch", BAD, "no export or training run named 'nosuch'"),
+    ("run --model {in}/tiny.onnx --backend tensorrt", BAD, "--backend tensorrt runs"),
+    ("run --model tiny --backend openvino", BAD, "unknown --backend"),
+    ("run --model tiny --providers bogus --frames 2", BAD, "provider(s) ['bogus'] not available"),
+    # --- run: sources
+    ("run --model tiny --camera 57", BAD, "camera 57 could not be opened"),
+    ("run --model tiny --video {in}/missing.mp4", BAD, "video not found"),
+    ("run --model tiny --video {in}/junk.mp4", BAD, "cannot read video"),
+    ("run --model tiny --video {in}/empty.mp4", BAD, "cannot read video"),
+    ("run --model tiny --video {in}/truncated.avi", BAD, "of its 30 frames (truncated or damaged)"),
+    ("run --model tiny --images {in}/no-images", BAD, "no images"),
+    ("run --model tiny --images {in}/unreadable", BAD, "no readable image"),
+    ("run --model tiny --images {in}/missing", BAD, "no such image folder"),
+    ("run --model tiny --images {in}/images --labels {in}/missing", BAD, "--labels folder not found"),
+    ("run --model tiny --images {in}/images --labels {in}/masks", BAD, "label img_000.png is 20x20"),
+    ("run --model tiny --url cam.local/stream", BAD, "--url needs a scheme"),
+    ("run --model tiny --url http://127.0.0.1:{port}/stream.mjpg", BAD, "cannot open stream"),
+    (
+        "run --model tiny --url http://127.0.0.1:{port}/s.mjpg --reconnect --reconnect-timeout 0.5",
+        SOURCE_LOST,
+        "live source lost: cannot open stream",
+    ),
+    ("run --model tiny --gst videotestsrc!appsink", BAD, "GStreamer"),
+    ("run --model tiny --camera 0 --video {in}/junk.mp4", BAD, "exactly one source"),
+    ("run --model {in}/tiny3.onnx --synthetic", BAD, "--synthetic scores against 8 street classes"),
+    ("run --model tiny --synthetic --labels {in}/masks", BAD, "--synthetic brings its own ground truth"),
+    # --- run: flags
+    ("run --model tiny --frames 0", BAD, "--frames must be at least 1"),
+    ("run --model tiny --frames abc", BAD, "Invalid value for '--frames'"),
+    ("run --model tiny --reconnect-timeout 0", BAD, "--reconnect-timeout must be positive"),
+    ("run --model tiny --mode heatmap --frames 1", BAD, "unknown visual mode"),
+    ("run --model tiny --alpha 2 --frames 1", BAD, "--alpha must be between 0 and 1"),
+    ("run --model tiny --workers 0 --frames 1", BAD, "--workers must be at least 1"),
+    ("run --model tiny --threads 0 --frames 1", BAD, "--threads must be at least 1"),
+    ("run --model tiny --synthetic-size 4x4", BAD, "size must be at least 16x16"),
+    ("run --model tiny --synthetic-size big", BAD, "expected HxW"),
+    ("run --model tiny --show --frames 1", BAD, "--show needs"),
+    ("run --model tiny --no-such-flag", BAD, "No such option: --no-such-flag"),
+    # --- run: outputs, checked before the model loads (a missing model would be the error otherwise)
+    ("run --model {in}/missing.onnx --save {case}/out.txt", BAD, "--save needs a video file name"),
+    ("run --model {in}/missing.onnx --save /proc/edgeseg/out.mp4", OUTPUT, "cannot write --save"),
+    ("run --model {in}/missing.onnx --log /sys/edgeseg.jsonl", OUTPUT, "cannot write --log"),
+    ("run --model {in}/missing.onnx --report {in}/a-file/r.json", OUTPUT, "is a file, not a folder"),
+    ("run --model {in}/missing.onnx --report {case}", OUTPUT, "it is a folder"),
+    ("run --model {in}/missing.onnx --save-masks {in}/a-file", OUTPUT, "it is a file, not a folder"),
+    ("run --model tiny --frames 3 --report {full}/r.json", OUTPUT, "no space left on device"),
+    ("run --model tiny --frames 3 --save {full}/o.mp4", OUTPUT, "no space left on device"),
+    ("run --model tiny --frames 3 --log {dev}", OUTPUT, "No space left on device"),
+    # --- eval
+    ("eval {in}/missing.onnx --data synth:2", BAD, "artifact not found"),
+    ("eval {in}/broken.onnx --data synth:2", BAD, "cannot load ONNX model"),
+    ("eval tiny", BAD, "pass --data PATH"),
+    ("eval tiny --data {in}/missing", BAD, "dataset not found"),
+    ("eval tiny --data synth:abc", BAD, "bad synthetic data spec"),
+    ("eval tiny --data synth:2 --limit 0", BAD, "--limit must be at least 1"),
+    ("eval tiny --data synth:2 --limit -3", BAD, "--limit must be at least 1"),
+    ("eval {in}/evil.pt --data synth:2", BAD, "not a plain weights file"),
+    ("eval {in}/junk.pt --data synth:2", BAD, "corrupt or not a PyTorch file"),
+    ("eval tiny --data synth:2 --plots /proc/edgeseg-plots", OUTPUT, "cannot write --plots"),
+    ("eval tiny --data synth:2 --plots {full}/plots", OUTPUT, "no space left on device"),
+    # --- export
+    ("export nosuch", BAD, "unknown model 'nosuch'"),
+    ("export {in}/evil.pt", BAD, "not a plain weights file"),
+    ("export {in}/junk.pt", BAD, "corrupt or not a PyTorch file"),
+    ("export fcn8s --weights {in}/missing.pt", BAD, "not found"),
+    ("export fcn8s --simplifier fastest", BAD, "--simplifier must be"),
+    ("export fcn8s --workdir /proc/edgeseg-work", OUTPUT, "cannot write --workdir"),
+    ("export fcn8s --workdir {full}/work", OUTPUT, "no space left on device"),
+    # --- build
+    ("build", BAD, "nothing to build"),
+    ("build --int8 --target cuda", BAD, "unknown --target"),
+    ("build --int8 --calib-method kl", BAD, "unknown calibration method"),
+    ("build nosuch --int8", BAD, "no export named 'nosuch'"),
+    ("build --int8 --max-miou-drop -1", BAD, "--max-miou-drop must be >= 0"),
+    ("build --int8 --calib-images 0", BAD, "Invalid value for '--calib-images'"),
+    ("build {in}/broken.onnx --int8", BAD, "not a valid ONNX model"),
+    ("build --int8 --card {in}/missing.json", BAD, "model card not found"),
+    ("build tiny --int8 --calib-data {in}/dataset-empty", BAD, "is empty"),
+    ("build {full}/export/tiny.onnx --int8", OUTPUT, "no space left on device"),
+    # --- train
+    ("train nosuch --data synth:2", BAD, "unknown model 'nosuch'"),
+    ("train fcn8s --data synth:2 --height 4 --width 64", BAD, "--height/--width must be at least 8"),
+    ("train fcn8s --data {in}/missing", BAD, "dataset not found"),
+    ("train fcn8s --data synth:2 --epochs 0", BAD, "--epochs must be at least 1"),
+    ("train fcn8s --data synth:2 --optimizer adam", BAD, "unknown optimizer"),
+    ("train fcn8s --data synth:2 -o width", BAD, "must look like key=value"),
+    ("train fcn8s --data synth:2 --crop 4x4", BAD, "size must be at least 16x16"),
+    ("train fcn8s --data synth:2 --resume {in}/missing.pt", BAD, "checkpoint not found"),
+    ("train fcn8s --data synth:2 --workdir /proc/edgeseg-work", OUTPUT, "cannot write --workdir"),
+    # --- bench
+    ("bench --iterations 0", BAD, "--iterations must be at least 1"),
+    ("bench --warmup -1", BAD, "--warmup must be 0 or more"),
+    ("bench --threads 0", BAD, "--threads must be at least 1"),
+    ("bench nosuch", BAD, "no export named 'nosuch'"),
+    ("bench --markdown /proc/bench.md", OUTPUT, "cannot write --markdown"),
+    ("bench --plot {full}/bench.png", OUTPUT, "no space left on device"),
+    ("bench broken --iterations 1", BAD, "no artifact could be measured"),
+    # --- data, models, demo
+    ("data synth {case}/v --video --fps 0", BAD, "frame rate must be positive (--fps)"),
+    ("data synth {case}/v.txt --video", BAD, "unsupported video suffix"),
+    ("data synth {case}/d --num 0", BAD, "num_images must be >= 1"),
+    ("data synth /proc/edgeseg-scenes", OUTPUT, "cannot write OUT"),
+    ("data info {in}/missing", BAD, "dataset not found"),
+    ("data info {in}/junk.pt", BAD, "must be a folder, not a file"),
+    ("data preview {in}/missing {case}/p", BAD, "dataset not found"),
+    ("data nosuch", BAD, "No such command 'nosuch'"),
+    ("models nosuch", BAD, "unknown model 'nosuch'"),
+    ("nosuch", BAD, "No such command 'nosuch'"),
+    ("demo --quick --frames 0", BAD, "--frames must be at least 1"),
+    ("demo --epochs 0", BAD, "--epochs must be at least 1"),
+    ("demo --quick --out /proc/edgeseg-demo", OUTPUT, "cannot write --out"),
+]
+
+
+def _needs(line: str) -> str | None:
+    return "full" if "{full}" in line else "dev" if "{dev}" in line else None
+
+
+def _snapshot(*roots: Path) -> dict[str, tuple]:
+    """Every non-folder under `roots`: its kind and, for files, size and content hash."""
+    seen: dict[str, tuple] = {}
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            st = path.lstat()
+            if stat.S_ISDIR(st.st_mode):
+                continue
+            digest = hashlib.sha1(path.read_bytes()).hexdigest() if stat.S_ISREG(st.st_mode) else ""
+            seen[str(path)] = (stat.S_IFMT(st.st_mode), st.st_size, digest)
+    return seen
+
+
+@pytest.mark.parametrize(("line", "code", "message"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_leaves_files_alone(
+    line, code, message, inputs, full_disk, tmp_path, _isolated_workdir, monkeypatch
+):
+    needs = _needs(line)
+    if needs == "full" and full_disk is None:
+        pytest.skip("a full tmpfs needs root (CI runs as root)")
+    case = tmp_path / "case"
+    case.mkdir()
+    device = case / "full"
+    if needs == "dev":
+        try:
+            os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 7))  # like /dev/full, in the case folder
+        except PermissionError:
+            pytest.skip("making a device node needs root (CI runs as root)")
+    export = _isolated_workdir / "tiny" / "tiny.onnx"
+    export.parent.mkdir(parents=True)
+    export.write_bytes((inputs / "tiny.onnx").read_bytes())
+    broken = _isolated_workdir / "broken" / "broken.onnx"  # every artifact of it fails to load
+    broken.parent.mkdir()
+    broken.write_bytes((inputs / "tiny.onnx").read_bytes()[:300])
+    monkeypatch.chdir(case)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    args = line.format(**{"in": inputs, "case": case, "full": full_disk, "dev": device, "port": _free_port()})
+    roots = [inputs, tmp_path] + ([full_disk] if full_disk is not None else [])
+    before = _snapshot(*roots)
+
+    r = runner.invoke(app, args.split())
+
+    assert r.exit_code == code, r.output
+    assert isinstance(r.exception, SystemExit), r.exception  # no traceback: an expected, handled exit
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("error: ") and message in lines[0], lines[0]
+    assert "Traceback" not in r.output
+    assert _snapshot(*roots) == before  # nothing written, half-written or replaced
+
+
+def test_the_corpus_covers_every_command():
+    commands = {line.split()[0] for line, _, _ in CASES}
+    assert len(CASES) >= 60
+    assert commands >= {"run", "eval", "export", "build", "train", "bench", "data", "models", "demo"}
+
+
+def test_a_truncated_video_is_reported_with_the_frames_reached(inputs, tmp_path):
+    """The frames before the damage are processed and saved; the report says how far the file went."""
+    report = tmp_path / "report.json"
+    r = runner.invoke(
+        app,
+        ["run", "--model", str(inputs / "tiny.onnx"), "--video", str(inputs / "truncated.avi"),
+         "--report", str(report), "--log", str(tmp_path / "f.jsonl")],
+    )  # fmt: skip
+    assert r.exit_code == BAD, r.output
+    data = json.loads(report.read_text())
+    reached = data["source"]["frames_read"]
+    assert 0 < reached == data["frames"]["processed"] < 30
+    assert data["ended"]["exit_code"] == BAD and f"{reached} of its 30 frames" in data["ended"]["reason"]
+    assert len((tmp_path / "f.jsonl").read_text().splitlines()) == reached
+
+
+def test_some_unreadable_images_are_one_warning_and_the_rest_is_processed(inputs, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for p in (inputs / "unreadable").iterdir():
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "zz_good.png").write_bytes((inputs / "images" / "img_000.png").read_bytes())
+    r = runner.invoke(app, ["run", "--model", str(inputs / "tiny.onnx"), "--images", str(folder), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["frames"]["processed"] == 1
+    warning = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(warning) == 1 and "skipping 3 unreadable image(s)" in warning[0]
+
+
+@pytest.mark.parametrize("command", ["run", "eval", "bench", "build"])
+def test_the_no_card_advice_works_on_every_command_that_gives_it(command, inputs, _isolated_workdir):
+    """The "no edgeseg metadata" error says to pass --card CARD.json: each command takes it."""
+    folder = _isolated_workdir / "nocard"
+    folder.mkdir(parents=True)
+    model = folder / "nocard.onnx"
+    model.write_bytes((inputs / "nocard.onnx").read_bytes())
+    card = str(inputs / "card.json")
+    args = {
+        "run": ["run", "--model", str(model), "--card", card, "--frames", "2", "--synthetic-size", "32x64"],
+        "eval": ["eval", str(model), "--card", card, "--data", "synth:2"],
+        "bench": [
+            "bench",
+            str(model),
+            "--card",
+            card,
+            "--iterations",
+            "1",
+            "--warmup",
+            "0",
+            "--data",
+            "synth:1",
+        ],
+        "build": ["build", str(model), "--card", card, "--fp16", "--eval-images", "2"],
+    }[command]
+    without = runner.invoke(app, [a for a in args if a not in ("--card", card)])
+    assert without.exit_code == BAD and "--card CARD.json" in without.stderr
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output

@@ -1,0 +1,229 @@
+"""Outputs on an unattended robot: the atomic writer never replaces what is not a regular file
+(symlinks are followed, FIFOs, devices and /dev/stdout are written in place) and creates files with
+the user's umask; a write that fails (a full tmpfs, a full device) is one line and exit 6, with
+everything else saved and the report on stdout when its own path fails.
+
+Device nodes are made with mknod in the test's folder (root only): the writer under test must never
+be pointed at the machine's real /dev, where a regression would replace /dev/full or /dev/stdout."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgeseg.atomic import atomic_path, write_json
+from edgeseg.cli import app
+from edgeseg.errors import EdgesegError, ExitCode
+
+runner = CliRunner()
+
+
+def one_error_line(stderr: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+@contextlib.contextmanager
+def umask(mask: int):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def char_device(path: Path, major: int, minor: int) -> Path:
+    """A device node like /dev/full (1, 7) or /dev/null (1, 3), in the test's own folder."""
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(major, minor))
+    except PermissionError:
+        pytest.skip("making a device node needs root (CI runs as root)")
+    return path
+
+
+# --- the atomic writer -------------------------------------------------------------------------------
+def test_symlink_is_followed_and_kept(tmp_path):
+    real = tmp_path / "data" / "report.json"
+    real.parent.mkdir()
+    real.write_text("{}")
+    link = tmp_path / "latest.json"
+    link.symlink_to(real)
+    write_json(link, {"run": 2})
+    assert link.is_symlink() and json.loads(real.read_text()) == {"run": 2}
+    dangling = tmp_path / "next.json"
+    dangling.symlink_to(tmp_path / "data" / "new.json")
+    write_json(dangling, {"run": 3})
+    assert dangling.is_symlink() and json.loads((tmp_path / "data" / "new.json").read_text()) == {"run": 3}
+
+
+def test_fifo_is_written_in_place(tmp_path):
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    try:
+        write_json(fifo, {"fifo": True})
+        reader.join(10)
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode) and json.loads(got[0]) == {"fifo": True}
+    finally:
+        if reader.is_alive():  # a writer that replaced the FIFO leaves the reader waiting: release it
+            with contextlib.suppress(OSError), open(tmp_path / "report.fifo", "w"):
+                pass
+
+
+def test_frame_log_to_a_fifo_is_written_in_place(tiny_onnx, tmp_path):
+    """`--log FIFO` feeds a reader (another process on the robot) instead of replacing the FIFO."""
+    fifo = tmp_path / "frames.fifo"
+    os.mkfifo(fifo)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(fifo.read_text().splitlines()), daemon=True)
+    reader.start()
+    try:
+        r = runner.invoke(
+            app, ["run", "--model", str(tiny_onnx(num_classes=8)), "--frames", "4", "--log", str(fifo)]
+        )
+        reader.join(10)
+    finally:
+        if reader.is_alive():
+            with contextlib.suppress(OSError), open(fifo, "w"):
+                pass
+    assert r.exit_code == 0, r.output
+    assert [json.loads(line)["index"] for line in lines] == [0, 1, 2, 3]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_device_is_written_in_place_never_replaced(tmp_path):
+    null = char_device(tmp_path / "null", 1, 3)
+    write_json(null, {"gone": True})
+    with atomic_path(null) as tmp:  # a library writing to a path (onnx.save, cv2) gets a real file
+        tmp.write_bytes(b"x" * 1000)
+    assert stat.S_ISCHR(os.stat(null).st_mode) and os.listdir(tmp_path) == ["null"]
+    full = char_device(tmp_path / "full", 1, 7)
+    with pytest.raises(EdgesegError, match="No space left on device") as failed:
+        write_json(full, {"x": 1})
+    assert failed.value.exit_code == ExitCode.OUTPUT_FAILED and stat.S_ISCHR(os.stat(full).st_mode)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o002])
+def test_new_files_get_the_umask_and_replaced_files_keep_their_mode(tmp_path, mask):
+    from edgeseg.atomic import PendingFile
+
+    with umask(mask):
+        write_json(tmp_path / "a.json", {})
+        with atomic_path(tmp_path / "b.onnx") as tmp:
+            tmp.write_bytes(b"model")
+        pending = PendingFile(tmp_path / "c.mp4", suffix=".mp4")
+        pending.path.write_bytes(b"video")
+        pending.commit()
+    for name in ("a.json", "b.onnx", "c.mp4"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o666 & ~mask, name
+    os.chmod(tmp_path / "a.json", 0o600)
+    write_json(tmp_path / "a.json", {"again": 1})
+    assert stat.S_IMODE(os.stat(tmp_path / "a.json").st_mode) == 0o600
+
+
+def test_run_outputs_are_readable_by_others(tiny_onnx, tmp_path):
+    """Another user or container uid reads what the robot wrote (umask 022 -> 0644, not 0600)."""
+    with umask(0o022):
+        r = runner.invoke(
+            app,
+            ["run", "--model", str(tiny_onnx(num_classes=8)), "--frames", "3", "--save", str(tmp_path / "o.avi"),
+             "--log", str(tmp_path / "f.jsonl"), "--report", str(tmp_path / "r.json"),
+             "--save-masks", str(tmp_path / "masks")],
+        )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    for path in [
+        tmp_path / "o.avi",
+        tmp_path / "f.jsonl",
+        tmp_path / "r.json",
+        *(tmp_path / "masks").iterdir(),
+    ]:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o644, path
+
+
+def test_report_to_standard_output(tiny_onnx, tmp_path):
+    """`--report /dev/stdout` writes to standard output; here through /proc/self/fd/1 and a symlink to
+    it (the same paths /dev/stdout resolves to), so a broken writer could only replace the link."""
+    link = tmp_path / "stdout.json"
+    link.symlink_to("/proc/self/fd/1")
+    for target in (link, Path("/proc/self/fd/1")):
+        out = subprocess.run(
+            [sys.executable, "-m", "edgeseg", "run", "--model", str(tiny_onnx(num_classes=8)), "--frames", "2",
+             "--report", str(target)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        report, _ = json.JSONDecoder().raw_decode(out.stdout)  # the report first, then the tables
+        assert report["frames"]["processed"] == 2 and "FPS (end-to-end)" in out.stdout
+    assert link.is_symlink() and os.readlink(link) == "/proc/self/fd/1"
+
+
+# --- failing writes ------------------------------------------------------------------------------------
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (root may mount one; skipped elsewhere)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_full_disk_stops_the_run_and_saves_the_rest(tiny_onnx, tmp_path, small_disk):
+    video, report, log = small_disk / "out.mp4", small_disk / "report.json", tmp_path / "frames.jsonl"
+    r = runner.invoke(
+        app,
+        ["run", "--model", str(tiny_onnx(num_classes=8)), "--frames", "2000", "--synthetic-size", "240x320",
+         "--save", str(video), "--report", str(report), "--log", str(log)],
+    )  # fmt: skip
+    assert r.exit_code == ExitCode.OUTPUT_FAILED, r.output
+    assert "cannot write video" in one_error_line(r.stderr) and "space" in r.stderr
+    assert not video.exists() and not list(small_disk.glob(".*partial*"))  # nothing unplayable kept
+    result = json.loads(report.read_text())  # dropping the unplayable video made room for the report
+    assert result["ended"]["exit_code"] == ExitCode.OUTPUT_FAILED
+    assert result["frames"]["captured"] < 2000  # stopped at the failure, not after the whole stream
+    video_out, log_out = result["outputs"]
+    assert video_out["error"] and not video_out["written"] and log_out["written"]
+    assert len(log.read_text().splitlines()) == result["frames"]["processed"]  # the other disk's log
+
+
+def test_full_disk_at_start_fails_before_streaming(tiny_onnx, small_disk):
+    with open(small_disk / "filler", "wb", buffering=0) as fh, contextlib.suppress(OSError):
+        while True:  # until the tmpfs refuses more (ENOSPC)
+            fh.write(b"\0" * 4096)
+    r = runner.invoke(app, ["run", "--model", str(tiny_onnx(num_classes=8)), "--frames", "5", "--report",
+                            str(small_disk / "r.json")])  # fmt: skip
+    assert r.exit_code == ExitCode.OUTPUT_FAILED, r.output
+    assert "--report" in one_error_line(r.stderr)
+    assert sorted(os.listdir(small_disk)) == ["filler"]
+
+
+@pytest.mark.parametrize("option", ["--log", "--report", "--save"])
+def test_a_device_that_refuses_writes_is_exit_6_and_stays_a_device(tiny_onnx, tmp_path, option):
+    (tmp_path / "dev").mkdir()
+    # what /dev/full does: every write fails with ENOSPC; a video needs a video name
+    full = char_device(tmp_path / "dev" / ("full.avi" if option == "--save" else "full"), 1, 7)
+    r = runner.invoke(
+        app, ["run", "--model", str(tiny_onnx(num_classes=8)), "--frames", "3", option, str(full)]
+    )
+    assert r.exit_code == ExitCode.OUTPUT_FAILED, r.output
+    assert "No space left on device" in one_error_line(r.stderr)
+    assert stat.S_ISCHR(os.stat(full).st_mode) and os.listdir(tmp_path / "dev") == [full.name]
+    if option == "--report":
+        assert json.loads(r.stdout)["frames"]["processed"] == 3
