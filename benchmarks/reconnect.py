@@ -1,7 +1,7 @@
 """Reconnect behaviour of `edgeseg run --url` against a real MJPEG server on 127.0.0.1.
 
-Starts ffmpeg (`-f mpjpeg -listen 1`; with --server python the stand-in tests/mjpeg_server.py)
-with the tests' tests/live_server.py, runs `edgeseg run` on it as a subprocess, and breaks the stream the ways a robot's camera breaks:
+Starts ffmpeg (`-f mpjpeg -listen 1`; with --server python the stand-in edgeseg/benchmarking/mjpeg_server.py)
+with edgeseg/benchmarking/stream_servers.py (as the tests), runs `edgeseg run` on it as a subprocess, and breaks the stream the ways a robot's camera breaks:
 killed, frozen (SIGSTOP: the connection stays open, nothing arrives), started late. Prints, per
 scenario, the exit code, the recorded gap and reconnect attempts, and how long the run took to
 notice, recover or give up after the fault. The figures are timeouts and backoff, not speed; they
@@ -21,8 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from live_server import FPS, StreamServer  # noqa: E402 - the tests' servers, killed and frozen alike
+from edgeseg.benchmarking.stream_servers import (  # the tests' servers, killed and frozen alike
+    FPS,
+    StreamServer,
+)
 
 
 def scenario(name: str, kind: str, run_args: list[str], fault) -> dict:

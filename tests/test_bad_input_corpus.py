@@ -167,7 +167,11 @@ CASES = [
         "live source lost: cannot open stream",
     ),
     ("run --model tiny --gst videotestsrc!appsink", BAD, "GStreamer"),
-    ("run --model tiny --camera 0 --video {in}/junk.mp4", BAD, "exactly one source"),
+    (
+        "run --model tiny --camera 0 --video {in}/junk.mp4",
+        BAD,
+        "camera 0 could not be opened",
+    ),  # two streams; no camera
     ("run --model {in}/tiny3.onnx --synthetic", BAD, "--synthetic scores against 8 street classes"),
     ("run --model tiny --synthetic --labels {in}/masks", BAD, "--synthetic brings its own ground truth"),
     # --- run: flags
@@ -180,7 +184,7 @@ CASES = [
     ("run --model tiny --threads 0 --frames 1", BAD, "--threads must be at least 1"),
     ("run --model tiny --synthetic-size 4x4", BAD, "size must be at least 16x16"),
     ("run --model tiny --synthetic-size big", BAD, "expected HxW"),
-    ("run --model tiny --show --frames 1", BAD, "--show needs"),
+    ("run --model tiny --serve 70000 --frames 1", BAD, "--serve"),
     ("run --model tiny --no-such-flag", BAD, "No such option: --no-such-flag"),
     # --- run: outputs, checked before the model loads (a missing model would be the error otherwise)
     ("run --model {in}/missing.onnx --save {case}/out.txt", BAD, "--save needs a video file name"),
@@ -372,7 +376,7 @@ def test_the_no_card_advice_works_on_every_command_that_gives_it(command, inputs
             "--data",
             "synth:1",
         ],
-        "build": ["build", str(model), "--card", card, "--fp16", "--eval-images", "2"],
+        "build": ["build", str(model), "--card", card, "--fp16", "--eval-data", "synth:2"],
     }[command]
     without = runner.invoke(app, [a for a in args if a not in ("--card", card)])
     assert without.exit_code == BAD and "--card CARD.json" in without.stderr

@@ -14,7 +14,18 @@ from edgeseg.cli import app
 from edgeseg.errors import ExitCode
 
 runner = CliRunner()
-BUILD = ["build", "--int8", "--int8-forms", "cpu", "--calib-images", "4", "--eval-images", "4"]
+BUILD = [
+    "build",
+    "--int8",
+    "--int8-forms",
+    "cpu",
+    "--calib-data",
+    "synth",
+    "--calib-images",
+    "4",
+    "--eval-images",
+    "4",
+]
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Live sources under a restart policy, against real MJPEG servers on 127.0.0.1 (ffmpeg and the
-Python stand-in, tests/live_server.py) that the tests kill, freeze and start late: a source lost for
+Python stand-in, edgeseg/benchmarking/stream_servers.py) that the tests kill, freeze and start late: a source lost for
 good exits 5 with the report saying why, --reconnect also waits for a source that comes up late, a
 frozen stream is a gap that leaves time for reconnect attempts. Plus the signals: a second Ctrl-C
 while outputs are being finalised does not lose the report."""
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import cv2
 import pytest
-from live_server import KINDS, StreamServer
 
+from edgeseg.benchmarking.stream_servers import KINDS, StreamServer
 from edgeseg.errors import ExitCode
 
 EDGESEG = [sys.executable, "-m", "edgeseg"]

@@ -1,7 +1,7 @@
 """Real MJPEG-over-HTTP servers on 127.0.0.1 that a test can kill, freeze (SIGSTOP) and restart:
 ffmpeg (`-f mpjpeg -listen 1`, Debian package `ffmpeg`) where it is installed, and always the small
-Python server in tests/mjpeg_server.py, so the live-source cases run in CI either way. Used by
-tests/test_reliability_live.py and benchmarks/reconnect.py.
+Python server in edgeseg/benchmarking/mjpeg_server.py, so the live-source cases run in CI either way.
+Used by tests/test_reliability_live.py and benchmarks/reconnect.py.
 
 Readiness is read from /proc/net/tcp (a LISTEN socket on the port), never by connecting: ffmpeg's
 `-listen 1` serves exactly one client, and a probe connection would be that client.
@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 KINDS = ("python", "ffmpeg")
-HERE = Path(__file__).parent
 FPS = 20
 
 
@@ -55,7 +54,7 @@ class StreamServer:
                 "-i", f"testsrc=size=160x120:rate={FPS}", "-f", "mpjpeg", "-q:v", "5",
                 "-listen", "1", self.url,
             ]  # fmt: skip
-        return [sys.executable, str(HERE / "mjpeg_server.py"), str(self.port), "--fps", str(FPS)]
+        return [sys.executable, "-m", "edgeseg.benchmarking.mjpeg_server", str(self.port), "--fps", str(FPS)]
 
     def start(self, timeout: float = 15.0) -> StreamServer:
         self.proc = subprocess.Popen(

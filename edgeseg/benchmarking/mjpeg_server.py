@@ -1,5 +1,5 @@
 """A small MJPEG-over-HTTP server, the stand-in for `ffmpeg -f mpjpeg -listen 1` where ffmpeg is not
-installed. Run as its own process (`python tests/mjpeg_server.py PORT`), so a test can kill, freeze
+installed. Run as its own process (`python -m edgeseg.benchmarking.mjpeg_server PORT`), so a test can kill, freeze
 (SIGSTOP) and restart it exactly as it does ffmpeg.
 
 It speaks what FFmpeg's mpjpeg muxer writes and its demuxer (used by OpenCV's FFmpeg backend) reads:
