@@ -275,9 +275,9 @@ def run_command(
         except KeyboardInterrupt:
             pass  # it arrived just as the run ended: the run is complete, finish it as such
         stats = pipe.stats
-        if failure is not None and not isinstance(failure, SourceLost):
-            if not pipe.streamed or not stats.processed:
-                raise failure  # nothing ran or no frame made it (bad input): the one line says it all
+        nothing_ran = not pipe.streamed or not stats.processed
+        if failure is not None and not isinstance(failure, SourceLost) and nothing_ran:
+            raise failure  # nothing ran or no frame made it (bad input): the one line says it all
         result = pipe.report()
         result["artifact"] = str(artifact)
         if lookups:
