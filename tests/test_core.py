@@ -235,6 +235,8 @@ def test_help_shows_no_type_for_flags():
     for words in commands:
         out = runner.invoke(app, [*words, "--help"], env={"COLUMNS": "120"}).output
         assert "Show this message and exit" in out and "<bool>" not in out, words
+        # one way of writing defaults: Typer's [default: ...], never a hand-written "(default: ...)"
+        assert "(default" not in out and "default model:" not in out, words
 
 
 def test_machine_names_the_vector_isa_cpu_figures_depend_on():

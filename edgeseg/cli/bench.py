@@ -6,18 +6,24 @@ from pathlib import Path
 
 import typer
 
-from edgeseg.cli.options import card_option
+from edgeseg.cli.options import card_option, workdir_option
 
 
 def bench_command(
-    model: str = typer.Argument(None, help="Exported model name or .onnx path (default: newest export)."),
+    model: str = typer.Argument(
+        None, help="Exported model name or .onnx path.", show_default="the newest export"
+    ),
     card_file: Path = card_option(),
     checkpoint: Path = typer.Option(
-        None, help="PyTorch checkpoint for the eager baseline (default: newest training run of the model)."
+        None,
+        help="PyTorch checkpoint for the eager baseline.",
+        show_default="the model's newest training run",
     ),
     data: str = typer.Option("synth:16", help="Frames with ground truth: a dataset folder or synth[:N]."),
-    height: int = typer.Option(None, help="Frame height for generated data (default: model input)."),
-    width: int = typer.Option(None, help="Frame width for generated data (default: model input)."),
+    height: int = typer.Option(
+        None, help="Frame height for generated data.", show_default="the model's input"
+    ),
+    width: int = typer.Option(None, help="Frame width for generated data.", show_default="the model's input"),
     threads: int = typer.Option(2, help="CPU threads per backend."),
     warmup: int = typer.Option(3, help="Untimed runs before measuring."),
     iterations: int = typer.Option(30, help="Timed frames per artifact."),
@@ -25,7 +31,7 @@ def bench_command(
     markdown: Path = typer.Option(None, help="Also write the table as Markdown here."),
     plot: Path = typer.Option(None, help="Also write an FPS-vs-mIoU PNG here."),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    workdir: Path = typer.Option(None, help="Workspace (default: $EDGESEG_WORKDIR or ./edgeseg-work)."),
+    workdir: Path = workdir_option(),
 ) -> None:
     """Compare PyTorch eager, ONNX Runtime FP32/FP16/INT8 and TensorRT artifacts of one model."""
     from edgeseg import bench as lib

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from edgeseg.cli.options import card_option
+from edgeseg.cli.options import card_option, workdir_option
 from edgeseg.defaults import CALIB_IMAGES, GATE_IMAGES
 
 
@@ -100,7 +100,10 @@ def build_command(
         "cpu,qdq", "--int8-forms", help="onnxruntime target: cpu (ORT U8S8) and/or qdq (TensorRT-form Q/DQ)."
     ),
     calib_data: str | None = typer.Option(
-        None, "--calib-data", help="synth (default), dataset folder, video file, or quoted image glob."
+        None,
+        "--calib-data",
+        help="synth, dataset folder, video file, or quoted image glob.",
+        show_default="synth for a street-scene model, else required",
     ),
     calib_images: int = typer.Option(
         CALIB_IMAGES, "--calib-images", min=1, help="Calibration images (stratified)."
@@ -108,17 +111,23 @@ def build_command(
     calib_method: str = typer.Option("entropy", "--calib-method", help="entropy, minmax or percentile."),
     calib_seed: int = typer.Option(0, "--calib-seed", help="Seed of the calibration image selection."),
     calib_cache: Path | None = typer.Option(
-        None, "--calib-cache", help="Statistics cache (default <model>.calib.json beside the model)."
+        None, "--calib-cache", help="Statistics cache.", show_default="<model>.calib.json beside the model"
     ),
     eval_data: str | None = typer.Option(
-        None, "--eval-data", help="Held-out data for the gate: synth[:N] (default) or a dataset folder."
+        None,
+        "--eval-data",
+        help="Held-out data for the gate: synth[:N] or a dataset folder.",
+        show_default="synth for a street-scene model, else the calibration data",
     ),
     eval_images: int = typer.Option(
         GATE_IMAGES, "--eval-images", min=1, help="Generated held-out scenes for synth."
     ),
     max_miou_drop: float = typer.Option(1.0, "--max-miou-drop", help="Allowed INT8 mIoU loss in points."),
     max_fallback_layers: int | None = typer.Option(
-        None, "--max-fallback-layers", help="Stop falling back after this many float layers (default: all)."
+        None,
+        "--max-fallback-layers",
+        help="Stop falling back after this many float layers.",
+        show_default="all",
     ),
     cpu_format: str = typer.Option("qoperator", "--cpu-format", help="CPU INT8 format: qoperator or qdq."),
     qdq_engine: str = typer.Option(
@@ -146,9 +155,7 @@ def build_command(
     legacy_calibrator: bool = typer.Option(
         False, "--legacy-calibrator", help="TensorRT 8.6/10.x: implicit INT8 calibrator instead of Q/DQ."
     ),
-    workdir: Path | None = typer.Option(
-        None, "--workdir", help="Workspace (default $EDGESEG_WORKDIR or ./edgeseg-work)."
-    ),
+    workdir: Path | None = workdir_option(),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Build FP16 / INT8 artifacts beside the export; INT8 is gated on measured mIoU (--max-miou-drop)."""

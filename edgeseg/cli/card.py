@@ -11,7 +11,7 @@ from edgeseg.errors import EdgesegError
 
 def card_command(
     output_path: Path | None = typer.Argument(
-        None, help="Card JSON to write (default: <onnx>.card.json beside --onnx)."
+        None, help="Card JSON to write.", show_default="<onnx>.card.json beside --onnx"
     ),
     onnx_path: Path | None = typer.Option(
         None,
@@ -28,21 +28,25 @@ def card_command(
     mean: str | None = typer.Option(None, "--mean", help="Normalisation mean, R,G,B in 0..1 (ImageNet's)."),
     std: str | None = typer.Option(None, "--std", help="Normalisation std, R,G,B in 0..1 (ImageNet's)."),
     input_size: str | None = typer.Option(
-        None, "--input-size", help="HxW the net takes (default: the ONNX's static input size)."
+        None, "--input-size", help="HxW the net takes.", show_default="the ONNX's static input size"
     ),
     palette: Path | None = typer.Option(
-        None, "--palette", help="Colours, one 'R G B' line per class (default: the file's, else the VOC map)."
+        None,
+        "--palette",
+        help="Colours, one 'R G B' line per class.",
+        show_default="the classes file's, else the VOC map",
     ),
     output: str | None = typer.Option(
         None,
         "--output",
-        help="logits (N x C x H x W) or labels (N x H x W) (default: from the ONNX, else logits).",
+        help="logits (N x C x H x W) or labels (N x H x W).",
+        show_default="from the ONNX, else logits",
     ),
     color_order: str = typer.Option(
         "RGB", "--color-order", help="Channel order the net expects: RGB or BGR."
     ),
     model: str | None = typer.Option(
-        None, "--model", help="Model name in the card (default: the file's stem)."
+        None, "--model", help="Model name in the card.", show_default="the file's stem"
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the card as JSON."),
 ) -> None:

@@ -6,19 +6,23 @@ from pathlib import Path
 
 import typer
 
-from edgeseg.cli.options import allow_other_gpu_option, card_option
+from edgeseg.cli.options import allow_other_gpu_option, card_option, workdir_option
 
 
 def eval_command(
     artifact: str | None = typer.Argument(
         None,
-        help="A .pt/.onnx/.engine file or a model name (newest training run, else its export); "
-        "default: the newest export in the workspace, else the shipped model.",
+        help="A .pt/.onnx/.engine file or a model name (newest training run, else its export).",
+        show_default="the newest export in the workspace, else the shipped model",
     ),
     card_file: Path | None = card_option(),
     allow_other_gpu: bool = allow_other_gpu_option(),
     data: str | None = typer.Option(
-        None, "--data", "-d", help="Dataset: folder or synth:N (default model: held-out synth scenes)."
+        None,
+        "--data",
+        "-d",
+        help="Dataset: folder or synth:N.",
+        show_default="held-out synth scenes for a street-scene model",
     ),
     split: str | None = typer.Option(None, "--split", help="Dataset split (e.g. val) where it has splits."),
     limit: int | None = typer.Option(None, "--limit", help="Evaluate the first N images only."),
@@ -26,9 +30,7 @@ def eval_command(
     device: str = typer.Option("cpu", "--device", help="Device for .pt checkpoints (cpu, cuda, auto)."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for the backend."),
     plots: Path | None = typer.Option(None, "--plots", help="Write per-class IoU and confusion PNGs here."),
-    workdir: Path | None = typer.Option(
-        None, "--workdir", help="Workspace (default: $EDGESEG_WORKDIR or ./edgeseg-work)."
-    ),
+    workdir: Path | None = workdir_option(),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Evaluate ARTIFACT on --data: mIoU, pixel accuracy, mean class accuracy, per-class IoU."""

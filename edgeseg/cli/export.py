@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from edgeseg.cli.options import workdir_option
 from edgeseg.errors import EdgesegError
 
 _STATUS_STYLE = {"ok": "green", "warning": "yellow", "error": "bold red"}
@@ -93,10 +94,10 @@ def export_command(
         None, "--classes", help="Class names: a classes.txt/classes.json file (or a count N)."
     ),
     height: int | None = typer.Option(
-        None, "--height", help="Input height (default: the checkpoint's or hf folder's, else 512)."
+        None, "--height", help="Input height.", show_default="the checkpoint's or hf folder's, else 512"
     ),
     width: int | None = typer.Option(
-        None, "--width", help="Input width (default: the checkpoint's or hf folder's, else 1024)."
+        None, "--width", help="Input width.", show_default="the checkpoint's or hf folder's, else 1024"
     ),
     dynamic: bool = typer.Option(False, "--dynamic", help="Dynamic batch, height and width."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (TensorRT 8.x parses up to 17)."),
@@ -119,10 +120,8 @@ def export_command(
     parity_scenes: int = typer.Option(
         3, "--parity-scenes", min=1, help="Generated scenes for the parity check."
     ),
-    name: str | None = typer.Option(None, "--name", help="Export name (default: the model name)."),
-    workdir: Path | None = typer.Option(
-        None, "--workdir", help="Workspace (default $EDGESEG_WORKDIR or ./edgeseg-work)."
-    ),
+    name: str | None = typer.Option(None, "--name", help="Export name.", show_default="the model name"),
+    workdir: Path | None = workdir_option(),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Export MODEL to <workdir>/<name>/<name>.onnx (+ .card.json), check parity and TensorRT op support."""

@@ -71,3 +71,12 @@ def allow_other_gpu_option() -> Any:
         help="TensorRT: run an engine built on another module of the same GPU (same name and compute "
         "capability, other SM count or memory, e.g. Orin AGX vs NX).",
     )
+
+
+def workdir_option() -> Any:
+    """`--workdir`, where every command finds the previous one's output."""
+    import typer
+
+    return typer.Option(
+        None, "--workdir", help="Workspace folder.", show_default="$EDGESEG_WORKDIR, else ./edgeseg-work"
+    )

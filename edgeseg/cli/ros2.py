@@ -11,13 +11,17 @@ from pathlib import Path
 
 import typer
 
-from edgeseg.cli.options import card_option
+from edgeseg.cli.options import card_option, workdir_option
 
 
 def ros2_command(
     ctx: typer.Context,
     model: str | None = typer.Option(
-        None, "--model", "-m", help="Artifact (.onnx/.engine/.pt) or export name; default as `edgeseg run`."
+        None,
+        "--model",
+        "-m",
+        help="Artifact (.onnx/.engine/.pt) or export name.",
+        show_default="as `edgeseg run`",
     ),
     card_file: Path | None = card_option(),
     backend: str | None = typer.Option(None, "--backend", help="onnxruntime, tensorrt or torch."),
@@ -28,22 +32,25 @@ def ros2_command(
     compressed: bool | None = typer.Option(
         None,
         "--compressed/--raw",
-        help="sensor_msgs/CompressedImage or Image (default: compressed when the topic ends in /compressed).",
+        help="sensor_msgs/CompressedImage or Image.",
+        show_default="compressed when the topic ends in /compressed",
     ),
     reliable: bool = typer.Option(
-        False, "--reliable", help="Subscribe RELIABLE (default BEST_EFFORT, which matches any camera)."
+        False, "--reliable", help="Subscribe RELIABLE instead of BEST_EFFORT (which matches any camera)."
     ),
     visual: str = typer.Option(
         "overlay", "--visual", help="Also publish ~/overlay as: overlay, mask, side-by-side or none."
     ),
     alpha: float = typer.Option(0.5, "--alpha", help="Overlay opacity, 0..1."),
     node_name: str = typer.Option("edgeseg", "--node-name", help="Node name (topics are ~/class_map ...)."),
-    frames: int | None = typer.Option(None, "--frames", "-n", help="Stop after N frames (default: run on)."),
+    frames: int | None = typer.Option(
+        None, "--frames", "-n", help="Stop after N frames.", show_default="run on"
+    ),
     timeout: float | None = typer.Option(
         None, "--timeout", help="Exit with code 5 after this many seconds without an image (lost camera)."
     ),
     report: Path | None = typer.Option(None, "--report", help="Write the final report as JSON."),
-    workdir: Path | None = typer.Option(None, "--workdir", help="Workspace (for model names)."),
+    workdir: Path | None = workdir_option(),
     json_out: bool = typer.Option(False, "--json", help="Print the final report as JSON."),
 ) -> None:
     """ROS 2 node: image topic in; class map (mono8), overlay (bgr8) and stats out, latest frame only."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from edgeseg.cli.options import allow_other_gpu_option, card_option
+from edgeseg.cli.options import allow_other_gpu_option, card_option, workdir_option
 
 DEFAULT_SYNTHETIC_FRAMES = 300
 
@@ -23,24 +23,26 @@ def run_command(
         None,
         "--model",
         "-m",
-        help="Artifact (.onnx/.engine/.pt) or exported model name (NAME or NAME.VARIANT); "
-        "default: the newest export in the workspace, else the shipped model.",
+        help="Artifact (.onnx/.engine/.pt) or exported model name (NAME or NAME.VARIANT).",
+        show_default="the newest export in the workspace, else the shipped model",
     ),
     card_file: Path | None = card_option(),
     allow_other_gpu: bool = allow_other_gpu_option(),
     backend: str | None = typer.Option(
-        None, "--backend", help="onnxruntime, tensorrt or torch (default: from the artifact's file type)."
+        None,
+        "--backend",
+        help="onnxruntime, tensorrt or torch.",
+        show_default="from the artifact's file type",
     ),
     providers: str = typer.Option("cpu", "--providers", help="ONNX Runtime providers: cpu or auto."),
     threads: int | None = typer.Option(
-        None, "--threads", help="CPU threads for inference, shared by the workers (default: all cores)."
+        None, "--threads", help="CPU threads for inference, shared by the workers.", show_default="all cores"
     ),
     workers: int | None = typer.Option(
         None,
         "--workers",
-        help="Inference workers on consecutive frames (default: 2 for files and a light model, up "
-        "to 64 MB, on ONNX Runtime CPU, for throughput; otherwise 1, and always 1 for live sources, "
-        "for latency).",
+        help="Inference workers on consecutive frames: throughput for files, latency for live sources.",
+        show_default="2 for a file and a light model (up to 64 MB) on ONNX Runtime CPU, else 1",
     ),
     device: str = typer.Option("cpu", "--device", help="Device for .pt checkpoints (cpu, cuda, auto)."),
     # every source option repeats: several streams run through one model with batched inference
@@ -62,8 +64,8 @@ def run_command(
         "--synthetic",
         count=True,
         metavar="",
-        show_default=False,
-        help="Generated street scenes with ground truth (the default source). Every source option "
+        show_default="the source when no other is given",
+        help="Generated street scenes with ground truth. Every source option "
         "repeats (--camera 0 --camera 1, --synthetic --synthetic): the streams run through one model, "
         "batched.",
     ),
@@ -71,14 +73,15 @@ def run_command(
         None,
         "--frames",
         "-n",
-        help=f"Stop after N captured frames, per stream (synthetic default: {DEFAULT_SYNTHETIC_FRAMES}).",
+        help="Stop after N captured frames, per stream.",
+        show_default=f"{DEFAULT_SYNTHETIC_FRAMES} for --synthetic, else the whole source",
     ),
     loop: bool = typer.Option(False, "--loop", help="Repeat a video or image folder (soak, demos)."),
     realtime: bool = typer.Option(
         False, "--realtime", help="Replay a file at its frame rate like a camera (frames get dropped)."
     ),
     synthetic_size: str | None = typer.Option(
-        None, "--synthetic-size", help="HxW of synthetic frames (default: the model's input size)."
+        None, "--synthetic-size", help="HxW of synthetic frames.", show_default="the model's input size"
     ),
     labels: Path | None = typer.Option(
         None, "--labels", help="Ground-truth masks paired by file stem (video frames: <stem>_000123)."
@@ -112,9 +115,7 @@ def run_command(
         30.0, "--reconnect-timeout", help="Give up after this many seconds without frames."
     ),
     report: Path | None = typer.Option(None, "--report", help="Write the final report as JSON."),
-    workdir: Path | None = typer.Option(
-        None, "--workdir", help="Workspace (default: $EDGESEG_WORKDIR or ./edgeseg-work)."
-    ),
+    workdir: Path | None = workdir_option(),
     json_out: bool = typer.Option(False, "--json", help="Print the final report as JSON."),
     # ROS 2 bags (issue 18): a bag topic as the source, results written as a new bag
     bag: list[Path] | None = typer.Option(
@@ -124,7 +125,7 @@ def run_command(
         help="rosbag2 folder or .mcap/.db3 file (every frame; --realtime: recorded speed).",
     ),
     topic: str | None = typer.Option(
-        None, "--topic", help="Image topic of --bag (default: the bag's only image topic)."
+        None, "--topic", help="Image topic of --bag.", show_default="the bag's only image topic"
     ),
     labels_topic: str | None = typer.Option(
         None, "--labels-topic", help="Topic of --bag with mono8 class-id masks, paired by header stamp."

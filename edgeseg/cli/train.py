@@ -7,45 +7,52 @@ from typing import Any
 
 import typer
 
-from edgeseg.cli.options import parse_options
+from edgeseg.cli.options import parse_options, workdir_option
 
 
 def train_command(
     model: str = typer.Argument(..., help="Model name from `edgeseg models` (e.g. fcn8s)."),
     data: str = typer.Option(..., "--data", "-d", help="Dataset: folder (plain/VOC/Cityscapes) or synth:N."),
     val_data: str | None = typer.Option(
-        None, "--val-data", help="Validation data (default: held-out split)."
+        None, "--val-data", help="Validation data.", show_default="the held-out split"
     ),
-    epochs: int | None = typer.Option(None, "--epochs", "-e", help="Epochs (default: 30)."),
-    batch_size: int | None = typer.Option(None, "--batch-size", "-b", help="Batch size per process [8]."),
-    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (default: sgd 0.01, adamw 1e-3)."),
-    optimizer: str | None = typer.Option(None, "--optimizer", help="sgd or adamw (default: sgd)."),
-    schedule: str | None = typer.Option(None, "--schedule", help="poly or cosine (default: poly)."),
-    warmup: int | None = typer.Option(None, "--warmup", help="Linear warm-up iterations [0]."),
+    epochs: int | None = typer.Option(None, "--epochs", "-e", help="Epochs.", show_default="30"),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", "-b", help="Batch size per process.", show_default="8"
+    ),
+    lr: float | None = typer.Option(
+        None, "--lr", help="Peak learning rate.", show_default="sgd 0.01, adamw 1e-3"
+    ),
+    optimizer: str | None = typer.Option(None, "--optimizer", help="sgd or adamw.", show_default="sgd"),
+    schedule: str | None = typer.Option(None, "--schedule", help="poly or cosine.", show_default="poly"),
+    warmup: int | None = typer.Option(None, "--warmup", help="Linear warm-up iterations.", show_default="0"),
     weight_decay: float | None = typer.Option(
-        None, "--weight-decay", help="Weight decay (default: sgd 1e-4, adamw 1e-2)."
+        None, "--weight-decay", help="Weight decay.", show_default="sgd 1e-4, adamw 1e-2"
     ),
-    height: int | None = typer.Option(None, "--height", help="Input/crop height recorded in the card [192]."),
-    width: int | None = typer.Option(None, "--width", help="Input/crop width recorded in the card [384]."),
+    height: int | None = typer.Option(
+        None, "--height", help="Input/crop height recorded in the card.", show_default="192"
+    ),
+    width: int | None = typer.Option(
+        None, "--width", help="Input/crop width recorded in the card.", show_default="384"
+    ),
     crop: str | None = typer.Option(
         None,
         "--crop",
-        help="Random training crops HxW from the input-size image (default: the input size).",
+        help="Random training crops HxW from the input-size image.",
+        show_default="the input size",
     ),
     backbone: str | None = typer.Option(None, "--backbone", help="Backbone (see `edgeseg models`)."),
     option: list[str] | None = typer.Option(None, "--option", "-o", help="Model option key=value."),
     weights: str | None = typer.Option(None, "--weights", help="Initial weights for the model/backbone."),
     no_augment: bool = typer.Option(False, "--no-augment", help="No random scale/crop/flip/colour."),
-    seed: int | None = typer.Option(None, "--seed", help="Random seed [0]."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed.", show_default="0"),
     workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
     no_amp: bool = typer.Option(False, "--no-amp", help="Disable mixed precision on CUDA."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
     val_limit: int | None = typer.Option(None, "--val-limit", help="Validate on the first N images only."),
     resume: str | None = typer.Option(None, "--resume", help="Checkpoint/run dir to continue, or 'auto'."),
-    workdir: Path | None = typer.Option(
-        None, "--workdir", help="Workspace (default: $EDGESEG_WORKDIR or ./edgeseg-work)."
-    ),
+    workdir: Path | None = workdir_option(),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
 ) -> None:
     """Train MODEL on --data; best/last checkpoints go to <workdir>/train/MODEL/<run>/."""
