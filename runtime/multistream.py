@@ -22,7 +22,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,13 +34,12 @@ from edgeseg.errors import EdgesegError
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.runtime.batcher import Batcher, plan_batches
 from edgeseg.runtime.draw import Renderer
-from edgeseg.runtime.pipeline import _END, JOIN_TIMEOUT, Channel, FrameResult, Pipeline
+from edgeseg.runtime.pipeline import _END, JOIN_TIMEOUT, Channel, FrameResult, Pipeline, StreamDriver
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sinks import Sink
 from edgeseg.runtime.sources import LabelLookup, Source, open_source
 from edgeseg.runtime.stats import RunStats
 from edgeseg.runtime.tiles import Tiler
-from edgeseg.signals import signal_name
 
 STREAM_FIELD = "{stream}"  # replaced by each stream's name in per-stream output paths
 
@@ -214,7 +213,7 @@ def _check_per_stream(value: Any, what: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ the run
-class MultiStream:
+class MultiStream(StreamDriver):
     """Several sources through one model with batched inference; per-stream and total stats.
 
     `sources`: a list (named by `stream_names`) or a {name: Source} mapping. `sinks` and `labels`:
@@ -283,7 +282,7 @@ class MultiStream:
         self.stats.live = all(lane.live for lane in self.lanes)
         self.batcher = Batcher(backend, self.lanes, self.plan.max_batch, self.wake)
         self._thread: threading.Thread | None = None
-        self._consumer: Channel | None = None
+        self._consumer_channel: Channel | None = None
         self._open_streams = len(self.lanes)
         self._lock = threading.Lock()
         self._started = self._finished = self._stopping = False
@@ -300,9 +299,9 @@ class MultiStream:
             raise EdgesegError("a MultiStream runs once; create a new one for another run")
         self._started = True
         if consumer:
-            self._consumer = Channel(2 * len(self.lanes))
+            self._consumer_channel = Channel(2 * len(self.lanes))
             for lane in self.lanes:
-                lane.sinks.append(_Forward(self._consumer, self._stream_closed))
+                lane.sinks.append(_Forward(self._consumer_channel, self._stream_closed))
         started: list[Lane] = []
         try:
             for lane in self.lanes:
@@ -340,8 +339,8 @@ class MultiStream:
         with self._lock:
             self._open_streams -= 1
             last = self._open_streams == 0
-        if last and self._consumer is not None:
-            self._consumer.put(_END)
+        if last and self._consumer_channel is not None:
+            self._consumer_channel.put(_END)
 
     def stop(self) -> None:
         """Stop every stream now (in-flight frames are discarded)."""
@@ -351,8 +350,8 @@ class MultiStream:
             self._stopping = True
         for lane in self.lanes:
             lane.stop()
-        if self._consumer is not None:
-            self._consumer.close()
+        if self._consumer_channel is not None:
+            self._consumer_channel.close()
 
     def finish(self) -> RunStats:
         """Join the batcher and every stream, finalise all outputs, raise the first error if any."""
@@ -410,62 +409,15 @@ class MultiStream:
         tiler = self.tiler is not None and self.tiler.quit_requested
         return tiler or any(s.quit_requested for lane in self.lanes for s in lane.sinks)
 
-    def run(self, status: Callable[[RunStats], None] | None = None, interval: float = 0.25) -> RunStats:
-        """Run until every source ends (or Ctrl-C / SIGTERM); return the total stats. Outputs are
-        finalised."""
-        pumps = self._pumps()
-        tick = 0.01 if pumps else interval
-        try:
-            self.start()
-            last = 0.0
-            while not self._all_done(tick):
-                for pump in pumps:
-                    pump()
-                now = time.perf_counter()
-                if status is not None and now - last >= interval:
-                    status(self._refresh())
-                    last = now
-                if self._quit_requested():
-                    self.stats.interrupted = True
-                    break
-            if status is not None:
-                status(self._refresh())
-        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as `Terminated` (edgeseg.signals)
-            self.stats.interrupted = True
-            self.stats.signal = signal_name(exc)
-        finally:
-            self.stop()
-            self.finish()
-        return self.stats
+    def _wait_ended(self, timeout: float) -> bool:
+        return self._all_done(timeout)
 
-    def stream(self) -> Iterator[FrameResult]:
-        """Yield every stream's results as they are produced (`result.stream` names the stream; each
-        stream's results come in its capture order)."""
-        self.start(consumer=True)
-        assert self._consumer is not None
-        pumps = self._pumps()
-        try:
-            while (item := self._consumer.get()) is not _END:
-                for pump in pumps:
-                    pump()
-                if self._quit_requested():
-                    self.stats.interrupted = True
-                    break
-                yield item
-        except GeneratorExit:
-            self.stats.interrupted = not self._all_done()
-            raise
-        finally:
-            self.stop()
-            self.finish()
+    def _consumer(self) -> Channel:
+        assert self._consumer_channel is not None, "start(consumer=True) first"
+        return self._consumer_channel
 
-    def __enter__(self) -> MultiStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        if self._started:
-            self.finish()
+    def _current_stats(self) -> RunStats:
+        return self._refresh()
 
     # --- reporting ---------------------------------------------------------------------------------
     def _refresh(self) -> RunStats:

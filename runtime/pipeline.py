@@ -212,7 +212,99 @@ class FrameResult:
         return rec
 
 
-class Pipeline:
+class StreamDriver:
+    """What `run()`, `stream()` and `with` do, shared by Pipeline and MultiStream: drive GUI pumps on the
+    caller's thread, stop on Ctrl-C / SIGTERM (recorded in the stats) or a closed window, and always
+    finalise every output. Subclasses provide start/stop/finish and the hooks below."""
+
+    stats: RunStats
+    _started: bool
+
+    def start(self, *, consumer: bool = False) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> RunStats:
+        raise NotImplementedError
+
+    def _pumps(self) -> list[Callable[[], None]]:
+        """Main-thread work of the outputs (GUI windows)."""
+        return []
+
+    def _quit_requested(self) -> bool:
+        return False
+
+    def _wait_ended(self, timeout: float) -> bool:
+        """True once every stage has finished (waiting up to `timeout` s)."""
+        raise NotImplementedError
+
+    def _consumer(self) -> Channel:
+        """The channel `stream()` reads results from (made by `start(consumer=True)`)."""
+        raise NotImplementedError
+
+    def _current_stats(self) -> RunStats:
+        return self.stats
+
+    def run(self, status: Callable[[RunStats], None] | None = None, interval: float = 0.25) -> RunStats:
+        """Run to the end of the source(s), or Ctrl-C / SIGTERM; return the stats. Outputs are finalised."""
+        pumps = self._pumps()
+        tick = 0.01 if pumps else interval
+        try:
+            self.start()
+            last = 0.0
+            while not self._wait_ended(tick):
+                for pump in pumps:
+                    pump()
+                now = time.perf_counter()
+                if status is not None and now - last >= interval:
+                    status(self._current_stats())
+                    last = now
+                if self._quit_requested():
+                    self.stats.interrupted = True
+                    break
+            if status is not None:
+                status(self._current_stats())
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as `Terminated` (edgeseg.signals)
+            self.stats.interrupted = True
+            self.stats.signal = signal_name(exc)
+        finally:
+            self.stop()
+            self.finish()
+        return self.stats
+
+    def stream(self) -> Iterator[FrameResult]:
+        """Yield results as they are produced (sinks still get them first); the caller's thread drives
+        the windows."""
+        self.start(consumer=True)
+        results = self._consumer()
+        pumps = self._pumps()
+        try:
+            while (item := results.get()) is not _END:
+                for pump in pumps:
+                    pump()
+                if self._quit_requested():
+                    self.stats.interrupted = True
+                    break
+                yield item
+        except GeneratorExit:
+            self.stats.interrupted = not self._wait_ended(0.0)
+            raise
+        finally:
+            self.stop()
+            self.finish()
+
+    def __enter__(self) -> StreamDriver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        if self._started:
+            self.finish()
+
+
+class Pipeline(StreamDriver):
     """Threaded streaming of `source` through `segmenter` into `sinks`, measuring everything."""
 
     def __init__(
@@ -387,63 +479,18 @@ class Pipeline:
             raise err
         return self.stats
 
-    def run(self, status: Callable[[RunStats], None] | None = None, interval: float = 0.25) -> RunStats:
-        """Run to the end of the source (or Ctrl-C / SIGTERM); return the stats. Sinks are closed."""
-        pumps = [s.pump for s in self.sinks if s.pumps]
-        tick = 0.01 if pumps else interval
-        try:
-            self.start()
-            last = 0.0
-            while not self._done.wait(tick):
-                for pump in pumps:
-                    pump()
-                now = time.perf_counter()
-                if status is not None and now - last >= interval:
-                    status(self.stats)
-                    last = now
-                if any(s.quit_requested for s in self.sinks):
-                    self.stats.interrupted = True
-                    break
-            if status is not None:
-                status(self.stats)
-        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as `Terminated` (edgeseg.signals)
-            self.stats.interrupted = True
-            self.stats.signal = signal_name(exc)
-        finally:
-            self.stop()
-            self.finish()
-        return self.stats
+    def _pumps(self) -> list[Callable[[], None]]:
+        return [s.pump for s in self.sinks if s.pumps]
 
-    def stream(self) -> Iterator[FrameResult]:
-        """Yield results in order as they are produced (sinks still get them first)."""
-        self.start(consumer=True)
-        assert self._c_user is not None
-        pumps = [s.pump for s in self.sinks if s.pumps]  # the consumer's thread drives windows here
-        try:
-            while True:
-                item = self._c_user.get()
-                if item is _END:
-                    break
-                for pump in pumps:
-                    pump()
-                if any(s.quit_requested for s in self.sinks):
-                    self.stats.interrupted = True
-                    break
-                yield item
-        except GeneratorExit:
-            self.stats.interrupted = not self._done.is_set()
-            raise
-        finally:
-            self.stop()
-            self.finish()
+    def _quit_requested(self) -> bool:
+        return any(s.quit_requested for s in self.sinks)
 
-    def __enter__(self) -> Pipeline:
-        return self
+    def _wait_ended(self, timeout: float) -> bool:
+        return self._done.wait(timeout)
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        if self._started:
-            self.finish()
+    def _consumer(self) -> Channel:
+        assert self._c_user is not None, "start(consumer=True) first"
+        return self._c_user
 
     def report(self) -> dict[str, Any]:
         """Stats plus what ran: model, backend, source, outputs."""

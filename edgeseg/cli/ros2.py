@@ -56,9 +56,7 @@ def ros2_command(
     """ROS 2 node: image topic in; class map (mono8), overlay (bgr8) and stats out, latest frame only."""
     from edgeseg import workspace
     from edgeseg.artifacts import read_card
-    from edgeseg.atomic import write_json
-    from edgeseg.cli.run import print_report
-    from edgeseg.console import print_json
+    from edgeseg.cli.run import publish_report
     from edgeseg.errors import EdgesegError, ExitCode
     from edgeseg.runtime.ros2node import NodeOptions, run_node
     from edgeseg.runtime.segmenter import Segmenter
@@ -73,12 +71,9 @@ def ros2_command(
     with Segmenter(artifact, providers=providers, threads=threads, device=device, card=card) as seg:
         result = run_node(seg, options, ros_args=[sys.argv[0], *ctx.args], own_process=True)
     result["artifact"] = str(artifact)
-    if report is not None:
-        write_json(report, result)
-    if json_out:
-        print_json(result)
-    else:
-        print_report(result, card.classes)
+    report_failed = publish_report(result, card.classes, report=report, json_out=json_out)
+    if report_failed is not None:
+        raise report_failed
     if result["stopped_by"] == "timeout":
         raise EdgesegError(f"no image on {result['topic']} for {timeout:g} s", exit_code=ExitCode.SOURCE_LOST)
     if result["stopped_by"] == "interrupt":

@@ -8,6 +8,7 @@ synthetic stream with ground truth, headless, for a bounded number of frames.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +145,7 @@ def run_command(
     from edgeseg.cli import print_error
     from edgeseg.cli.options import parse_hw
     from edgeseg.cli.run_streams import check_outputs, masks_folder, print_streams, source_streams
-    from edgeseg.console import print_json, warn
+    from edgeseg.console import warn
     from edgeseg.errors import EdgesegError, ExitCode, SourceLost
     from edgeseg.runtime.backends import BackendOptions
     from edgeseg.runtime.draw import Renderer
@@ -289,17 +290,8 @@ def run_command(
         described = [s["source"] for s in result.get("streams", [])] or [result["source"]]
         if labels_topic is not None and stats.processed and not any(d.get("labelled") for d in described):
             warn(f"no frame's header stamp matched a message on {labels_topic}; no mIoU")
-        report_failed = _save_report(report, result)
-        if json_out or report_failed:
-            print_json(result)  # on a full disk the console (journal) still gets the report
-        else:
-            print_report(result, card.classes)
-            if len(streams) > 1:
-                print_streams(result)
-            if report is not None:
-                from edgeseg.console import console
-
-                console.print(f"report written to {report}")
+        tables = [print_streams] if len(streams) > 1 else []
+        report_failed = publish_report(result, card.classes, report=report, json_out=json_out, tables=tables)
     if failure is not None:
         raise failure
     if report_failed is not None:
@@ -327,17 +319,36 @@ def _check_outputs(
         check_writable(save_masks, "--save-masks", folder=True)
 
 
-def _save_report(path: Path | None, result: dict[str, Any]) -> Exception | None:
-    """Write the report; if its own path fails, say so (the caller prints it on stdout instead)."""
+def publish_report(
+    result: dict[str, Any],
+    classes: list[str],
+    *,
+    report: Path | None,
+    json_out: bool,
+    tables: Sequence[Callable[[dict[str, Any]], None]] = (),
+) -> Exception | None:
+    """Write the report file and print the report (tables, or JSON with --json). If the report's own
+    path fails, the report goes to standard output instead and the failure is returned to raise."""
     from edgeseg.atomic import write_json
+    from edgeseg.console import print_json
     from edgeseg.errors import OutputFailed
 
-    if path is None:
-        return None
-    try:
-        write_json(path, result)
-    except OutputFailed as exc:
-        return OutputFailed(f"{exc}; the report went to standard output instead")
+    failed = None
+    if report is not None:
+        try:
+            write_json(report, result)
+        except OutputFailed as exc:
+            failed = OutputFailed(f"{exc}; the report went to standard output instead")
+    if json_out or failed:
+        print_json(result)  # on a full disk the console (journal) still gets the report
+        return failed
+    print_report(result, classes)
+    for extra in tables:
+        extra(result)
+    if report is not None:
+        from edgeseg.console import console
+
+        console.print(f"report written to {report}")
     return None
 
 
