@@ -618,3 +618,53 @@ def test_tensorrt_form_carries_fp16_float_parts_and_fp32_io(tiny, monkeypatch, t
     with Segmenter(art.path) as int8, Segmenter(tiny) as fp32:  # what the gate runs
         frame = cv2.cvtColor(calib.image(0), cv2.COLOR_RGB2BGR)
         assert (int8.infer(frame) == fp32.infer(frame)).mean() > 0.9
+
+
+def test_fp16_qdq_graph_keeps_its_float_bias_in_onnx_runtime(tmp_path):
+    """ONNX Runtime's WeightBiasQuantization turns a Conv's float bias into int32 at input_scale *
+    weight_scale; with the FP16 scales of the TensorRT-form file that product underflows in FP16 and
+    the bias vanishes (the demo model lost 11.6 mIoU points). The backend turns that rewrite off, so
+    the gate measures what the file says: here, outputs equal to the same graph with FP32 float parts."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeseg.card import ModelCard, default_palette
+    from edgeseg.export.fp16 import convert_qdq_fp16
+    from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend, has_fp16_qdq
+
+    rng = np.random.default_rng(0)
+    w = (rng.normal(size=(2, 3, 3, 3)) * 0.005).astype(np.float32)  # small weights: scales ~1e-4
+    w_scale = (np.abs(w).reshape(2, -1).max(1) / 127).astype(np.float32)
+    w_q = np.clip(np.round(w / w_scale[:, None, None, None]), -127, 127).astype(np.int8)
+    inits = {
+        "xs": np.array(0.02, np.float32), "xz": np.array(0, np.int8), "wq": w_q, "ws": w_scale,
+        "wz": np.zeros(2, np.int8), "b": np.array([0.3, -0.3], np.float32), "ys": np.array(0.01, np.float32),
+        "yz": np.array(0, np.int8),
+    }  # fmt: skip
+    nodes = [
+        helper.make_node("QuantizeLinear", ["input", "xs", "xz"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=0),
+        helper.make_node("Conv", ["xd", "wd", "b"], ["y"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["y"], ["r"]),
+        helper.make_node("QuantizeLinear", ["r", "ys", "yz"], ["rq"]),
+        helper.make_node("DequantizeLinear", ["rq", "ys", "yz"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2, 8, 8])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )  # fmt: skip
+    fp32 = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    card = ModelCard(
+        model="m", classes=["a", "b"], palette=default_palette(2), input_size=(8, 8), precision="int8"
+    )
+    paths = {}
+    for name, model in (("fp32", fp32), ("fp16", convert_qdq_fp16(fp32))):
+        paths[name] = tmp_path / f"{name}.onnx"
+        onnx.save(model, paths[name])
+    assert has_fp16_qdq(paths["fp16"]) and not has_fp16_qdq(paths["fp32"])
+    x = rng.uniform(0, 2, (1, 3, 8, 8)).astype(np.float32)
+    out = {k: OnnxRuntimeBackend(p, card=card).run(x) for k, p in paths.items()}
+    assert out["fp32"].max() > 0.25  # the bias shows in the output
+    np.testing.assert_allclose(out["fp16"], out["fp32"], atol=0.02)
