@@ -33,12 +33,17 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-def table(title: str | None, columns: list[str], rows: list[list[Any]], **kw: Any) -> Table:
-    """A results table; outside a terminal a compact one (no frame, one line per row)."""
+def new_table(title: str | None = None, **kw: Any) -> Table:
+    """An empty rich Table in the project's style: outside a terminal a compact one (no frame)."""
     if not console.is_terminal:
         kw.setdefault("box", box.SIMPLE_HEAD)
         kw.setdefault("pad_edge", False)
-    t = Table(title=title, **kw)
+    return Table(title=title, **kw)
+
+
+def table(title: str | None, columns: list[str], rows: list[list[Any]], **kw: Any) -> Table:
+    """A results table; outside a terminal a compact one (no frame, one line per row)."""
+    t = new_table(title, **kw)
     for i, col in enumerate(columns):
         t.add_column(col, justify="left" if i == 0 else "right")
     for row in rows:

@@ -14,13 +14,11 @@ _STATUS_STYLE = {"ok": "green", "warning": "yellow", "error": "bold red"}
 
 
 def _print_report(result: Any) -> None:
-    from rich.table import Table
-
-    from edgeseg.console import console, fmt
+    from edgeseg.console import console, fmt, new_table
 
     trt = result.trt
     if trt is not None:
-        t = Table(title="TensorRT compatibility (onnx-tensorrt parser)")
+        t = new_table("TensorRT compatibility (onnx-tensorrt parser)")
         t.add_column("op")
         t.add_column("count", justify="right")
         t.add_column("status")
@@ -38,7 +36,7 @@ def _print_report(result: Any) -> None:
             f"max |diff| {p.max_abs_diff_text()}, output {p.output_dtype} -> {verdict}",
             highlight=False,
         )
-    s = Table(title="export", show_header=False)
+    s = new_table("export", show_header=False)
     s.add_column("key")
     s.add_column("value", overflow="fold")
     card = result.card
