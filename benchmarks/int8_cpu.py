@@ -160,10 +160,10 @@ def main() -> None:
             s = gate.score(path)
             rows.append((name, *lat[name], s.miou, s.agreement, base_med / lat[name][0]))
         print(
-            f"\n{'variant':32s} {'median ms':>10s} {'min ms':>8s} {'mIoU %':>7s} {'agree %':>8s} {'speed-up':>9s}"
+            f"\n{'variant':32s} {'median ms':>10s} {'min ms':>8s} {'mIoU':>7s} {'agree %':>8s} {'speed-up':>9s}"
         )
         for name, med, mn, miou, agree, ratio in rows:
-            print(f"{name:32s} {med:10.1f} {mn:8.1f} {100 * miou:7.2f} {100 * agree:8.2f} {ratio:8.2f}x")
+            print(f"{name:32s} {med:10.1f} {mn:8.1f} {miou:7.4f} {100 * agree:8.2f} {ratio:8.2f}x")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ RESULT_COLUMNS = [
     "p50 ms",
     "p95 ms",
     "p99 ms",
-    "mIoU %",
+    "mIoU",
     "size MB",
     "peak RSS MB",
     "x eager",
@@ -42,7 +42,7 @@ def result_rows(model: dict) -> list[list[str]]:
             )
             continue
         lat = r["latency_ms"]
-        miou = r.get("miou_note") or _fmt(None if r["miou"] is None else 100 * r["miou"])
+        miou = r.get("miou_note") or _fmt(r["miou"], 4)  # 0..1, as every table shows it
         speed = r["speedup_vs_eager"]
         rows.append(
             [

@@ -33,7 +33,7 @@ def _print_report(report: Any) -> None:
             r.artifact.name,
             r.precision,
             size(r.size_bytes),
-            _num(r.miou),
+            _fraction(r.miou),
             None if r.precision == "fp32" or r.drop is None else f"{r.drop:+.2f}",
             None if r.agreement is None else f"{100 * r.agreement:.2f}%",
             r.note,
@@ -42,7 +42,7 @@ def _print_report(report: Any) -> None:
     ]
     t = table(
         f"build: {report.model.name} (eval {report.eval_spec}, vs {ref})",
-        ["artifact", "precision", "size", "mIoU %", "drop (pts)", "argmax agree", "note"],
+        ["artifact", "precision", "size", "mIoU", "drop (points)", "argmax agree", "note"],
         rows,
     )
     t.columns[0].min_width = min(
@@ -56,15 +56,15 @@ def _print_report(report: Any) -> None:
         per_class = []
         for i, name in enumerate(classes):
             fp = report.gates[0].fp32.iou[i]
-            per_class.append([name, _num(_pct(fp))] + [_num(_pct(g.int8.iou[i])) for g in report.gates])
-        console.print(table("per-class IoU (%)", cols, per_class))
+            per_class.append([name, _iou(fp)] + [_iou(g.int8.iou[i]) for g in report.gates])
+        console.print(table("per-class IoU", cols, per_class))
         for g in report.gates:
             if g.attempts and len(g.attempts) > 1 or not g.passed:
                 steps = [
                     [
                         len(a.excluded),
                         ", ".join(a.excluded[-1:]) or "-",
-                        _num(a.miou),
+                        _fraction(a.miou),
                         f"{a.drop_points:+.2f}",
                         a.passed,
                     ]
@@ -73,18 +73,19 @@ def _print_report(report: Any) -> None:
                 console.print(
                     table(
                         f"fallback ({g.form}): layers moved back to float, most sensitive first",
-                        ["# float", "added", "mIoU %", "drop (pts)", "within limit"],
+                        ["# float", "added", "mIoU", "drop (points)", "within limit"],
                         steps,
                     )
                 )
 
 
-def _pct(x: float) -> float | None:
-    return None if x != x else round(100 * x, 2)
+def _fraction(percent: float | None) -> str | None:
+    """mIoU as the other commands show it (0..1); the gate's drop stays in points (1 point = 0.01)."""
+    return None if percent is None else f"{percent / 100:.4f}"
 
 
-def _num(x: float | None) -> str | None:
-    return None if x is None else f"{x:.2f}"
+def _iou(x: float) -> str | None:
+    return None if x != x else f"{x:.3f}"
 
 
 def build_command(
