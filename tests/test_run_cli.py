@@ -287,3 +287,15 @@ def test_piped_output_keeps_each_table_row_on_one_line(tiny_onnx):
     assert "cores busy)" in line
     assert "│" not in out.stdout  # compact tables: no frame outside a terminal
     assert "\x1b[" not in out.stdout + out.stderr  # no colour codes or redrawn progress in a log
+
+
+def test_run_says_where_its_outputs_went(tiny_onnx, tmp_path):
+    write_video(tmp_path / "v.mp4", 4)
+    out, log = tmp_path / "out.mp4", tmp_path / "frames.jsonl"
+    r = run_cli(
+        "--model", str(tiny_onnx()), "--video", str(tmp_path / "v.mp4"), "--save", str(out), "--log", str(log)
+    )
+    assert r.exit_code == 0, r.output
+    flat = "".join(r.output.split())
+    assert f"wrote{out}(--save)" in flat and f"wrote{log}(--log)" in flat
+    assert out.is_file() and log.is_file()

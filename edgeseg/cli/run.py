@@ -292,6 +292,8 @@ def run_command(
             warn(f"no frame's header stamp matched a message on {labels_topic}; no mIoU")
         tables = [print_streams] if len(streams) > 1 else []
         report_failed = publish_report(result, card.classes, report=report, json_out=json_out, tables=tables)
+        if not json_out and failure is None:
+            _say_written(save=save, save_masks=save_masks, log=log, save_bag=save_bag)
     if failure is not None:
         raise failure
     if report_failed is not None:
@@ -350,6 +352,15 @@ def publish_report(
 
         console.print(f"report written to {report}")
     return None
+
+
+def _say_written(**outputs: Path | None) -> None:
+    """Where each output went (a `{stream}` name stands for one file per stream)."""
+    from edgeseg.console import console
+
+    for option, path in outputs.items():
+        if path is not None and (path.exists() or "{stream}" in str(path)):
+            console.print(f"wrote {path} (--{option.replace('_', '-')})", highlight=False)
 
 
 def _say(line: str) -> None:
