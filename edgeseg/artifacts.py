@@ -28,7 +28,6 @@ BACKEND_SUFFIXES: dict[str, tuple[str, ...]] = {
     "torch": (".pt", ".pth"),
 }
 ENGINE_SUFFIXES = BACKEND_SUFFIXES["tensorrt"]
-CHECKPOINT_SUFFIXES = BACKEND_SUFFIXES["torch"]
 
 # precision variant of an export -> the infix of its file name
 VARIANTS: dict[str, str] = {"fp16": "fp16", "int8-cpu": "int8.cpu", "int8-qdq": "int8.qdq"}
@@ -207,11 +206,3 @@ def read_card(path: str | Path, card: str | Path | ModelCard | None = None) -> M
     from edgeseg.checkpoint import load_checkpoint
 
     return load_checkpoint(path)["card"]
-
-
-def read_precision(path: str | Path) -> str:
-    """The precision an artifact carries ("fp32" when it has no readable card)."""
-    try:
-        return read_card(path).precision
-    except EdgesegError:
-        return "fp32"

@@ -171,14 +171,15 @@ def build(model_path: Path, opts: BuildOptions, progress: Progress | None = None
     opts.validate()
     opts = opts.for_dla()
     model_path = Path(model_path)
-    card = read_card(model_path, opts.card)
-    carried = _carried_precision(model_path)
+    own, carried = _carried(model_path)
+    card = opts.card or own or read_card(model_path)  # the last raises the one-line "no card" error
     if opts.target == "tensorrt" and carried != "fp32":
         # an FP16 / Q/DQ ONNX made earlier (e.g. copied to the device): build the engine from it as is
         result = BuildResult(model=model_path, card=card)
         return _tensorrt(result, model_path, carried, opts, progress)
     if card.precision != "fp32" or carried != "fp32":
-        raise EdgesegError(f"{model_path.name} is already {carried}; build from the FP32 export")
+        already = carried if carried != "fp32" else card.precision
+        raise EdgesegError(f"{model_path.name} is already {already}; build from the FP32 export")
     result = BuildResult(model=model_path, card=card)
     if opts.fp16 or (opts.int8 and not opts.legacy_calibrator):
         _onnx_variants(result, opts, progress)
@@ -195,15 +196,17 @@ def build(model_path: Path, opts: BuildOptions, progress: Progress | None = None
     return result
 
 
-def _carried_precision(path: Path) -> str:
-    """The precision the file itself carries: its own card, else what its graph shows."""
+def _carried(path: Path) -> tuple[ModelCard | None, str]:
+    """The file's own card (None for an ONNX made elsewhere) and the precision it carries: its card's,
+    else what its graph shows (an FP16 graph or Q/DQ nodes)."""
     try:
-        return read_card(path).precision
+        own = read_card(path)
     except EdgesegError:
         from edgeseg.export.graph import load_onnx
         from edgeseg.export.tensorrt_plan import inspect_onnx
 
-        return inspect_onnx(load_onnx(path, load_external_data=False)).precision
+        return None, inspect_onnx(load_onnx(path, load_external_data=False)).precision
+    return own, own.precision
 
 
 # ------------------------------------------------------------------------------------------ ONNX
