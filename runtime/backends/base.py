@@ -85,17 +85,17 @@ class Backend(abc.ABC):
             raise EdgesegError(f"{self.max_in_flight} batch(es) already in flight; call result() first")
         self._outputs.append(self.run(batch))
 
-    @property
-    def batch_limits(self) -> tuple[int, int | None]:
-        """Smallest and largest batch `run` accepts (None: no upper bound). A backend that does not
-        know says (1, 1): frames then go one at a time, which every model accepts."""
-        return (1, 1)
-
     def result(self) -> np.ndarray:
         """The output of the oldest submitted batch."""
         if not self._outputs:
             raise EdgesegError("result() called with nothing submitted")
         return self._outputs.popleft()
+
+    @property
+    def batch_limits(self) -> tuple[int, int | None]:
+        """Smallest and largest batch `run` accepts (None: no upper bound). A backend that does not
+        know says (1, 1): frames then go one at a time, which every model accepts."""
+        return (1, 1)
 
     @property
     def _outputs(self) -> deque[np.ndarray]:
