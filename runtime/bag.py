@@ -390,6 +390,21 @@ class BagSource(Source):
         return d
 
 
+def _write_errors() -> tuple[type[Exception], ...]:
+    """What a failing bag write raises: the OS's errors, SQLite's (a full disk under sqlite3 storage)
+    and rosbags' own."""
+    import sqlite3
+
+    from rosbags.rosbag2 import WriterError
+
+    return (OSError, sqlite3.Error, WriterError)
+
+
+def _bag_failed(what: str, path: Path, exc: Exception) -> EdgesegError:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+    return EdgesegError(f"cannot {what} bag {path}: {reason}", exit_code=ExitCode.OUTPUT_FAILED)
+
+
 class BagSink(Sink):
     """Writes results as a new rosbag2 bag (see the module docstring for the topics)."""
 
@@ -420,6 +435,7 @@ class BagSink(Sink):
         self._store: Any = None
         self._kit: MessageKit | None = None
         self._conns: dict[str, Any] = {}
+        self._failed = False
 
     def _open(self) -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
@@ -442,24 +458,27 @@ class BagSink(Sink):
             self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=self._store)
 
     def write(self, result: FrameResult) -> None:
-        if self._writer is None:
-            self._open()
-        assert self._kit is not None and result.labels is not None
-        stamp = result.stamp_ns if result.stamp_ns is not None else int(result.wall_time * 1e9)
-        messages = [(CLASS_MAP_TOPIC, self._kit.make_image(result.labels, stamp, result.frame_id))]
-        if self.needs_render:
-            assert result.rendered is not None, "BagSink(overlay=True) needs rendered frames"
-            messages.append((OVERLAY_TOPIC, self._kit.make_image(result.rendered, stamp, result.frame_id)))
-        record = json.dumps(result.to_record(self.classes))
-        messages.append((STATS_TOPIC, self._kit.make_string(record)))
+        if self._failed:
+            return
+        assert result.labels is not None
         try:
+            if self._writer is None:
+                self._open()
+            assert self._kit is not None
+            stamp = result.stamp_ns if result.stamp_ns is not None else int(result.wall_time * 1e9)
+            messages = [(CLASS_MAP_TOPIC, self._kit.make_image(result.labels, stamp, result.frame_id))]
+            if self.needs_render:
+                assert result.rendered is not None, "BagSink(overlay=True) needs rendered frames"
+                messages.append(
+                    (OVERLAY_TOPIC, self._kit.make_image(result.rendered, stamp, result.frame_id))
+                )
+            messages.append((STATS_TOPIC, self._kit.make_string(json.dumps(result.to_record(self.classes)))))
             for topic, msg in messages:
                 conn = self._conns[topic]
                 self._writer.write(conn, stamp, self._store.serialize_cdr(msg, conn.msgtype))
-        except OSError as exc:
-            raise EdgesegError(
-                f"cannot write bag {self.path}: {exc.strerror or exc}", exit_code=ExitCode.OUTPUT_FAILED
-            ) from None
+        except _write_errors() as exc:
+            self._failed = True  # a bag missing part of a frame never takes the final name
+            raise _bag_failed("write", self.path, exc) from None
         self.frames += 1
 
     def close(self) -> None:
@@ -471,13 +490,14 @@ class BagSink(Sink):
             if writer is not None:
                 try:
                     writer.close()  # writes the MCAP summary / SQLite metadata and metadata.yaml
+                except _write_errors() as exc:
+                    if not self._failed:
+                        raise _bag_failed("finish", self.path, exc) from None
+            if self.frames and not self._failed:
+                try:
+                    os.replace(tmp / self.path.name, self.path)
                 except OSError as exc:
-                    raise EdgesegError(
-                        f"cannot finish bag {self.path}: {exc.strerror or exc}",
-                        exit_code=ExitCode.OUTPUT_FAILED,
-                    ) from None
-            if self.frames:
-                os.replace(tmp / self.path.name, self.path)
+                    raise _bag_failed("finish", self.path, exc) from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -374,6 +374,38 @@ def test_save_bag_from_a_video_uses_capture_times_and_refuses_to_overwrite(tmp_p
     assert "unknown bag storage 'zip'" in one_line_error(r)
 
 
+@pytest.mark.parametrize("storage", STORAGES)
+def test_a_bag_write_that_fails_exits_6_and_leaves_no_bag(tmp_path, tiny_onnx, monkeypatch, storage):
+    """A full disk under SQLite storage raises sqlite3's error, not OSError: it must still be exit 6
+    (output failed) with one line, and the incomplete bag never takes the final name."""
+    import sqlite3
+
+    from rosbags.rosbag2 import Writer
+
+    real_write, calls = Writer.write, []
+
+    def write_until_full(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) > 4:  # two frames' messages went in, the third frame meets a full disk
+            raise (
+                sqlite3.OperationalError("database or disk is full")
+                if storage == "sqlite3"
+                else OSError(28, "No space left on device")
+            )
+        return real_write(self, *args, **kwargs)
+
+    src = camera_bag(tmp_path / "in", camera_frames(6))
+    monkeypatch.setattr(Writer, "write", write_until_full)
+    out = tmp_path / "results"
+    r = runner.invoke(app, ["run", "--model", str(tiny_onnx()), "--bag", str(src), "--save-bag", str(out),
+                            "--bag-storage", storage, "--workers", "1"])  # fmt: skip
+    assert r.exit_code == 6, r.output
+    assert "Traceback" not in r.output
+    reason = "database or disk is full" if storage == "sqlite3" else "No space left on device"
+    assert f"cannot write bag {out}: {reason}" in " ".join(r.output.split())
+    assert not out.exists() and not list(tmp_path.glob(".results*"))
+
+
 def test_a_run_that_stops_early_leaves_a_complete_bag(tmp_path, tiny_onnx):
     """Leaving `stream()` is the path Ctrl-C takes in `run()`: stop, then close the sinks."""
     src = camera_bag(tmp_path / "in", camera_frames(20))
