@@ -38,6 +38,7 @@ from edgeseg.runtime.rosmsg import MessageKit, image_from_msg, stamp_ns
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sinks import Sink
 from edgeseg.runtime.sources import Frame, Source
+from edgeseg.signals import signal_name
 
 CLASS_MAP_TOPIC = "~/class_map"  # private names: /edgeseg/class_map etc. for a node named edgeseg
 VISUAL_TOPIC = "~/overlay"
@@ -223,7 +224,7 @@ def run_node(
     options.check()
     rclpy = _ros_import("rclpy")
     qos = _ros_import("rclpy.qos")
-    shutdown_errors: tuple[type[BaseException], ...] = (KeyboardInterrupt,)
+    shutdown_errors: tuple[type[BaseException], ...] = ()
     executors = _ros_import("rclpy.executors")
     if hasattr(executors, "ExternalShutdownException"):
         shutdown_errors += (executors.ExternalShutdownException,)
@@ -237,7 +238,7 @@ def run_node(
     if options.visual != "none":
         renderer = Renderer(card.palette, card.classes, mode=options.visual, alpha=options.alpha)
 
-    rclpy.init(args=ros_args)
+    rclpy.init(args=ros_args, **_signal_options(own_process))
     node = None
     try:
         try:
@@ -290,6 +291,19 @@ def run_node(
         rclpy.try_shutdown()
 
 
+def _signal_options(own_process: bool) -> dict[str, Any]:
+    """In its own process the node keeps edgeseg's signal handling (Ctrl-C exits 130, SIGTERM 143 with
+    outputs finalised): rclpy's own SIGTERM handler would only shut ROS down, which ends the run as if
+    the launch system had (exit 0). Embedded in someone's program, rclpy's defaults stay."""
+    if not own_process:
+        return {}
+    try:
+        from rclpy.signals import SignalHandlerOptions  # Humble and later
+    except ImportError:
+        return {}
+    return {"signal_handler_options": SignalHandlerOptions.NO}
+
+
 def _spin(rclpy: Any, node: Any, pipe: Pipeline, logger: Any, every: float,
           shutdown_errors: tuple[type[BaseException], ...]) -> str:  # fmt: skip
     """Run callbacks on this thread until the pipeline ends or ROS shuts down; stop the pipeline."""
@@ -305,9 +319,12 @@ def _spin(rclpy: Any, node: Any, pipe: Pipeline, logger: Any, every: float,
             if every and time.monotonic() - last >= every:
                 logger.info(pipe.stats.status_line())
                 last = time.monotonic()
-    except shutdown_errors:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as Terminated (edgeseg.signals)
         stopped_by = "interrupt"
         pipe.stats.interrupted = True
+        pipe.stats.signal = signal_name(exc)
+    except shutdown_errors:  # ROS was shut down from outside while spinning (a launch system)
+        stopped_by = "shutdown"
     finally:
         pipe.stop()
         pipe.source.interrupt()  # type: ignore[attr-defined]

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import _thread
 import json
+import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -217,7 +219,7 @@ def test_ros_shutdown_from_outside_ends_the_node(ros, tiny_onnx):
 
     threading.Thread(target=launch_system_stops, daemon=True).start()
     report = run_node(Segmenter(tiny_onnx()), NodeOptions())
-    assert report["stopped_by"] in ("shutdown", "interrupt") and report["frames"]["processed"] == 0
+    assert report["stopped_by"] == "shutdown" and report["frames"]["processed"] == 0
 
 
 def test_bad_names_and_a_missing_ros_are_one_line(ros, tiny_onnx, monkeypatch):
@@ -277,6 +279,59 @@ def test_cli_runs_the_node_and_passes_ros_arguments(ros, tiny_onnx, tmp_path):
     assert r.exit_code == 5 and "no image on /image for 0.3 s" in r.output and "Traceback" not in r.output
     r = runner.invoke(app, ["ros2", "--model", str(tiny_onnx()), "--topic", "bad topic"])
     assert r.exit_code == 2 and "Invalid topic name" in r.output and "Traceback" not in r.output
+
+
+NODE_UNDER_SUPERVISOR = """
+import sys, threading, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from bagfiles import camera_frames
+from fake_rclpy import messages
+from fake_rclpy.rclpy_fake import FakeGraph, build
+graph = FakeGraph()
+sys.modules.update({{**build(graph), **messages.modules()}})
+from test_ros2_node import image_msg
+
+def camera():  # publishes at 20 Hz; says "running" once the node has published a result
+    k = 0
+    while True:
+        if graph.subscriptions:
+            graph.camera("/image", image_msg(camera_frames(1)[0], k))
+            k += 1
+        if graph.published.get("/edgeseg/stats"):
+            Path({ready!r}).touch()
+        time.sleep(0.05)
+
+threading.Thread(target=camera, daemon=True).start()
+sys.argv = ["edgeseg", "ros2", "--model", {model!r}, "--report", {report!r}]
+from edgeseg.cli import main
+main()
+"""
+
+
+def test_sigterm_stops_the_cli_node_with_143_and_a_report(tiny_onnx, tmp_path):
+    """What systemd or `docker stop` does to `edgeseg ros2`: rclpy's own SIGTERM handler would only
+    shut ROS down (a clean exit 0, as if a launch system ended it); edgeseg's contract is 143."""
+    ready, report = tmp_path / "running", tmp_path / "report.json"
+    script = NODE_UNDER_SUPERVISOR.format(
+        tests=str(Path(__file__).parent), ready=str(ready), model=str(tiny_onnx()), report=str(report)
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), proc.communicate(timeout=5)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+    written = json.loads(report.read_text())
+    assert written["ended"] == {"reason": "stopped by SIGTERM", "exit_code": 143}
+    assert written["frames"]["processed"] >= 1
 
 
 def test_cli_without_ros_is_one_line(monkeypatch, tiny_onnx):

@@ -77,7 +77,7 @@ def ros2_command(
     if result["stopped_by"] == "timeout":
         raise EdgesegError(f"no image on {result['topic']} for {timeout:g} s", exit_code=ExitCode.SOURCE_LOST)
     if result["stopped_by"] == "interrupt":
-        raise typer.Exit(ExitCode.INTERRUPTED)
+        raise typer.Exit(result["ended"]["exit_code"] or ExitCode.INTERRUPTED)  # 130 Ctrl-C, 143 SIGTERM
 
 
 def register(app: typer.Typer) -> None:

@@ -22,5 +22,5 @@ def install_rclpy(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeGraph, types.Mod
 
 def hide_rclpy(monkeypatch: pytest.MonkeyPatch) -> None:
     """A machine without a sourced ROS 2: `import rclpy` fails."""
-    for name in ("rclpy", "rclpy.node", "rclpy.qos", "rclpy.executors", "rclpy.exceptions"):
+    for name in ("rclpy", "rclpy.node", "rclpy.qos", "rclpy.executors", "rclpy.exceptions", "rclpy.signals"):
         monkeypatch.setitem(sys.modules, name, None)

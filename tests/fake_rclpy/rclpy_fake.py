@@ -33,6 +33,12 @@ humble branch (github.com/ros2/rclpy, the ROS 2 that JetPack 6 ships; paths unde
   (__init__.py spin_once, executors.py SingleThreadedExecutor); on a context that was shut down
   it raises ExternalShutdownException (executors.py wait_for_ready_callbacks). `spin(node)` loops
   while the context is ok (__init__.py spin).
+- Signals: `init()` installs rclpy's handlers unless `signal_handler_options=SignalHandlerOptions.NO`
+  (`ALL` by default for the default context; __init__.py init, signals.py). Its SIGTERM handler
+  replaces the process's own and only shuts every context down (signals.py install_signal_handlers:
+  `_shutdown_all_contexts`, no exception raised); `shutdown()` puts the previous handler back
+  (uninstall_signal_handlers). SIGINT's handler is C++ that chains to the previous one
+  (KeyboardInterrupt in Python): not modelled, the process's own SIGINT handling is left as it is.
 Not modelled: parameters, services, timers, graph queries, a real executor's wait sets.
 """
 
@@ -41,6 +47,7 @@ from __future__ import annotations
 import collections
 import enum
 import re
+import signal
 import threading
 import time
 import types
@@ -90,6 +97,15 @@ class InvalidQoSProfileException(Exception):
 
 
 # --- QoS (rclpy/qos.py) -----------------------------------------------------------------------------
+
+
+class SignalHandlerOptions(enum.Enum):
+    """rclpy.signals.SignalHandlerOptions (values ALL, SIGINT, SIGTERM, NO)."""
+
+    NO = 0
+    SIGINT = 1
+    SIGTERM = 2
+    ALL = 3
 
 
 class HistoryPolicy(enum.IntEnum):
@@ -233,12 +249,25 @@ def build(graph: FakeGraph) -> dict[str, types.ModuleType]:
     def _ctx() -> Context:
         return state["context"]
 
+    def _shutdown_all_contexts(signum: int, frame: Any) -> None:  # rclpy's SIGTERM handler
+        try_shutdown()
+
+    def _uninstall_handlers() -> None:
+        previous = state.pop("old_sigterm", None)
+        if previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
+
     def init(*, args: list[str] | None = None, context: Any = None, domain_id: int | None = None,
              signal_handler_options: Any = None) -> None:  # fmt: skip
         ctx = _ctx()
         if ctx.initialized:
             raise RuntimeError("Context.init() must only be called once")
         ctx.initialized, ctx.args = True, list(args) if args is not None else None
+        options = SignalHandlerOptions.ALL if signal_handler_options is None else signal_handler_options
+        ctx.signal_handler_options = options
+        in_main = threading.current_thread() is threading.main_thread()
+        if options in (SignalHandlerOptions.ALL, SignalHandlerOptions.SIGTERM) and in_main:
+            state.setdefault("old_sigterm", signal.signal(signal.SIGTERM, _shutdown_all_contexts))
 
     def shutdown(*, context: Any = None, uninstall_handlers: bool | None = None) -> None:
         ctx = _ctx()
@@ -248,6 +277,7 @@ def build(graph: FakeGraph) -> dict[str, types.ModuleType]:
         if ctx.shut:
             raise RCLError("failed to shutdown: rcl_shutdown already called on the given context")
         ctx.shut = True
+        _uninstall_handlers()
         with graph.wake:
             graph.wake.notify_all()
 
@@ -255,6 +285,7 @@ def build(graph: FakeGraph) -> dict[str, types.ModuleType]:
         ctx = _ctx()
         if ctx.ok():
             ctx.shut = True
+        _uninstall_handlers()
         state["context"] = Context()
         with graph.wake:
             graph.wake.notify_all()
@@ -481,7 +512,10 @@ def build(graph: FakeGraph) -> dict[str, types.ModuleType]:
         setattr(exc_mod, obj.__name__, obj)
     executors = types.ModuleType("rclpy.executors")
     executors.ExternalShutdownException = ExternalShutdownException
+    signals = types.ModuleType("rclpy.signals")
+    signals.SignalHandlerOptions = SignalHandlerOptions
     rclpy.node, rclpy.qos, rclpy.exceptions, rclpy.executors = node_mod, qos_mod, exc_mod, executors
+    rclpy.signals = signals
     rclpy._state = state  # for tests: the current default context
     return {"rclpy": rclpy, "rclpy.node": node_mod, "rclpy.qos": qos_mod, "rclpy.exceptions": exc_mod,
-            "rclpy.executors": executors}  # fmt: skip
+            "rclpy.executors": executors, "rclpy.signals": signals}  # fmt: skip
