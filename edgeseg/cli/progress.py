@@ -49,15 +49,16 @@ def _rich_bars(console: Any) -> Iterator[Progress]:
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
     ]
     with Progress(*columns, console=console, transient=True) as bars:
         tasks: dict[str, Any] = {}
 
-        def report(what: str, done: int, total: int) -> None:
+        def report(what: str, done: int, total: int, detail: str = "") -> None:
             if what not in tasks:
-                tasks[what] = bars.add_task(what, total=total or None)
-            bars.update(tasks[what], completed=done, total=total or None)
+                tasks[what] = bars.add_task(what, total=total or None, detail="")
+            bars.update(tasks[what], completed=done, total=total or None, detail=detail)
 
         yield report
 
