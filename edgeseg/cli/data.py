@@ -3,7 +3,6 @@ list a ROS 2 bag's image topics."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -12,26 +11,6 @@ data_app = typer.Typer(
     help="Datasets: generate synthetic scenes, inspect and validate folders, list bag topics.",
     no_args_is_help=True,
 )
-
-
-@contextmanager
-def _progress(total: int, label: str, enabled: bool):
-    """A rich bar on stderr; yields a `progress(done)` callback."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from edgeseg.console import err_console
-
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=not (enabled and err_console.is_terminal),  # elsewhere it would leave a blank line
-    ) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda done: bar.update(task, completed=done)
 
 
 @data_app.command("synth")
@@ -55,17 +34,18 @@ def synth_cmd(
 ) -> None:
     """Generate procedural road scenes (plain-folder layout) or a video with ground-truth masks."""
     from edgeseg.atomic import check_writable
+    from edgeseg.cli.progress import progress_bars
     from edgeseg.console import console, print_json
     from edgeseg.data.synth import SYNTH_CLASSES, write_dataset, write_video
 
     check_writable(out, "OUT", folder=not (video and out.suffix))
     if video:
         path = out / "synth.mp4" if out.suffix == "" else out
-        with _progress(frames, "rendering video", not json_out) as progress:
+        with progress_bars(enabled=not json_out) as progress:
             video_path, masks = write_video(path, frames, height, width, seed, fps=fps, progress=progress)
         result = {"video": str(video_path), "masks": str(masks), "frames": frames, "fps": fps}
     else:
-        with _progress(num, "rendering scenes", not json_out) as progress:
+        with progress_bars(enabled=not json_out) as progress:
             root = write_dataset(
                 out,
                 num,
@@ -98,13 +78,13 @@ def info_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Detect the format, validate every pair, and print class pixel frequencies."""
+    from edgeseg.cli.progress import progress_bars
     from edgeseg.console import console, print_json, table
     from edgeseg.data import open_dataset
     from edgeseg.data.stats import dataset_stats
 
     ds = open_dataset(path, split=split)
-    n = len(ds) if limit is None else min(limit, len(ds))
-    with _progress(n, "scanning", not json_out) as progress:
+    with progress_bars(enabled=not json_out) as progress:
         stats = dataset_stats(ds, limit=limit, check_images=not masks_only, progress=progress)
     d = stats.to_dict()
     d["path"] = path

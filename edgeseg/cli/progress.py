@@ -1,6 +1,7 @@
-"""The one place that draws progress. Library functions report `(what, done, total)` to a callback;
-the CLI turns that into rich progress bars in a terminal, and into a few plain lines elsewhere (CI logs,
-`| tee`, `make demo`), where redrawn bars would be dumped as clutter.
+"""How the CLI draws the progress library functions report (`edgeseg.progress.Progress`: what, done,
+total, an optional detail): rich bars in a terminal, a few plain lines elsewhere (CI logs, `| tee`,
+`make demo`), where redrawn bars would be dumped as clutter. (`run` and `export` draw their own status
+line from the pipeline's stats and the export's steps.)
 """
 
 from __future__ import annotations

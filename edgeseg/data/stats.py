@@ -7,13 +7,13 @@ out-of-range files all raise the same one-line errors training would hit later, 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from edgeseg.card import IGNORE_INDEX
+from edgeseg.progress import Progress
 
 
 @dataclass
@@ -59,7 +59,7 @@ def dataset_stats(
     *,
     limit: int | None = None,
     check_images: bool = True,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> DatasetStats:
     """Scan the first `limit` items (all by default). With `check_images` images are decoded too,
     which also verifies image/mask sizes; without it only masks are read (faster)."""
@@ -74,7 +74,7 @@ def dataset_stats(
         counts += np.bincount(mask.ravel(), minlength=256)
         sizes[mask.shape[:2]] += 1
         if progress is not None:
-            progress(i + 1)
+            progress("scanning", i + 1, n)
     k = len(ds.classes)
     return DatasetStats(
         format=getattr(ds, "format", type(ds).__name__),

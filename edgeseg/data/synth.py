@@ -38,6 +38,7 @@ from edgeseg.data.synth_layout import (  # noqa: F401  (re-exported: the public 
 )
 from edgeseg.data.synth_render import render
 from edgeseg.errors import EdgesegError
+from edgeseg.progress import Progress
 
 TRAIN_SEED = 0
 """Seed `edgeseg train --data synth` generates from."""
@@ -100,7 +101,7 @@ class SceneGenerator:
 
 
 def write_dataset(out_dir: str | Path, num_images: int, height: int, width: int, seed: int = TRAIN_SEED,
-                  progress=None, image_ext: str = ".png") -> Path:  # fmt: skip
+                  progress: Progress | None = None, image_ext: str = ".png") -> Path:  # fmt: skip
     """Write scenes 0..num_images-1 in the plain-folder layout (images/*, masks/*.png, classes.json).
 
     Images are lossless PNG by default (bit-exact with `SceneGenerator.scene`); ``image_ext=".jpg"``
@@ -136,7 +137,7 @@ def write_dataset(out_dir: str | Path, num_images: int, height: int, width: int,
         write_image(out / "images" / f"{stem}{image_ext.lower()}", rgb)
         write_mask(out / "masks" / f"{stem}.png", mask)
         if progress is not None:
-            progress(i + 1)
+            progress("rendering scenes", i + 1, int(num_images))
     write_classes_file(out, SYNTH_CLASSES, SYNTH_PALETTE)
     return out
 
@@ -150,7 +151,7 @@ VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "VP80"}
 
 
 def write_video(out_path: str | Path, num_frames: int, height: int, width: int, seed: int = HELDOUT_SEED,
-                fps: float = 15.0, progress=None) -> tuple[Path, Path]:  # fmt: skip
+                fps: float = 15.0, progress: Progress | None = None) -> tuple[Path, Path]:  # fmt: skip
     """Write a drive as a video plus exact ground truth ``masks/<video stem>_000000.png``, one per frame.
 
     Returns (video path, masks folder). The video is lossy, the masks are exact; frame k of the file
@@ -193,7 +194,7 @@ def write_video(out_path: str | Path, num_frames: int, height: int, width: int, 
                     writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
                     write_mask(masks_dir / f"{out.stem}_{k:06d}.png", mask)
                     if progress is not None:
-                        progress(k + 1)
+                        progress("rendering video", k + 1, int(num_frames))
             finally:
                 writer.release()
             if not tmp_video.exists() or tmp_video.stat().st_size == 0:
