@@ -126,9 +126,11 @@ def _default_artifact(root: Path, backend: str | None, *, use_workspace: bool) -
             return default_model_path(kind)
     except (ImportError, EdgesegError):
         pass
+    if kind != "onnx":  # engines are built per device, checkpoints are yours: none is picked for you
+        raise EdgesegError(f"--backend {backend} has no default model; pass --model FILE or a model NAME")
     raise EdgesegError(
-        f"no model to run: no shipped default {backend or ''} model and {root} has no export; "
-        "pass --model FILE or run `edgeseg export MODEL` first".replace("  ", " ")
+        f"no model to run: no shipped default model and {root} has no export; "
+        "pass --model FILE or run `edgeseg export MODEL` first"
     )
 
 

@@ -147,6 +147,7 @@ CASES = [
     ("run --model nosuch", BAD, "no export or training run named 'nosuch'"),
     ("run --model {in}/tiny.onnx --backend tensorrt", BAD, "--backend tensorrt runs"),
     ("run --model tiny --backend openvino", BAD, "unknown --backend"),
+    ("run --backend tensorrt --frames 1", BAD, "--backend tensorrt has no default model"),
     ("run --model tiny --providers bogus --frames 2", BAD, "provider(s) ['bogus'] not available"),
     # --- run: sources
     ("run --model tiny --camera 57", BAD, "camera 57 could not be opened"),
@@ -193,6 +194,7 @@ CASES = [
     ("run --model {in}/missing.onnx --report {in}/a-file/r.json", OUTPUT, "is a file, not a folder"),
     ("run --model {in}/missing.onnx --report {case}", OUTPUT, "it is a folder"),
     ("run --model {in}/missing.onnx --save-masks {in}/a-file", OUTPUT, "it is a file, not a folder"),
+    ("run --model {in}/missing.onnx --save-bag /proc/edgeseg-bag", OUTPUT, "cannot write --save-bag"),
     ("run --model tiny --frames 3 --report {full}/r.json", OUTPUT, "no space left on device"),
     ("run --model tiny --frames 3 --save {full}/o.mp4", OUTPUT, "no space left on device"),
     ("run --model tiny --frames 3 --log {dev}", OUTPUT, "No space left on device"),
@@ -237,11 +239,14 @@ CASES = [
     ("train fcn8s --data synth:2 --crop 4x4", BAD, "size must be at least 16x16"),
     ("train fcn8s --data synth:2 --resume {in}/missing.pt", BAD, "checkpoint not found"),
     ("train fcn8s --data synth:2 --workdir /proc/edgeseg-work", OUTPUT, "cannot write --workdir"),
+    # --- ros2 (the report path is checked before ROS is imported)
+    ("ros2 --model tiny --report /proc/edgeseg-report.json", OUTPUT, "cannot write --report"),
     # --- bench
     ("bench --iterations 0", BAD, "--iterations must be at least 1"),
     ("bench --warmup -1", BAD, "--warmup must be 0 or more"),
     ("bench --threads 0", BAD, "--threads must be at least 1"),
     ("bench nosuch", BAD, "no export named 'nosuch'"),
+    ("bench --checkpoint {in}/missing.pt", BAD, "missing.pt is not a file"),
     ("bench --markdown /proc/bench.md", OUTPUT, "cannot write --markdown"),
     ("bench --plot {full}/bench.png", OUTPUT, "no space left on device"),
     ("bench broken --iterations 1", BAD, "no artifact could be measured"),

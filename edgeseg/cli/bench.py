@@ -39,6 +39,7 @@ def bench_command(
     from edgeseg.artifacts import read_card
     from edgeseg.atomic import check_writable
     from edgeseg.console import console, print_json, table
+    from edgeseg.errors import EdgesegError
 
     cfg = lib.BenchConfig(
         data=data,
@@ -52,6 +53,8 @@ def bench_command(
     for option, path in (("--markdown", markdown), ("--plot", plot)):
         if path is not None:
             check_writable(path, option)  # before the measurements, not after
+    if checkpoint is not None and not checkpoint.is_file():
+        raise EdgesegError(f"--checkpoint {checkpoint} is not a file")
     root = workspace.workdir(workdir)
     base = workspace.require_export(root, model)
     ckpt = checkpoint or lib.default_checkpoint(root, base)

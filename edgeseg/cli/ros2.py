@@ -56,6 +56,7 @@ def ros2_command(
     """ROS 2 node: image topic in; class map (mono8), overlay (bgr8) and stats out, latest frame only."""
     from edgeseg import workspace
     from edgeseg.artifacts import read_card
+    from edgeseg.atomic import check_writable
     from edgeseg.cli.run import publish_report
     from edgeseg.errors import EdgesegError, ExitCode
     from edgeseg.runtime.ros2node import NodeOptions, run_node
@@ -66,6 +67,8 @@ def ros2_command(
         node_name=node_name, max_frames=frames, timeout=timeout,
     )  # fmt: skip
     options.check()
+    if report is not None:
+        check_writable(report, "--report")  # now, not when the node stops
     artifact = workspace.find_artifact(model, workspace.workdir(workdir), backend=backend)
     card = read_card(artifact, card_file)
     with Segmenter(artifact, providers=providers, threads=threads, device=device, card=card) as seg:

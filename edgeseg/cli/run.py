@@ -160,7 +160,7 @@ def run_command(
         raise EdgesegError("--frames must be at least 1")
     if reconnect_timeout <= 0:
         raise EdgesegError("--reconnect-timeout must be positive")
-    _check_outputs(save=save, log=log, report=report, save_masks=save_masks)
+    _check_outputs(save=save, log=log, report=report, save_masks=save_masks, save_bag=save_bag)
     streams = source_streams(  # the default: one synthetic stream, with ground truth
         synthetic,
         frames or DEFAULT_SYNTHETIC_FRAMES,
@@ -305,7 +305,12 @@ def run_command(
 
 
 def _check_outputs(
-    *, save: Path | None, log: Path | None, report: Path | None, save_masks: Path | None
+    *,
+    save: Path | None,
+    log: Path | None,
+    report: Path | None,
+    save_masks: Path | None,
+    save_bag: Path | None,
 ) -> None:
     """Every output path must be writable before the model loads: a typo fails in the first second,
     not when the first frame (or the report, an hour later) is written."""
@@ -317,8 +322,9 @@ def _check_outputs(
     for option, path in (("--save", save), ("--log", log), ("--report", report)):
         if path is not None:
             check_writable(path, option)
-    if save_masks is not None:
-        check_writable(save_masks, "--save-masks", folder=True)
+    for option, folder in (("--save-masks", save_masks), ("--save-bag", save_bag)):  # a bag is a folder
+        if folder is not None:
+            check_writable(folder, option, folder=True)
 
 
 def publish_report(
