@@ -124,7 +124,48 @@ def convert_model_fp16(model: Any, *, extra_fp32_ops: tuple[str, ...] = ()) -> A
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EdgesegError(f"FP16 conversion failed: {first}") from None
     _restore_fp32_outputs(converted, original)
+    _keep_float_parameters(converted)
     return converted
+
+
+FLOAT_PARAMETERS = {"Resize": (1, 2)}  # roi, scales: tensor(float) in the ONNX spec, whatever the data is
+
+
+def _keep_float_parameters(model: Any) -> int:
+    """Give back FP32 to inputs the spec types as float (Resize's scales), which the converter turned
+    FP16 once Resize left its block list: ONNX Runtime refuses such a graph. Returns how many."""
+    onnx = require("onnx")
+    numpy_helper = onnx.numpy_helper
+    inits = {t.name: t for t in model.graph.initializer}
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in model.graph.value_info}
+    nodes, fixed = [], 0
+    for node in model.graph.node:
+        for index in FLOAT_PARAMETERS.get(node.op_type, ()) if node.domain in ("", "ai.onnx") else ():
+            name = node.input[index] if index < len(node.input) else ""
+            init = inits.get(name)
+            if init is not None and init.data_type == FLOAT16:
+                wide = f"{name}_fp32"
+                if wide not in inits:
+                    inits[wide] = numpy_helper.from_array(
+                        numpy_helper.to_array(init).astype(np.float32), wide
+                    )
+                    model.graph.initializer.append(inits[wide])
+            elif init is None and name and types.get(name) == FLOAT16:  # computed in FP16: cast back
+                wide = f"{name}_fp32"
+                nodes.append(onnx.helper.make_node("Cast", [name], [wide], to=FLOAT, name=f"{wide}_cast"))
+            else:
+                continue
+            node.input[index] = wide
+            fixed += 1
+        nodes.append(node)
+    if fixed:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+        used = {name for node in nodes for name in node.input}
+        unused = [t for t in model.graph.initializer if t.name not in used and t.data_type == FLOAT16]
+        for tensor in unused:  # the FP16 copies nothing reads any more
+            model.graph.initializer.remove(tensor)
+    return fixed
 
 
 QDQ_FP16_OPSET = 19  # the first opset whose QuantizeLinear/DequantizeLinear take FP16 scales
@@ -135,11 +176,9 @@ def convert_qdq_fp16(model: Any) -> Any:
     `high_precision_dtype="fp16"` (modelopt/onnx/quantization/int8.py): the scales become FP16 too, so
     the opset rises to 19 (ModelOpt's autocast: "Opset 19 is the first to support fp16 scales in Q/DQ
     nodes"). Ops of the FP32 list stay FP32 behind Casts, as in `convert_model_fp16`."""
-    converted = convert_model_fp16(model)
-    for opset in converted.opset_import:
-        if opset.domain in ("", "ai.onnx") and opset.version < QDQ_FP16_OPSET:
-            opset.version = QDQ_FP16_OPSET
-    return converted
+    if (_default_opset(model) or QDQ_FP16_OPSET) < QDQ_FP16_OPSET:
+        model = convert_opset(model, QDQ_FP16_OPSET)  # ops that changed form (ReduceMean's axes, ...)
+    return convert_model_fp16(model)
 
 
 def widen_to_fp32(model: Any, opset: int | None = None) -> Any:
@@ -161,11 +200,75 @@ def widen_to_fp32(model: Any, opset: int | None = None) -> Any:
     for vi in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
         if vi.type.tensor_type.elem_type == FLOAT16:
             vi.type.tensor_type.elem_type = FLOAT
-    if opset is not None:
-        for entry in model.opset_import:
-            if entry.domain in ("", "ai.onnx"):
-                entry.version = int(opset)
+    if opset is not None and (_default_opset(model) or opset) > opset:
+        model = convert_opset(model, int(opset))
     return model
+
+
+def _default_opset(model: Any) -> int | None:
+    return next((e.version for e in model.opset_import if e.domain in ("", "ai.onnx")), None)
+
+
+_PARKED = "edgeseg.parked"  # a private domain the version converter leaves alone
+
+
+def convert_opset(model: Any, version: int) -> Any:
+    """The graph at another opset, every op rewritten to that opset's form (ReduceMean's axes attribute
+    vs input, Split's num_outputs, ...) by ONNX's version converter; relabelling the opset alone
+    would leave ops that the checker and ONNX Runtime refuse. The converter has no adapter from
+    Split-18 down to Split-13: those are parked in a private domain and rewritten here with explicit
+    sizes (or an equal split, which is the same when the size is unknown and divides evenly)."""
+    onnx = require("onnx")
+    down = version < (_default_opset(model) or version)
+    parked = []
+    if down and version < 18:
+        model = onnx.shape_inference.infer_shapes(model)
+        for node in model.graph.node:
+            if node.op_type == "Split" and node.domain in ("", "ai.onnx"):
+                node.domain = _PARKED
+                parked.append(node.name or node.output[0])
+        if parked:
+            model.opset_import.append(onnx.helper.make_opsetid(_PARKED, 1))
+    try:
+        converted = onnx.version_converter.convert_version(model, version)
+    except Exception as exc:  # the converter raises RuntimeError/ValueError with C++ assertion text
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EdgesegError(f"cannot convert the graph to ONNX opset {version}: {first}") from None
+    if parked:
+        _unpark_splits(converted, _dims_of(model))
+    return converted
+
+
+def _dims_of(model: Any) -> dict[str, list[int | None]]:
+    """Known tensor shapes after shape inference (None for a symbolic dimension)."""
+    dims: dict[str, list[int | None]] = {}
+    for vi in [*model.graph.input, *model.graph.value_info, *model.graph.output]:
+        shape = vi.type.tensor_type.shape
+        dims[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in shape.dim]
+    return dims
+
+
+def _unpark_splits(model: Any, dims: dict[str, list[int | None]]) -> None:
+    """Split-18 (`num_outputs`) as Split-13: explicit sizes as a second input, from the output shapes."""
+    onnx = require("onnx")
+    for node in model.graph.node:
+        if node.domain != _PARKED:
+            continue
+        node.domain = ""
+        attrs = {a.name: a for a in node.attribute}
+        if "num_outputs" in attrs:
+            node.attribute.remove(attrs["num_outputs"])
+            axis = attrs["axis"].i if "axis" in attrs else 0
+            axis += len(dims.get(node.input[0]) or []) if axis < 0 else 0
+            sizes = [(dims.get(out) or [])[axis : axis + 1] for out in node.output]
+            if all(len(s) == 1 and s[0] is not None for s in sizes) and len(node.input) == 1:
+                name = f"{node.output[0]}_split_sizes"
+                split = np.array([s[0] for s in sizes], np.int64)
+                model.graph.initializer.append(onnx.numpy_helper.from_array(split, name))
+                node.input.append(name)
+    kept = [e for e in model.opset_import if e.domain != _PARKED]
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
 
 
 @dataclass(frozen=True)

@@ -668,3 +668,56 @@ def test_fp16_qdq_graph_keeps_its_float_bias_in_onnx_runtime(tmp_path):
     out = {k: OnnxRuntimeBackend(p, card=card).run(x) for k, p in paths.items()}
     assert out["fp32"].max() > 0.25  # the bias shows in the output
     np.testing.assert_allclose(out["fp16"], out["fp32"], atol=0.02)
+
+
+def test_fp16_float_parts_convert_ops_whose_form_changed_with_the_opset(tmp_path):
+    """FP16 Q/DQ scales need opset 19, and ReduceMean (axes: attribute -> input) and Split (num_outputs)
+    changed form on the way: relabelling the opset alone gave a graph the ONNX checker and ONNX Runtime
+    refuse (any squeeze-excite block). Resize's scales must stay FLOAT whatever the data's type. Up to
+    19 and back down to the export's 17 (TensorRT 8.x), both graphs pass the full check and compute
+    what the FP32 original computes, on ONNX Runtime."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeseg.export.fp16 import convert_qdq_fp16, widen_to_fp32
+
+    inits = {
+        "s": np.array(0.02, np.float32),
+        "z": np.array(0, np.int8),
+        "scales": np.array([1, 1, 2, 2], np.float32),
+    }
+    nodes = [
+        helper.make_node("QuantizeLinear", ["input", "s", "z"], ["q"]),
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["x"]),
+        helper.make_node("ReduceMean", ["x"], ["pooled"], axes=[2, 3], keepdims=1),  # squeeze-excite
+        helper.make_node("Sigmoid", ["pooled"], ["gate"]),
+        helper.make_node("Mul", ["x", "gate"], ["excited"]),
+        helper.make_node("Split", ["excited"], ["left", "right"], axis=-3),  # torch.chunk(2, dim=1)
+        helper.make_node("Add", ["left", "right"], ["summed"]),
+        helper.make_node("Resize", ["summed", "", "scales"], ["logits"], mode="linear"),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2, 16, 16])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )  # fmt: skip
+    fp32 = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(fp32, full_check=True)
+    x = np.random.default_rng(0).uniform(0, 2, (1, 4, 8, 8)).astype(np.float32)
+
+    def run(model):
+        onnx.checker.check_model(model, full_check=True)
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return session.run(None, {"input": x})[0]
+
+    reference = run(fp32)
+    fp16 = convert_qdq_fp16(fp32)
+    assert fp16.opset_import[0].version == 19
+    assert [t.data_type for t in fp16.graph.initializer if "scales" in t.name] == [TensorProto.FLOAT]
+    np.testing.assert_allclose(run(fp16), reference, atol=0.02)
+    down = widen_to_fp32(convert_qdq_fp16(fp32), opset=17)
+    assert [(e.domain, e.version) for e in down.opset_import] == [("", 17)]
+    split = next(n for n in down.graph.node if n.op_type == "Split")
+    assert len(split.input) == 2 and not any(a.name == "num_outputs" for a in split.attribute)
+    np.testing.assert_allclose(run(down), reference, atol=0.02)
