@@ -87,15 +87,15 @@ class GateResult:
         return {
             "form": self.form,
             "artifact": str(self.artifact.path),
-            "fp32_miou": _pct(self.fp32.miou),
-            "int8_miou": _pct(self.int8.miou),
+            "fp32_miou": percent(self.fp32.miou),
+            "int8_miou": percent(self.int8.miou),
             "drop_points": round(self.drop_points, 3),
             "max_drop_points": self.limit_points,
             "argmax_agreement": round(self.int8.agreement, 5),
             "passed": self.passed,
             "excluded_nodes": self.artifact.excluded,
             "per_class_iou": {
-                c: {"fp32": _pct(a), "int8": _pct(b)}
+                c: {"fp32": percent(a), "int8": percent(b)}
                 for c, a, b in zip(classes, self.fp32.iou, self.int8.iou)
             },
             "attempts": [a.__dict__ for a in self.attempts],
@@ -111,7 +111,8 @@ class GateFailed(EdgesegError):
         self.result = result
 
 
-def _pct(x: float) -> float | None:
+def percent(x: float) -> float | None:
+    """A fraction as a percentage for reports (None for NaN: not measured)."""
     return None if x != x else round(100.0 * x, 3)
 
 
@@ -369,7 +370,11 @@ def gated_quantize(
             )
             drop = gate.drop_points(s)
             attempt = Attempt(
-                list(excluded), _pct(s.miou) or 0.0, round(drop, 3), round(s.agreement, 5), drop <= max_drop
+                list(excluded),
+                percent(s.miou) or 0.0,
+                round(drop, 3),
+                round(s.agreement, 5),
+                drop <= max_drop,
             )
             attempts.append(attempt)
             if on_attempt:
@@ -428,8 +433,8 @@ def _record(result: GateResult) -> None:
     card: ModelCard = result.artifact.details["card"]
     info = dict(card.extra.get("int8", {}))
     info["gate"] = {
-        "fp32_miou": _pct(result.fp32.miou),
-        "int8_miou": _pct(result.int8.miou),
+        "fp32_miou": percent(result.fp32.miou),
+        "int8_miou": percent(result.int8.miou),
         "drop_points": round(result.drop_points, 3),
         "max_drop_points": result.limit_points,
         "argmax_agreement": round(result.int8.agreement, 5),

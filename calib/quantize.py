@@ -33,7 +33,7 @@ from edgeseg.calib.stats import CalibrationStats, quiet_ort_logging
 from edgeseg.calib.trt_cache import write_trt_cache
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
-from edgeseg.export.graph import set_card
+from edgeseg.export.graph import opset_version, set_card
 from edgeseg.lazy import available, require
 
 QDQ_ENGINES = ("auto", "onnxruntime", "modelopt")
@@ -212,7 +212,7 @@ def quantize_tensorrt_form(
         report = qdq_rules.check_tensorrt_rules(q)
         if not report.ok:
             raise EdgesegError(f"TensorRT Q/DQ placement broke a rule: {report.violations[0]}")
-        source_opset = _onnx_opset(q)
+        source_opset = opset_version(q)
         q = _fp16_float_parts(q)
         onnx.save(q, str(out))
         info = {
@@ -281,7 +281,7 @@ def _modelopt_tensorrt_form(
             "form": "tensorrt-qdq",
             "engine": "modelopt",
             "float_parts": "fp16",
-            "source_opset": _onnx_opset(model),
+            "source_opset": opset_version(model),
             "scheme": "S8S8 symmetric, per-channel weights, per-tensor activations",
             "calibration": stats.describe(),
             "excluded_nodes": excluded,
@@ -294,10 +294,6 @@ def _modelopt_tensorrt_form(
     return QuantizedArtifact(
         "qdq", target, excluded=excluded, auto_excluded=auto, details={"card": new_card, **info}
     )
-
-
-def _onnx_opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def _fp16_float_parts(model: onnx.ModelProto) -> onnx.ModelProto:

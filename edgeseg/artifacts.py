@@ -83,7 +83,7 @@ def variants_beside(base_onnx: str | Path) -> list[Path]:
     onnx = sorted(
         p for p in base.parent.glob(f"{name}.*.onnx") if p != base and ".sensitivity." not in p.name
     )
-    engines = sorted(p for s in ENGINE_SUFFIXES for p in base.parent.glob(f"{name}*{s}"))
+    engines = sorted(p for s in ENGINE_SUFFIXES for p in base.parent.glob(f"{name}.*{s}"))
     return onnx + engines
 
 

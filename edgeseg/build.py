@@ -212,17 +212,13 @@ def _carried(path: Path) -> tuple[ModelCard | None, str]:
 # ------------------------------------------------------------------------------------------ ONNX
 def _onnx_variants(result: BuildResult, opts: BuildOptions, progress: Progress | None) -> None:
     """FP16 and INT8 files beside the export, each scored against FP32 by the same gate."""
-    from edgeseg.calib.data import open_calibration, require_calibration_data
+    from edgeseg.calib.data import open_calibration
     from edgeseg.calib.gate import Gate, GateFailed, gated_quantize, open_eval_data
     from edgeseg.calib.stats import calibrate
     from edgeseg.export.fp16 import write_fp16
 
     model_path, card = result.model, result.card
     quantize = opts.int8 and not opts.legacy_calibrator
-    if quantize:
-        require_calibration_data(
-            opts.calib_data, card
-        )  # a model that is not the street scenes' needs its own
     # both data sets are opened before minutes of evaluation, so a wrong folder fails first
     calib = open_calibration(opts.calib_data, card, opts.calib_images, opts.calib_seed) if quantize else None
     data = open_eval_data(opts.eval_data, card, opts.eval_images, fallback=opts.calib_data)
@@ -303,16 +299,14 @@ def _keep_previous(target: Path) -> str:
     return f"FAILED gate; removed an unchecked {target.name}"
 
 
-def _pct(x: float) -> float | None:
-    return None if x != x else round(100.0 * x, 3)
-
-
 def _row(path: Path, precision: str, score: Score | None, gate: Any, note: str = "") -> Row:
+    from edgeseg.calib.gate import percent
+
     return Row(
         artifact=path,
         precision=precision,
         size_bytes=path.stat().st_size if path.exists() else 0,
-        miou=_pct(score.miou) if score else None,
+        miou=percent(score.miou) if score else None,
         drop=round(gate.drop_points(score), 3) if score else None,
         agreement=round(score.agreement, 5) if score else None,
         note=note,

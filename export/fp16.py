@@ -28,7 +28,7 @@ from edgeseg.artifacts import card_path, variant_path
 from edgeseg.atomic import atomic_path
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
-from edgeseg.export.graph import card_of, load_onnx, set_card
+from edgeseg.export.graph import card_of, load_onnx, opset_version, set_card
 from edgeseg.export.parity import ParityResult, compare_onnx
 from edgeseg.lazy import require
 
@@ -176,7 +176,7 @@ def convert_qdq_fp16(model: Any) -> Any:
     `high_precision_dtype="fp16"` (modelopt/onnx/quantization/int8.py): the scales become FP16 too, so
     the opset rises to 19 (ModelOpt's autocast: "Opset 19 is the first to support fp16 scales in Q/DQ
     nodes"). Ops of the FP32 list stay FP32 behind Casts, as in `convert_model_fp16`."""
-    if (_default_opset(model) or QDQ_FP16_OPSET) < QDQ_FP16_OPSET:
+    if (opset_version(model) or QDQ_FP16_OPSET) < QDQ_FP16_OPSET:
         model = convert_opset(model, QDQ_FP16_OPSET)  # ops that changed form (ReduceMean's axes, ...)
     return convert_model_fp16(model)
 
@@ -200,13 +200,9 @@ def widen_to_fp32(model: Any, opset: int | None = None) -> Any:
     for vi in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
         if vi.type.tensor_type.elem_type == FLOAT16:
             vi.type.tensor_type.elem_type = FLOAT
-    if opset is not None and (_default_opset(model) or opset) > opset:
+    if opset is not None and (opset_version(model) or opset) > opset:
         model = convert_opset(model, int(opset))
     return model
-
-
-def _default_opset(model: Any) -> int | None:
-    return next((e.version for e in model.opset_import if e.domain in ("", "ai.onnx")), None)
 
 
 _PARKED = "edgeseg.parked"  # a private domain the version converter leaves alone
@@ -219,7 +215,7 @@ def convert_opset(model: Any, version: int) -> Any:
     Split-18 down to Split-13: those are parked in a private domain and rewritten here with explicit
     sizes (or an equal split, which is the same when the size is unknown and divides evenly)."""
     onnx = require("onnx")
-    down = version < (_default_opset(model) or version)
+    down = version < (opset_version(model) or version)
     parked = []
     if down and version < 18:
         model = onnx.shape_inference.infer_shapes(model)

@@ -90,28 +90,29 @@ def _make_progress_monitor(trt: Any, progress: Progress | None, cancel: threadin
         def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)
             self.steps: dict[str, int] = {}
-            self.phases: list[str] = []
+            self.labels: dict[str, str] = {}  # a nested phase is indented under its parent
             self.lock = threading.Lock()
 
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
             with self.lock:
                 self.steps[phase_name] = max(num_steps, 1)
-                self.phases.append(phase_name)
+                self.labels[phase_name] = f"{'  ' if parent_phase else ''}{phase_name}"
                 if progress is not None:
-                    progress(f"{'  ' if parent_phase else ''}{phase_name}", 0, self.steps[phase_name])
+                    progress(self.labels[phase_name], 0, self.steps[phase_name])
 
         def step_complete(self, phase_name: str, step: int) -> bool:
             with self.lock:
                 total = self.steps.get(phase_name)
                 if progress is not None and total is not None:
-                    progress(phase_name, min(step + 1, total), total)
+                    progress(self.labels[phase_name], min(step + 1, total), total)
             return not cancel.is_set()  # False cancels the build
 
         def phase_finish(self, phase_name: str) -> None:
             with self.lock:
                 total = self.steps.pop(phase_name, None)
+                label = self.labels.pop(phase_name, phase_name)
                 if progress is not None and total is not None:
-                    progress(phase_name, total, total)
+                    progress(label, total, total)
 
     return _Monitor()
 
@@ -320,6 +321,10 @@ def build_engine(
         raise EdgesegError(f"TensorRT build failed for {Path(onnx_path).name}: {why}")
 
     engine_path = Path(engine_path)
+    sidecar = sidecar_path(engine_path)
+    # an older build's sidecar must not describe the new engine if the process dies between the two
+    # writes: without one the engine is refused with a clear message instead of trusted with stale facts
+    sidecar.unlink(missing_ok=True)
     write_bytes(engine_path, bytes(serialized))
     info = {
         "format": SIDECAR_FORMAT,
@@ -345,7 +350,6 @@ def build_engine(
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "notes": plan.notes,
     }
-    sidecar = sidecar_path(engine_path)
     write_json(sidecar, info)
     # after the sidecar, so a cache problem never costs the engine its card; get_timing_cache() is None
     # when no cache is attached (pyCore docstring)

@@ -252,3 +252,15 @@ def test_machine_names_the_vector_isa_cpu_figures_depend_on():
     elif " avx2" in flags:
         assert isa.startswith("AVX")
     assert f"({isa})" in machine.summary(2) and machine.summary(2).endswith("; 2 threads")
+
+
+def test_variants_beside_an_export_are_its_own_not_a_namesakes(tmp_path):
+    from edgeseg.artifacts import variants_beside
+
+    names = ["fcn8s.onnx", "fcn8s.fp16.onnx", "fcn8s.int8.cpu.onnx", "fcn8s.fp16.engine", "fcn8s.int8-qdq.engine",
+             "fcn8s_v2.onnx", "fcn8s_v2.fp16.onnx", "fcn8s_v2.fp16.engine", "fcn8s.int8.sensitivity.onnx"]  # fmt: skip
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in variants_beside(tmp_path / "fcn8s.onnx")] == [
+        "fcn8s.fp16.onnx", "fcn8s.int8.cpu.onnx", "fcn8s.fp16.engine", "fcn8s.int8-qdq.engine",
+    ]  # fmt: skip

@@ -344,6 +344,25 @@ def test_sidecar_and_atomic_write(monkeypatch, tmp_path, tiny_onnx):
     assert sorted(p.name for p in engine.parent.iterdir()) == ["tiny.fp32.engine", "tiny.fp32.engine.json"]
 
 
+def test_a_rebuild_that_dies_before_its_sidecar_leaves_no_stale_sidecar(monkeypatch, tmp_path, tiny_onnx):
+    """The engine and its sidecar are two files: if the process dies between them, the previous build's
+    sidecar (its card, DLA core, version compatibility) must not be taken as the new engine's."""
+    import edgeseg.atomic
+
+    install_trt(monkeypatch, "10.3.0")
+    engine = tmp_path / "tiny.fp32.engine"
+    build_engine(tiny_onnx(), engine, EngineOptions())
+    assert sidecar_path(engine).exists()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the process is stopped right after the engine was written
+
+    monkeypatch.setattr(edgeseg.atomic, "write_json", killed)
+    with pytest.raises(KeyboardInterrupt):
+        build_engine(tiny_onnx(num_classes=5, name="other"), engine, EngineOptions(version_compatible=True))
+    assert engine.exists() and not sidecar_path(engine).exists()
+
+
 def test_progress_monitor_reports_phases_and_cancels(monkeypatch):
     import threading
 
@@ -367,7 +386,7 @@ def test_progress_monitor_reports_phases_and_cancels(monkeypatch):
     cancel.set()
     monitor.phase_start("Tactics", "Building engine", 3)
     assert monitor.step_complete("Tactics", 0) is False  # TensorRT abandons the build
-    assert events[-2:] == [("  Tactics", 0, 3), ("Tactics", 1, 3)]
+    assert events[-2:] == [("  Tactics", 0, 3), ("  Tactics", 1, 3)]  # one label: one bar in the terminal
 
 
 def test_build_reports_progress_through_the_callback(monkeypatch, tmp_path, tiny_onnx):
