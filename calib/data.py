@@ -20,7 +20,7 @@ from __future__ import annotations
 import glob as globlib
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,11 +141,16 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def from_images(paths: list[Path], spec: str, n: int, seed: int) -> CalibrationSet:
+def from_images(
+    paths: list[Path], spec: str, n: int, seed: int, exclude: Collection[str] = ()
+) -> CalibrationSet:
+    """N images picked at random (seeded); `exclude`: names not to pick while others remain (the
+    calibration images, when the gate evaluates on the same folder)."""
     if not paths:
         raise EdgesegError(
             f"no images found for calibration data {spec!r} ({', '.join(sorted(IMAGE_SUFFIXES))})"
         )
+    paths = held_out([str(p) for p in paths], exclude, spec, paths)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(paths))[: min(n, len(paths))]
     picked = [paths[int(i)] for i in sorted(order)]
@@ -159,16 +164,23 @@ def from_images(paths: list[Path], spec: str, n: int, seed: int) -> CalibrationS
     )
 
 
-def from_video(path: Path, n: int, seed: int) -> CalibrationSet:
-    """N frames spread evenly over the clip (deterministic; `seed` only enters the cache key)."""
+def from_video(path: Path, n: int, seed: int, exclude: Collection[str] = ()) -> CalibrationSet:
+    """N frames spread evenly over the clip (deterministic; `seed` only enters the cache key), named
+    `<file>#<frame index>`; `exclude` as for `from_images`."""
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
             raise EdgesegError(f"cannot open video {path} (unreadable or unsupported codec)")
         frames: list[np.ndarray] = []
+        names: list[str] = []
         total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         if total > 0:
-            wanted = sorted({int(round(x)) for x in np.linspace(0, total - 1, num=min(n, total))})
+            free = held_out(
+                [f"{path.name}#{i}" for i in range(total)], exclude, str(path), list(range(total))
+            )
+            spread = np.linspace(0, len(free) - 1, num=min(n, len(free)))
+            wanted = sorted({free[int(round(x))] for x in spread})
+            names = [f"{path.name}#{i}" for i in wanted]
             idx = 0
             want_set = set(wanted)
             while len(frames) < len(wanted):
@@ -186,8 +198,14 @@ def from_video(path: Path, n: int, seed: int) -> CalibrationSet:
                     break
                 all_frames.append(frame)
             if all_frames:
-                pick = np.linspace(0, len(all_frames) - 1, num=min(n, len(all_frames)))
-                frames = [all_frames[int(round(i))] for i in pick]
+                count = len(all_frames)
+                free = held_out(
+                    [f"{path.name}#{i}" for i in range(count)], exclude, str(path), list(range(count))
+                )
+                spread = np.linspace(0, len(free) - 1, num=min(n, len(free)))
+                picked = sorted({free[int(round(x))] for x in spread})
+                frames = [all_frames[i] for i in picked]
+                names = [f"{path.name}#{i}" for i in picked]
     finally:
         cap.release()
     if not frames:
@@ -196,7 +214,7 @@ def from_video(path: Path, n: int, seed: int) -> CalibrationSet:
     return CalibrationSet(
         spec=str(path),
         kind="video",
-        names=[f"{path.name}#{i}" for i in range(len(rgb))],
+        names=names[: len(rgb)],
         loader=lambda i: rgb[i],
         listing_hash=_hash(["video", _file_listing([path]), total]),
         seed=seed,
@@ -313,25 +331,41 @@ def _warn_other_classes(calib: CalibrationSet, data_classes: list[str], card: Mo
         warn(calib.note)
 
 
-def open_images(spec: str, n: int, seed: int, what: str = "calibration data") -> CalibrationSet:
-    """N images from a glob, a video, one image or a folder of images (no labels read)."""
+def held_out(names: list[str], exclude: Collection[str], spec: str, items: list) -> list:
+    """`items` whose name is not in `exclude`; all of them (with a warning) when none would remain."""
+    if not exclude:
+        return items
+    kept = [item for name, item in zip(names, items, strict=True) if name not in exclude]
+    if kept:
+        return kept
+    from edgeseg.console import warn
+
+    warn(f"every image of {spec} was used for calibration: the gate evaluates on those same images")
+    return items
+
+
+def open_images(
+    spec: str, n: int, seed: int, what: str = "calibration data", exclude: Collection[str] = ()
+) -> CalibrationSet:
+    """N images from a glob, a video, one image or a folder of images (no labels read); `exclude`:
+    names to leave out while others remain (see `from_images`)."""
     if any(ch in spec for ch in "*?["):
         paths = sorted(Path(p) for p in globlib.glob(spec, recursive=True))
         paths = [p for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-        return from_images(paths, spec, n, seed)
+        return from_images(paths, spec, n, seed, exclude)
     path = Path(spec).expanduser()
     if not path.exists():
         raise EdgesegError(f"{what} not found: {spec} (a folder, video, image glob, or 'synth')")
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix in VIDEO_SUFFIXES:
-            return from_video(path, n, seed)
+            return from_video(path, n, seed, exclude)
         if suffix in IMAGE_SUFFIXES:
-            return from_images([path], spec, n, seed)
+            return from_images([path], spec, n, seed, exclude)
         raise EdgesegError(f"{what} {path.name} is neither an image nor a video ({suffix})")
     if not any(path.iterdir()):
         raise EdgesegError(f"{what} folder {path} is empty")
-    return from_images(_images_in(path), spec, n, seed)
+    return from_images(_images_in(path), spec, n, seed, exclude)
 
 
 def _open_source(spec: str, card: ModelCard, n: int, seed: int) -> CalibrationSet:

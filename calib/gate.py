@@ -17,7 +17,7 @@ serve as the reference; the report says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,12 +117,20 @@ def percent(x: float) -> float | None:
 
 
 def open_eval_data(
-    spec: str | None, card: ModelCard, default_n: int = DEFAULT_EVAL_IMAGES, *, fallback: str | None = None
+    spec: str | None,
+    card: ModelCard,
+    default_n: int = DEFAULT_EVAL_IMAGES,
+    *,
+    fallback: str | None = None,
+    calibrated_on: Collection[str] = (),
 ) -> EvalData:
-    """`--eval-data`: 'synth[:N]', a labelled dataset folder, or unlabelled images (folder, video, glob).
+    """`--eval-data`: 'synth[:N]', a labelled dataset folder, or unlabelled images (folder, video, glob);
+    up to `default_n` images of it.
 
     Without SPEC: held-out generated scenes for a model of the street classes; for any other model the
-    calibration data (`fallback`), else one clear error. Labels count only when they are labels of the
+    calibration data (`fallback`), else one clear error. Images named in `calibrated_on` (the
+    calibration set's names, when both read the same source) are left out while others remain, so the
+    gate measures images the ranges were not taken from. Labels count only when they are labels of the
     model's classes (generated scenes: the same names; a dataset: the same count, compared by index
     like `edgeseg eval`); otherwise FP32's own predictions on that data are the reference.
     """
@@ -150,7 +158,7 @@ def open_eval_data(
         ds = try_dataset(path) if path.is_dir() else None
         labelled = ds is not None and len(getattr(ds, "classes", [])) == card.num_classes
     if ds is None:  # images without labels: a video, a glob, a plain folder
-        images = open_images(spec, default_n, EVAL_SEED, what="evaluation data")
+        images = open_images(spec, default_n, EVAL_SEED, what="evaluation data", exclude=calibrated_on)
         return EvalData(spec, [images.image(i) for i in range(len(images))], [None] * len(images), "fp32")
     if len(ds) == 0:
         raise EdgesegError(f"evaluation dataset {spec!r} is empty")
@@ -158,13 +166,23 @@ def open_eval_data(
         from edgeseg.console import warn
 
         warn(f"class names differ between {card.model} and {spec}; the gate compares them by class index")
-    items = [ds[i] for i in range(len(ds))]
+    items = [ds[i] for i in _spread_pick(ds, default_n, calibrated_on, spec)]
     return EvalData(
         spec=spec,
         images=[rgb for rgb, _ in items],
         masks=[m if labelled else None for _, m in items],
         reference="labels" if labelled else "fp32",
     )
+
+
+def _spread_pick(ds: Any, n: int, exclude: Collection[str], spec: str) -> list[int]:
+    """Up to `n` dataset indices spread evenly over the items not named in `exclude`."""
+    from edgeseg.calib.data import held_out
+
+    indices = list(range(len(ds)))
+    names = [str(ds.name(i)) if hasattr(ds, "name") else str(i) for i in indices]
+    free = held_out(names, exclude, spec, indices)
+    return sorted({free[int(round(x))] for x in np.linspace(0, len(free) - 1, num=min(n, len(free)))})
 
 
 def reference_warnings(

@@ -221,7 +221,9 @@ def _onnx_variants(result: BuildResult, opts: BuildOptions, progress: Progress |
     quantize = opts.int8 and not opts.legacy_calibrator
     # both data sets are opened before minutes of evaluation, so a wrong folder fails first
     calib = open_calibration(opts.calib_data, card, opts.calib_images, opts.calib_seed) if quantize else None
-    data = open_eval_data(opts.eval_data, card, opts.eval_images, fallback=opts.calib_data)
+    same_source = calib is not None and (opts.eval_data or opts.calib_data) == opts.calib_data
+    data = open_eval_data(opts.eval_data, card, opts.eval_images, fallback=opts.calib_data,
+                          calibrated_on=calib.names if same_source and calib is not None else ())  # fmt: skip
     gate = Gate(model_path, card, data, threads=opts.threads, progress=progress)
     result.eval_spec, result.reference = data.spec, data.reference
     result.rows.append(_row(model_path, "fp32", gate.fp32, gate, note="reference"))

@@ -106,3 +106,34 @@ def test_build_int8_with_unlabelled_video_gates_against_fp32(tiny_onnx, _isolate
     assert report["reference"] == "fp32" and report["eval_data"] == str(video)
     table = runner.invoke(app, [*args, "--eval-images", "4"])
     assert "predictions (no labels for this class set)" in " ".join(table.output.split())  # says so
+
+
+def _signature(rgb) -> bytes:
+    return rgb[::7, ::7].tobytes()
+
+
+def test_the_gate_leaves_out_the_calibration_images_of_the_same_source(tmp_path):
+    """Without --eval-data a model of its own classes is gated on its calibration data: on the images
+    the ranges were not taken from (folder, video and labelled dataset alike), at most --eval-images."""
+    import cv2
+    import numpy as np
+
+    from edgeseg.data.synth import write_dataset
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(12):
+        cv2.imwrite(str(folder / f"f{i:02d}.png"), rng.integers(0, 255, (24, 32, 3), dtype=np.uint8))
+    video = tmp_path / "clip.mp4"
+    write_video(video, 12, 32, 48)
+    dataset = write_dataset(tmp_path / "ds", 12, 32, 48)
+    for spec in (str(folder), str(video), str(dataset)):
+        calib = open_calibration(spec, OTHER, n=4)
+        data = open_eval_data(None, OTHER, 6, fallback=spec, calibrated_on=calib.names)
+        seen = {_signature(calib.image(i)) for i in range(len(calib))}
+        assert len(data) == 6 and len(seen) == 4, spec
+        assert not seen & {_signature(rgb) for rgb in data.images}, spec
+    everything = open_calibration(str(folder), OTHER, n=12)  # nothing left over: said, and used as is
+    data = open_eval_data(None, OTHER, 6, fallback=str(folder), calibrated_on=everything.names)
+    assert len(data) == 6
