@@ -70,11 +70,6 @@ class StopOnce:
         """From now on signals are only noted: the work is over, its outputs are being finished."""
         self._raising = False
 
-    @property
-    def first(self) -> str | None:
-        """The first signal received, if any."""
-        return self.received[0] if self.received else None
-
     def _handle(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002
         name = signal.Signals(signum).name
         self.received.append(name)

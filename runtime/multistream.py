@@ -37,7 +37,7 @@ from edgeseg.runtime.draw import Renderer
 from edgeseg.runtime.pipeline import _END, JOIN_TIMEOUT, Channel, FrameResult, Pipeline, StreamDriver
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sinks import Sink
-from edgeseg.runtime.sources import LabelLookup, Source, open_source
+from edgeseg.runtime.sources import Source, open_source
 from edgeseg.runtime.stats import RunStats
 from edgeseg.runtime.tiles import Tiler
 
@@ -175,10 +175,6 @@ class Lane(Pipeline):
     @property
     def done(self) -> threading.Event:
         return self._done
-
-    @property
-    def error(self) -> BaseException | None:
-        return self._error
 
 
 class _Forward(Sink):
@@ -479,10 +475,3 @@ class MultiStream(StreamDriver):
             "outputs": [self.tiler.describe()] if self.tiler is not None else [],
             **self.stats.to_dict(),
         }
-
-
-def per_stream_labels(directory: str | Path | None, palette: list[tuple[int, int, int]]) -> PerStream:
-    """One LabelLookup per stream over the same folder (frames pair by name, as for one stream)."""
-    if directory is None:
-        return None
-    return lambda name: LabelLookup(directory, palette)

@@ -126,8 +126,9 @@ class Channel:
 class Reconnect:
     """What to do when a live source stops delivering, or is not there yet at start-up: reopen with
     exponential backoff until `timeout` seconds have passed without a frame. At least one reopen is
-    tried, and no single open or read may block longer than a quarter of the timeout (a frozen
-    stream must not eat the budget), so a short timeout still gets its attempts."""
+    tried, and a URL stream's open or read never blocks longer than a quarter of the timeout
+    (`Source.limit_wait`: a frozen stream must not eat the budget), so a short timeout still gets its
+    attempts; a camera's read is bounded by V4L2's own select timeout."""
 
     enabled: bool = False
     initial: float = 0.5  # seconds before the first reopen attempt

@@ -17,7 +17,7 @@ import numpy as np
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
 from edgeseg.preprocess import Geometry, Preprocessor, labels_to_frame
-from edgeseg.runtime.backends import Backend, BackendLoader, BackendOptions
+from edgeseg.runtime.backends import Backend, BackendLoader, load_backend
 from edgeseg.runtime.draw import fast_argmax
 
 
@@ -35,7 +35,7 @@ class Segmenter:
                 raise EdgesegError("backend options go into the BackendLoader when passing one")
             self.backend = artifact()
         else:
-            self.backend = BackendLoader(Path(artifact), BackendOptions.from_kwargs(backend_options))()
+            self.backend = load_backend(artifact, **backend_options)
         self.card: ModelCard = self.backend.card
         self.preprocess = Preprocessor(self.card)
 

@@ -334,6 +334,7 @@ class ImageSource(Source):
         self.delivered = 0
         self._unreadable: list[Path] = []  # found before the first readable image: warned about then
         self._first_pass = True
+        self._pass_delivered = 0
 
     def open(self) -> None:
         path = Path(self.spec)
@@ -351,6 +352,7 @@ class ImageSource(Source):
         self.length = len(self.files)
         self.position = 0
         self._first_pass = True
+        self._pass_delivered = 0  # images read in the current pass over the files
 
     def read(self) -> Frame | None:
         while True:
@@ -361,10 +363,11 @@ class ImageSource(Source):
                         f"no readable image in {self.spec}: none of its {len(self.files)} file(s) "
                         f"decodes (corrupt or not an image, e.g. {first})"
                     )
-                if not self.loop:
-                    return None
+                if not self.loop or self._pass_delivered == 0 and not self._first_pass:
+                    return None  # the end, or a whole looped pass found nothing readable any more
                 self.position = 0
                 self._first_pass = False
+                self._pass_delivered = 0
             path = self.files[self.position]
             self.position += 1
             with quiet_opencv():
@@ -378,6 +381,7 @@ class ImageSource(Source):
                 warn(f"skipping {len(self._unreadable)} unreadable image(s) in {self.spec}: {names}{more}")
                 self._unreadable = []
             self.delivered += 1
+            self._pass_delivered += 1
             return Frame(image, path.stem)
 
     def _skip(self, path: Path) -> None:

@@ -212,6 +212,17 @@ def test_image_folder_and_glob(tmp_path):
         ImageSource(tmp_path / "missing").open()
 
 
+def test_a_looped_image_folder_whose_images_all_vanish_ends_instead_of_spinning(tmp_path):
+    write_images(tmp_path / "imgs", [(30, 41), (17, 23)])
+    src = ImageSource(tmp_path / "imgs", loop=True)
+    with src:
+        first = [src.read().name for _ in range(3)]  # the loop starts a second pass
+        for path in (tmp_path / "imgs").iterdir():
+            path.write_bytes(b"gone")  # the media was unplugged, the files are unreadable now
+        assert src.read() is None  # a whole pass without an image: the end, not a busy loop
+    assert first == ["img_000", "img_001", "img_000"]
+
+
 def test_live_sources_fail_clearly():
     with pytest.raises(EdgesegError, match="camera 57 could not be opened"):
         open_source(camera=57).open()

@@ -51,6 +51,7 @@ def card_command(
     json_out: bool = typer.Option(False, "--json", help="Print the card as JSON."),
 ) -> None:
     """Write a model card (classes, palette, mean/std, input size, output kind) for an ONNX made elsewhere."""
+    from edgeseg.card import MIN_INPUT_SIDE
     from edgeseg.card_make import make_card, parse_triple, read_palette
     from edgeseg.cli.options import parse_classes, parse_hw
     from edgeseg.console import console, print_json
@@ -73,7 +74,7 @@ def card_command(
         raise EdgesegError(
             "pass --classes names.txt (or a count N): the ONNX does not say how many classes it has"
         )
-    size = parse_hw(input_size, minimum=8) if input_size else facts["input_size"]
+    size = parse_hw(input_size, minimum=MIN_INPUT_SIDE) if input_size else facts["input_size"]
     if size is None:
         raise EdgesegError("pass --input-size HxW: the ONNX's input size is dynamic")
     card = make_card(
