@@ -303,13 +303,20 @@ class MultiStream(StreamDriver):
             for lane in self.lanes:
                 lane.start()
                 started.append(lane)
-        except BaseException:
+        except BaseException as exc:
             self._stopping = True  # the lanes that did start are stopped here, not through on_stop
+            failed: Exception | None = None
             for lane in started:
                 lane.stop()
-                with contextlib.suppress(Exception):  # the open error is what the caller sees
+                try:
                     lane.finish()
+                except Exception as lane_error:
+                    failed = failed or lane_error
             self._release()
+            if failed is not None and isinstance(exc, KeyboardInterrupt):
+                # a running stream failed (a full disk) while another still waited for its camera, and
+                # its stop ended that wait: the failure is what happened, not an interruption
+                raise failed from None
             raise
         if self.tiler is not None:
             self.tiler.start()  # every source is open: the tiles' video runs at the fastest one's rate

@@ -26,6 +26,7 @@ from edgeseg.runtime.backends.base import Backend
 from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edgeseg.runtime.batcher import plan_batches
 from edgeseg.runtime.multistream import open_sources, stream_names, stream_path
+from edgeseg.runtime.pipeline import Reconnect
 from edgeseg.runtime.sinks import JsonlSink, MaskSink, Sink, VideoSink
 from edgeseg.runtime.sources import Frame, Source
 from edgeseg.runtime.tiles import Tiler
@@ -406,6 +407,38 @@ def test_a_failing_stream_stops_the_run_and_every_output_is_finalised(tiny_onnx,
     assert 0 < good.frames < 500 and len(decoded_frames(tmp_path / "good.mp4")) == good.frames
     assert not list(tmp_path.glob(".*partial*"))
     assert not any(t.name.startswith("edgeseg-") for t in threading.enumerate())
+
+
+class DamagedFrames(Frames):
+    """A file source whose third frame cannot be decoded."""
+
+    def read(self) -> Frame | None:
+        if self.i == 2:
+            raise EdgesegError("frame 2 is damaged")
+        return super().read()
+
+
+class LateCamera(Frames):
+    """A live source that is not up yet (its open fails until the reconnect timeout would run out)."""
+
+    live = True
+
+    def open(self) -> None:
+        raise EdgesegError("camera not up yet")
+
+
+def test_a_stream_failing_while_another_waits_for_its_camera_is_the_error(tiny_onnx):
+    """Stopping the waiting stream ends its wait with an interruption; the run must still report the
+    first stream's failure, not a Ctrl-C nobody pressed (exit 130)."""
+    multi = MultiStream(
+        Segmenter(tiny_onnx(batch="N")),
+        {"first": DamagedFrames(500, seed=1), "late": LateCamera(5)},
+        reconnect=Reconnect(enabled=True, timeout=60),
+    )
+    started = time.monotonic()
+    with pytest.raises(EdgesegError, match="frame 2 is damaged"):
+        multi.run()
+    assert time.monotonic() - started < 30 and not multi.stats.interrupted
 
 
 def test_stream_api_with_several_sources_stops_early_and_finalises(tiny_onnx, tmp_path):
