@@ -40,6 +40,29 @@ def test_makefile_has_the_gpu_check_target():
     assert "gpu-check:" in text and "tools/gpu_check.py" in text
 
 
+def test_gpu_check_writes_its_report_when_the_set_up_fails(monkeypatch, tmp_path):
+    """A failure before the first check (here: no shipped model to copy) is recorded in the JSON report
+    and the exit status, never a traceback without a report."""
+    from fake_tensorrt.install import install_trt
+
+    import edgeseg.defaults
+    from edgeseg.errors import EdgesegError
+
+    install_trt(monkeypatch, "10.3.0")
+
+    def missing(kind: str):
+        raise EdgesegError("the shipped model is missing from this install")
+
+    monkeypatch.setattr(edgeseg.defaults, "default_model_path", missing)
+    gpu_check = _gpu_check()
+    out = tmp_path / "report.json"
+    code = gpu_check.main(["--out", str(out), "--workdir", str(tmp_path / "w")])
+    report = json.loads(out.read_text())
+    assert code == 1 and report["ok"] is False
+    assert report["checks"]["environment"]["ok"] and report["checks"]["environment"]["tensorrt"] == "10.3.0"
+    assert report["checks"]["setup"]["error"] == "the shipped model is missing from this install"
+
+
 @pytest.mark.slow  # about a minute on 2 cores (INT8 calibration and gate of the default model); make test-all
 def test_gpu_check_runs_every_check_against_the_fake(monkeypatch, tmp_path):
     """Not a GPU measurement: the fake runs the ONNX with ONNX Runtime. It proves the script's checks run

@@ -155,7 +155,7 @@ def _dynamic_net(path: Path) -> Path:
     return path
 
 
-def check(workdir: Path, frames_n: int, calib_images: int = 32) -> Report:  # noqa: C901 - one list, top to bottom
+def check(workdir: Path, frames_n: int, calib_images: int = 32, report: Report | None = None) -> Report:  # noqa: C901 - one list, top to bottom
     from edgeseg.artifacts import read_card
     from edgeseg.build import BuildOptions, build
     from edgeseg.defaults import default_model_path
@@ -166,7 +166,7 @@ def check(workdir: Path, frames_n: int, calib_images: int = 32) -> Report:  # no
     from edgeseg.lazy import require
     from edgeseg.runtime.cuda_mem import available_bindings, gpu_info
 
-    report = Report()
+    report = report if report is not None else Report()
     trt = require("tensorrt")
     features = detect(trt)
     gpu = gpu_info()
@@ -205,9 +205,11 @@ def check(workdir: Path, frames_n: int, calib_images: int = 32) -> Report:  # no
         return {"rebuild_seconds": result.info["build_seconds"]}
 
     report.run("timing_cache_round_trip", timing_cache)
-    fp16 = write_fp16(onnx_path, card=card)[0]
     report.run(
-        "fp16_engine", lambda: engine("fp16", fp16, EngineOptions(precision="fp16", timing_cache=cache))
+        "fp16_engine",
+        lambda: engine(
+            "fp16", write_fp16(onnx_path, card=card)[0], EngineOptions(precision="fp16", timing_cache=cache)
+        ),
     )
 
     def int8() -> dict:
@@ -297,7 +299,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="edgeseg-gpu-check-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        report = check(workdir, args.frames, args.calib_images)
+        report = Report()
+        try:
+            check(workdir, args.frames, args.calib_images, report)
+        except Exception as exc:  # the set-up failed (a check's own failure is recorded by Report.run)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            report.checks["setup"] = {"ok": False, "error": first, "trace": traceback.format_exc(limit=3)}
+            print(f"FAIL setup: {first}", flush=True)
     doc = {
         "ok": report.ok,
         "seconds": round(time.perf_counter() - start, 1),
