@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.card import ModelCard
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, first_line
 
 # backend -> the file suffixes it runs (lower case); the first is what edgeseg writes
 BACKEND_SUFFIXES: dict[str, tuple[str, ...]] = {
@@ -161,7 +161,7 @@ def onnx_metadata(path: str | Path) -> dict[str, str]:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf DecodeError, OSError
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise EdgesegError(f"{path} is not a valid ONNX model: {first}") from None
     return {p.key: p.value for p in model.metadata_props}
 

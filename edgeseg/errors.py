@@ -64,6 +64,13 @@ class OutputFailed(EdgesegError):
     exit_code = ExitCode.OUTPUT_FAILED
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (its type's name when it has none), for a
+    one-line error: libraries raise multi-line texts and C++ assertions."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def exit_code_of(exc: BaseException | None) -> int:
     """The exit status a failure stands for: its own code, or BUG for anything unexpected."""
     if exc is None:

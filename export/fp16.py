@@ -27,7 +27,7 @@ import numpy as np
 from edgeseg.artifacts import card_path, variant_path
 from edgeseg.atomic import atomic_path
 from edgeseg.card import ModelCard
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, first_line
 from edgeseg.export.graph import card_of, load_onnx, opset_version, set_card
 from edgeseg.export.parity import ParityResult, compare_onnx
 from edgeseg.lazy import require
@@ -121,7 +121,7 @@ def convert_model_fp16(model: Any, *, extra_fp32_ops: tuple[str, ...] = ()) -> A
                 model, keep_io_types=True, op_block_list=block, disable_shape_infer=False
             )
     except Exception as exc:  # the converter raises plain exceptions on odd graphs
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise EdgesegError(f"FP16 conversion failed: {first}") from None
     _restore_fp32_outputs(converted, original)
     _keep_float_parameters(converted)
@@ -228,7 +228,7 @@ def convert_opset(model: Any, version: int) -> Any:
     try:
         converted = onnx.version_converter.convert_version(model, version)
     except Exception as exc:  # the converter raises RuntimeError/ValueError with C++ assertion text
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise EdgesegError(f"cannot convert the graph to ONNX opset {version}: {first}") from None
     if parked:
         _unpark_splits(converted, _dims_of(model))

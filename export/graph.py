@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.card import ModelCard
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, first_line
 from edgeseg.lazy import require
 
 SIMPLIFIERS = ("onnxsim", "onnxslim")
@@ -28,7 +28,7 @@ def load_onnx(path: str | Path, *, load_external_data: bool = True) -> Any:
     try:
         model = onnx.load(str(path), load_external_data=load_external_data)
     except Exception as exc:  # protobuf DecodeError, onnx errors, OSError
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise EdgesegError(f"{path} is not a valid ONNX model: {first}") from None
     if not model.graph.node:
         raise EdgesegError(f"{path} is not a valid ONNX model: the graph has no nodes")
@@ -105,7 +105,7 @@ def simplify(model: Any, tool: str = "onnxsim") -> tuple[Any, str | None]:
     except EdgesegError:
         raise
     except Exception as exc:  # simplifiers raise assorted errors on unusual graphs
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         return model, f"{tool} failed: {first}"
 
 

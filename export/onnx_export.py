@@ -25,7 +25,7 @@ import numpy as np
 from edgeseg._version import __version__
 from edgeseg.artifacts import card_path
 from edgeseg.card import MIN_INPUT_SIDE, ModelCard, sha256_file
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, first_line
 from edgeseg.export import graph
 from edgeseg.export.parity import PARITY_THRESHOLD, ParityResult, parity_check
 from edgeseg.export.trt_compat import TrtReport, check_trt_compat
@@ -170,7 +170,7 @@ def torch_to_onnx_bytes(
     except EdgesegError:
         raise
     except Exception as exc:  # torch raises many types for unexportable modules
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise EdgesegError(f"PyTorch could not export the model to ONNX (opset {opset}): {first}") from None
     return buf.getvalue()
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, first_line
 
 # cudaError_t names that mean "there is no usable GPU here" rather than a bug.
 NO_GPU_ERRORS = frozenset(
@@ -310,7 +310,7 @@ class PyCudaMemory(CudaMemory):
             self.drv.init()
             count = self.drv.Device.count()
         except self.drv.Error as exc:
-            raise GpuUnavailableError(f"no usable CUDA GPU: pycuda: {_first_line(exc)}") from None
+            raise GpuUnavailableError(f"no usable CUDA GPU: pycuda: {first_line(exc)}") from None
         if count <= device:
             raise GpuUnavailableError(f"CUDA device {device} not found ({count} device(s) visible)")
         self.dev = self.drv.Device(device)
@@ -321,7 +321,7 @@ class PyCudaMemory(CudaMemory):
         try:
             return fn(*args)
         except self.drv.Error as exc:
-            raise CudaError(f"CUDA call {what} failed: {_first_line(exc)}") from None
+            raise CudaError(f"CUDA call {what} failed: {first_line(exc)}") from None
 
     def _on_top(self) -> bool:
         top = self.drv.Context.get_current()
@@ -431,11 +431,6 @@ class PyCudaMemory(CudaMemory):
         ctx, self.ctx = getattr(self, "ctx", None), None
         if ctx is not None:
             self._call("Context.detach", ctx.detach)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _import_cudart() -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.errors import ExitCode, exit_code_of
+from edgeseg.errors import ExitCode, exit_code_of, first_line
 from edgeseg.metrics import ConfusionMatrix, SegMetrics
 from edgeseg.signals import exit_code_for
 
@@ -223,11 +223,7 @@ class RunStats:
     def ended(self) -> dict[str, Any]:
         """Why the run ended, in words and as the exit status (for a supervisor reading the report)."""
         if self.error is not None:
-            reason = (
-                str(self.error).strip().splitlines()[0]
-                if str(self.error).strip()
-                else type(self.error).__name__
-            )
+            reason = first_line(self.error)
         elif self.signal is not None:
             reason = f"stopped by {self.signal}"
         elif self.source_lost is not None:

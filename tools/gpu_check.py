@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg.errors import first_line
+
 
 def unavailable() -> str | None:
     """Why there is nothing to check here (no TensorRT / no GPU), or None."""
@@ -52,7 +54,7 @@ class Report:
         try:
             out = fn() or {}
         except Exception as exc:  # a failed check is recorded, the others still run
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             self.checks[name] = {"ok": False, "error": first, "trace": traceback.format_exc(limit=3)}
             print(f"FAIL {name}: {first}", flush=True)
             return None
@@ -303,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             check(workdir, args.frames, args.calib_images, report)
         except Exception as exc:  # the set-up failed (a check's own failure is recorded by Report.run)
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             report.checks["setup"] = {"ok": False, "error": first, "trace": traceback.format_exc(limit=3)}
             print(f"FAIL setup: {first}", flush=True)
     doc = {

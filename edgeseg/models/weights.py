@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, first_line
 from edgeseg.lazy import require
 
 
@@ -112,7 +112,7 @@ def read_weights(path: str | Path) -> WeightsFile:
     try:
         return WeightsFile(path, st.load_file(str(path), device="cpu"))
     except Exception as exc:  # safetensors raises SafetensorError / OSError on bad files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise EdgesegError(f"cannot read safetensors file {path}: {first}") from None
 
 

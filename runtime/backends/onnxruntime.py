@@ -10,7 +10,7 @@ import numpy as np
 
 from edgeseg.artifacts import card_from_metadata
 from edgeseg.card import ModelCard
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, first_line
 from edgeseg.runtime.backends.base import Backend, BackendOptions
 
 # ONNX Runtime's WeightBiasQuantization rewrites a Conv's float bias as int32 at input_scale *
@@ -100,7 +100,7 @@ class OnnxRuntimeBackend(Backend):
                 str(self.path), opts, providers=self.providers, disabled_optimizers=list(disabled)
             )
         except Exception as exc:  # onnxruntime raises its own pybind exception types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise EdgesegError(f"cannot load ONNX model {self.path}: {first}") from None
 
     def run(self, batch: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, first_line
 from edgeseg.lazy import require
 from edgeseg.models.foreign import (
     Imported,
@@ -84,7 +84,7 @@ def load_hf(request: ImportRequest) -> Imported:
             dtype=torch.float32,
         )
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise EdgesegError(f"hf:{request.target} cannot be loaded: {first}") from None
     n = int(model.config.num_labels)
     id2label = {int(k): str(v) for k, v in (model.config.id2label or {}).items()}
