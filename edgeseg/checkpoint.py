@@ -5,7 +5,11 @@ Layout (a plain dict of tensors and built-in types, so the safe loader accepts i
     {"format": "edgeseg-checkpoint/1", "card": ModelCard.to_dict(), "model": state_dict,
      "train_state": {...optional: optimizer, scheduler, epoch, ...}, "metrics": {...}, "data_hash": str}
 
-Never unpickles arbitrary objects: a file that needs that is refused with a clear message.
+Never unpickles arbitrary objects: a file that needs that is refused with a clear message. The one
+class let through is `argparse.Namespace` (`SAFE_GLOBALS`): torchvision's reference trainer
+(references/segmentation/train.py) saves `{"model", "optimizer", "lr_scheduler", "epoch", "args"}` with
+its parsed arguments in "args", and a Namespace is a plain attribute bag (pickled as the class plus a
+dict of its attributes, which are themselves checked like everything else).
 """
 
 from __future__ import annotations
@@ -22,6 +26,14 @@ from edgeseg.errors import EdgesegError
 from edgeseg.lazy import require
 
 FORMAT = "edgeseg-checkpoint/1"
+
+
+def _safe_globals() -> list[type]:
+    """Classes the weights_only unpickler may build besides tensors and containers: only
+    argparse.Namespace (torchvision's reference checkpoints carry one as "args")."""
+    import argparse
+
+    return [argparse.Namespace]
 
 
 def save_checkpoint(
@@ -61,7 +73,8 @@ def load_raw(path: str | Path) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about the pickle protocol before it refuses
-            return torch.load(path, map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(_safe_globals()):
+                return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
         objects = pickled_objects(path, str(exc))
         if objects is not None:

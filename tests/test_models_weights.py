@@ -136,3 +136,48 @@ def test_legacy_torchvision_densenet_keys_are_renamed(tmp_path):
     model = create_model("denseaspp", num_classes=3, backbone="densenet121", weights=path)
     got = model.backbone.body.state_dict()["features.denseblock3.denselayer7.conv2.weight"]
     assert torch.equal(got, state["features.denseblock3.denselayer7.conv2.weight"])
+
+
+def _reference_checkpoint(model, args):
+    """What torchvision's references/segmentation/train.py saves (its `checkpoint` dict)."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=10)
+    return {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "lr_scheduler": sched.state_dict(),
+        "epoch": 29,
+        "args": args,
+    }
+
+
+def test_torchvision_reference_checkpoint_with_argparse_namespace_loads(tmp_path):
+    """torchvision's reference trainer pickles its argparse.Namespace beside the weights: that plain
+    attribute bag is allowed through the weights_only loader, and ["model"] is read."""
+    import argparse
+
+    model = create_model("fcn8s_lite", num_classes=2, width=0.25)
+    args = argparse.Namespace(model="fcn8s_lite", lr=0.01, epochs=30, data_path="/data", aux_loss=False)
+    path = tmp_path / "checkpoint.pth"
+    torch.save(_reference_checkpoint(model, args), path)
+    again = create_model("fcn8s_lite", num_classes=2, width=0.25, weights=path)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+def test_reference_checkpoint_with_an_object_inside_its_namespace_is_still_refused(tmp_path):
+    """Only argparse.Namespace itself is allowed: an object pickled inside it (or anywhere else) is
+    refused unrun."""
+    import argparse
+    import os
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "PWNED"),))
+
+    model = create_model("fcn8s_lite", num_classes=2, width=0.25)
+    for args in (argparse.Namespace(lr=0.01, hook=Evil()), Evil()):
+        path = tmp_path / "evil.pth"
+        torch.save(_reference_checkpoint(model, args), path)
+        with pytest.raises(EdgesegError, match="pickled Python objects"):
+            create_model("fcn8s_lite", num_classes=2, width=0.25, weights=path)
+        assert not (tmp_path / "PWNED").exists()
