@@ -5,8 +5,9 @@ cannot leak between runs, and a crashing backend cannot take the comparison down
 same for all: the child re-opens the same deterministic dataset spec.
 
 Reported per artifact: throughput (FPS) and latency percentiles of `Segmenter.infer` (preprocess +
-inference + postprocess, i.e. what an application calling us sees), mIoU on the frames, file size,
-peak RSS, and speed-up over PyTorch eager.
+inference + postprocess, i.e. what an application calling us sees), mIoU on the frames where they
+carry ground truth of the model's classes (`open_frames`), file size, peak RSS, and speed-up over
+PyTorch eager.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from edgeseg.artifacts import backend_for, read_card, variant_of, variants_besid
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
 
+UNLABELLED_FRAMES = 32  # frames read from unlabelled images or a video (spread over the source)
+
 
 @dataclass
 class BenchConfig:
-    data: str = "synth:16"  # dataset spec for open_dataset (frames + ground truth)
+    data: str = "synth:16"  # a dataset spec (frames + ground truth) or unlabelled images / a video
     height: int | None = None  # frame size for generated data (default: the model's input size)
     width: int | None = None
     threads: int | None = 2
@@ -104,21 +107,64 @@ def _percentiles(samples_ms: list[float]) -> dict[str, float]:
     }
 
 
-def _frames(cfg: BenchConfig, card: ModelCard) -> list[tuple[np.ndarray, np.ndarray]]:
+@dataclass
+class Frames:
+    """The frames every artifact runs on (BGR), with ground truth only where it scores the model."""
+
+    images: list[np.ndarray]
+    masks: list[np.ndarray] | None  # None: no mIoU, FPS/latency/size only
+    no_miou: str | None = None  # why there is no mIoU, in one line
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def open_frames(cfg: BenchConfig, card: ModelCard) -> Frames:
+    """`--data` for `card`'s model: a dataset (synth:N or a recognised folder layout) whose labels are
+    the model's classes gives mIoU; one with another label set (the check `eval` makes), or images
+    and videos without labels, give speed only."""
     import cv2
 
-    from edgeseg.data import open_dataset
+    from edgeseg.data import detect_format, open_dataset
+    from edgeseg.data.synthset import is_synth_spec
+    from edgeseg.evaluate import class_mismatch
 
-    h = cfg.height or card.input_size[0]
-    w = cfg.width or card.input_size[1]
-    ds = open_dataset(cfg.data, height=h, width=w) if cfg.data.startswith("synth") else open_dataset(cfg.data)
+    spec = cfg.data.strip()
+    if is_synth_spec(spec):
+        h = cfg.height or card.input_size[0]
+        w = cfg.width or card.input_size[1]
+        ds = open_dataset(spec, height=h, width=w)
+    elif Path(spec).expanduser().is_dir() and _layout(Path(spec).expanduser(), detect_format):
+        ds = open_dataset(spec)
+    else:
+        return _unlabelled(spec)
     if len(ds) == 0:
-        raise EdgesegError(f"no frames in {cfg.data}")
-    out = []
-    for i in range(len(ds)):
-        rgb, mask = ds[i]
-        out.append((cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), mask))
-    return out
+        raise EdgesegError(f"no frames in {spec}")
+    items = [ds[i] for i in range(len(ds))]
+    images = [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) for rgb, _ in items]
+    problem = class_mismatch(card.classes, list(ds.classes))
+    if problem is not None:
+        return Frames(images, None, f"{problem.replace('the dataset', spec)}: FPS, latency and size only")
+    return Frames(images, [mask for _, mask in items])
+
+
+def _layout(path: Path, detect: Any) -> bool:
+    try:
+        detect(path)
+    except EdgesegError:  # a folder of plain images: frames without labels
+        return False
+    return True
+
+
+def _unlabelled(spec: str) -> Frames:
+    """Images (folder, glob, one file) or a video: frames for timing, no ground truth."""
+    import cv2
+
+    from edgeseg.calib.data import open_images
+
+    picked = open_images(spec, UNLABELLED_FRAMES, seed=0, what="benchmark data")
+    images = [cv2.cvtColor(picked.image(i), cv2.COLOR_RGB2BGR) for i in range(len(picked))]
+    return Frames(images, None, f"{spec} has no ground truth: FPS, latency and size only")
 
 
 def peak_rss_mb() -> float:
@@ -137,32 +183,38 @@ def peak_rss_mb() -> float:
 
 
 def measure(artifact: Artifact, cfg: BenchConfig) -> dict[str, Any]:
-    """Time `Segmenter.infer` on the frames and score them. Meant to run in a fresh process."""
+    """Time `Segmenter.infer` on the frames and score them where they carry ground truth for the
+    model. Meant to run in a fresh process."""
     from edgeseg.metrics import ConfusionMatrix
     from edgeseg.runtime import Segmenter
 
     seg = Segmenter(artifact.path, threads=cfg.threads, providers=cfg.providers, card=artifact.card)
-    frames = _frames(cfg, seg.card)
-    confusion = ConfusionMatrix(seg.card.num_classes)
+    frames = open_frames(cfg, seg.card)
+    confusion = ConfusionMatrix(seg.card.num_classes) if frames.masks is not None else None
+
+    def score(i: int, labels: np.ndarray) -> None:
+        if confusion is not None and frames.masks is not None:
+            confusion.update(labels, frames.masks[i])
+
     for i in range(cfg.warmup):
-        seg.infer(frames[i % len(frames)][0])
+        seg.infer(frames.images[i % len(frames)])
     samples = []
     start = time.perf_counter()
     for i in range(cfg.iterations):
-        frame, mask = frames[i % len(frames)]
         t0 = time.perf_counter()
-        labels = seg.infer(frame)
+        labels = seg.infer(frames.images[i % len(frames)])
         samples.append((time.perf_counter() - t0) * 1e3)
         if i < len(frames):
-            confusion.update(labels, mask)
+            score(i, labels)
     wall = time.perf_counter() - start
-    for frame, mask in frames[cfg.iterations :]:  # score frames the timed loop did not reach
-        confusion.update(seg.infer(frame), mask)
+    if confusion is not None:
+        for i in range(cfg.iterations, len(frames)):  # score frames the timed loop did not reach
+            score(i, seg.infer(frames.images[i]))
     seg.close()
     return {
         "fps": len(samples) / wall,
         "latency_ms": _percentiles(samples),
-        "miou": confusion.compute().miou,
+        "miou": confusion.compute().miou if confusion is not None else None,
         "peak_rss_mb": peak_rss_mb(),
     }
 
@@ -244,8 +296,13 @@ def to_markdown(results: list[BenchResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_json(results: list[BenchResult], cfg: BenchConfig, machine: dict) -> dict:
-    return {"config": asdict(cfg), "machine": machine, "results": [asdict(r) for r in results]}
+def to_json(results: list[BenchResult], cfg: BenchConfig, machine: dict, no_miou: str | None = None) -> dict:
+    return {
+        "config": asdict(cfg),
+        "machine": machine,
+        "no_miou": no_miou,
+        "results": [asdict(r) for r in results],
+    }
 
 
 def plot(results: list[BenchResult], out_png: Path) -> Path:

@@ -26,14 +26,21 @@ def open_segmenter(artifact: Any, **backend_options: Any):
     return Segmenter(artifact, **backend_options)
 
 
+def class_mismatch(model_classes: Sequence[str], data_classes: Sequence[str]) -> str | None:
+    """Why a dataset's labels cannot score the model (another class count), or None when they can."""
+    if len(model_classes) == len(data_classes):
+        return None
+    return (
+        f"the model predicts {len(model_classes)} classes ({', '.join(model_classes[:6])}"
+        f"{', ...' if len(model_classes) > 6 else ''}) but the dataset has {len(data_classes)}"
+    )
+
+
 def check_classes(model_classes: Sequence[str], data_classes: Sequence[str]) -> None:
     """Refuse a dataset whose label space differs from the model's: the mIoU would be meaningless."""
-    if len(model_classes) != len(data_classes):
-        raise EdgesegError(
-            f"the model predicts {len(model_classes)} classes ({', '.join(model_classes[:6])}"
-            f"{', ...' if len(model_classes) > 6 else ''}) but the dataset has {len(data_classes)}; "
-            "evaluate on data with the model's label set"
-        )
+    problem = class_mismatch(model_classes, data_classes)
+    if problem is not None:
+        raise EdgesegError(f"{problem}; evaluate on data with the model's label set")
     if list(model_classes) != list(data_classes):
         from edgeseg.console import warn
 

@@ -83,3 +83,59 @@ def test_bench_says_where_its_files_went_and_finds_the_checkpoint_by_the_export(
     run.mkdir(parents=True)
     (run / "best.pt").write_bytes(b"x")
     assert bench.default_checkpoint(tmp_path / "elsewhere", exported) == run / "best.pt"
+
+
+@pytest.fixture
+def three_class_export(tiny_onnx, _isolated_workdir):
+    """A user's own model whose classes are not the street scenes' (3 classes, no card classes match)."""
+    src = tiny_onnx(num_classes=3, size=(32, 48), name="theirs")
+    folder = _isolated_workdir / "theirs"
+    folder.mkdir(parents=True)
+    base = folder / "theirs.onnx"
+    shutil.copy(src, base)
+    return base
+
+
+def test_bench_of_a_model_with_other_classes_measures_speed_without_miou(three_class_export):
+    """The street scenes' ground truth does not fit a 3-class model: every row keeps its FPS,
+    latency and size, mIoU is left out, and that is said once up front (not an error per row)."""
+    runner = CliRunner()
+    args = ["bench", str(three_class_export), "--data", "synth:2", "--iterations", "2", "--warmup", "0"]
+    r = runner.invoke(app, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output)
+    (row,) = report["results"]
+    assert row["error"] is None and row["fps"] > 0 and row["latency_ms"]["p50"] > 0 and row["size_mb"] > 0
+    assert row["miou"] is None
+    assert "predicts 3 classes" in report["no_miou"] and "synth:2 has 8" in report["no_miou"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert r.output.count("no mIoU:") == 1 and "skipped" not in r.output
+
+
+def test_bench_on_unlabelled_frames_measures_speed(three_class_export, tmp_path):
+    """`--data frames/`: a folder of plain images (no masks, no dataset layout) is enough for speed."""
+    import cv2
+    import numpy as np
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(frames / f"f{i}.png"), rng.integers(0, 255, (40, 60, 3), dtype=np.uint8))
+    runner = CliRunner()
+    args = ["bench", str(three_class_export), "--data", str(frames), "--iterations", "3", "--warmup", "0"]
+    r = runner.invoke(app, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output)
+    (row,) = report["results"]
+    assert row["fps"] > 0 and row["miou"] is None and "has no ground truth" in report["no_miou"]
+    # a wrong folder fails once, before any artifact is measured
+    r = runner.invoke(app, ["bench", str(three_class_export), "--data", str(tmp_path / "nothere")])
+    assert r.exit_code == 2 and "not found" in r.output and "measuring" not in r.output
+
+
+def test_bench_keeps_miou_where_the_labels_fit(exported):
+    cfg = bench.BenchConfig(data="synth:2", height=32, width=64, threads=1, warmup=0, iterations=2)
+    frames = bench.open_frames(cfg, bench.read_card(exported))
+    assert frames.masks is not None and frames.no_miou is None and len(frames) == 2

@@ -19,7 +19,11 @@ def bench_command(
         help="PyTorch checkpoint for the eager baseline.",
         show_default="the model's newest training run",
     ),
-    data: str = typer.Option("synth:16", help="Frames with ground truth: a dataset folder or synth[:N]."),
+    data: str = typer.Option(
+        "synth:16",
+        help="Frames: synth[:N] or a dataset folder (mIoU where its labels are the model's classes), "
+        "or images/a video without labels (speed only).",
+    ),
     height: int = typer.Option(
         None, help="Frame height for generated data.", show_default="the model's input"
     ),
@@ -58,9 +62,15 @@ def bench_command(
     root = workspace.workdir(workdir)
     base = workspace.require_export(root, model)
     ckpt = checkpoint or lib.default_checkpoint(root, base)
-    artifacts = lib.discover(base, ckpt, read_card(base, card_file) if card_file else None)
+    given = read_card(base, card_file) if card_file else None
+    artifacts = lib.discover(base, ckpt, given)
+    # the frames are opened once before any measurement: bad --data fails here, and data without
+    # ground truth of the model's classes is said once (speed rows only), not as an error per row
+    no_miou = lib.open_frames(cfg, given or read_card(base)).no_miou
     if not json_output:
         console.print(f"[bold]benchmarking[/] {len(artifacts)} artifacts of {base.name} on {data}")
+        if no_miou:
+            console.print(f"[dim]no mIoU: {no_miou}[/]", highlight=False)
         if ckpt is None:
             console.print(
                 f"[dim]no training checkpoint of {base.name} found (looked in {workspace.root_of(base)} "
@@ -82,7 +92,7 @@ def bench_command(
         lib.plot(results, plot)
     failed = lib.nothing_measured(results)
     if json_output:
-        print_json(lib.to_json(results, cfg, desc))
+        print_json(lib.to_json(results, cfg, desc, no_miou))
     else:
         console.print(table(f"edgeseg bench: {base.name}", lib.COLUMNS, lib.rows(results)))
         console.print(f"[dim]{machine.summary(threads)}[/]", highlight=False)
