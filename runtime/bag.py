@@ -46,7 +46,7 @@ from edgeseg.runtime.sinks import Sink
 from edgeseg.runtime.sources import Frame, Source
 
 if TYPE_CHECKING:
-    from edgeseg.runtime.pipeline import FrameResult
+    from edgeseg.runtime.streaming.frame import FrameResult
 
 STORAGES = ("mcap", "sqlite3")
 TYPESTORE = "ROS2_HUMBLE"  # the message definitions written into new bags (JetPack 6 ships Humble)

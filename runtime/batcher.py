@@ -20,7 +20,8 @@ import numpy as np
 
 from edgeseg.errors import EdgesegError
 from edgeseg.runtime.backends import Backend
-from edgeseg.runtime.pipeline import _EMPTY, _END, POLL, FrameResult
+from edgeseg.runtime.streaming.channel import EMPTY, END, POLL
+from edgeseg.runtime.streaming.frame import FrameResult
 
 if TYPE_CHECKING:
     from edgeseg.runtime.multistream import Lane
@@ -74,10 +75,10 @@ def _batched_export_hint(backend: Backend, streams: int) -> str:
 class Batcher:
     """The one inference thread of a MultiStream: the only thread that touches the backend.
 
-    Like a Pipeline worker it keeps up to `backend.max_in_flight` batches submitted and never holds a
-    finished batch back waiting for new frames. It takes at most one frame per stream into a batch,
-    and only from a stream whose postprocessing has room for the result, so handing results back
-    never blocks."""
+    Like a Pipeline's worker it keeps up to `backend.max_in_flight` batches submitted and never holds
+    a finished batch back waiting for new frames. It takes at most one frame per stream into a batch
+    (from each stream's `InferencePort`), and only from a stream whose postprocessing has room for
+    the result, so handing results back never blocks."""
 
     def __init__(
         self, backend: Backend, lanes: Sequence[Lane], max_batch: int, wake: threading.Event
@@ -94,17 +95,17 @@ class Batcher:
         backend = self.backend
         backend.activate()
         try:
-            in_flight: deque[list[tuple[int, FrameResult]]] = deque()
+            in_flight: deque[tuple[float, list[tuple[int, FrameResult]]]] = deque()  # (submitted at, batch)
             while True:
                 if len(in_flight) >= backend.max_in_flight:
-                    self._collect(in_flight.popleft())
+                    self._collect(*in_flight.popleft())
                     continue
                 self.wake.clear()  # before looking: a frame arriving after the look sets it again
                 self._refill()
                 if self._ready:
                     in_flight.append(self._submit())
                 elif in_flight:  # nothing new to stage: hand on the oldest batch
-                    self._collect(in_flight.popleft())
+                    self._collect(*in_flight.popleft())
                 elif len(self._ended) == len(self.lanes):
                     break
                 else:
@@ -118,49 +119,50 @@ class Batcher:
         n = len(self.lanes)
         for k in range(n):
             i = (self._turn + k) % n
-            lane = self.lanes[i]
+            port = self.lanes[i].port
             if i in self._ended or i in waiting:
                 continue
-            if len(lane.results) + self._held[i] >= lane.results.capacity:
+            if not port.has_room(self._held[i]):
                 continue  # its postprocessing is behind: its frames wait (or, live, get replaced) upstream
-            item = lane.take()
-            if item is _EMPTY:
+            item = port.take(block=False)
+            if item is EMPTY:
                 continue
-            if item is _END:
+            if item is END:
                 self._ended.add(i)
                 if not self._held[i]:
-                    lane.results.put(_END)
+                    port.end()
                 continue
-            item.stream = lane.name
+            assert isinstance(item, FrameResult)
+            item.stream = self.lanes[i].name
             self._held[i] += 1
             self._ready.append((i, item))
         self._turn = (self._turn + 1) % n
 
-    def _submit(self) -> list[tuple[int, FrameResult]]:
-        """One batch from the ready frames: the oldest one's input shape, up to `max_batch` frames."""
+    def _submit(self) -> tuple[float, list[tuple[int, FrameResult]]]:
+        """One batch from the ready frames: the oldest one's input shape, up to `max_batch` frames;
+        returned with the time it was submitted."""
         shape = self._ready[0][1].batch.shape  # type: ignore[union-attr]
         chosen = [p for p in self._ready if p[1].batch.shape == shape][: self.max_batch]  # type: ignore[union-attr]
         taken = {i for i, _ in chosen}
         self._ready = [p for p in self._ready if p[0] not in taken]
         arrays = [item.batch for _, item in chosen]
         batch = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)  # type: ignore[arg-type]
-        start = time.perf_counter()
+        submitted = time.perf_counter()
         for _, item in chosen:
             item.batch = None
-            item.timings["inference"] = start  # made a duration by _collect
         self.backend.submit(batch)
         self.sizes[len(chosen)] += 1
-        return chosen
+        return submitted, chosen
 
-    def _collect(self, chosen: list[tuple[int, FrameResult]]) -> None:
+    def _collect(self, submitted: float, chosen: list[tuple[int, FrameResult]]) -> None:
         out = self.backend.result()
-        done = time.perf_counter()
+        ms = (time.perf_counter() - submitted) * 1000.0
         for k, (i, item) in enumerate(chosen):
-            lane = self.lanes[i]
+            port = self.lanes[i].port
             item.raw = out[k : k + 1]
-            item.timings["inference"] = (done - item.timings["inference"]) * 1000.0
+            item.timings["inference"] = ms
             self._held[i] -= 1
-            if not lane.results.put(item):  # that stream is stopping: its frame goes with it
+            if not port.hand_back(item):  # that stream is stopping: its frame goes with it
                 self._ended.add(i)
             elif i in self._ended and not self._held[i]:
-                lane.results.put(_END)
+                port.end()

@@ -6,8 +6,8 @@
 
 Each stream is a `Lane`: a Pipeline with its own capture, preprocess, postprocess and output threads,
 so latest-frame dropping, reconnects, ground truth, sinks and per-stream stats are exactly those of a
-single stream, but without inference threads. One `Batcher` thread (runtime/batcher.py) drives the
-one backend instead: it takes the frame each stream has ready (never waiting for the others, so a
+single stream, but whose inference step has no threads of its own (`DrivenElsewhere`). One `Batcher`
+thread (runtime/batcher.py) drives the one backend instead, through each stream's `InferencePort`: it takes the frame each stream has ready (never waiting for the others, so a
 slow stream never holds back a fast one), stacks them into one batch (batch = streams with a frame
 ready, up to the model's limit), runs it and hands each result back to its own stream. A stream
 whose outputs fall behind is skipped until they catch up, so a slow sink slows (or, live, drops
@@ -31,14 +31,17 @@ import numpy as np
 
 from edgeseg.console import warn
 from edgeseg.errors import EdgesegError
-from edgeseg.metrics import ConfusionMatrix
 from edgeseg.runtime.batcher import Batcher, plan_batches
 from edgeseg.runtime.draw import Renderer
-from edgeseg.runtime.pipeline import _END, JOIN_TIMEOUT, Channel, FrameResult, Pipeline, StreamDriver
+from edgeseg.runtime.pipeline import JOIN_TIMEOUT, Pipeline
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sinks import Sink
 from edgeseg.runtime.sources import Source, open_source
 from edgeseg.runtime.stats import RunStats
+from edgeseg.runtime.streaming.channel import END, Channel
+from edgeseg.runtime.streaming.driver import StreamDriver
+from edgeseg.runtime.streaming.frame import FrameResult
+from edgeseg.runtime.streaming.inference import DrivenElsewhere, InferencePort
 from edgeseg.runtime.tiles import Tiler
 
 STREAM_FIELD = "{stream}"  # replaced by each stream's name in per-stream output paths
@@ -130,51 +133,18 @@ class LaneStats(RunStats):
         return None  # process CPU time cannot be split between streams; the total reports it
 
 
-class Lane(Pipeline):
-    """One stream of a MultiStream: the Pipeline's stages without inference (the Batcher's job)."""
+@dataclass(frozen=True)
+class Lane:
+    """One stream of a MultiStream: its name, its Pipeline (every stage but inference) and the port
+    through which the Batcher takes its frames and hands back their results."""
 
-    def __init__(
-        self,
-        name: str,
-        segmenter: Segmenter,
-        source: Source,
-        sinks: Sequence[Sink],
-        *,
-        total: RunStats,
-        wake: threading.Event,
-        on_stop: Callable[[], None],
-        **pipeline_options: Any,
-    ) -> None:
-        super().__init__(segmenter, source, sinks, workers=1, **pipeline_options)
-        self.name = name
-        self.stats = LaneStats(classes=list(segmenter.card.classes), live=self.live, total=total)
-        for sink in self.sinks:  # the Pipeline attached them to the RunStats this replaces
-            sink.attach(self.stats)
-        self._on_stop = on_stop
-        self.results = self._c_post  # where the Batcher hands results back (postprocess reads it)
-        # room for a result per batch in flight beside the one waiting, so handing back never blocks
-        self.results.capacity += segmenter.backend.max_in_flight
-        self._c_infer.wake = self.results.wake = wake
-
-    def _stages(self) -> list[tuple[str, Callable[[], None]]]:
-        return [(name, target) for name, target in super()._stages() if not name.startswith("inference")]
-
-    def stop(self) -> None:
-        """A stream that stops (a stage failed, the run is stopping) stops the whole run."""
-        super().stop()
-        self._on_stop()
-
-    def take(self) -> Any:
-        """The next frame ready for inference, `_EMPTY` if none is, or `_END` once the stream ended."""
-        return self._take(block=False)
+    name: str
+    pipeline: Pipeline
+    port: InferencePort
 
     @property
-    def dropped(self) -> int:
-        return self._dropped()
-
-    @property
-    def done(self) -> threading.Event:
-        return self._done
+    def stats(self) -> RunStats:
+        return self.pipeline.stats
 
 
 class _Forward(Sink):
@@ -256,32 +226,32 @@ class MultiStream(StreamDriver):
         renderer = renderer or Renderer(card.palette, card.classes)  # stateless: shared by the streams
         self.lanes: list[Lane] = []
         for i, (name, source) in enumerate(zip(names, items)):
-            lane_labels = _for_stream(labels, name)
             lane_sinks = list(_for_stream(sinks, name) or [])
             if self.tiler is not None:
                 lane_sinks.append(self.tiler.cell(i))
             needs_render = any(s.needs_render for s in lane_sinks)
-            self.lanes.append(
-                Lane(
-                    name,
-                    segmenter,
-                    source,
-                    lane_sinks,
-                    total=self.stats,
-                    wake=self.wake,
-                    on_stop=self.stop,
-                    labels=lane_labels,
-                    renderer=renderer if needs_render else None,
-                    **pipeline_options,
-                )
+            # room for a result per batch in flight beside the one waiting, so handing back never blocks
+            step = DrivenElsewhere(self.wake, room=backend.max_in_flight)
+            pipe = Pipeline(
+                segmenter,
+                source,
+                lane_sinks,
+                labels=_for_stream(labels, name),
+                renderer=renderer if needs_render else None,
+                inference=step,
+                stats=LaneStats(classes=list(card.classes), total=self.stats),
+                on_stop=self.stop,  # a stream that stops (a stage failed) stops the whole run
+                **pipeline_options,
             )
-        self.stats.live = all(lane.live for lane in self.lanes)
+            assert step.port is not None
+            self.lanes.append(Lane(name, pipe, step.port))
+        self.stats.live = all(lane.pipeline.live for lane in self.lanes)
         self.batcher = Batcher(backend, self.lanes, self.plan.max_batch, self.wake)
         self._thread: threading.Thread | None = None
         self._consumer_channel: Channel | None = None
         self._open_streams = len(self.lanes)
         self._lock = threading.Lock()
-        self._started = self._finished = self._stopping = False
+        self._finished = self._stopping = False
         self._error: BaseException | None = None
 
     @property
@@ -291,25 +261,25 @@ class MultiStream(StreamDriver):
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self, *, consumer: bool = False) -> None:
         """Open every source and sink (errors surface here) and start the streams and the batcher."""
-        if self._started:
+        if self.started:
             raise EdgesegError("a MultiStream runs once; create a new one for another run")
-        self._started = True
+        self.started = True
         if consumer:
             self._consumer_channel = Channel(2 * len(self.lanes))
             for lane in self.lanes:
-                lane.sinks.append(_Forward(self._consumer_channel, self._stream_closed))
-        started: list[Lane] = []
+                lane.pipeline.sinks.append(_Forward(self._consumer_channel, self._stream_closed))
+        started: list[Pipeline] = []
         try:
             for lane in self.lanes:
-                lane.start()
-                started.append(lane)
+                lane.pipeline.start()
+                started.append(lane.pipeline)
         except BaseException as exc:
             self._stopping = True  # the lanes that did start are stopped here, not through on_stop
             failed: Exception | None = None
-            for lane in started:
-                lane.stop()
+            for pipe in started:
+                pipe.stop()
                 try:
-                    lane.finish()
+                    pipe.finish()
                 except Exception as lane_error:
                     failed = failed or lane_error
             self._release()
@@ -343,7 +313,7 @@ class MultiStream(StreamDriver):
             self._open_streams -= 1
             last = self._open_streams == 0
         if last and self._consumer_channel is not None:
-            self._consumer_channel.put(_END)
+            self._consumer_channel.put(END)
 
     def stop(self) -> None:
         """Stop every stream now (in-flight frames are discarded)."""
@@ -352,7 +322,7 @@ class MultiStream(StreamDriver):
                 return
             self._stopping = True
         for lane in self.lanes:
-            lane.stop()
+            lane.pipeline.stop()
         if self._consumer_channel is not None:
             self._consumer_channel.close()
 
@@ -367,7 +337,7 @@ class MultiStream(StreamDriver):
                 errors.append(self.batcher.error)
             for lane in self.lanes:
                 try:
-                    lane.finish()
+                    lane.pipeline.finish()
                 except BaseException as exc:  # noqa: BLE001 - finish every stream, raise the first
                     errors.append(exc)
             self._refresh()
@@ -386,7 +356,7 @@ class MultiStream(StreamDriver):
     @property
     def streamed(self) -> bool:
         """Whether the streams got going (every source opened and the threads started)."""
-        return any(lane.streamed for lane in self.lanes)
+        return any(lane.pipeline.streamed for lane in self.lanes)
 
     def _release(self) -> None:
         try:
@@ -397,29 +367,26 @@ class MultiStream(StreamDriver):
                 with contextlib.suppress(Exception):  # releasing must not hide the run's result
                     self.segmenter.close()
 
-    def _all_done(self, timeout: float = 0.0) -> bool:
-        deadline = time.perf_counter() + timeout
-        return all(lane.done.wait(max(0.0, deadline - time.perf_counter())) for lane in self.lanes)
-
-    def _pumps(self) -> list[Callable[[], None]]:
-        sinks = [s for lane in self.lanes for s in lane.sinks if s.pumps]
-        pumps = [s.pump for s in sinks]
+    def pumps(self) -> list[Callable[[], None]]:
+        pumps = [pump for lane in self.lanes for pump in lane.pipeline.pumps()]
         if self.tiler is not None and self.tiler.pumps:
             pumps.append(self.tiler.pump)
         return pumps
 
-    def _quit_requested(self) -> bool:
+    def quit_requested(self) -> bool:
         tiler = self.tiler is not None and self.tiler.quit_requested
-        return tiler or any(s.quit_requested for lane in self.lanes for s in lane.sinks)
+        return tiler or any(lane.pipeline.quit_requested() for lane in self.lanes)
 
-    def _wait_ended(self, timeout: float) -> bool:
-        return self._all_done(timeout)
+    def wait_ended(self, timeout: float) -> bool:
+        """True once every stream has ended (waiting up to `timeout` s in all)."""
+        deadline = time.perf_counter() + timeout
+        return all(lane.pipeline.wait_ended(max(0.0, deadline - time.perf_counter())) for lane in self.lanes)
 
-    def _consumer(self) -> Channel:
+    def consumer(self) -> Channel:
         assert self._consumer_channel is not None, "start(consumer=True) first"
         return self._consumer_channel
 
-    def _current_stats(self) -> RunStats:
+    def current_stats(self) -> RunStats:
         return self._refresh()
 
     # --- reporting ---------------------------------------------------------------------------------
@@ -427,16 +394,14 @@ class MultiStream(StreamDriver):
         """Totals the streams keep themselves: frames captured and dropped, unlabelled, ground truth."""
         total = self.stats
         total.captured = sum(lane.stats.captured for lane in self.lanes)
-        total.dropped = sum(lane.dropped for lane in self.lanes)
+        total.dropped = sum(lane.pipeline.dropped for lane in self.lanes)
         total.unlabeled = sum(lane.stats.unlabeled for lane in self.lanes)
-        summed: ConfusionMatrix | None = None
+        summed: np.ndarray | None = None
         for lane in self.lanes:
-            with lane.stats._lock:
-                if lane.stats.confusion is not None:
-                    summed = summed or ConfusionMatrix(len(total.classes))
-                    summed.matrix += lane.stats.confusion.matrix
-        with total._lock:
-            total.confusion = summed
+            matrix = lane.stats.confusion_matrix()
+            if matrix is not None:
+                summed = matrix if summed is None else summed + matrix
+        total.set_confusion(summed)
         # a stream that lost its live source or read a damaged file decides the exit status
         total.source_lost = next(
             (lane.stats.source_lost for lane in self.lanes if lane.stats.source_lost), None
@@ -464,13 +429,15 @@ class MultiStream(StreamDriver):
         """The total (frames, FPS, latency, CPU, mIoU over every stream), the batching, and one entry
         per stream with its own frames, drops, FPS, latency, gaps and mIoU."""
         self._refresh()
-        first = self.lanes[0].report()
+        first = self.lanes[0].pipeline.report()
         streams = []
         for lane in self.lanes:
-            entry = lane.report()
+            entry = lane.pipeline.report()
             for key in ("model", "backend", "workers", "cpu"):
                 entry.pop(key, None)
-            entry["outputs"] = [s.describe() for s in lane.sinks if not isinstance(s, _Forward | Tiler.Cell)]
+            entry["outputs"] = [
+                s.describe() for s in lane.pipeline.sinks if not isinstance(s, _Forward | Tiler.Cell)
+            ]
             streams.append({"stream": lane.name, **entry})
         return {
             "model": first["model"],

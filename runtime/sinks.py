@@ -31,9 +31,9 @@ from edgeseg.runtime.draw import Renderer
 from edgeseg.runtime.sources import quiet_opencv
 
 if TYPE_CHECKING:
-    from edgeseg.runtime.pipeline import FrameResult
     from edgeseg.runtime.sources import Source
     from edgeseg.runtime.stats import RunStats
+    from edgeseg.runtime.streaming.frame import FrameResult
 
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 

@@ -144,11 +144,27 @@ class RunStats:
                 self.class_pixels = grown
             self.class_pixels[: len(hist)] += hist
 
-    def add_ground_truth(self, labels: np.ndarray, gt: np.ndarray) -> None:
+    def add_confusion(self, matrix: np.ndarray) -> float:
+        """Count one frame's confusion matrix into the run's; the running mIoU (NaN while undefined)."""
         with self._lock:
             if self.confusion is None:
                 self.confusion = ConfusionMatrix(len(self.classes))
-            self.confusion.update(labels, gt)
+            self.confusion.matrix += matrix
+            return self.confusion.compute().miou
+
+    def confusion_matrix(self) -> np.ndarray | None:
+        """A copy of the run's confusion matrix so far (None before the first frame with ground truth)."""
+        with self._lock:
+            return None if self.confusion is None else self.confusion.matrix.copy()
+
+    def set_confusion(self, matrix: np.ndarray | None) -> None:
+        """Replace the run's confusion matrix (a total made of several streams' matrices)."""
+        with self._lock:
+            if matrix is None:
+                self.confusion = None
+            else:
+                self.confusion = ConfusionMatrix(len(self.classes))
+                self.confusion.matrix = matrix
 
     # --- derived numbers ---------------------------------------------------------------------------
     @property

@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 
 from edgeseg.preprocess import fit
-from edgeseg.runtime.pipeline import FrameResult
 from edgeseg.runtime.sinks import Sink
+from edgeseg.runtime.streaming.frame import FrameResult
 
 if TYPE_CHECKING:
     from edgeseg.runtime.sources import Source

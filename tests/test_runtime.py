@@ -16,10 +16,10 @@ from edgeseg.errors import EdgesegError
 from edgeseg.runtime import Pipeline, Reconnect, Segmenter, open_source, stream
 from edgeseg.runtime.backends.base import Backend
 from edgeseg.runtime.draw import Renderer, class_histogram, fast_argmax, legend_image
-from edgeseg.runtime.pipeline import Channel
 from edgeseg.runtime.sinks import JsonlSink, MaskSink, VideoSink, WindowSink
 from edgeseg.runtime.sources import Frame, ImageSource, LabelLookup, Source, VideoSource
 from edgeseg.runtime.stats import Reservoir
+from edgeseg.runtime.streaming.channel import Channel
 
 
 def write_video(path: Path, n: int, size=(50, 70), fps: float = 10.0) -> list[np.ndarray]:
