@@ -14,7 +14,6 @@ import time
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,9 +21,7 @@ from edgeseg.errors import EdgesegError
 from edgeseg.runtime.backends import Backend
 from edgeseg.runtime.streaming.channel import EMPTY, END, POLL
 from edgeseg.runtime.streaming.frame import FrameResult
-
-if TYPE_CHECKING:
-    from edgeseg.runtime.multistream import Lane
+from edgeseg.runtime.streaming.inference import InferencePort
 
 
 @dataclass(frozen=True)
@@ -81,9 +78,16 @@ class Batcher:
     the result, so handing results back never blocks."""
 
     def __init__(
-        self, backend: Backend, lanes: Sequence[Lane], max_batch: int, wake: threading.Event
+        self,
+        backend: Backend,
+        ports: Sequence[tuple[str, InferencePort]],
+        max_batch: int,
+        wake: threading.Event,
     ) -> None:
-        self.backend, self.lanes, self.max_batch, self.wake = backend, list(lanes), max_batch, wake
+        """`ports`: each stream's name and port; `wake` is set when any of them has news."""
+        self.backend, self.max_batch, self.wake = backend, max_batch, wake
+        self.names = [name for name, _ in ports]
+        self.ports = [port for _, port in ports]
         self.sizes: Counter[int] = Counter()  # batch size -> batches run
         self.error: BaseException | None = None
         self._ready: list[tuple[int, FrameResult]] = []  # (lane, frame) taken, not yet submitted
@@ -106,7 +110,7 @@ class Batcher:
                     in_flight.append(self._submit())
                 elif in_flight:  # nothing new to stage: hand on the oldest batch
                     self._collect(*in_flight.popleft())
-                elif len(self._ended) == len(self.lanes):
+                elif len(self._ended) == len(self.ports):
                     break
                 else:
                     self.wake.wait(POLL)
@@ -116,10 +120,10 @@ class Batcher:
     def _refill(self) -> None:
         """Take the frame each stream has ready, starting with a different stream each time."""
         waiting = {i for i, _ in self._ready}
-        n = len(self.lanes)
+        n = len(self.ports)
         for k in range(n):
             i = (self._turn + k) % n
-            port = self.lanes[i].port
+            port = self.ports[i]
             if i in self._ended or i in waiting:
                 continue
             if not port.has_room(self._held[i]):
@@ -133,7 +137,7 @@ class Batcher:
                     port.end()
                 continue
             assert isinstance(item, FrameResult)
-            item.stream = self.lanes[i].name
+            item.stream = self.names[i]
             self._held[i] += 1
             self._ready.append((i, item))
         self._turn = (self._turn + 1) % n
@@ -158,7 +162,7 @@ class Batcher:
         out = self.backend.result()
         ms = (time.perf_counter() - submitted) * 1000.0
         for k, (i, item) in enumerate(chosen):
-            port = self.lanes[i].port
+            port = self.ports[i]
             item.raw = out[k : k + 1]
             item.timings["inference"] = ms
             self._held[i] -= 1

@@ -246,7 +246,9 @@ class MultiStream(StreamDriver):
             assert step.port is not None
             self.lanes.append(Lane(name, pipe, step.port))
         self.stats.live = all(lane.pipeline.live for lane in self.lanes)
-        self.batcher = Batcher(backend, self.lanes, self.plan.max_batch, self.wake)
+        self.batcher = Batcher(
+            backend, [(lane.name, lane.port) for lane in self.lanes], self.plan.max_batch, self.wake
+        )
         self._thread: threading.Thread | None = None
         self._consumer_channel: Channel | None = None
         self._open_streams = len(self.lanes)

@@ -135,3 +135,50 @@ def test_docs_cite_only_paths_that_exist():
             if not (ROOT / path).is_file():
                 missing.append(f"{doc.name}: {path}")
     assert not missing, missing
+
+
+def private_reaches(path: Path, root: Path = ROOT) -> list[str]:
+    """Where `path` uses another object's or module's private name: `x._name` where x is not
+    `self`, `cls` or `super()`, and `from module import _name`."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            owner = node.value
+            if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+                continue
+            if isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name) and owner.func.id == "super":
+                continue
+            found.append(f"{path.relative_to(root)}:{node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.ImportFrom):
+            found += [
+                f"{path.relative_to(root)}:{node.lineno}: from {node.module} import {a.name}"
+                for a in node.names
+                if a.name.startswith("_") and not a.name.startswith("__")
+            ]
+    return found
+
+
+def test_runtime_parts_meet_only_through_public_interfaces():
+    """The runtime is composed of parts (docs/architecture.md, "The runtime"): a part that reaches into
+    another's private fields (a lane into its pipeline's channels, a stage into the stats' lock) ties
+    them together where no interface says so."""
+    found = [hit for path in sorted((ROOT / "runtime").rglob("*.py")) for hit in private_reaches(path)]
+    assert not found, "private names used from outside their object:\n" + "\n".join(found)
+
+
+def test_the_private_access_checker_sees_attributes_and_imports(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from edgeseg.runtime.pipeline import _END\n"
+        "class A:\n"
+        "    def f(self, stats):\n"
+        "        self._own, super()._parent()\n"
+        "        with stats._lock:\n"
+        "            return self.pipe._channel, self.__dict__\n"
+    )
+    hits = private_reaches(probe, tmp_path)
+    assert [h.split(": ", 1)[1] for h in hits] == [
+        "from edgeseg.runtime.pipeline import _END",
+        "stats._lock",
+        "self.pipe._channel",
+    ]

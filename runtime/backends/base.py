@@ -27,6 +27,7 @@ import numpy as np
 
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
+from edgeseg.runtime.backends.classes import backend_class
 
 
 @dataclass(frozen=True)
@@ -143,8 +144,6 @@ class BackendLoader:
     options: BackendOptions = BackendOptions()
 
     def __call__(self) -> Backend:
-        from edgeseg.runtime.backends import backend_class
-
         path = Path(self.artifact)
         if not path.exists():
             raise EdgesegError(f"artifact not found: {path}")
