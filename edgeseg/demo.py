@@ -138,14 +138,17 @@ def _stream(path: Path, cfg: DemoConfig, size: tuple[int, int], save: Path | Non
     """Run the real threaded pipeline over the held-out synthetic video, planned as `edgeseg run` plans
     a file-like source; return its RunStats."""
     from edgeseg.runtime.backends import BackendOptions
-    from edgeseg.runtime.launch import open_pipeline
+    from edgeseg.runtime.plan import RunPlan
     from edgeseg.runtime.sinks import VideoSink
     from edgeseg.runtime.sources import SyntheticSource
 
-    sinks = [VideoSink(save)] if save else []
-    source = SyntheticSource(cfg.frames, height=size[0], width=size[1])
-    pipe = open_pipeline(path, source, sinks, options=BackendOptions(threads=cfg.threads))
-    return pipe.run()
+    plan = RunPlan(
+        model=path,
+        sources=(SyntheticSource(cfg.frames, height=size[0], width=size[1]),),
+        sinks=[VideoSink(save)] if save else [],
+        backend=BackendOptions(threads=cfg.threads),
+    )
+    return plan.open().driver.run()
 
 
 def run_demo(cfg: DemoConfig, say: Step = print, progress: Progress | None = None) -> DemoResult:

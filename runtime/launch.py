@@ -7,6 +7,7 @@ the demo, the benchmarks and `stream()`.
     multi = open_multistream("model.onnx", [open_source(camera=0), open_source(camera=1)])
     stats = multi.run()                       # one model, batched inference, per-stream stats
 
+Callers describe a run with a RunPlan (runtime/plan.py), which opens it through these.
 `plan_inference` decides how many inference workers the artifact gets for this kind of source and
 how many CPU threads each (runtime/workers.py has the rules); `open_pipeline` opens the model with
 that plan and assembles the Pipeline, which then owns the model and closes it when it finishes.
@@ -14,7 +15,7 @@ that plan and assembles the Pipeline, which then owns the model and closes it wh
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,9 @@ from typing import Any
 import cv2
 
 from edgeseg.artifacts import backend_for
-from edgeseg.errors import EdgesegError
 from edgeseg.runtime.backends import Backend, BackendLoader, BackendOptions
-from edgeseg.runtime.multistream import MultiStream, PerStream, open_sources
-from edgeseg.runtime.pipeline import FrameResult, Pipeline, Reconnect
+from edgeseg.runtime.multistream import MultiStream, PerStream
+from edgeseg.runtime.pipeline import Pipeline
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sinks import Sink
 from edgeseg.runtime.sources import Source
@@ -157,47 +157,3 @@ def _open_model(
                 segmenter.close()
             raise
     return segmenter, owns, count
-
-
-def stream(
-    model: str | Path | Segmenter,
-    *,
-    sinks: Sequence[Sink] = (),
-    max_frames: int | None = None,
-    reconnect: Reconnect | None = None,
-    backend_options: dict[str, Any] | None = None,
-    workers: int | None = None,
-    sources: Sequence[Mapping[str, Any] | Source] | None = None,
-    **source: Any,
-) -> Iterator[FrameResult]:
-    """One-call streaming for embedding: `for r in stream("m.onnx", camera=0): r.labels`.
-
-    Workers are planned as for `edgeseg run` (None: two for a file on ONNX Runtime CPU, else one).
-    `sources=[{"camera": 0}, {"video": "a.mp4"}]` (or Source objects) runs several streams through
-    the model with batched inference; `r.stream` names each result's stream and `sinks`, if given, is
-    a function of that name. The other keywords (loop, synthetic_size, ...) apply to every stream."""
-    from edgeseg.runtime.sources import open_source
-
-    if sources is not None:
-        if workers not in (None, 1):
-            raise EdgesegError("several streams share one batched inference worker; leave workers unset")
-        multi = open_multistream(
-            model,
-            open_sources(sources, **source),
-            sinks or None,  # type: ignore[arg-type]
-            options=BackendOptions.from_kwargs(backend_options or {}),
-            max_frames=max_frames,
-            reconnect=reconnect,
-        )
-        yield from multi.stream()
-        return
-    pipe = open_pipeline(
-        model,
-        open_source(**source),
-        sinks,
-        workers=workers,
-        options=BackendOptions.from_kwargs(backend_options or {}),
-        max_frames=max_frames,
-        reconnect=reconnect,
-    )
-    yield from pipe.stream()

@@ -34,6 +34,7 @@ from edgeseg.errors import EdgesegError
 from edgeseg.runtime.batcher import Batcher, plan_batches
 from edgeseg.runtime.draw import Renderer
 from edgeseg.runtime.pipeline import JOIN_TIMEOUT, Pipeline
+from edgeseg.runtime.report import RunReport
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sinks import Sink
 from edgeseg.runtime.sources import Source, open_source
@@ -260,6 +261,10 @@ class MultiStream(StreamDriver):
     def names(self) -> list[str]:
         return [lane.name for lane in self.lanes]
 
+    @property
+    def sources(self) -> list[Source]:
+        return [lane.pipeline.source for lane in self.lanes]
+
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self, *, consumer: bool = False) -> None:
         """Open every source and sink (errors surface here) and start the streams and the batcher."""
@@ -427,11 +432,11 @@ class MultiStream(StreamDriver):
             "note": self.plan.note,
         }
 
-    def report(self) -> dict[str, Any]:
+    def run_report(self) -> RunReport:
         """The total (frames, FPS, latency, CPU, mIoU over every stream), the batching, and one entry
         per stream with its own frames, drops, FPS, latency, gaps and mIoU."""
         self._refresh()
-        first = self.lanes[0].pipeline.report()
+        first = self.lanes[0].pipeline.run_report()
         streams = []
         for lane in self.lanes:
             entry = lane.pipeline.report()
@@ -441,13 +446,17 @@ class MultiStream(StreamDriver):
                 s.describe() for s in lane.pipeline.sinks if not isinstance(s, _Forward | Tiler.Cell)
             ]
             streams.append({"stream": lane.name, **entry})
-        return {
-            "model": first["model"],
-            "backend": first["backend"],
-            "workers": 1,
-            "source": {"kind": f"{len(self.lanes)} streams", "streams": self.names},
-            "batching": self.batching(),
-            "streams": streams,
-            "outputs": [self.tiler.describe()] if self.tiler is not None else [],
-            **self.stats.to_dict(),
-        }
+        return RunReport(
+            model=first.model,
+            backend=first.backend,
+            workers=1,
+            source={"kind": f"{len(self.lanes)} streams", "streams": self.names},
+            batching=self.batching(),
+            streams=streams,
+            outputs=[self.tiler.describe()] if self.tiler is not None else [],
+            stats=self.stats,
+        )
+
+    def report(self) -> dict[str, Any]:
+        """The JSON form of `run_report()`."""
+        return self.run_report().to_dict()

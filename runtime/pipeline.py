@@ -40,6 +40,7 @@ from typing import Any
 
 from edgeseg.errors import EdgesegError
 from edgeseg.runtime.draw import Renderer
+from edgeseg.runtime.report import RunReport
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sinks import Sink
 from edgeseg.runtime.sources import LabelLookup, Source
@@ -224,6 +225,10 @@ class Pipeline(StreamDriver):
         return bool(self._threads)
 
     @property
+    def sources(self) -> list[Source]:
+        return [self.source]
+
+    @property
     def dropped(self) -> int:
         """Frames replaced by newer ones before inference (live), and those the source itself lost."""
         return self._c_pre.dropped + self.port.frames.dropped + self.source.dropped
@@ -264,23 +269,27 @@ class Pipeline(StreamDriver):
         assert self._c_user is not None, "start(consumer=True) first"
         return self._c_user
 
-    def report(self) -> dict[str, Any]:
-        """Stats plus what ran: model, backend, source, outputs."""
+    def run_report(self) -> RunReport:
+        """What ran (model, backend, source, outputs) and the stats."""
         card = self.segmenter.card
-        return {
-            "model": {
+        return RunReport(
+            model={
                 "name": card.model,
                 "precision": card.precision,
                 "input_size": list(card.input_size),
                 "dynamic": card.dynamic,
                 "classes": len(card.classes),
             },
-            "backend": self._backend_info or self.segmenter.backend.describe(),
-            "workers": self.workers,
-            "source": self.source.describe(),
-            "outputs": [s.describe() for s in self.sinks],
-            **self.stats.to_dict(),
-        }
+            backend=self._backend_info or self.segmenter.backend.describe(),
+            workers=self.workers,
+            source=self.source.describe(),
+            outputs=[s.describe() for s in self.sinks],
+            stats=self.stats,
+        )
+
+    def report(self) -> dict[str, Any]:
+        """The JSON form of `run_report()`."""
+        return self.run_report().to_dict()
 
     # --- failures ----------------------------------------------------------------------------------
     def _guard(self, stage: str, target: Callable[[], None]) -> None:

@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 
 from edgeseg.errors import EdgesegError, MissingDependencyError
-from edgeseg.runtime.draw import MODES, Renderer
-from edgeseg.runtime.launch import open_pipeline
+from edgeseg.runtime.draw import MODES
 from edgeseg.runtime.pipeline import FrameResult, Pipeline
+from edgeseg.runtime.plan import RunPlan, View
 from edgeseg.runtime.rosmsg import MessageKit, image_from_msg, stamp_ns
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sinks import Sink
@@ -178,8 +178,10 @@ class StatsPublisher(Sink):
         return {"sink": "ros2-stats", "topic": self.publisher.topic_name}
 
 
-@dataclass
+@dataclass(frozen=True)
 class NodeOptions:
+    """How the node subscribes and what it publishes; checked when made (one clear line)."""
+
     topic: str = "image"
     compressed: bool | None = None  # None: CompressedImage when the topic ends in /compressed
     reliable: bool = False
@@ -190,7 +192,7 @@ class NodeOptions:
     timeout: float | None = None  # end (as a lost camera) after this long without a message
     status_every: float = 5.0  # seconds between status lines in the node's log
 
-    def check(self) -> None:
+    def __post_init__(self) -> None:
         if self.visual not in VISUALS:
             raise EdgesegError(f"unknown visual {self.visual!r}; choose one of {', '.join(VISUALS)}")
         if self.timeout is not None and self.timeout <= 0:
@@ -221,7 +223,6 @@ def run_node(
     (as `Pipeline.report()`, plus `stopped_by`). `on_ready(node)` is called once it subscribes.
     `own_process`: this process owns its threads (the `edgeseg ros2` command; see open_pipeline)."""
     options = options or NodeOptions()
-    options.check()
     rclpy = _ros_import("rclpy")
     qos = _ros_import("rclpy.qos")
     shutdown_errors: tuple[type[BaseException], ...] = ()
@@ -234,9 +235,7 @@ def run_node(
                     qos.InvalidQoSProfileException)  # fmt: skip
     kit = kit or rclpy_kit()
     card = segmenter.card
-    renderer = None
-    if options.visual != "none":
-        renderer = Renderer(card.palette, card.classes, mode=options.visual, alpha=options.alpha)
+    visual = options.visual != "none"
 
     rclpy.init(args=ros_args, **_signal_options(own_process))
     node = None
@@ -255,7 +254,7 @@ def run_node(
             publishers = ResultPublisher(
                 kit,
                 node.create_publisher(kit.image, CLASS_MAP_TOPIC, pub_qos),
-                None if renderer is None else node.create_publisher(kit.image, VISUAL_TOPIC, pub_qos),
+                node.create_publisher(kit.image, VISUAL_TOPIC, pub_qos) if visual else None,
             )
             stats_pub = StatsPublisher(
                 kit, node.create_publisher(kit.string, STATS_TOPIC, pub_qos), card.classes
@@ -264,8 +263,12 @@ def run_node(
         except setup_errors as exc:
             raise _rclpy_error(exc) from None
         source.topic = getattr(subscription, "topic_name", options.topic)
-        pipe = open_pipeline(segmenter, source, [publishers, stats_pub], own_process=own_process, live=True,
-                             max_frames=options.max_frames, renderer=renderer)  # fmt: skip
+        plan = RunPlan(
+            model=segmenter, sources=(source,), sinks=[publishers, stats_pub], own_process=own_process, live=True,
+            max_frames=options.max_frames, view=View(mode=options.visual, alpha=options.alpha) if visual else View(),
+        )  # fmt: skip
+        pipe = plan.open().driver
+        assert isinstance(pipe, Pipeline)
         logger = node.get_logger()
         logger.info(
             f"segmenting {source.topic} ({'CompressedImage' if options.is_compressed else 'Image'}, "

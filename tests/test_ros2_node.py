@@ -225,16 +225,13 @@ def test_ros_shutdown_from_outside_ends_the_node(ros, tiny_onnx):
 def test_bad_names_and_a_missing_ros_are_one_line(ros, tiny_onnx, monkeypatch):
     seg = Segmenter(tiny_onnx())
     for options, needle in (
-        (
-            NodeOptions(topic="camera image"),
-            "topic name must not contain characters other than alphanumerics",
-        ),
-        (NodeOptions(topic="/camera/2d"), "topic name token must not start with a number"),
-        (NodeOptions(node_name="2nd-node"), "node name must not contain characters"),
-        (NodeOptions(visual="heatmap"), "unknown visual 'heatmap'"),
+        (dict(topic="camera image"), "topic name must not contain characters other than alphanumerics"),
+        (dict(topic="/camera/2d"), "topic name token must not start with a number"),
+        (dict(node_name="2nd-node"), "node name must not contain characters"),
+        (dict(visual="heatmap"), "unknown visual 'heatmap'"),  # refused when the options are made
     ):
         with pytest.raises(EdgesegError, match=needle) as err:
-            run_node(seg, options)
+            run_node(seg, NodeOptions(**options))
         assert "\n" not in str(err.value)
         assert not sys.modules["rclpy"].ok()  # shut down again after the failure
     graph = ros[0]

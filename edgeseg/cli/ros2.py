@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from edgeseg.cli.options import card_option, workdir_option
+from edgeseg.cli.options import allow_other_gpu_option, card_option, workdir_option
 
 
 def ros2_command(
@@ -24,6 +24,7 @@ def ros2_command(
         show_default="as `edgeseg run`",
     ),
     card_file: Path | None = card_option(),
+    allow_other_gpu: bool = allow_other_gpu_option(),
     backend: str | None = typer.Option(None, "--backend", help="onnxruntime, tensorrt or torch."),
     providers: str = typer.Option("cpu", "--providers", help="ONNX Runtime providers: cpu or auto."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for inference."),
@@ -66,12 +67,18 @@ def ros2_command(
         topic=topic, compressed=compressed, reliable=reliable, visual=visual, alpha=alpha,
         node_name=node_name, max_frames=frames, timeout=timeout,
     )  # fmt: skip
-    options.check()
     if report is not None:
         check_writable(report, "--report")  # now, not when the node stops
     artifact = workspace.find_artifact(model, workspace.workdir(workdir), backend=backend)
     card = read_card(artifact, card_file)
-    with Segmenter(artifact, providers=providers, threads=threads, device=device, card=card) as seg:
+    with Segmenter(
+        artifact,
+        providers=providers,
+        threads=threads,
+        device=device,
+        card=card,
+        allow_other_gpu=allow_other_gpu,
+    ) as seg:
         result = run_node(seg, options, ros_args=[sys.argv[0], *ctx.args], own_process=True)
     result["artifact"] = str(artifact)
     report_failed = publish_report(result, card.classes, report=report, json_out=json_out)

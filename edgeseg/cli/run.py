@@ -7,14 +7,17 @@ synthetic stream with ground truth, headless, for a bounded number of frames.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from edgeseg.cli.options import allow_other_gpu_option, card_option, workdir_option
+
+if TYPE_CHECKING:
+    from edgeseg.runtime.plan import OpenRun, RunPlan
+    from edgeseg.runtime.report import RunReport
 
 DEFAULT_SYNTHETIC_FRAMES = 300
 
@@ -140,191 +143,97 @@ def run_command(
     bag_storage: str = typer.Option("mcap", "--bag-storage", help="--save-bag storage: mcap or sqlite3."),
 ) -> None:
     """Stream frames through a model: FPS, latency p50/p95/p99, dropped frames, live mIoU."""
-    from edgeseg import workspace
-    from edgeseg.artifacts import read_card
-    from edgeseg.cli import print_error
     from edgeseg.cli.options import parse_hw
-    from edgeseg.cli.run_streams import check_outputs, masks_folder, print_streams, source_streams
-    from edgeseg.console import warn
-    from edgeseg.errors import EdgesegError, ExitCode, SourceLost
+    from edgeseg.cli.run_streams import source_streams
     from edgeseg.runtime.backends import BackendOptions
-    from edgeseg.runtime.draw import Renderer
-    from edgeseg.runtime.launch import open_multistream, open_pipeline
-    from edgeseg.runtime.multistream import open_sources, stream_path
-    from edgeseg.runtime.pipeline import Reconnect
-    from edgeseg.runtime.sinks import JsonlSink, MaskSink, Sink, VideoSink, WindowSink, plan_view
-    from edgeseg.runtime.sources import LabelLookup, open_source
+    from edgeseg.runtime.plan import Outputs, RunPlan, View
+    from edgeseg.runtime.streaming.reconnect import Reconnect
+
+    outputs = Outputs(
+        video=save, masks=save_masks, log=log, bag=save_bag, bag_storage=bag_storage,
+        bag_overlay=save_bag_overlay, report=report,
+    )  # fmt: skip
+    streams = source_streams(  # the default: one synthetic stream, with ground truth
+        synthetic, frames or DEFAULT_SYNTHETIC_FRAMES, camera=camera, video=video, images=images, url=url,
+        gst=gst, bag=bag, bag_topics={"topic": topic, "labels_topic": labels_topic},
+    )  # fmt: skip
+    plan = RunPlan(
+        model=model,
+        sources=tuple(streams),
+        outputs=outputs,
+        view=View(show=show, serve=serve, tile=tile, mode=mode, alpha=alpha, legend=legend),
+        labels=labels,
+        backend=BackendOptions(
+            providers=providers, threads=threads, device=device, allow_other_gpu=allow_other_gpu
+        ),
+        workers=workers,
+        max_frames=frames,
+        realtime=realtime,
+        reconnect=Reconnect(enabled=reconnect, timeout=reconnect_timeout),
+        loop=loop,
+        synthetic_size=parse_hw(synthetic_size) if synthetic_size else None,
+        card_file=card_file,
+        workdir=workdir,
+        prefer=backend,
+        own_process=True,  # no OpenCV pool beside a CPU backend
+        say=_say,  # the live view's URL goes to stderr, stdout stays the report
+    )
+    execute(plan.open(), json_out=json_out)
+
+
+def execute(run: OpenRun, *, json_out: bool) -> None:
+    """Run an opened plan to its end, report it (tables, or JSON with --json; the --report file) and
+    exit with the run's status."""
+    from edgeseg.cli import print_error
+    from edgeseg.cli.run_streams import print_streams
+    from edgeseg.errors import ExitCode, SourceLost
     from edgeseg.signals import StopOnce
 
-    if frames is not None and frames < 1:
-        raise EdgesegError("--frames must be at least 1")
-    if reconnect_timeout <= 0:
-        raise EdgesegError("--reconnect-timeout must be positive")
-    _check_outputs(save=save, log=log, report=report, save_masks=save_masks, save_bag=save_bag)
-    streams = source_streams(  # the default: one synthetic stream, with ground truth
-        synthetic,
-        frames or DEFAULT_SYNTHETIC_FRAMES,
-        camera=camera,
-        video=video,
-        images=images,
-        url=url,
-        gst=gst,
-        bag=bag,
-        bag_topics={"topic": topic, "labels_topic": labels_topic},
-    )
-    synthetic = sum("synthetic" in s for s in streams)
-    if labels is not None and labels_topic is not None:
-        raise EdgesegError("ground truth comes from --labels or --labels-topic, not both")
-    if synthetic and labels is not None:
-        raise EdgesegError("--synthetic brings its own ground truth; --labels is for video/images")
-    check_outputs(
-        len(streams),
-        tile=tile,
-        show=show,
-        serve=serve,
-        save=save,
-        log=log,
-        save_bag=save_bag,
-        workers=workers,
-    )
-
-    root = workspace.workdir(workdir)
-    artifact = workspace.find_artifact(model, root, backend=backend)
-    card = read_card(artifact, card_file)
-    size = parse_hw(synthetic_size) if synthetic_size else _synthetic_size(card)
-    if synthetic:
-        _check_synthetic_classes(card.classes)
-    lookups: list[LabelLookup] = []
-
-    def lookup(name: str | None = None) -> LabelLookup | None:
-        if labels is None:
-            return None
-        lookups.append(LabelLookup(labels, card.palette))
-        return lookups[-1]
-
-    renderer = Renderer(card.palette, card.classes, mode=mode, alpha=alpha, legend=legend)
-    # --show / --serve: a window, or the live view over HTTP (opened in a browser when --show meets an
-    # OpenCV without GUI); the URL goes to stderr, stdout stays the report
-    view = plan_view(show=show, serve=serve)
-    title = f"edgeseg: {artifact.name}"
-
-    def outputs(name: str | None = None) -> list[Sink]:
-        """The sinks of the one stream (name None), or of the stream `name` of several (the live view
-        and, with --tile, the window and video show all streams in one: see `tiles` below)."""
-        if name is None:
-            sinks: list[Sink] = view.sinks(renderer, title=title, say=_say)
-        else:
-            sinks = [WindowSink(f"{title} [{name}]")] if view.window and not tile else []
-        if save is not None and (name is None or not tile):
-            sinks.append(VideoSink(save if name is None else stream_path(save, name), fps=None))
-        if save_masks is not None:
-            sinks.append(MaskSink(save_masks if name is None else masks_folder(save_masks, name)))
-        if log is not None:
-            sinks.append(JsonlSink(log if name is None else stream_path(log, name), card.classes))
-        if save_bag is not None:
-            from edgeseg.runtime.bag import BagSink
-
-            path = save_bag if name is None else stream_path(save_bag, name)
-            sinks.append(BagSink(path, card.classes, storage=bag_storage, overlay=save_bag_overlay))
-        return sinks
-
-    common: dict[str, Any] = {
-        "options": BackendOptions(
-            providers=providers, threads=threads, device=device, card=card, allow_other_gpu=allow_other_gpu
-        ),
-        "own_process": True,  # no OpenCV pool beside a CPU backend
-        "max_frames": frames,
-        "reconnect": Reconnect(enabled=reconnect, timeout=reconnect_timeout),
-        "realtime": realtime,
-    }
-    pipe: Any
-    if len(streams) == 1:
-        source = open_source(**streams[0], loop=loop, synthetic_size=size)
-        one_lookup = lookup()
-        sinks = outputs()
-        pipe = open_pipeline(
-            artifact,
-            source,
-            sinks,
-            workers=workers,
-            labels=one_lookup,
-            renderer=renderer if any(s.needs_render for s in sinks) else None,
-            **common,
-        )
-    else:  # several streams: one model, batched inference
-        sources = open_sources(streams, loop=loop, synthetic_size=size)
-        tiles: list[
-            Sink
-        ] = []  # every stream side by side: the live view always, window and video with --tile
-        if tile and view.window:
-            tiles.append(WindowSink(title))
-        if view.serve is not None:
-            tiles += dataclasses.replace(view, window=False).sinks(renderer, title=title, say=_say)
-        if tile and save is not None:
-            tiles.append(VideoSink(save, fps=None))
-        pipe = open_multistream(
-            artifact, sources, outputs, labels=lookup, tile=tiles or None, renderer=renderer, **common
-        )
+    plan = run.plan
     with StopOnce() as signals:  # a second Ctrl-C or SIGTERM cannot cut the report short
         failure: Exception | None = None
         try:
             try:
-                _run_with_status(pipe, frames, quiet=json_out)
+                _run_with_status(run.driver, plan.max_frames, quiet=json_out)
             except Exception as exc:  # an output or stage failed: what was saved is still reported
                 failure = exc
             finally:
                 signals.finalising()
         except KeyboardInterrupt:
             pass  # it arrived just as the run ended: the run is complete, finish it as such
-        stats = pipe.stats
-        nothing_ran = not pipe.streamed or not stats.processed
+        stats = run.stats
+        nothing_ran = not run.driver.streamed or not stats.processed
         if failure is not None and not isinstance(failure, SourceLost) and nothing_ran:
             raise failure  # nothing ran or no frame made it (bad input): the one line says it all
-        result = pipe.report()
-        result["artifact"] = str(artifact)
-        if lookups:
-            matched = sum(lk.matched for lk in lookups)
-            result["labels"] = {"folder": str(labels), "matched": matched}
-            if matched == 0 and stats.processed:
-                warn(f"no frame name matched a label file in {labels}; no mIoU (see --labels help)")
-        described = [s["source"] for s in result.get("streams", [])] or [result["source"]]
-        if labels_topic is not None and stats.processed and not any(d.get("labelled") for d in described):
-            warn(f"no frame's header stamp matched a message on {labels_topic}; no mIoU")
-        tables = [print_streams] if len(streams) > 1 else []
-        report_failed = publish_report(result, card.classes, report=report, json_out=json_out, tables=tables)
+        result = run.report()
+        _warn_without_ground_truth(result, plan)
+        tables = [print_streams] if len(plan.sources) > 1 else []
+        report_failed = publish_report(
+            result.to_dict(), run.card.classes, report=plan.outputs.report, json_out=json_out, tables=tables
+        )
         if not json_out and failure is None:
-            _say_written(save=save, save_masks=save_masks, log=log, save_bag=save_bag)
+            _say_written(**plan.outputs.written())
     if failure is not None:
         raise failure
     if report_failed is not None:
         raise report_failed
     if stats.exit_code != ExitCode.OK:
         if not stats.interrupted:
-            print_error(result["ended"]["reason"])
+            print_error(result.ended)
         raise typer.Exit(stats.exit_code)
 
 
-def _check_outputs(
-    *,
-    save: Path | None,
-    log: Path | None,
-    report: Path | None,
-    save_masks: Path | None,
-    save_bag: Path | None,
-) -> None:
-    """Every output path must be writable before the model loads: a typo fails in the first second,
-    not when the first frame (or the report, an hour later) is written."""
-    from edgeseg.atomic import check_writable
-    from edgeseg.runtime.sinks import VideoSink
+def _warn_without_ground_truth(result: RunReport, plan: RunPlan) -> None:
+    """Ground truth was asked for but no frame found its own: say so (the report has no mIoU)."""
+    from edgeseg.console import warn
 
-    if save is not None:
-        VideoSink.codec_for(save)
-    for option, path in (("--save", save), ("--log", log), ("--report", report)):
-        if path is not None:
-            check_writable(path, option)
-    for option, folder in (("--save-masks", save_masks), ("--save-bag", save_bag)):  # a bag is a folder
-        if folder is not None:
-            check_writable(folder, option, folder=True)
+    if not result.stats.processed:
+        return
+    if result.labels is not None and result.labels.matched == 0:
+        warn(f"no frame name matched a label file in {plan.labels}; no mIoU (see --labels help)")
+    topics = [s["labels_topic"] for s in plan.sources if isinstance(s, dict) and s.get("labels_topic")]
+    if topics and not any(d.get("labelled") for d in result.sources):
+        warn(f"no frame's header stamp matched a message on {topics[0]}; no mIoU")
 
 
 def publish_report(
@@ -375,21 +284,6 @@ def _say(line: str) -> None:
     err_console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
-def _synthetic_size(card: Any) -> tuple[int, int]:
-    return (256, 512) if card.dynamic else tuple(card.input_size)
-
-
-def _check_synthetic_classes(classes: list[str]) -> None:
-    from edgeseg.data.synth import SYNTH_CLASSES
-    from edgeseg.errors import EdgesegError
-
-    if len(classes) != len(SYNTH_CLASSES):
-        raise EdgesegError(
-            f"--synthetic scores against {len(SYNTH_CLASSES)} street classes but this model predicts "
-            f"{len(classes)}; pass a --video/--images/--camera source for it"
-        )
-
-
 def _run_with_status(pipe: Any, frames: int | None, *, quiet: bool) -> Any:
     """Run the pipeline with a transient rich progress/status line on stderr."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -409,7 +303,7 @@ def _run_with_status(pipe: Any, frames: int | None, *, quiet: bool) -> Any:
         task = progress.add_task("starting", total=frames)
 
         def status(stats: Any) -> None:
-            lengths = [frames or lane.source.length for lane in getattr(pipe, "lanes", [pipe])]
+            lengths = [frames or source.length for source in pipe.sources]
             total = sum(lengths) if all(lengths) else None
             progress.update(task, completed=stats.processed, total=total, description=stats.status_line())
 

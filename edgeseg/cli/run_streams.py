@@ -1,11 +1,10 @@
-"""`edgeseg run` with several sources: which streams the options ask for, the checks on per-stream
-outputs, and the per-stream table. The run itself is `edgeseg.runtime.multistream` (one model,
-batched inference); one source keeps the single-stream pipeline and its output exactly.
+"""`edgeseg run` with several sources: which streams the options ask for, and the per-stream table.
+The checks on per-stream outputs are the RunPlan's (runtime/plan.py); the run itself is
+`edgeseg.runtime.multistream` (one model, batched inference).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from edgeseg.errors import EdgesegError
@@ -33,50 +32,6 @@ def source_streams(
     ]
     streams += [{"synthetic": synthetic_frames} for _ in range(synthetic)]
     return streams or [{"synthetic": synthetic_frames}]
-
-
-def check_outputs(
-    streams: int,
-    *,
-    tile: bool,
-    show: bool,
-    serve: str | None,
-    save: Path | None,
-    log: Path | None,
-    save_bag: Path | None,
-    workers: int | None,
-) -> None:
-    """One clear line for output options that cannot work with this many streams."""
-    from edgeseg.runtime.multistream import STREAM_FIELD
-
-    if streams == 1:
-        if tile:
-            raise EdgesegError("--tile puts several streams side by side; give two or more sources")
-        return
-    if workers not in (None, 1):
-        raise EdgesegError(
-            f"{streams} streams share one batched inference worker; --workers is for a single source"
-        )
-    if tile and not (show or save or serve):
-        raise EdgesegError("--tile arranges what --show and --save draw; add one of them")
-    if save is not None and not tile and STREAM_FIELD not in str(save):
-        raise EdgesegError(
-            f"--save with {streams} streams needs {STREAM_FIELD} in the file name (one video per stream, "
-            f"e.g. out_{STREAM_FIELD}.mp4) or --tile (one video, the streams side by side)"
-        )
-    for option, path, example in [("--log", log, "frames_"), ("--save-bag", save_bag, "out_")]:
-        if path is not None and STREAM_FIELD not in str(path):
-            raise EdgesegError(
-                f"{option} with {streams} streams needs {STREAM_FIELD} in the name "
-                f"(one per stream, e.g. {example}{STREAM_FIELD}{Path(path).suffix})"
-            )
-
-
-def masks_folder(folder: Path, name: str) -> Path:
-    """--save-masks for one of several streams: {stream} filled in, else a sub-folder per stream."""
-    from edgeseg.runtime.multistream import STREAM_FIELD, stream_path
-
-    return stream_path(folder, name) if STREAM_FIELD in str(folder) else folder / name
 
 
 def print_streams(report: dict[str, Any]) -> None:

@@ -1,0 +1,353 @@
+"""One plan for every way a run starts. `edgeseg run`, `stream()`, the demo, the benchmarks and the
+ROS 2 node say what to run in a `RunPlan` (model, sources, outputs, view, tiling, runtime options),
+which checks the options when it is made and `open()`s a Pipeline (one source) or a MultiStream
+(several, batched through one model), as jetson-inference turns a URI into a source or an output.
+
+    plan = RunPlan(model="model.onnx", sources=({"video": "drive.mp4"},), outputs=Outputs(video=Path("out.mp4")))
+    run = plan.open()                          # the model is found and opened, outputs created
+    run.driver.run()
+    print(run.report().to_dict())              # the JSON form of `edgeseg run --json`
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeseg.card import ModelCard
+from edgeseg.errors import EdgesegError
+from edgeseg.runtime.backends import BackendOptions
+from edgeseg.runtime.draw import Renderer
+from edgeseg.runtime.launch import open_multistream, open_pipeline
+from edgeseg.runtime.multistream import STREAM_FIELD, MultiStream, open_sources, stream_path
+from edgeseg.runtime.pipeline import Pipeline
+from edgeseg.runtime.report import LabelsMatched, RunReport
+from edgeseg.runtime.segmenter import Segmenter
+from edgeseg.runtime.sinks import JsonlSink, MaskSink, Sink, VideoSink, WindowSink, plan_view
+from edgeseg.runtime.sources import LabelLookup, Source, open_source
+from edgeseg.runtime.stats import RunStats
+from edgeseg.runtime.streaming.frame import FrameResult
+from edgeseg.runtime.streaming.reconnect import Reconnect
+
+StreamSpec = Mapping[str, Any] | Source  # `open_source` keywords ({"camera": 0}) or a Source
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """The files a run writes (`edgeseg run --save/--save-masks/--log/--save-bag/--report`). With
+    several streams a `{stream}` in a name stands for one file per stream.
+
+    Checked with the plan (`check`): every path must be writable before the model loads, so a typo
+    fails in the first second, not when the first frame (or the report, an hour later) is written."""
+
+    video: Path | None = None  # the annotated video (--save)
+    masks: Path | None = None  # class-id PNGs (--save-masks), a folder
+    log: Path | None = None  # per-frame JSONL (--log)
+    bag: Path | None = None  # class maps and stats as a rosbag2 (--save-bag), a folder
+    bag_storage: str = "mcap"
+    bag_overlay: bool = False  # also the rendering, in the bag
+    report: Path | None = None  # the final report as JSON (--report); written by the caller
+
+    def check(self) -> None:
+        from edgeseg.atomic import check_writable
+
+        if self.video is not None:
+            VideoSink.codec_for(self.video)
+        for option, path in (("--save", self.video), ("--log", self.log), ("--report", self.report)):
+            if path is not None:
+                check_writable(path, option)
+        for option, folder in (("--save-masks", self.masks), ("--save-bag", self.bag)):  # a bag is a folder
+            if folder is not None:
+                check_writable(folder, option, folder=True)
+
+    def written(self) -> dict[str, Path]:
+        """Each file output by its option name (save, save_masks, log, save_bag), for "wrote ..." lines."""
+        named = {"save": self.video, "save_masks": self.masks, "log": self.log, "save_bag": self.bag}
+        return {option: path for option, path in named.items() if path is not None}
+
+    def sinks(self, classes: list[str], name: str | None, *, tile: bool) -> list[Sink]:
+        """The file sinks of the one stream (`name` None) or of the stream `name` of several (with
+        `tile`, the video is the tiles' and not the stream's)."""
+        sinks: list[Sink] = []
+        if self.video is not None and (name is None or not tile):
+            sinks.append(VideoSink(self.video if name is None else stream_path(self.video, name), fps=None))
+        if self.masks is not None:
+            sinks.append(MaskSink(self.masks if name is None else masks_folder(self.masks, name)))
+        if self.log is not None:
+            sinks.append(JsonlSink(self.log if name is None else stream_path(self.log, name), classes))
+        if self.bag is not None:
+            from edgeseg.runtime.bag import BagSink
+
+            path = self.bag if name is None else stream_path(self.bag, name)
+            sinks.append(BagSink(path, classes, storage=self.bag_storage, overlay=self.bag_overlay))
+        return sinks
+
+
+def masks_folder(folder: Path, name: str) -> Path:
+    """--save-masks for one of several streams: {stream} filled in, else a sub-folder per stream."""
+    return stream_path(folder, name) if STREAM_FIELD in str(folder) else folder / name
+
+
+@dataclass(frozen=True)
+class View:
+    """How a run is shown: a window (--show), the live view over HTTP (--serve), several streams side
+    by side (--tile), and how frames are drawn."""
+
+    show: bool = False
+    serve: str | None = None
+    tile: bool = False
+    mode: str = "overlay"
+    alpha: float = 0.5
+    legend: bool = False
+
+    def renderer(self, card: ModelCard) -> Renderer:
+        return Renderer(card.palette, card.classes, mode=self.mode, alpha=self.alpha, legend=self.legend)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What to run, checked when made (one clear line for options that cannot work together).
+
+    `model`: an artifact path, an export name (found in `workdir` as `edgeseg run` finds it, None: the
+    newest export, else the shipped model) or an open Segmenter. `sources`: one per stream. `sinks`:
+    the caller's own outputs (for several streams, a function of the stream's name or a mapping).
+    `say`: where the live view's address goes (None: nowhere)."""
+
+    model: str | Path | Segmenter | None = None
+    sources: tuple[StreamSpec, ...] = ()
+    outputs: Outputs = Outputs()
+    view: View = View()
+    sinks: Sequence[Sink] | Callable[[str], Any] | Mapping[str, Any] = ()
+    labels: Path | None = None  # ground-truth folder, paired by frame name (--labels)
+    backend: BackendOptions = BackendOptions()
+    workers: int | None = None
+    max_frames: int | None = None
+    realtime: bool = False
+    live: bool | None = None
+    reconnect: Reconnect = field(default_factory=Reconnect)
+    loop: bool = False
+    synthetic_size: tuple[int, int] | None = None  # None: the model's input size (256x512 if dynamic)
+    card_file: Path | None = None  # a card for an artifact made elsewhere (--card)
+    workdir: Path | None = None
+    prefer: str | None = None  # which file type to pick when the model is an export name (--backend)
+    own_process: bool = False  # this process owns its threads (a command, a benchmark): see open_pipeline
+    say: Callable[[str], None] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise EdgesegError("a run needs at least one source")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise EdgesegError("--frames must be at least 1")
+        if self.reconnect.timeout is not None and self.reconnect.timeout <= 0:
+            raise EdgesegError("--reconnect-timeout must be positive")
+        self.outputs.check()
+        labels_topic = any(isinstance(s, Mapping) and s.get("labels_topic") for s in self.sources)
+        if self.labels is not None and labels_topic:
+            raise EdgesegError("ground truth comes from --labels or --labels-topic, not both")
+        if self.synthetic and self.labels is not None:
+            raise EdgesegError("--synthetic brings its own ground truth; --labels is for video/images")
+        self._check_streams()
+
+    @property
+    def synthetic(self) -> int:
+        """How many streams are the generated scenes (they carry their own ground truth)."""
+        return sum(1 for s in self.sources if isinstance(s, Mapping) and "synthetic" in s)
+
+    def _check_streams(self) -> None:
+        """Output options that cannot work with this many streams."""
+        streams, view, out = len(self.sources), self.view, self.outputs
+        if streams == 1:
+            if view.tile:
+                raise EdgesegError("--tile puts several streams side by side; give two or more sources")
+            return
+        if self.workers not in (None, 1):
+            raise EdgesegError(
+                f"{streams} streams share one batched inference worker; --workers is for a single source"
+            )
+        if view.tile and not (view.show or out.video or view.serve):
+            raise EdgesegError("--tile arranges what --show and --save draw; add one of them")
+        if out.video is not None and not view.tile and STREAM_FIELD not in str(out.video):
+            raise EdgesegError(
+                f"--save with {streams} streams needs {STREAM_FIELD} in the file name (one video per stream, "
+                f"e.g. out_{STREAM_FIELD}.mp4) or --tile (one video, the streams side by side)"
+            )
+        for option, path, example in [("--log", out.log, "frames_"), ("--save-bag", out.bag, "out_")]:
+            if path is not None and STREAM_FIELD not in str(path):
+                raise EdgesegError(
+                    f"{option} with {streams} streams needs {STREAM_FIELD} in the name "
+                    f"(one per stream, e.g. {example}{STREAM_FIELD}{Path(path).suffix})"
+                )
+
+    def replace(self, **changes: Any) -> RunPlan:
+        return dataclasses.replace(self, **changes)
+
+    # --- opening -----------------------------------------------------------------------------------
+    def find_model(self) -> tuple[Path | None, ModelCard]:
+        """The artifact this plan runs (None for an open Segmenter) and its card."""
+        if isinstance(self.model, Segmenter):
+            return None, self.model.card
+        from edgeseg import workspace
+        from edgeseg.artifacts import read_card
+
+        artifact = workspace.find_artifact(
+            None if self.model is None else str(self.model),
+            workspace.workdir(self.workdir),
+            backend=self.prefer,
+        )
+        return artifact, read_card(artifact, self.card_file)
+
+    def open(self) -> OpenRun:
+        """Find and open the model, the sources and the outputs; nothing streams yet."""
+        artifact, card = self.find_model()
+        return self.open_with(artifact, card)
+
+    def open_with(self, artifact: Path | None, card: ModelCard) -> OpenRun:
+        """`open()` once the model is found (`find_model`), so the caller may check its own options
+        against the artifact in between."""
+        if self.synthetic:
+            _check_synthetic_classes(card.classes)
+        size = self.synthetic_size or ((256, 512) if card.dynamic else tuple(card.input_size))
+        run = OpenRun(self, artifact, card)
+        model = self.model if isinstance(self.model, Segmenter) else artifact
+        assert model is not None
+        renderer = self.view.renderer(card)
+        view = plan_view(show=self.view.show, serve=self.view.serve)
+        title = f"edgeseg: {artifact.name if artifact else card.model}"
+        backend = self.backend
+        if artifact is not None and backend.card is None:
+            backend = backend.replace(card=card)  # read once, with --card if given
+        common: dict[str, Any] = {
+            "options": backend,
+            "own_process": self.own_process,
+            "max_frames": self.max_frames,
+            "reconnect": self.reconnect,
+            "realtime": self.realtime,
+        }
+        if self.live is not None:
+            common["live"] = self.live
+        if len(self.sources) == 1:
+            spec = self.sources[0]
+            source = (
+                spec if isinstance(spec, Source) else open_source(**spec, loop=self.loop, synthetic_size=size)
+            )
+            lookup = run.lookup()
+            sinks: list[Sink] = view.sinks(renderer, title=title, say=self.say)
+            sinks += self.outputs.sinks(card.classes, None, tile=False)
+            sinks += list(self.sinks)  # type: ignore[arg-type]
+            run.driver = open_pipeline(
+                model,
+                source,
+                sinks,
+                workers=self.workers,
+                labels=lookup,
+                renderer=renderer if any(s.needs_render for s in sinks) else None,
+                **common,
+            )
+            return run
+        tile = self.view.tile
+
+        def outputs(name: str) -> list[Sink]:
+            """A stream's own sinks (the live view and, with --tile, the window and video show every
+            stream in one: the tiles)."""
+            sinks = [WindowSink(f"{title} [{name}]")] if view.window and not tile else []
+            sinks += self.outputs.sinks(card.classes, name, tile=tile)
+            own = self.sinks
+            sinks += list((own(name) if callable(own) else own.get(name)) or []) if own else []  # type: ignore[union-attr]
+            return sinks
+
+        tiles: list[
+            Sink
+        ] = []  # every stream side by side: the live view always, window and video with --tile
+        if tile and view.window:
+            tiles.append(WindowSink(title))
+        if view.serve is not None:
+            tiles += dataclasses.replace(view, window=False).sinks(renderer, title=title, say=self.say)
+        if tile and self.outputs.video is not None:
+            tiles.append(VideoSink(self.outputs.video, fps=None))
+        run.driver = open_multistream(
+            model,
+            open_sources(self.sources, loop=self.loop, synthetic_size=size),
+            outputs,
+            labels=run.lookup,
+            tile=tiles or None,
+            renderer=renderer,
+            **common,
+        )
+        return run
+
+
+def _check_synthetic_classes(classes: list[str]) -> None:
+    from edgeseg.data.synth_layout import SYNTH_CLASSES
+
+    if len(classes) != len(SYNTH_CLASSES):
+        raise EdgesegError(
+            f"--synthetic scores against {len(SYNTH_CLASSES)} street classes but this model predicts "
+            f"{len(classes)}; pass a --video/--images/--camera source for it"
+        )
+
+
+class OpenRun:
+    """A plan opened: the Pipeline or MultiStream that runs it (`driver`), the artifact and card, and
+    the ground-truth folders it reads."""
+
+    driver: Pipeline | MultiStream
+
+    def __init__(self, plan: RunPlan, artifact: Path | None, card: ModelCard) -> None:
+        self.plan, self.artifact, self.card = plan, artifact, card
+        self.lookups: list[LabelLookup] = []
+
+    def lookup(self, name: str | None = None) -> LabelLookup | None:
+        """The ground truth of one stream (a folder is read once per stream, each counting its matches)."""
+        if self.plan.labels is None:
+            return None
+        self.lookups.append(LabelLookup(self.plan.labels, self.card.palette))
+        return self.lookups[-1]
+
+    @property
+    def stats(self) -> RunStats:
+        return self.driver.stats
+
+    def report(self) -> RunReport:
+        report = self.driver.run_report()
+        report.artifact = self.artifact
+        if self.lookups:
+            report.labels = LabelsMatched(self.plan.labels, sum(lk.matched for lk in self.lookups))  # type: ignore[arg-type]
+        return report
+
+
+def stream(
+    model: str | Path | Segmenter,
+    *,
+    sinks: Sequence[Sink] | Callable[[str], Any] = (),
+    max_frames: int | None = None,
+    reconnect: Reconnect | None = None,
+    backend_options: Mapping[str, Any] | None = None,
+    workers: int | None = None,
+    sources: Sequence[StreamSpec] | None = None,
+    **source: Any,
+) -> Iterator[FrameResult]:
+    """One-call streaming for embedding: `for r in stream("m.onnx", camera=0): r.labels`.
+
+    Workers are planned as for `edgeseg run` (None: two for a file on ONNX Runtime CPU, else one).
+    `sources=[{"camera": 0}, {"video": "a.mp4"}]` (or Source objects) runs several streams through
+    the model with batched inference; `r.stream` names each result's stream and `sinks`, if given, is
+    a function of that name. The other keywords (loop, synthetic_size, ...) apply to every stream."""
+    if sources is not None:
+        if workers not in (None, 1):
+            raise EdgesegError("several streams share one batched inference worker; leave workers unset")
+        opened = tuple(open_sources(sources, **source))
+    else:
+        opened = (open_source(**source),)
+    plan = RunPlan(
+        model=model,
+        sources=opened,
+        sinks=sinks or (),
+        backend=BackendOptions.from_kwargs(dict(backend_options or {})),
+        workers=workers,
+        max_frames=max_frames,
+        reconnect=reconnect or Reconnect(),
+    )
+    yield from plan.open().driver.stream()
