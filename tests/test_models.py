@@ -22,6 +22,7 @@ ALL_MODELS = [
     "fcn8s_lite",
     "deeplabv3plus",
     "deeplabv3",
+    "deeplabv2",
     "fpn",
     "denseaspp",
     "unet",
@@ -195,6 +196,73 @@ def test_deeplabv3plus_resnet101_parameter_count():
     decoder = (256 * 48 + bn * 48) + (304 * 256 * 9 + bn * 256) + (256 * 256 * 9 + bn * 256) + (256 * 21 + 21)
     assert n_params(ours) == trunk + aspp + decoder
     assert 59.0e6 < n_params(ours) < 59.7e6
+
+
+def test_deeplabv2_resnet101_parameter_count_is_the_paper_aspp_l():
+    """DeepLabV2-ResNet-101: torchvision's trunk + ASPP-L, four 3x3 atrous convs 2048 -> classes with bias
+    (the released fc1_c0..c3); nothing else (no BN, no 1x1 fusion: the scores are summed)."""
+    tvm = pytest.importorskip("torchvision.models")
+    with torch.device("meta"):
+        ours = create_model("deeplabv2", num_classes=21)
+        trunk = n_params(tvm.resnet101(weights=None)) - (2048 * 1000 + 1000)
+    assert ours.edgeseg_kwargs == {"backbone": "resnet101", "output_stride": 8}
+    assert n_params(ours) == trunk + 4 * (2048 * 9 * 21 + 21)
+
+
+def test_deeplabv2_vgg16_branches_are_fc6_fc7_fc8():
+    """VGG-16 DeepLab-ASPP-L (Fig. 4b): per branch 3x3 atrous fc6 to 1024, 1x1 fc7 1024, 1x1 fc8 to classes."""
+    with torch.device("meta"):
+        model = create_model("deeplabv2", num_classes=21, backbone="vgg16")
+    vgg_convs = n_params(model.backbone)
+    branch = (512 * 9 * 1024 + 1024) + (1024 * 1024 + 1024) + (1024 * 21 + 21)
+    assert n_params(model) == vgg_convs + 4 * branch
+    rates = [b[0].dilation[0] for b in model.aspp.branches]
+    assert rates == [6, 12, 18, 24] and all(b[0].padding[0] == b[0].dilation[0] for b in model.aspp.branches)
+
+
+def test_deeplabv2_sums_four_atrous_class_scores_and_upsamples_bilinearly():
+    """The output is the bilinear resize of the sum of the branch scores on the stride-8 features."""
+    torch.manual_seed(0)
+    model = create_model("deeplabv2", num_classes=3, backbone="resnet18").eval()
+    assert [(c.dilation[0], c.out_channels, c.bias is not None) for c in model.aspp.branches] == [
+        (6, 3, True), (12, 3, True), (18, 3, True), (24, 3, True)
+    ]  # fmt: skip
+    x = torch.randn(1, 3, 41, 67)
+    with torch.no_grad():
+        feats = model.backbone(x)[-1]
+        summed = sum(branch(feats) for branch in model.aspp.branches)
+        out = model(x)
+    assert feats.shape[-2:] == (6, 9)  # ceil(41/8), ceil(67/8): output stride 8
+    ref = F.interpolate(summed, size=(41, 67), mode="bilinear", align_corners=False)
+    assert out.shape == (1, 3, 41, 67) and torch.allclose(out, ref, atol=1e-6)
+    with torch.device("meta"):
+        coarse = create_model("deeplabv2", num_classes=3, backbone="resnet18", output_stride=16)
+    assert [c.dilation[0] for c in coarse.aspp.branches] == [3, 6, 9, 12]  # same field of view in pixels
+
+
+def test_vgg16_at_output_stride_8_dilates_conv5_only():
+    """DeepLab's VGG-16: pool4/pool5 no longer downsample, conv4 keeps rate 1, conv5 gets rate 2."""
+    from edgeseg.models.backbones import Backbone
+
+    with torch.device("meta"):
+        bb = Backbone("vgg16", output_stride=8)
+        feats = bb(torch.empty(1, 3, 64, 96))
+    convs = {int(n.split(".")[1]): m for n, m in bb.body.named_modules() if isinstance(m, nn.Conv2d)}
+    assert {i: c.dilation[0] for i, c in convs.items() if i >= 17} == {
+        17: 1, 19: 1, 21: 1, 24: 2, 26: 2, 28: 2
+    }  # fmt: skip
+    assert [tuple(f.shape[-2:]) for f in feats] == [(32, 48), (16, 24), (8, 12), (8, 12), (8, 12)]
+
+
+def test_xception65_strided_block_keeps_the_previous_rate():
+    """As DeepLab's own Xception: the unit that would downsample runs whole at the previous rate (its first
+    two separable convs see the pre-stride resolution), the units after it at the doubled rate."""
+    from edgeseg.models.backbones import Backbone
+
+    with torch.device("meta"):
+        bb = Backbone("xception65", output_stride=16)
+    rates = [[sep[0].dilation[0] for sep in block.convs] for block in bb.body.exit]
+    assert rates == [[1, 1, 1], [2, 2, 2]]
 
 
 @pytest.mark.parametrize("factor", [2, 4, 8, 16, 32])

@@ -98,6 +98,8 @@ def test_pooling_and_resize_export_in_the_engine_friendly_form(name, tmp_path):
         ("fcn8s", "vgg16"),
         ("deeplabv3plus", "resnet101"),
         ("deeplabv3plus", "xception65"),
+        ("deeplabv2", "resnet101"),
+        ("deeplabv2", "vgg16"),
         ("denseaspp", "densenet121"),
         ("unet", "resnet34"),
     ],

@@ -180,7 +180,15 @@ def _strided(m: nn.Module) -> bool:
 
 
 def _dilate_stage(stage: list[nn.Module], prev_rate: int, rate: int) -> None:
-    """Remove this stage's downsampling and dilate its convolutions (DeepLab's atrous surgery)."""
+    """Remove this stage's downsampling and dilate its convolutions (DeepLab's atrous surgery).
+
+    A conv up to and including the stage's first downsampling op still sees the previous resolution and
+    keeps `prev_rate`; every later one gets `rate`. ResNet-like stages downsample first (the first
+    block's 3x3), VGG's and Xception's last (pool4, the block's third separable conv), so VGG's conv4
+    keeps rate 1 and only conv5 is dilated, as in DeepLab. Modules are visited in registration order,
+    which is their execution order in every trunk of the table.
+    """
+    downsampled = False
     for top in stage:
         for m in list(top.modules()):
             if isinstance(m, nn.Conv2d):
@@ -188,10 +196,12 @@ def _dilate_stage(stage: list[nn.Module], prev_rate: int, rate: int) -> None:
                 was_strided = m.stride[0] > 1
                 m.stride = (1, 1)
                 if k > 1:
-                    d = prev_rate if was_strided else rate
+                    d = rate if downsampled and not was_strided else prev_rate
                     m.dilation = (d, d)
                     m.padding = (d * (k - 1) // 2, d * (k - 1) // 2)
+                downsampled = downsampled or was_strided
             elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) and _strided(m):
+                downsampled = True
                 # a k3/s2/p1 max pool at stride 1 keeps the size; k2/s2 pools just go away
                 k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
                 m.stride = 1

@@ -42,7 +42,14 @@ class ModelSpec:
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
-_BUILTIN = ("fcn", "deeplab", "fpn", "denseaspp", "unet")  # modules whose import registers the zoo
+_BUILTIN = (
+    "fcn",
+    "deeplab",
+    "deeplabv2",
+    "fpn",
+    "denseaspp",
+    "unet",
+)  # modules whose import registers the zoo
 
 
 def _load_builtin() -> None:
