@@ -54,9 +54,15 @@ def confusion(
     indices: Iterable[int] | None = None,
     progress: Progress | None = None,
     description: str = "evaluating",
+    crf: Any = None,
     **backend_options: Any,
 ) -> ConfusionMatrix:
-    """Accumulate the confusion matrix of `artifact` (path, Backend or Segmenter) over `dataset`."""
+    """Accumulate the confusion matrix of `artifact` (path, Backend or Segmenter) over `dataset`;
+    with `crf` (an `edgeseg.crf.CRFParams`) every prediction is refined by the dense CRF first."""
+    if crf is not None:
+        from edgeseg import crf as dense_crf
+
+        dense_crf.require_crf()  # before the model loads and the first image runs
     seg = open_segmenter(artifact, **backend_options)
     check_classes(seg.classes, list(getattr(dataset, "classes", seg.classes)))
     cm = ConfusionMatrix(seg.card.num_classes)
@@ -67,7 +73,8 @@ def confusion(
         rgb, mask = dataset[i]
         if rgb.shape[:2] != mask.shape[:2]:
             raise EdgesegError(f"image {i} is {rgb.shape[:2]} but its mask is {mask.shape[:2]}")
-        labels = seg.infer(np.ascontiguousarray(rgb[:, :, ::-1]))  # dataset gives RGB, frames are BGR
+        frame = np.ascontiguousarray(rgb[:, :, ::-1])  # dataset gives RGB, frames are BGR
+        labels = seg.infer(frame) if crf is None else dense_crf.segment(seg, frame, crf)
         cm.update(labels, mask)
         if progress:
             progress(description, k + 1, len(order))
@@ -80,11 +87,14 @@ def evaluate(
     *,
     progress: Progress | None = None,
     limit: int | None = None,
+    crf: Any = None,
     **backend_options: Any,
 ) -> SegMetrics:
-    """mIoU, pixel accuracy, mean class accuracy and per-class IoU of `artifact` on `dataset`."""
+    """mIoU, pixel accuracy, mean class accuracy and per-class IoU of `artifact` on `dataset` (refined by
+    the dense CRF with `crf`, an `edgeseg.crf.CRFParams`)."""
     indices = range(min(limit, len(dataset))) if limit else None
-    return confusion(artifact, dataset, indices=indices, progress=progress, **backend_options).compute()
+    cm = confusion(artifact, dataset, indices=indices, progress=progress, crf=crf, **backend_options)
+    return cm.compute()
 
 
 def summary_rows(metrics: SegMetrics, classes: Sequence[str]) -> list[list[Any]]:

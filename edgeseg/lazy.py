@@ -27,6 +27,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "timm": ("smp", "timm encoders"),
     "transformers": ("hf", "Hugging Face models (hf:FOLDER)"),
     "safetensors": ("hf", "safetensors weights files"),
+    "pydensecrf": ("crf", "the dense CRF (pydensecrf2)"),
 }
 
 

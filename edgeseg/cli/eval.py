@@ -30,6 +30,12 @@ def eval_command(
     device: str = typer.Option("cpu", "--device", help="Device for .pt checkpoints (cpu, cuda, auto)."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for the backend."),
     plots: Path | None = typer.Option(None, "--plots", help="Write per-class IoU and confusion PNGs here."),
+    crf: bool = typer.Option(
+        False,
+        "--crf",
+        help="Refine every prediction with DeepLab's dense CRF (CPU post-processing; "
+        "pip install 'edgeseg[crf]').",
+    ),
     workdir: Path | None = workdir_option(),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
@@ -45,6 +51,12 @@ def eval_command(
 
     if limit is not None and limit < 1:
         raise EdgesegError(f"--limit must be at least 1, got {limit}")
+    crf_params = None
+    if crf:
+        from edgeseg.crf import CRFParams, require_crf
+
+        require_crf()  # a missing library is one line before any model loads
+        crf_params = CRFParams()
     if plots is not None:
         from edgeseg.atomic import check_writable
 
@@ -61,7 +73,7 @@ def eval_command(
     dataset = open_dataset(data, split=split)
     n = min(limit, len(dataset)) if limit else len(dataset)
     with progress_bars(enabled=not json_out) as progress:
-        cm = confusion(segmenter, dataset, indices=range(n), progress=progress)
+        cm = confusion(segmenter, dataset, indices=range(n), progress=progress, crf=crf_params)
     metrics = cm.compute()
     classes = list(dataset.classes)
     written = []
@@ -70,10 +82,10 @@ def eval_command(
 
         written.append(plotting.iou_bars(metrics, classes, plots / "per_class_iou.png", dataset.palette))
         written.append(plotting.confusion_matrix(cm.matrix, classes, plots / "confusion_matrix.png"))
-    _report(path, data, n, metrics, classes, written, json_out, cm.matrix.tolist())
+    _report(path, data, n, metrics, classes, written, json_out, cm.matrix.tolist(), crf_params)
 
 
-def _report(path, data, n, metrics, classes, written, json_out, matrix) -> None:
+def _report(path, data, n, metrics, classes, written, json_out, matrix, crf_params) -> None:
     from edgeseg.console import console, print_json, table
     from edgeseg.evaluate import summary_rows
 
@@ -83,6 +95,7 @@ def _report(path, data, n, metrics, classes, written, json_out, matrix) -> None:
                 "artifact": str(path),
                 "data": data,
                 "images": n,
+                "crf": crf_params.to_dict() if crf_params else None,
                 **metrics.to_dict(classes),
                 "confusion": matrix,
             }
@@ -91,7 +104,7 @@ def _report(path, data, n, metrics, classes, written, json_out, matrix) -> None:
         return
     console.print(
         table(
-            f"{path.name} on {data} ({n} images)",
+            f"{path.name} on {data} ({n} images{', dense CRF' if crf_params else ''})",
             ["metric", "value"],
             [
                 ["mIoU", metrics.miou],
