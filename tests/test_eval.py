@@ -43,7 +43,7 @@ class ColourBackend(Backend):
         )
         self.card.mean, self.card.std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
 
-    def run(self, batch):
+    def run_impl(self, batch):
         return batch.astype(np.float32)
 
 

@@ -51,7 +51,7 @@ class RecordingBackend(Backend):
     def sizes(self) -> list[int]:
         return [s[0] for s in self.shapes]
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run_impl(self, batch: np.ndarray) -> np.ndarray:
         self.shapes.append(tuple(batch.shape))
         if self.delay:
             time.sleep(self.delay)

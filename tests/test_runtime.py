@@ -304,7 +304,7 @@ class SlowBackend(Backend):
         self.inner, self.delay = inner, delay
         self.path, self.card = inner.path, inner.card
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run_impl(self, batch: np.ndarray) -> np.ndarray:
         time.sleep(self.delay)
         return self.inner.run(batch)
 
@@ -351,7 +351,7 @@ def test_live_source_drops_old_frames_instead_of_lagging(tiny_onnx):
 class BurningBackend(SlowBackend):
     """Timing harness: spends at least `delay` seconds of this thread's CPU per frame, then infers."""
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run_impl(self, batch: np.ndarray) -> np.ndarray:
         start = time.thread_time()
         while time.thread_time() - start < self.delay:
             pass
@@ -445,7 +445,7 @@ def test_stream_api_stops_early_and_finalises(tmp_path, tiny_onnx):
 
 
 class FailingBackend(SlowBackend):
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run_impl(self, batch: np.ndarray) -> np.ndarray:
         raise EdgesegError("device lost")
 
 
@@ -568,3 +568,31 @@ def test_share_cores_with_limits_opencv_only_beside_cpu_backends(tiny_onnx):
         assert cv2.getNumThreads() == 2
     finally:
         cv2.setNumThreads(before)
+
+
+def test_every_backend_gets_its_batch_checked_once_in_the_base(tiny_onnx):
+    """Backend.run/submit check the batch (check_batch, then the backend's check_shape) before
+    run_impl/submit_impl: no backend repeats the N x 3 x H x W check."""
+    from edgeseg.errors import EdgesegError
+    from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    class Counting(OnnxRuntimeBackend):
+        calls = 0
+
+        def run_impl(self, batch: np.ndarray) -> np.ndarray:
+            self.calls += 1
+            return super().run_impl(batch)
+
+    backend = Counting(tiny_onnx(size=(32, 48)))
+    for bad, needle in [
+        (np.zeros((1, 1, 32, 48), np.float32), r"N x 3 x H x W"),
+        (np.zeros((3, 32, 48), np.float32), r"N x 3 x H x W"),
+        (np.zeros((1, 3, 40, 48), np.float32), r"expects input shape .* \(axis 2\)"),  # its check_shape
+    ]:
+        for call in (backend.run, backend.submit):
+            with pytest.raises(EdgesegError, match=needle):
+                call(bad)
+    assert backend.calls == 0
+    good = np.zeros((1, 3, 32, 48), np.float32)
+    backend.submit(good)
+    assert backend.result().shape[0] == 1 and backend.calls == 1

@@ -52,7 +52,7 @@ class UnevenBackend(Backend):
         self.path, self.card = inner.path, inner.card
         self.closed = False
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run_impl(self, batch: np.ndarray) -> np.ndarray:
         index = self.key_to_index[float(batch[0, 0, 0, 0])]
         if index % 2 == 0:
             time.sleep(0.04)
@@ -112,7 +112,7 @@ def test_workers_keep_latest_frame_semantics_on_live_sources(tiny_onnx):
         def __init__(self, inner: Backend) -> None:
             self.inner, self.path, self.card = inner, inner.path, inner.card
 
-        def run(self, batch: np.ndarray) -> np.ndarray:
+        def run_impl(self, batch: np.ndarray) -> np.ndarray:
             time.sleep(0.03)
             return self.inner.run(batch)
 
@@ -232,10 +232,10 @@ class AsyncBackend(Backend):
         time.sleep(self.delay)
         return self.inner.run(batch)
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run_impl(self, batch: np.ndarray) -> np.ndarray:
         return self._work(batch)
 
-    def submit(self, batch: np.ndarray) -> None:
+    def submit_impl(self, batch: np.ndarray) -> None:
         self.threads["submit"].add(threading.current_thread().name)
         self.pending.append(self.device.submit(self._work, batch.copy()))
         self.most_in_flight = max(self.most_in_flight, len(self.pending))

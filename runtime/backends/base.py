@@ -8,7 +8,9 @@ A backend is driven by one thread at a time. The streaming pipeline calls, on ea
     out = backend.result()             # the oldest submitted batch's output
     backend.deactivate()
 
-`run(batch)` is the plain synchronous call (`submit` + `result` for one batch). A second worker gets
+`run(batch)` is the plain synchronous call (`submit` + `result` for one batch). Both check the batch
+in this base class (`check_batch`, with a backend's `check_shape`) and hand it to `run_impl` /
+`submit_impl`, which a backend implements. A second worker gets
 its own backend from `spawn()`; backends that can share their weights (one TensorRT engine, several
 execution contexts) override it. `batch_limits` says how many frames one call may carry (several
 streams through one model batch their ready frames, runtime/multistream.py).
@@ -76,15 +78,37 @@ class Backend(abc.ABC):
         """Undo `activate` on the calling thread."""
 
     # --- inference ---------------------------------------------------------------------------------
-    @abc.abstractmethod
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """Infer one NCHW float32 batch (contiguous) and wait for its output."""
+        """Infer one NCHW float32 batch (contiguous) and wait for its output; the batch is checked here,
+        once for every backend, then run by `run_impl` (Polygraphy's infer() -> infer_impl())."""
+        self.check_batch(batch)
+        return self.run_impl(batch)
 
     def submit(self, batch: np.ndarray) -> None:
-        """Queue `batch`; synchronous backends run it now and keep the output for `result()`."""
+        """Queue `batch` (checked as in `run`); synchronous backends run it now and keep the output for
+        `result()`."""
+        self.check_batch(batch)
+        self.submit_impl(batch)
+
+    def check_batch(self, batch: np.ndarray) -> None:
+        """One clear line for a batch this backend cannot run: not N x 3 x H x W, or (`check_shape`) a
+        shape the model's fixed axes or profile do not take."""
+        if batch.ndim != 4 or batch.shape[1] != 3:
+            raise EdgesegError(f"expected an N x 3 x H x W batch, got {batch.shape}")
+        self.check_shape(tuple(int(d) for d in batch.shape))
+
+    def check_shape(self, shape: tuple[int, ...]) -> None:  # noqa: B027 - optional hook
+        """Refuse an N x 3 x H x W shape the model cannot take (fixed axes, a profile's range)."""
+
+    @abc.abstractmethod
+    def run_impl(self, batch: np.ndarray) -> np.ndarray:
+        """Infer one checked batch and wait for its output."""
+
+    def submit_impl(self, batch: np.ndarray) -> None:
+        """Queue one checked batch; by default run it now and keep the output for `result()`."""
         if len(self._outputs) >= self.max_in_flight:
             raise EdgesegError(f"{self.max_in_flight} batch(es) already in flight; call result() first")
-        self._outputs.append(self.run(batch))
+        self._outputs.append(self.run_impl(batch))
 
     def result(self) -> np.ndarray:
         """The output of the oldest submitted batch."""

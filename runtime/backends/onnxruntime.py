@@ -103,15 +103,15 @@ class OnnxRuntimeBackend(Backend):
             first = first_line(exc)
             raise EdgesegError(f"cannot load ONNX model {self.path}: {first}") from None
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        if batch.ndim != 4 or batch.shape[1] != 3:
-            raise EdgesegError(f"expected an N x 3 x H x W batch, got {batch.shape}")
-        for axis, (want, got) in enumerate(zip(self.input_shape, batch.shape)):
+    def check_shape(self, shape: tuple[int, ...]) -> None:
+        for axis, (want, got) in enumerate(zip(self.input_shape, shape)):
             if isinstance(want, int) and want != got:
                 raise EdgesegError(
-                    f"{self.path.name} expects input shape {self.input_shape}, got {list(batch.shape)} "
+                    f"{self.path.name} expects input shape {self.input_shape}, got {list(shape)} "
                     f"(axis {axis}); export with --dynamic or another --height/--width"
                 )
+
+    def run_impl(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: batch})[0]
 
     @property

@@ -296,14 +296,12 @@ class TensorRTBackend(Backend):
         return tuple(int(d) for d in self.context.get_tensor_shape(self.output_name))
 
     # ------------------------------------------------------------------ inference
-    def submit(self, batch: np.ndarray) -> int:
-        """Stage `batch` in the free slot and enqueue upload, inference and download; returns the slot."""
+    def submit_impl(self, batch: np.ndarray) -> None:
+        """Stage `batch` in the free slot and enqueue upload, inference and download."""
         with self.mem.current():
-            return self._submit(batch)
+            self._stage(batch)
 
-    def _submit(self, batch: np.ndarray) -> int:
-        if batch.ndim != 4 or batch.shape[1] != 3:
-            raise EdgesegError(f"expected an N x 3 x H x W batch, got {batch.shape}")
+    def _stage(self, batch: np.ndarray) -> int:
         slot_index = self._next
         slot = self.slots[slot_index]
         if slot.busy:
@@ -341,10 +339,10 @@ class TensorRTBackend(Backend):
         slot.busy = False
         return out
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run_impl(self, batch: np.ndarray) -> np.ndarray:
         if self._pending:
             raise EdgesegError("run() while pipelined batches are pending; collect them with result() first")
-        self.submit(batch)
+        self.submit_impl(batch)
         return self.result()
 
     def run_pipelined(self, batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:

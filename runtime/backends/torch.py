@@ -83,9 +83,7 @@ class TorchBackend(Backend):
         self.model = model
         self.card = card
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        if batch.ndim != 4 or batch.shape[1] != 3:
-            raise EdgesegError(f"expected an N x 3 x H x W batch, got {batch.shape}")
+    def run_impl(self, batch: np.ndarray) -> np.ndarray:
         torch = self._torch
         was_training = self.model.training
         self.model.eval()
