@@ -103,12 +103,35 @@ class GateResult:
         }
 
 
-class GateFailed(EdgesegError):
-    """The drop stayed above the limit after every fallback step; carries the full report."""
+ADVICE = (
+    "raise --max-miou-drop, allow more layers in float with --max-fallback-layers where it stopped "
+    "the fallback, calibrate with more or better --calib-data, or try another --calib-method"
+)
 
-    def __init__(self, message: str, result: GateResult) -> None:
+
+class GateFailed(EdgesegError):
+    """The drop stayed above the limit after every fallback step; carries the full report.
+    `summary` is what failed in a few words ("cpu loses 3.10 mIoU points with 2 of 5 layers in float")
+    for a message naming several failed forms."""
+
+    def __init__(self, message: str, result: GateResult, summary: str = "") -> None:
         super().__init__(message, exit_code=ExitCode.GATE_FAILED)
         self.result = result
+        self.summary = summary or message
+
+
+def forms_failed(failures: Sequence[GateFailed]) -> GateFailed:
+    """One error for a build whose INT8 forms failed their gates: each form named, with what helps."""
+    if len(failures) == 1:
+        return failures[0]
+    forms = " and ".join(f.result.form for f in failures)
+    summaries = "; ".join(f.summary for f in failures)
+    limit = failures[0].result.limit_points
+    failed = GateFailed(
+        f"INT8 {forms} both failed the gate (limit {limit:.2f} mIoU points): {summaries}; {ADVICE}",
+        failures[-1].result,
+    )
+    return failed
 
 
 def percent(x: float) -> float | None:
@@ -375,8 +398,13 @@ def gated_quantize(
     Every attempt is written to `staging_path(target)`; only a passing one is moved to `target` (its
     card first, the model last). A failure, Ctrl-C or crash on the way leaves `target` as it was: the
     previous good artifact, or nothing."""
+    from edgeseg.calib.quantize import load_model, name_nodes
+
     staging = staging_path(target)
     kw = dict(quantize_kwargs or {})
+    # a form with every quantizable layer in float has no INT8 compute left: that is never a pass,
+    # however small its drop, or a file named int8 would ship a float model
+    quantizable = quantizable_nodes(name_nodes(load_model(model_path)), form)
     excluded: list[str] = []
     attempts: list[Attempt] = []
     ranking: list[tuple[str, float]] = []
@@ -398,7 +426,7 @@ def gated_quantize(
             if on_attempt:
                 on_attempt(attempt)
             result = GateResult(form, art, gate.fp32, s, drop, max_drop, attempts, ranking)
-            if result.passed:
+            if result.passed and len(excluded) < len(quantizable):
                 _record(result)
                 _promote(staging, target)
                 art.path = target
@@ -418,20 +446,32 @@ def gated_quantize(
                 result.sensitivity = ranking
             remaining = [n for n, _ in ranking if n not in excluded]
             limit = len(ranking) if max_fallback_layers is None else max_fallback_layers
-            if not remaining or len(excluded) >= limit:
+            capped = len(excluded) >= limit and len(remaining) > 1
+            if len(remaining) <= 1 or capped:  # the last one in float would leave no INT8 compute
                 _record(result)
                 art.path = target  # what it would have been; nothing was written there
-                tried = ", ".join(f"{len(a.excluded)} in float: drop {a.drop_points:.2f}" for a in attempts)
-                raise GateFailed(
-                    f"INT8 {form} loses {drop:.2f} mIoU points (limit {max_drop:.2f}) even with "
-                    f"{len(excluded)} layer(s) in float [{tried}]; raise --max-miou-drop, calibrate with "
-                    "more or better --calib-data, or try another --calib-method",
-                    result,
-                )
+                raise _failed(form, result, len(quantizable), capped)
             excluded.append(remaining[0])
     finally:
         staging.unlink(missing_ok=True)
         card_path(staging).unlink(missing_ok=True)
+
+
+def _failed(form: str, result: GateResult, quantizable: int, capped: bool) -> GateFailed:
+    """The one-line failure of one form: what it lost, how far the fallback went and why it stopped."""
+    n = len(result.artifact.excluded)
+    tried = ", ".join(f"{len(a.excluded)} in float: drop {a.drop_points:.2f}" for a in result.attempts)
+    if quantizable == 0:
+        why = "it has no layer to run in INT8"
+    elif capped:
+        why = f"--max-fallback-layers {n} stopped the fallback"
+    else:
+        why = "the next layer in float would leave no INT8 compute"
+    summary = (
+        f"{form} loses {result.drop_points:.2f} mIoU points with {n} of {quantizable} layers in float ({why})"
+    )
+    message = f"INT8 {summary}, limit {result.limit_points:.2f} [{tried}]; {ADVICE}"
+    return GateFailed(message, result, summary)
 
 
 def _promote(staging: Path, target: Path) -> None:

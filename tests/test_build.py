@@ -15,8 +15,10 @@ from edgeseg.errors import ExitCode
 runner = CliRunner()
 
 
-# the tiny models' classes are not the street classes: calibration data must be named (synth, on purpose)
-SMALL_DATA = ["--calib-data", "synth", "--calib-images", "4", "--eval-images", "4"]
+# the tiny models' classes are not the street classes: calibration data must be named (synth, on purpose);
+# their one random 1x1 conv loses ~10 mIoU points in INT8 (near-equal logits), and a gate that moved that
+# conv to float would leave no INT8 (refused), so these plumbing tests allow the loss
+SMALL_DATA = ["--calib-data", "synth", "--calib-images", "4", "--eval-images", "4", "--max-miou-drop", "50"]
 
 
 def _place(tiny_onnx, workdir: Path, name: str, mtime: float) -> Path:
@@ -73,6 +75,8 @@ def test_build_table_output_and_fp16(tiny_onnx, _isolated_workdir):
     )
     assert result.exit_code == 0, result.output
     assert "fp16" in result.output and "per-class IoU" in result.output
+    # off a terminal the FP16 step gets its start and its end line (it used to stop at 0/1)
+    assert "converting to FP16 0/1" in result.output and "converting to FP16 1/1" in result.output
     assert (path.parent / "tiny.fp16.onnx").is_file()
     assert (path.parent / "tiny.int8.cpu.onnx").is_file()
     assert not (path.parent / "tiny.int8.qdq.onnx").exists()
@@ -152,3 +156,36 @@ def test_gate_failure_exits_non_zero_with_the_attempts(tiny_onnx, _isolated_work
     assert report["gates"][0]["attempts"][0]["passed"] is False
     assert not (path.parent / "tiny.int8.qdq.onnx").exists()  # a rejected INT8 model is not left behind
     assert "error:" in result.output and "Traceback" not in result.output
+
+
+def test_a_gate_that_would_move_every_layer_to_float_fails_and_keeps_the_previous_files(
+    tiny_onnx, _isolated_workdir
+):
+    """A file named int8 must hold INT8 compute: when only the last layer in float would pass the gate,
+    the gate fails (exit 3) instead of writing a float model under the int8 name, the previous good
+    files stay, and the one error line names both failed forms and the options that help."""
+    path = _isolated_workdir / "two" / "two.onnx"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(tiny_onnx(name="two", hidden=8).read_bytes())  # two convs: two quantizable layers
+    args = ["build", "two", "--int8", *SMALL_DATA]
+    first = runner.invoke(app, [*args, "--max-miou-drop", "50", "--json"])
+    assert first.exit_code == 0, first.output
+    before = {p.name: p.read_bytes() for p in path.parent.iterdir() if "int8" in p.name}
+    assert sorted(before) == [
+        "two.int8.cpu.card.json",
+        "two.int8.cpu.onnx",
+        "two.int8.qdq.card.json",
+        "two.int8.qdq.onnx",
+    ]
+
+    again = runner.invoke(app, [*args, "--max-miou-drop", "0", "--json"])
+    assert again.exit_code == ExitCode.GATE_FAILED, again.output
+    report = _json(again.stdout)
+    error = report["error"]
+    assert "INT8 cpu and qdq both failed the gate" in error and "\n" not in error
+    assert "--max-miou-drop" in error and "--max-fallback-layers" in error
+    assert error.count("would leave no INT8 compute") == 2 and error.count("kept the previous") == 2
+    for gate in report["gates"]:  # the fallback stopped one layer short of all-float
+        assert len(gate["excluded_nodes"]) == 1 and not gate["passed"]
+    after = {p.name: p.read_bytes() for p in path.parent.iterdir() if "int8" in p.name}
+    assert after == before
