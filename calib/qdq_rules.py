@@ -25,6 +25,9 @@ from onnx import helper, numpy_helper
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 NO_QDQ_NEIGHBOURS = ("Resize", "ArgMax", "Upsample")
 WEIGHT_AXIS = {"Conv": 0, "ConvTranspose": 1}
+# readers of a tensor's shape only (interpolate(size=x.shape[-2:]) in a dynamic export): they read no
+# values, so a Q/DQ they sit behind quantizes nothing for them
+SHAPE_READERS = ("Shape", "Size")
 
 
 @dataclass
@@ -239,7 +242,12 @@ def check_tensorrt_rules(model: onnx.ModelProto, *, strict: bool = True) -> Rule
                 continue
             # allowed only as the input of another weighted op (e.g. score conv -> ConvTranspose) or
             # as a residual input of an Add; anything else is output quantization TensorRT should decide
-            readers = [r for dq in cons.get(c.output[0], []) for r in cons.get(dq.output[0], [])]
+            readers = [
+                r
+                for dq in cons.get(c.output[0], [])
+                for r in cons.get(dq.output[0], [])
+                if r.op_type not in SHAPE_READERS
+            ]
             if not readers or any(r.op_type not in (*WEIGHTED_OPS, "Add") for r in readers):
                 report.violations.append(f"{node.name}: output of a weighted op is quantized")
     for node in graph.node if strict else []:

@@ -32,8 +32,8 @@ from edgeseg.calib.data import CalibrationSet
 from edgeseg.calib.stats import CalibrationStats, quiet_ort_logging
 from edgeseg.calib.trt_cache import write_trt_cache
 from edgeseg.card import ModelCard
-from edgeseg.errors import EdgesegError
-from edgeseg.export.graph import opset_version, set_card
+from edgeseg.errors import EdgesegError, InternalError
+from edgeseg.export.graph import inline_constant_identities, opset_version, set_card
 from edgeseg.lazy import available, require
 
 QDQ_ENGINES = ("auto", "onnxruntime", "modelopt")
@@ -58,7 +58,8 @@ class QuantizedArtifact:
 
 
 def load_model(path: str | Path) -> onnx.ModelProto:
-    """Load and check an ONNX file; a broken one is a one-line EdgesegError, not a protobuf traceback."""
+    """Load and check an ONNX file; a broken one is a one-line EdgesegError, not a protobuf traceback.
+    Weights behind Identity nodes (a foreign torch.onnx.export) are inlined for the quantizers."""
     path = Path(path)
     if not path.is_file():
         raise EdgesegError(f"ONNX file not found: {path}")
@@ -68,6 +69,7 @@ def load_model(path: str | Path) -> onnx.ModelProto:
     except Exception as exc:  # onnx raises DecodeError, ValidationError, OSError...
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise EdgesegError(f"{path.name} is not a valid ONNX model ({first[:160]}); re-export it") from None
+    inline_constant_identities(model)
     return model
 
 
@@ -144,7 +146,7 @@ def _run_quantize_static(model: onnx.ModelProto, stats: CalibrationStats, out: P
                 raise
             except Exception as exc:
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise EdgesegError(f"INT8 quantization failed: {first[:200]}") from None
+                raise InternalError(f"INT8 quantization failed: {first[:200]}") from None
 
 
 def _finish(out_tmp: Path, target: Path, card: ModelCard, info: dict[str, Any]) -> ModelCard:
@@ -211,7 +213,7 @@ def quantize_tensorrt_form(
         residual = qdq_rules.add_residual_qdq(q, stats.ranges)
         report = qdq_rules.check_tensorrt_rules(q)
         if not report.ok:
-            raise EdgesegError(f"TensorRT Q/DQ placement broke a rule: {report.violations[0]}")
+            raise InternalError(f"TensorRT Q/DQ placement broke a rule: {report.violations[0]}")
         source_opset = opset_version(q)
         q = _fp16_float_parts(q)
         onnx.save(q, str(out))
@@ -276,7 +278,7 @@ def _modelopt_tensorrt_form(
         dropped = qdq_rules.drop_qdq_beside(q, concat=False)  # e.g. an FCN skip Add fed by a Resize
         report = qdq_rules.check_tensorrt_rules(q, strict=False)
         if not report.ok:
-            raise EdgesegError(f"ModelOpt's Q/DQ graph breaks a TensorRT rule: {report.violations[0]}")
+            raise InternalError(f"ModelOpt's Q/DQ graph breaks a TensorRT rule: {report.violations[0]}")
         info = {
             "form": "tensorrt-qdq",
             "engine": "modelopt",
@@ -304,7 +306,9 @@ def _fp16_float_parts(model: onnx.ModelProto) -> onnx.ModelProto:
         onnx.checker.check_model(converted)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise EdgesegError(f"the FP16 float parts of the Q/DQ graph fail the ONNX checker: {first}") from None
+        raise InternalError(
+            f"the FP16 float parts of the Q/DQ graph fail the ONNX checker: {first}"
+        ) from None
     return converted
 
 

@@ -182,7 +182,11 @@ def build(model_path: Path, opts: BuildOptions, progress: Progress | None = None
         raise EdgesegError(f"{model_path.name} is already {already}; build from the FP32 export")
     result = BuildResult(model=model_path, card=card)
     if opts.fp16 or (opts.int8 and not opts.legacy_calibrator):
-        _onnx_variants(result, opts, progress)
+        try:
+            _onnx_variants(result, opts, progress)
+        except EdgesegError as exc:
+            _say_what_is_complete(exc, result)
+            raise
         if result.failure is not None:
             return result
     if opts.target == "tensorrt":
@@ -213,7 +217,7 @@ def _carried(path: Path) -> tuple[ModelCard | None, str]:
 def _onnx_variants(result: BuildResult, opts: BuildOptions, progress: Progress | None) -> None:
     """FP16 and INT8 files beside the export, each scored against FP32 by the same gate."""
     from edgeseg.calib.data import open_calibration
-    from edgeseg.calib.gate import Gate, GateFailed, gated_quantize, open_eval_data
+    from edgeseg.calib.gate import Gate, GateFailed, forms_failed, gated_quantize, open_eval_data
     from edgeseg.calib.stats import calibrate
     from edgeseg.export.fp16 import write_fp16
 
@@ -232,6 +236,8 @@ def _onnx_variants(result: BuildResult, opts: BuildOptions, progress: Progress |
         if progress:
             progress("converting to FP16", 0, 1)
         fp16_path, _ = write_fp16(model_path, card=card)
+        if progress:
+            progress("converting to FP16", 1, 1)  # the bar completes, and logs get its end line
         result.rows.append(_row(fp16_path, "fp16", gate.score(fp16_path, "evaluating FP16"), gate))
 
     if calib is None:
@@ -246,6 +252,7 @@ def _onnx_variants(result: BuildResult, opts: BuildOptions, progress: Progress |
         cache_path=opts.calib_cache,
         progress=progress,
     )
+    failures: list[GateFailed] = []
     for form in forms:
         target = int8_path(model_path, form)
         try:
@@ -271,18 +278,27 @@ def _onnx_variants(result: BuildResult, opts: BuildOptions, progress: Progress |
             result.gates.append(failed.result)
             note = _keep_previous(target)
             if "kept" in note:  # the one error line says it too
-                failed.args = (f"{failed}; {note.split('; ', 1)[1]}",)
+                kept = note.split("; ", 1)[1]
+                failed.args = (f"{failed}; {kept}",)
+                failed.summary = f"{failed.summary}, {kept}"
             row = _gate_row(failed.result, gate, note)
             row.size_bytes = 0
             result.rows.append(row)
-            result.failure = failed
+            failures.append(failed)
+            result.failure = forms_failed(failures)
             continue
         result.gates.append(gated)
-        n_float = len(gated.artifact.excluded)
+        n_float = len(gated.artifact.excluded)  # never all of them: that is no INT8 (calib.gate)
         note = f"{n_float} layer(s) kept in float" if n_float else ""
-        if n_float and n_float == len(gated.sensitivity):
-            note = f"all {n_float} layers kept in float: no INT8 compute left"
         result.rows.append(_gate_row(gated, gate, note))
+
+
+def _say_what_is_complete(exc: EdgesegError, result: BuildResult) -> None:
+    """A build that fails part-way: each file it wrote before is complete (written atomically, and
+    scored), so the one error line names them rather than leaving a set that looks half-made."""
+    done = [r.artifact.name for r in result.rows if r.precision != "fp32" and r.size_bytes]
+    if done:
+        exc.args = (f"{exc}; complete before the failure: {', '.join(done)}",)
 
 
 def _keep_previous(target: Path) -> str:

@@ -14,7 +14,7 @@ class ExitCode(IntEnum):
     """What `edgeseg`'s exit status means (also listed by `edgeseg --help`)."""
 
     OK = 0
-    BUG = 1  # an unexpected error with a traceback: please report it
+    BUG = 1  # edgeseg failed on valid input: an unexpected error (traceback) or its own check (one line)
     BAD_INPUT = 2  # bad input, option, file or environment; the message says what
     GATE_FAILED = 3  # an INT8 artifact lost more accuracy than --max-miou-drop allows
     NEEDS_DEVICE = 4  # nothing failed: the TensorRT engine build is pending on the target device
@@ -26,7 +26,7 @@ class ExitCode(IntEnum):
 
 EXIT_CODE_HELP = {
     ExitCode.OK: "success",
-    ExitCode.BUG: "unexpected error (a bug: the traceback says where)",
+    ExitCode.BUG: "edgeseg failed on valid input (a bug: please report it)",
     ExitCode.BAD_INPUT: "bad input, option, file or environment",
     ExitCode.GATE_FAILED: "INT8 accuracy gate failed",
     ExitCode.NEEDS_DEVICE: "TensorRT engine build pending on the device (hand-off printed)",
@@ -46,6 +46,16 @@ class EdgesegError(Exception):
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+
+
+class InternalError(EdgesegError):
+    """edgeseg's own step failed on input that passed every check (an ONNX the checker accepts): not
+    the user's mistake, so not BAD_INPUT; one line that says so instead of a traceback."""
+
+    exit_code = ExitCode.BUG
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{message} (edgeseg failed on a valid input: please report it, with the file)")
 
 
 class MissingDependencyError(EdgesegError):

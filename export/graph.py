@@ -35,6 +35,34 @@ def load_onnx(path: str | Path, *, load_external_data: bool = True) -> Any:
     return model
 
 
+def inline_constant_identities(model: Any) -> int:
+    """Point the readers of `Identity(initializer)` at the initializer itself and drop the Identity.
+
+    torch.onnx.export (TorchScript) stores equal-valued weights once and gives each further user an
+    Identity of it (an untrained net's zero biases, for one); ONNX Runtime's quantizer reads Conv
+    weights and biases only from initializers and fails on those ("'NoneType' object has no attribute
+    'data_type'"). onnxsim does the same folding on edgeseg's own exports. Returns the nodes removed."""
+    graph = model.graph
+    constants = {init.name for init in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    source: dict[str, str] = {}
+    for node in graph.node:
+        if node.op_type == "Identity" and node.input and node.output[0] not in outputs:
+            src = source.get(node.input[0], node.input[0])
+            if src in constants:
+                source[node.output[0]] = src
+    if not source:
+        return 0
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in source:
+                node.input[i] = source[name]
+    dead = [n for n in graph.node if n.op_type == "Identity" and n.output[0] in source]
+    for node in dead:
+        graph.node.remove(node)
+    return len(dead)
+
+
 def op_counts(model: Any) -> dict[str, int]:
     """Node count per op type, most frequent first (the graph-cleanliness measure)."""
     counts = collections.Counter(node.op_type for node in model.graph.node)

@@ -249,7 +249,7 @@ CASES = [
     ("bench --checkpoint {in}/missing.pt", BAD, "missing.pt is not a file"),
     ("bench --markdown /proc/bench.md", OUTPUT, "cannot write --markdown"),
     ("bench --plot {full}/bench.png", OUTPUT, "no space left on device"),
-    ("bench broken --iterations 1", BAD, "no artifact could be measured"),
+    ("bench broken --iterations 1", BAD, "is not a valid ONNX model"),  # its card, read before measuring
     # --- data, models, demo
     ("data synth {case}/v --video --fps 0", BAD, "frame rate must be positive (--fps)"),
     ("data synth {case}/v.txt --video", BAD, "unsupported video suffix"),
