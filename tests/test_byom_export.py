@@ -291,3 +291,51 @@ def test_random_import_gets_street_classes_and_a_loud_warning():
 
     seg = Segmenter(export_path(workdir(), "lraspp_mobilenet_v3_large"))
     assert seg.classes == list(SYNTH_CLASSES) and seg.card.extra["random_weights"]
+
+
+def test_smp_pspnet_sizes_and_encoders_the_exporter_cannot_take_are_said_before_export():
+    """PSPNet's bins (1, 2, 3, 6) on the 1/8 map: H and W multiples of 48; smp's efficientnet encoders
+    pad by the runtime size, which PyTorch's exporter cannot trace into the PSP pooling."""
+    pytest.importorskip("segmentation_models_pytorch")
+    line = one_line_error("smp:PSPNet", "--encoder", "resnet18", "--height", "128", "--width", "256")
+    assert "H/8 and W/8 must be divisible by 6" in line and "e.g. 144x240" in line
+    assert "not factor of input size" not in line  # PyTorch's raw message, after minutes, no more
+    line = one_line_error("smp:PSPNet", "--encoder", "efficientnet-b0", "--height", "192", "--width", "384")
+    assert "efficientnet-b0 cannot be exported by PyTorch's ONNX exporter" in line
+    deeper = one_line_error(
+        "smp:PSPNet", "--encoder", "resnet18", "-o", "encoder_depth=4", "--height", "144", "--width", "288"
+    )
+    assert "H/16 and W/16" in deeper
+
+
+def test_smp_pspnet_at_a_size_its_bins_divide_exports():
+    pytest.importorskip("segmentation_models_pytorch")
+    data = export(
+        "smp:PSPNet", "--encoder", "resnet18", "-o", "psp_out_channels=16", "--height", "48", "--width", "96",
+        "--parity-scenes", "1",
+    )  # fmt: skip
+    assert data["parity"]["passed"]
+
+
+def test_python_module_left_in_training_mode_is_switched_to_eval_and_said(tmp_path, monkeypatch):
+    (tmp_path / "byom_bn_train.py").write_text(
+        textwrap.dedent(
+            """
+            from torch import nn
+
+            def build_net():
+                return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1))
+
+            def build_eval_net():
+                return build_net().eval()
+            """
+        )
+    )
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, ["export", "python:byom_bn_train:build_net", *SIZE])
+    assert r.exit_code == 0, r.output
+    said = [ln for ln in r.output.splitlines() if "training mode" in ln]
+    assert len(said) == 1 and "switched to eval()" in said[0] and "1 BatchNorm layer(s)" in said[0]
+    r = CliRunner().invoke(app, ["export", "python:byom_bn_train:build_eval_net", *SIZE])
+    assert r.exit_code == 0, r.output
+    assert "training mode" not in r.output

@@ -60,7 +60,7 @@ def load_python(request: ImportRequest) -> Imported:
     what = f"python:{request.target}"
     if request.weights is not None:
         load_into(net, request.weights, what)
-    net.eval()
+    _to_eval(net, what)
     size = choice.input_size or ModelCard.input_size  # the card's (and export's) default size
     n = _probe_classes(net, size, what)
     random = request.weights is None
@@ -74,6 +74,21 @@ def load_python(request: ImportRequest) -> Imported:
     )
     description = f"{what}, " + (f"weights {request.weights}" if not random else "its own initial weights")
     return Imported(net, card, description, request.weights, random_weights=random)
+
+
+def _to_eval(net: Any, what: str) -> None:
+    """Switch the user's module to eval mode, and say so when that changes what it computes: BatchNorm
+    in training mode normalises with each batch's statistics instead of its running ones."""
+    torch = require("torch")
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training]
+    net.eval()
+    if norms:
+        from edgeseg.console import warn
+
+        warn(
+            f"{what} returned a module in training mode; switched to eval() for export, so its "
+            f"{len(norms)} BatchNorm layer(s) use their running statistics"
+        )
 
 
 def _callable(module_name: str, attr: str) -> Any:

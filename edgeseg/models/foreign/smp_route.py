@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
 from edgeseg.lazy import require
 from edgeseg.models.foreign import (
@@ -77,6 +78,7 @@ def load_smp(request: ImportRequest) -> Imported:
         description = f"{what}, random weights (untrained)"
     random = request.weights is None
     mean, std = _normalisation(encoder)
+    _check_exportable(arch, encoder, options, choice.input_size or ModelCard.input_size)
     card = choice.card(
         export_name(f"smp_{arch}_{encoder}"),
         choice.class_names(n, random_weights=random),
@@ -107,6 +109,36 @@ def _encoder(smp: Any, arch_cls: Any, backbone: str | None, option: str | None) 
             "(or a timm model as tu-NAME)"
         )
     return encoder
+
+
+PSP_BINS = (1, 2, 3, 6)  # smp's PSPModule pool sizes
+
+
+def _check_exportable(arch: str, encoder: str, options: dict[str, Any], size: tuple[int, int]) -> None:
+    """What PyTorch's ONNX exporter cannot do with an smp net, said in one line before it tries.
+
+    PSPNet pools the encoder's 1/2**encoder_depth map into 1, 2, 3 and 6 bins with adaptive average
+    pooling, which the exporter writes only when each bin count divides the map's size, and only when
+    that size is known while tracing: smp's `efficientnet-*` encoders pad by the runtime size
+    (Conv2dDynamicSamePadding), so it is not (measured in docs/models.md)."""
+    if arch != "PSPNet":
+        return
+    if encoder.startswith("efficientnet-"):
+        raise EdgesegError(
+            f"smp PSPNet with {encoder} cannot be exported by PyTorch's ONNX exporter: the encoder pads "
+            "by the input's runtime size, so the PSP pooling cannot see its input size; choose another "
+            "encoder (e.g. resnet18, mobilenet_v2) or another architecture"
+        )
+    stride = 2 ** int(options.get("encoder_depth", 3))
+    step = stride * PSP_BINS[-1]
+    h, w = size
+    if h % step or w % step:
+        fit = "x".join(str(max(step, round(v / step) * step)) for v in (h, w))
+        raise EdgesegError(
+            f"smp PSPNet pools its 1/{stride} feature map into {', '.join(map(str, PSP_BINS))} bins, so "
+            f"H/{stride} and W/{stride} must be divisible by {PSP_BINS[-1]} (H and W multiples of {step}); "
+            f"got {h}x{w}: export at e.g. {fit} (--height/--width)"
+        )
 
 
 def _check_options(arch_cls: Any, options: dict[str, Any]) -> None:
