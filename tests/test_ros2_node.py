@@ -139,14 +139,14 @@ def test_inference_runs_off_the_executor_thread_and_keeps_only_the_newest_frame(
     waiting message is replaced by newer ones, and each message is either processed or dropped."""
     graph, _ = ros
     seg = Segmenter(tiny_onnx())
-    infer_threads, run = set(), seg.backend.run
+    infer_threads, run = set(), seg.backend.run_impl
 
     def slow_run(batch):
         infer_threads.add(threading.get_ident())
         time.sleep(0.25)
         return run(batch)
 
-    seg.backend.run = slow_run
+    seg.backend.run_impl = slow_run
     frames = camera_frames(12)
 
     def camera():

@@ -299,3 +299,25 @@ def test_run_says_where_its_outputs_went(tiny_onnx, tmp_path):
     flat = "".join(r.output.split())
     assert f"wrote{out}(--save)" in flat and f"wrote{log}(--log)" in flat
     assert out.is_file() and log.is_file()
+
+
+def test_commands_that_run_engines_share_their_option_definitions():
+    """--allow-other-gpu, --backend, --providers, --device and --card are defined once
+    (edgeseg/cli/options.py), so every command that opens an artifact offers them alike."""
+    import typer
+
+    command = typer.main.get_command(app)
+    ctx = command.make_context("edgeseg", ["run"], resilient_parsing=True)
+    for shared in ("--allow-other-gpu", "--card"):
+        helps = set()
+        for name in ("run", "eval", "ros2"):
+            params = {o: p for p in command.get_command(ctx, name).params for o in p.opts}
+            assert shared in params, (name, shared)
+            helps.add(params[shared].help)
+        assert len(helps) == 1, (shared, helps)
+    for shared in ("--backend", "--providers", "--device"):
+        helps = {
+            next(p.help for p in command.get_command(ctx, name).params if shared in p.opts)
+            for name in ("run", "ros2")
+        }
+        assert len(helps) == 1, (shared, helps)

@@ -34,7 +34,7 @@ def bench_command(
     providers: str = typer.Option("cpu", help="onnxruntime providers: cpu or auto."),
     markdown: Path = typer.Option(None, help="Also write the table as Markdown here."),
     plot: Path = typer.Option(None, help="Also write an FPS-vs-mIoU PNG here."),
-    json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     workdir: Path = workdir_option(),
 ) -> None:
     """Compare PyTorch eager, ONNX Runtime FP32/FP16/INT8 and TensorRT artifacts of one model."""
@@ -67,7 +67,7 @@ def bench_command(
     # the frames are opened once before any measurement: bad --data fails here, and data without
     # ground truth of the model's classes is said once (speed rows only), not as an error per row
     no_miou = lib.open_frames(cfg, given or read_card(base)).no_miou
-    if not json_output:
+    if not json_out:
         console.print(f"[bold]benchmarking[/] {len(artifacts)} artifacts of {base.name} on {data}")
         if no_miou:
             console.print(f"[dim]no mIoU: {no_miou}[/]", highlight=False)
@@ -78,7 +78,7 @@ def bench_command(
             )
 
     def progress(art: lib.Artifact) -> None:
-        if not json_output:
+        if not json_out:
             console.print(f"  measuring [cyan]{art.label}[/] ({art.path.name})")
 
     results = lib.run_bench(artifacts, cfg, progress)
@@ -91,7 +91,7 @@ def bench_command(
     if plot:
         lib.plot(results, plot)
     failed = lib.nothing_measured(results)
-    if json_output:
+    if json_out:
         print_json(lib.to_json(results, cfg, desc, no_miou))
     else:
         console.print(table(f"edgeseg bench: {base.name}", lib.COLUMNS, lib.rows(results)))

@@ -21,7 +21,7 @@ def demo_command(
     max_miou_drop: float = typer.Option(1.0, help="INT8 gate: largest mIoU drop allowed, in points."),
     calib_images: int = typer.Option(CALIB_IMAGES, help="Calibration images for INT8."),
     eval_images: int = typer.Option(GATE_IMAGES, help="Held-out scenes for the INT8 accuracy gate."),
-    json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Generate scenes, train, export, make FP16/INT8, stream each, and compare them in one table."""
     from edgeseg import demo as lib
@@ -39,9 +39,9 @@ def demo_command(
     def say(message: str) -> None:
         err_console.print(f"[bold cyan]demo[/] {message}")
 
-    with progress_bars(enabled=not json_output) as progress:
+    with progress_bars(enabled=not json_out) as progress:
         result = lib.run_demo(cfg, say, progress)
-    if json_output:
+    if json_out:
         print_json(result.to_dict())
         return
     console.print(table("edgeseg demo: held-out synthetic stream", lib.COLUMNS, lib.table_rows(result)))

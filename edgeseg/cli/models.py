@@ -12,7 +12,7 @@ def models_command(
     all_backbones: bool = typer.Option(
         False, "--all", "-a", help="List every supported backbone, not only each model's default."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List the segmentation models: backbone, parameters, GFLOPs at 512x1024, output stride, paper."""
     from edgeseg.models.catalog import CATALOG_CLASSES, CATALOG_SIZE, entries, model_names
@@ -25,7 +25,7 @@ def models_command(
             f"unknown model {name!r}{suggest(name, model_names())}; valid models: {', '.join(model_names())}"
         )
     rows = entries(name, all_backbones=all_backbones or name is not None)
-    if as_json:
+    if json_out:
         from edgeseg.console import print_json
 
         print_json({"num_classes": CATALOG_CLASSES, "input_size": list(CATALOG_SIZE), "models": rows})

@@ -80,3 +80,30 @@ def workdir_option() -> Any:
     return typer.Option(
         None, "--workdir", help="Workspace folder.", show_default="$EDGESEG_WORKDIR, else ./edgeseg-work"
     )
+
+
+def backend_option() -> Any:
+    """`--backend`, for commands that pick an artifact by name (run, ros2)."""
+    import typer
+
+    return typer.Option(
+        None,
+        "--backend",
+        help="Pick a file this backend runs (onnxruntime: .onnx, tensorrt: .engine, torch: .pt) when "
+        "--model is a name or omitted; the chosen file's type decides what runs it.",
+        show_default="any file type",
+    )
+
+
+def providers_option() -> Any:
+    """`--providers`, for commands that run ONNX files."""
+    import typer
+
+    return typer.Option("cpu", "--providers", help="ONNX Runtime providers: cpu or auto.")
+
+
+def device_option() -> Any:
+    """`--device`, for commands that run PyTorch checkpoints."""
+    import typer
+
+    return typer.Option("cpu", "--device", help="Device for .pt checkpoints (cpu, cuda, auto).")

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import typer
 
-from edgeseg.cli.options import allow_other_gpu_option, card_option, workdir_option
+from edgeseg.cli.options import (
+    allow_other_gpu_option,
+    backend_option,
+    card_option,
+    device_option,
+    providers_option,
+    workdir_option,
+)
 
 
 def ros2_command(
@@ -25,10 +32,10 @@ def ros2_command(
     ),
     card_file: Path | None = card_option(),
     allow_other_gpu: bool = allow_other_gpu_option(),
-    backend: str | None = typer.Option(None, "--backend", help="onnxruntime, tensorrt or torch."),
-    providers: str = typer.Option("cpu", "--providers", help="ONNX Runtime providers: cpu or auto."),
+    backend: str | None = backend_option(),
+    providers: str = providers_option(),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for inference."),
-    device: str = typer.Option("cpu", "--device", help="Device for .pt checkpoints (cpu, cuda, auto)."),
+    device: str = device_option(),
     topic: str = typer.Option("image", "--topic", help="Image topic to subscribe to (remappable: `image`)."),
     compressed: bool | None = typer.Option(
         None,

@@ -13,134 +13,62 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from edgeseg.cli.options import allow_other_gpu_option, card_option, workdir_option
+from edgeseg.cli import run_options as o
+from edgeseg.cli.options import (
+    allow_other_gpu_option,
+    backend_option,
+    card_option,
+    device_option,
+    providers_option,
+    workdir_option,
+)
+from edgeseg.cli.run_options import DEFAULT_SYNTHETIC_FRAMES
 
 if TYPE_CHECKING:
     from edgeseg.runtime.plan import OpenRun, RunPlan
     from edgeseg.runtime.report import RunReport
 
-DEFAULT_SYNTHETIC_FRAMES = 300
-
 
 def run_command(
-    model: str | None = typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="Artifact (.onnx/.engine/.pt) or exported model name (NAME or NAME.VARIANT).",
-        show_default="the newest export in the workspace, else the shipped model",
-    ),
+    model: str | None = o.model(),
     card_file: Path | None = card_option(),
     allow_other_gpu: bool = allow_other_gpu_option(),
-    backend: str | None = typer.Option(
-        None,
-        "--backend",
-        help="onnxruntime, tensorrt or torch.",
-        show_default="from the artifact's file type",
-    ),
-    providers: str = typer.Option("cpu", "--providers", help="ONNX Runtime providers: cpu or auto."),
-    threads: int | None = typer.Option(
-        None, "--threads", help="CPU threads for inference, shared by the workers.", show_default="all cores"
-    ),
-    workers: int | None = typer.Option(
-        None,
-        "--workers",
-        help="Inference workers on consecutive frames: throughput for files, latency for live sources.",
-        show_default="2 for a file and a light model (up to 64 MB) on ONNX Runtime CPU, else 1",
-    ),
-    device: str = typer.Option("cpu", "--device", help="Device for .pt checkpoints (cpu, cuda, auto)."),
-    # every source option repeats: several streams run through one model with batched inference
-    camera: list[int] | None = typer.Option(None, "--camera", metavar="<int>", help="Camera index (live)."),
-    video: list[Path] | None = typer.Option(
-        None, "--video", metavar="<path>", help="Video file (every frame processed)."
-    ),
-    images: list[str] | None = typer.Option(
-        None, "--images", metavar="<str>", help="Image folder or glob (every image)."
-    ),
-    url: list[str] | None = typer.Option(
-        None, "--url", metavar="<str>", help="rtsp:// or http:// stream (live)."
-    ),
-    gst: list[str] | None = typer.Option(
-        None, "--gst", metavar="<str>", help="GStreamer pipeline ending in appsink (live)."
-    ),
-    synthetic: int = typer.Option(
-        0,
-        "--synthetic",
-        count=True,
-        metavar="",
-        show_default="the source when no other is given",
-        help="Generated street scenes with ground truth. Every source option "
-        "repeats (--camera 0 --camera 1, --synthetic --synthetic): the streams run through one model, "
-        "batched.",
-    ),
-    frames: int | None = typer.Option(
-        None,
-        "--frames",
-        "-n",
-        help="Stop after N captured frames, per stream.",
-        show_default=f"{DEFAULT_SYNTHETIC_FRAMES} for --synthetic, else the whole source",
-    ),
-    loop: bool = typer.Option(False, "--loop", help="Repeat a video or image folder (soak, demos)."),
-    realtime: bool = typer.Option(
-        False, "--realtime", help="Replay a file at its frame rate like a camera (frames get dropped)."
-    ),
-    synthetic_size: str | None = typer.Option(
-        None, "--synthetic-size", help="HxW of synthetic frames.", show_default="the model's input size"
-    ),
-    labels: Path | None = typer.Option(
-        None, "--labels", help="Ground-truth masks paired by file stem (video frames: <stem>_000123)."
-    ),
-    show: bool = typer.Option(
-        False,
-        "--show",
-        help="Show the run: an OpenCV window, or, with pip's headless OpenCV, the live view in your browser.",
-    ),
-    serve: str | None = typer.Option(
-        None,
-        "--serve",
-        help="Serve a live view (MJPEG stream, FPS, latency, class shares, mIoU) over HTTP at "
-        "PORT, :PORT or HOST:PORT; 127.0.0.1 unless a host is given (0.0.0.0: every interface).",
-    ),
-    save: Path | None = typer.Option(None, "--save", help="Write the annotated video (.mp4/.avi)."),
-    save_masks: Path | None = typer.Option(None, "--save-masks", help="Write class-id PNGs here."),
-    log: Path | None = typer.Option(None, "--log", help="Per-frame JSONL log."),
-    tile: bool = typer.Option(
-        False,
-        "--tile",
-        help="Several streams: --show/--save draw them side by side in one window/video (--serve always does).",
-    ),
-    mode: str = typer.Option("overlay", "--mode", help="Visual mode: overlay, mask or side-by-side."),
-    alpha: float = typer.Option(0.5, "--alpha", help="Overlay opacity, 0..1."),
-    legend: bool = typer.Option(False, "--legend", help="Draw class names and colours."),
-    reconnect: bool = typer.Option(
-        False, "--reconnect", help="Reopen a live source that stops delivering (with backoff)."
-    ),
-    reconnect_timeout: float = typer.Option(
-        30.0, "--reconnect-timeout", help="Give up after this many seconds without frames."
-    ),
-    report: Path | None = typer.Option(None, "--report", help="Write the final report as JSON."),
+    backend: str | None = backend_option(),
+    providers: str = providers_option(),
+    threads: int | None = o.threads(),
+    workers: int | None = o.workers(),
+    device: str = device_option(),
+    camera: list[int] | None = o.camera(),
+    video: list[Path] | None = o.video(),
+    images: list[str] | None = o.images(),
+    url: list[str] | None = o.url(),
+    gst: list[str] | None = o.gst(),
+    synthetic: int = o.synthetic(),
+    frames: int | None = o.frames(),
+    loop: bool = o.loop(),
+    realtime: bool = o.realtime(),
+    synthetic_size: str | None = o.synthetic_size(),
+    labels: Path | None = o.labels(),
+    show: bool = o.show(),
+    serve: str | None = o.serve(),
+    save: Path | None = o.save(),
+    save_masks: Path | None = o.save_masks(),
+    log: Path | None = o.log(),
+    tile: bool = o.tile(),
+    mode: str = o.mode(),
+    alpha: float = o.alpha(),
+    legend: bool = o.legend(),
+    reconnect: bool = o.reconnect(),
+    reconnect_timeout: float = o.reconnect_timeout(),
+    report: Path | None = o.report(),
     workdir: Path | None = workdir_option(),
-    json_out: bool = typer.Option(False, "--json", help="Print the final report as JSON."),
-    # ROS 2 bags (issue 18): a bag topic as the source, results written as a new bag
-    bag: list[Path] | None = typer.Option(
-        None,
-        "--bag",
-        metavar="<path>",
-        help="rosbag2 folder or .mcap/.db3 file (every frame; --realtime: recorded speed).",
-    ),
-    topic: str | None = typer.Option(
-        None, "--topic", help="Image topic of --bag.", show_default="the bag's only image topic"
-    ),
-    labels_topic: str | None = typer.Option(
-        None, "--labels-topic", help="Topic of --bag with mono8 class-id masks, paired by header stamp."
-    ),
-    save_bag: Path | None = typer.Option(
-        None, "--save-bag", help="Write class maps (mono8) and per-frame stats as a new bag."
-    ),
-    save_bag_overlay: bool = typer.Option(
-        False, "--save-bag-overlay", help="Also write the --mode rendering (bgr8) into --save-bag."
-    ),
-    bag_storage: str = typer.Option("mcap", "--bag-storage", help="--save-bag storage: mcap or sqlite3."),
+    json_out: bool = o.json_out(),
+    bag: list[Path] | None = o.bag(),
+    topic: str | None = o.topic(),
+    labels_topic: str | None = o.labels_topic(),
+    save_bag: Path | None = o.save_bag(),
+    save_bag_overlay: bool = o.save_bag_overlay(),
+    bag_storage: str = o.bag_storage(),
 ) -> None:
     """Stream frames through a model: FPS, latency p50/p95/p99, dropped frames, live mIoU."""
     from edgeseg.cli.options import parse_hw
