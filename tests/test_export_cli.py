@@ -116,6 +116,13 @@ def test_fp16_flag_writes_checked_fp16_copy(small_model, _isolated_workdir: Path
     data = json.loads(r.output[r.output.index("{") :])
     assert data["fp16"]["path"].endswith(f"{small_model}.fp16.onnx")
     assert data["fp16"]["agreement"] >= 0.995
+    # off a terminal every step is a line as it starts: a long trace is announced, not silent
+    lines = [ln for ln in r.output.splitlines() if "(step " in ln]
+    assert [ln.rsplit("(step ", 1)[1] for ln in lines] == [f"{i}/6)" for i in range(1, 7)]
+    assert lines[0].startswith(f"loading {small_model}") and lines[1].startswith(
+        "exporting with the TorchScript"
+    )
+    assert lines[-1].startswith("converting to FP16")
 
 
 def test_parity_failure_prints_evidence_and_writes_nothing(monkeypatch, _isolated_workdir: Path):

@@ -123,9 +123,8 @@ def export_command(
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Export MODEL to <workdir>/<name>/<name>.onnx (+ .card.json), check parity and TensorRT op support."""
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from edgeseg.console import console, err_console, print_json, warn
+    from edgeseg.cli.progress import steps
+    from edgeseg.console import console, print_json, warn
     from edgeseg.export.onnx_export import ExportCheckError, export_onnx, resolve_source
     from edgeseg.workspace import export_path, writable_workdir
 
@@ -133,29 +132,20 @@ def export_command(
         raise EdgesegError(f"--simplifier must be auto, onnxsim or onnxslim, got {simplifier!r}")
     choice = _choice(backbone, option, num_classes, classes, height, width)
     root = writable_workdir(workdir)
-    steps = 4 + int(fp16)  # export, simplify, TensorRT report, parity (+ FP16)
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-        console=err_console, transient=True, disable=not err_console.is_terminal,
-    ) as progress:  # fmt: skip
-        task = progress.add_task("resolving model", total=steps)
-
-        def on_step(msg: str) -> None:
-            progress.update(task, description=msg, advance=1)
-
+    n_steps = 5 + int(fp16)  # load, export, simplify, TensorRT report, parity (+ FP16)
+    with steps(n_steps, f"loading {model}") as on_step:
         source = resolve_source(model, root=root, weights=weights, choice=choice)
         if source.random_weights:
-            progress.stop()
             fix = (
                 "Pass your trained weights with --weights."
                 if "import" in source.card.extra
                 else f"Train first (`edgeseg train {source.card.model}`) or pass --weights."
             )
-            warn(
-                f"NO TRAINED WEIGHTS for {source.card.model!r} ({source.description}): exporting RANDOM "
-                f"weights. The ONNX will run but predict garbage. {fix}"
-            )
-            progress.start()
+            with on_step.paused():
+                warn(
+                    f"NO TRAINED WEIGHTS for {source.card.model!r} ({source.description}): exporting "
+                    f"RANDOM weights. The ONNX will run but predict garbage. {fix}"
+                )
         out = export_path(root, name or source.card.model)
         try:
             result = export_onnx(
@@ -176,7 +166,7 @@ def export_command(
                 on_step=on_step,
             )
         except ExportCheckError as exc:
-            progress.stop()
+            on_step.bar.stop()
             if json_out:
                 print_json({**exc.result.to_dict(), "error": str(exc)})
             else:

@@ -64,6 +64,57 @@ def _rich_bars(console: Any) -> Iterator[Progress]:
         yield report
 
 
+class Steps:
+    """A command's numbered steps (`export`): one rich bar whose text is the current step in a
+    terminal; elsewhere a line as each step starts, so a step that takes minutes (tracing a ResNet-50)
+    is announced in the log before it runs, not after."""
+
+    def __init__(self, total: int, first: str) -> None:
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        from edgeseg.console import err_console
+
+        self.console = err_console
+        self.total = total
+        self.done = 0
+        self.terminal = err_console.is_terminal
+        self.bar = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+            console=err_console, transient=True, disable=not self.terminal,
+        )  # fmt: skip
+        self.task = self.bar.add_task(first, total=total)
+        if not self.terminal:
+            self._line(first)
+
+    def __call__(self, message: str) -> None:
+        self.done += 1
+        self.bar.update(self.task, description=message, advance=1)
+        if not self.terminal:
+            self._line(message)
+
+    def _line(self, message: str) -> None:
+        step = min(self.done + 1, self.total)
+        self.console.print(
+            f"{message} (step {step}/{self.total})", highlight=False, markup=False, soft_wrap=True
+        )
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Print something else (a warning) without the bar drawn through it."""
+        self.bar.stop()
+        try:
+            yield
+        finally:
+            self.bar.start()
+
+
+@contextlib.contextmanager
+def steps(total: int, first: str) -> Iterator[Steps]:
+    drawer = Steps(total, first)
+    with drawer.bar:
+        yield drawer
+
+
 class _PlainLines:
     """`what: done/total` lines: when a phase starts, when it ends, and now and then in between."""
 
