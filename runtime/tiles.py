@@ -177,9 +177,14 @@ class Tiler:
 
 
 def _label(cell: np.ndarray, text: str) -> None:
-    """The stream's name in the top-left corner, white on a dark outline (readable on any scene)."""
+    """The stream's name in the top-left corner, white on a dark outline (readable on any scene).
+
+    The outline is the same thin text shifted one pixel each way: OpenCV advances each Hershey glyph by
+    the stroke thickness too, so text drawn thicker underneath runs wider than the text on top and
+    the outline drifts right of it letter by letter ("synthetiic-000")."""
     font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.5
     (_, th), _ = cv2.getTextSize(text, font, scale, 1)
-    org = (6, 6 + th)
-    cv2.putText(cell, text, org, font, scale, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(cell, text, org, font, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    x, y = 6, 6 + th
+    for dx, dy in ((-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)):
+        cv2.putText(cell, text, (x + dx, y + dy), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(cell, text, (x, y), font, scale, (255, 255, 255), 1, cv2.LINE_AA)

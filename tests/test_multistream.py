@@ -667,3 +667,17 @@ def test_onnx_runtime_spins_only_while_a_file_stream_keeps_the_batcher_busy(tiny
     assert mixed.segmenter.backend.options.spin_wait is True
     for multi in (cameras, mixed):
         multi.segmenter.close()
+
+
+def test_tile_label_outline_hugs_its_text():
+    """The dark outline under a stream's name ends where the white text ends (it used to be drawn with
+    a thicker stroke, which OpenCV advances further per glyph, so it ran ~1 px per letter wider)."""
+    from edgeseg.runtime.tiles import _label
+
+    cell = np.full((40, 200, 3), 128, np.uint8)
+    _label(cell, "synthetic-00")
+    grey = cell.astype(int).sum(axis=2)
+    white_cols = np.flatnonzero((grey > 600).any(axis=0))
+    dark_cols = np.flatnonzero((grey < 150).any(axis=0))
+    assert white_cols.size and dark_cols.size
+    assert dark_cols.max() - white_cols.max() <= 2 and white_cols.min() - dark_cols.min() <= 2
