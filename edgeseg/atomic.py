@@ -246,11 +246,27 @@ def _probe(folder: Path, where: str) -> None:
     try:
         fd, tmp = tempfile.mkstemp(prefix=".edgeseg-probe-", dir=folder)
     except OSError as exc:
-        raise OutputFailed(f"cannot write {where}: {exc.strerror or exc} ({folder})") from None
+        raise OutputFailed(f"cannot write {where}: {_unwritable(folder, exc)}") from None
     os.close(fd)
     os.unlink(tmp)
     if disk_full(folder):  # an empty file still fits on a full disk; its content would not
         raise OutputFailed(f"cannot write {where}: no space left on device ({folder})")
+
+
+def _unwritable(folder: Path, exc: OSError) -> str:
+    """Why a file cannot be made in the existing `folder`, in the user's terms: the OS's own words can
+    mislead (/proc answers a new file with ENOENT, "No such file or directory", though it exists)."""
+    import errno
+
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"the folder {folder} is not writable (permission denied)"
+    if exc.errno == errno.EROFS:
+        return f"the folder {folder} is on a read-only file system"
+    if exc.errno == errno.ENOSPC:
+        return f"no space left on device ({folder})"
+    if exc.errno == errno.ENOENT and folder.is_dir():
+        return f"the folder {folder} is not writable (it accepts no new files)"
+    return f"{exc.strerror or exc} ({folder})"
 
 
 def disk_full(folder: str | os.PathLike[str]) -> bool:

@@ -239,6 +239,34 @@ def test_help_shows_no_type_for_flags():
         assert "(default" not in out and "default model:" not in out, words
 
 
+def test_help_names_arguments_as_the_texts_do_and_plain_defaults_plainly():
+    """Usage lines say MODEL / [MODEL] as the help texts do (Typer wrote {model} and [model]), and a
+    default that is a value reads [default: 30] like Typer's own [default: 0], not [default: (30)]."""
+    import re
+
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    runner = CliRunner()
+    usage = {}
+    for words in (["export"], ["bench"], ["train"], ["data", "preview"], ["card"], ["eval"]):
+        out = runner.invoke(app, [*words, "--help"], env={"COLUMNS": "120"}).output
+        usage[" ".join(words)] = next(ln.strip() for ln in out.splitlines() if "Usage:" in ln)
+        assert not re.search(r"\[default: \([\w.+-]+\)\]", out), (words, out)
+    assert usage["export"] == "Usage: edgeseg export [OPTIONS] MODEL"
+    assert usage["bench"] == "Usage: edgeseg bench [OPTIONS] [MODEL]"
+    assert usage["data preview"] == "Usage: edgeseg data preview [OPTIONS] PATH OUT"
+    train = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "120"}).output
+    assert "[default: 30]" in train and "[default: sgd]" in train
+    assert (
+        "[default: (the newest export)]"
+        in runner.invoke(app, ["bench", "--help"], env={"COLUMNS": "120"}).output
+    )
+    missing = runner.invoke(app, ["export"])
+    assert missing.exit_code == 2 and "MODEL" in missing.output
+
+
 def test_machine_names_the_vector_isa_cpu_figures_depend_on():
     from pathlib import Path
 

@@ -100,3 +100,37 @@ def test_data_package_is_torch_free(tmp_path: Path) -> None:
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
+
+
+def test_preview_hatches_ignore_pixels_so_no_class_colour_looks_like_them() -> None:
+    """Ignore pixels used to be grey (128) beside grey classes (the street scenes' building is 70,70,70):
+    now black-and-white hatching, which no palette colour can be."""
+    import numpy as np
+
+    from edgeseg.card import IGNORE_INDEX
+    from edgeseg.data.preview import preview_grid
+    from edgeseg.data.synth import SYNTH_CLASSES, SYNTH_PALETTE
+
+    class Tiny:
+        palette = SYNTH_PALETTE
+        classes = list(SYNTH_CLASSES)
+
+        def __len__(self) -> int:
+            return 1
+
+        def __getitem__(self, i: int):
+            mask = np.full((32, 64), SYNTH_CLASSES.index("building"), np.uint8)
+            mask[:, 32:] = IGNORE_INDEX
+            return np.zeros((32, 64, 3), np.uint8), mask
+
+        def name(self, i: int) -> str:
+            return ""
+
+    labels = preview_grid(Tiny(), [0], tile_width=64)[:, 64:]
+    building = tuple(int(c) for c in SYNTH_PALETTE[SYNTH_CLASSES.index("building")][::-1])
+    assert tuple(labels[20, 10]) == building
+    ignored = labels[16:, 32:].reshape(-1, 3)
+    colours = {tuple(int(c) for c in px) for px in ignored}
+    assert colours == {(0, 0, 0), (255, 255, 255)}
+    r = _run("preview", "--help")
+    assert "hatching = ignore" in " ".join(r.output.split()) and "grey" not in r.output

@@ -227,3 +227,22 @@ def test_a_device_that_refuses_writes_is_exit_6_and_stays_a_device(tiny_onnx, tm
     assert stat.S_ISCHR(os.stat(full).st_mode) and os.listdir(tmp_path / "dev") == [full.name]
     if option == "--report":
         assert json.loads(r.stdout)["frames"]["processed"] == 3
+
+
+def test_an_output_under_proc_says_the_folder_is_not_writable():
+    """/proc exists but answers a new file with ENOENT: the message says what is wrong (the folder is
+    not writable), not "No such file or directory" about a folder that is there."""
+    from edgeseg.atomic import check_writable
+    from edgeseg.errors import OutputFailed
+
+    with pytest.raises(OutputFailed) as info:
+        check_writable("/proc/x.jsonl", "--log")
+    message = str(info.value)
+    assert (
+        message
+        == "cannot write --log /proc/x.jsonl: the folder /proc is not writable (it accepts no new files)"
+    )
+    r = CliRunner().invoke(app, ["run", "--log", "/proc/x.jsonl", "--frames", "2"])
+    assert (
+        r.exit_code == 6 and "the folder /proc is not writable" in r.output and "No such file" not in r.output
+    )

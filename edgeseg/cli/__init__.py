@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 import sys
 
 import typer
@@ -30,22 +31,40 @@ def print_error(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
-class _FlagsShowNoType:
-    """On/off flags take no value, so the help shows no `<bool>` type for them."""
+class _HelpStyle:
+    """How every command's help writes its parameters: on/off flags take no value, so no `<bool>`;
+    arguments are MODEL / [MODEL] as the texts name them (Typer writes `{model}` for a required one);
+    a default given as a plain value reads `[default: 30]` like Typer's own, and only a description
+    keeps Typer's parentheses (`[default: (the newest export)]`)."""
 
     def get_params(self, ctx):  # type: ignore[no-untyped-def]
         params = super().get_params(ctx)  # type: ignore[misc]
         for param in params:
             if getattr(param, "is_flag", False) and param.metavar is None:
                 param.metavar = ""
+            if param.param_type_name == "argument" and param.metavar is None:
+                param.metavar = (param.name or "").upper()
+                param._usage_display_name = _usage_name(param)
+            shown = getattr(param, "show_default", None)
+            if isinstance(shown, str) and _PLAIN_VALUE.fullmatch(shown):
+                param._get_default_string = lambda *, _text=shown, **_: _text
         return params
 
 
-class _Command(_FlagsShowNoType, TyperCommand):
+_PLAIN_VALUE = re.compile(r"[\w.+-]+")  # 30, sgd, 1e-4: a value, not a description
+
+
+def _usage_name(param):  # type: ignore[no-untyped-def]
+    """MODEL for a required argument, [MODEL] for an optional one (click's convention)."""
+    dots = "..." if param.nargs != 1 else ""
+    return lambda: (param.metavar if param.required else f"[{param.metavar}]") + dots
+
+
+class _Command(_HelpStyle, TyperCommand):
     pass
 
 
-class _Group(_FlagsShowNoType, TyperGroup):
+class _Group(_HelpStyle, TyperGroup):
     """Turns EdgesegError, a mistyped option and Ctrl-C/SIGTERM into one line and the exit code of
     `ExitCode`, instead of a traceback or a multi-line usage box."""
 

@@ -130,7 +130,7 @@ def preview_cmd(
     split: str | None = typer.Option(None, "--split", help="Split to show (train, val, ...)."),
     tile_width: int = typer.Option(384, "--tile-width", help="Width of each tile in pixels."),
 ) -> None:
-    """Write a contact sheet (image | labels in the dataset's colours; grey = ignore) to check labelling."""
+    """Write a contact sheet (image | labels in the dataset's colours; black-and-white hatching = ignore) to check labelling."""
     from edgeseg.console import console
     from edgeseg.data import open_dataset
     from edgeseg.data.preview import write_preview

@@ -16,7 +16,9 @@ from edgeseg.card import IGNORE_INDEX
 from edgeseg.errors import EdgesegError
 from edgeseg.visual import color_lut
 
-IGNORE_BGR = (128, 128, 128)  # ignore pixels show grey, so they stand apart from black classes
+# ignore pixels are hatched black and white: no class colour can be mistaken for that (a grey one could,
+# and street palettes have grey buildings); STRIPE is the hatch width in pixels
+STRIPE = 3
 
 
 def preview_grid(ds: Any, indices: list[int], tile_width: int = 384) -> np.ndarray:
@@ -24,18 +26,26 @@ def preview_grid(ds: Any, indices: list[int], tile_width: int = 384) -> np.ndarr
     if not indices:
         raise EdgesegError("nothing to preview: the dataset is empty")
     lut = color_lut(ds.palette)
-    lut[IGNORE_INDEX] = IGNORE_BGR
     rows = []
     for i in indices:
         rgb, mask = ds[i]
         h, w = mask.shape
         th = max(1, round(h * tile_width / w))
         img = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), (tile_width, th), interpolation=cv2.INTER_AREA)
-        lab = cv2.resize(lut[mask], (tile_width, th), interpolation=cv2.INTER_NEAREST)
+        small = cv2.resize(mask, (tile_width, th), interpolation=cv2.INTER_NEAREST)
+        lab = lut[small]
+        lab[small == IGNORE_INDEX] = 0
+        lab[(small == IGNORE_INDEX) & _hatch(th, tile_width)] = 255
         row = np.concatenate([img, lab], axis=1)
         cv2.putText(row, str(ds.name(i))[:40], (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
         rows.append(row)
     return np.concatenate(rows, axis=0)
+
+
+def _hatch(h: int, w: int) -> np.ndarray:
+    """Diagonal stripes, True on every other band of STRIPE pixels."""
+    y, x = np.mgrid[0:h, 0:w]
+    return ((x + y) // STRIPE) % 2 == 0
 
 
 def write_preview(ds: Any, out: str | Path, num: int = 6, tile_width: int = 384) -> Path:
