@@ -118,10 +118,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    from edgeseg.calib.activation_ranges import calibrate
     from edgeseg.calib.data import open_calibration
     from edgeseg.calib.gate import Gate, open_eval_data
     from edgeseg.calib.quantize import quantize_cpu_form, quantize_tensorrt_form
-    from edgeseg.calib.stats import calibrate
     from edgeseg.runtime.segmenter import Segmenter
 
     with tempfile.TemporaryDirectory(prefix="edgeseg-bench-") as tmp:

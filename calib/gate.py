@@ -26,9 +26,9 @@ import cv2
 import numpy as np
 
 from edgeseg.artifacts import card_path
+from edgeseg.calib.activation_ranges import CalibrationStats
 from edgeseg.calib.data import CalibrationSet
 from edgeseg.calib.quantize import QuantizedArtifact, quantizable_nodes, quantize_form
-from edgeseg.calib.stats import CalibrationStats
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError, ExitCode
 from edgeseg.metrics import ConfusionMatrix, SegMetrics

@@ -28,8 +28,8 @@ import onnx
 from edgeseg.artifacts import INT8_FORMS, card_path
 from edgeseg.atomic import atomic_path
 from edgeseg.calib import qdq_rules
+from edgeseg.calib.activation_ranges import CalibrationStats, quiet_ort_logging
 from edgeseg.calib.data import CalibrationSet
-from edgeseg.calib.stats import CalibrationStats, quiet_ort_logging
 from edgeseg.calib.trt_cache import write_trt_cache
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError, InternalError

@@ -39,8 +39,8 @@ from edgeseg.progress import Progress
 TARGETS = ("onnxruntime", "tensorrt")
 
 if TYPE_CHECKING:  # the stages are imported when a build runs
+    from edgeseg.calib.activation_ranges import CalibrationStats
     from edgeseg.calib.gate import GateFailed, GateResult, Score
-    from edgeseg.calib.stats import CalibrationStats
     from edgeseg.export.tensorrt_build import EngineResult
     from edgeseg.export.tensorrt_plan import EngineOptions, Handoff
 
@@ -72,8 +72,8 @@ class BuildOptions:
 
     def validate(self) -> None:
         """Every option mistake fails here, before minutes of evaluation, not after."""
+        from edgeseg.calib.activation_ranges import METHODS
         from edgeseg.calib.quantize import CPU_FORMATS, QDQ_ENGINES
-        from edgeseg.calib.stats import METHODS
 
         if self.target not in TARGETS:
             raise EdgesegError(f"unknown --target {self.target!r}; choose {' or '.join(TARGETS)}")
@@ -216,9 +216,9 @@ def _carried(path: Path) -> tuple[ModelCard | None, str]:
 # ------------------------------------------------------------------------------------------ ONNX
 def _onnx_variants(result: BuildResult, opts: BuildOptions, progress: Progress | None) -> None:
     """FP16 and INT8 files beside the export, each scored against FP32 by the same gate."""
+    from edgeseg.calib.activation_ranges import calibrate
     from edgeseg.calib.data import open_calibration
     from edgeseg.calib.gate import Gate, GateFailed, forms_failed, gated_quantize, open_eval_data
-    from edgeseg.calib.stats import calibrate
     from edgeseg.export.fp16 import write_fp16
 
     model_path, card = result.model, result.card

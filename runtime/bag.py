@@ -460,13 +460,13 @@ class BagSink(Sink):
     def write(self, result: FrameResult) -> None:
         if self._failed:
             return
-        assert result.labels is not None
+        assert result.class_map is not None
         try:
             if self._writer is None:
                 self._open()
             assert self._kit is not None
             stamp = result.stamp_ns if result.stamp_ns is not None else int(result.wall_time * 1e9)
-            messages = [(CLASS_MAP_TOPIC, self._kit.make_image(result.labels, stamp, result.frame_id))]
+            messages = [(CLASS_MAP_TOPIC, self._kit.make_image(result.class_map, stamp, result.frame_id))]
             if self.needs_render:
                 assert result.rendered is not None, "BagSink(overlay=True) needs rendered frames"
                 messages.append(

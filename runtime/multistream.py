@@ -2,7 +2,7 @@
 
     with open_multistream("model.onnx", [open_source(camera=0), open_source(camera=1)]) as multi:
         for r in multi.stream():                 # results of every stream, each stream in capture order
-            use(r.stream, r.labels)              # "camera0" / "camera1", H x W class ids
+            use(r.stream, r.class_map)              # "camera0" / "camera1", H x W class ids
 
 Each stream is a `Lane`: a Pipeline with its own capture, preprocess, postprocess and output threads,
 so latest-frame dropping, reconnects, ground truth, sinks and per-stream stats are exactly those of a
@@ -35,10 +35,10 @@ from edgeseg.runtime.batcher import Batcher, plan_batches
 from edgeseg.runtime.draw import Renderer
 from edgeseg.runtime.pipeline import JOIN_TIMEOUT, Pipeline
 from edgeseg.runtime.report import RunReport
+from edgeseg.runtime.run_stats import RunStats
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sinks import Sink
 from edgeseg.runtime.sources import Source, open_source
-from edgeseg.runtime.stats import RunStats
 from edgeseg.runtime.streaming.channel import END, Channel
 from edgeseg.runtime.streaming.driver import StreamDriver
 from edgeseg.runtime.streaming.frame import FrameResult

@@ -7,7 +7,7 @@ File sources (video, images, synthetic) block instead, so every frame is process
 
     with Pipeline(Segmenter("model.onnx"), open_source(camera=0)) as pipe:
         for result in pipe.stream():
-            use(result.labels)                   # H x W uint8 class ids at the frame's size
+            use(result.class_map)                   # H x W uint8 class ids at the frame's size
 
 A backend is driven by one thread. `workers=N` runs N inference threads, each with its own backend
 for the same artifact (the segmenter's plus N-1 spawned copies), on consecutive frames; results are
@@ -41,10 +41,10 @@ from typing import Any
 from edgeseg.errors import EdgesegError
 from edgeseg.runtime.draw import Renderer
 from edgeseg.runtime.report import RunReport
+from edgeseg.runtime.run_stats import RunStats
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sinks import Sink
 from edgeseg.runtime.sources import LabelLookup, Source
-from edgeseg.runtime.stats import RunStats
 from edgeseg.runtime.streaming.channel import Channel
 from edgeseg.runtime.streaming.driver import StreamDriver
 from edgeseg.runtime.streaming.frame import FrameResult
@@ -162,7 +162,7 @@ class Pipeline(StreamDriver):
             raise  # the open/start error itself is what the caller sees
         self.stats.started = time.perf_counter()
         self.stats.cpu_started = time.process_time()
-        needs_labels = consumer or self.renderer is not None or any(s.needs_labels for s in self.sinks)
+        needs_class_map = consumer or self.renderer is not None or any(s.needs_class_map for s in self.sinks)
         self._output = Output(
             self._c_out,
             self.sinks,
@@ -178,7 +178,7 @@ class Pipeline(StreamDriver):
             self.port.results,
             self._c_out,
             keep_logits=self.keep_logits,
-            needs_labels=needs_labels,
+            needs_class_map=needs_class_map,
             renderer=self.renderer,
         )
         front: list[Stage] = [

@@ -25,10 +25,10 @@ from edgeseg.runtime.launch import open_multistream, open_pipeline
 from edgeseg.runtime.multistream import STREAM_FIELD, MultiStream, open_sources, stream_path
 from edgeseg.runtime.pipeline import Pipeline
 from edgeseg.runtime.report import LabelsMatched, RunReport
+from edgeseg.runtime.run_stats import RunStats
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sinks import JsonlSink, MaskSink, Sink, VideoSink, WindowSink, plan_view
 from edgeseg.runtime.sources import LabelLookup, Source, open_source
-from edgeseg.runtime.stats import RunStats
 from edgeseg.runtime.streaming.frame import FrameResult
 from edgeseg.runtime.streaming.reconnect import Reconnect
 
@@ -329,7 +329,7 @@ def stream(
     sources: Sequence[StreamSpec] | None = None,
     **source: Any,
 ) -> Iterator[FrameResult]:
-    """One-call streaming for embedding: `for r in stream("m.onnx", camera=0): r.labels`.
+    """One-call streaming for embedding: `for r in stream("m.onnx", camera=0): r.class_map`.
 
     Workers are planned as for `edgeseg run` (None: two for a file on ONNX Runtime CPU, else one).
     `sources=[{"camera": 0}, {"video": "a.mp4"}]` (or Source objects) runs several streams through

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeseg.runtime.stats import RunStats
+from edgeseg.runtime.run_stats import RunStats
 
 
 @dataclass(frozen=True)

@@ -149,9 +149,9 @@ class ResultPublisher(Sink):
         self.published = 0
 
     def write(self, result: FrameResult) -> None:
-        assert result.labels is not None
+        assert result.class_map is not None
         stamp = result.stamp_ns or 0
-        self.class_map.publish(self.kit.make_image(result.labels, stamp, result.frame_id))
+        self.class_map.publish(self.kit.make_image(result.class_map, stamp, result.frame_id))
         if self.visual is not None:
             assert result.rendered is not None
             self.visual.publish(self.kit.make_image(result.rendered, stamp, result.frame_id))
@@ -166,7 +166,7 @@ class StatsPublisher(Sink):
     """Publishes each frame's record (the `--log` JSON line) as std_msgs/String once timings are final."""
 
     records = True
-    needs_labels = False
+    needs_class_map = False
 
     def __init__(self, kit: MessageKit, publisher: Any, classes: list[str]) -> None:
         self.kit, self.publisher, self.classes = kit, publisher, classes

@@ -31,8 +31,8 @@ from edgeseg.runtime.draw import Renderer
 from edgeseg.runtime.sources import quiet_opencv
 
 if TYPE_CHECKING:
+    from edgeseg.runtime.run_stats import RunStats
     from edgeseg.runtime.sources import Source
-    from edgeseg.runtime.stats import RunStats
     from edgeseg.runtime.streaming.frame import FrameResult
 
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
@@ -42,7 +42,7 @@ class Sink(abc.ABC):
     """Consumes results on the output thread, in frame order."""
 
     needs_render: bool = False  # wants `result.rendered` (the annotated frame)
-    needs_labels: bool = True  # reads `result.labels` (the class map at the frame's size)
+    needs_class_map: bool = True  # reads `result.class_map` (the class map at the frame's size)
     pumps: bool = False  # needs `pump()` called from the main thread (GUI event loops)
     quit_requested: bool = False  # the user asked to stop (window closed, q pressed)
     records: bool = False  # writes after the frame's timings are final (logs), outside the timed stage
@@ -204,7 +204,7 @@ class MaskSink(Sink):
         self.error: str | None = None
 
     def write(self, result: FrameResult) -> None:
-        ok, png = cv2.imencode(".png", result.labels)
+        ok, png = cv2.imencode(".png", result.class_map)
         if not ok:
             raise EdgesegError(f"cannot encode class map for frame {result.name} as PNG")
         try:
@@ -225,7 +225,7 @@ class JsonlSink(FileSink):
     log whose disk filled is dropped whole, so a file never ends in half a line."""
 
     records = True
-    needs_labels = False  # class pixel counts come from `result.histogram`
+    needs_class_map = False  # class pixel counts come from `result.histogram`
 
     def __init__(self, path: str | Path, classes: list[str]) -> None:
         self.path = Path(path)
@@ -408,9 +408,9 @@ class LiveViewSink(Sink):
     def _draw(self, result: FrameResult) -> np.ndarray:
         if result.rendered is not None:
             return result.rendered
-        if result.labels is None:
+        if result.class_map is None:
             return result.frame
-        return self.renderer.render(result.frame, result.labels)
+        return self.renderer.render(result.frame, result.class_map)
 
     def snapshot(self) -> dict[str, Any]:
         """What /stats.json serves: the live numbers of the run."""

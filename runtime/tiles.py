@@ -23,8 +23,8 @@ from edgeseg.runtime.sinks import Sink
 from edgeseg.runtime.streaming.frame import FrameResult
 
 if TYPE_CHECKING:
+    from edgeseg.runtime.run_stats import RunStats
     from edgeseg.runtime.sources import Source
-    from edgeseg.runtime.stats import RunStats
 
 
 class Tiler:

@@ -213,8 +213,8 @@ def test_bad_calibration_data_gives_one_line_errors(tiny, tmp_path):
 def test_cache_is_reused_without_running_the_calibrator(tiny, monkeypatch):
     import onnxruntime.quantization as ortq
 
+    from edgeseg.calib.activation_ranges import calibrate
     from edgeseg.calib.data import open_calibration
-    from edgeseg.calib.stats import calibrate
 
     card = _card(tiny)
     calib = open_calibration("synth", card, 4, seed=0)
@@ -233,8 +233,8 @@ def test_cache_is_reused_without_running_the_calibrator(tiny, monkeypatch):
 
 
 def test_cache_invalidated_by_model_or_listing_change(tiny, tmp_path):
+    from edgeseg.calib.activation_ranges import calibrate
     from edgeseg.calib.data import open_calibration
-    from edgeseg.calib.stats import calibrate
 
     card = _card(tiny)
     frames = tmp_path / "frames"
@@ -258,8 +258,8 @@ def test_cache_invalidated_by_model_or_listing_change(tiny, tmp_path):
 
 # --- the two INT8 forms -------------------------------------------------------------------------------
 def _stats(path: Path, method: str = "entropy", n: int = 8):
+    from edgeseg.calib.activation_ranges import calibrate
     from edgeseg.calib.data import open_calibration
-    from edgeseg.calib.stats import calibrate
 
     card = _card(path)
     calib = open_calibration("synth", card, n, seed=0)
@@ -328,9 +328,9 @@ def test_tensorrt_form_conv_transpose_is_per_channel_on_axis_1(tmp_path):
     import torch
     from torch import nn
 
+    from edgeseg.calib.activation_ranges import calibrate
     from edgeseg.calib.data import open_calibration
     from edgeseg.calib.quantize import quantize_tensorrt_form
-    from edgeseg.calib.stats import calibrate
     from edgeseg.card import ModelCard, default_palette
 
     torch.manual_seed(0)
@@ -517,10 +517,10 @@ def test_downsample_block_add_gets_qdq_on_the_shortcut(tmp_path):
     import torch
     from torch import nn
 
+    from edgeseg.calib.activation_ranges import calibrate
     from edgeseg.calib.data import open_calibration
     from edgeseg.calib.qdq_rules import check_tensorrt_rules
     from edgeseg.calib.quantize import quantize_tensorrt_form
-    from edgeseg.calib.stats import calibrate
     from edgeseg.card import ModelCard, default_palette
 
     class Block(nn.Module):

@@ -94,7 +94,7 @@ def test_info_synth_spec() -> None:
 def test_data_package_is_torch_free(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "import edgeseg.data, edgeseg.data.synth, edgeseg.data.synthset, edgeseg.data.stats\n"
+        "import edgeseg.data, edgeseg.data.synth, edgeseg.data.synthset, edgeseg.data.dataset_stats\n"
         "import edgeseg.data.plain, edgeseg.data.voc, edgeseg.data.cityscapes, edgeseg.data.augment\n"
         "edgeseg.data.open_dataset('synth:1@16x16')[0]\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"

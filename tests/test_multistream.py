@@ -91,7 +91,7 @@ class Frames(Source):
 class TimedSink(Sink):
     """Records what it got and when it was closed; `delay` makes its writes slow (a slow disk)."""
 
-    needs_labels = False
+    needs_class_map = False
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay, self.indices, self.closed_at = delay, [], None
@@ -154,7 +154,7 @@ def test_ready_frames_of_every_stream_run_as_one_batch(tiny_onnx):
         assert [r.index for r in mine] == list(range(10))  # each stream in its own capture order
         for r in mine:
             assert r.frame.shape[:2] == source.size
-            np.testing.assert_array_equal(r.labels, reference.infer(r.frame))
+            np.testing.assert_array_equal(r.class_map, reference.infer(r.frame))
     batching = multi.report()["batching"]
     assert batching["max_batch"] == 3 and batching["model_batch"] == [1, None]
     assert batching["sizes"] == {str(k): sizes.count(k) for k in sorted(set(sizes))}
@@ -179,7 +179,7 @@ def test_frames_of_other_input_sizes_go_in_their_own_batches(tiny_onnx):
     assert all(s[0] == 1 for s in seg.backend.shapes if s[2:] == (64, 64))  # c always alone
     reference = Segmenter(model)
     for r in results:
-        np.testing.assert_array_equal(r.labels, reference.infer(r.frame))
+        np.testing.assert_array_equal(r.class_map, reference.infer(r.frame))
 
 
 def test_a_fixed_batch_model_runs_frames_one_at_a_time_and_says_so_once(tiny_onnx, capsys):
@@ -232,7 +232,7 @@ def test_tensorrt_engines_batch_within_their_profile(monkeypatch, tmp_path, tiny
     assert "--max-shape 3x3x32x64" in note
     reference = Segmenter(onnx)
     for r in results:
-        np.testing.assert_array_equal(r.labels, reference.infer(r.frame))
+        np.testing.assert_array_equal(r.class_map, reference.infer(r.frame))
     seg.close()
 
     from_two = tmp_path / "from-two.fp32.engine"
@@ -337,7 +337,7 @@ def test_mixed_synthetic_and_video_with_per_stream_outputs(tiny_onnx, tmp_path):
         assert [x["index"] for x in lines] == list(range(count)) and {x["stream"] for x in lines} == {name}
         mine = [r for r in results if r.stream == name]
         saved = cv2.imread(str(tmp_path / "masks" / name / f"{mine[-1].name}.png"), cv2.IMREAD_UNCHANGED)
-        np.testing.assert_array_equal(saved, mine[-1].labels)
+        np.testing.assert_array_equal(saved, mine[-1].class_map)
     assert per["synthetic"]["metrics"]["miou"] is not None and per["clip"]["metrics"] is None
     assert report["metrics"]["miou"] == pytest.approx(per["synthetic"]["metrics"]["miou"])
     assert [o["sink"] for o in per["clip"]["outputs"]] == ["video", "masks", "log"]
@@ -387,7 +387,7 @@ def test_tiler_composes_the_newest_frames_with_their_names():
 
 # --- stopping ----------------------------------------------------------------------------------------
 class BrokenSink(Sink):
-    needs_labels = False
+    needs_class_map = False
 
     def write(self, result) -> None:
         if result.index == 3:
@@ -453,7 +453,7 @@ def test_stream_api_with_several_sources_stops_early_and_finalises(tiny_onnx, tm
     model = tiny_onnx(num_classes=8, batch="N")
     sources = [{"video": tmp_path / "clip.mp4"}, {"synthetic": 50}]
     for r in stream(model, sources=sources, sinks=sinks, loop=True, synthetic_size=(64, 128)):
-        got.append((r.stream, r.labels.shape))
+        got.append((r.stream, r.class_map.shape))
         if {s for s, _ in got} == {"clip", "synthetic"}:
             break
     assert all(shape == ((50, 70) if s == "clip" else (64, 128)) for s, shape in got)

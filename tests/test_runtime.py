@@ -16,9 +16,9 @@ from edgeseg.errors import EdgesegError
 from edgeseg.runtime import Pipeline, Reconnect, Segmenter, open_source, stream
 from edgeseg.runtime.backends.base import Backend
 from edgeseg.runtime.draw import Renderer, class_histogram, fast_argmax, legend_image
+from edgeseg.runtime.run_stats import Reservoir
 from edgeseg.runtime.sinks import JsonlSink, MaskSink, VideoSink, WindowSink
 from edgeseg.runtime.sources import Frame, ImageSource, LabelLookup, Source, VideoSource
-from edgeseg.runtime.stats import Reservoir
 from edgeseg.runtime.streaming.channel import Channel
 
 
@@ -112,7 +112,7 @@ def test_headless_run_skips_frame_size_maps_but_counts_the_same(tmp_path, tiny_o
     from edgeseg.runtime.sinks import Sink
 
     class Recorder(Sink):
-        needs_labels = False
+        needs_class_map = False
 
         def __init__(self) -> None:
             self.results = []
@@ -125,10 +125,10 @@ def test_headless_run_skips_frame_size_maps_but_counts_the_same(tmp_path, tiny_o
     rec = Recorder()
     Pipeline(seg, VideoSource(tmp_path / "clip.mp4"), [rec]).run()
     streamed = list(Pipeline(seg, VideoSource(tmp_path / "clip.mp4")).stream())
-    assert all(r.labels is None for r in rec.results)  # nobody asked for them
+    assert all(r.class_map is None for r in rec.results)  # nobody asked for them
     for headless, full in zip(rec.results, streamed):
-        assert full.labels.shape == (64, 96)
-        np.testing.assert_array_equal(headless.histogram, class_histogram(full.labels, 3))
+        assert full.class_map.shape == (64, 96)
+        np.testing.assert_array_equal(headless.histogram, class_histogram(full.class_map, 3))
 
 
 def test_reservoir_percentiles_and_bounded_memory():
@@ -248,9 +248,9 @@ def test_pipeline_matches_segmenter_on_every_frame_any_size(tiny_onnx, tmp_path)
     write_images(tmp_path / "imgs", sizes)
     seg = Segmenter(tiny_onnx(size=(32, 48)))
     results = list(Pipeline(seg, ImageSource(tmp_path / "imgs"), keep_logits=True).stream())
-    assert [r.labels.shape for r in results] == sizes
+    assert [r.class_map.shape for r in results] == sizes
     for r in results:
-        np.testing.assert_array_equal(r.labels, seg.infer(r.frame))
+        np.testing.assert_array_equal(r.class_map, seg.infer(r.frame))
         assert r.logits.shape == (3, 32, 48) and r.latency_ms > 0 and r.dropped_before == 0
         assert set(r.timings) == {"capture", "preprocess", "inference", "postprocess", "output"}
 
@@ -424,7 +424,7 @@ def test_sinks_write_video_masks_and_log(tmp_path, tiny_onnx):
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5 and cap.read()[1].shape == (40, 112, 3)
     assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0)  # the source's rate
     saved = cv2.imread(str(tmp_path / "masks" / "clip_000003.png"), cv2.IMREAD_UNCHANGED)
-    np.testing.assert_array_equal(saved, results[3].labels)
+    np.testing.assert_array_equal(saved, results[3].class_map)
     lines = [json.loads(x) for x in (tmp_path / "frames.jsonl").read_text().splitlines()]
     assert [x["index"] for x in lines] == list(range(5))
     assert sum(lines[0]["class_pixels"].values()) == 40 * 56 and lines[0]["latency_ms"] > 0
@@ -436,7 +436,7 @@ def test_stream_api_stops_early_and_finalises(tmp_path, tiny_onnx):
     sink = VideoSink(tmp_path / "early.mp4")
     got = []
     for r in stream(tiny_onnx(), sinks=[sink], video=tmp_path / "clip.mp4", loop=True):
-        got.append(r.labels.shape)
+        got.append(r.class_map.shape)
         if len(got) == 4:
             break
     assert got == [(50, 70)] * 4
@@ -519,7 +519,7 @@ def test_in_graph_labels_output_streams_too(tmp_path, tiny_onnx):
     reference = Segmenter(tiny_onnx())
     results = list(Pipeline(Segmenter(tmp_path / "labels.onnx"), ImageSource(tmp_path / "imgs")).stream())
     for r in results:
-        np.testing.assert_array_equal(r.labels, reference.infer(r.frame))
+        np.testing.assert_array_equal(r.class_map, reference.infer(r.frame))
         assert r.histogram.sum() == r.frame.shape[0] * r.frame.shape[1]
 
 

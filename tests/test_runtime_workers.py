@@ -96,8 +96,8 @@ def test_workers_return_every_frame_in_capture_order(tiny_onnx, workers):
     assert sorted(seg.finished) == list(range(12))
     reference = Segmenter(model)
     for r in results:  # each result belongs to its own frame, at that frame's size
-        assert r.labels.shape == r.frame.shape[:2] and r.dropped_before == 0
-        np.testing.assert_array_equal(r.labels, reference.infer(r.frame))
+        assert r.class_map.shape == r.frame.shape[:2] and r.dropped_before == 0
+        np.testing.assert_array_equal(r.class_map, reference.infer(r.frame))
     assert len(seg.spawned) == workers - 1 and all(b.closed for b in seg.spawned)
     assert not seg.backend.closed  # the caller's backend stays usable
 
@@ -134,15 +134,17 @@ def test_two_real_workers_match_one(tiny_onnx, tmp_path):
     from edgeseg.runtime.sources import VideoSource
 
     model = tiny_onnx()
-    one = [r.labels for r in Pipeline(Segmenter(model, threads=1), VideoSource(tmp_path / "v.mp4")).stream()]
+    one = [
+        r.class_map for r in Pipeline(Segmenter(model, threads=1), VideoSource(tmp_path / "v.mp4")).stream()
+    ]
     pipe = Pipeline(Segmenter(model, threads=1), VideoSource(tmp_path / "v.mp4"), workers=2)
-    two = [r.labels for r in pipe.stream()]
+    two = [r.class_map for r in pipe.stream()]
     assert len(one) == len(two) == 15
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a, b)
     assert pipe.report()["workers"] == 2
     assert not [t for t in threading.enumerate() if t.name.startswith("edgeseg-inference")]
-    via_stream = [r.labels for r in stream(model, video=tmp_path / "v.mp4", workers=2)]
+    via_stream = [r.class_map for r in stream(model, video=tmp_path / "v.mp4", workers=2)]
     assert len(via_stream) == 15 and all(np.array_equal(a, b) for a, b in zip(one, via_stream))
 
 
@@ -256,7 +258,7 @@ def test_pipeline_keeps_two_frames_in_flight_on_a_double_buffered_backend(tiny_o
     assert backend.most_in_flight == 2  # a file source keeps the device fed: n+1 staged while n runs
     reference = Segmenter(model)
     for r in results:
-        np.testing.assert_array_equal(r.labels, reference.infer(r.frame))
+        np.testing.assert_array_equal(r.class_map, reference.infer(r.frame))
     assert backend.threads["activate"] == backend.threads["submit"] == backend.threads["deactivate"]
     assert backend.threads["submit"] == {"edgeseg-inference"}
     backend.close()

@@ -81,7 +81,7 @@ def info_cmd(
     from edgeseg.cli.progress import progress_bars
     from edgeseg.console import console, print_json, table
     from edgeseg.data import open_dataset
-    from edgeseg.data.stats import dataset_stats
+    from edgeseg.data.dataset_stats import dataset_stats
 
     ds = open_dataset(path, split=split)
     with progress_bars(enabled=not json_out) as progress:

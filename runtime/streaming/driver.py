@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
-from edgeseg.runtime.stats import RunStats
+from edgeseg.runtime.run_stats import RunStats
 from edgeseg.runtime.streaming.channel import END, Channel
 from edgeseg.runtime.streaming.frame import FrameResult
 from edgeseg.signals import signal_name

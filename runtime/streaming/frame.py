@@ -14,8 +14,9 @@ from edgeseg.preprocess import Geometry
 
 @dataclass
 class FrameResult:
-    """One processed frame. `labels` is the raw class map at the frame's own size; it is made only when
-    something reads it (a `stream()` consumer, a sink, ground truth), so headless runs skip it."""
+    """One processed frame. `class_map` is the prediction: class ids at the frame's own size (ground
+    truth is `gt`); it is made only when something reads it (a `stream()` consumer, a sink, ground
+    truth), so headless runs skip it."""
 
     index: int  # capture sequence number, 0-based (gaps = dropped frames)
     name: str
@@ -25,7 +26,7 @@ class FrameResult:
     gt: np.ndarray | None = None
     stamp_ns: int | None = None  # recorded capture time (ROS header stamp), when the source has one
     frame_id: str = ""  # the source's coordinate frame (ROS header), for the outputs' headers
-    labels: np.ndarray | None = None
+    class_map: np.ndarray | None = None  # the predicted class ids, H x W
     logits: np.ndarray | None = None  # C x H x W at net resolution, only with keep_logits=True
     rendered: np.ndarray | None = None  # annotated frame, when a visual sink asked for it
     histogram: np.ndarray | None = None

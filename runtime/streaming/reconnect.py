@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass
 
 from edgeseg.errors import EdgesegError
+from edgeseg.runtime.run_stats import Gap
 from edgeseg.runtime.sources import Source
-from edgeseg.runtime.stats import Gap
 
 
 @dataclass

@@ -18,10 +18,10 @@ from edgeseg.errors import EdgesegError, SourceLost
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.preprocess import labels_to_frame
 from edgeseg.runtime.draw import Renderer, class_histogram, frame_class_histogram
+from edgeseg.runtime.run_stats import Gap, RunStats
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sinks import Sink
 from edgeseg.runtime.sources import LabelLookup, Source
-from edgeseg.runtime.stats import Gap, RunStats
 from edgeseg.runtime.streaming.channel import END, Channel
 from edgeseg.runtime.streaming.frame import FrameResult
 from edgeseg.runtime.streaming.reconnect import Reconnect, silence
@@ -173,11 +173,11 @@ class Postprocess:
         out: Channel,
         *,
         keep_logits: bool,
-        needs_labels: bool,
+        needs_class_map: bool,
         renderer: Renderer | None,
     ) -> None:
         self.segmenter, self.inbox, self.out = segmenter, inbox, out
-        self.keep_logits, self.needs_labels, self.renderer = keep_logits, needs_labels, renderer
+        self.keep_logits, self.needs_class_map, self.renderer = keep_logits, needs_class_map, renderer
 
     def run(self) -> None:
         n = self.segmenter.card.num_classes
@@ -186,17 +186,17 @@ class Postprocess:
             net_labels, logits = self.segmenter.net_labels(item.raw)
             item.raw = None
             item.logits = logits if self.keep_logits else None
-            if self.needs_labels or item.gt is not None:
-                item.labels = labels_to_frame(net_labels, item.geom)
-                item.histogram = class_histogram(item.labels, n)
+            if self.needs_class_map or item.gt is not None:
+                item.class_map = labels_to_frame(net_labels, item.geom)
+                item.histogram = class_histogram(item.class_map, n)
             else:
                 item.histogram = frame_class_histogram(net_labels, item.geom, n)
             if item.gt is not None:
                 cm = ConfusionMatrix(n)
-                cm.update(item.labels, item.gt)
+                cm.update(item.class_map, item.gt)
                 item.confusion = cm.matrix
             if self.renderer is not None:
-                item.rendered = self.renderer.render(item.frame, item.labels)
+                item.rendered = self.renderer.render(item.frame, item.class_map)
             item.timings["postprocess"] = (time.perf_counter() - t0) * 1000.0
             if not self.out.put(item):
                 return
