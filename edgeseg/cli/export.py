@@ -132,7 +132,7 @@ def export_command(
         raise EdgesegError(f"--simplifier must be auto, onnxsim or onnxslim, got {simplifier!r}")
     choice = _choice(backbone, option, num_classes, classes, height, width)
     root = writable_workdir(workdir)
-    n_steps = 5 + int(fp16)  # load, export, simplify, TensorRT report, parity (+ FP16)
+    n_steps = 4 + int(fp16)  # export, simplify, TensorRT report, parity (+ FP16)
     with steps(n_steps, f"loading {model}") as on_step:
         source = resolve_source(model, root=root, weights=weights, choice=choice)
         if source.random_weights:

@@ -82,21 +82,15 @@ class Steps:
             SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
             console=err_console, transient=True, disable=not self.terminal,
         )  # fmt: skip
+        # `first` (loading the input) shows in the terminal only: a bad input stays one error line
         self.task = self.bar.add_task(first, total=total)
-        if not self.terminal:
-            self._line(first)
 
     def __call__(self, message: str) -> None:
         self.done += 1
         self.bar.update(self.task, description=message, advance=1)
         if not self.terminal:
-            self._line(message)
-
-    def _line(self, message: str) -> None:
-        step = min(self.done + 1, self.total)
-        self.console.print(
-            f"{message} (step {step}/{self.total})", highlight=False, markup=False, soft_wrap=True
-        )
+            step = f"(step {min(self.done, self.total)}/{self.total})"
+            self.console.print(f"{message} {step}", highlight=False, markup=False, soft_wrap=True)
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
