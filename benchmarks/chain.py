@@ -44,6 +44,7 @@ from edgeseg.benchmarking.report import (
 )
 from edgeseg.benchmarking.specs import ModelSpec, parse_spec
 from edgeseg.benchmarking.targets import RANDOM_NOTE, ratios
+from edgeseg.defaults import CALIB_IMAGES, GATE_IMAGES, MAX_MIOU_DROP
 
 HERE = Path(__file__).resolve().parent
 PIPELINE_SCRIPT = HERE / "pipeline_vs_backend.py"
@@ -284,14 +285,16 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--iterations", type=int, default=20, help="timed frames per artifact")
     ap.add_argument("--frames", type=int, default=16, help="held-out generated scenes (timing + mIoU)")
     ap.add_argument("--forms", default="cpu,qdq", help="INT8 forms to build (cpu, qdq)")
-    ap.add_argument("--calib-images", type=int, default=32)
+    ap.add_argument("--calib-images", type=int, default=CALIB_IMAGES)
     ap.add_argument(
         "--calib-method",
         default="entropy",
         help="entropy | percentile | minmax (minmax: big nets, low memory)",
     )
-    ap.add_argument("--eval-images", type=int, default=16, help="images the INT8 gate scores")
-    ap.add_argument("--max-miou-drop", type=float, default=1.0, help="INT8 gate limit (trained weights)")
+    ap.add_argument("--eval-images", type=int, default=GATE_IMAGES, help="images the INT8 gate scores")
+    ap.add_argument(
+        "--max-miou-drop", type=float, default=MAX_MIOU_DROP, help="INT8 gate limit (trained weights)"
+    )
     ap.add_argument("--no-gate", action="store_true", help="build INT8 without the mIoU gate")
     ap.add_argument("--pipeline-frames", type=int, default=60, help="0 skips pipeline_vs_backend.py")
     ap.add_argument("--pipeline-rounds", type=int, default=2)

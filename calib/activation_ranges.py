@@ -30,7 +30,7 @@ from edgeseg.artifacts import calib_cache_path
 from edgeseg.atomic import write_json
 from edgeseg.calib.data import CalibrationSet
 from edgeseg.card import ModelCard, sha256_file
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, first_line
 
 CACHE_FORMAT = "edgeseg-calib-cache/1"
 MAX_CACHE_ENTRIES = 8
@@ -205,7 +205,7 @@ def run_calibrator(
                 extra_options={"symmetric": False},
             )
         except Exception as exc:  # onnx/onnxruntime raise many types for a broken graph
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise EdgesegError(f"cannot calibrate {model_path.name}: {first}") from None
         pending: list[np.ndarray] = []
         done = 0

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from edgeseg.card import IGNORE_INDEX, ModelCard
+from edgeseg.defaults import CALIB_IMAGES
 from edgeseg.errors import EdgesegError
 from edgeseg.preprocess import Preprocessor
 
@@ -297,7 +298,9 @@ def require_calibration_data(spec: str | None, card: ModelCard) -> None:
         raise needs_data_error(card)
 
 
-def open_calibration(spec: str | None, card: ModelCard, n: int = 64, seed: int = 0) -> CalibrationSet:
+def open_calibration(
+    spec: str | None, card: ModelCard, n: int = CALIB_IMAGES, seed: int = 0
+) -> CalibrationSet:
     """Resolve `--calib-data SPEC` into N selected calibration images (see the module docstring).
 
     Without SPEC the generated street scenes are used, but only for a model of the street classes;

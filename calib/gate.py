@@ -30,10 +30,10 @@ from edgeseg.calib.activation_ranges import CalibrationStats
 from edgeseg.calib.data import CalibrationSet
 from edgeseg.calib.quantize import QuantizedArtifact, quantizable_nodes, quantize_form
 from edgeseg.card import ModelCard
+from edgeseg.defaults import GATE_IMAGES, MAX_MIOU_DROP
 from edgeseg.errors import EdgesegError, ExitCode
 from edgeseg.metrics import ConfusionMatrix, SegMetrics
 
-DEFAULT_EVAL_IMAGES = 16
 PROBE_IMAGES = 4
 EVAL_SEED = 1  # picks evaluation images from an image source apart from calibration's seed 0
 
@@ -87,15 +87,15 @@ class GateResult:
         return {
             "form": self.form,
             "artifact": str(self.artifact.path),
-            "fp32_miou": percent(self.fp32.miou),
-            "int8_miou": percent(self.int8.miou),
+            "fp32_miou": fraction(self.fp32.miou),
+            "int8_miou": fraction(self.int8.miou),
             "drop_points": round(self.drop_points, 3),
             "max_drop_points": self.limit_points,
             "argmax_agreement": round(self.int8.agreement, 5),
             "passed": self.passed,
             "excluded_nodes": self.artifact.excluded,
             "per_class_iou": {
-                c: {"fp32": percent(a), "int8": percent(b)}
+                c: {"fp32": fraction(a), "int8": fraction(b)}
                 for c, a, b in zip(classes, self.fp32.iou, self.int8.iou)
             },
             "attempts": [a.__dict__ for a in self.attempts],
@@ -112,12 +112,23 @@ ADVICE = (
 class GateFailed(EdgesegError):
     """The drop stayed above the limit after every fallback step; carries the full report.
     `summary` is what failed in a few words ("cpu loses 3.10 mIoU points with 2 of 5 layers in float")
-    for a message naming several failed forms."""
+    for a message naming several failed forms. `kept_previous`: an earlier artifact of that name,
+    which passed its own gate, stays in place (message and summary say so)."""
 
-    def __init__(self, message: str, result: GateResult, summary: str = "") -> None:
-        super().__init__(message, exit_code=ExitCode.GATE_FAILED)
+    def __init__(
+        self, message: str, result: GateResult, summary: str = "", *, kept_previous: Path | None = None
+    ) -> None:
+        kept = f"kept the previous {kept_previous.name}, which passed its own gate" if kept_previous else ""
+        super().__init__(f"{message}; {kept}" if kept else message, exit_code=ExitCode.GATE_FAILED)
+        self.reason = message
         self.result = result
-        self.summary = summary or message
+        self.kept_previous = kept_previous
+        self.given_summary = summary
+        self.summary = (summary or message) + (f", {kept}" if kept else "")
+
+    def keeping(self, previous: Path) -> GateFailed:
+        """The same failure, saying that `previous` (which passed its own gate) was kept."""
+        return GateFailed(self.reason, self.result, self.given_summary, kept_previous=previous)
 
 
 def forms_failed(failures: Sequence[GateFailed]) -> GateFailed:
@@ -134,15 +145,15 @@ def forms_failed(failures: Sequence[GateFailed]) -> GateFailed:
     return failed
 
 
-def percent(x: float) -> float | None:
-    """A fraction as a percentage for reports (None for NaN: not measured)."""
-    return None if x != x else round(100.0 * x, 3)
+def fraction(x: float) -> float | None:
+    """An mIoU or IoU for reports: 0..1 like every report of edgeseg, None for NaN (not measured)."""
+    return None if x != x else round(float(x), 5)
 
 
 def open_eval_data(
     spec: str | None,
     card: ModelCard,
-    default_n: int = DEFAULT_EVAL_IMAGES,
+    default_n: int = GATE_IMAGES,
     *,
     fallback: str | None = None,
     calibrated_on: Collection[str] = (),
@@ -387,7 +398,7 @@ def gated_quantize(
     gate: Gate,
     probe: CalibrationSet,
     *,
-    max_drop: float = 1.0,
+    max_drop: float = MAX_MIOU_DROP,
     max_fallback_layers: int | None = None,
     quantize_kwargs: dict[str, Any] | None = None,
     progress: Callable[[str, int, int], Any] | None = None,
@@ -417,7 +428,7 @@ def gated_quantize(
             drop = gate.drop_points(s)
             attempt = Attempt(
                 list(excluded),
-                percent(s.miou) or 0.0,
+                fraction(s.miou) or 0.0,
                 round(drop, 3),
                 round(s.agreement, 5),
                 drop <= max_drop,
@@ -491,8 +502,8 @@ def _record(result: GateResult) -> None:
     card: ModelCard = result.artifact.details["card"]
     info = dict(card.extra.get("int8", {}))
     info["gate"] = {
-        "fp32_miou": percent(result.fp32.miou),
-        "int8_miou": percent(result.int8.miou),
+        "fp32_miou": fraction(result.fp32.miou),
+        "int8_miou": fraction(result.int8.miou),
         "drop_points": round(result.drop_points, 3),
         "max_drop_points": result.limit_points,
         "argmax_agreement": round(result.int8.agreement, 5),

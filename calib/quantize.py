@@ -32,14 +32,14 @@ from edgeseg.calib.activation_ranges import CalibrationStats, quiet_ort_logging
 from edgeseg.calib.data import CalibrationSet
 from edgeseg.calib.trt_cache import write_trt_cache
 from edgeseg.card import ModelCard
-from edgeseg.errors import EdgesegError, InternalError
+from edgeseg.defaults import CPU_INT8_FORMAT
+from edgeseg.errors import EdgesegError, InternalError, first_line
 from edgeseg.export.graph import inline_constant_identities, opset_version, set_card
 from edgeseg.lazy import available, require
 
 QDQ_ENGINES = ("auto", "onnxruntime", "modelopt")
 MODELOPT = "modelopt.onnx.quantization"
 CPU_FORMATS = ("qdq", "qoperator")
-DEFAULT_CPU_FORMAT = "qoperator"  # measured fastest on this machine (docs/int8.md)
 # Ops worth running in INT8 on ONNX Runtime's CPU kernels; everything else stays FP32.
 # Relu/Clip are listed so the quantizer folds them into the producer's output range instead of
 # wrapping them in DQ -> Relu -> Q.
@@ -67,7 +67,7 @@ def load_model(path: str | Path) -> onnx.ModelProto:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
     except Exception as exc:  # onnx raises DecodeError, ValidationError, OSError...
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise EdgesegError(f"{path.name} is not a valid ONNX model ({first[:160]}); re-export it") from None
     inline_constant_identities(model)
     return model
@@ -145,7 +145,7 @@ def _run_quantize_static(model: onnx.ModelProto, stats: CalibrationStats, out: P
             except EdgesegError:
                 raise
             except Exception as exc:
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                first = first_line(exc)
                 raise InternalError(f"INT8 quantization failed: {first[:200]}") from None
 
 
@@ -270,7 +270,7 @@ def _modelopt_tensorrt_form(
                     log_level="ERROR",
                 )
             except Exception as exc:  # ModelOpt raises assorted errors on graphs it cannot handle
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                first = first_line(exc)
                 raise EdgesegError(f"ModelOpt INT8 quantization failed: {first[:200]}") from None
         if not out.is_file():
             raise EdgesegError("ModelOpt INT8 quantization wrote no model")
@@ -305,7 +305,7 @@ def _fp16_float_parts(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         onnx.checker.check_model(converted)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise InternalError(
             f"the FP16 float parts of the Q/DQ graph fail the ONNX checker: {first}"
         ) from None
@@ -319,7 +319,7 @@ def quantize_cpu_form(
     target: Path,
     *,
     exclude: list[str] | None = None,
-    cpu_format: str = DEFAULT_CPU_FORMAT,
+    cpu_format: str = CPU_INT8_FORMAT,
 ) -> QuantizedArtifact:
     """U8S8 per-channel INT8 for ONNX Runtime on x86, slow-in-INT8 ops kept in FP32."""
     if cpu_format not in CPU_FORMATS:

@@ -23,7 +23,7 @@ import numpy as np
 
 from edgeseg.artifacts import backend_for, read_card, variant_of, variants_beside
 from edgeseg.card import ModelCard
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, first_line
 
 UNLABELLED_FRAMES = 32  # frames read from unlabelled images or a video (spread over the source)
 
@@ -235,7 +235,7 @@ def run_bench(artifacts: list[Artifact], cfg: BenchConfig, progress: Any = None)
             except concurrent.futures.process.BrokenProcessPool:
                 res.error = "the backend process crashed"
             except Exception as exc:  # noqa: BLE001 - a backend refusing a damaged file: that row is skipped
-                first = (str(exc).strip().splitlines() or [""])[0][:160]
+                first = first_line(exc)[:160]
                 res.error = f"{type(exc).__name__}: {first}".rstrip(": ")
             else:
                 res.fps = out["fps"]

@@ -8,7 +8,8 @@
 Every artifact is scored against FP32 on held-out data (`calib.gate`): an INT8 form that loses more
 than `max_miou_drop` moves its most sensitive layers back to float until it does not, or the build
 reports the failure. TensorRT takes precision only from the graph (an FP16 graph or Q/DQ nodes), so
-its engine is built from the same files. Options are checked before any work starts.
+its engine is built from the same files. Options are checked when `BuildOptions` is made (a frozen
+dataclass, validated once in `__post_init__`), so a mistake fails before any work starts.
 
 The CLI (`edgeseg/cli/build.py`) parses options into `BuildOptions`, calls `build`, and prints.
 """
@@ -16,6 +17,7 @@ The CLI (`edgeseg/cli/build.py`) parses options into `BuildOptions`, calls `buil
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +34,7 @@ from edgeseg.artifacts import (
     read_card,
 )
 from edgeseg.card import ModelCard
-from edgeseg.defaults import CALIB_IMAGES, GATE_IMAGES
+from edgeseg.defaults import CALIB_IMAGES, CPU_INT8_FORMAT, GATE_IMAGES, MAX_MIOU_DROP
 from edgeseg.errors import EdgesegError
 from edgeseg.progress import Progress
 
@@ -45,9 +47,9 @@ if TYPE_CHECKING:  # the stages are imported when a build runs
     from edgeseg.export.tensorrt_plan import EngineOptions, Handoff
 
 
-@dataclass
+@dataclass(frozen=True)
 class BuildOptions:
-    """What to build. `engine` carries the TensorRT options (target tensorrt)."""
+    """What to build, checked once when made. `engine` carries the TensorRT options (target tensorrt)."""
 
     target: str = "onnxruntime"
     fp16: bool = False
@@ -60,9 +62,9 @@ class BuildOptions:
     calib_cache: Path | None = None
     eval_data: str | None = None
     eval_images: int = GATE_IMAGES
-    max_miou_drop: float = 1.0
+    max_miou_drop: float = MAX_MIOU_DROP  # points
     max_fallback_layers: int | None = None
-    cpu_format: str = "qoperator"
+    cpu_format: str = CPU_INT8_FORMAT
     qdq_engine: str = "auto"
     threads: int | None = None  # ONNX Runtime threads for the gate's evaluations
     card: ModelCard | None = None  # for an ONNX made elsewhere (--card)
@@ -70,7 +72,7 @@ class BuildOptions:
     output: Path | None = None  # TensorRT: the engine file (default <name>.<precision>.engine)
     cuda: str | None = None  # TensorRT: CUDA binding preference
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         """Every option mistake fails here, before minutes of evaluation, not after."""
         from edgeseg.calib.activation_ranges import METHODS
         from edgeseg.calib.quantize import CPU_FORMATS, QDQ_ENGINES
@@ -116,7 +118,7 @@ class Row:
     artifact: Path
     precision: str  # fp32 | fp16 | int8-cpu | int8-qdq
     size_bytes: int
-    miou: float | None  # percent
+    miou: float | None  # 0..1, like every other report
     drop: float | None  # points
     agreement: float | None  # 0..1
     note: str = ""
@@ -168,7 +170,6 @@ def build(model_path: Path, opts: BuildOptions, progress: Progress | None = None
     """Make what `opts` asks for beside `model_path` (an FP32 export, or for TensorRT an FP16/Q/DQ ONNX
     to build as is). A failed INT8 gate is returned in `failure`, after its rows, so callers can show
     what was tried; nothing after it (the engine) is built."""
-    opts.validate()
     opts = opts.for_dla()
     model_path = Path(model_path)
     own, carried = _carried(model_path)
@@ -276,14 +277,10 @@ def _onnx_variants(result: BuildResult, opts: BuildOptions, progress: Progress |
         except GateFailed as failed:
             # The rejected model was never written under its name (calib.gate stages it).
             result.gates.append(failed.result)
-            note = _keep_previous(target)
-            if "kept" in note:  # the one error line says it too
-                kept = note.split("; ", 1)[1]
-                failed.args = (f"{failed}; {kept}",)
-                failed.summary = f"{failed.summary}, {kept}"
-            row = _gate_row(failed.result, gate, note)
-            row.size_bytes = 0
-            result.rows.append(row)
+            previous = _keep_previous(target)
+            if previous is Previous.KEPT:  # the one error line says it too
+                failed = failed.keeping(target)
+            result.rows.append(_gate_row(failed.result, gate, previous.note(target), written=False))
             failures.append(failed)
             result.failure = forms_failed(failures)
             continue
@@ -301,38 +298,51 @@ def _say_what_is_complete(exc: EdgesegError, result: BuildResult) -> None:
         exc.args = (f"{exc}; complete before the failure: {', '.join(done)}",)
 
 
-def _keep_previous(target: Path) -> str:
-    """After a failed gate: keep an earlier artifact whose own gate passed (and say so); remove one
-    that carries no passed gate (an unchecked leftover must not look deployable)."""
+class Previous(enum.Enum):
+    """What a failed gate leaves under the artifact's name."""
+
+    NONE = "FAILED gate, not written"
+    KEPT = "FAILED gate; kept the previous {name}, which passed its own gate"
+    REMOVED = "FAILED gate; removed an unchecked {name}"
+
+    def note(self, target: Path) -> str:
+        return self.value.format(name=target.name)
+
+
+def _keep_previous(target: Path) -> Previous:
+    """After a failed gate: keep an earlier artifact whose own gate passed; remove one that carries
+    no passed gate (an unchecked leftover must not look deployable)."""
     if not target.exists():
-        return "FAILED gate, not written"
+        return Previous.NONE
     try:
         passed = bool(read_card(target).extra.get("int8", {}).get("gate", {}).get("passed"))
     except EdgesegError:
         passed = False
     if passed:
-        return f"FAILED gate; kept the previous {target.name}, which passed its own gate"
+        return Previous.KEPT
     target.unlink(missing_ok=True)
     card_path(target).unlink(missing_ok=True)
-    return f"FAILED gate; removed an unchecked {target.name}"
+    return Previous.REMOVED
 
 
-def _row(path: Path, precision: str, score: Score | None, gate: Any, note: str = "") -> Row:
-    from edgeseg.calib.gate import percent
+def _row(
+    path: Path, precision: str, score: Score | None, gate: Any, note: str = "", written: bool = True
+) -> Row:
+    from edgeseg.calib.gate import fraction
 
     return Row(
         artifact=path,
         precision=precision,
-        size_bytes=path.stat().st_size if path.exists() else 0,
-        miou=percent(score.miou) if score else None,
+        size_bytes=path.stat().st_size if written and path.exists() else 0,
+        miou=fraction(score.miou) if score else None,
         drop=round(gate.drop_points(score), 3) if score else None,
         agreement=round(score.agreement, 5) if score else None,
         note=note,
     )
 
 
-def _gate_row(gated: GateResult, gate: Any, note: str) -> Row:
-    return _row(gated.artifact.path, f"int8-{gated.form}", gated.int8, gate, note)
+def _gate_row(gated: GateResult, gate: Any, note: str, written: bool = True) -> Row:
+    return _row(gated.artifact.path, f"int8-{gated.form}", gated.int8, gate, note, written)
 
 
 # ------------------------------------------------------------------------------------------ TensorRT
@@ -356,8 +366,11 @@ def _tensorrt(
         result.model, precision, legacy=legacy, dla_core=engine_opts.dla_core
     )
     if legacy:
-        engine_opts.calibration_cache = engine_opts.calibration_cache or legacy_calib_cache_path(result.model)
-        engine_opts.calibration_batches = _calibration_batches(result.card, opts)
+        engine_opts = dataclasses.replace(
+            engine_opts,
+            calibration_cache=engine_opts.calibration_cache or legacy_calib_cache_path(result.model),
+            calibration_batches=_calibration_batches(result.card, opts),
+        )
 
     reason = tensorrt_unavailable_reason(opts.cuda)
     if reason is not None:

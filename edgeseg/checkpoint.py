@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.card import ModelCard
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, first_line
 from edgeseg.lazy import require
 
 FORMAT = "edgeseg-checkpoint/1"
@@ -147,7 +147,7 @@ def model_from_checkpoint(path: str | Path):
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
+        first = first_line(exc)
         raise EdgesegError(f"checkpoint {path} does not fit model {card.model}: {first}") from None
     model.eval()
     return model, card

@@ -1,5 +1,9 @@
-"""The shipped default model (package data in `edgeseg/assets/`), so `edgeseg run` and `edgeseg eval`
-work out of the box. See docs/default-model.md for how it was trained and how well it does."""
+"""The one table of defaults that more than one command, option or function shares, and the shipped
+default model (package data in `edgeseg/assets/`), so `edgeseg run` and `edgeseg eval` work out of the
+box (docs/default-model.md says how it was trained and how well it does).
+
+A default lives here and nowhere else: options, dataclass fields and function parameters name these
+constants (tests/test_architecture.py fails when one of them is written as a literal elsewhere)."""
 
 from __future__ import annotations
 
@@ -15,6 +19,10 @@ DEFAULT_EVAL_DATA = "synth:100"
 # INT8: images calibrated on, and held-out scenes the accuracy gate scores (build and demo alike)
 CALIB_IMAGES = 32
 GATE_IMAGES = 16
+# INT8: the most mIoU an INT8 artifact may lose against FP32, in points (1 point = 0.01 mIoU)
+MAX_MIOU_DROP = 1.0
+# CPU INT8 format: QOperator measured fastest on ONNX Runtime's x86 kernels (docs/int8.md)
+CPU_INT8_FORMAT = "qoperator"
 
 _SUFFIX = {"onnx": ".onnx", "pt": ".pt"}
 

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeseg.defaults import CALIB_IMAGES, GATE_IMAGES
+from edgeseg.defaults import CALIB_IMAGES, GATE_IMAGES, MAX_MIOU_DROP
 from edgeseg.errors import EdgesegError
 from edgeseg.progress import Progress
 
 Step = Callable[[str], None]
 
 
-@dataclass
+@dataclass(frozen=True)
 class DemoConfig:
     out: Path = Path("edgeseg-demo")
     quick: bool = False  # start from the shipped default instead of training
@@ -35,7 +35,7 @@ class DemoConfig:
     width: int = 256
     frames: int = 60  # length of the synthetic stream per artifact
     threads: int = 2
-    max_miou_drop: float = 1.0
+    max_miou_drop: float = MAX_MIOU_DROP
     calib_images: int = CALIB_IMAGES
     eval_images: int = GATE_IMAGES
 

@@ -304,7 +304,7 @@ def write_fp16(
     try:
         onnx.checker.check_model(converted)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0]
+        first = first_line(exc)
         raise EdgesegError(f"the FP16 graph fails the ONNX checker: {first}") from None
     parity = None
     with atomic_path(out_path) as tmp:

@@ -281,7 +281,7 @@ def export_onnx(
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0]
+        first = first_line(exc)
         raise EdgesegError(f"the exported graph fails the ONNX checker: {first}") from None
 
     step("checking TensorRT operator support")
@@ -397,7 +397,8 @@ def resolve_source(
             f"(or a checkpoint path, or an import: {usages()})"
         )
     if weights is not None:
-        from edgeseg.models.weights import model_from_weights, read_weights
+        from edgeseg.models.registry import model_from_weights
+        from edgeseg.models.weights import read_weights
 
         wf = read_weights(weights)
         if wf.checkpoint:

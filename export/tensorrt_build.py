@@ -21,7 +21,7 @@ import numpy as np
 
 from edgeseg.artifacts import sidecar_path
 from edgeseg.card import ModelCard, sha256_file
-from edgeseg.errors import EdgesegError, MissingDependencyError
+from edgeseg.errors import EdgesegError, MissingDependencyError, first_line
 from edgeseg.export.graph import card_of
 from edgeseg.export.tensorrt_features import TrtFeatures, detect
 from edgeseg.export.tensorrt_plan import (
@@ -229,7 +229,7 @@ def build_engine(
     try:
         model = onnx.load_from_string(data)
     except Exception as exc:  # onnx raises DecodeError / ValidationError variants
-        raise EdgesegError(f"{onnx_path} is not a valid ONNX file: {str(exc).splitlines()[0]}") from None
+        raise EdgesegError(f"{onnx_path} is not a valid ONNX file: {first_line(exc)}") from None
     card = card or card_of(model)
     graph = inspect_onnx(model)
     if graph.has_qdq and graph.fp16_graph and not features.strongly_typed:

@@ -25,9 +25,10 @@ PRECISIONS = ("fp32", "fp16", "int8")
 
 
 # ------------------------------------------------------------------------------------------ options
-@dataclass
+@dataclass(frozen=True)
 class EngineOptions:
-    """What the user asked for; `plan_build` decides how the installed TensorRT expresses it."""
+    """What the user asked for, checked once when made (change one with `dataclasses.replace`);
+    `plan_build` decides how the installed TensorRT expresses it."""
 
     precision: str = "fp32"  # what the ONNX graph carries: fp32 | fp16 (FP16 graph) | int8 (Q/DQ)
     workspace_mib: int | None = None

@@ -101,6 +101,29 @@ def test_build_errors_are_one_line(tiny_onnx, _isolated_workdir, args, message):
     assert message in result.output and "Traceback" not in result.output
 
 
+def test_build_options_are_checked_once_when_made_and_never_change():
+    """One validation style: a frozen dataclass checked in __post_init__; a variant is made with
+    dataclasses.replace, which checks it again."""
+    import dataclasses
+
+    from edgeseg.build import BuildOptions
+    from edgeseg.errors import EdgesegError
+    from edgeseg.export.tensorrt_plan import EngineOptions
+
+    with pytest.raises(EdgesegError, match="--max-miou-drop must be >= 0"):
+        BuildOptions(int8=True, max_miou_drop=-1)
+    opts = BuildOptions(int8=True)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.max_miou_drop = 5.0  # type: ignore[misc]
+    with pytest.raises(EdgesegError, match="unknown --cpu-format"):
+        dataclasses.replace(opts, cpu_format="fast")
+    engine = EngineOptions(precision="int8", legacy_calibrator=True)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        engine.calibration_cache = Path("x.calib")  # type: ignore[misc]
+    with pytest.raises(EdgesegError, match="--legacy-calibrator is an INT8 option"):
+        dataclasses.replace(engine, precision="fp16")
+
+
 def test_build_with_no_export_and_corrupt_export(_isolated_workdir):
     result = runner.invoke(app, ["build", "--int8"])
     assert result.exit_code == 2 and "edgeseg export" in result.output
@@ -155,6 +178,11 @@ def test_gate_failure_exits_non_zero_with_the_attempts(tiny_onnx, _isolated_work
     assert report["passed"] is False and "limit 0.00" in report["error"]
     assert report["gates"][0]["attempts"][0]["passed"] is False
     assert not (path.parent / "tiny.int8.qdq.onnx").exists()  # a rejected INT8 model is not left behind
+    # mIoU is a fraction (0..1) as in `eval --json` and `run --json`; only the drop is in points
+    gate, fp32 = report["gates"][0], report["artifacts"][0]
+    assert 0.0 <= gate["int8_miou"] <= gate["fp32_miou"] <= 1.0 and fp32["miou"] == gate["fp32_miou"]
+    assert gate["drop_points"] == pytest.approx(100 * (gate["fp32_miou"] - gate["int8_miou"]), abs=2e-3)
+    assert report["gates"][0]["attempts"][0]["miou"] == gate["int8_miou"]
     assert "error:" in result.output and "Traceback" not in result.output
 
 

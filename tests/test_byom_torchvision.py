@@ -16,7 +16,8 @@ from typer.testing import CliRunner  # noqa: E402
 from edgeseg.cli import app  # noqa: E402
 from edgeseg.errors import EdgesegError  # noqa: E402
 from edgeseg.models import create_model  # noqa: E402
-from edgeseg.models.weights import model_from_weights, read_weights  # noqa: E402
+from edgeseg.models.registry import model_from_weights  # noqa: E402
+from edgeseg.models.weights import read_weights  # noqa: E402
 
 torch.set_num_threads(1)
 

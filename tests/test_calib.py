@@ -389,7 +389,7 @@ def test_int8_build_on_generated_scenes_stays_within_the_gate(tiny):
     report = build(tiny, BuildOptions(int8=True, calib_images=8, eval_images=8, max_miou_drop=1.0))
     assert report.failure is None and report.reference == "labels"
     fp32 = report.rows[0]
-    assert fp32.precision == "fp32" and fp32.miou > 20  # the tiny net really learned something
+    assert fp32.precision == "fp32" and fp32.miou > 0.2  # the tiny net really learned something
     for gate in report.gates:
         assert gate.passed and gate.drop_points <= 1.0
         assert gate.artifact.path.is_file()

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg.defaults import CALIB_IMAGES
 from edgeseg.errors import first_line
 
 
@@ -157,7 +158,9 @@ def _dynamic_net(path: Path) -> Path:
     return path
 
 
-def check(workdir: Path, frames_n: int, calib_images: int = 32, report: Report | None = None) -> Report:  # noqa: C901 - one list, top to bottom
+def check(
+    workdir: Path, frames_n: int, calib_images: int = CALIB_IMAGES, report: Report | None = None
+) -> Report:  # noqa: C901 - one list, top to bottom
     from edgeseg.artifacts import read_card
     from edgeseg.build import BuildOptions, build
     from edgeseg.defaults import default_model_path
@@ -289,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("gpu-check.json"), help="the JSON report")
     ap.add_argument("--frames", type=int, default=32, help="held-out frames scored per engine")
     ap.add_argument("--workdir", type=Path, default=None, help="where engines go (default: a temp folder)")
-    ap.add_argument("--calib-images", type=int, default=32, help="calibration images for the INT8 engine")
+    ap.add_argument(
+        "--calib-images", type=int, default=CALIB_IMAGES, help="calibration images for the INT8 engine"
+    )
     args = ap.parse_args(argv)
     reason = unavailable()
     if reason is not None:

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from edgeseg.cli.options import card_option, workdir_option
-from edgeseg.defaults import CALIB_IMAGES, GATE_IMAGES
+from edgeseg.defaults import CALIB_IMAGES, CPU_INT8_FORMAT, GATE_IMAGES, MAX_MIOU_DROP
 
 
 def _print_report(report: Any) -> None:
@@ -79,9 +79,9 @@ def _print_report(report: Any) -> None:
                 )
 
 
-def _fraction(percent: float | None) -> str | None:
-    """mIoU as the other commands show it (0..1); the gate's drop stays in points (1 point = 0.01)."""
-    return None if percent is None else f"{percent / 100:.4f}"
+def _fraction(miou: float | None) -> str | None:
+    """mIoU as every command shows it (0..1); the gate's drop stays in points (1 point = 0.01)."""
+    return None if miou is None else f"{miou:.4f}"
 
 
 def _iou(x: float) -> str | None:
@@ -123,14 +123,18 @@ def build_command(
     eval_images: int = typer.Option(
         GATE_IMAGES, "--eval-images", min=1, help="Generated held-out scenes for synth."
     ),
-    max_miou_drop: float = typer.Option(1.0, "--max-miou-drop", help="Allowed INT8 mIoU loss in points."),
+    max_miou_drop: float = typer.Option(
+        MAX_MIOU_DROP, "--max-miou-drop", help="Allowed INT8 mIoU loss in points."
+    ),
     max_fallback_layers: int | None = typer.Option(
         None,
         "--max-fallback-layers",
         help="Stop falling back after this many float layers.",
         show_default="all",
     ),
-    cpu_format: str = typer.Option("qoperator", "--cpu-format", help="CPU INT8 format: qoperator or qdq."),
+    cpu_format: str = typer.Option(
+        CPU_INT8_FORMAT, "--cpu-format", help="CPU INT8 format: qoperator or qdq."
+    ),
     qdq_engine: str = typer.Option(
         "auto",
         "--qdq-engine",
@@ -204,7 +208,7 @@ def build_command(
         card=ModelCard.load_json(card_file) if card_file else None,
         engine=engine,
     )
-    opts.validate()  # option mistakes fail before the workspace is even looked at
+    # BuildOptions checks itself when made: option mistakes fail before the workspace is looked at
     onnx_path = require_export(resolve_workdir(workdir), model)
     check_writable(onnx_path.parent, f"the folder of {onnx_path.name}", folder=True)  # artifacts go there
     with progress_bars(enabled=not json_out) as progress:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from edgeseg.defaults import CALIB_IMAGES, GATE_IMAGES
+from edgeseg.defaults import CALIB_IMAGES, GATE_IMAGES, MAX_MIOU_DROP
 
 
 def demo_command(
@@ -18,7 +18,9 @@ def demo_command(
     train_images: int = typer.Option(320, help="Generated training scenes (ignored with --quick)."),
     frames: int = typer.Option(60, help="Synthetic frames streamed through each artifact."),
     threads: int = typer.Option(2, help="CPU threads per backend."),
-    max_miou_drop: float = typer.Option(1.0, help="INT8 gate: largest mIoU drop allowed, in points."),
+    max_miou_drop: float = typer.Option(
+        MAX_MIOU_DROP, help="INT8 gate: largest mIoU drop allowed, in points."
+    ),
     calib_images: int = typer.Option(CALIB_IMAGES, help="Calibration images for INT8."),
     eval_images: int = typer.Option(GATE_IMAGES, help="Held-out scenes for the INT8 accuracy gate."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),

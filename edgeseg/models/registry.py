@@ -215,3 +215,31 @@ def create_model(
 
         model.edgeseg_weights = load_weights(model, weights)
     return model
+
+
+def model_from_weights(
+    name: str,
+    weights: Any,
+    *,
+    num_classes: int | None = None,
+    backbone: str | None = None,
+    **kw: Any,
+):
+    """A zoo model that the whole state_dict in `weights` (a read `WeightsFile`) fits: its class count
+    is read from the weights unless given, a torchvision checkpoint's output stride and backbone are
+    implied unless given."""
+    from edgeseg.models.state_dict import classes_in
+    from edgeseg.models.weights import implied_options, load_weights
+
+    backbone, kw = implied_options(name, weights, backbone, kw)
+    if num_classes is None:
+        match = weights.torchvision
+        num_classes = (
+            match.num_classes
+            if match is not None
+            else classes_in(lambda n: create_model(name, n, backbone, **kw), weights.state)
+        )
+    # no classifier in the file: any count; the load below names the keys that do not fit
+    model = create_model(name, num_classes or 21, backbone, **kw)
+    model.edgeseg_weights = load_weights(model, weights, whole=True)
+    return model

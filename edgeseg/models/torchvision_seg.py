@@ -148,7 +148,7 @@ def _key_names(name: str, aux: bool) -> frozenset[str]:
 
 def identify(state: dict[str, Any], names: list[str] | None = None) -> TorchvisionMatch | None:
     """Which torchvision segmentation net `state` is (key names, then class count and every shape)."""
-    from edgeseg.models.weights import classes_in, fit_problem
+    from edgeseg.models.state_dict import classes_in, fit_problem
 
     torch = require("torch")
     aux = any(k.startswith(AUX_PREFIX) for k in state)

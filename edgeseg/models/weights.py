@@ -16,8 +16,6 @@ Anything that does not fit fails with one line naming the first offending key.
 from __future__ import annotations
 
 import functools
-import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from torch import nn
 
 from edgeseg.errors import EdgesegError, first_line
 from edgeseg.lazy import require
+from edgeseg.models.state_dict import as_state_dict, check_shapes, load_exact
 
 
 def _bundled(model: nn.Module) -> Path:
@@ -46,32 +45,6 @@ def _bundled(model: nn.Module) -> Path:
     )
 
 
-def _as_state_dict(raw: Any, path: Path) -> dict[str, torch.Tensor]:
-    for key in ("state_dict", "model"):  # common wrappers
-        if isinstance(raw, dict) and isinstance(raw.get(key), dict):
-            raw = raw[key]
-    if not isinstance(raw, dict) or not raw or not all(isinstance(v, torch.Tensor) for v in raw.values()):
-        raise EdgesegError(f"{path} is neither an edgeseg checkpoint nor a state_dict of tensors")
-    return {_LEGACY_DENSENET.sub(r"\1\2", k.removeprefix("module.")): v for k, v in raw.items()}
-
-
-# torchvision's published DenseNet files predate its module names: "denselayer1.norm.1.weight" is
-# today's "denselayer1.norm1.weight" (torchvision renames them the same way when it loads them).
-_LEGACY_DENSENET = re.compile(
-    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
-)
-
-
-def _check_shapes(
-    target: dict[str, torch.Tensor], source: dict[str, torch.Tensor], path: Path, what: str
-) -> None:
-    for k, v in source.items():
-        if k in target and target[k].shape != v.shape:
-            raise EdgesegError(
-                f"{path}: {what} key {k!r} has shape {tuple(v.shape)}, the model expects {tuple(target[k].shape)}"
-            )
-
-
 @dataclass
 class WeightsFile:
     """A weights file read once (safely); what it holds is worked out on demand."""
@@ -87,7 +60,7 @@ class WeightsFile:
 
     @functools.cached_property
     def state(self) -> dict[str, torch.Tensor]:
-        return _as_state_dict(self.raw["model"] if self.checkpoint else self.raw, self.path)
+        return as_state_dict(self.raw["model"] if self.checkpoint else self.raw, self.path)
 
     @functools.cached_property
     def torchvision(self) -> Any:
@@ -116,58 +89,6 @@ def read_weights(path: str | Path) -> WeightsFile:
         raise EdgesegError(f"cannot read safetensors file {path}: {first}") from None
 
 
-def _first(keys: list[str], n: int = 3) -> str:
-    shown = ", ".join(repr(k) for k in keys[:n])
-    return shown + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
-
-
-def fit_problem(expected: dict[str, Any], state: dict[str, Any]) -> str | None:
-    """What keeps `state` from loading into a module whose state_dict is `expected`, in one line (None: fits).
-
-    Names the first mismatched shapes, then missing and unexpected keys. BatchNorm step counters
-    (`num_batches_tracked`) may be absent: older state_dicts do not have them.
-    """
-    shapes = [
-        f"{k!r} has shape {tuple(state[k].shape)}, the model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
-    ]
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
-    parts = shapes[:2] + ([f"+{len(shapes) - 2} more shape(s)"] if len(shapes) > 2 else [])
-    if missing:
-        parts.append(f"missing {_first(missing)}")
-    if unexpected:
-        parts.append(f"unexpected {_first(unexpected)}")
-    return "; ".join(parts) or None
-
-
-def load_exact(module: nn.Module, state: dict[str, torch.Tensor], source: Any, what: str) -> None:
-    """Load every tensor of `module` from `state`, or fail with one line naming the first mismatches."""
-    problem = fit_problem(module.state_dict(), state)
-    if problem:
-        raise EdgesegError(f"{source} does not fit {what}: {problem}")
-    module.load_state_dict(state, strict=False)  # strictness checked above (num_batches_tracked may miss)
-
-
-def classes_in(build: Callable[[int], nn.Module], state: dict[str, Any]) -> int | None:
-    """The class count `state` was trained with, for a net made by `build(num_classes)`.
-
-    Builds the net twice on the meta device (no memory, no weights) with 2 and 3 classes: the tensors
-    whose shapes differ are the class-dependent ones, and `state` holds their real size.
-    """
-    with torch.device("meta"):
-        two, three = build(2).state_dict(), build(3).state_dict()
-    for key, a in two.items():
-        b = three.get(key)
-        if b is None or a.shape == b.shape or key not in state:
-            continue
-        dim = next(i for i, (x, y) in enumerate(zip(a.shape, b.shape)) if x != y)
-        if state[key].ndim > dim:
-            return int(state[key].shape[dim])
-    return None
-
-
 def implied_options(name: str, weights: WeightsFile, backbone: str | None, kw: dict[str, Any]):
     """(backbone, options) with the values a torchvision checkpoint implies filled in where not given."""
     match = weights.torchvision
@@ -177,32 +98,6 @@ def implied_options(name: str, weights: WeightsFile, backbone: str | None, kw: d
 
     filled = {**implied(match, name), **({"backbone": backbone} if backbone else {}), **kw}
     return filled.pop("backbone", None), filled
-
-
-def model_from_weights(
-    name: str,
-    weights: WeightsFile,
-    *,
-    num_classes: int | None = None,
-    backbone: str | None = None,
-    **kw: Any,
-) -> nn.Module:
-    """A zoo model that the whole state_dict in `weights` fits: its class count is read from the weights
-    unless given, a torchvision checkpoint's output stride and backbone are implied unless given."""
-    from edgeseg.models.registry import create_model
-
-    backbone, kw = implied_options(name, weights, backbone, kw)
-    if num_classes is None:
-        match = weights.torchvision
-        num_classes = (
-            match.num_classes
-            if match is not None
-            else classes_in(lambda n: create_model(name, n, backbone, **kw), weights.state)
-        )
-    # no classifier in the file: any count; the load below names the keys that do not fit
-    model = create_model(name, num_classes or 21, backbone, **kw)
-    model.edgeseg_weights = load_weights(model, weights, whole=True)
-    return model
 
 
 def load_weights(model: nn.Module, weights: str | Path | WeightsFile, *, whole: bool = False) -> str:
@@ -259,7 +154,7 @@ def _load_backbone(model: nn.Module, state: dict[str, torch.Tensor], path: Path,
             f"{path}: no key matches the {backbone.name} backbone (it has e.g. {next(iter(body_state))!r}, "
             f"the file has e.g. {next(iter(state))!r})"
         )
-    _check_shapes(body_state, matched, path, "backbone")
+    check_shapes(body_state, matched, path, "backbone")
     missing = [k for k in body_state if k not in matched and not k.endswith("num_batches_tracked")]
     if missing:
         raise EdgesegError(
@@ -268,6 +163,6 @@ def _load_backbone(model: nn.Module, state: dict[str, torch.Tensor], path: Path,
     backbone.body.load_state_dict(matched, strict=False)
     extra = model.torchvision_extra(state) if hasattr(model, "torchvision_extra") else {}
     if extra:
-        _check_shapes(model.state_dict(), extra, path, "classifier")
+        check_shapes(model.state_dict(), extra, path, "classifier")
         model.load_state_dict(extra, strict=False)
     return "backbone"

@@ -120,7 +120,8 @@ def seeded(build: Callable[[], Any]) -> Any:
 
 def load_into(net: Any, weights: Path, what: str) -> None:
     """Load a user's weights file into `net` (every tensor, one-line error naming the first mismatches)."""
-    from edgeseg.models.weights import load_exact, read_weights
+    from edgeseg.models.state_dict import load_exact
+    from edgeseg.models.weights import read_weights
 
     wf = read_weights(weights)
     if wf.checkpoint:

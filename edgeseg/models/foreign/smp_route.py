@@ -13,7 +13,7 @@ import inspect
 from typing import Any
 
 from edgeseg.card import ModelCard
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, first_line
 from edgeseg.lazy import require
 from edgeseg.models.foreign import (
     Imported,
@@ -52,12 +52,13 @@ def load_smp(request: ImportRequest) -> Imported:
         try:
             return arch_cls(encoder_name=encoder, encoder_weights=None, classes=num_classes, **options)
         except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-            first = str(exc).strip().strip("\"'").splitlines()[0][:300]
+            first = first_line(exc).strip("\"'")[:300]
             raise EdgesegError(f"smp {arch} with encoder {encoder!r} cannot be built: {first}") from None
 
     what = f"smp {arch} ({encoder})"
     if request.weights is not None:
-        from edgeseg.models.weights import classes_in, read_weights
+        from edgeseg.models.state_dict import classes_in
+        from edgeseg.models.weights import read_weights
 
         wf = read_weights(request.weights)
         n = choice.count or classes_in(build, wf.state)

@@ -28,7 +28,8 @@ def load_torchvision(request: ImportRequest) -> Imported:
         )
     aux = False
     if request.weights is not None:
-        from edgeseg.models.weights import load_exact, read_weights
+        from edgeseg.models.state_dict import load_exact
+        from edgeseg.models.weights import read_weights
 
         wf = read_weights(request.weights)
         if wf.checkpoint:
@@ -78,7 +79,7 @@ def _default_count() -> int:
 
 def _explain_mismatch(name: str, wf) -> None:
     """One line naming the first keys and shapes that keep the file from torchvision's `name`."""
-    from edgeseg.models.weights import classes_in, fit_problem
+    from edgeseg.models.state_dict import classes_in, fit_problem
 
     aux = any(k.startswith(torchvision_seg.AUX_PREFIX) for k in wf.state)
     if name.startswith("lraspp"):
