@@ -129,10 +129,6 @@ _PARAM_FREE = {"relu": lambda: nn.ReLU(inplace=True)}
 _SLICE = re.compile(r"^(?P<base>[\w.]+)\[(?P<a>\d+):(?P<b>\d+)\]$")
 
 
-def backbone_names() -> list[str]:
-    return list(BACKBONES)
-
-
 def get_backbone_spec(name: str) -> BackboneSpec:
     if name not in BACKBONES:
         from edgeseg.models.registry import suggest
