@@ -43,7 +43,7 @@ from edgeseg.runtime.rosmsg import (
     stamp_ns,
 )
 from edgeseg.runtime.sinks import Sink
-from edgeseg.runtime.sources import Frame, Source
+from edgeseg.runtime.source_base import Frame, Source
 
 if TYPE_CHECKING:
     from edgeseg.runtime.streaming.frame import FrameResult

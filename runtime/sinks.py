@@ -28,11 +28,11 @@ import numpy as np
 from edgeseg.atomic import PendingFile, destination, disk_full, output_failed, write_bytes
 from edgeseg.errors import EdgesegError, OutputFailed
 from edgeseg.runtime.draw import Renderer
-from edgeseg.runtime.sources import quiet_opencv
+from edgeseg.runtime.source_base import quiet_opencv
 
 if TYPE_CHECKING:
     from edgeseg.runtime.run_stats import RunStats
-    from edgeseg.runtime.sources import Source
+    from edgeseg.runtime.source_base import Source
     from edgeseg.runtime.streaming.frame import FrameResult
 
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}

@@ -147,16 +147,12 @@ def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return cycles
 
 
-# the one cycle left, in runtime/ while it is recomposed (issue 22 section 1): remove it from here
-# when it is gone; any other cycle fails the test
-KNOWN_CYCLES = [{"edgeseg.runtime.bag", "edgeseg.runtime.sinks", "edgeseg.runtime.sources"}]
-
-
 def test_no_import_cycles_inside_packages():
     """No module imports itself through others, inside a stage as well as between stages: a cycle
     makes import order matter and hides which module is the lower one (move the shared part below
-    both, as edgeseg/models/state_dict.py is below registry, weights and torchvision_seg)."""
-    cycles = [c for c in import_cycles(module_graph()) if set(c) not in KNOWN_CYCLES]
+    both, as edgeseg/models/state_dict.py is below registry, weights and torchvision_seg, and
+    runtime/source_base.py below sources.py and bag.py)."""
+    cycles = import_cycles(module_graph())
     assert not cycles, "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
 
 
