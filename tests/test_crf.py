@@ -148,7 +148,7 @@ class BlurryBackend(Backend):
             model="blurry", classes=["a", "b"], palette=default_palette(2), input_size=(H, W)
         )
 
-    def run(self, batch):
+    def run_impl(self, batch):
         return blurred_shifted_logits()[None]
 
 
