@@ -324,14 +324,15 @@ def stream(
     sinks: Sequence[Sink] | Callable[[str], Any] = (),
     max_frames: int | None = None,
     reconnect: Reconnect | None = None,
-    backend_options: Mapping[str, Any] | None = None,
+    options: BackendOptions | None = None,
     workers: int | None = None,
     sources: Sequence[StreamSpec] | None = None,
     **source: Any,
 ) -> Iterator[FrameResult]:
     """One-call streaming for embedding: `for r in stream("m.onnx", camera=0): r.class_map`.
 
-    Workers are planned as for `edgeseg run` (None: two for a file on ONNX Runtime CPU, else one).
+    Workers are planned as for `edgeseg run` (None: two for a file on ONNX Runtime CPU, else one);
+    `options` opens the model (BackendOptions, as RunPlan and open_pipeline take them).
     `sources=[{"camera": 0}, {"video": "a.mp4"}]` (or Source objects) runs several streams through
     the model with batched inference; `r.stream` names each result's stream and `sinks`, if given, is
     a function of that name. The other keywords (loop, synthetic_size, ...) apply to every stream."""
@@ -345,7 +346,7 @@ def stream(
         model=model,
         sources=opened,
         sinks=sinks or (),
-        backend=BackendOptions.from_kwargs(dict(backend_options or {})),
+        backend=options or BackendOptions(),
         workers=workers,
         max_frames=max_frames,
         reconnect=reconnect or Reconnect(),
