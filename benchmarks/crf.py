@@ -16,13 +16,17 @@ import time
 
 import numpy as np
 
+from edgeseg.defaults import DEFAULT_EVAL_DATA
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--model", default="default", help="an artifact path, or 'default' (the shipped model)"
     )
-    parser.add_argument("--data", default="synth:100", help="dataset (default: the held-out synth scenes)")
+    parser.add_argument(
+        "--data", default=DEFAULT_EVAL_DATA, help="dataset (default: the held-out synth scenes)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
     parser.add_argument("--threads", type=int, default=2, help="backend CPU threads")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
