@@ -150,6 +150,15 @@ class RunPlan:
         if self.synthetic and self.labels is not None:
             raise EdgesegError("--synthetic brings its own ground truth; --labels is for video/images")
         self._check_streams()
+        if (
+            len(self.sources) > 1
+            and self.sinks
+            and not (callable(self.sinks) or isinstance(self.sinks, Mapping))
+        ):
+            raise EdgesegError(
+                "sinks for several streams: a function of the stream's name or a {name: ...} mapping, "
+                f"got {type(self.sinks).__name__}"
+            )
 
     @property
     def synthetic(self) -> int:

@@ -1,0 +1,70 @@
+"""RunPlan (runtime/plan.py): the one place a run's options are checked and assembled, and the typed
+RunReport whose JSON form `edgeseg run --json` prints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgeseg.errors import EdgesegError
+from edgeseg.runtime import Outputs, RunPlan, RunReport, View, stream
+from edgeseg.runtime.backends import BackendOptions
+
+SYNTH = {"synthetic": 4}
+
+
+@pytest.mark.parametrize(
+    ("plan", "needle"),
+    [
+        (dict(sources=(SYNTH,), view=View(tile=True)), "--tile puts several streams side by side"),
+        (dict(sources=(SYNTH, SYNTH), workers=2), "share one batched inference worker"),
+        (dict(sources=(SYNTH, SYNTH), view=View(tile=True)), "--tile arranges what --show and --save draw"),
+        (
+            dict(sources=(SYNTH, SYNTH), outputs=Outputs(log=Path("f.jsonl"))),
+            r"--log with 2 streams needs \{stream\}",
+        ),
+        (dict(sources=(SYNTH,), labels=Path("gt")), "--synthetic brings its own ground truth"),
+        (dict(sources=(SYNTH,), max_frames=0), "--frames must be at least 1"),
+        (dict(sources=()), "at least one source"),
+        (dict(sources=(SYNTH, SYNTH), sinks=[object()]), "a function of the stream's name or a"),
+        (dict(sources=(SYNTH,), outputs=Outputs(video=Path("out.txt"))), "out.txt"),
+    ],
+)
+def test_a_plan_refuses_options_that_cannot_work_when_it_is_made(plan, needle, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(EdgesegError, match=needle):
+        RunPlan(**plan)
+
+
+def test_an_opened_plan_reports_a_typed_report_whose_json_is_the_runs(tiny_onnx, tmp_path):
+    model = tiny_onnx(num_classes=8, size=(32, 64))
+    log = tmp_path / "frames.jsonl"
+    plan = RunPlan(model=model, sources=(SYNTH,), outputs=Outputs(log=log), workers=1)
+    run = plan.open()
+    assert run.artifact == model and run.card.num_classes == 8
+    run.driver.run()
+    report = run.report()
+    assert isinstance(report, RunReport) and report.exit_code == 0 and report.ended == "completed"
+    data = report.to_dict()
+    assert list(data)[:5] == ["model", "backend", "workers", "source", "outputs"]
+    assert data["artifact"] == str(model) and data["frames"]["processed"] == 4
+    assert data["metrics"] is not None  # the synthetic scenes carry ground truth
+    assert data == json.loads(json.dumps(data, default=str))
+    assert len(log.read_text().splitlines()) == 4
+
+
+def test_several_streams_report_each_stream_and_the_batching(tiny_onnx):
+    plan = RunPlan(model=tiny_onnx(num_classes=8, size=(32, 64)), sources=(SYNTH, SYNTH))
+    run = plan.open()
+    run.driver.run()
+    data = run.report().to_dict()
+    assert [s["stream"] for s in data["streams"]] == ["synthetic-0", "synthetic-1"]
+    assert data["batching"]["batches"] >= 4 and data["frames"]["processed"] == 8
+
+
+def test_stream_takes_backend_options_like_the_plan(tiny_onnx):
+    results = list(stream(tiny_onnx(num_classes=8, size=(32, 48)), options=BackendOptions(threads=1), synthetic=3,
+                          synthetic_size=(32, 48)))  # fmt: skip
+    assert [r.class_map.shape for r in results] == [(32, 48)] * 3
