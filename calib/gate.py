@@ -11,6 +11,10 @@
    statistics (never recalibrating), until the drop is within the limit. If even that fails the gate
    raises `GateFailed` with every attempt, so the CLI can print what was tried and exit non-zero.
 
+Every candidate (and every single-layer probe of step 2) is made and scored in memory: ONNX Runtime
+reads the serialized model. Only the candidate that passes is written, once, under its final name,
+the verdict already in its card; a failure, Ctrl-C or crash leaves the target as it was.
+
 Without ground truth for the model's label set (eval data with other classes), FP32's own predictions
 serve as the reference; the report says so.
 """
@@ -25,10 +29,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgeseg.artifacts import card_path
 from edgeseg.calib.activation_ranges import CalibrationStats
 from edgeseg.calib.data import CalibrationSet
-from edgeseg.calib.quantize import QuantizedArtifact, quantizable_nodes, quantize_form
+from edgeseg.calib.quantize import QuantizedArtifact, make_form, quantizable_nodes
 from edgeseg.card import ModelCard
 from edgeseg.defaults import GATE_IMAGES, MAX_MIOU_DROP
 from edgeseg.errors import EdgesegError, ExitCode
@@ -251,11 +254,21 @@ def reference_warnings(
     return notes
 
 
-def _segmenter(path: Path, threads: int | None, card: ModelCard):
-    """The card is the build's (given with --card for an ONNX made elsewhere, which carries none)."""
+def _segmenter(source: Path | QuantizedArtifact, threads: int | None, card: ModelCard):
+    """A file, or a candidate in memory. The card is the build's (given with --card for an ONNX made
+    elsewhere, which carries none)."""
     from edgeseg.runtime.segmenter import Segmenter
 
-    return Segmenter(path, threads=threads, card=card) if threads else Segmenter(path, card=card)
+    if isinstance(source, QuantizedArtifact):
+        return Segmenter(_in_memory(source, threads, card))
+    return Segmenter(source, threads=threads, card=card) if threads else Segmenter(source, card=card)
+
+
+def _in_memory(art: QuantizedArtifact, threads: int | None, card: ModelCard | None = None):
+    """ONNX Runtime on a candidate that is not written anywhere."""
+    from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend(art.path, model=art.model.SerializeToString(), threads=threads, card=card)
 
 
 class Gate:
@@ -288,8 +301,8 @@ class Gate:
             for note in self.warnings:
                 warn(note)
 
-    def _predict(self, path: Path, what: str) -> list[np.ndarray]:
-        seg = _segmenter(path, self.threads, self.card)
+    def _predict(self, source: Path | QuantizedArtifact, what: str) -> list[np.ndarray]:
+        seg = _segmenter(source, self.threads, self.card)
         try:
             out = []
             for i, frame in enumerate(self._bgr):
@@ -311,8 +324,9 @@ class Gate:
         m = cm.compute()
         return Score(miou=m.miou, iou=m.iou, agreement=agree / max(total, 1), metrics=m)
 
-    def score(self, path: Path, what: str = "evaluating INT8") -> Score:
-        return self._score(self._predict(path, what))
+    def score(self, source: Path | QuantizedArtifact, what: str = "evaluating INT8") -> Score:
+        """Score a file, or a candidate in memory."""
+        return self._score(self._predict(source, what))
 
     def drop_points(self, s: Score) -> float:
         if s.miou != s.miou or self.fp32.miou != self.fp32.miou:
@@ -346,21 +360,16 @@ def rank_sensitivity(
     scale = float(np.mean([np.var(r) for r in ref])) or 1.0
     scores = []
     for k, node in enumerate(nodes):
-        target = workdir / f".sensitivity.{form}.onnx"
-        try:
-            quantize_form(
-                form,
-                model_path,
-                card,
-                stats,
-                target,
-                exclude=[n for n in nodes if n != node],
-                **(quantize_kwargs or {}),
-            )
-            outs = _raw_outputs(target, batches, threads)
-        finally:  # Ctrl-C included: no stray model is left beside the export
-            target.unlink(missing_ok=True)
-            card_path(target).unlink(missing_ok=True)
+        alone = make_form(  # in memory: nothing is written for a probe
+            form,
+            model_path,
+            card,
+            stats,
+            workdir / f".sensitivity.{form}.onnx",
+            exclude=[n for n in nodes if n != node],
+            **(quantize_kwargs or {}),
+        )
+        outs = _raw_outputs(alone, batches, threads)
         disagree = float(np.mean([np.mean(_labels(o) != _labels(r)) for o, r in zip(outs, ref)]))
         mse = float(np.mean([np.mean((o.astype(np.float32) - r) ** 2) for o, r in zip(outs, ref)])) / scale
         scores.append((node, disagree + 1e-3 * mse))
@@ -373,20 +382,19 @@ def _labels(out: np.ndarray) -> np.ndarray:
     return out.argmax(axis=1) if out.ndim == 4 else out
 
 
-def _raw_outputs(path: Path, batches: list[np.ndarray], threads: int | None) -> list[np.ndarray]:
+def _raw_outputs(
+    source: Path | QuantizedArtifact, batches: list[np.ndarray], threads: int | None
+) -> list[np.ndarray]:
     from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
-    backend = OnnxRuntimeBackend(path, threads=threads)
+    if isinstance(source, QuantizedArtifact):
+        backend = _in_memory(source, threads)
+    else:
+        backend = OnnxRuntimeBackend(source, threads=threads)
     try:
         return [np.asarray(backend.run(b), dtype=np.float32) for b in batches]
     finally:
         backend.close()
-
-
-def staging_path(target: Path) -> Path:
-    """Where an INT8 artifact is made and scored before its gate passes: a hidden sibling that no
-    name lookup (`variants_beside`, `run NAME.int8`) ever picks up."""
-    return target.with_name(f".{target.stem}.gating{target.suffix}")
 
 
 def gated_quantize(
@@ -406,12 +414,11 @@ def gated_quantize(
 ) -> GateResult:
     """Quantize `form`, score it, and fall back layer by layer until the mIoU drop is <= `max_drop`.
 
-    Every attempt is written to `staging_path(target)`; only a passing one is moved to `target` (its
-    card first, the model last). A failure, Ctrl-C or crash on the way leaves `target` as it was: the
-    previous good artifact, or nothing."""
+    Every attempt is made and scored in memory; only a passing one is written, once, to `target`
+    (atomically, its verdict already in its card). A failure, Ctrl-C or crash on the way leaves
+    `target` as it was: the previous good artifact, or nothing."""
     from edgeseg.calib.quantize import load_model, name_nodes
 
-    staging = staging_path(target)
     kw = dict(quantize_kwargs or {})
     # a form with every quantizable layer in float has no INT8 compute left: that is never a pass,
     # however small its drop, or a file named int8 would ship a float model
@@ -419,53 +426,47 @@ def gated_quantize(
     excluded: list[str] = []
     attempts: list[Attempt] = []
     ranking: list[tuple[str, float]] = []
-    try:
-        while True:
-            art = quantize_form(form, model_path, card, stats, staging, exclude=excluded, **kw)
-            s = gate.score(
-                staging, f"evaluating INT8 {form}" + (f" ({len(excluded)} in float)" if excluded else "")
+    while True:
+        art = make_form(form, model_path, card, stats, target, exclude=excluded, **kw)
+        s = gate.score(art, f"evaluating INT8 {form}" + (f" ({len(excluded)} in float)" if excluded else ""))
+        drop = gate.drop_points(s)
+        attempt = Attempt(
+            list(excluded),
+            fraction(s.miou) or 0.0,
+            round(drop, 3),
+            round(s.agreement, 5),
+            drop <= max_drop,
+        )
+        attempts.append(attempt)
+        if on_attempt:
+            on_attempt(attempt)
+        result = GateResult(form, art, gate.fp32, s, drop, max_drop, attempts, ranking)
+        if result.passed and len(excluded) < len(quantizable):
+            _record(result)
+            art.save()  # the one write, under its final name
+            art.model = None  # the file holds it now; a VGG-sized graph is not kept twice
+            return result
+        if not ranking and max_fallback_layers != 0:
+            ranking = rank_sensitivity(
+                form,
+                model_path,
+                card,
+                stats,
+                probe,
+                target.parent,
+                threads=gate.threads,
+                progress=progress,
+                quantize_kwargs=kw,
             )
-            drop = gate.drop_points(s)
-            attempt = Attempt(
-                list(excluded),
-                fraction(s.miou) or 0.0,
-                round(drop, 3),
-                round(s.agreement, 5),
-                drop <= max_drop,
-            )
-            attempts.append(attempt)
-            if on_attempt:
-                on_attempt(attempt)
-            result = GateResult(form, art, gate.fp32, s, drop, max_drop, attempts, ranking)
-            if result.passed and len(excluded) < len(quantizable):
-                _record(result)
-                _promote(staging, target)
-                art.path = target
-                return result
-            if not ranking and max_fallback_layers != 0:
-                ranking = rank_sensitivity(
-                    form,
-                    model_path,
-                    card,
-                    stats,
-                    probe,
-                    target.parent,
-                    threads=gate.threads,
-                    progress=progress,
-                    quantize_kwargs=kw,
-                )
-                result.sensitivity = ranking
-            remaining = [n for n, _ in ranking if n not in excluded]
-            limit = len(ranking) if max_fallback_layers is None else max_fallback_layers
-            capped = len(excluded) >= limit and len(remaining) > 1
-            if len(remaining) <= 1 or capped:  # the last one in float would leave no INT8 compute
-                _record(result)
-                art.path = target  # what it would have been; nothing was written there
-                raise _failed(form, result, len(quantizable), capped)
-            excluded.append(remaining[0])
-    finally:
-        staging.unlink(missing_ok=True)
-        card_path(staging).unlink(missing_ok=True)
+            result.sensitivity = ranking
+        remaining = [n for n, _ in ranking if n not in excluded]
+        limit = len(ranking) if max_fallback_layers is None else max_fallback_layers
+        capped = len(excluded) >= limit and len(remaining) > 1
+        if len(remaining) <= 1 or capped:  # the last one in float would leave no INT8 compute
+            _record(result)  # in memory: nothing is written for a failed gate
+            art.model = None  # the report stays, the rejected graph goes
+            raise _failed(form, result, len(quantizable), capped)
+        excluded.append(remaining[0])
 
 
 def _failed(form: str, result: GateResult, quantizable: int, capped: bool) -> GateFailed:
@@ -485,21 +486,9 @@ def _failed(form: str, result: GateResult, quantizable: int, capped: bool) -> Ga
     return GateFailed(message, result, summary)
 
 
-def _promote(staging: Path, target: Path) -> None:
-    """Give the passed artifact its final name: card first, model last, each by an atomic rename."""
-    import os
-
-    os.replace(card_path(staging), card_path(target))
-    os.replace(staging, target)
-
-
 def _record(result: GateResult) -> None:
-    """Write the gate's verdict into the artifact's card sidecar and ONNX metadata."""
-    import onnx
-
-    from edgeseg.calib.quantize import save_with_card
-
-    card: ModelCard = result.artifact.details["card"]
+    """Put the gate's verdict into the candidate's card (its sidecar and ONNX metadata once saved)."""
+    card = result.artifact.card
     info = dict(card.extra.get("int8", {}))
     info["gate"] = {
         "fp32_miou": fraction(result.fp32.miou),
@@ -511,6 +500,4 @@ def _record(result: GateResult) -> None:
         "excluded_nodes": result.artifact.excluded,
         "attempts": len(result.attempts),
     }
-    new_card = card.replace(extra={**card.extra, "int8": info})
-    save_with_card(onnx.load(str(result.artifact.path)), result.artifact.path, new_card)
-    result.artifact.details["card"] = new_card
+    result.artifact.with_card(card.replace(extra={**card.extra, "int8": info}))

@@ -13,6 +13,10 @@
 
 The precomputed ranges reach `quantize_static` through its `calibration_cache_path` (written to a
 temporary file in onnxruntime's own format), so no calibration inference runs here.
+
+`make_form` returns the quantized model in memory, its card stamped in, and writes nothing: the gate
+scores it there and writes it once, under its final name, when it passes (`QuantizedArtifact.save`).
+`quantize_form` and the per-form `quantize_*` functions make and write in one call.
 """
 
 from __future__ import annotations
@@ -51,10 +55,25 @@ CPU_OP_TYPES = [
 @dataclass
 class QuantizedArtifact:
     form: str  # qdq | cpu
-    path: Path
+    path: Path  # where it is (or, until saved, will be) written
     excluded: list[str] = field(default_factory=list)  # nodes kept in float on purpose
     auto_excluded: list[str] = field(default_factory=list)  # by placement rules, not the gate
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # "card": its INT8 card, and what was done
+    model: onnx.ModelProto | None = field(default=None, repr=False)  # the graph, its card stamped in
+
+    @property
+    def card(self) -> ModelCard:
+        return self.details["card"]
+
+    def with_card(self, card: ModelCard) -> None:
+        """Give the in-memory model another card (e.g. with the gate's verdict) before it is saved."""
+        set_card(self.model, card)
+        self.details["card"] = card
+
+    def save(self) -> QuantizedArtifact:
+        """Write the model and its card JSON to `path`, atomically: the model's one write."""
+        save_with_card(self.model, self.path, self.card)
+        return self
 
 
 def load_model(path: str | Path) -> onnx.ModelProto:
@@ -149,10 +168,11 @@ def _run_quantize_static(model: onnx.ModelProto, stats: CalibrationStats, out: P
                 raise InternalError(f"INT8 quantization failed: {first[:200]}") from None
 
 
-def _finish(out_tmp: Path, target: Path, card: ModelCard, info: dict[str, Any]) -> ModelCard:
-    """Stamp the INT8 card into the quantized model's metadata and write it (plus card JSON) atomically."""
-    model = onnx.load(str(out_tmp))
-    return save_with_card(model, target, card.replace(precision="int8", extra={**card.extra, "int8": info}))
+def _stamp(model: onnx.ModelProto, card: ModelCard, info: dict[str, Any]) -> ModelCard:
+    """Stamp the INT8 card into the quantized model's metadata (in memory)."""
+    new_card = card.replace(precision="int8", extra={**card.extra, "int8": info})
+    set_card(model, new_card)
+    return new_card
 
 
 def save_with_card(model: onnx.ModelProto, target: Path, card: ModelCard) -> ModelCard:
@@ -164,6 +184,13 @@ def save_with_card(model: onnx.ModelProto, target: Path, card: ModelCard) -> Mod
 
 
 def quantize_tensorrt_form(
+    model_path: Path, card: ModelCard, stats: CalibrationStats, target: Path, **kw: Any
+) -> QuantizedArtifact:
+    """`make_tensorrt_form`, written to `target`."""
+    return make_tensorrt_form(model_path, card, stats, target, **kw).save()
+
+
+def make_tensorrt_form(
     model_path: Path,
     card: ModelCard,
     stats: CalibrationStats,
@@ -173,7 +200,7 @@ def quantize_tensorrt_form(
     engine: str = "auto",
     calib: CalibrationSet | None = None,
 ) -> QuantizedArtifact:
-    """Symmetric S8S8 Q/DQ by TensorRT's placement rules; raises if the result breaks a rule.
+    """Symmetric S8S8 Q/DQ by TensorRT's placement rules, in memory; raises if it breaks a rule.
 
     `engine`: "auto" (ModelOpt when installed, else onnxruntime), "onnxruntime" or "modelopt".
     `calib` feeds ModelOpt's own (overridden) calibration pass; random inputs are used without it.
@@ -216,7 +243,6 @@ def quantize_tensorrt_form(
             raise InternalError(f"TensorRT Q/DQ placement broke a rule: {report.violations[0]}")
         source_opset = opset_version(q)
         q = _fp16_float_parts(q)
-        onnx.save(q, str(out))
         info = {
             "form": "tensorrt-qdq",
             "engine": "onnxruntime",
@@ -230,9 +256,9 @@ def quantize_tensorrt_form(
             "residual_qdq": residual,
             "dropped_pairs": dropped,
         }
-        new_card = _finish(out, target, card, info)
+    new_card = _stamp(q, card, info)
     return QuantizedArtifact(
-        "qdq", target, excluded=excluded, auto_excluded=auto, details={"card": new_card, **info}
+        "qdq", target, excluded=excluded, auto_excluded=auto, details={"card": new_card, **info}, model=q
     )
 
 
@@ -291,10 +317,9 @@ def _modelopt_tensorrt_form(
             "quantized_weighted_ops": report.quantized_weighted_ops,
             "dropped_pairs": dropped,
         }
-        onnx.save(q, str(out))
-        new_card = _finish(out, target, card, info)
+    new_card = _stamp(q, card, info)
     return QuantizedArtifact(
-        "qdq", target, excluded=excluded, auto_excluded=auto, details={"card": new_card, **info}
+        "qdq", target, excluded=excluded, auto_excluded=auto, details={"card": new_card, **info}, model=q
     )
 
 
@@ -313,6 +338,13 @@ def _fp16_float_parts(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def quantize_cpu_form(
+    model_path: Path, card: ModelCard, stats: CalibrationStats, target: Path, **kw: Any
+) -> QuantizedArtifact:
+    """`make_cpu_form`, written to `target`."""
+    return make_cpu_form(model_path, card, stats, target, **kw).save()
+
+
+def make_cpu_form(
     model_path: Path,
     card: ModelCard,
     stats: CalibrationStats,
@@ -321,7 +353,7 @@ def quantize_cpu_form(
     exclude: list[str] | None = None,
     cpu_format: str = CPU_INT8_FORMAT,
 ) -> QuantizedArtifact:
-    """U8S8 per-channel INT8 for ONNX Runtime on x86, slow-in-INT8 ops kept in FP32."""
+    """U8S8 per-channel INT8 for ONNX Runtime on x86, slow-in-INT8 ops kept in FP32, in memory."""
     if cpu_format not in CPU_FORMATS:
         raise EdgesegError(f"unknown CPU INT8 format {cpu_format!r}; choose {' or '.join(CPU_FORMATS)}")
     from onnxruntime.quantization import QuantFormat, QuantType
@@ -351,20 +383,29 @@ def quantize_cpu_form(
             "excluded_nodes": excluded,
             "float_by_rule": auto,
         }
-        new_card = _finish(out, target, card, info)
+        q = onnx.load(str(out))
+    new_card = _stamp(q, card, info)
     return QuantizedArtifact(
-        "cpu", target, excluded=excluded, auto_excluded=auto, details={"card": new_card, **info}
+        "cpu", target, excluded=excluded, auto_excluded=auto, details={"card": new_card, **info}, model=q
     )
 
 
 def quantize_form(
     form: str, model_path: Path, card: ModelCard, stats: CalibrationStats, target: Path, **kw: Any
 ) -> QuantizedArtifact:
+    """`make_form`, written to `target`."""
+    return make_form(form, model_path, card, stats, target, **kw).save()
+
+
+def make_form(
+    form: str, model_path: Path, card: ModelCard, stats: CalibrationStats, target: Path, **kw: Any
+) -> QuantizedArtifact:
+    """INT8 form `form` in memory (nothing written); `kw` may carry both forms' options."""
     if form == "qdq":
         kw.pop("cpu_format", None)
-        return quantize_tensorrt_form(model_path, card, stats, target, **kw)
+        return make_tensorrt_form(model_path, card, stats, target, **kw)
     if form == "cpu":
         kw.pop("engine", None)
         kw.pop("calib", None)
-        return quantize_cpu_form(model_path, card, stats, target, **kw)
+        return make_cpu_form(model_path, card, stats, target, **kw)
     raise EdgesegError(f"unknown INT8 form {form!r}; choose {' or '.join(INT8_FORMS)}")

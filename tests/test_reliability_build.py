@@ -90,3 +90,38 @@ def test_a_failed_gate_removes_an_unchecked_leftover(export, monkeypatch):
     assert r.exit_code == ExitCode.GATE_FAILED, r.output
     assert "removed an unchecked" in json.loads(r.stdout)["artifacts"][-1]["note"]
     assert int8_files(export.parent) == []
+
+
+def test_a_passing_int8_file_is_written_once_and_never_read_back(export, monkeypatch):
+    """Each candidate is made and scored in memory; the one that passes is written once, under its
+    final name, with the gate's verdict already in its card."""
+    import onnx
+
+    from edgeseg.calib import quantize
+
+    saved: list[str] = []
+    read: list[str] = []
+    save_with_card, load = quantize.save_with_card, onnx.load
+
+    def counting_save(model, target, card):
+        saved.append(Path(target).name)
+        return save_with_card(model, target, card)
+
+    def counting_load(f, *args, **kwargs):
+        read.append(Path(str(f)).name)
+        return load(f, *args, **kwargs)
+
+    monkeypatch.setattr(quantize, "save_with_card", counting_save)
+    monkeypatch.setattr(onnx, "load", counting_load)
+    r = runner.invoke(app, [*BUILD, "--int8-forms", "cpu,qdq"])
+    assert r.exit_code == 0, r.output
+    assert sorted(saved) == ["tiny.int8.cpu.onnx", "tiny.int8.qdq.onnx"]
+    assert [name for name in read if "int8" in name] == []
+    for form in ("cpu", "qdq"):
+        card = json.loads((export.parent / f"tiny.int8.{form}.card.json").read_text())
+        assert card["extra"]["int8"]["gate"]["passed"] is True
+        props = {p.key: p.value for p in load(str(export.parent / f"tiny.int8.{form}.onnx")).metadata_props}
+        assert '"gate"' in props["edgeseg.extra"]  # the verdict is in the ONNX metadata too
+    assert int8_files(export.parent) == [
+        "tiny.int8.cpu.card.json", "tiny.int8.cpu.onnx", "tiny.int8.qdq.card.json", "tiny.int8.qdq.onnx",
+    ]  # fmt: skip

@@ -39,11 +39,15 @@ def resolve_providers(requested: str | list[str] | None) -> list[str]:
     return wanted
 
 
-def has_fp16_qdq(path: Path) -> bool:
-    """Whether the graph dequantizes with FP16 scales (a Q/DQ graph whose float parts are FP16)."""
+def has_fp16_qdq(source: Path | bytes) -> bool:
+    """Whether the graph (a file, or a serialized model) dequantizes with FP16 scales (a Q/DQ graph
+    whose float parts are FP16)."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)  # ORT has read this file already
+    if isinstance(source, bytes):
+        model = onnx.load_from_string(source)
+    else:
+        model = onnx.load(str(source), load_external_data=False)  # ORT has read this file already
     fp16 = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16}
     return any(
         n.op_type == "DequantizeLinear" and len(n.input) > 1 and n.input[1] in fp16 for n in model.graph.node
@@ -62,10 +66,14 @@ class OnnxRuntimeBackend(Backend):
         threads: int | None = None,
         card: ModelCard | None = None,
         spin_wait: bool = True,
+        model: bytes | None = None,
     ) -> None:
+        """`model`: the serialized ONNX itself, for a model not written anywhere (the INT8 gate's
+        candidates); `path` then only names it."""
         import onnxruntime as ort
 
         self.path = Path(path)
+        self._model = model
         self.options = BackendOptions(providers=providers, threads=threads, card=card, spin_wait=spin_wait)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -83,7 +91,7 @@ class OnnxRuntimeBackend(Backend):
         meta = self.session.get_modelmeta().custom_metadata_map
         self.card = card or card_from_metadata(self.path, meta)
         carried = meta.get("edgeseg.precision")  # the file's own card, whatever `card` overrides
-        if carried not in ('"fp32"', '"fp16"') and has_fp16_qdq(self.path):
+        if carried not in ('"fp32"', '"fp16"') and has_fp16_qdq(self.path if model is None else model):
             self.session = self._open_session(opts, disabled=FP16_QDQ_UNSAFE_OPTIMIZERS)
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
@@ -97,11 +105,23 @@ class OnnxRuntimeBackend(Backend):
 
         try:
             return ort.InferenceSession(
-                str(self.path), opts, providers=self.providers, disabled_optimizers=list(disabled)
+                str(self.path) if self._model is None else self._model,
+                opts,
+                providers=self.providers,
+                disabled_optimizers=list(disabled),
             )
         except Exception as exc:  # onnxruntime raises its own pybind exception types
             first = first_line(exc)
             raise EdgesegError(f"cannot load ONNX model {self.path}: {first}") from None
+
+    def spawn(self) -> Backend:
+        if self._model is None:
+            return super().spawn()
+        o = self.options  # a model in memory: the next worker opens the same bytes
+        return OnnxRuntimeBackend(
+            self.path, providers=o.providers, threads=o.threads, card=o.card, spin_wait=o.spin_wait,
+            model=self._model,
+        )  # fmt: skip
 
     def check_shape(self, shape: tuple[int, ...]) -> None:
         for axis, (want, got) in enumerate(zip(self.input_shape, shape)):
