@@ -208,22 +208,9 @@ def export_onnx(
     out_path = Path(out_path)
     if out_path.suffix != ".onnx":
         raise EdgesegError(f"export target must end in .onnx, got {out_path.name}")
-
-    if isinstance(model_or_checkpoint, (str, Path)):
-        from edgeseg.checkpoint import model_from_checkpoint
-
-        step("loading checkpoint")
-        ckpt_path = Path(model_or_checkpoint)
-        net, ckpt_card = model_from_checkpoint(ckpt_path)
-        card = card or ckpt_card
-        checkpoint_sha256 = checkpoint_sha256 or sha256_file(ckpt_path)
-        source = source or str(ckpt_path)
-    else:
-        net = model_or_checkpoint
-        if card is None:
-            raise EdgesegError("export_onnx needs a ModelCard when given a torch module")
-        source = source or "module"
-    net.eval()
+    net, card, source, checkpoint_sha256 = _open_net(
+        model_or_checkpoint, card, source, checkpoint_sha256, step
+    )
     h, w = (height or card.input_size[0]), (width or card.input_size[1])
     _validate(h, w, opset, output, labels_dtype, card)
 
@@ -234,29 +221,14 @@ def export_onnx(
     model = onnx.load_from_string(raw)
     del raw  # VGG-16 FCNs are 0.5 GB of weights: keep as few copies alive as possible
     nodes_exported = len(model.graph.node)
-
-    simplifier: str | None = None
-    simplify_note: str | None = None
-    if simplify:
-        tool = "onnxsim" if simplify is True else str(simplify)
-        step(f"simplifying with {tool}")
-        model, simplify_note = graph.simplify(model, tool)
-        simplifier = None if simplify_note else tool
-        if simplify is True and simplifier and not dynamic:
-            # onnxsim leaves no-op Slices (FCN/U-Net crops) in static graphs; onnxslim removes them.
-            # Measured in docs/export.md: never fewer nodes on dynamic graphs, so skipped there.
-            slim, note = graph.simplify(model, "onnxslim")
-            if note is None and len(slim.graph.node) < len(model.graph.node):
-                model, simplifier = slim, "onnxsim+onnxslim"
-
+    model, simplifier, simplify_note = _simplify(model, simplify, dynamic, step)
     if dynamic:  # keep the class axis static: runtimes and TensorRT profiles read it from the graph
-        out_vi = model.graph.output[0]
         dims = (
             ["batch", "height", "width"]
             if output == "labels"
             else ["batch", card.num_classes, "height", "width"]
         )
-        graph.set_dims(out_vi, dims)
+        graph.set_dims(model.graph.output[0], dims)
 
     export_info = {
         "opset": opset,
@@ -275,17 +247,9 @@ def export_onnx(
         edgeseg_version=__version__,
         extra={**card.extra, "export": export_info},
     )
-    graph.set_card(model, final_card)
-    model.producer_name = "edgeseg"
-    model.producer_version = __version__
-    try:
-        onnx.checker.check_model(model, full_check=True)
-    except Exception as exc:
-        first = first_line(exc)
-        raise EdgesegError(f"the exported graph fails the ONNX checker: {first}") from None
+    _stamp(model, final_card)
 
     step("checking TensorRT operator support")
-    trt = check_trt_compat(model)
     result = ExportResult(
         path=out_path,
         card_path=card_path(out_path),
@@ -300,18 +264,91 @@ def export_onnx(
         op_counts=graph.op_counts(model),
         io=graph.io_shapes(model),
         seconds=0.0,
-        trt=trt,
+        trt=check_trt_compat(model),
     )
     if simplify_note:
         result.notes.append(simplify_note)
+    _commit(model, result, net, parity, parity_frames, parity_scenes, allow_trt_errors, start, step)
+    return result
 
+
+def _open_net(
+    model_or_checkpoint: Any, card: ModelCard | None, source: str | None, sha256: str | None, step: Step
+) -> tuple[Any, ModelCard, str, str | None]:
+    """(net in eval mode, card, source, checkpoint hash) from a checkpoint path or a torch module."""
+    if isinstance(model_or_checkpoint, (str, Path)):
+        from edgeseg.checkpoint import model_from_checkpoint
+
+        step("loading checkpoint")
+        ckpt_path = Path(model_or_checkpoint)
+        net, ckpt_card = model_from_checkpoint(ckpt_path)
+        card = card or ckpt_card
+        sha256 = sha256 or sha256_file(ckpt_path)
+        source = source or str(ckpt_path)
+    else:
+        net = model_or_checkpoint
+        if card is None:
+            raise EdgesegError("export_onnx needs a ModelCard when given a torch module")
+        source = source or "module"
+    net.eval()
+    return net, card, source, sha256
+
+
+def _simplify(
+    model: Any, simplify: bool | str, dynamic: bool, step: Step
+) -> tuple[Any, str | None, str | None]:
+    """(model, the simplifier that ran or None, why it could not); see `export_onnx`'s `simplify`."""
+    if not simplify:
+        return model, None, None
+    tool = "onnxsim" if simplify is True else str(simplify)
+    step(f"simplifying with {tool}")
+    model, note = graph.simplify(model, tool)
+    simplifier = None if note else tool
+    if simplify is True and simplifier and not dynamic:
+        # onnxsim leaves no-op Slices (FCN/U-Net crops) in static graphs; onnxslim removes them.
+        # Measured in docs/export.md: never fewer nodes on dynamic graphs, so skipped there.
+        slim, slim_note = graph.simplify(model, "onnxslim")
+        if slim_note is None and len(slim.graph.node) < len(model.graph.node):
+            model, simplifier = slim, "onnxsim+onnxslim"
+    return model, simplifier, note
+
+
+def _stamp(model: Any, card: ModelCard) -> None:
+    """The card into the graph's metadata, edgeseg as its producer, and the full ONNX check."""
+    onnx = require("onnx")
+    graph.set_card(model, card)
+    model.producer_name = "edgeseg"
+    model.producer_version = __version__
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:
+        first = first_line(exc)
+        raise EdgesegError(f"the exported graph fails the ONNX checker: {first}") from None
+
+
+def _commit(
+    model: Any,
+    result: ExportResult,
+    net: Any,
+    parity: bool,
+    parity_frames: Iterable[np.ndarray] | None,
+    parity_scenes: int,
+    allow_trt_errors: bool,
+    start: float,
+    step: Step,
+) -> None:
+    """Write the ONNX under its final name only if parity passes and TensorRT accepts every op (or
+    `allow_trt_errors`); otherwise raise ExportCheckError and leave nothing behind."""
+    onnx = require("onnx")
     from edgeseg.atomic import atomic_path
 
-    with atomic_path(out_path) as tmp:
+    with atomic_path(result.path) as tmp:
         onnx.save(model, str(tmp))
         if parity:
             step("checking parity: PyTorch vs ONNX Runtime on generated scenes")
-            result.parity = parity_check(net, tmp, final_card, frames=parity_frames, num_scenes=parity_scenes)
+            result.parity = parity_check(
+                net, tmp, result.card, frames=parity_frames, num_scenes=parity_scenes
+            )
         result.seconds = time.perf_counter() - start
         if result.parity is not None and not result.parity.passed:
             raise ExportCheckError(
@@ -320,16 +357,15 @@ def export_onnx(
                 f"{result.parity.max_abs_diff_text()}; nothing was written",
                 result,
             )
-        if trt.errors and not allow_trt_errors:
+        if result.trt.errors and not allow_trt_errors:
             raise ExportCheckError(
-                f"TensorRT would reject {len(trt.errors)} op(s): {'; '.join(trt.errors[:3])}; nothing was "
-                "written (pass --allow-trt-errors to export for ONNX Runtime anyway)",
+                f"TensorRT would reject {len(result.trt.errors)} op(s): {'; '.join(result.trt.errors[:3])}; "
+                "nothing was written (pass --allow-trt-errors to export for ONNX Runtime anyway)",
                 result,
             )
-    final_card.save_json(result.card_path)
+    result.card.save_json(result.card_path)
     result.written = True
     result.seconds = time.perf_counter() - start
-    return result
 
 
 @dataclass

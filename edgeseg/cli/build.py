@@ -168,8 +168,6 @@ def build_command(
     from edgeseg.build import BuildOptions, build
     from edgeseg.card import ModelCard
     from edgeseg.cli.progress import progress_bars
-    from edgeseg.console import print_json
-    from edgeseg.errors import ExitCode
     from edgeseg.export.tensorrt_plan import EngineOptions, parse_shape
     from edgeseg.workspace import require_export
     from edgeseg.workspace import workdir as resolve_workdir
@@ -177,44 +175,35 @@ def build_command(
     engine = None
     if target == "tensorrt":
         engine = EngineOptions(
-            precision="int8" if int8 else "fp16" if fp16 else "fp32",
-            workspace_mib=workspace,
-            timing_cache=timing_cache,
-            dla_core=dla_core,
-            min_shape=parse_shape(min_shape),
-            opt_shape=parse_shape(opt_shape),
-            max_shape=parse_shape(max_shape),
-            version_compatible=version_compatible,
-            optimization_level=builder_optimization_level,
+            precision="int8" if int8 else "fp16" if fp16 else "fp32", workspace_mib=workspace,
+            timing_cache=timing_cache, dla_core=dla_core, min_shape=parse_shape(min_shape),
+            opt_shape=parse_shape(opt_shape), max_shape=parse_shape(max_shape),
+            version_compatible=version_compatible, optimization_level=builder_optimization_level,
             legacy_calibrator=legacy_calibrator,
-        )
+        )  # fmt: skip
     opts = BuildOptions(
-        target=target,
-        fp16=fp16,
-        int8=int8,
-        forms=tuple(f.strip() for f in int8_forms.split(",") if f.strip()),
-        calib_data=calib_data,
-        calib_images=calib_images,
-        calib_method=calib_method,
-        calib_seed=calib_seed,
-        calib_cache=calib_cache,
-        eval_data=eval_data,
-        eval_images=eval_images,
-        max_miou_drop=max_miou_drop,
-        max_fallback_layers=max_fallback_layers,
-        cpu_format=cpu_format,
-        qdq_engine=qdq_engine,
-        threads=threads,
-        card=ModelCard.load_json(card_file) if card_file else None,
-        engine=engine,
-    )
+        target=target, fp16=fp16, int8=int8, forms=tuple(f.strip() for f in int8_forms.split(",") if f.strip()),
+        calib_data=calib_data, calib_images=calib_images, calib_method=calib_method, calib_seed=calib_seed,
+        calib_cache=calib_cache, eval_data=eval_data, eval_images=eval_images, max_miou_drop=max_miou_drop,
+        max_fallback_layers=max_fallback_layers, cpu_format=cpu_format, qdq_engine=qdq_engine,
+        threads=threads, card=ModelCard.load_json(card_file) if card_file else None, engine=engine,
+    )  # fmt: skip
     # BuildOptions checks itself when made: option mistakes fail before the workspace is looked at
     onnx_path = require_export(resolve_workdir(workdir), model)
     check_writable(onnx_path.parent, f"the folder of {onnx_path.name}", folder=True)  # artifacts go there
     with progress_bars(enabled=not json_out) as progress:
         result = build(onnx_path, opts, progress=progress)
+    _show(result, json_out, target)
+
+
+def _show(result: Any, json_out: bool, target: str) -> None:
+    """Print what the build made (table or JSON), then exit as its outcome says: the gate's failure,
+    the hand-off to the device, or success."""
+    from edgeseg.console import print_json
+    from edgeseg.errors import ExitCode
+
     if result.rows:
-        if json_out and target == "onnxruntime":
+        if json_out and target == "onnxruntime":  # TensorRT prints the engine or hand-off instead
             print_json(result.to_dict())
         elif not json_out:
             _print_report(result)

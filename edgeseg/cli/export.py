@@ -124,7 +124,7 @@ def export_command(
 ) -> None:
     """Export MODEL to <workdir>/<name>/<name>.onnx (+ .card.json), check parity and TensorRT op support."""
     from edgeseg.cli.progress import steps
-    from edgeseg.console import console, print_json, warn
+    from edgeseg.console import print_json
     from edgeseg.export.onnx_export import ExportCheckError, export_onnx, resolve_source
     from edgeseg.workspace import export_path, writable_workdir
 
@@ -136,35 +136,17 @@ def export_command(
     with steps(n_steps, f"loading {model}") as on_step:
         source = resolve_source(model, root=root, weights=weights, choice=choice)
         if source.random_weights:
-            fix = (
-                "Pass your trained weights with --weights."
-                if "import" in source.card.extra
-                else f"Train first (`edgeseg train {source.card.model}`) or pass --weights."
-            )
             with on_step.paused():
-                warn(
-                    f"NO TRAINED WEIGHTS for {source.card.model!r} ({source.description}): exporting "
-                    f"RANDOM weights. The ONNX will run but predict garbage. {fix}"
-                )
+                _warn_random_weights(source)
         out = export_path(root, name or source.card.model)
         try:
             result = export_onnx(
-                source.net,
-                out,
-                source.card,
-                height=height,
-                width=width,
-                dynamic=dynamic,
-                opset=opset,
-                output=output,
-                simplify=(True if simplifier == "auto" else simplifier) if simplify else False,
+                source.net, out, source.card, height=height, width=width, dynamic=dynamic, opset=opset,
+                output=output, simplify=(True if simplifier == "auto" else simplifier) if simplify else False,
                 labels_dtype=labels_dtype,  # type: ignore[arg-type]
-                parity_scenes=parity_scenes,
-                allow_trt_errors=allow_trt_errors,
-                source=source.description,
-                checkpoint_sha256=source.checkpoint_sha256,
-                on_step=on_step,
-            )
+                parity_scenes=parity_scenes, allow_trt_errors=allow_trt_errors, source=source.description,
+                checkpoint_sha256=source.checkpoint_sha256, on_step=on_step,
+            )  # fmt: skip
         except ExportCheckError as exc:
             on_step.bar.stop()
             if json_out:
@@ -179,6 +161,27 @@ def export_command(
             on_step("converting to FP16 and checking it against FP32 on ONNX Runtime")
             fp16_path, fp16_parity = write_fp16(result.path, check=Fp16Check(num_scenes=parity_scenes))
             fp16_info = {"path": str(fp16_path), **fp16_parity.to_dict()}
+    _show(result, fp16_info, fp16_parity, json_out)
+
+
+def _warn_random_weights(source: Any) -> None:
+    from edgeseg.console import warn
+
+    fix = (
+        "Pass your trained weights with --weights."
+        if "import" in source.card.extra
+        else f"Train first (`edgeseg train {source.card.model}`) or pass --weights."
+    )
+    warn(
+        f"NO TRAINED WEIGHTS for {source.card.model!r} ({source.description}): exporting "
+        f"RANDOM weights. The ONNX will run but predict garbage. {fix}"
+    )
+
+
+def _show(result: Any, fp16_info: dict | None, fp16_parity: Any, json_out: bool) -> None:
+    """The export's report (table or JSON), TensorRT's warnings and the FP16 copy's parity."""
+    from edgeseg.console import console, print_json, warn
+
     if json_out:
         print_json({**result.to_dict(), "fp16": fp16_info})
         return

@@ -190,77 +190,11 @@ def make_layout(rng: np.random.Generator) -> _Layout:
     tops = np.where(kind == VEGETATION, rng.uniform(4, 12, n_blocks), rng.uniform(6, 40, n_blocks))
     colors = np.stack([_rgb(rng, _WALLS[i], 20) for i in rng.integers(len(_WALLS), size=n_blocks)])
     cam_x = float(rng.uniform(-road_w / 2 + 1.2, road_w / 2 - 1.2))
-
-    actors: list[_Actor] = []
-    # Trees on the verges (or the sidewalk's outer edge when there is no verge).
-    for sign, sw, verge in ((-1, sw_l, verge_l), (1, sw_r, verge_r)):
-        n = int(rng.integers(0, 14))
-        for _ in range(n):
-            lateral = road_w / 2 + sw + (verge / 2 if verge > 0.5 else -0.6) + rng.uniform(-0.3, 0.3)
-            crown = float(rng.uniform(1.2, 3.2))
-            actors.append(
-                _Actor(
-                    kind=VEGETATION,
-                    x=sign * lateral,
-                    z0=float(rng.uniform(0, CYCLE)),
-                    speed=0.0,
-                    size=(float(rng.uniform(1.8, 4.0)), crown, float(rng.uniform(0.15, 0.35))),
-                    colors=[_rgb(rng, (80, 60, 40), 20)],
-                    phase=float(rng.uniform(0, 2 * math.pi)),
-                    style=int(rng.integers(2, 6)),  # crown blobs
-                )
-            )
-    # Vehicles: one speed per lane so they never drive through each other.
-    for lane in range(lanes):
-        oncoming = lane < lanes // 2
-        lane_speed = float(rng.uniform(3, 14)) * (-1 if oncoming else 1)
-        n = int(rng.choice([0, 1, 1, 2, 2, 3]))
-        zs = np.sort(rng.uniform(0, z_far + 10, n))
-        for k, z in enumerate(zs):
-            if k and z - zs[k - 1] < 9:
-                continue
-            big = rng.random() < 0.18
-            w = float(rng.uniform(2.3, 2.6) if big else rng.uniform(1.65, 2.0))
-            h = float(rng.uniform(2.6, 3.4) if big else rng.uniform(1.35, 1.65))
-            actors.append(
-                _Actor(
-                    kind=VEHICLE,
-                    x=-road_w / 2 + (lane + 0.5) * lane_w + float(rng.uniform(-0.3, 0.3)),
-                    z0=float(z),
-                    speed=lane_speed,
-                    size=(w, h),
-                    colors=[_rgb(rng, _CARS[rng.integers(len(_CARS))], 20), _rgb(rng, (35, 40, 50), 10)],
-                    style=1 if big else 0,
-                )
-            )
-    # Pedestrians on the sidewalks.
-    for _ in range(int(rng.choice([0, 1, 2, 3, 4, 5, 6]))):
-        sign = -1 if rng.random() < 0.5 else 1
-        sw = sw_l if sign < 0 else sw_r
-        actors.append(
-            _Actor(
-                kind=PEDESTRIAN,
-                x=sign * (road_w / 2 + float(rng.uniform(0.4, max(0.5, sw - 0.3)))),
-                z0=float(rng.uniform(*PED_RANGE)),
-                speed=float(rng.uniform(0.9, 1.6)) * (-1 if rng.random() < 0.5 else 1),
-                size=(float(rng.uniform(1.5, 1.95)),),
-                colors=[
-                    _rgb(rng, _SKIN[rng.integers(len(_SKIN))], 10),
-                    rng.uniform(20, 235, 3).astype(np.float32),
-                    _rgb(rng, (50, 50, 70), 30),
-                ],
-                phase=float(rng.uniform(0, 2 * math.pi)),
-            )
-        )
-
-    weather = rng.choice(["clear", "clear", "overcast", "dusk"])
-    if weather == "clear":
-        sky_top, sky_bottom = _rgb(rng, (60, 120, 210), 25), _rgb(rng, (170, 200, 235), 20)
-    elif weather == "overcast":
-        g = float(rng.uniform(150, 210))
-        sky_top, sky_bottom = _rgb(rng, (g - 15, g - 10, g), 8), _rgb(rng, (g + 20, g + 20, g + 22), 8)
-    else:
-        sky_top, sky_bottom = _rgb(rng, (70, 80, 140), 20), _rgb(rng, (240, 160, 100), 25)
+    # the draws below happen in this order, so a seed always makes the same scene
+    actors = _trees(rng, road_w, ((-1, sw_l, verge_l), (1, sw_r, verge_r)))
+    actors += _vehicles(rng, lanes, lane_w, road_w, z_far)
+    actors += _pedestrians(rng, road_w, sw_l, sw_r)
+    sky_top, sky_bottom = _sky(rng)
     road_grey = float(rng.uniform(55, 115))
     yellow = rng.random() < 0.3
     return _Layout(
@@ -305,3 +239,94 @@ def make_layout(rng: np.random.Generator) -> _Layout:
         blur=bool(rng.random() < 0.3),
         drift=float(rng.uniform(0.1, 0.5)),
     )
+
+
+def _trees(rng: np.random.Generator, road_w: float, verges: tuple) -> list[_Actor]:
+    """Trees on the verges (or the sidewalk's outer edge when there is no verge)."""
+    actors = []
+    for sign, sw, verge in verges:
+        n = int(rng.integers(0, 14))
+        for _ in range(n):
+            lateral = road_w / 2 + sw + (verge / 2 if verge > 0.5 else -0.6) + rng.uniform(-0.3, 0.3)
+            crown = float(rng.uniform(1.2, 3.2))
+            actors.append(
+                _Actor(
+                    kind=VEGETATION,
+                    x=sign * lateral,
+                    z0=float(rng.uniform(0, CYCLE)),
+                    speed=0.0,
+                    size=(float(rng.uniform(1.8, 4.0)), crown, float(rng.uniform(0.15, 0.35))),
+                    colors=[_rgb(rng, (80, 60, 40), 20)],
+                    phase=float(rng.uniform(0, 2 * math.pi)),
+                    style=int(rng.integers(2, 6)),  # crown blobs
+                )
+            )
+    return actors
+
+
+def _vehicles(
+    rng: np.random.Generator, lanes: int, lane_w: float, road_w: float, z_far: float
+) -> list[_Actor]:
+    """Vehicles: one speed per lane so they never drive through each other."""
+    actors = []
+    for lane in range(lanes):
+        oncoming = lane < lanes // 2
+        lane_speed = float(rng.uniform(3, 14)) * (-1 if oncoming else 1)
+        n = int(rng.choice([0, 1, 1, 2, 2, 3]))
+        zs = np.sort(rng.uniform(0, z_far + 10, n))
+        for k, z in enumerate(zs):
+            if k and z - zs[k - 1] < 9:
+                continue
+            big = rng.random() < 0.18
+            w = float(rng.uniform(2.3, 2.6) if big else rng.uniform(1.65, 2.0))
+            h = float(rng.uniform(2.6, 3.4) if big else rng.uniform(1.35, 1.65))
+            actors.append(
+                _Actor(
+                    kind=VEHICLE,
+                    x=-road_w / 2 + (lane + 0.5) * lane_w + float(rng.uniform(-0.3, 0.3)),
+                    z0=float(z),
+                    speed=lane_speed,
+                    size=(w, h),
+                    colors=[_rgb(rng, _CARS[rng.integers(len(_CARS))], 20), _rgb(rng, (35, 40, 50), 10)],
+                    style=1 if big else 0,
+                )
+            )
+    return actors
+
+
+def _pedestrians(rng: np.random.Generator, road_w: float, sw_l: float, sw_r: float) -> list[_Actor]:
+    """Pedestrians on the sidewalks."""
+    actors = []
+    for _ in range(int(rng.choice([0, 1, 2, 3, 4, 5, 6]))):
+        sign = -1 if rng.random() < 0.5 else 1
+        sw = sw_l if sign < 0 else sw_r
+        actors.append(
+            _Actor(
+                kind=PEDESTRIAN,
+                x=sign * (road_w / 2 + float(rng.uniform(0.4, max(0.5, sw - 0.3)))),
+                z0=float(rng.uniform(*PED_RANGE)),
+                speed=float(rng.uniform(0.9, 1.6)) * (-1 if rng.random() < 0.5 else 1),
+                size=(float(rng.uniform(1.5, 1.95)),),
+                colors=[
+                    _rgb(rng, _SKIN[rng.integers(len(_SKIN))], 10),
+                    rng.uniform(20, 235, 3).astype(np.float32),
+                    _rgb(rng, (50, 50, 70), 30),
+                ],
+                phase=float(rng.uniform(0, 2 * math.pi)),
+            )
+        )
+
+    return actors
+
+
+def _sky(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The sky's top and bottom colours, by weather."""
+    weather = rng.choice(["clear", "clear", "overcast", "dusk"])
+    if weather == "clear":
+        sky_top, sky_bottom = _rgb(rng, (60, 120, 210), 25), _rgb(rng, (170, 200, 235), 20)
+    elif weather == "overcast":
+        g = float(rng.uniform(150, 210))
+        sky_top, sky_bottom = _rgb(rng, (g - 15, g - 10, g), 8), _rgb(rng, (g + 20, g + 20, g + 22), 8)
+    else:
+        sky_top, sky_bottom = _rgb(rng, (70, 80, 140), 20), _rgb(rng, (240, 160, 100), 25)
+    return sky_top, sky_bottom

@@ -168,6 +168,40 @@ def validate(
     return metrics_from_confusion(total.numpy())
 
 
+@dataclass
+class _Fit:
+    """What a run steps through: the net (DDP-wrapped as `net` when distributed), its data and the
+    optimisation state, and where the run's checkpoints go."""
+
+    model: Any
+    net: Any
+    tset: Any
+    sampler: Any
+    loader: Any
+    optimizer: Any
+    scheduler: Any
+    scaler: Any
+    use_amp: bool
+    device: str
+    run_dir: Path = Path()
+
+    @property
+    def iters(self) -> int:
+        return len(self.loader)
+
+
+@dataclass
+class _Record:
+    """Where a run stands: the next epoch, the best validation so far, the history of epochs."""
+
+    start_epoch: int = 0
+    best_miou: float = -1.0
+    best_epoch: int = -1
+    history: list[dict[str, Any]] = field(default_factory=list)
+    metrics: SegMetrics | None = None  # the last epoch's
+    best_metrics: SegMetrics | None = None
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -187,9 +221,7 @@ def train(
     every rank after each epoch's checkpoints are written; `size_origin` says in the header where the
     input size came from (`header.size_origin`).
     """
-    torch = require("torch")
-    from edgeseg.checkpoint import load_checkpoint, save_checkpoint
-    from edgeseg.models import create_model
+    from edgeseg.checkpoint import load_checkpoint
     from edgeseg.runtime.backends.torch import resolve_device
 
     dist = distributed.from_env()
@@ -203,170 +235,47 @@ def train(
         payload = load_checkpoint(resume_path) if resume_path else None
         train_set, val_set = open_datasets(cfg, train_set, val_set)
         _seed_all(cfg.seed)  # identical initial weights on every rank
-        weights = None if payload is not None else cfg.weights
-        model = create_model(
-            cfg.model, num_classes=len(train_set.classes), weights=weights, **cfg.model_kwargs
-        )
-        if weights is not None and log is not None and dist.is_main:
-            log(f"initial weights: {weights} ({getattr(model, 'edgeseg_weights', 'loaded')})")
-        model = model.to(device)
-        card = make_card(cfg, train_set, getattr(model, "edgeseg_kwargs", None))
-        if payload is not None and list(payload["card"].classes) != card.classes:
-            raise EdgesegError(f"--resume: {resume_path} was trained on other classes than {cfg.data!r}")
-        from edgeseg.data.torch_dataset import SegmentationTorchDataset, worker_init_fn
-
-        tset = SegmentationTorchDataset(
-            train_set,
-            cfg.input_size,
-            augment=TRAIN_AUGMENT if cfg.augment else False,
-            mean=card.mean,
-            std=card.std,
-            seed=cfg.seed,
-            crop=cfg.crop,
-        )
-        sampler = torch.utils.data.DistributedSampler(
-            tset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=cfg.seed
-        )
-        batch = min(cfg.batch_size, len(sampler))
-        loader = torch.utils.data.DataLoader(
-            tset,
-            batch_size=batch,
-            sampler=sampler,
-            num_workers=cfg.workers,
-            drop_last=len(sampler) > batch,  # no ragged last batch (BatchNorm on 1 sample fails)
-            worker_init_fn=worker_init_fn if cfg.workers else None,
-            pin_memory=device.startswith("cuda"),
-        )
-        iters = len(loader)
-        optimizer = build_optimizer(model, cfg)
-        scheduler = build_scheduler(optimizer, cfg, iters * cfg.epochs)
-        use_amp = bool(cfg.amp and device.startswith("cuda"))
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-
-        start_epoch, best_miou, best_epoch, history = 0, -1.0, -1, []
+        model, card = _make_model(cfg, train_set, payload, resume_path, device, log if dist.is_main else None)
+        fit = _prepare(cfg, model, card, train_set, dist, device)
+        rec = _Record()
         if payload is not None:
-            state = payload["train_state"]
-            model.load_state_dict(payload["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            retarget(scheduler, cfg, iters * cfg.epochs)
-            if state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            start_epoch = int(state["epoch"])
-            best_miou = float(state.get("best_miou", -1.0))
-            best_epoch = int(state.get("best_epoch", -1))
-            history = list(state.get("history", []))
-            if state.get("iters_per_epoch") not in (None, iters):
-                from edgeseg.console import warn
-
-                warn(f"iterations per epoch changed ({state['iters_per_epoch']} -> {iters}); schedule shifts")
-            if start_epoch >= cfg.epochs:
-                raise EdgesegError(
-                    f"--resume: {resume_path} already finished {start_epoch} epochs; pass --epochs > {start_epoch}"
-                )
+            rec = _restore(fit, payload, cfg, resume_path)
             run_dir = resume_path.parent
         else:
             run_dir = workspace.new_run_dir(root, cfg.model) if dist.is_main else None
-        run_dir = Path(distributed.broadcast_object(dist, str(run_dir) if run_dir else None))
-
-        net = model
+        fit.run_dir = Path(distributed.broadcast_object(dist, str(run_dir) if run_dir else None))
         if dist.enabled:
+            torch = require("torch")
             ids = [torch.device(device).index] if device.startswith("cuda") else None
-            net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        criterion = torch.nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
-        best_path, last_path = run_dir / "best.pt", run_dir / "last.pt"
-        metrics: SegMetrics | None = None
-        best_metrics: SegMetrics | None = None
-
-        timer = StepTimer(iters * (cfg.epochs - start_epoch))
+            fit.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        timer = StepTimer(fit.iters * (cfg.epochs - rec.start_epoch))
         epoch_seconds: list[float] = []
         if log:
             for line in header_lines(
-                cfg, train_set, val_set, batch=batch, steps_per_epoch=iters, world_size=dist.world_size,
-                device=device, start_epoch=start_epoch, origin=size_origin,
+                cfg, train_set, val_set, batch=fit.loader.batch_size, steps_per_epoch=fit.iters,
+                world_size=dist.world_size, device=device, start_epoch=rec.start_epoch, origin=size_origin,
             ):  # fmt: skip
                 log(line)
-        for epoch in range(start_epoch, cfg.epochs):
-            epoch_seed = (cfg.seed * 1_000_003 + epoch) * 64 + dist.rank
-            _seed_all(epoch_seed)
-            tset.reseed(epoch_seed)
-            sampler.set_epoch(epoch)
-            net.train()
-            what = f"epoch {epoch + 1}/{cfg.epochs}"
-            loss_sum, seen, lr, started = 0.0, 0, optimizer.param_groups[0]["lr"], time.perf_counter()
-            epoch_start = started
-            for x, y in loader:
-                x = x.to(device, non_blocking=True)
-                y = y.to(device, non_blocking=True)
-                with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
-                    out = net(x)
-                    if isinstance(out, dict):
-                        out = out["out"]
-                    loss = criterion(out.float(), y)
-                if not torch.isfinite(loss):
-                    raise EdgesegError(
-                        f"loss became {loss.item()} at epoch {epoch + 1}; lower --lr or check the labels"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                lr = optimizer.param_groups[0]["lr"]
-                scheduler.step()
-                loss_sum += float(loss.item())
-                seen += 1
-                if progress:
-                    ips = seen / max(time.perf_counter() - started, 1e-9)
-                    progress(what, seen, iters, f"loss {loss_sum / seen:.4f}  lr {lr:.2e}  {ips:.2f} it/s")
-                estimate = timer.step()
-                if log and estimate:
-                    log(estimate)
-
+        for epoch in range(rec.start_epoch, cfg.epochs):
+            epoch_start = time.perf_counter()
+            loss, lr = _train_epoch(fit, cfg, epoch, dist, progress, timer, log)
             distributed.sync_buffers(dist, model)  # BN running stats: rank 0's, on every rank
-            metrics = validate(model, card, val_set, dist, cfg.val_limit)
-            improved = metrics.miou > best_miou
+            metrics = rec.metrics = validate(model, card, val_set, dist, cfg.val_limit)
+            improved = metrics.miou > rec.best_miou
             if improved:
-                best_miou, best_epoch, best_metrics = float(metrics.miou), epoch + 1, metrics
+                rec.best_miou, rec.best_epoch, rec.best_metrics = float(metrics.miou), epoch + 1, metrics
             row = {
                 "epoch": epoch + 1,
-                "loss": loss_sum / max(1, seen),
+                "loss": loss,
                 "lr": lr,  # the rate of the epoch's last step
                 "val_miou": metrics.miou,
                 "val_pixel_accuracy": metrics.pixel_accuracy,
             }
-            history.append(row)
+            rec.history.append(row)
             if dist.is_main:
-                train_state = {
-                    "config": cfg.to_dict(),
-                    "epoch": epoch + 1,
-                    "iters_per_epoch": iters,
-                    "global_step": (epoch + 1) * iters,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict() if use_amp else {},
-                    "best_miou": best_miou,
-                    "best_epoch": best_epoch,
-                    "history": history,
-                    "world_size": dist.world_size,
-                }
-                summary = {"epoch": epoch + 1, **metrics.to_dict(card.classes)}
-                data_hash = _listing_hash(train_set)
-                state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-                save_checkpoint(
-                    last_path, state, card, train_state=train_state, metrics=summary, data_hash=data_hash
+                _save_epoch(
+                    fit, cfg, card, train_set, _train_state(fit, rec, cfg, dist, epoch), metrics, improved
                 )
-                if improved:
-                    save_checkpoint(
-                        best_path,
-                        state,
-                        card,
-                        train_state=train_state,
-                        metrics=summary,
-                        data_hash=data_hash,
-                    )
-                from edgeseg.atomic import write_json
-
-                write_json(run_dir / "history.json", {"config": cfg.to_dict(), "history": history})
                 epoch_seconds.append(time.perf_counter() - epoch_start)
                 if log:
                     log(
@@ -377,22 +286,193 @@ def train(
             distributed.barrier(dist)
             if on_epoch is not None:
                 on_epoch(row)
+        best_path, last_path = fit.run_dir / "best.pt", fit.run_dir / "last.pt"
         return TrainResult(
-            run_dir=run_dir,
+            run_dir=fit.run_dir,
             best=best_path if best_path.is_file() else None,
             last=last_path if last_path.is_file() else None,
-            best_miou=best_miou,
-            best_epoch=best_epoch,
-            metrics=metrics,
-            best_metrics=best_metrics,
+            best_miou=rec.best_miou,
+            best_epoch=rec.best_epoch,
+            metrics=rec.metrics,
+            best_metrics=rec.best_metrics,
             classes=card.classes,
             card=card,
-            history=history,
+            history=rec.history,
             model=model,
             is_main=dist.is_main,
         )
     finally:
         distributed.cleanup(dist)
+
+
+def _make_model(
+    cfg: TrainConfig, train_set: Any, payload: Any, resume_path: Path | None, device: str, log: Any
+) -> tuple[Any, ModelCard]:
+    """The net on `device` (with --weights unless resuming) and the card every checkpoint carries."""
+    from edgeseg.models import create_model
+
+    weights = None if payload is not None else cfg.weights
+    model = create_model(cfg.model, num_classes=len(train_set.classes), weights=weights, **cfg.model_kwargs)
+    if weights is not None and log is not None:
+        log(f"initial weights: {weights} ({getattr(model, 'edgeseg_weights', 'loaded')})")
+    model = model.to(device)
+    card = make_card(cfg, train_set, getattr(model, "edgeseg_kwargs", None))
+    if payload is not None and list(payload["card"].classes) != card.classes:
+        raise EdgesegError(f"--resume: {resume_path} was trained on other classes than {cfg.data!r}")
+    return model, card
+
+
+def _prepare(
+    cfg: TrainConfig, model: Any, card: ModelCard, train_set: Any, dist: distributed.DistInfo, device: str
+) -> _Fit:
+    """The augmented, distributed data loader, optimizer, per-iteration schedule and AMP scaler."""
+    torch = require("torch")
+    from edgeseg.data.torch_dataset import SegmentationTorchDataset, worker_init_fn
+
+    tset = SegmentationTorchDataset(
+        train_set,
+        cfg.input_size,
+        augment=TRAIN_AUGMENT if cfg.augment else False,
+        mean=card.mean,
+        std=card.std,
+        seed=cfg.seed,
+        crop=cfg.crop,
+    )
+    sampler = torch.utils.data.DistributedSampler(
+        tset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=cfg.seed
+    )
+    batch = min(cfg.batch_size, len(sampler))
+    loader = torch.utils.data.DataLoader(
+        tset,
+        batch_size=batch,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        drop_last=len(sampler) > batch,  # no ragged last batch (BatchNorm on 1 sample fails)
+        worker_init_fn=worker_init_fn if cfg.workers else None,
+        pin_memory=device.startswith("cuda"),
+    )
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg, len(loader) * cfg.epochs)
+    use_amp = bool(cfg.amp and device.startswith("cuda"))
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    return _Fit(model, model, tset, sampler, loader, optimizer, scheduler, scaler, use_amp, device)
+
+
+def _restore(fit: _Fit, payload: dict[str, Any], cfg: TrainConfig, resume_path: Path) -> _Record:
+    """Load a `--resume` checkpoint's weights and optimisation state into `fit`; returns where the run
+    stood."""
+    state = payload["train_state"]
+    fit.model.load_state_dict(payload["model"])
+    fit.optimizer.load_state_dict(state["optimizer"])
+    fit.scheduler.load_state_dict(state["scheduler"])
+    retarget(fit.scheduler, cfg, fit.iters * cfg.epochs)
+    if state.get("scaler"):
+        fit.scaler.load_state_dict(state["scaler"])
+    start_epoch = int(state["epoch"])
+    if state.get("iters_per_epoch") not in (None, fit.iters):
+        from edgeseg.console import warn
+
+        warn(f"iterations per epoch changed ({state['iters_per_epoch']} -> {fit.iters}); schedule shifts")
+    if start_epoch >= cfg.epochs:
+        raise EdgesegError(
+            f"--resume: {resume_path} already finished {start_epoch} epochs; pass --epochs > {start_epoch}"
+        )
+    return _Record(
+        start_epoch=start_epoch,
+        best_miou=float(state.get("best_miou", -1.0)),
+        best_epoch=int(state.get("best_epoch", -1)),
+        history=list(state.get("history", [])),
+    )
+
+
+def _train_state(fit: _Fit, rec: _Record, cfg: TrainConfig, dist: distributed.DistInfo, epoch: int) -> dict:
+    """What `--resume` needs to continue exactly after `epoch` (stored in every checkpoint)."""
+    return {
+        "config": cfg.to_dict(),
+        "epoch": epoch + 1,
+        "iters_per_epoch": fit.iters,
+        "global_step": (epoch + 1) * fit.iters,
+        "optimizer": fit.optimizer.state_dict(),
+        "scheduler": fit.scheduler.state_dict(),
+        "scaler": fit.scaler.state_dict() if fit.use_amp else {},
+        "best_miou": rec.best_miou,
+        "best_epoch": rec.best_epoch,
+        "history": rec.history,
+        "world_size": dist.world_size,
+    }
+
+
+def _train_epoch(
+    fit: _Fit,
+    cfg: TrainConfig,
+    epoch: int,
+    dist: distributed.DistInfo,
+    progress: Any,
+    timer: StepTimer,
+    log: Any,
+) -> tuple[float, float]:
+    """One pass over the training data, reseeded from (seed, epoch, rank); returns (mean loss, the
+    learning rate of its last step)."""
+    torch = require("torch")
+    criterion = torch.nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
+    epoch_seed = (cfg.seed * 1_000_003 + epoch) * 64 + dist.rank
+    _seed_all(epoch_seed)
+    fit.tset.reseed(epoch_seed)
+    fit.sampler.set_epoch(epoch)
+    fit.net.train()
+    what = f"epoch {epoch + 1}/{cfg.epochs}"
+    loss_sum, seen, lr, started = 0.0, 0, fit.optimizer.param_groups[0]["lr"], time.perf_counter()
+    for x, y in fit.loader:
+        x = x.to(fit.device, non_blocking=True)
+        y = y.to(fit.device, non_blocking=True)
+        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=fit.use_amp):
+            out = fit.net(x)
+            if isinstance(out, dict):
+                out = out["out"]
+            loss = criterion(out.float(), y)
+        if not torch.isfinite(loss):
+            raise EdgesegError(
+                f"loss became {loss.item()} at epoch {epoch + 1}; lower --lr or check the labels"
+            )
+        fit.optimizer.zero_grad(set_to_none=True)
+        fit.scaler.scale(loss).backward()
+        fit.scaler.step(fit.optimizer)
+        fit.scaler.update()
+        lr = fit.optimizer.param_groups[0]["lr"]
+        fit.scheduler.step()
+        loss_sum += float(loss.item())
+        seen += 1
+        if progress:
+            ips = seen / max(time.perf_counter() - started, 1e-9)
+            progress(what, seen, fit.iters, f"loss {loss_sum / seen:.4f}  lr {lr:.2e}  {ips:.2f} it/s")
+        estimate = timer.step()
+        if log and estimate:
+            log(estimate)
+    return loss_sum / max(1, seen), lr
+
+
+def _save_epoch(
+    fit: _Fit,
+    cfg: TrainConfig,
+    card: ModelCard,
+    train_set: Any,
+    train_state: dict[str, Any],
+    metrics: SegMetrics,
+    improved: bool,
+) -> None:
+    """Rank 0: `last.pt`, `best.pt` when the epoch improved, and the run's history.json."""
+    from edgeseg.atomic import write_json
+    from edgeseg.checkpoint import save_checkpoint
+
+    summary = {"epoch": train_state["epoch"], **metrics.to_dict(card.classes)}
+    data_hash = _listing_hash(train_set)
+    state = {k: v.detach().cpu() for k, v in fit.model.state_dict().items()}
+    names = ["last.pt", "best.pt"] if improved else ["last.pt"]
+    for name in names:
+        save_checkpoint(
+            fit.run_dir / name, state, card, train_state=train_state, metrics=summary, data_hash=data_hash
+        )
+    write_json(fit.run_dir / "history.json", {"config": cfg.to_dict(), "history": train_state["history"]})
 
 
 def _listing_hash(dataset: Any) -> str | None:
