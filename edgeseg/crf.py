@@ -28,9 +28,9 @@ PURPOSE = "the dense CRF (--crf)"
 
 @dataclass(frozen=True)
 class CRFParams:
-    """DeepLab's CRF settings. The paper fixes w2 = 3, sg = 3 and 10 mean-field iterations, and
-    cross-validates w1, sa, sb (ranges 3-6, 30-100 px, 3-6); 4 / 49 / 5 are the values of DeepLab's released
-    `run_densecrf.sh`. Widths are in pixels of the image the CRF runs on and in 0..255 intensity levels."""
+    """DeepLab's CRF settings. The paper fixes w2 = 3, sg = 3 and 10 mean-field iterations and
+    cross-validates w1, sa, sb; 4 / 49 / 5 are the values of DeepLab's released `run_densecrf.sh`.
+    Widths are in pixels of the image the CRF runs on and in 0..255 intensity levels."""
 
     iterations: int = 10
     bilateral_weight: float = 4.0  # w1

@@ -34,7 +34,7 @@ def eval_command(
         False,
         "--crf",
         help="Refine every prediction with DeepLab's dense CRF (CPU post-processing; "
-        "pip install 'edgeseg[crf]').",
+        "pip install 'edgeseg\\[crf]').",  # \[: rich would read [crf] as markup
     ),
     workdir: Path | None = workdir_option(),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
