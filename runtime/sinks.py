@@ -487,7 +487,7 @@ class ViewPlan:
             if self.open_browser:
                 opened = open_in_browser(live.url)
                 if say is not None and not opened:
-                    say(f"no browser could be opened here; open {live.url} in one")
+                    say(f"no browser could be opened here; open {live.url} in one while the run lasts")
         return out
 
 
@@ -507,7 +507,8 @@ def plan_view(*, show: bool, serve: str | None, has_gui: bool | None = None) -> 
         serve=serve if serve is not None else "127.0.0.1:0",
         open_browser=True,
         note="--show: this OpenCV has no GUI (pip's opencv-python-headless), so the run is shown "
-        "in your web browser instead",
+        "in your web browser instead, for as long as the run lasts (a file or --synthetic ends in "
+        "seconds: pace it with --realtime, lengthen it with --frames N or --loop)",
     )
 
 

@@ -286,6 +286,8 @@ def test_show_with_headless_opencv_opens_the_browser(tiny_onnx, monkeypatch):
     r = CliRunner().invoke(app, ["run", "--model", str(model), "--frames", "3", "--show", "--json"])
     assert r.exit_code == 0, r.output
     assert "this OpenCV has no GUI (pip's opencv-python-headless)" in r.stderr
+    # the view lives as long as the run: a short run says how to keep it up long enough to watch
+    assert "for as long as the run lasts" in r.stderr and "--realtime" in r.stderr
     url = re.search(r"live view: (http://127\.0\.0\.1:\d+/)", r.stderr).group(1)
     assert opened == [url]
     assert json.loads(r.stdout)["outputs"][0]["url"] == url
