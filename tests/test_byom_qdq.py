@@ -191,3 +191,17 @@ def test_edgeseg_failing_on_a_valid_file_is_exit_1_and_names_the_complete_files(
     line = next(ln for ln in r.output.splitlines() if ln.startswith("error:"))
     assert "edgeseg failed on a valid input" in line and "complete before the failure: tiny.fp16.onnx" in line
     assert (path.parent / "tiny.fp16.onnx").is_file()
+
+
+@pytest.mark.slow  # the dynamo exporter's first run takes about a minute on 2 busy cores
+def test_torchs_default_exporter_runs_in_edgesegs_environment(tmp_path):
+    """PyTorch 2.14's default torch.onnx.export (dynamo) needs onnxscript: edgeseg[export] installs it,
+    so a user exporting their own net in edgeseg's venv does not meet "No module named 'onnxscript'"."""
+    torch = pytest.importorskip("torch")
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 1))
+    path = tmp_path / "theirs.onnx"
+    torch.onnx.export(net.eval(), (torch.rand(1, 3, 16, 32),), str(path), external_data=False)
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node].count("Conv") == 2
