@@ -42,3 +42,19 @@ def test_table_rows_match_columns():
     rows = demo.table_rows(demo.DemoResult(out=Path("."), rows=[row]))
     assert len(rows[0]) == len(demo.COLUMNS)
     assert dict(zip(demo.COLUMNS, rows[0]))["infer ms"] == 5.0
+
+
+def test_readme_says_how_many_of_the_demo_scenes_train():
+    """The README said the demo trains on its 320 scenes; it trains on the 282 of them in the folder's
+    train split (edgeseg's name-hash split) and validates on other scenes."""
+    from edgeseg import demo
+    from edgeseg.data.plain import in_val_split
+
+    n = demo.DemoConfig().train_images
+    trained = sum(not in_val_split(f"scene_{i:06d}") for i in range(n))
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    assert (
+        f"generates {n} street scenes" in readme
+        and f"on the {trained} of them in that folder's train split" in readme
+    )
+    assert f"the other {n - trained} are its validation split" in readme

@@ -15,7 +15,9 @@ def demo_command(
     ),
     out: Path = typer.Option(Path("edgeseg-demo"), help="Folder for the video, plots, artifacts and report."),
     epochs: int = typer.Option(8, help="Training epochs (ignored with --quick)."),
-    train_images: int = typer.Option(320, help="Generated training scenes (ignored with --quick)."),
+    train_images: int = typer.Option(
+        320, help="Scenes to generate; ~88% (the folder's train split) train the net (ignored with --quick)."
+    ),
     frames: int = typer.Option(60, help="Synthetic frames streamed through each artifact."),
     threads: int = typer.Option(2, help="CPU threads per backend."),
     max_miou_drop: float = typer.Option(
