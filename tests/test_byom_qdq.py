@@ -181,7 +181,7 @@ def test_edgeseg_failing_on_a_valid_file_is_exit_1_and_names_the_complete_files(
             "TensorRT Q/DQ placement broke a rule: conv: output of a weighted op is quantized"
         )
 
-    monkeypatch.setattr(gate, "quantize_form", broken)
+    monkeypatch.setattr(gate, "make_form", broken)
     r = runner.invoke(
         app,
         ["build", "--fp16", "--int8", "--calib-data", "synth", "--calib-images", "2", "--eval-images", "2"],
