@@ -186,7 +186,7 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     output: str = "logits",
     simplify: bool | str = True,
-    labels_dtype: LabelsDtype = "uint8",
+    labels_dtype: LabelsDtype = "int32",  # TensorRT converts no INT32 (ArgMax) to UINT8
     parity: bool = True,
     parity_frames: Iterable[np.ndarray] | None = None,
     parity_scenes: int = 3,

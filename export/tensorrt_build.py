@@ -173,14 +173,6 @@ def _make_calibrator(trt: Any, batches: Iterable[np.ndarray], cache: Path | None
     return _Calibrator()
 
 
-def _source_opset(model: Any) -> int | None:
-    """The opset of the export a Q/DQ file was made from, as its own card records it."""
-    try:
-        return card_of(model).extra.get("int8", {}).get("source_opset")
-    except EdgesegError:
-        return None
-
-
 def _check_calibration_shape(profiles: dict[str, dict[str, list[int]]], card: ModelCard) -> None:
     """The calibrator feeds batches at the card's input size; TensorRT calibrates at the profile's OPT."""
     batch = [1, 3, *card.input_size]
@@ -200,6 +192,203 @@ def _flag_bits(enum: Any, names: list[str]) -> int:
     return bits
 
 
+# ------------------------------------------------------------------------------------------ steps
+# build_engine is a chain of small steps in the manner of Polygraphy's loaders (NetworkFromOnnxPath,
+# CreateConfig, EngineBytesFromNetwork, SaveEngine): each takes what the previous one made.
+@dataclass
+class OnnxSource:
+    """The ONNX as this TensorRT will read it, with the plan and profiles decided from it."""
+
+    path: Path
+    data: bytes
+    card: ModelCard
+    graph: GraphInfo
+    plan: BuildPlan
+    profiles: dict[str, dict[str, list[int]]]
+
+
+@dataclass
+class ParsedNetwork:
+    """NetworkFromOnnxPath's result: the builder, the parsed network and the logger that saw it."""
+
+    builder: Any
+    network: Any
+    parser: Any
+    logger: Any
+
+
+def read_onnx(
+    trt: Any, onnx_path: Path, options: EngineOptions, card: ModelCard | None
+) -> tuple[OnnxSource, TrtFeatures]:
+    """Read the ONNX, edit it for this TensorRT (export/tensorrt_onnx.py), and plan the build."""
+    import onnx
+
+    from edgeseg.export.tensorrt_onnx import prepare_for_tensorrt
+
+    features = detect(trt)
+    onnx_path = Path(onnx_path)
+    data = onnx_path.read_bytes()
+    try:
+        model = onnx.load_from_string(data)  # external weights stay on disk; the parser reads them by path
+    except Exception as exc:  # onnx raises DecodeError / ValidationError variants
+        raise EdgesegError(f"{onnx_path} is not a valid ONNX file: {first_line(exc)}") from None
+    card = card or card_of(model)
+    graph = inspect_onnx(model)
+    edited, notes = prepare_for_tensorrt(model, features, graph.has_qdq, graph.fp16_graph, onnx_path.parent)
+    if notes:
+        data = edited.SerializeToString()
+        graph = inspect_onnx(edited)
+    plan = plan_build(features, graph, options)
+    plan.notes.extend(notes)
+    profiles = profile_shapes(graph, options, card)
+    if plan.legacy_int8:
+        _check_calibration_shape(profiles, card)
+    return OnnxSource(onnx_path, data, card, graph, plan, profiles), features
+
+
+def network_from_onnx(trt: Any, source: OnnxSource) -> ParsedNetwork:
+    """Builder + network + parser; parses with the file's path so externally stored weights are found
+    (pyOnnxDoc.h: the path is "only required if the model has externally stored weights")."""
+    logger = _make_logger(trt)
+    builder = trt.Builder(logger)
+    network = builder.create_network(_flag_bits(trt.NetworkDefinitionCreationFlag, source.plan.network_flags))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(source.data, str(source.path.resolve())):
+        errors = parser_errors(parser, source.graph) or logger.errors()[-1:] or ["unknown parser failure"]
+        more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
+        raise EdgesegError(f"TensorRT could not parse {source.path.name}: {'; '.join(errors[:3])}{more}")
+    return ParsedNetwork(builder, network, parser, logger)
+
+
+def create_config(
+    trt: Any, parsed: ParsedNetwork, source: OnnxSource, options: EngineOptions, progress: Progress | None
+) -> tuple[Any, bool]:
+    """The builder config: memory pool, flags, optimization level, timing cache, profiles, DLA.
+    Returns (config, whether the timing cache file was reused)."""
+    builder = parsed.builder
+    config = builder.create_builder_config()
+    if options.workspace_mib:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_mib) << 20)
+    for name in source.plan.builder_flags:
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    for name in source.plan.preview_features:  # plan_build chose them only where they exist (8.6)
+        if hasattr(trt, "PreviewFeature") and hasattr(trt.PreviewFeature, "PROFILE_SHARING_0806"):
+            config.set_preview_feature(getattr(trt.PreviewFeature, name), True)
+    if options.optimization_level is not None and hasattr(config, "builder_optimization_level"):
+        config.builder_optimization_level = int(options.optimization_level)  # plan_build checked 8.6+
+    _, cache_reused, cache_note = _attach_timing_cache(config, options.timing_cache)
+    if cache_note:
+        source.plan.notes.append(cache_note)
+        if progress is not None:
+            progress(cache_note, 0, 0)
+    _add_profiles(builder, config, source)
+    if options.dla_core is not None:
+        _use_dla(trt, builder, config, options.dla_core)
+    return config, cache_reused
+
+
+def _add_profiles(builder: Any, config: Any, source: OnnxSource) -> None:
+    """The dynamic inputs' min/opt/max, once per concurrent context where TensorRT 8.5 needs it."""
+    if not source.profiles:
+        return
+    for _ in range(source.plan.profiles):
+        profile = builder.create_optimization_profile()
+        for name, s in source.profiles.items():
+            profile.set_shape(name, s["min"], s["opt"], s["max"])
+        if config.add_optimization_profile(profile) < 0:
+            raise EdgesegError(f"TensorRT rejected the optimization profile {source.profiles}")
+
+
+def _use_dla(trt: Any, builder: Any, config: Any, core: int) -> None:
+    cores = int(builder.num_DLA_cores)
+    if core >= cores:
+        raise EdgesegError(
+            f"--dla-core {core} requested but this device has {cores} DLA core(s) (DLA exists on Jetson Xavier/Orin)"
+        )
+    config.default_device_type = trt.DeviceType.DLA
+    config.DLA_core = int(core)
+
+
+def attach_calibrator(
+    trt: Any, parsed: ParsedNetwork, config: Any, source: OnnxSource, options: EngineOptions, cuda: Any
+) -> Any:
+    """The implicit-INT8 calibrator (and, for dynamic inputs, its calibration profile), or None."""
+    if not source.plan.legacy_int8:
+        return None
+    if options.calibration_batches is None:
+        raise EdgesegError("--legacy-calibrator needs calibration data (--calib-data)")
+    if not hasattr(config, "int8_calibrator"):
+        raise EdgesegError(f"TensorRT {trt.__version__} has no int8_calibrator; drop --legacy-calibrator")
+    if source.profiles and hasattr(config, "set_calibration_profile"):
+        # dynamic inputs: TensorRT calibrates at one shape, the profile's OPT (pyCore docstring)
+        builder = parsed.builder
+        calib_profile = builder.create_optimization_profile()
+        for name, s in source.profiles.items():
+            calib_profile.set_shape(name, s["opt"], s["opt"], s["opt"])
+        if not config.set_calibration_profile(calib_profile):
+            raise EdgesegError(f"TensorRT rejected the calibration profile {source.profiles}")
+    calibrator = _make_calibrator(trt, options.calibration_batches(), options.calibration_cache, cuda)
+    config.int8_calibrator = calibrator
+    return calibrator
+
+
+def save_engine(
+    serialized: Any,
+    engine_path: Path,
+    source: OnnxSource,
+    options: EngineOptions,
+    facts: dict[str, Any],
+) -> tuple[Path, dict[str, Any]]:
+    """Write the engine, then its sidecar (both atomically); returns (sidecar, what it says)."""
+    from edgeseg.atomic import write_bytes, write_json
+
+    sidecar = sidecar_path(engine_path)
+    # an older build's sidecar must not describe the new engine if the process dies between the two
+    # writes: without one the engine is refused with a clear message instead of trusted with stale facts
+    sidecar.unlink(missing_ok=True)
+    write_bytes(engine_path, bytes(serialized))
+    plan = source.plan
+    info = {
+        "format": SIDECAR_FORMAT,
+        "engine": engine_path.name,
+        "card": source.card.replace(precision=options.precision).to_dict(),
+        "tensorrt_version": facts["tensorrt_version"],
+        "gpu": facts["gpu"],
+        "precision": options.precision,
+        "network_flags": plan.network_flags,
+        "builder_flags": plan.builder_flags,
+        "preview_features": plan.preview_features,
+        "profiles": source.profiles,
+        "optimization_profiles": plan.profiles if source.profiles else 0,
+        "workers": options.workers,
+        "profile_sharing": facts["profile_sharing"],
+        "dla_core": options.dla_core,
+        "gpu_fallback": options.gpu_fallback if options.dla_core is not None else None,
+        "version_compatible": options.version_compatible,
+        "builder_optimization_level": options.optimization_level,
+        "timing_cache": str(options.timing_cache) if options.timing_cache else None,
+        "timing_cache_reused": facts["timing_cache_reused"],
+        "legacy_calibrator": plan.legacy_int8,
+        "calibration_batches": facts["calibration_batches"],
+        "onnx": source.path.name,
+        "onnx_sha256": sha256_file(source.path),
+        "build_seconds": facts["build_seconds"],
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "notes": plan.notes,
+    }
+    write_json(sidecar, info)
+    return sidecar, info
+
+
+def save_timing_cache(config: Any, path: Path | None) -> None:
+    """After the sidecar, so a cache problem never costs the engine its card; get_timing_cache() is None
+    when no cache is attached (pyCore docstring)."""
+    from edgeseg.atomic import write_bytes
+
+    if path is not None and config.get_timing_cache() is not None:
+        write_bytes(path, bytes(config.get_timing_cache().serialize()))
+
+
 def build_engine(
     onnx_path: Path,
     engine_path: Path,
@@ -210,152 +399,46 @@ def build_engine(
     progress: Progress | None = None,
 ) -> EngineResult:
     """Build and write `engine_path` (+ sidecar) from `onnx_path`. Needs tensorrt and a GPU."""
-    import onnx
-
-    from edgeseg.atomic import write_bytes, write_json
     from edgeseg.lazy import require
     from edgeseg.runtime.cuda_mem import open_cuda
 
-    trt = require("tensorrt")
+    trt = require("tensorrt", purpose="building TensorRT engines")
     if cuda is None:  # open (and close) our own CUDA binding for the GPU identity and the calibrator
         cuda = open_cuda()
         try:
             return build_engine(onnx_path, engine_path, options, card=card, cuda=cuda, progress=progress)
         finally:
             cuda.close()
+    engine_path = Path(engine_path)
     gpu = cuda.device_info()
-    features = detect(trt)
-    data = Path(onnx_path).read_bytes()
-    try:
-        model = onnx.load_from_string(data)
-    except Exception as exc:  # onnx raises DecodeError / ValidationError variants
-        raise EdgesegError(f"{onnx_path} is not a valid ONNX file: {first_line(exc)}") from None
-    card = card or card_of(model)
-    graph = inspect_onnx(model)
-    if graph.has_qdq and graph.fp16_graph and not features.strongly_typed:
-        # TensorRT 8.x reads Q/DQ scales as FP32 (onnx-tensorrt 8.6 QuantDequantLinearHelper) and builds
-        # weakly typed with INT8+FP16 flags anyway: give it the graph with FP32 float parts
-        from edgeseg.export.fp16 import widen_to_fp32
-
-        model = widen_to_fp32(model, _source_opset(model))
-        data = model.SerializeToString()
-        graph = inspect_onnx(model)
-        plan_note = "Q/DQ graph widened to FP32 float parts for TensorRT 8.x's parser (FP16 by BuilderFlag)"
-    else:
-        plan_note = ""
-    plan = plan_build(features, graph, options)
-    if plan_note:
-        plan.notes.append(plan_note)
-    profiles = profile_shapes(graph, options, card)
-    if plan.legacy_int8:
-        _check_calibration_shape(profiles, card)
-
-    logger = _make_logger(trt)
-    builder = trt.Builder(logger)
-    network = builder.create_network(_flag_bits(trt.NetworkDefinitionCreationFlag, plan.network_flags))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(data):
-        errors = parser_errors(parser, graph) or logger.errors()[-1:] or ["unknown parser failure"]
-        more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
-        raise EdgesegError(f"TensorRT could not parse {Path(onnx_path).name}: {'; '.join(errors[:3])}{more}")
-
-    config = builder.create_builder_config()
-    if options.workspace_mib:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_mib) << 20)
-    for name in plan.builder_flags:
-        config.set_flag(getattr(trt.BuilderFlag, name))
-    if options.optimization_level is not None and hasattr(config, "builder_optimization_level"):
-        config.builder_optimization_level = int(options.optimization_level)  # plan_build checked 8.6+
-
-    timing_cache, cache_reused, cache_note = _attach_timing_cache(config, options.timing_cache)
-    if cache_note:
-        plan.notes.append(cache_note)
-        if progress is not None:
-            progress(cache_note, 0, 0)
-
-    profile = None
-    if profiles:
-        profile = builder.create_optimization_profile()
-        for name, s in profiles.items():
-            profile.set_shape(name, s["min"], s["opt"], s["max"])
-        if config.add_optimization_profile(profile) < 0:
-            raise EdgesegError(f"TensorRT rejected the optimization profile {profiles}")
-
-    if options.dla_core is not None:
-        cores = int(builder.num_DLA_cores)
-        if options.dla_core >= cores:
-            raise EdgesegError(
-                f"--dla-core {options.dla_core} requested but this device has {cores} DLA core(s) "
-                "(DLA exists on Jetson Xavier/Orin)"
-            )
-        config.default_device_type = trt.DeviceType.DLA
-        config.DLA_core = int(options.dla_core)
-
-    calibrator = None
-    if plan.legacy_int8:
-        if options.calibration_batches is None:
-            raise EdgesegError("--legacy-calibrator needs calibration data (--calib-data)")
-        if not hasattr(config, "int8_calibrator"):
-            raise EdgesegError(
-                f"TensorRT {features.version} has no int8_calibrator; drop --legacy-calibrator"
-            )
-        if profile is not None and hasattr(config, "set_calibration_profile"):
-            # dynamic inputs: TensorRT calibrates at one shape, the profile's OPT (pyCore docstring)
-            calib_profile = builder.create_optimization_profile()
-            for name, s in profiles.items():
-                calib_profile.set_shape(name, s["opt"], s["opt"], s["opt"])
-            if not config.set_calibration_profile(calib_profile):
-                raise EdgesegError(f"TensorRT rejected the calibration profile {profiles}")
-        calibrator = _make_calibrator(trt, options.calibration_batches(), options.calibration_cache, cuda)
-        config.int8_calibrator = calibrator
-
+    source, features = read_onnx(trt, Path(onnx_path), options, card)
+    parsed = network_from_onnx(trt, source)
+    config, cache_reused = create_config(trt, parsed, source, options, progress)
+    calibrator = attach_calibrator(trt, parsed, config, source, options, cuda)
     start = time.perf_counter()
     try:
-        serialized = _run_builder(trt, builder, network, config, features, progress, Path(engine_path).name)
+        serialized = _run_builder(
+            trt, parsed.builder, parsed.network, config, features, progress, engine_path.name
+        )
     finally:
         if calibrator is not None:
             calibrator.free()
     seconds = time.perf_counter() - start
     if serialized is None:
-        why = logger.errors()[-1] if logger.errors() else "see the TensorRT log"
-        raise EdgesegError(f"TensorRT build failed for {Path(onnx_path).name}: {why}")
-
-    engine_path = Path(engine_path)
-    sidecar = sidecar_path(engine_path)
-    # an older build's sidecar must not describe the new engine if the process dies between the two
-    # writes: without one the engine is refused with a clear message instead of trusted with stale facts
-    sidecar.unlink(missing_ok=True)
-    write_bytes(engine_path, bytes(serialized))
-    info = {
-        "format": SIDECAR_FORMAT,
-        "engine": engine_path.name,
-        "card": card.replace(precision=options.precision).to_dict(),
+        errors = parsed.logger.errors()
+        why = errors[-1] if errors else "see the TensorRT log"
+        raise EdgesegError(f"TensorRT build failed for {source.path.name}: {why}")
+    facts = {
         "tensorrt_version": features.version,
         "gpu": gpu.to_dict(),
-        "precision": options.precision,
-        "network_flags": plan.network_flags,
-        "builder_flags": plan.builder_flags,
-        "profiles": profiles,
-        "dla_core": options.dla_core,
-        "gpu_fallback": options.gpu_fallback if options.dla_core is not None else None,
-        "version_compatible": options.version_compatible,
-        "builder_optimization_level": options.optimization_level,
-        "timing_cache": str(options.timing_cache) if options.timing_cache else None,
+        "profile_sharing": features.contexts_share_profiles or bool(source.plan.preview_features),
         "timing_cache_reused": cache_reused,
-        "legacy_calibrator": plan.legacy_int8,
         "calibration_batches": getattr(calibrator, "seen", None),
-        "onnx": Path(onnx_path).name,
-        "onnx_sha256": sha256_file(onnx_path),
         "build_seconds": round(seconds, 3),
-        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "notes": plan.notes,
     }
-    write_json(sidecar, info)
-    # after the sidecar, so a cache problem never costs the engine its card; get_timing_cache() is None
-    # when no cache is attached (pyCore docstring)
-    if options.timing_cache is not None and config.get_timing_cache() is not None:
-        write_bytes(options.timing_cache, bytes(config.get_timing_cache().serialize()))
-    return EngineResult(engine_path, sidecar, seconds, plan, info)
+    sidecar, info = save_engine(serialized, engine_path, source, options, facts)
+    save_timing_cache(config, options.timing_cache)
+    return EngineResult(engine_path, sidecar, seconds, source.plan, info)
 
 
 def _attach_timing_cache(config: Any, path: Path | None) -> tuple[Any, bool, str]:

@@ -81,6 +81,15 @@ TRT_API: dict[str, tuple[str, str]] = {
     # runtime
     "deserialize_cuda_engine": (REQUIRED, "IRuntime.deserialize_cuda_engine"),
     "engine_host_code_allowed": (GUARDED, "IRuntime.engine_host_code_allowed (8.6+)"),
+    "init_libnvinfer_plugins": (REQUIRED, "trt.init_libnvinfer_plugins (before deserializing)"),
+    "num_optimization_profiles": (REQUIRED, "ICudaEngine.num_optimization_profiles"),
+    "set_optimization_profile_async": (REQUIRED, "IExecutionContext.set_optimization_profile_async"),
+    "PreviewFeature": (GUARDED, "trt.PreviewFeature"),
+    "PROFILE_SHARING_0806": (
+        GUARDED,
+        "PreviewFeature.PROFILE_SHARING_0806 (8.6; default on in 10.x, gone in 11)",
+    ),
+    "set_preview_feature": (REQUIRED, "IBuilderConfig.set_preview_feature"),
     "create_execution_context": (REQUIRED, "ICudaEngine.create_execution_context"),
     "num_io_tensors": (REQUIRED, "ICudaEngine.num_io_tensors"),
     "get_tensor_name": (REQUIRED, "ICudaEngine.get_tensor_name"),
@@ -110,6 +119,9 @@ class TrtFeatures:
     optimization_level: bool = True  # IBuilderConfig.builder_optimization_level (8.6+)
     engine_host_code: bool = True  # IRuntime.engine_host_code_allowed (8.6+)
     calibration_profile: bool = True  # IBuilderConfig.set_calibration_profile (8.5-10.x)
+    contexts_share_profiles: bool = False  # every new execution context gets profile 0 (10+)
+    profile_sharing_preview: bool = False  # PreviewFeature.PROFILE_SHARING_0806 (8.6 only)
+    convtranspose_weight_axis: int = 1  # the per-channel axis of ConvTranspose INT8 weights (0 before 10.2)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,8 +138,10 @@ def detect(trt: Any) -> TrtFeatures:
     strongly = hasattr(ncf, "STRONGLY_TYPED")
     config_cls = getattr(trt, "IBuilderConfig", None)
     runtime_cls = getattr(trt, "Runtime", None)
+    preview = getattr(trt, "PreviewFeature", None)
+    version = str(getattr(trt, "__version__", "unknown"))
     return TrtFeatures(
-        version=str(getattr(trt, "__version__", "unknown")),
+        version=version,
         explicit_batch_flag=hasattr(ncf, "EXPLICIT_BATCH"),
         explicit_batch_default=strongly,
         strongly_typed=strongly,
@@ -139,4 +153,25 @@ def detect(trt: Any) -> TrtFeatures:
         optimization_level=config_cls is None or hasattr(config_cls, "builder_optimization_level"),
         engine_host_code=runtime_cls is not None and hasattr(runtime_cls, "engine_host_code_allowed"),
         calibration_profile=config_cls is None or hasattr(config_cls, "set_calibration_profile"),
+        # 10.0 made profile sharing the default (the release that brought STRONGLY_TYPED, as above)
+        contexts_share_profiles=strongly,
+        profile_sharing_preview=not strongly
+        and preview is not None
+        and hasattr(preview, "PROFILE_SHARING_0806"),
+        convtranspose_weight_axis=convtranspose_weight_axis(version),
     )
+
+
+def convtranspose_weight_axis(version: str) -> int:
+    """The ONNX axis along which this TensorRT reads per-channel ConvTranspose weight scales.
+
+    No API name marks the change, so this one fact is read from the version: NVIDIA's sources say the
+    8.x deconvolution kernels quantize ConvTranspose weights per input channel (NVIDIA/TensorRT#2380,
+    #1694), which is axis 0 of ONNX's [C, K/g, kh, kw], and NVIDIA's pytorch-quantization quantizes them
+    on axis 0 up to TensorRT 10.1 and on axis 1 (per output channel) from 10.2. `make gpu-check` reports
+    an FCN engine's INT8 agreement so a real GPU can confirm it.
+    """
+    parts = [int(p) for p in version.split(".")[:2] if p.isdigit()]
+    if len(parts) < 2:
+        return 1
+    return 0 if tuple(parts) < (10, 2) else 1

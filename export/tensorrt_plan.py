@@ -40,6 +40,7 @@ class EngineOptions:
     max_shape: tuple[int, ...] | None = None
     version_compatible: bool = False
     optimization_level: int | None = None
+    workers: int = 1  # execution contexts that will run the engine at once (profiles on TensorRT 8.5)
     legacy_calibrator: bool = False  # implicit INT8 (8.6/10.x only), from an FP32 graph
     calibration_cache: Path | None = None
     calibration_batches: Callable[[], Iterable[np.ndarray]] | None = None
@@ -49,6 +50,8 @@ class EngineOptions:
             raise EdgesegError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.dla_core is not None and self.dla_core < 0:
             raise EdgesegError(f"--dla-core must be 0 or more, got {self.dla_core}")
+        if self.workers < 1:
+            raise EdgesegError(f"--workers must be 1 or more, got {self.workers}")
         if self.workspace_mib is not None and self.workspace_mib <= 0:
             raise EdgesegError(f"--workspace must be a positive number of MiB, got {self.workspace_mib}")
         if self.optimization_level is not None and not 0 <= self.optimization_level <= 5:
@@ -93,6 +96,7 @@ class GraphInfo:
     inputs: dict[str, tuple[int | str, ...]]
     node_names: tuple[str, ...]
     node_ops: tuple[str, ...]
+    uint8_labels: bool = False  # ArgMax -> Cast(UINT8): TensorRT builds it only as INT32 (tensorrt_onnx)
 
     @property
     def annotated(self) -> bool:
@@ -109,6 +113,8 @@ class GraphInfo:
 def inspect_onnx(model: Any) -> GraphInfo:
     """Read the build-relevant facts of an onnx.ModelProto."""
     from onnx import TensorProto
+
+    from edgeseg.export.tensorrt_onnx import uint8_casts
 
     graph = model.graph
     ops = tuple(n.op_type for n in graph.node)
@@ -132,6 +138,7 @@ def inspect_onnx(model: Any) -> GraphInfo:
         inputs=inputs,
         node_names=tuple(n.name or f"{n.op_type}_{i}" for i, n in enumerate(graph.node)),
         node_ops=ops,
+        uint8_labels=bool(uint8_casts(model)),
     )
 
 
@@ -144,9 +151,17 @@ class BuildPlan:
     builder_flags: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     legacy_int8: bool = False
+    profiles: int = 1  # identical optimization profiles to add (one per worker on TensorRT 8.5)
+    preview_features: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"network_flags": self.network_flags, "builder_flags": self.builder_flags, "notes": self.notes}
+        return {
+            "network_flags": self.network_flags,
+            "builder_flags": self.builder_flags,
+            "preview_features": self.preview_features,
+            "profiles": self.profiles,
+            "notes": self.notes,
+        }
 
 
 def plan_build(features: TrtFeatures, graph: GraphInfo, options: EngineOptions) -> BuildPlan:
@@ -230,7 +245,27 @@ def plan_build(features: TrtFeatures, graph: GraphInfo, options: EngineOptions) 
             plan.notes.append("DLA runs only FP16/INT8 layers; an FP32 graph will fall back to the GPU")
     if options.version_compatible:
         plan.builder_flags.append("VERSION_COMPATIBLE")
+    _plan_contexts(plan, features, graph, options)
     return plan
+
+
+def _plan_contexts(plan: BuildPlan, features: TrtFeatures, graph: GraphInfo, options: EngineOptions) -> None:
+    """Profiles for `options.workers` concurrent execution contexts on a dynamic-shape engine.
+
+    NvInferRuntime.h (8.5.2, 8.6.1): each context in concurrent use needs its own optimization profile,
+    so 8.5 gets one identical profile per worker; 8.6 lets contexts share one with
+    PreviewFeature.PROFILE_SHARING_0806 set at build time; 10.x gives every context profile 0.
+    """
+    if options.workers < 2 or not graph.dynamic_inputs() or features.contexts_share_profiles:
+        return
+    if features.profile_sharing_preview:
+        plan.preview_features.append("PROFILE_SHARING_0806")
+        plan.notes.append(f"{options.workers} workers share one optimization profile (PROFILE_SHARING_0806)")
+    else:
+        plan.profiles = options.workers
+        plan.notes.append(
+            f"one optimization profile per worker ({options.workers}): TensorRT 8.5 shares none"
+        )
 
 
 def profile_shapes(
@@ -270,10 +305,13 @@ def profile_shapes(
 # ------------------------------------------------------------------------------------------ hand-off
 HANDOFF_LABELS = {
     "edgeseg": "any TensorRT: also writes the sidecar `edgeseg run` checks",
-    "trtexec_8_6": "TensorRT 8.5 / 8.6 (JetPack 5)",
-    "trtexec_10": "TensorRT 10.x (JetPack 6)",
+    "trtexec_8": "TensorRT 8.5 / 8.6 (JetPack 5.1 / 6.0)",
+    "trtexec_8_6": "TensorRT 8.6 (JetPack 6.0)",
+    "trtexec_10": "TensorRT 10.x (JetPack 6.1 / 6.2)",
     "trtexec_11": "TensorRT 11.x",
 }
+# trtexec options 8.5's trtexec rejects as unknown (8.5.2 samples/common/sampleOptions.cpp)
+TRTEXEC_SINCE_8_6 = ("--versionCompatible", "--builderOptimizationLevel")
 
 
 @dataclass
@@ -318,7 +356,9 @@ def handoff_commands(
     one the user copies), each trtexec line named for the TensorRT versions it is valid for, and notes
     on the lines left out and why.
 
-    - 8.5/8.6 are weakly typed: precision by --fp16 / --int8 --fp16.
+    - 8.5/8.6 are weakly typed: precision by --fp16 / --int8 --fp16. One line serves both unless it
+      needs an option 8.5's trtexec does not know (--versionCompatible, --builderOptimizationLevel):
+      then the line is named for 8.6 only and a note says why 8.5 has none.
     - 10.x: --stronglyTyped for an annotated graph, except on DLA (documented weakly typed with --fp16
       before 11).
     - 11.x removed --fp16, --int8 and the calibrators; every network is strongly typed (its
@@ -356,10 +396,16 @@ def handoff_commands(
     if options.min_shape is not None:
         for key in ("min", "opt", "max"):
             ours += [f"--{key}-shape", "x".join(map(str, getattr(options, f"{key}_shape")))]
+    if options.workers > 1:
+        ours += ["--workers", str(options.workers)]
+        if profiles:
+            notes.append(
+                f"a trtexec engine has one optimization profile: on TensorRT 8.5/8.6 it serves one worker; "
+                f"the edgeseg line builds it for {options.workers}"
+            )
     if options.version_compatible:
         ours.append("--version-compatible")
         common.append("--versionCompatible")
-        notes.append("--version-compatible needs TensorRT 8.6 or later")
     if options.optimization_level is not None:
         ours += ["--builder-optimization-level", str(options.optimization_level)]
         common.append(f"--builderOptimizationLevel={options.optimization_level}")
@@ -372,14 +418,26 @@ def handoff_commands(
         notes.append("TensorRT 11 has no implicit calibrator: on 11.x build INT8 without --dla-core")
         return commands, notes
 
+    if graph.uint8_labels:
+        notes.append(
+            "no trtexec line: this file's labels are cast to UINT8, which TensorRT does not build from ArgMax's "
+            "INT32; the edgeseg line builds them as INT32 (or export --labels-dtype int32)"
+        )
+        return commands, notes
     weak = {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8", "--fp16"]}[graph.precision]
     if graph.has_qdq and graph.fp16_graph:
         notes.append(
             "TensorRT 8.5/8.6: use the edgeseg line; trtexec there would read this file's FP16 Q/DQ scales "
             "as FP32 (the edgeseg build widens the file for 8.x first)"
         )
-    else:
+    elif any(opt.split("=")[0] in TRTEXEC_SINCE_8_6 for opt in common):
         commands["trtexec_8_6"] = shlex.join(["trtexec", *common, *weak])
+        notes.append(
+            "no TensorRT 8.5 line: its trtexec rejects --versionCompatible and --builderOptimizationLevel "
+            "(both 8.6+)"
+        )
+    else:
+        commands["trtexec_8"] = shlex.join(["trtexec", *common, *weak])
     if dla:
         commands["trtexec_10"] = shlex.join(["trtexec", *common, *(weak or ["--fp16"])])
         notes.append("DLA on TensorRT 11 needs 11.4.1 or later on JetPack 7.2.2+ (AGX Orin)")

@@ -283,6 +283,9 @@ class _Graph:
                 if "value" in attrs:
                     self.constants[node.output[0]] = numpy_helper.to_array(attrs["value"])
         self.outputs = {o.name for o in model.graph.output}
+        from edgeseg.export.tensorrt_onnx import uint8_casts
+
+        self.uint8_from_int = {n.output[0] for n in uint8_casts(model)}
 
     def is_const(self, name: str) -> bool:
         return name in self.constants
@@ -383,6 +386,14 @@ def _check_topk(node: Any, attrs: dict[str, Any], g: _Graph) -> list[Finding]:
 def _check_cast(node: Any, attrs: dict[str, Any], g: _Graph) -> list[Finding]:
     to = attrs.get("to")
     if to == UINT8:
+        if node.output[0] in g.uint8_from_int:  # ArgMax's INT32 indices (DataType::kUINT8 docs)
+            return [
+                (
+                    "error",
+                    "UINT8 from an integer (ArgMax's INT32 indices): TensorRT converts to UINT8 only from "
+                    "FLOAT/HALF; export --labels-dtype int32 (`edgeseg build --target tensorrt` builds it as INT32)",
+                )
+            ]
         if node.output[0] in g.outputs:
             return [("ok", "UINT8 as network output: supported (UINT8 is an I/O-only type)")]
         return [("error", "UINT8 inside the network: TensorRT allows UINT8 only as network input/output")]

@@ -422,7 +422,7 @@ def test_handoff_without_tensorrt(monkeypatch, tmp_path, tiny_onnx):
     )
     cmds = handoff.commands
     assert handoff.folder == onnx_path.parent  # what the user copies; every path below is relative to it
-    assert set(cmds) == {"edgeseg", "trtexec_8_6", "trtexec_10", "trtexec_11"}
+    assert set(cmds) == {"edgeseg", "trtexec_8", "trtexec_10", "trtexec_11"}
     assert all(str(tmp_path) not in c for c in cmds.values())
     assert cmds["edgeseg"].startswith("edgeseg build tiny.fp16.onnx --target tensorrt --workspace 512")
     assert "--timing-cache t.cache" in cmds["edgeseg"]
@@ -430,10 +430,10 @@ def test_handoff_without_tensorrt(monkeypatch, tmp_path, tiny_onnx):
     parts = ("--onnx=tiny.fp16.onnx", "--saveEngine=tiny.fp16-dla1.engine", "--useDLACore=1", "--allowGPUFallback",
              "--memPoolSize=workspace:512", "--timingCacheFile=t.cache", "--minShapes=input:1x3x8x8",
              "--optShapes=input:1x3x16x16", "--maxShapes=input:2x3x32x32")  # fmt: skip
-    for key in ("trtexec_8_6", "trtexec_10", "trtexec_11"):
+    for key in ("trtexec_8", "trtexec_10", "trtexec_11"):
         assert all(part in cmds[key] for part in parts), key
     # DLA before 11 is weakly typed with --fp16; 11.x has no --fp16/--int8 (removed) and needs no flag
-    assert "--fp16" in cmds["trtexec_8_6"] and "--fp16" in cmds["trtexec_10"]
+    assert "--fp16" in cmds["trtexec_8"] and "--fp16" in cmds["trtexec_10"]
     assert "--stronglyTyped" not in cmds["trtexec_10"]
     for removed in ("--fp16", "--int8", "--calib", "--best"):
         assert removed not in cmds["trtexec_11"]
@@ -444,9 +444,9 @@ def test_handoff_without_tensorrt(monkeypatch, tmp_path, tiny_onnx):
     [
         (
             EngineOptions(precision="fp16"),
-            {"trtexec_8_6": "--fp16", "trtexec_10": "--stronglyTyped", "trtexec_11": ""},
+            {"trtexec_8": "--fp16", "trtexec_10": "--stronglyTyped", "trtexec_11": ""},
         ),
-        (EngineOptions(precision="fp32"), {"trtexec_8_6": "", "trtexec_10": "", "trtexec_11": ""}),
+        (EngineOptions(precision="fp32"), {"trtexec_8": "", "trtexec_10": "", "trtexec_11": ""}),
     ],
 )
 def test_handoff_commands_are_named_for_their_version(monkeypatch, tmp_path, tiny_onnx, engine, want):
@@ -491,7 +491,7 @@ def test_handoff_int8_uses_the_qdq_onnx(monkeypatch, tmp_path, qdq_onnx):
     assert result.handoff.onnx == qdq_onnx and result.handoff.precision == "int8"
     cmds = result.handoff.commands
     assert "--stronglyTyped" in cmds["trtexec_10"] and "--int8" not in cmds["trtexec_11"]
-    assert "--int8 --fp16" in cmds["trtexec_8_6"]  # FP32 float parts: 8.x reads this file as it is
+    assert "--int8 --fp16" in cmds["trtexec_8"]  # FP32 float parts: 8.x reads this file as it is
 
 
 def test_handoff_for_an_fp16_qdq_file_sends_tensorrt_8_to_the_edgeseg_line(monkeypatch, tmp_path, qdq_onnx):
@@ -503,7 +503,7 @@ def test_handoff_for_an_fp16_qdq_file_sends_tensorrt_8_to_the_edgeseg_line(monke
     hide_trt(monkeypatch)
     result = build(fp16_qdq, BuildOptions(target="tensorrt"))
     cmds = result.handoff.commands
-    assert "trtexec_8_6" not in cmds and "--stronglyTyped" in cmds["trtexec_10"]
+    assert "trtexec_8" not in cmds and "--stronglyTyped" in cmds["trtexec_10"]
     assert any("TensorRT 8" in n and "edgeseg" in n for n in result.handoff.notes)
 
 
@@ -530,7 +530,13 @@ def test_plan_is_pure(monkeypatch, tiny_onnx):
     trt = install_trt(monkeypatch, "10.3.0")
     graph = inspect_onnx(onnx.load(tiny_onnx()))
     plan = plan_build(detect(trt), graph, EngineOptions())
-    assert plan.to_dict() == {"network_flags": [], "builder_flags": [], "notes": []}
+    assert plan.to_dict() == {
+        "network_flags": [],
+        "builder_flags": [],
+        "preview_features": [],
+        "profiles": 1,
+        "notes": [],
+    }
     assert trt.calls == []
 
 

@@ -80,7 +80,12 @@ def test_gpu_check_runs_every_check_against_the_fake(monkeypatch, tmp_path):
     checks = report["checks"]
     assert {"fp32_engine", "fp16_engine", "int8_qdq_engine", "version_compatible_engine",
             "timing_cache_round_trip", "legacy_calibrator_dynamic_onnx", "cuda_bindings",
-            "pipeline_two_workers_one_engine"} <= set(checks)  # fmt: skip
+            "pipeline_two_workers_one_engine", "dynamic_engine_two_workers", "labels_output",
+            "fcn_int8_convtranspose", "trtexec_engine"} <= set(checks)  # fmt: skip
+    assert checks["dynamic_engine_two_workers"]["max_abs_diff"] < 1e-4
+    assert checks["labels_output"]["uint8"]["pixels_differing"] == 0.0
+    assert "agreement_with_fp32_onnxruntime" in checks["fcn_int8_convtranspose"]
+    assert checks["trtexec_engine"]["skipped"].startswith("no trtexec")  # none here
     assert checks["fp32_engine"]["agreement_with_fp32_onnxruntime"] == 1.0  # the fake runs the same ONNX
     assert checks["fp32_engine"]["fps_backend_batch1"] > 0
 

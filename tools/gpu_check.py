@@ -11,6 +11,13 @@ turns it into measured fact. On a machine with a CUDA GPU and TensorRT it builds
   - the legacy implicit-INT8 calibrator on a dynamic-shape ONNX (where the version has it);
   - the FP32 engine through every installed CUDA binding (cuda-python, pycuda), same output;
   - `edgeseg run`'s pipeline with two workers on one engine;
+  - a dynamic-shape engine built for two workers (a profile each on 8.5, shared on 8.6+), both workers
+    running at once at different shapes, against ONNX Runtime;
+  - the labels output (ArgMax -> Cast) as INT32 and as UINT8 (built as INT32), against ONNX Runtime;
+  - an FCN (ConvTranspose upsampling) INT8 engine's agreement with FP32 ONNX Runtime: it settles which
+    per-channel axis this TensorRT reads ConvTranspose weight scales on (needs torch to export FCN);
+  - an engine built by the printed trtexec line (if trtexec is on PATH), version-compatible where the
+    version has it, loaded without a sidecar;
   - frames per second of each engine (double-buffered, batch 1);
 
 and writes one JSON report (`--out`). Exit code 0 when every check passed, 1 otherwise. Elsewhere
@@ -284,7 +291,204 @@ def check(
         return {"engine": path.name, "report": pipe.report()}
 
     report.run("pipeline_two_workers_one_engine", two_workers)
+    report.run("dynamic_engine_two_workers", lambda: _dynamic_two_workers(workdir))
+    report.run("labels_output", lambda: _labels_output(workdir, onnx_path, card, frames))
+    report.run("fcn_int8_convtranspose", lambda: _fcn_int8(workdir, frames_n, calib_images, features))
+    report.run("trtexec_engine", lambda: _trtexec_engine(workdir, onnx_path, card, frames, features))
     return report
+
+
+def _against_onnxruntime(engine: Path, onnx_path: Path, batches: list[np.ndarray], **options: Any) -> float:
+    """Largest |engine - ONNX Runtime FP32| over `batches` (labels: the fraction of pixels that differ)."""
+    from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from edgeseg.runtime.backends.tensorrt import TensorRTBackend
+
+    worst = 0.0
+    with TensorRTBackend(engine, **options) as trt_backend, OnnxRuntimeBackend(onnx_path) as ref:
+        for batch in batches:
+            got, want = trt_backend.run(batch), ref.run(batch)
+            if got.shape != want.shape:
+                raise RuntimeError(f"engine output {got.shape} vs ONNX Runtime {want.shape}")
+            if np.issubdtype(want.dtype, np.integer):
+                worst = max(worst, float(np.mean(got.astype(np.int64) != want.astype(np.int64))))
+            else:
+                worst = max(worst, float(np.abs(got - want).max()))
+    return worst
+
+
+def _dynamic_two_workers(workdir: Path) -> dict:
+    """Two workers on one dynamic-shape engine at once (each needs its own profile on TensorRT 8.5)."""
+    import threading
+
+    from edgeseg.export.tensorrt_build import build_engine
+    from edgeseg.export.tensorrt_plan import EngineOptions
+    from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from edgeseg.runtime.backends.tensorrt import TensorRTBackend
+
+    dyn = _dynamic_net(workdir / "dyn2.onnx")
+    shapes = {"min_shape": (1, 3, 64, 64), "opt_shape": (1, 3, 128, 256), "max_shape": (2, 3, 256, 512)}
+    result = build_engine(dyn, workdir / "dyn2.fp32.engine", EngineOptions(workers=2, **shapes))
+    rng = np.random.default_rng(2)
+    jobs = [[rng.normal(size=s).astype(np.float32) for s in [(1, 3, 128, 256), (2, 3, 64, 128), (1, 3, 256, 512)]]
+            for _ in range(2)]  # fmt: skip
+    outs: dict[int, list[np.ndarray]] = {}
+    errors: list[str] = []
+    first = TensorRTBackend(result.engine)
+    second = first.spawn()
+
+    def work(k: int, backend: TensorRTBackend) -> None:
+        backend.activate()
+        try:
+            outs[k] = [backend.run(b) for b in jobs[k]]
+        except Exception as exc:  # reported in the check's error
+            errors.append(first_line(exc))
+        finally:
+            backend.deactivate()
+
+    try:
+        threads = [threading.Thread(target=work, args=(k, b)) for k, b in enumerate((first, second))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        second.close()
+        first.close()
+    if errors:
+        raise RuntimeError(errors[0])
+    worst = 0.0
+    with OnnxRuntimeBackend(dyn) as ref:
+        for k in (0, 1):
+            for batch, out in zip(jobs[k], outs[k]):
+                worst = max(worst, float(np.abs(out - ref.run(batch)).max()))
+    if worst > 1e-2:
+        raise RuntimeError(f"two workers differ from ONNX Runtime by {worst:.3g}")
+    return {
+        "optimization_profiles": result.info["optimization_profiles"],
+        "profile_sharing": result.info["profile_sharing"],
+        "max_abs_diff": worst,
+    }
+
+
+def _labels_model(onnx_path: Path, out: Path, to: int) -> Path:
+    """The default model with `edgeseg export --output labels`' tail: ArgMax over classes -> Cast(to)."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(onnx_path)
+    graph = model.graph
+    logits = graph.output[0]
+    dims = [d.dim_value for d in logits.type.tensor_type.shape.dim]
+    graph.node.extend(
+        [
+            helper.make_node("ArgMax", [logits.name], ["argmax"], name="argmax", axis=1, keepdims=0),
+            helper.make_node("Cast", ["argmax"], ["labels"], name="to_labels", to=to),
+        ]
+    )
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info("labels", to, [dims[0], dims[2], dims[3]]))
+    onnx.save(model, out)
+    return out
+
+
+def _labels_output(workdir: Path, onnx_path: Path, card: Any, frames: list) -> dict:
+    from onnx import TensorProto
+
+    from edgeseg.export.tensorrt_build import build_engine
+    from edgeseg.export.tensorrt_plan import EngineOptions
+    from edgeseg.runtime.segmenter import Segmenter
+
+    with Segmenter(onnx_path) as seg:
+        batches = [seg.preprocess(f)[0] for f in frames[:4]]
+    out = {}
+    for name, to in (("int32", TensorProto.INT32), ("uint8", TensorProto.UINT8)):
+        model = _labels_model(onnx_path, workdir / f"labels-{name}.onnx", to)
+        result = build_engine(model, workdir / f"labels-{name}.engine", EngineOptions(), card=card)
+        differ = _against_onnxruntime(result.engine, model, batches, card=card)
+        if differ > 0.001:
+            raise RuntimeError(f"{name} labels differ from ONNX Runtime on {100 * differ:.2f}% of pixels")
+        out[name] = {"pixels_differing": differ, "notes": result.plan.notes}
+    return out
+
+
+def _fcn_int8(workdir: Path, frames_n: int, calib_images: int, features: Any) -> dict:
+    """FCN-8s-lite (two learned ConvTranspose upsamplers), untrained, built INT8 through the Q/DQ path."""
+    from edgeseg.lazy import available
+
+    if not available("torch"):
+        return {"skipped": "exporting FCN needs torch (pip install 'edgeseg[train]')"}
+    from edgeseg.build import BuildOptions, build
+    from edgeseg.card import ModelCard, default_palette
+    from edgeseg.data.synth import SYNTH_CLASSES
+    from edgeseg.export.onnx_export import export_onnx
+    from edgeseg.export.tensorrt_plan import EngineOptions
+    from edgeseg.models import create_model
+
+    classes = list(SYNTH_CLASSES)
+    net = create_model("fcn8s_lite", num_classes=len(classes))
+    card = ModelCard(
+        model="fcn8s_lite", classes=classes, palette=default_palette(len(classes)), input_size=(128, 256)
+    )
+    onnx_path = workdir / "fcn" / "fcn8s_lite.onnx"
+    export_onnx(net, onnx_path, card, parity_scenes=1)
+    opts = BuildOptions(target="tensorrt", int8=True, calib_images=calib_images, eval_images=frames_n,
+                        max_miou_drop=100.0, engine=EngineOptions(precision="int8"))  # fmt: skip
+    result = build(onnx_path, opts)
+    if result.failure is not None:
+        raise RuntimeError(str(result.failure))
+    frames, masks = _frames(card, frames_n)
+    ref = _score(onnx_path, frames, masks, None, card)
+    scored = _score(result.engine.engine, frames, masks, ref["_labels"], card)
+    return {
+        "convtranspose_weight_axis": features.convtranspose_weight_axis,
+        "notes": result.engine.plan.notes,
+        **scored,
+    }
+
+
+def _trtexec_engine(workdir: Path, onnx_path: Path, card: Any, frames: list, features: Any) -> dict:
+    """The hand-off's trtexec line for this version, run as printed, and its engine loaded sidecar-less."""
+    import shlex
+    import subprocess
+
+    from edgeseg.export.tensorrt_plan import EngineOptions, handoff_commands, inspect_onnx
+    from edgeseg.runtime.segmenter import Segmenter
+
+    exe = shutil.which("trtexec") or next(
+        (
+            p
+            for p in ("/usr/src/tensorrt/bin/trtexec", "/usr/local/tensorrt/bin/trtexec")
+            if Path(p).is_file()
+        ),
+        None,
+    )
+    if exe is None:
+        return {"skipped": "no trtexec on PATH (JetPack: /usr/src/tensorrt/bin/trtexec)"}
+    import onnx
+
+    folder = workdir / "trtexec"
+    folder.mkdir(exist_ok=True)
+    model = folder / "model.onnx"
+    shutil.copy(onnx_path, model)
+    engine = folder / "model.fp32.engine"
+    options = EngineOptions(version_compatible=features.version_compatible)
+    commands, _ = handoff_commands(model, engine, options, {}, inspect_onnx(onnx.load(model)))
+    major = features.version.split(".")[0]
+    key = {"8": "trtexec_8_6" if "trtexec_8_6" in commands else "trtexec_8", "10": "trtexec_10"}.get(
+        major, "trtexec_11"
+    )
+    argv = shlex.split(commands[key])
+    argv[0] = exe
+    done = subprocess.run(argv, cwd=folder, capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0 or not engine.is_file():
+        tail = (done.stdout + done.stderr).strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"{commands[key]} failed: {tail[0]}")
+    labels = []
+    with Segmenter(engine, card=card) as seg, Segmenter(onnx_path) as ref:
+        for frame in frames[:4]:
+            labels.append(float(np.mean(seg.infer(frame) == ref.infer(frame))))
+    return {"command": commands[key], "version_compatible": options.version_compatible,
+            "agreement_with_fp32_onnxruntime": float(np.mean(labels))}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -160,6 +160,11 @@ def build_command(
     legacy_calibrator: bool = typer.Option(
         False, "--legacy-calibrator", help="TensorRT 8.6/10.x: implicit INT8 calibrator instead of Q/DQ."
     ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        help="TensorRT: workers that will run a dynamic-shape engine at once (8.5 needs a profile each).",
+    ),
     workdir: Path | None = workdir_option(),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -180,6 +185,7 @@ def build_command(
             opt_shape=parse_shape(opt_shape), max_shape=parse_shape(max_shape),
             version_compatible=version_compatible, optimization_level=builder_optimization_level,
             legacy_calibrator=legacy_calibrator,
+            workers=workers,
         )  # fmt: skip
     opts = BuildOptions(
         target=target, fp16=fp16, int8=int8, forms=tuple(f.strip() for f in int8_forms.split(",") if f.strip()),

@@ -103,7 +103,9 @@ def export_command(
         "logits", "--output", help="logits (NxCxHxW float) or labels (in-graph ArgMax)."
     ),
     labels_dtype: str = typer.Option(
-        "uint8", "--labels-dtype", help="Class-map dtype for --output labels: uint8|int32."
+        "int32",
+        "--labels-dtype",
+        help="Class-map dtype for --output labels: int32 (every TensorRT builds it) or uint8 (ONNX Runtime only).",
     ),
     simplify: bool = typer.Option(True, "--simplify/--no-simplify", help="Simplify the graph after export."),
     simplifier: str = typer.Option(

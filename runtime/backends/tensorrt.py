@@ -5,14 +5,20 @@ tensorrt`) is checked against this machine: an engine only runs on the TensorRT 
 it was built for (name, compute capability, SM count, memory: Orin AGX/NX/Nano share sm 8.7), and a
 mismatch gets a one-line message asking for a rebuild (or `--allow-other-gpu`) instead of a crash or
 silent garbage. An engine without a sidecar (made by trtexec) loads with a warning, its card from
-`--card` or the ONNX beside it. The runtime is prepared as trtexec and Polygraphy prepare it:
-`DLA_core` from the sidecar, and `engine_host_code_allowed` for version-compatible engines. Memory goes
+`--card` or the ONNX beside it. The runtime is prepared as trtexec and Polygraphy prepare it: plugins
+registered (`init_libnvinfer_plugins`), `DLA_core` from the sidecar, and `engine_host_code_allowed` for
+version-compatible engines and for engines without a sidecar (a `trtexec --versionCompatible` engine
+carries no sidecar to say so; Polygraphy allows host code whenever it loads). Memory goes
 through `edgeseg.runtime.cuda_mem` (cuda-python or pycuda), every call inside `mem.current()`, so any
 thread may call `run` (a ROS callback) without knowing about CUDA contexts.
 
 Workers: `spawn()` gives another worker its own IExecutionContext, stream and buffers on the SAME
 deserialized ICudaEngine (one copy of the weights); the engine, runtime and CUDA binding are released
-when the last backend sharing them closes.
+when the last backend sharing them closes, inside the device's context (pycuda: TensorRT frees device
+memory when they are destroyed). On a dynamic-shape engine each context in concurrent use needs its own
+optimization profile on TensorRT 8.5/8.6 (NvInferRuntime.h): unless the engine shares profiles (8.6 built
+with PROFILE_SHARING_0806, or 10+), each worker takes a free profile index (`edgeseg build --workers N`
+builds N), and one more worker than profiles is refused in one line.
 
 Double buffering: two slots, each with pinned host and device buffers for input and output, share one
 CUDA stream. `submit(batch)` copies the batch into the free slot's pinned buffer and enqueues
@@ -98,11 +104,35 @@ class _SharedEngine:
     """One deserialized engine (with its runtime and CUDA binding) shared by the backends of several
     workers; released when the last of them closes."""
 
-    def __init__(self, trt: Any, mem: CudaMemory, owns_mem: bool, runtime: Any, engine: Any) -> None:
+    def __init__(
+        self, trt: Any, mem: CudaMemory, owns_mem: bool, runtime: Any, engine: Any, shares_profiles: bool
+    ) -> None:
         self.trt, self.mem, self.owns_mem = trt, mem, owns_mem
         self.runtime, self.engine = runtime, engine
+        self.shares_profiles = shares_profiles
         self.users = 1
+        self.profiles_taken: set[int] = set()
         self.lock = threading.Lock()
+
+    def claim_profile(self, engine_file: Path) -> int:
+        """The optimization profile for a new context: 0 where contexts share profiles, else a free one."""
+        if self.shares_profiles:
+            return 0
+        count = int(self.engine.num_optimization_profiles)
+        with self.lock:
+            free = [i for i in range(count) if i not in self.profiles_taken]
+            if not free:
+                raise EdgesegError(
+                    f"{engine_file.name} has {count} optimization profile{'s' if count != 1 else ''} and TensorRT "
+                    f"{self.trt.__version__} gives each concurrent worker on a dynamic-shape engine its own: "
+                    f"rebuild it with `edgeseg build ... --target tensorrt --workers {count + 1}` or run fewer workers"
+                )
+            self.profiles_taken.add(free[0])
+            return free[0]
+
+    def release_profile(self, index: int | None) -> None:
+        with self.lock:
+            self.profiles_taken.discard(index)  # type: ignore[arg-type]
 
     def join(self) -> None:
         with self.lock:
@@ -115,9 +145,13 @@ class _SharedEngine:
             self.users -= 1
             last = self.users == 0
         if last:
-            self.engine = self.runtime = None  # release order: engine, then runtime, then CUDA
-            if self.owns_mem:
-                self.mem.close()
+            try:
+                with self.mem.current():  # TensorRT frees device memory as they go: inside the context
+                    self.engine = None  # release order: engine, then runtime, then CUDA
+                    self.runtime = None
+            finally:
+                if self.owns_mem:
+                    self.mem.close()
 
 
 @dataclass
@@ -166,7 +200,8 @@ class TensorRTBackend(Backend):
 
                 warn(
                     f"{self.path.name} has no sidecar (built by trtexec?): model card from {_card_source(self.path, card)}; "
-                    "its TensorRT version and GPU are not checked"
+                    "its TensorRT version and GPU are not checked, and host code is allowed (a --versionCompatible "
+                    "engine carries its runtime): load only engines you built"
                 )
             owns = not isinstance(cuda, CudaMemory)
             mem: CudaMemory = cuda if isinstance(cuda, CudaMemory) else open_cuda(cuda)
@@ -187,7 +222,7 @@ class TensorRTBackend(Backend):
                 if owns:
                     mem.close()
                 raise
-            self._shared = _SharedEngine(self.trt, mem, owns, runtime, engine)
+            self._shared = _SharedEngine(self.trt, mem, owns, runtime, engine, self._shares_profiles())
         self.runtime, self.engine = self._shared.runtime, self._shared.engine
         try:
             with self.mem.current():
@@ -201,11 +236,17 @@ class TensorRTBackend(Backend):
         """A runtime prepared as trtexec prepares it, and the engine deserialized by it."""
         trt = self.trt
         logger = _Logger.make(trt)
+        # plugin layers deserialize only with their creators registered in this process (Polygraphy's
+        # loader and jetson-inference's tensorNet.cpp register them first)
+        trt.init_libnvinfer_plugins(logger, "")
         runtime = trt.Runtime(logger)
         info = self.info or {}
         if info.get("dla_core") is not None:
             runtime.DLA_core = int(info["dla_core"])  # the core it was built for (the default is not it)
-        if info.get("version_compatible") and hasattr(runtime, "engine_host_code_allowed"):
+        host_code = (
+            info.get("version_compatible") or self.info is None
+        )  # no sidecar: trtexec may have built it so
+        if host_code and hasattr(runtime, "engine_host_code_allowed"):
             runtime.engine_host_code_allowed = True  # a version-compatible engine embeds its lean runtime
         engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
         if engine is None:
@@ -216,10 +257,39 @@ class TensorRTBackend(Backend):
             )
         return runtime, engine
 
+    def _shares_profiles(self) -> bool:
+        """Do all contexts of this engine use profile 0 at once? The sidecar says how it was built;
+        without one, TensorRT 10+ shares (every new context gets profile 0) and 8.x does not."""
+        if self.info is not None and "profile_sharing" in self.info:
+            return bool(self.info["profile_sharing"])
+        # 10.0 made sharing the default, the release that brought STRONGLY_TYPED (tensorrt_features.detect)
+        return hasattr(self.trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+
+    def _create_context(self) -> None:
+        """This worker's stream and execution context, on its own optimization profile where needed."""
+        trt, engine = self.trt, self.engine
+        self.stream = self.mem.create_stream()
+        self.profile_index: int | None = None
+        self.context = engine.create_execution_context()
+        inputs = [
+            engine.get_tensor_name(i)
+            for i in range(engine.num_io_tensors)
+            if engine.get_tensor_mode(engine.get_tensor_name(i)) == trt.TensorIOMode.INPUT
+        ]
+        if not any(any(int(d) < 0 for d in engine.get_tensor_shape(n)) for n in inputs):
+            return  # a static-shape engine: no profile to choose
+        assert self._shared is not None
+        index = self._shared.claim_profile(self.path)
+        self.profile_index = index
+        # only the first context of an 8.x engine gets profile 0 by itself: every context says which it uses
+        if not self.context.set_optimization_profile_async(index, self.mem.stream_handle(self.stream)):
+            raise EdgesegError(f"TensorRT refused optimization profile {index} of {self.path.name}")
+        self.mem.synchronize(self.stream)
+
     def _setup(self) -> None:
         """This worker's execution context, stream, and buffers sized for the largest profile shape."""
         trt, engine = self.trt, self.engine
-        self.context = engine.create_execution_context()
+        self._create_context()
         inputs, outputs = [], []
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
@@ -235,7 +305,8 @@ class TensorRTBackend(Backend):
         self.engine_shape = tuple(int(d) for d in engine.get_tensor_shape(self.input_name))
         if any(d < 0 for d in self.engine_shape):
             lo, opt, hi = (
-                tuple(int(d) for d in s) for s in engine.get_tensor_profile_shape(self.input_name, 0)
+                tuple(int(d) for d in s)
+                for s in engine.get_tensor_profile_shape(self.input_name, self.profile_index or 0)
             )
             self.profile = (lo, opt, hi)
         else:
@@ -245,7 +316,6 @@ class TensorRTBackend(Backend):
         max_out = self.context.get_tensor_shape(self.output_name)
         out_count = int(np.prod(max_out))
         in_count = int(np.prod(max_in))
-        self.stream = self.mem.create_stream()
         self._extra_buffers = [
             self.mem.alloc_device(
                 int(np.prod(self.context.get_tensor_shape(n)))
@@ -402,11 +472,13 @@ class TensorRTBackend(Backend):
                         mem.free(obj)
                 for buf in getattr(self, "_extra_buffers", []):
                     mem.free(buf)
+                self.context = None  # destroyed here, inside the context (it frees device memory)
                 if self.stream is not None:
                     mem.free(self.stream)
         finally:
             self.slots, self.stream, self._extra_buffers = [], None, []
             self.context = self.engine = self.runtime = None
+            shared.release_profile(getattr(self, "profile_index", None))
             shared.leave()
 
 

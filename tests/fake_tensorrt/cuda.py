@@ -38,6 +38,7 @@ import enum
 import threading
 import types
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -61,6 +62,10 @@ class FakeGpu:
     spin_waits: int = 0  # host waits that busy-wait a CPU core (no blocking-sync flag)
     contexts_created: int = 0  # pycuda make_context(): a separate CUDA context each
     primary_retains: int = 0  # pycuda retain_primary_context() not yet released by detach()
+    # pycuda only: the calling thread's current context (None: none current); set by the pycuda fake.
+    # cuda-python's runtime API makes the primary context current by itself, so it leaves this unset.
+    current_context: Any = None
+    out_of_context_frees: list[str] = field(default_factory=list)  # TensorRT objects freed without one
 
     def alloc(self, nbytes: int, table: dict[int, ctypes.Array]) -> int:
         buf = (ctypes.c_ubyte * max(int(nbytes), 1))()
@@ -312,6 +317,8 @@ def make_pycuda_driver(gpu: FakeGpu) -> types.ModuleType:
 
     def current():
         return stack()[-1] if stack() else None
+
+    gpu.current_context = current
 
     def need_context(what: str):
         ctx = current()

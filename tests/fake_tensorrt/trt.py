@@ -63,6 +63,39 @@ careless caller does (NVIDIA/TensorRT paths; pyCoreDoc.h is python/docstrings/in
   7. IProgressMonitor is called from several builder threads at once (include/NvInfer.h: "The
      implementation of IProgressMonitor must be thread-safe so that it can be called from multiple
      internal threads"): the fake reports its per-thread timing phases from two threads.
+  8. Several execution contexts on a dynamic-shape engine (include/NvInferRuntime.h 8.5.2 and 8.6.1,
+     ICudaEngine::createExecutionContext and IExecutionContext::setOptimizationProfileAsync: "If the
+     engine has dynamic shapes, the first execution context created will call setOptimizationProfile(0)
+     implicitly. For other execution contexts, setOptimizationProfile() must be called with unique
+     profile index"): on 8.x the first context gets profile 0 and every later one -1, so its
+     set_input_shape and execute_async_v3 fail until set_optimization_profile_async gives it a profile
+     no live context holds. 8.6 with `PreviewFeature.PROFILE_SHARING_0806` set at build time (NvInfer.h
+     8.6.1 kPROFILE_SHARING_0806) and 10.x (where that feature is "on and can not be changed") give
+     every context profile 0 and let contexts share it. A static-shape engine has no such rule.
+  9. No UINT8 from an integer type: "kUINT8 conversions are not supported for {kINT8, kINT32, kBOOL}"
+     (DataType::kUINT8 in NvInferRuntimeCommon.h 8.5.2/8.6.1, NvInferRuntimeBase.h 10.3.0); ArgMax
+     becomes TopK with INT32 indices (onnx-tensorrt 8.5-GA onnx2trt_utils.cpp argMinMaxHelper), so
+     ArgMax -> Cast(UINT8) fails. The fake refuses such a Cast at parse time, naming the node, on every
+     version (the 11.x headers are assumed to keep the rule; the wording of the error is invented).
+ 10. Plugins: an engine holding a plugin layer deserializes only in a process whose plugin registry has
+     the creator: `trt.init_libnvinfer_plugins(logger, "")` registers them (Polygraphy
+     backend/trt/loader.py and jetson-inference c/tensorNet.cpp call it before deserializing); building
+     registers them for the build's own process only. Each fake module is one process.
+     InstanceNormalization is imported as the InstanceNormalization_TRT plugin on 8.x (onnx-tensorrt
+     8.5/8.6 builtin_op_importers.cpp, unless OnnxParserFlag.NATIVE_INSTANCENORM).
+ 11. External weights: the parser reads externally stored weights relative to the model's path,
+     given to `parse(model, path)` or `parse_from_file(path)` (python/docstrings/parsers/pyOnnxDoc.h
+     8.5.2: "path: The path to the model file. Only required if the model has externally stored
+     weights"); without it, they are looked for relative to the working directory and the parse fails.
+ 12. ConvTranspose INT8 weights on 8.x: the 8.x deconvolution kernels read per-channel weight scales
+     per INPUT channel, axis 0 of ONNX's [C, K/g, kh, kw] (NVIDIA/TensorRT#2380 and #1694; NVIDIA
+     pytorch-quantization uses axis 0 up to 10.1 and axis 1 from 10.2). Real 8.x would misread axis-1
+     scales silently when C == K (FCN's upsampling); the fake refuses them at parse time (stricter).
+ 13. Freeing TensorRT objects with pycuda: an execution context, engine or runtime destroyed on a
+     thread where no CUDA context is current frees its device memory outside any context
+     (NVIDIA/TensorRT#1632: "Cuda Runtime (invalid device context)" from del context/engine/runtime
+     after pycuda's context is gone; pycuda src/cpp/cuda.hpp scoped_context_activation). With the
+     pycuda fake, each such destruction is listed in `FakeGpu.out_of_context_frees`.
 What the fake cannot show: speed, numerics of reduced precision (it runs the ONNX as given with ONNX
 Runtime), and anything NVIDIA does not document.
 """
@@ -85,7 +118,15 @@ SUPPORTED_OPS = {
     "Div", "Concat", "Resize", "MaxPool", "AveragePool", "GlobalAveragePool", "BatchNormalization",
     "QuantizeLinear", "DequantizeLinear", "ArgMax", "Cast", "Identity", "Reshape", "Transpose",
     "Softmax", "Pad", "Slice", "Shape", "Gather", "Unsqueeze", "Squeeze", "Constant", "ReduceMean",
+    "InstanceNormalization",
 }  # fmt: skip
+PLUGIN_OPS_8 = {"InstanceNormalization": "InstanceNormalization_TRT"}  # behaviour 10 (8.x importers)
+NO_UINT8_FROM = (
+    "INT64",
+    "INT32",
+    "INT8",
+    "BOOL",
+)  # behaviour 9 (INT64: ArgMax's ONNX type, INT32 in TensorRT)
 
 
 class _Member(int):
@@ -171,6 +212,60 @@ def _vkey(v: str) -> tuple[int, ...]:
     return tuple(int(x) for x in v.split(".") if x.isdigit())
 
 
+def _external_weights_error(proto: Any, path: str | None) -> str | None:
+    """Behaviour 11: load externally stored weights relative to `path` (else the working directory)."""
+    import os
+
+    from onnx import TensorProto
+    from onnx.external_data_helper import load_external_data_for_model
+
+    external = [t for t in proto.graph.initializer if t.data_location == TensorProto.EXTERNAL]
+    if not external:
+        return None
+    base = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
+    for t in external:
+        location = {e.key: e.value for e in t.external_data}.get("location", "")
+        if not os.path.isfile(os.path.join(base, location)):
+            return f"Failed to open file: {location}"
+    load_external_data_for_model(proto, base)
+    return None
+
+
+def _uint8_casts(proto: Any) -> list[tuple[int, Any, str]]:
+    """Behaviour 9: (index, node, source type) of every Cast to UINT8 from an integer type."""
+    from onnx import TensorProto, shape_inference
+
+    inferred = shape_inference.infer_shapes(proto)
+    types_of = {t.name: t.data_type for t in inferred.graph.initializer}
+    for vi in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
+        types_of[vi.name] = vi.type.tensor_type.elem_type
+    bad = []
+    for i, node in enumerate(inferred.graph.node):
+        if node.op_type == "Cast" and any(
+            a.name == "to" and a.i == TensorProto.UINT8 for a in node.attribute
+        ):
+            src = TensorProto.DataType.Name(types_of.get(node.input[0], 0))
+            if src in NO_UINT8_FROM:
+                bad.append((i, node, src))
+    return bad
+
+
+def _convtranspose_weight_axes(proto: Any) -> list[tuple[int, Any, int]]:
+    """Behaviour 12: (index, node, axis) of every ConvTranspose whose weights are dequantized per channel."""
+    graph = proto.graph
+    producers = {o: n for n in graph.node for o in n.output}
+    dims = {t.name: list(t.dims) for t in graph.initializer}
+    dims.update({n.output[0]: list(n.attribute[0].t.dims) for n in graph.node if n.op_type == "Constant"})
+    found = []
+    for i, node in enumerate(graph.node):
+        dq = producers.get(node.input[1]) if node.op_type == "ConvTranspose" and len(node.input) > 1 else None
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        if int(np.prod(dims.get(dq.input[1], [1]) or [1])) > 1:
+            found.append((i, node, next((a.i for a in dq.attribute if a.name == "axis"), 1)))
+    return found
+
+
 def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901 - one module factory
     names = load_names(version)
     major = version.split(".")[0]
@@ -178,6 +273,19 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
     trt.__version__ = version
     trt.calls = []  # (what, detail) records for tests
     trt.last_build = {}
+    trt.plugins_registered = False  # behaviour 10: this "process" has the plugin creators
+
+    def init_libnvinfer_plugins(logger: Any, namespace: str) -> bool:
+        record("init_libnvinfer_plugins", namespace)
+        trt.plugins_registered = True
+        return True
+
+    trt.init_libnvinfer_plugins = init_libnvinfer_plugins
+
+    def freed(kind: str) -> None:  # behaviour 13
+        current = gpu.current_context
+        if current is not None and current() is None:
+            gpu.out_of_context_frees.append(kind)
 
     def record(what: str, detail: Any = None) -> None:
         trt.calls.append((what, detail))
@@ -197,6 +305,11 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
     trt.MemoryPoolType = _enum("MemoryPoolType", ["WORKSPACE", "DLA_MANAGED_SRAM"], names, major)
     trt.DeviceType = _enum("DeviceType", ["GPU", "DLA"], names, major)
     trt.TensorIOMode = _enum("TensorIOMode", ["NONE", "INPUT", "OUTPUT"], names, major)
+    trt.PreviewFeature = _enum(
+        "PreviewFeature",
+        ["FASTER_DYNAMIC_SHAPES_0805", "DISABLE_EXTERNAL_TACTIC_SOURCES_FOR_CORE_0805", "PROFILE_SHARING_0806"],
+        names, major,
+    )  # fmt: skip
     trt.DataType = _enum(
         "DataType", ["FLOAT", "HALF", "INT8", "INT32", "BOOL", "UINT8", "FP8", "BF16", "INT64"], names, major
     )
@@ -247,6 +360,7 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
             self._model: bytes | None = None
             self._ops: list[str] = []
             self._float_types: list[tuple[str, str, str]] = []
+            self._plugins: list[str] = []
 
         @property
         def num_inputs(self) -> int:
@@ -299,6 +413,11 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
         def clear_errors(self) -> None:
             self._errors.clear()
 
+        def parse_from_file(self, model: str) -> bool:
+            record("parse_from_file", model)
+            with open(model, "rb") as f:
+                return self.parse(f.read(), model)
+
         def parse(self, model: bytes, path: str | None = None) -> bool:
             import onnx
 
@@ -324,6 +443,31 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
                     )
             if not ok:
                 return False
+            missing = _external_weights_error(proto, path)  # behaviour 11
+            if missing is not None:
+                self._errors.append(ParserError(missing))
+                return False
+            for i, node, src in _uint8_casts(proto):  # behaviour 9
+                self._errors.append(
+                    ParserError(
+                        f"Unsupported cast from {src} to UINT8: UINT8 conversions are supported only from "
+                        "FLOAT/HALF",
+                        i, node.name, node.op_type,
+                    )
+                )  # fmt: skip
+            if self._errors:
+                return False
+            for i, node, axis in _convtranspose_weight_axes(proto) if major == "8" else []:  # behaviour 12
+                if axis != 0:
+                    self._errors.append(
+                        ParserError(
+                            f"ConvTranspose per-channel weight scales on axis {axis}: TensorRT 8.x reads them "
+                            "per input channel (axis 0) (FAKE: stricter, the real parser misreads them)",
+                            i, node.name, node.op_type,
+                        )
+                    )  # fmt: skip
+            if self._errors:
+                return False
             if major == "8" and any(t != 1 for t in _scale_types(proto)):  # behaviour 6
                 self._errors.append(
                     ParserError(
@@ -348,8 +492,12 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
                 self.network._outputs.append(
                     ITensor(vi.name, dims, _onnx_type_to_dt(trt, vi.type.tensor_type.elem_type))
                 )
-            self.network._model = bytes(model)
+            self.network._model = proto.SerializeToString()  # with any external weights loaded
             self.network._ops = [n.op_type for n in proto.graph.node]
+            plugins = [PLUGIN_OPS_8[op] for op in self.network._ops if major == "8" and op in PLUGIN_OPS_8]
+            self.network._plugins = sorted(set(plugins))
+            if plugins:
+                trt.plugins_registered = True  # the parser registers them for its own (build) process
             self.network._float_types = _float_types(proto)
             return True
 
@@ -404,6 +552,7 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
             self._pools: dict[str, int] = {}
             self._cache: ITimingCache | None = None
             self._profiles: list[IOptimizationProfile] = []
+            self._preview: set[str] = set()
             defaults = {"default_device_type": trt.DeviceType.GPU, "DLA_core": -1, "builder_optimization_level": 3,
                         "int8_calibrator": None, "progress_monitor": None, "hardware_compatibility_level": 0}  # fmt: skip
             for key, value in defaults.items():
@@ -445,6 +594,13 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
                 return False
             self._cache = cache
             return True
+
+        def set_preview_feature(self, feature: Any, enable: bool) -> None:
+            record("set_preview_feature", (feature.name, bool(enable)))
+            (self._preview.add if enable else self._preview.discard)(feature.name)
+
+        def get_preview_feature(self, feature: Any) -> bool:
+            return feature.name in self._preview
 
         def set_calibration_profile(self, profile: IOptimizationProfile) -> bool:
             record("set_calibration_profile", dict(profile._shapes))
@@ -615,6 +771,8 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
                 "dla_core": config.DLA_core if dla else None,
                 "dla_layers": dla_layers,
                 "version_compatible": "VERSION_COMPATIBLE" in flags,
+                "profile_sharing": major != "8" or "PROFILE_SHARING_0806" in config._preview,  # behaviour 8
+                "plugins": network._plugins,
             }
             return MAGIC + json.dumps(header).encode() + b"\n" + network._model
 
@@ -677,11 +835,22 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
 
     # ------------------------------------------------------------------ runtime, engine, context
     class ICudaEngine:
-        def __init__(self, header: dict[str, Any], model: bytes) -> None:
-            self._h, self._model = header, model
+        def __init__(self, header: dict[str, Any], model: bytes, logger: Any = None) -> None:
+            self._h, self._model, self._logger = header, model, logger
             self._io = [(n, s, d, "INPUT") for n, s, d in header["inputs"]]
             self._io += [(n, s, d, "OUTPUT") for n, s, d in header["outputs"]]
             self._session = None
+            self._holders: dict[int, int] = {}  # id(context) -> its profile (behaviour 8)
+            self._contexts_made = 0
+
+        def _dynamic(self) -> bool:
+            return any(-1 in s for _, s, _, m in self._io if m == "INPUT")
+
+        def _shared_profiles(self) -> bool:
+            return bool(self._h.get("profile_sharing", major != "8"))
+
+        def __del__(self) -> None:
+            freed("ICudaEngine")
 
         def _find(self, name: str) -> tuple[str, list[int], str, str]:
             for entry in self._io:
@@ -719,7 +888,14 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
 
         def create_execution_context(self) -> IExecutionContext:
             record("create_execution_context", None)
-            return IExecutionContext(self)
+            ctx = IExecutionContext(self)
+            first = self._contexts_made == 0
+            self._contexts_made += 1
+            # behaviour 8: profile 0 for the first context (every context where profiles are shared)
+            ctx._profile = 0 if first or not self._dynamic() or self._shared_profiles() else -1
+            if ctx._profile >= 0:
+                self._holders[id(ctx)] = ctx._profile
+            return ctx
 
         def serialize(self) -> bytes:
             return MAGIC + json.dumps(self._h).encode() + b"\n" + self._model
@@ -744,14 +920,45 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
             }
             self._addr: dict[str, int] = {}
             self._out_shapes: dict[tuple, dict[str, tuple[int, ...]]] = {}
+            self._profile = 0
+
+        def __del__(self) -> None:
+            self.engine._holders.pop(id(self), None)
+            freed("IExecutionContext")
+
+        @property
+        def active_optimization_profile(self) -> int:
+            return self._profile
+
+        def set_optimization_profile_async(self, profile_index: int, stream_handle: int) -> bool:
+            record("set_optimization_profile_async", profile_index)
+            engine = self.engine
+            if not 0 <= profile_index < engine.num_optimization_profiles:
+                log(engine._logger, "ERROR", f"Profile index {profile_index} is out of range")
+                return False
+            taken = any(i == profile_index and k != id(self) for k, i in engine._holders.items())
+            if taken and engine._dynamic() and not engine._shared_profiles():  # behaviour 8
+                log(
+                    engine._logger,
+                    "ERROR",
+                    f"Profile {profile_index} has been chosen by another IExecutionContext. Use another "
+                    "profileIndex or destroy the IExecutionContext that use this profile.",
+                )
+                return False
+            self._profile = profile_index
+            engine._holders[id(self)] = profile_index
+            return True
 
         def set_input_shape(self, name: str, shape: Any) -> bool:
             shape = tuple(int(d) for d in shape)
             _, fixed, _, _ = self.engine._find(name)
             if len(shape) != len(fixed) or any(f != -1 and f != s for f, s in zip(fixed, shape)):
                 return False
+            if self._profile < 0:  # behaviour 8
+                log(self.engine._logger, "ERROR", "No optimization profile has been set on this context")
+                return False
             if self.engine._h["profiles"]:
-                mn, _, mx = self.engine._h["profiles"][0][name]
+                mn, _, mx = self.engine._h["profiles"][self._profile][name]
                 if not all(a <= s <= b for a, s, b in zip(mn, shape, mx)):
                     return False
             self._shapes[name] = shape
@@ -788,6 +995,9 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
             record("execute_async_v3", stream_handle)
             if not isinstance(stream_handle, int):
                 raise TypeError("execute_async_v3(): incompatible function arguments (stream_handle: int)")
+            if self._profile < 0:  # behaviour 8: enqueueV3 fails until a profile is set
+                log(self.engine._logger, "ERROR", "IExecutionContext has no optimization profile set")
+                return False
             resolved = self._resolve()
             missing = [n for n, *_ in self.engine._io if n not in self._addr]
             if resolved is None or missing:
@@ -817,6 +1027,9 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
                 raise TypeError("pybind11::init(): factory function returned nullptr (no CUDA device)")
             self.logger = logger
             record("Runtime", version)
+
+        def __del__(self) -> None:
+            freed("Runtime")
 
         def __setattr__(self, key: str, value: Any) -> None:
             if key in runtime_absent:  # a pybind class rejects attributes it does not define
@@ -856,11 +1069,20 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
                     "set IRuntime::setEngineHostCodeAllowed(true)",
                 )
                 return None
+            missing = [p for p in header.get("plugins", []) if not trt.plugins_registered]
+            if missing:  # behaviour 10
+                log(
+                    self.logger,
+                    "ERROR",
+                    f"getPluginCreator could not find plugin: {missing[0]} version: 1 (plugin registry empty: "
+                    "call init_libnvinfer_plugins first)",
+                )
+                return None
             dla_core = None
             if header.get("dla_layers"):
                 dla_core = self.DLA_core if 0 <= self.DLA_core < gpu.dla_cores else 0  # behaviour 3
             record("deserialize_cuda_engine", {"dla_core": dla_core})
-            return ICudaEngine(header, model)
+            return ICudaEngine(header, model, self.logger)
 
     trt.Runtime = _prune(Runtime, names, keep=("logger",))
     return trt
