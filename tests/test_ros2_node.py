@@ -397,3 +397,21 @@ def test_the_fake_fails_the_way_rclpy_does(ros):
     rclpy.shutdown()
     with pytest.raises(sys.modules["rclpy.executors"].ExternalShutdownException):
         rclpy.spin_once(node, timeout_sec=0)
+
+
+def test_ros2_passes_allow_other_gpu_to_the_backend(ros, tiny_onnx, monkeypatch):
+    """`edgeseg ros2` runs engines like `edgeseg run`, so it takes --allow-other-gpu (the shared option
+    definition) and hands it to the backend options."""
+    import edgeseg.runtime.segmenter as segmenter
+
+    seen: dict = {}
+
+    class Spy(segmenter.Segmenter):
+        def __init__(self, artifact, **options):
+            seen.update(options)
+            raise EdgesegError("stopped before opening the model")
+
+    monkeypatch.setattr(segmenter, "Segmenter", Spy)
+    for flag, expected in (([], False), (["--allow-other-gpu"], True)):
+        r = runner.invoke(app, ["ros2", "--model", str(tiny_onnx()), *flag])
+        assert "stopped before opening the model" in r.output and seen["allow_other_gpu"] is expected
