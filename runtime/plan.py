@@ -27,7 +27,7 @@ from edgeseg.runtime.pipeline import Pipeline
 from edgeseg.runtime.report import LabelsMatched, RunReport
 from edgeseg.runtime.run_stats import RunStats
 from edgeseg.runtime.segmenter import Segmenter
-from edgeseg.runtime.sinks import JsonlSink, MaskSink, Sink, VideoSink, WindowSink, plan_view
+from edgeseg.runtime.sinks import JsonlSink, MaskSink, Sink, VideoSink, ViewPlan, WindowSink, plan_view
 from edgeseg.runtime.sources import LabelLookup, Source, open_source
 from edgeseg.runtime.streaming.frame import FrameResult
 from edgeseg.runtime.streaming.reconnect import Reconnect
@@ -238,54 +238,69 @@ class RunPlan:
         if self.live is not None:
             common["live"] = self.live
         if len(self.sources) == 1:
-            spec = self.sources[0]
-            source = (
-                spec if isinstance(spec, Source) else open_source(**spec, loop=self.loop, synthetic_size=size)
-            )
-            lookup = run.lookup()
-            sinks: list[Sink] = view.sinks(renderer, title=title, say=self.say)
-            sinks += self.outputs.sinks(card.classes, None, tile=False)
-            sinks += list(self.sinks)  # type: ignore[arg-type]
-            run.driver = open_pipeline(
-                model,
-                source,
-                sinks,
-                workers=self.workers,
-                labels=lookup,
-                renderer=renderer if any(s.needs_render for s in sinks) else None,
-                **common,
-            )
-            return run
-        tile = self.view.tile
+            run.driver = self._open_one(run, model, size, renderer, view, title, common)
+        else:
+            run.driver = self._open_several(run, model, size, renderer, view, title, common)
+        return run
+
+    def _open_one(
+        self,
+        run: OpenRun,
+        model: Path | Segmenter,
+        size: tuple[int, int],
+        renderer: Renderer,
+        view: ViewPlan,
+        title: str,
+        common: dict[str, Any],
+    ) -> Pipeline:
+        spec = self.sources[0]
+        source = (
+            spec if isinstance(spec, Source) else open_source(**spec, loop=self.loop, synthetic_size=size)
+        )
+        lookup = run.lookup()
+        sinks: list[Sink] = view.sinks(renderer, title=title, say=self.say)
+        sinks += self.outputs.sinks(run.card.classes, None, tile=False)
+        sinks += list(self.sinks)  # type: ignore[arg-type]
+        needs_render = any(s.needs_render for s in sinks)
+        return open_pipeline(
+            model, source, sinks, workers=self.workers, labels=lookup, renderer=renderer if needs_render else None,
+            **common,
+        )  # fmt: skip
+
+    def _open_several(
+        self,
+        run: OpenRun,
+        model: Path | Segmenter,
+        size: tuple[int, int],
+        renderer: Renderer,
+        view: ViewPlan,
+        title: str,
+        common: dict[str, Any],
+    ) -> MultiStream:
+        sources = open_sources(self.sources, loop=self.loop, synthetic_size=size)
+        tile, classes, own = self.view.tile, run.card.classes, self.sinks
 
         def outputs(name: str) -> list[Sink]:
             """A stream's own sinks (the live view and, with --tile, the window and video show every
             stream in one: the tiles)."""
             sinks = [WindowSink(f"{title} [{name}]")] if view.window and not tile else []
-            sinks += self.outputs.sinks(card.classes, name, tile=tile)
-            own = self.sinks
-            sinks += list((own(name) if callable(own) else own.get(name)) or []) if own else []  # type: ignore[union-attr]
+            sinks += self.outputs.sinks(classes, name, tile=tile)
+            if own:
+                sinks += list((own(name) if callable(own) else own.get(name)) or [])  # type: ignore[union-attr]
             return sinks
 
         tiles: list[
             Sink
-        ] = []  # every stream side by side: the live view always, window and video with --tile
+        ] = []  # every stream side by side: the live view always; window and video with --tile
         if tile and view.window:
             tiles.append(WindowSink(title))
         if view.serve is not None:
             tiles += dataclasses.replace(view, window=False).sinks(renderer, title=title, say=self.say)
         if tile and self.outputs.video is not None:
             tiles.append(VideoSink(self.outputs.video, fps=None))
-        run.driver = open_multistream(
-            model,
-            open_sources(self.sources, loop=self.loop, synthetic_size=size),
-            outputs,
-            labels=run.lookup,
-            tile=tiles or None,
-            renderer=renderer,
-            **common,
+        return open_multistream(
+            model, sources, outputs, labels=run.lookup, tile=tiles or None, renderer=renderer, **common
         )
-        return run
 
 
 def _check_synthetic_classes(classes: list[str]) -> None:
