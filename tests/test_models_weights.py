@@ -33,6 +33,21 @@ def test_torchvision_state_dict_loads_into_backbone(resnet18_file):
     assert "fc.weight" not in body  # the classifier is not part of the trunk
 
 
+def test_deeplabv2_takes_a_torchvision_trunk_and_keeps_its_aspp_l_init(resnet18_file):
+    """No DeepLabV2 weights exist offline: the trunk comes from a classification state_dict, ASPP-L keeps
+    the paper's N(0, 0.01) start (docs/models.md)."""
+    ref = torch.load(resnet18_file, weights_only=True)
+    torch.manual_seed(0)
+    model = create_model("deeplabv2", num_classes=3, backbone="resnet18", weights=resnet18_file)
+    assert model.edgeseg_weights == "backbone"
+    assert torch.equal(
+        model.backbone.body.state_dict()["layer4.1.conv2.weight"], ref["layer4.1.conv2.weight"]
+    )
+    for conv in model.aspp.branches:
+        w, b = conv.weight.detach(), conv.bias.detach()
+        assert 0.005 < float(w.std()) < 0.02 and float(b.abs().max()) == 0.0
+
+
 def test_backbone_weights_of_another_architecture_rejected(resnet18_file):
     with pytest.raises(EdgesegError, match="shape"):  # resnet18 basic blocks vs resnet50 bottlenecks
         create_model("fpn", num_classes=3, backbone="resnet50", weights=resnet18_file)
