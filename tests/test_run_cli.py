@@ -321,3 +321,19 @@ def test_commands_that_run_engines_share_their_option_definitions():
             for name in ("run", "ros2")
         }
         assert len(helps) == 1, (shared, helps)
+
+
+def test_a_run_off_a_terminal_reports_status_lines_now_and_then(tiny_onnx, monkeypatch):
+    """Off a terminal (a log, systemd's journal) a long run prints a plain status line every
+    LOG_STATUS_INTERVAL_S instead of nothing until its report; a short run prints none."""
+    import edgeseg.cli.run as run_module
+
+    model = tiny_onnx(num_classes=8, size=(32, 64))
+    quiet = run_cli("--model", str(model), "--synthetic", "--frames", "5")
+    assert quiet.exit_code == 0, quiet.output
+    assert not [ln for ln in quiet.stderr.splitlines() if " FPS" in ln and "frames" in ln]
+    monkeypatch.setattr(run_module, "LOG_STATUS_INTERVAL_S", 0.0)  # every status tick is "long"
+    r = run_cli("--model", str(model), "--synthetic", "--frames", "20")
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.stderr.splitlines() if " FPS" in ln and " frames" in ln]
+    assert lines and all("\x1b" not in ln for ln in lines)  # plain lines, no terminal codes

@@ -218,8 +218,10 @@ def _run_with_status(pipe: Any, frames: int | None, *, quiet: bool) -> Any:
 
     from edgeseg.console import err_console
 
-    if quiet or not err_console.is_terminal:
+    if quiet:
         return pipe.run()
+    if not err_console.is_terminal:
+        return pipe.run(_log_lines(err_console))
     with Progress(
         SpinnerColumn(),
         BarColumn(),
@@ -236,6 +238,25 @@ def _run_with_status(pipe: Any, frames: int | None, *, quiet: bool) -> Any:
             progress.update(task, completed=stats.processed, total=total, description=stats.status_line())
 
         return pipe.run(status)
+
+
+LOG_STATUS_INTERVAL_S = 30.0  # off a terminal: a status line this often (a journal, not a redraw)
+
+
+def _log_lines(console: Any) -> Any:
+    """The status for logs: a plain line every LOG_STATUS_INTERVAL_S, none for a run shorter than that
+    (its report follows at once), so a long run off a terminal is not silent until it ends."""
+    import time
+
+    last = [time.monotonic()]
+
+    def status(stats: Any) -> None:
+        now = time.monotonic()
+        if now - last[0] >= LOG_STATUS_INTERVAL_S:
+            last[0] = now
+            console.print(stats.status_line(), highlight=False, markup=False, soft_wrap=True)
+
+    return status
 
 
 def print_report(report: dict[str, Any], classes: list[str]) -> None:
