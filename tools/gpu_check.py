@@ -118,7 +118,7 @@ def _score(path: Path, frames: list, masks: list, ref: list | None, card: Any, *
         agreement = float(np.mean([np.mean(a == b) for a, b in zip(labels, ref)]))
     miou = cm.compute().miou
     return {
-        "miou": None if miou != miou else round(100 * miou, 3),
+        "miou": None if miou != miou else round(miou, 5),  # 0..1, as every edgeseg report
         "agreement_with_fp32_onnxruntime": agreement,
         "fps_backend_batch1": round(fps, 1),
         "_labels": labels,
