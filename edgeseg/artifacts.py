@@ -14,6 +14,7 @@ of building names or reading metadata itself. Torch-free (a checkpoint's card im
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,9 @@ def onnx_metadata(path: str | Path) -> dict[str, str]:
 
     onnx = require("onnx")
     path = Path(path)
+    with contextlib.suppress(OSError):
+        if path.stat().st_size == 0:
+            raise EdgesegError(f"{path} is empty (0 bytes): not an ONNX model (an interrupted copy?)")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf DecodeError, OSError
@@ -169,7 +173,7 @@ def onnx_metadata(path: str | Path) -> dict[str, str]:
 def card_from_metadata(path: str | Path, metadata: dict[str, str]) -> ModelCard:
     """An ONNX's card: its own metadata, else `<stem>.card.json` beside it, else one clear error."""
     if any(k.startswith("edgeseg.") for k in metadata):
-        return ModelCard.from_metadata_props(metadata)
+        return ModelCard.from_metadata_props(metadata, f"in {path}")
     beside = card_path(path)
     if beside.is_file():
         return ModelCard.load_json(beside)
@@ -192,7 +196,7 @@ def read_card(path: str | Path, card: str | Path | ModelCard | None = None) -> M
     if backend == "tensorrt":
         info = load_sidecar(path)
         if info is not None:
-            return ModelCard.from_dict(info["card"])
+            return ModelCard.from_dict(info["card"], f"in {sidecar_path(path)}")
         if card_path(path).is_file():
             return ModelCard.load_json(card_path(path))
         onnx = onnx_beside_engine(path)  # an engine built by trtexec from edgeseg's ONNX

@@ -18,6 +18,7 @@ line, and the temporary file is gone. `check_writable` finds most of these befor
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -25,16 +26,17 @@ import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from edgeseg.errors import OutputFailed
+from edgeseg.errors import EdgesegError, OutputFailed
 
 MIN_FREE_BYTES = 1 << 16  # below this a filesystem counts as full
 _FD_PATH = re.compile(r"^/proc/(\d+)/fd/(\d+)$")
 _STD_STREAMS = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+_FIFO_FDS: dict[str, int] = {}  # FIFOs checked for a reader, still open for writing (see _check_fifo_reader)
 
 
 def output_failed(target: str | os.PathLike[str], exc: OSError) -> OutputFailed:
@@ -72,6 +74,9 @@ class Destination:
                 with contextlib.suppress(Exception):
                     stream.flush()  # what was printed before comes first
             return os.fdopen(os.dup(self.fd), mode, buffering=lines)
+        held = _FIFO_FDS.pop(str(self.real), None)  # opened when checked: the reader saw no EOF since
+        if held is not None:
+            return os.fdopen(held, mode, buffering=lines)
         return open(self.real, mode, buffering=lines)  # noqa: SIM115 - the caller closes it
 
 
@@ -80,6 +85,7 @@ def destination(target: str | os.PathLike[str]) -> Destination:
     through the descriptor, other non-regular files in place, regular and new files replaced."""
     given = Path(target)
     path = Path(os.path.abspath(given))
+    _check_name(path, given)
     for _ in range(40):  # the kernel's own limit on a symlink chain
         if str(path) in _STD_STREAMS:
             return Destination(given, path, replace=False, fd=_STD_STREAMS[str(path)])
@@ -91,11 +97,43 @@ def destination(target: str | os.PathLike[str]) -> Destination:
         if not path.is_symlink():
             break
         path = Path(os.path.normpath(path.parent / os.readlink(path)))
+    else:
+        raise OutputFailed(f"cannot write {given}: too many levels of symbolic links (a symlink loop)")
     real = Path(os.path.realpath(path))
     if real.is_dir():
         raise OutputFailed(f"cannot write {given}: it is a folder")
     exists = real.exists()
     return Destination(given, real, replace=not exists or real.is_file())
+
+
+def _check_name(path: Path, given: Path) -> None:
+    """A name longer than the filesystem allows (255 bytes on ext4, tmpfs, xfs) can never be a file,
+    and every later look at it fails with ENAMETOOLONG: say so first."""
+    longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
+    if longest <= 255 and len(os.fsencode(str(path))) < 4096:
+        return
+    limit = 255
+    with contextlib.suppress(OSError, ValueError):
+        limit = os.pathconf(next((f for f in path.parents if _is_dir(f)), Path("/")), "PC_NAME_MAX")
+    if longest > limit:
+        raise OutputFailed(
+            f"cannot write {given}: file name too long ({longest} bytes; the limit is {limit})"
+        )
+    if len(os.fsencode(str(path))) >= 4096:
+        raise OutputFailed(f"cannot write {given}: path too long (the limit is 4096 bytes)")
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _staging_stem(stem: str) -> str:
+    """The target's stem cut so the hidden staging name (`.<stem>.<random>.partial<suffix>`) fits
+    wherever the target's own name fits."""
+    return stem if len(os.fsencode(stem)) <= 160 else os.fsencode(stem)[:160].decode(errors="ignore")
 
 
 class PendingFile:
@@ -173,6 +211,11 @@ def atomic_path(target: str | os.PathLike[str], *, suffix: str = "") -> Iterator
     except OSError as exc:
         pending.discard()
         raise output_failed(target, exc) from None
+    except Exception:
+        pending.discard()
+        if disk_full(pending.path.parent):  # torch and others wrap ENOSPC in their own errors
+            raise OutputFailed(f"cannot write {target}: no space left on device") from None
+        raise
     except BaseException:
         pending.discard()
         raise
@@ -215,6 +258,7 @@ def check_writable(path: str | os.PathLike[str], option: str, *, folder: bool = 
     p = Path(path)
     where = f"{option} {path}"
     if folder:
+        _check_name(Path(os.path.abspath(p)), Path(where))
         real = Path(os.path.realpath(p))
         if real.exists() and not real.is_dir():
             raise OutputFailed(f"cannot write {where}: it is a file, not a folder")
@@ -222,15 +266,35 @@ def check_writable(path: str | os.PathLike[str], option: str, *, folder: bool = 
         return
     try:
         dest = destination(p)
-    except OutputFailed:
-        raise OutputFailed(f"cannot write {where}: it is a folder") from None
+    except OutputFailed as exc:  # a folder, a symlink loop, a name too long: say which option
+        raise OutputFailed(str(exc).replace(f"cannot write {p}", f"cannot write {where}", 1)) from None
     if dest.fd is not None:
         return
     if not dest.replace:  # a FIFO or device: opening a FIFO would block until a reader comes
         if not os.access(dest.real, os.W_OK):
             raise OutputFailed(f"cannot write {where}: permission denied")
+        _check_fifo_reader(dest.real, where)
         return
     _probe(_existing_ancestor(dest.real.parent, where), where)
+
+
+def _check_fifo_reader(path: Path, where: str) -> None:
+    """A FIFO with no reader would block the first write forever (and Ctrl-C with it): refuse it now.
+    A non-blocking open for writing fails with ENXIO exactly then (fifo(7)). The descriptor stays
+    open for the write to come (`_FIFO_FDS`): closing it would hand the reader an end of file."""
+    try:
+        if not stat.S_ISFIFO(os.stat(path).st_mode):
+            return
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise OutputFailed(f"cannot write {where}: it is a FIFO that nobody reads") from None
+        raise output_failed(where, exc) from None
+    os.set_blocking(fd, True)
+    old = _FIFO_FDS.pop(str(path), None)
+    if old is not None:
+        os.close(old)
+    _FIFO_FDS[str(path)] = fd
 
 
 def _existing_ancestor(path: Path, where: str) -> Path:
@@ -274,5 +338,74 @@ def disk_full(folder: str | os.PathLike[str]) -> bool:
     about to (OpenCV's video writer does not even report it)."""
     try:
         return shutil.disk_usage(folder).free < MIN_FREE_BYTES
+    except OSError:
+        return False
+
+
+PathArg = str | os.PathLike[str] | None
+_GLOB = re.compile(r"[*?\[]")
+
+
+def check_apart(
+    outputs: Iterable[tuple[str, PathArg]],
+    inputs: Iterable[tuple[str, PathArg]],
+    *,
+    folders: Container[str] = (),
+) -> None:
+    """No output may destroy an input: raise (exit 2, one line) before any work when an output is the
+    same file as an input (symlinks and hard links followed), when an output folder (`folders`:
+    the options whose path is a folder written into) is or holds an input, or when an output would
+    replace a file inside an input folder. Inputs that do not exist (synth:N, a URL) are skipped;
+    a glob input counts as the folder it searches."""
+    ins = [(option, name, p) for option, name in inputs if name is not None for p in [_input_path(name)] if p]
+    for out_option, given in outputs:
+        if given is None:
+            continue
+        real = Path(os.path.realpath(os.path.abspath(given)))
+        for in_option, name, inp in ins:
+            where = f"{out_option} {given} and {in_option} {name}"
+            if out_option in folders:
+                if real == inp or inp.is_relative_to(real) or _hard_link_in(inp, real):
+                    raise EdgesegError(
+                        f"{out_option} {given} holds the input {in_option} {name}: outputs written "
+                        "there could replace it; choose another folder"
+                    )
+            elif real == inp or _same_file(real, inp):
+                raise EdgesegError(
+                    f"{where} are the same file: writing would destroy the input; choose another path"
+                )
+            elif inp.is_dir() and real.is_relative_to(inp) and real.exists():
+                raise EdgesegError(
+                    f"{out_option} {given} would replace a file inside the input {in_option} {name}; "
+                    "choose another path"
+                )
+
+
+def _input_path(given: str | os.PathLike[str]) -> Path | None:
+    """An input's real path (a glob's searched folder), or None when it is not on disk."""
+    text = os.fspath(given)
+    if _GLOB.search(text):
+        text = os.path.dirname(_GLOB.split(text, 1)[0]) or "."
+    path = Path(os.path.realpath(os.path.abspath(text)))
+    return path if os.path.lexists(path) else None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _hard_link_in(inp: Path, folder: Path) -> bool:
+    """Whether a file of `folder` (top level, where outputs land) is a hard link of the input file."""
+    try:
+        st = os.stat(inp)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink < 2 or not folder.is_dir():
+            return False
+        with os.scandir(folder) as entries:
+            return any(
+                e.inode() == st.st_ino and e.stat().st_dev == st.st_dev for e in entries if e.is_file()
+            )
     except OSError:
         return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +25,7 @@ ResizeMode = Literal["stretch", "letterbox"]
 METADATA_PREFIX = "edgeseg."
 IGNORE_INDEX = 255
 MIN_INPUT_SIDE = 8  # the smallest input height/width edgeseg trains and exports (export refuses less)
+MAX_INPUT_SIDE = 8192  # the largest: one 8192x8192 float frame is already 800 MB through a net
 
 # ImageNet statistics in 0..1 RGB scale, used by torchvision backbones.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -76,16 +78,11 @@ class ModelCard:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelCard:
-        known = {f.name for f in dataclasses.fields(cls)}
-        missing = {"model", "classes", "palette"} - d.keys()
-        if missing:
-            raise EdgesegError(f"model card is missing {sorted(missing)}; was this file made by edgeseg?")
-        kwargs = {k: v for k, v in d.items() if k in known}
-        kwargs["palette"] = [tuple(rgb) for rgb in d["palette"]]
-        if "input_size" in d:
-            kwargs["input_size"] = tuple(d["input_size"])
-        return cls(**kwargs)
+    def from_dict(cls, d: Any, source: str = "") -> ModelCard:
+        """The one way a card comes in from outside (a card JSON, ONNX metadata, an engine's sidecar,
+        a checkpoint): every field checked by `check_card` first, so a bad card is one line naming
+        the field and where it came from."""
+        return cls(**check_card(d, source))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -101,18 +98,22 @@ class ModelCard:
             data = json.loads(Path(path).read_text())
         except FileNotFoundError:
             raise EdgesegError(f"model card not found: {path}") from None
+        except IsADirectoryError:
+            raise EdgesegError(f"model card {path} is a folder, not a JSON file") from None
+        except OSError as exc:
+            raise EdgesegError(f"cannot read model card {path}: {exc.strerror or exc}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise EdgesegError(f"model card {path} is not valid JSON: {exc}") from None
         if isinstance(data, dict) and "card" in data and isinstance(data["card"], dict):
             data = data["card"]  # sidecars wrap the card with build information
-        return cls.from_dict(data)
+        return cls.from_dict(data, str(path))
 
     def to_metadata_props(self) -> dict[str, str]:
         """Flatten to ONNX `metadata_props` (string -> string), one JSON value per field."""
         return {METADATA_PREFIX + k: json.dumps(v) for k, v in self.to_dict().items()}
 
     @classmethod
-    def from_metadata_props(cls, props: dict[str, str]) -> ModelCard:
+    def from_metadata_props(cls, props: dict[str, str], source: str = "") -> ModelCard:
         d = {}
         for key, value in props.items():
             if key.startswith(METADATA_PREFIX):
@@ -125,7 +126,100 @@ class ModelCard:
                 "this ONNX file carries no edgeseg metadata; export it with `edgeseg export` "
                 "or pass a model card (--card CARD.json)"
             )
-        return cls.from_dict(d)
+        return cls.from_dict(d, source)
+
+
+_ENUMS = {
+    "color_order": ("RGB", "BGR"),
+    "layout": ("NCHW",),
+    "resize": ("stretch", "letterbox"),
+    "output": ("logits", "labels"),
+    "precision": ("fp32", "fp16", "int8"),
+}
+
+
+def check_card(d: Any, source: str = "") -> dict[str, Any]:
+    """The card schema: `d` (parsed JSON) as ModelCard's keyword arguments, or one EdgesegError
+    naming the field and `source` (the file it came from). Types, lengths (one colour per class),
+    ranges (palette 0..255, input size 1..MAX_INPUT_SIDE, std nonzero), finite numbers and the
+    known words of each enum; unknown keys are ignored (newer edgeseg versions may add some)."""
+    where = f"model card {source}".rstrip()
+
+    def bad(field_name: str, want: str, value: Any) -> EdgesegError:
+        shown = json.dumps(value)[:60] if _jsonable(value) else type(value).__name__
+        return EdgesegError(f"{where}: {field_name} must be {want}, got {shown}")
+
+    if not isinstance(d, dict):
+        raise EdgesegError(f"{where} must be a JSON object, got {_json_kind(d)}")
+    missing = {"model", "classes", "palette"} - d.keys()
+    if missing:
+        raise EdgesegError(f"{where} is missing {sorted(missing)}; was this file made by edgeseg?")
+    known = {f.name for f in dataclasses.fields(ModelCard)}
+    out = {k: v for k, v in d.items() if k in known}
+    if not isinstance(d["model"], str):
+        raise bad("model", "a string", d["model"])
+    classes = d["classes"]
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise bad("classes", "a non-empty list of class names", classes)
+    palette = d["palette"]
+    if not isinstance(palette, list) or len(palette) != len(classes):
+        raise bad("palette", f"a list of {len(classes)} [R, G, B] colours (one per class)", palette)
+    for i, rgb in enumerate(palette):
+        if not isinstance(rgb, list) or len(rgb) != 3 or not all(_int(c) and 0 <= c <= 255 for c in rgb):
+            raise bad(f"palette[{i}]", "[R, G, B] with integers 0..255", rgb)
+    out["palette"] = [tuple(rgb) for rgb in palette]
+    if "input_size" in d:
+        size = d["input_size"]
+        if (
+            not isinstance(size, list)
+            or len(size) != 2
+            or not all(_int(v) and 1 <= v <= MAX_INPUT_SIDE for v in size)
+        ):
+            raise bad("input_size", f"[height, width] with integers 1..{MAX_INPUT_SIDE}", size)
+        out["input_size"] = tuple(size)
+    for name in ("mean", "std"):
+        if name in d:
+            values = d[name]
+            if not isinstance(values, list) or len(values) != 3 or not all(_finite(v) for v in values):
+                raise bad(name, "three finite numbers (R, G, B in the 0..1 scale)", values)
+            if name == "std" and any(v <= 0 for v in values):
+                raise bad(name, "three positive numbers (it divides every pixel)", values)
+    for name, words in _ENUMS.items():
+        if name in d and d[name] not in words:
+            raise bad(name, " or ".join(words), d[name])
+    for name, kind, want in (
+        ("dynamic", bool, "true or false"),
+        ("model_kwargs", dict, "an object"),
+        ("extra", dict, "an object"),
+        ("edgeseg_version", str, "a string"),
+    ):
+        if name in d and not isinstance(d[name], kind):
+            raise bad(name, want, d[name])
+    if d.get("checkpoint_sha256") is not None and not isinstance(d["checkpoint_sha256"], str):
+        raise bad("checkpoint_sha256", "a string or null", d["checkpoint_sha256"])
+    return out
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _jsonable(v: Any) -> bool:
+    try:
+        json.dumps(v)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _json_kind(v: Any) -> str:
+    return {list: "a list", type(None): "null", str: "a string", bool: "a boolean"}.get(
+        type(v), "a number" if isinstance(v, int | float) else type(v).__name__
+    )
 
 
 def default_palette(n: int) -> list[tuple[int, int, int]]:

@@ -129,7 +129,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path} is not an edgeseg checkpoint (no '{FORMAT}' marker); "
             "pass plain backbone weights with --weights instead"
         )
-    raw["card"] = ModelCard.from_dict(raw["card"])
+    raw["card"] = ModelCard.from_dict(raw["card"], f"in {path}")
     return raw
 
 

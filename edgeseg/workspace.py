@@ -70,6 +70,18 @@ def export_dir(root: Path, name: str) -> Path:
     return root / name
 
 
+def check_name(name: str, option: str = "--name") -> str:
+    """An export's name is one folder name inside the workspace, never a path: `../x` or `a/b`
+    would write outside --workdir (or where no later command looks)."""
+    if not name or name in (".", "..") or name.startswith(".") or any(c in name for c in "/\\\0"):
+        raise EdgesegError(
+            f"{option} {name!r} must be a plain name (letters, digits, -_.; no '/', '\\' or leading '.'), not a path"
+        )
+    if len(os.fsencode(name)) > 200:
+        raise EdgesegError(f"{option} is {len(os.fsencode(name))} bytes long; keep it under 200")
+    return name
+
+
 def export_path(root: Path, name: str) -> Path:
     return export_dir(root, name) / f"{name}.onnx"
 
@@ -106,6 +118,10 @@ def find_artifact(
     elif Path(spec).is_file():  # a folder called like the model (e.g. the export dir) is not the model
         path = Path(spec)
     elif is_artifact(spec) or "/" in spec:
+        if Path(spec).is_dir():
+            raise EdgesegError(f"{spec} is a folder, not a model file (.onnx, .engine, .pt)")
+        if Path(spec).exists():
+            raise EdgesegError(f"{spec} is not a regular file (a device or FIFO), not a model file")
         raise EdgesegError(f"artifact not found: {spec}")
     else:
         path = _named_artifact(root, spec, backend, checkpoint_first)

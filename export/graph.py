@@ -159,6 +159,12 @@ def graph_facts(model: Any) -> dict[str, Any]:
     out = next(iter(io["outputs"].values()))
     if len(dims) != 4 or (dims[1] != 3 and not isinstance(dims[1], str)):
         raise EdgesegError(f"expected an N x 3 x H x W input, got {dims}")
+    if out and len(out) not in (3, 4):
+        name = next(iter(io["outputs"]))
+        raise EdgesegError(
+            f"output {name!r} is {list(out)}: not a segmentation output (N x C x H x W logits or "
+            "N x H x W labels); a classifier or detector needs another tool"
+        )
     static = all(isinstance(d, int) and d > 0 for d in dims[2:])
     facts: dict[str, Any] = {
         "input_size": (dims[2], dims[3]) if static else None,

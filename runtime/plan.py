@@ -63,6 +63,15 @@ class Outputs:
             if folder is not None:
                 check_writable(folder, option, folder=True)
 
+    def check_apart(self, inputs: list[tuple[str, Any]]) -> None:
+        """No output may overwrite an input (`edgeseg.atomic.check_apart`): checked once the model is
+        found, before it loads."""
+        from edgeseg.atomic import check_apart
+
+        outputs = [("--save", self.video), ("--log", self.log), ("--report", self.report),
+                   ("--save-masks", self.masks), ("--save-bag", self.bag)]  # fmt: skip
+        check_apart(outputs, inputs, folders={"--save-masks", "--save-bag"})
+
     def written(self) -> dict[str, Path]:
         """Each file output by its option name (save, save_masks, log, save_bag), for "wrote ..." lines."""
         named = {"save": self.video, "save_masks": self.masks, "log": self.log, "save_bag": self.bag}
@@ -141,8 +150,8 @@ class RunPlan:
             raise EdgesegError("a run needs at least one source")
         if self.max_frames is not None and self.max_frames < 1:
             raise EdgesegError("--frames must be at least 1")
-        if self.reconnect.timeout is not None and self.reconnect.timeout <= 0:
-            raise EdgesegError("--reconnect-timeout must be positive")
+        if self.reconnect.timeout is not None and not 0 < self.reconnect.timeout < float("inf"):
+            raise EdgesegError("--reconnect-timeout must be a positive number of seconds")
         self.outputs.check()
         labels_topic = any(isinstance(s, Mapping) and s.get("labels_topic") for s in self.sources)
         if self.labels is not None and labels_topic:
@@ -205,6 +214,16 @@ class RunPlan:
             None if self.model is None else str(self.model),
             workspace.workdir(self.workdir),
             backend=self.prefer,
+        )
+        sources = [
+            (f"--{key}", spec[key])
+            for spec in self.sources
+            if isinstance(spec, Mapping)
+            for key in ("video", "images", "bag")
+            if spec.get(key) is not None
+        ]
+        self.outputs.check_apart(
+            [("--model", artifact), ("--card", self.card_file), ("--labels", self.labels), *sources]
         )
         return artifact, read_card(artifact, self.card_file)
 

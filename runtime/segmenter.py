@@ -54,6 +54,11 @@ class Segmenter:
 
     def net_labels(self, output: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Raw backend output (batch of one) -> (class map at net resolution, logits or None)."""
+        if output.ndim not in (3, 4):
+            raise EdgesegError(
+                f"model output shape {list(output.shape)} is not a segmentation output (N x C x H x W "
+                "logits or N x H x W labels): is it a classifier?"
+            )
         if self.card.output == "labels":
             labels = output[0] if output.ndim == 3 else output.reshape(output.shape[-2:])
             return labels.astype(np.uint8 if self.card.num_classes <= 256 else np.uint16, copy=False), None

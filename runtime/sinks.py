@@ -132,7 +132,7 @@ class VideoSink(FileSink):
         assert image is not None, "VideoSink needs rendered frames"
         if self.writer is None:
             self.size = (image.shape[1], image.shape[0])
-            self.pending = PendingFile(self.path, suffix=self.path.suffix, fixed_name=True)
+            self.pending = PendingFile(self.path, suffix=self.path.suffix)
             self.writer = cv2.VideoWriter(str(self.pending.path), self.fourcc, self.fps or 30.0, self.size)
             if not self.writer.isOpened():
                 self.writer = None
@@ -238,7 +238,7 @@ class JsonlSink(FileSink):
             if self.fh is None:
                 dest = destination(self.path)
                 if dest.replace:
-                    self.pending = PendingFile(self.path, suffix=self.path.suffix, fixed_name=True)
+                    self.pending = PendingFile(self.path, suffix=self.path.suffix)
                     self.fh = open(self.pending.path, "w")  # noqa: SIM115 - closed in close()
                 else:
                     self.fh = dest.open_in_place("w")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import glob as globlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,7 @@ class VideoSource(_CvCaptureSource):
 
     def open(self) -> None:
         if not self.path.is_file():
-            raise EdgesegError(f"video not found: {self.path}")
+            raise EdgesegError(_not_a_file(self.path))
         super().open()
         assert self.cap is not None
         ok, first = self.cap.read()  # a container with no decodable frame must fail now, not "end" quietly
@@ -389,6 +390,8 @@ def open_source(
     if topic is not None or labels_topic is not None:
         raise EdgesegError("--topic and --labels-topic select topics of a --bag")
     if camera is not None:
+        if int(camera) < 0:  # OpenCV's V4L2 backend crashes the interpreter on a negative index
+            raise EdgesegError(f"--camera must be a device index 0 or more (/dev/video<N>), got {camera}")
         return CameraSource(int(camera))
     if video is not None:
         return VideoSource(video, loop=loop)
@@ -447,3 +450,12 @@ class LabelLookup:
         key = (r << 16) | (g << 8) | b
         pos = np.clip(np.searchsorted(self._keys, key), 0, len(self._keys) - 1)
         return np.where(self._keys[pos] == key, self._ids[pos], 255).astype(np.uint8)
+
+
+def _not_a_file(path: Path) -> str:
+    """Why video `path` cannot be read: missing, a folder, or a device/FIFO (/dev/zero never ends)."""
+    if not os.path.exists(path):
+        return f"video not found: {path}"
+    if path.is_dir():
+        return f"video {path} is a folder, not a video file (--images reads a folder of images)"
+    return f"video {path} is not a regular file (a device or FIFO)"

@@ -85,7 +85,85 @@ def inputs(tmp_path_factory):
     (d / "evil.pt").write_bytes(pickle.dumps({"model": Evil()}, protocol=2))
     (d / "junk.pt").write_bytes(b"not a checkpoint at all")
     (d / "dataset-empty").mkdir()
+    _outputs_that_are_inputs(d)
+    _bad_cards(d, card.to_dict())
+    _classifier(d / "classifier.onnx")
     yield d
+
+
+def _outputs_that_are_inputs(d: Path) -> None:
+    """Paths that lead back to an input (a hard link, a symlink) and outputs that cannot be files."""
+    os.link(d / "tiny.onnx", d / "hard-tiny.onnx")
+    (d / "link.avi").symlink_to(d / "truncated.avi")
+    os.mkfifo(d / "fifo")  # nobody ever reads it
+    (d / "loop-a").symlink_to(d / "loop-b")
+    (d / "loop-b").symlink_to(d / "loop-a")
+
+
+BAD_CARDS = {  # name: (change to a good card, part of the one line)
+    "list": ([], "must be a JSON object, got a list"),
+    "null": (None, "must be a JSON object, got null"),
+    "classes-int": ({"classes": 8}, "classes must be a non-empty list"),
+    "palette-2": ({"palette": [[1, 2]] * 8}, "palette[0] must be [R, G, B]"),
+    "palette-300": ({"palette": [[300, 0, 0]] * 8}, "palette[0] must be [R, G, B] with integers 0..255"),
+    "palette-neg": ({"palette": [[0, -5, 0]] * 8}, "palette[0] must be"),
+    "palette-str": ({"palette": "red"}, "palette must be a list of 8"),
+    "palette-short": ({"palette": [[0, 0, 0]] * 3}, "palette must be a list of 8"),
+    "size-0": ({"input_size": [0, 0]}, "input_size must be [height, width]"),
+    "size-str": ({"input_size": "32x64"}, "input_size must be"),
+    "size-huge": (
+        {"input_size": [100000, 100000]},
+        "input_size must be [height, width] with integers 1..8192",
+    ),
+    "mean-1": ({"mean": [0.5]}, "mean must be three finite numbers"),
+    "mean-nan": ({"mean": [float("nan"), 0.5, 0.5]}, "mean must be three finite numbers"),
+    "std-0": ({"std": [0, 0, 0]}, "std must be three positive numbers"),
+    "output-bogus": ({"output": "bogus"}, "output must be logits or labels"),
+    "color-xyz": ({"color_order": "XYZ"}, "color_order must be RGB or BGR"),
+    "dynamic-str": ({"dynamic": "yes"}, "dynamic must be true or false"),
+}
+
+
+def _bad_cards(d: Path, good: dict) -> None:
+    """Cards with a field of the wrong type or out of range: as a --card file, in an ONNX's metadata
+    and in an engine's sidecar."""
+    import onnx
+
+    for name, (change, _) in BAD_CARDS.items():
+        data = {**good, **change} if isinstance(change, dict) else change
+        (d / f"card-{name}.json").write_text(json.dumps(data))
+    (d / "card-folder.json").mkdir()
+    model = onnx.load(d / "tiny.onnx")
+    for prop in model.metadata_props:
+        if prop.key == "edgeseg.std":
+            prop.value = "[0, 0, 0]"
+    onnx.save(model, d / "std0.onnx")
+    (d / "palette.engine").write_bytes(b"serialized engine")
+    sidecar = {"card": {**good, "palette": [[0, 0]] * 8}, "tensorrt_version": "10.3.0"}
+    (d / "palette.engine.json").write_text(json.dumps(sidecar))
+
+
+def _classifier(path: Path) -> None:
+    """An image classifier (N x 8 scores, no spatial output) carrying an edgeseg card."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeseg.card import ModelCard, default_palette
+
+    w = np.random.default_rng(1).normal(size=(8, 3, 1, 1)).astype(np.float32)
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 64])
+    y = helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 8])
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w"], ["c"]), helper.make_node("GlobalAveragePool", ["c"], ["p"]),
+         helper.make_node("Flatten", ["p"], ["scores"])],
+        "classifier", [x], [y], [numpy_helper.from_array(w, "w")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    card = ModelCard(model="classifier", classes=[f"c{i}" for i in range(8)], palette=default_palette(8),
+                     input_size=(32, 64))  # fmt: skip
+    for k, v in card.to_metadata_props().items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    onnx.save(model, path)
 
 
 def _tiny(path: Path, classes: int) -> None:
@@ -133,7 +211,8 @@ def full_disk(tmp_path_factory, inputs):
 
 # (command line with placeholders, exit code, part of the one stderr line)
 # {in}: the inputs; {case}: this case's own folder; {full}: the full disk; {dev}: a full device;
-# {port}: a 127.0.0.1 port where nothing listens; the workspace holds an export named "tiny"
+# {port}: a 127.0.0.1 port where nothing listens; {long}: a 300-character file name; the workspace
+# holds an export named "tiny"; the message may use the same placeholders
 CASES = [
     # --- run: models and cards
     ("run --model {in}/missing.onnx", BAD, "artifact not found"),
@@ -142,7 +221,11 @@ CASES = [
     ("run --model {in}/nocard.onnx --frames 2", BAD, "carries no edgeseg metadata"),
     ("run --model {in}/nocard.onnx --card {in}/missing.json", BAD, "model card not found"),
     ("run --model {in}/nocard.onnx --card {in}/card-bad.json", BAD, "is not valid JSON"),
-    ("run --model {in}/nocard.onnx --card {in}/card-missing-keys.json", BAD, "model card is missing"),
+    (
+        "run --model {in}/nocard.onnx --card {in}/card-missing-keys.json",
+        BAD,
+        "is missing ['classes', 'model'",
+    ),
     ("run --model {in}/m.engine", BAD, "no sidecar m.engine.json"),
     ("run --model nosuch", BAD, "no export or training run named 'nosuch'"),
     ("run --model {in}/tiny.onnx --backend tensorrt", BAD, "--backend tensorrt runs"),
@@ -178,9 +261,9 @@ CASES = [
     # --- run: flags
     ("run --model tiny --frames 0", BAD, "--frames must be at least 1"),
     ("run --model tiny --frames abc", BAD, "Invalid value for '--frames'"),
-    ("run --model tiny --reconnect-timeout 0", BAD, "--reconnect-timeout must be positive"),
+    ("run --model tiny --reconnect-timeout 0", BAD, "'--reconnect-timeout': 0 must be greater than 0"),
     ("run --model tiny --mode heatmap --frames 1", BAD, "unknown visual mode"),
-    ("run --model tiny --alpha 2 --frames 1", BAD, "--alpha must be between 0 and 1"),
+    ("run --model tiny --alpha 2 --frames 1", BAD, "'--alpha': 2 must be at most 1"),
     ("run --model tiny --workers 0 --frames 1", BAD, "--workers must be at least 1"),
     ("run --model tiny --threads 0 --frames 1", BAD, "--threads must be at least 1"),
     ("run --model tiny --synthetic-size 4x4", BAD, "size must be at least 16x16"),
@@ -223,7 +306,7 @@ CASES = [
     ("build --int8 --target cuda", BAD, "unknown --target"),
     ("build --int8 --calib-method kl", BAD, "unknown calibration method"),
     ("build nosuch --int8", BAD, "no export named 'nosuch'"),
-    ("build --int8 --max-miou-drop -1", BAD, "--max-miou-drop must be >= 0"),
+    ("build --int8 --max-miou-drop -1", BAD, "'--max-miou-drop': -1 must be at least 0"),
     ("build --int8 --calib-images 0", BAD, "Invalid value for '--calib-images'"),
     ("build {in}/broken.onnx --int8", BAD, "not a valid ONNX model"),
     ("build --int8 --card {in}/missing.json", BAD, "model card not found"),
@@ -231,9 +314,17 @@ CASES = [
     ("build {full}/export/tiny.onnx --int8", OUTPUT, "no space left on device"),
     # --- train
     ("train nosuch --data synth:2", BAD, "unknown model 'nosuch'"),
-    ("train fcn8s --data synth:2 --height 4 --width 64", BAD, "--height/--width must be at least 8"),
+    (
+        "train fcn8s --data synth:2 --height 4 --width 64",
+        BAD,
+        "'--height': Input should be greater than or equal to 8",
+    ),
     ("train fcn8s --data {in}/missing", BAD, "dataset not found"),
-    ("train fcn8s --data synth:2 --epochs 0", BAD, "--epochs must be at least 1"),
+    (
+        "train fcn8s --data synth:2 --epochs 0",
+        BAD,
+        "'--epochs' / '-e': Input should be greater than or equal to 1",
+    ),
     ("train fcn8s --data synth:2 --optimizer adam", BAD, "unknown optimizer"),
     ("train fcn8s --data synth:2 -o width", BAD, "must look like key=value"),
     ("train fcn8s --data synth:2 --crop 4x4", BAD, "size must be at least 16x16"),
@@ -251,9 +342,9 @@ CASES = [
     ("bench --plot {full}/bench.png", OUTPUT, "no space left on device"),
     ("bench broken --iterations 1", BAD, "is not a valid ONNX model"),  # its card, read before measuring
     # --- data, models, demo
-    ("data synth {case}/v --video --fps 0", BAD, "frame rate must be positive (--fps)"),
+    ("data synth {case}/v --video --fps 0", BAD, "'--fps': 0 must be greater than 0"),
     ("data synth {case}/v.txt --video", BAD, "unsupported video suffix"),
-    ("data synth {case}/d --num 0", BAD, "num_images must be >= 1"),
+    ("data synth {case}/d --num 0", BAD, "'--num' / '-n': Input should be greater than or equal to 1"),
     ("data synth /proc/edgeseg-scenes", OUTPUT, "cannot write OUT"),
     ("data info {in}/missing", BAD, "dataset not found"),
     ("data info {in}/junk.pt", BAD, "must be a folder, not a file"),
@@ -261,9 +352,117 @@ CASES = [
     ("data nosuch", BAD, "No such command 'nosuch'"),
     ("models nosuch", BAD, "unknown model 'nosuch'"),
     ("nosuch", BAD, "No such command 'nosuch'"),
-    ("demo --quick --frames 0", BAD, "--frames must be at least 1"),
-    ("demo --epochs 0", BAD, "--epochs must be at least 1"),
+    ("demo --quick --frames 0", BAD, "'--frames': Input should be greater than or equal to 1"),
+    ("demo --epochs 0", BAD, "'--epochs': Input should be greater than or equal to 1"),
     ("demo --quick --out /proc/edgeseg-demo", OUTPUT, "cannot write --out"),
+    # --- an output never overwrites an input (issue 23 §1): same file, symlink, hard link, folders
+    (
+        "run --model {in}/tiny.onnx --video {in}/truncated.avi --save {in}/truncated.avi",
+        BAD,
+        "are the same file",
+    ),
+    ("run --model {in}/tiny.onnx --video {in}/truncated.avi --log {in}/link.avi", BAD, "are the same file"),
+    ("run --model {in}/tiny.onnx --video {in}/link.avi --log {in}/truncated.avi", BAD, "are the same file"),
+    (
+        "run --model {in}/tiny.onnx --frames 2 --report {in}/tiny.onnx",
+        BAD,
+        "--report {in}/tiny.onnx and --model",
+    ),
+    ("run --model {in}/tiny.onnx --frames 2 --report {in}/hard-tiny.onnx", BAD, "are the same file"),
+    ("run --model {in}/tiny.onnx --card {in}/card.json --frames 2 --log {in}/card.json", BAD, "and --card"),
+    (
+        "run --model {in}/tiny.onnx --images {in}/images --labels {in}/masks --save-masks {in}/masks",
+        BAD,
+        "--save-masks {in}/masks holds the input --labels",
+    ),
+    ("run --model {in}/tiny.onnx --images {in}/images --save-masks {in}", BAD, "holds the input --model"),
+    (
+        "run --model {in}/tiny.onnx --images {in}/images --save-masks {in}/images",
+        BAD,
+        "holds the input --images",
+    ),
+    (
+        "run --model {in}/tiny.onnx --images {in}/images/*.png --log {in}/images/img_000.png",
+        BAD,
+        "would replace a file inside the input --images",
+    ),
+    (
+        "build {in}/tiny.onnx --int8 --calib-cache {in}/tiny.onnx",
+        BAD,
+        "--calib-cache {in}/tiny.onnx and MODEL",
+    ),
+    ("build {in}/tiny.onnx --int8 --card {in}/card.json --calib-cache {in}/card.json", BAD, "and --card"),
+    ("bench {in}/tiny.onnx --markdown {in}/tiny.onnx", BAD, "are the same file"),
+    ("bench {in}/tiny.onnx --plot {in}/hard-tiny.onnx", BAD, "are the same file"),
+    ("card {in}/tiny.onnx --onnx {in}/tiny.onnx", BAD, "OUTPUT_PATH {in}/tiny.onnx and --onnx"),
+    ("card {in}/card.json --onnx {in}/nocard.onnx --classes {in}/card.json", BAD, "are the same file"),
+    ("data preview {in}/images {in}/images/img_000.png", BAD, "would replace a file inside the input PATH"),
+    ("ros2 --model {in}/tiny.onnx --report {in}/tiny.onnx", BAD, "are the same file"),
+    ("export fcn8s --name ../escape", BAD, "--name '../escape' must be a plain name"),
+    ("export fcn8s --name a/b", BAD, "must be a plain name"),
+    ("export fcn8s --name ..", BAD, "must be a plain name"),
+    # --- outputs that can never be a regular file, refused before work
+    ("run --model tiny --frames 2 --log {in}/fifo", OUTPUT, "it is a FIFO that nobody reads"),
+    ("run --model tiny --frames 2 --save {in}/fifo", BAD, "--save needs a video file name"),
+    ("run --model tiny --frames 2 --report {in}/fifo", OUTPUT, "it is a FIFO that nobody reads"),
+    ("run --model tiny --frames 2 --log {in}/loop-a", OUTPUT, "a symlink loop"),
+    ("run --model tiny --frames 2 --report {case}/{long}.json", OUTPUT, "file name too long (305 bytes"),
+    ("run --model tiny --frames 2 --save {case}/{long}.mp4", OUTPUT, "file name too long"),
+    ("eval tiny --data synth:2 --plots {case}/{long}", OUTPUT, "file name too long"),
+    ("bench --markdown {in}/fifo", OUTPUT, "it is a FIFO that nobody reads"),
+    ("data synth {case}/{long}.mp4 --video", OUTPUT, "file name too long"),
+    ("data preview synth:2 {in}/loop-a", OUTPUT, "a symlink loop"),
+    # --- a model card is validated once, completely (issue 23 §2)
+    *[
+        (f"run --model {{in}}/nocard.onnx --card {{in}}/card-{name}.json --frames 1", BAD, message)
+        for name, (_, message) in BAD_CARDS.items()
+    ],
+    ("eval {in}/nocard.onnx --card {in}/card-palette-300.json --data synth:2", BAD, "palette[0] must be"),
+    ("build {in}/nocard.onnx --fp16 --card {in}/card-std-0.json", BAD, "std must be three positive"),
+    ("bench {in}/nocard.onnx --card {in}/card-size-0.json", BAD, "input_size must be"),
+    ("run --model {in}/nocard.onnx --card {in}/card-folder.json", BAD, "card-folder.json is a folder"),
+    (
+        "run --model {in}/std0.onnx --frames 1",
+        BAD,
+        "model card in {in}/std0.onnx: std must be three positive",
+    ),
+    ("run --model {in}/palette.engine --frames 1", BAD, "palette.engine.json: palette[0] must be"),
+    ("card {case}/c.json --onnx {in}/classifier.onnx --classes 8", BAD, "not a segmentation output"),
+    ("run --model {in}/classifier.onnx --frames 1", BAD, "is not a segmentation output"),
+    # --- every number option is checked once (issue 23 §3): ranges, nan, inf, absurd sizes
+    ("export fcn8s --height 0", BAD, "Invalid value for '--height'"),
+    ("export fcn8s --width 100000", BAD, "Invalid value for '--width'"),
+    ("train fcn8s --data synth:2 --val-limit 0", BAD, "Invalid value for '--val-limit'"),
+    ("train fcn8s --data synth:2 --threads 0", BAD, "Invalid value for '--threads'"),
+    ("train fcn8s --data synth:2 --weight-decay nan", BAD, "'--weight-decay': nan is not a finite number"),
+    ("train fcn8s --data synth:2 --lr inf", BAD, "'--lr': inf is not a finite number"),
+    ("train fcn8s --data synth:2 --lr 0", BAD, "'--lr': 0 must be greater than 0"),
+    ("train fcn8s --data synth:2 --batch-size 0", BAD, "Invalid value for '--batch-size'"),
+    ("train fcn8s --data synth:2 --workers -1", BAD, "Invalid value for '--workers'"),
+    ("eval tiny --data synth:2 --threads -1", BAD, "Invalid value for '--threads'"),
+    ("data preview synth:2 {case}/p.png --num 0", BAD, "Invalid value for '--num'"),
+    ("data preview synth:2 {case}/p.png --tile-width 0", BAD, "Invalid value for '--tile-width'"),
+    ("data info synth:2 --limit -1", BAD, "Invalid value for '--limit'"),
+    ("data synth {case}/v --video --fps inf", BAD, "'--fps': inf is not a finite number"),
+    ("data synth {case}/v --video --fps nan", BAD, "'--fps': nan is not a finite number"),
+    ("data synth {case}/v --video --frames 0", BAD, "Invalid value for '--frames'"),
+    ("data synth {case}/d --height 100000", BAD, "Invalid value for '--height'"),
+    ("demo --quick --max-miou-drop nan", BAD, "'--max-miou-drop': nan is not a finite number"),
+    ("demo --quick --threads 0", BAD, "Invalid value for '--threads'"),
+    ("build --int8 --max-miou-drop nan", BAD, "'--max-miou-drop': nan is not a finite number"),
+    ("build --int8 --max-miou-drop inf", BAD, "'--max-miou-drop': inf is not a finite number"),
+    ("build --int8 --max-fallback-layers -1", BAD, "Invalid value for '--max-fallback-layers'"),
+    ("build --int8 --threads 0", BAD, "Invalid value for '--threads'"),
+    ("build --target tensorrt --builder-optimization-level 9", BAD, "'--builder-optimization-level'"),
+    (
+        "run --model tiny --reconnect --reconnect-timeout nan",
+        BAD,
+        "'--reconnect-timeout': nan is not a finite",
+    ),
+    ("run --model tiny --reconnect-timeout inf", BAD, "'--reconnect-timeout': inf is not a finite"),
+    ("run --model tiny --alpha nan --frames 1", BAD, "'--alpha': nan is not a finite number"),
+    ("run --model tiny --synthetic-size 30000x30000", BAD, "size must be at most 8192x8192"),
+    ("bench --height 0", BAD, "Invalid value for '--height'"),
 ]
 
 
@@ -308,7 +507,16 @@ def test_bad_input_is_one_line_and_leaves_files_alone(
     monkeypatch.chdir(case)
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    args = line.format(**{"in": inputs, "case": case, "full": full_disk, "dev": device, "port": _free_port()})
+    values = {
+        "in": inputs,
+        "case": case,
+        "full": full_disk,
+        "dev": device,
+        "port": _free_port(),
+        "long": "x" * 300,
+    }
+    args = line.format(**values)
+    message = message.format(**values)
     roots = [inputs, tmp_path] + ([full_disk] if full_disk is not None else [])
     before = _snapshot(*roots)
 

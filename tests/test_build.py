@@ -91,7 +91,10 @@ def test_build_table_output_and_fp16(tiny_onnx, _isolated_workdir):
         (["build", "nosuch", "--int8"], "no export named 'nosuch'"),
         (["build", "--int8", "--cpu-format", "fast"], "unknown --cpu-format"),
         (["build", "--int8", "--qdq-engine", "trt"], "unknown --qdq-engine"),
-        (["build", "--int8", "--max-miou-drop", "-1"], "--max-miou-drop must be >= 0"),
+        (
+            ["build", "--int8", "--max-miou-drop", "-1"],
+            "Invalid value for '--max-miou-drop': -1 must be at least 0",
+        ),
     ],
 )
 def test_build_errors_are_one_line(tiny_onnx, _isolated_workdir, args, message):

@@ -71,7 +71,7 @@ def test_info_errors_are_one_line(tmp_path: Path) -> None:
     r = _run("info", str(tmp_path / "junk"))
     assert r.exit_code == 2 and "unknown dataset layout" in r.output
     r = _run("synth", str(tmp_path / "x"), "--num", "0")
-    assert r.exit_code == 2 and "num_images must be >= 1" in r.output
+    assert r.exit_code == 2 and "--num" in r.output and "greater than or equal to 1" in r.output
 
 
 def test_preview(tmp_path: Path) -> None:

@@ -172,8 +172,9 @@ def _default_sigint() -> None:
 
 
 def signal_when_writing(args: list[str], partials: list[Path], sig: int) -> tuple[int, str]:
-    """`edgeseg ARGS` until every file in `partials` (an output being written) exists, then `sig`;
-    (exit code, stderr). A looping run is never left behind when the test fails."""
+    """`edgeseg ARGS` until every file in `partials` (globs of outputs being written: each writer
+    stages under a unique name) exists, then `sig`; (exit code, stderr). A looping run is never left
+    behind when the test fails."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [*EDGESEG, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
@@ -181,9 +182,9 @@ def signal_when_writing(args: list[str], partials: list[Path], sig: int) -> tupl
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
-        while not all(p.exists() for p in partials) and time.monotonic() < deadline and proc.poll() is None:
+        while not all(_found(p) for p in partials) and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
-        assert all(p.exists() for p in partials), proc.communicate()
+        assert all(_found(p) for p in partials), proc.communicate()
         time.sleep(0.3)
         proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=30)
@@ -194,11 +195,15 @@ def signal_when_writing(args: list[str], partials: list[Path], sig: int) -> tupl
     return proc.returncode, stderr
 
 
+def _found(pattern: Path) -> bool:
+    return any(pattern.parent.glob(pattern.name))
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_finalises_video_and_report(tiny_onnx, tmp_path, sig):
     write_video(tmp_path / "clip.mp4", 20, size=(48, 64))
     out, report = tmp_path / "out.mp4", tmp_path / "report.json"
-    partial = tmp_path / ".out.partial.mp4"
+    partial = tmp_path / ".out.*.partial.mp4"
     code, stderr = signal_when_writing(
         ["run", "--model", str(tiny_onnx()), "--video", str(tmp_path / "clip.mp4"), "--loop",
          "--save", str(out), "--report", str(report), "--threads", "1"],
@@ -214,7 +219,7 @@ def test_interrupt_finalises_video_and_report(tiny_onnx, tmp_path, sig):
     while cap.read()[0]:
         decoded += 1
     assert decoded == data["frames"]["processed"] == data["outputs"][0]["frames"]
-    assert not partial.exists()
+    assert not _found(partial)
 
 
 def test_python_module_entry_point_help():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from edgeseg.cli.options import card_option, workdir_option
+from edgeseg.cli.options import SIDE, card_option, workdir_option
 
 
 def bench_command(
@@ -25,9 +25,11 @@ def bench_command(
         "or images/a video without labels (speed only).",
     ),
     height: int = typer.Option(
-        None, help="Frame height for generated data.", show_default="the model's input"
+        None, **SIDE, help="Frame height for generated data.", show_default="the model's input"
     ),
-    width: int = typer.Option(None, help="Frame width for generated data.", show_default="the model's input"),
+    width: int = typer.Option(
+        None, **SIDE, help="Frame width for generated data.", show_default="the model's input"
+    ),
     threads: int = typer.Option(2, help="CPU threads per backend."),
     warmup: int = typer.Option(3, help="Untimed runs before measuring."),
     iterations: int = typer.Option(30, help="Timed frames per artifact."),
@@ -41,7 +43,7 @@ def bench_command(
     from edgeseg import bench as lib
     from edgeseg import machine, workspace
     from edgeseg.artifacts import read_card
-    from edgeseg.atomic import check_writable
+    from edgeseg.atomic import check_apart, check_writable
     from edgeseg.console import console, print_json, table
     from edgeseg.errors import EdgesegError
 
@@ -62,6 +64,10 @@ def bench_command(
     root = workspace.workdir(workdir)
     base = workspace.require_export(root, model)
     ckpt = checkpoint or lib.default_checkpoint(root, base)
+    check_apart(
+        [("--markdown", markdown), ("--plot", plot)],
+        [("MODEL", base), ("--checkpoint", ckpt), ("--card", card_file), ("--data", data)],
+    )
     given = read_card(base, card_file) if card_file else None
     artifacts = lib.discover(base, ckpt, given)
     # the frames are opened once before any measurement: bad --data fails here, and data without

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from edgeseg.cli.options import card_option, workdir_option
+from edgeseg.cli.options import NON_NEGATIVE, THREADS, card_option, finite, workdir_option
 from edgeseg.defaults import CALIB_IMAGES, CPU_INT8_FORMAT, GATE_IMAGES, MAX_MIOU_DROP
 
 
@@ -124,11 +124,12 @@ def build_command(
         GATE_IMAGES, "--eval-images", min=1, help="Generated held-out scenes for synth."
     ),
     max_miou_drop: float = typer.Option(
-        MAX_MIOU_DROP, "--max-miou-drop", help="Allowed INT8 mIoU loss in points."
+        MAX_MIOU_DROP, "--max-miou-drop", parser=finite(at_least=0), help="Allowed INT8 mIoU loss in points."
     ),
     max_fallback_layers: int | None = typer.Option(
         None,
         "--max-fallback-layers",
+        **NON_NEGATIVE,
         help="Stop falling back after this many float layers.",
         show_default="all",
     ),
@@ -140,12 +141,18 @@ def build_command(
         "--qdq-engine",
         help="TensorRT-form placement: auto (ModelOpt if installed), onnxruntime, modelopt.",
     ),
-    threads: int | None = typer.Option(None, "--threads", help="ONNX Runtime threads for evaluation."),
+    threads: int | None = typer.Option(
+        None, "--threads", **THREADS, help="ONNX Runtime threads for evaluation."
+    ),
     card_file: Path | None = card_option(),
     # --- TensorRT options (BuildOptions.engine) ---
-    workspace: int | None = typer.Option(None, "--workspace", help="TensorRT: builder workspace in MB."),
+    workspace: int | None = typer.Option(
+        None, "--workspace", min=1, help="TensorRT: builder workspace in MB."
+    ),
     timing_cache: Path | None = typer.Option(None, "--timing-cache", help="TensorRT: timing cache file."),
-    dla_core: int | None = typer.Option(None, "--dla-core", help="TensorRT: build for this DLA core."),
+    dla_core: int | None = typer.Option(
+        None, "--dla-core", **NON_NEGATIVE, help="TensorRT: build for this DLA core."
+    ),
     min_shape: str | None = typer.Option(
         None, "--min-shape", help="TensorRT: min input shape, e.g. 1x3x256x512."
     ),
@@ -155,7 +162,7 @@ def build_command(
         False, "--version-compatible", help="TensorRT: version-compatible."
     ),
     builder_optimization_level: int | None = typer.Option(
-        None, "--builder-optimization-level", help="TensorRT: builder optimization level (0-5)."
+        None, "--builder-optimization-level", min=0, max=5, help="TensorRT: builder optimization level (0-5)."
     ),
     legacy_calibrator: bool = typer.Option(
         False, "--legacy-calibrator", help="TensorRT 8.6/10.x: implicit INT8 calibrator instead of Q/DQ."
@@ -169,7 +176,7 @@ def build_command(
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Build FP16 / INT8 artifacts beside the export; INT8 is gated on measured mIoU (--max-miou-drop)."""
-    from edgeseg.atomic import check_writable
+    from edgeseg.atomic import check_apart, check_writable
     from edgeseg.build import BuildOptions, build
     from edgeseg.card import ModelCard
     from edgeseg.cli.progress import progress_bars
@@ -196,6 +203,15 @@ def build_command(
     )  # fmt: skip
     # BuildOptions checks itself when made: option mistakes fail before the workspace is looked at
     onnx_path = require_export(resolve_workdir(workdir), model)
+    check_apart(
+        [("--calib-cache", calib_cache)],
+        [
+            ("MODEL", onnx_path),
+            ("--card", card_file),
+            ("--calib-data", calib_data),
+            ("--eval-data", eval_data),
+        ],
+    )
     check_writable(onnx_path.parent, f"the folder of {onnx_path.name}", folder=True)  # artifacts go there
     with progress_bars(enabled=not json_out) as progress:
         result = build(onnx_path, opts, progress=progress)

@@ -60,6 +60,13 @@ def card_command(
         raise EdgesegError("say where the card goes: edgeseg card OUT.card.json, or --onnx MODEL.onnx")
     if embed and onnx_path is None:
         raise EdgesegError("--embed needs --onnx MODEL.onnx")
+    from edgeseg.atomic import check_apart, check_writable
+
+    target = output_path or onnx_path.with_suffix(".card.json")  # type: ignore[union-attr]
+    check_writable(target, "OUTPUT_PATH" if output_path else "the card")
+    check_apart(
+        [("OUTPUT_PATH", target)], [("--onnx", onnx_path), ("--classes", classes), ("--palette", palette)]
+    )
     facts: dict = {"input_size": None, "dynamic": False, "output": None, "num_classes": None}
     if onnx_path is not None:
         from edgeseg.export.graph import graph_facts, load_onnx
@@ -89,7 +96,6 @@ def card_command(
         dynamic=facts["dynamic"],
         extra={"card": "edgeseg card"},
     )
-    target = output_path or onnx_path.with_suffix(".card.json")  # type: ignore[union-attr]
     if onnx_path is not None:
         from edgeseg.export.graph import check_card_fits, embed_card, load_onnx
 

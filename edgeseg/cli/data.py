@@ -7,6 +7,9 @@ from pathlib import Path
 
 import typer
 
+from edgeseg.card import MAX_INPUT_SIDE
+from edgeseg.cli.options import COUNT, SIDE, finite
+
 data_app = typer.Typer(
     help="Datasets: generate synthetic scenes, inspect and validate folders, list bag topics.",
     no_args_is_help=True,
@@ -18,9 +21,9 @@ def synth_cmd(
     out: Path = typer.Argument(
         ..., help="Output folder (dataset) or, with --video, folder or .mp4/.avi/.mkv file."
     ),
-    num: int = typer.Option(200, "--num", "-n", help="Number of scenes."),
-    height: int = typer.Option(256, "--height", help="Image height in pixels."),
-    width: int = typer.Option(512, "--width", help="Image width in pixels."),
+    num: int = typer.Option(200, "--num", "-n", **COUNT, help="Number of scenes."),
+    height: int = typer.Option(256, "--height", **SIDE, help="Image height in pixels."),
+    width: int = typer.Option(512, "--width", **SIDE, help="Image width in pixels."),
     seed: int = typer.Option(
         0, "--seed", help="Generator seed (training uses 0; held-out synth:N uses 1000003)."
     ),
@@ -28,8 +31,10 @@ def synth_cmd(
     video: bool = typer.Option(
         False, "--video", help="Write a temporally coherent video + per-frame masks instead."
     ),
-    frames: int = typer.Option(150, "--frames", help="Video length in frames (with --video)."),
-    fps: float = typer.Option(15.0, "--fps", help="Video frame rate (with --video)."),
+    frames: int = typer.Option(150, "--frames", **COUNT, help="Video length in frames (with --video)."),
+    fps: float = typer.Option(
+        15.0, "--fps", parser=finite(above=0, at_most=1000), help="Video frame rate (with --video)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a summary."),
 ) -> None:
     """Generate procedural road scenes (plain-folder layout) or a video with ground-truth masks."""
@@ -71,7 +76,7 @@ def synth_cmd(
 def info_cmd(
     path: str = typer.Argument(..., help="Dataset folder (plain, Pascal VOC, Cityscapes) or synth:N."),
     split: str | None = typer.Option(None, "--split", help="Split to inspect (train, val, ...)."),
-    limit: int | None = typer.Option(None, "--limit", help="Scan only the first N items."),
+    limit: int | None = typer.Option(None, "--limit", **COUNT, help="Scan only the first N items."),
     masks_only: bool = typer.Option(
         False, "--masks-only", help="Skip decoding images (faster, no size check)."
     ),
@@ -126,15 +131,22 @@ def info_cmd(
 def preview_cmd(
     path: str = typer.Argument(..., help="Dataset folder (plain, Pascal VOC, Cityscapes) or synth:N."),
     out: Path = typer.Argument(..., help="Output image (.png or .jpg)."),
-    num: int = typer.Option(6, "--num", "-n", help="Number of items (evenly spaced over the dataset)."),
+    num: int = typer.Option(
+        6, "--num", "-n", **COUNT, help="Number of items (evenly spaced over the dataset)."
+    ),
     split: str | None = typer.Option(None, "--split", help="Split to show (train, val, ...)."),
-    tile_width: int = typer.Option(384, "--tile-width", help="Width of each tile in pixels."),
+    tile_width: int = typer.Option(
+        384, "--tile-width", min=16, max=MAX_INPUT_SIDE, help="Width of each tile in pixels."
+    ),
 ) -> None:
     """Write a contact sheet (image | labels in the dataset's colours; black-and-white hatching = ignore) to check labelling."""
+    from edgeseg.atomic import check_apart, check_writable
     from edgeseg.console import console
     from edgeseg.data import open_dataset
     from edgeseg.data.preview import write_preview
 
+    check_writable(out, "OUT")
+    check_apart([("OUT", out)], [("PATH", path)])
     ds = open_dataset(path, split=split)
     written = write_preview(ds, out, num=num, tile_width=tile_width)
     console.print(f"wrote {min(num, len(ds))} items of {path} to [bold]{written}[/]")

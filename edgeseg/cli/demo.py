@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from edgeseg.cli.options import COUNT, THREADS, finite
 from edgeseg.defaults import CALIB_IMAGES, GATE_IMAGES, MAX_MIOU_DROP
 
 
@@ -14,17 +15,19 @@ def demo_command(
         False, "--quick", help="Start from the shipped default model instead of training."
     ),
     out: Path = typer.Option(Path("edgeseg-demo"), help="Folder for the video, plots, artifacts and report."),
-    epochs: int = typer.Option(8, help="Training epochs (ignored with --quick)."),
+    epochs: int = typer.Option(8, **COUNT, help="Training epochs (ignored with --quick)."),
     train_images: int = typer.Option(
-        320, help="Scenes to generate; ~88% (the folder's train split) train the net (ignored with --quick)."
+        320,
+        **COUNT,
+        help="Scenes to generate; ~88% (the folder's train split) train the net (ignored with --quick).",
     ),
-    frames: int = typer.Option(60, help="Synthetic frames streamed through each artifact."),
-    threads: int = typer.Option(2, help="CPU threads per backend."),
+    frames: int = typer.Option(60, **COUNT, help="Synthetic frames streamed through each artifact."),
+    threads: int = typer.Option(2, **THREADS, help="CPU threads per backend."),
     max_miou_drop: float = typer.Option(
-        MAX_MIOU_DROP, help="INT8 gate: largest mIoU drop allowed, in points."
+        MAX_MIOU_DROP, parser=finite(at_least=0), help="INT8 gate: largest mIoU drop allowed, in points."
     ),
-    calib_images: int = typer.Option(CALIB_IMAGES, help="Calibration images for INT8."),
-    eval_images: int = typer.Option(GATE_IMAGES, help="Held-out scenes for the INT8 accuracy gate."),
+    calib_images: int = typer.Option(CALIB_IMAGES, **COUNT, help="Calibration images for INT8."),
+    eval_images: int = typer.Option(GATE_IMAGES, **COUNT, help="Held-out scenes for the INT8 accuracy gate."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Generate scenes, train, export, make FP16/INT8, stream each, and compare them in one table."""

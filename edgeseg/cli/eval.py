@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from edgeseg.cli.options import allow_other_gpu_option, card_option, workdir_option
+from edgeseg.cli.options import THREADS, allow_other_gpu_option, card_option, workdir_option
 
 
 def eval_command(
@@ -28,7 +28,7 @@ def eval_command(
     limit: int | None = typer.Option(None, "--limit", help="Evaluate the first N images only."),
     providers: str = typer.Option("cpu", "--providers", help="ONNX Runtime providers: cpu or auto."),
     device: str = typer.Option("cpu", "--device", help="Device for .pt checkpoints (cpu, cuda, auto)."),
-    threads: int | None = typer.Option(None, "--threads", help="CPU threads for the backend."),
+    threads: int | None = typer.Option(None, "--threads", **THREADS, help="CPU threads for the backend."),
     plots: Path | None = typer.Option(None, "--plots", help="Write per-class IoU and confusion PNGs here."),
     crf: bool = typer.Option(
         False,
@@ -62,6 +62,13 @@ def eval_command(
 
         check_writable(plots, "--plots", folder=True)  # before minutes of evaluation, not after
     path = workspace.find_artifact(artifact, workspace.workdir(workdir), checkpoint_first=True)
+    if plots is not None:
+        from edgeseg.atomic import check_apart
+
+        check_apart(
+            [("--plots", plots / name) for name in ("per_class_iou.png", "confusion_matrix.png")],
+            [("ARTIFACT", path), ("--card", card_file), ("--data", data)],
+        )
     if data is None:
         if artifact not in (None, "default"):
             raise EdgesegError("pass --data PATH (a dataset folder or synth:N) to evaluate on")

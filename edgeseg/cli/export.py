@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from edgeseg.cli.options import workdir_option
+from edgeseg.cli.options import SIDE, workdir_option
 from edgeseg.errors import EdgesegError
 
 _STATUS_STYLE = {"ok": "green", "warning": "yellow", "error": "bold red"}
@@ -92,10 +92,18 @@ def export_command(
         None, "--classes", help="Class names: a classes.txt/classes.json file (or a count N)."
     ),
     height: int | None = typer.Option(
-        None, "--height", help="Input height.", show_default="the checkpoint's or hf folder's, else 512"
+        None,
+        "--height",
+        **SIDE,
+        help="Input height.",
+        show_default="the checkpoint's or hf folder's, else 512",
     ),
     width: int | None = typer.Option(
-        None, "--width", help="Input width.", show_default="the checkpoint's or hf folder's, else 1024"
+        None,
+        "--width",
+        **SIDE,
+        help="Input width.",
+        show_default="the checkpoint's or hf folder's, else 1024",
     ),
     dynamic: bool = typer.Option(False, "--dynamic", help="Dynamic batch, height and width."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (TensorRT 8.x parses up to 17)."),
@@ -125,11 +133,14 @@ def export_command(
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Export MODEL to <workdir>/<name>/<name>.onnx (+ .card.json), check parity and TensorRT op support."""
+    from edgeseg.atomic import check_apart
     from edgeseg.cli.progress import steps
     from edgeseg.console import print_json
     from edgeseg.export.onnx_export import ExportCheckError, export_onnx, resolve_source
-    from edgeseg.workspace import export_path, writable_workdir
+    from edgeseg.workspace import check_name, export_path, writable_workdir
 
+    if name is not None:
+        check_name(name)
     if simplifier not in ("auto", "onnxsim", "onnxslim"):
         raise EdgesegError(f"--simplifier must be auto, onnxsim or onnxslim, got {simplifier!r}")
     choice = _choice(backbone, option, num_classes, classes, height, width)
@@ -141,6 +152,7 @@ def export_command(
             with on_step.paused():
                 _warn_random_weights(source)
         out = export_path(root, name or source.card.model)
+        check_apart([("the export", out)], [("MODEL", model), ("--weights", weights), ("--classes", classes)])
         try:
             result = export_onnx(
                 source.net, out, source.card, height=height, width=width, dynamic=dynamic, opset=opset,

@@ -2,20 +2,58 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgeseg.card import MAX_INPUT_SIDE, MIN_INPUT_SIDE
 from edgeseg.errors import EdgesegError
 
+# Ranges every command shares, declared once: Typer turns a value outside them into one line naming
+# the option (exit 2), before any work.
+SIDE = {"min": MIN_INPUT_SIDE, "max": MAX_INPUT_SIDE}  # an image or input height/width in pixels
+COUNT = {"min": 1}  # images, frames, epochs, iterations, items
+THREADS = {"min": 1}
+NON_NEGATIVE = {"min": 0}
 
-def parse_hw(text: str, minimum: int = 16) -> tuple[int, int]:
-    """'256x512' -> (256, 512), or one clear error."""
+
+def finite(
+    *, above: float | None = None, at_least: float | None = None, at_most: float | None = None
+) -> Callable[[Any], float]:
+    """A Typer `parser` for a float option: a finite number (never nan or inf, which compare false
+    with every bound and slipped past the old checks) within the given bounds."""
+    import typer
+
+    def parse(value: Any) -> float:
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            raise typer.BadParameter(f"{value!r} is not a number") from None
+        if not math.isfinite(x):
+            raise typer.BadParameter(f"{value} is not a finite number")
+        if above is not None and x <= above:
+            raise typer.BadParameter(f"{value} must be greater than {above:g}")
+        if at_least is not None and x < at_least:
+            raise typer.BadParameter(f"{value} must be at least {at_least:g}")
+        if at_most is not None and x > at_most:
+            raise typer.BadParameter(f"{value} must be at most {at_most:g}")
+        return x
+
+    parse.__name__ = "float"  # the metavar Typer shows in --help
+    return parse
+
+
+def parse_hw(text: str, minimum: int = 16, maximum: int = MAX_INPUT_SIDE) -> tuple[int, int]:
+    """'256x512' -> (256, 512), or one clear error (both sides within minimum..maximum)."""
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise EdgesegError(f"expected HxW such as 256x512, got {text!r}") from None
     if h < minimum or w < minimum:
         raise EdgesegError(f"size must be at least {minimum}x{minimum}, got {text}")
+    if h > maximum or w > maximum:
+        raise EdgesegError(f"size must be at most {maximum}x{maximum}, got {text}")
     return h, w
 
 

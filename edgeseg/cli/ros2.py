@@ -64,7 +64,7 @@ def ros2_command(
     """ROS 2 node: image topic in; class map (mono8), overlay (bgr8) and stats out, latest frame only."""
     from edgeseg import workspace
     from edgeseg.artifacts import read_card
-    from edgeseg.atomic import check_writable
+    from edgeseg.atomic import check_apart, check_writable
     from edgeseg.cli.run import publish_report
     from edgeseg.errors import EdgesegError, ExitCode
     from edgeseg.runtime.ros2node import NodeOptions, run_node
@@ -77,6 +77,7 @@ def ros2_command(
     if report is not None:
         check_writable(report, "--report")  # now, not when the node stops
     artifact = workspace.find_artifact(model, workspace.workdir(workdir), backend=backend)
+    check_apart([("--report", report)], [("--model", artifact), ("--card", card_file)])
     card = read_card(artifact, card_file)
     with Segmenter(
         artifact,

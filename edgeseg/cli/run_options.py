@@ -8,6 +8,8 @@ from typing import Any
 
 import typer
 
+from edgeseg.cli.options import finite
+
 DEFAULT_SYNTHETIC_FRAMES = 300
 
 
@@ -143,7 +145,7 @@ def mode() -> Any:
 
 
 def alpha() -> Any:
-    return typer.Option(0.5, "--alpha", help="Overlay opacity, 0..1.")
+    return typer.Option(0.5, "--alpha", parser=finite(at_least=0, at_most=1), help="Overlay opacity, 0..1.")
 
 
 def legend() -> Any:
@@ -157,7 +159,12 @@ def reconnect() -> Any:
 
 
 def reconnect_timeout() -> Any:
-    return typer.Option(30.0, "--reconnect-timeout", help="Give up after this many seconds without frames.")
+    return typer.Option(
+        30.0,
+        "--reconnect-timeout",
+        parser=finite(above=0),
+        help="Give up after this many seconds without frames.",
+    )
 
 
 def report() -> Any:

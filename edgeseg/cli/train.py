@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from edgeseg.cli.options import parse_options, workdir_option
+from edgeseg.cli.options import COUNT, NON_NEGATIVE, SIDE, THREADS, finite, parse_options, workdir_option
 
 
 def train_command(
@@ -16,24 +16,30 @@ def train_command(
     val_data: str | None = typer.Option(
         None, "--val-data", help="Validation data.", show_default="the held-out split"
     ),
-    epochs: int | None = typer.Option(None, "--epochs", "-e", help="Epochs.", show_default="30"),
+    epochs: int | None = typer.Option(None, "--epochs", "-e", **COUNT, help="Epochs.", show_default="30"),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", "-b", help="Batch size per process.", show_default="8"
+        None, "--batch-size", "-b", **COUNT, help="Batch size per process.", show_default="8"
     ),
     lr: float | None = typer.Option(
-        None, "--lr", help="Peak learning rate.", show_default="sgd 0.01, adamw 1e-3"
+        None, "--lr", parser=finite(above=0), help="Peak learning rate.", show_default="sgd 0.01, adamw 1e-3"
     ),
     optimizer: str | None = typer.Option(None, "--optimizer", help="sgd or adamw.", show_default="sgd"),
     schedule: str | None = typer.Option(None, "--schedule", help="poly or cosine.", show_default="poly"),
-    warmup: int | None = typer.Option(None, "--warmup", help="Linear warm-up iterations.", show_default="0"),
+    warmup: int | None = typer.Option(
+        None, "--warmup", **NON_NEGATIVE, help="Linear warm-up iterations.", show_default="0"
+    ),
     weight_decay: float | None = typer.Option(
-        None, "--weight-decay", help="Weight decay.", show_default="sgd 1e-4, adamw 1e-2"
+        None,
+        "--weight-decay",
+        parser=finite(at_least=0),
+        help="Weight decay.",
+        show_default="sgd 1e-4, adamw 1e-2",
     ),
     height: int | None = typer.Option(
-        None, "--height", help="Input/crop height recorded in the card.", show_default="192"
+        None, "--height", **SIDE, help="Input/crop height recorded in the card.", show_default="192"
     ),
     width: int | None = typer.Option(
-        None, "--width", help="Input/crop width recorded in the card.", show_default="384"
+        None, "--width", **SIDE, help="Input/crop width recorded in the card.", show_default="384"
     ),
     crop: str | None = typer.Option(
         None,
@@ -46,11 +52,13 @@ def train_command(
     weights: str | None = typer.Option(None, "--weights", help="Initial weights for the model/backbone."),
     no_augment: bool = typer.Option(False, "--no-augment", help="No random scale/crop/flip/colour."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed.", show_default="0"),
-    workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
+    workers: int = typer.Option(0, "--workers", **NON_NEGATIVE, help="DataLoader worker processes."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
     no_amp: bool = typer.Option(False, "--no-amp", help="Disable mixed precision on CUDA."),
-    threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
-    val_limit: int | None = typer.Option(None, "--val-limit", help="Validate on the first N images only."),
+    threads: int | None = typer.Option(None, "--threads", **THREADS, help="CPU threads for torch."),
+    val_limit: int | None = typer.Option(
+        None, "--val-limit", **COUNT, help="Validate on the first N images only."
+    ),
     resume: str | None = typer.Option(None, "--resume", help="Checkpoint/run dir to continue, or 'auto'."),
     workdir: Path | None = workdir_option(),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),

@@ -3,6 +3,7 @@ installed onnxruntime build has them."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +112,7 @@ class OnnxRuntimeBackend(Backend):
                 disabled_optimizers=list(disabled),
             )
         except Exception as exc:  # onnxruntime raises its own pybind exception types
-            first = first_line(exc)
-            raise EdgesegError(f"cannot load ONNX model {self.path}: {first}") from None
+            raise EdgesegError(f"cannot load ONNX model {self.path}: {ort_reason(exc)}") from None
 
     def spawn(self) -> Backend:
         if self._model is None:
@@ -146,3 +146,23 @@ class OnnxRuntimeBackend(Backend):
 
     def describe(self) -> dict:
         return {**super().describe(), "providers": self.session.get_providers()}
+
+
+_ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : (\S+\.(h|cc|cpp):\d+ .*?\) )?")
+_OPSET = re.compile(r"Opset (\d+) is under development.*?till opset (\d+)", re.S)
+
+
+def ort_reason(exc: BaseException) -> str:
+    """ONNX Runtime's reason in a few words: without its error-code prefix and C++ signature, and an
+    opset newer than this onnxruntime said as such (its own text is 600 characters)."""
+    text = str(exc)
+    opset = _OPSET.search(text)
+    if opset:
+        import onnxruntime as ort
+
+        return (
+            f"it uses ONNX opset {opset.group(1)}, and onnxruntime {ort.__version__} runs up to opset "
+            f"{opset.group(2)}; export it again with a released opset (edgeseg export --opset 17)"
+        )
+    reason = _ORT_PREFIX.sub("", first_line(exc)).strip() or first_line(exc)
+    return reason if len(reason) <= 300 else reason[:297] + "..."
