@@ -88,6 +88,11 @@ def inputs(tmp_path_factory):
     _outputs_that_are_inputs(d)
     _bad_cards(d, card.to_dict())
     _classifier(d / "classifier.onnx")
+    (d / "empty.onnx").write_bytes(b"")
+    (d / "folder.onnx").mkdir()
+    future = onnx.load(d / "tiny.onnx")
+    future.opset_import[0].version = 99
+    onnx.save(future, d / "opset99.onnx")
     yield d
 
 
@@ -429,6 +434,15 @@ CASES = [
     ("run --model {in}/palette.engine --frames 1", BAD, "palette.engine.json: palette[0] must be"),
     ("card {case}/c.json --onnx {in}/classifier.onnx --classes 8", BAD, "not a segmentation output"),
     ("run --model {in}/classifier.onnx --frames 1", BAD, "is not a segmentation output"),
+    # --- sources and models say what they are (issue 23 §4)
+    ("run --model tiny --camera -1", BAD, "--camera must be a device index 0 or more"),
+    ("run --model tiny --camera 0 --camera -2", BAD, "--camera must be a device index 0 or more"),
+    ("run --model tiny --video {in}/images", BAD, "is a folder, not a video file"),
+    ("run --model tiny --video /dev/zero", BAD, "video /dev/zero is not a regular file"),
+    ("run --model {in}/empty.onnx", BAD, "empty.onnx is empty (0 bytes): not an ONNX model"),
+    ("eval {in}/empty.onnx --data synth:2", BAD, "is empty (0 bytes)"),
+    ("run --model {in}/folder.onnx", BAD, "folder.onnx is a folder, not a model file"),
+    ("run --model {in}/opset99.onnx --frames 1", BAD, "it uses ONNX opset 99, and onnxruntime"),
     # --- every number option is checked once (issue 23 §3): ranges, nan, inf, absurd sizes
     ("export fcn8s --height 0", BAD, "Invalid value for '--height'"),
     ("export fcn8s --width 100000", BAD, "Invalid value for '--width'"),

@@ -173,5 +173,7 @@ class BackendLoader:
             raise EdgesegError(f"artifact not found: {path}")
         if path.is_dir():
             raise EdgesegError(f"expected a model file (.onnx, .engine, .pt), got a directory: {path}")
+        if path.stat().st_size == 0:
+            raise EdgesegError(f"{path} is empty (0 bytes): not a model file (an interrupted copy?)")
         cls = backend_class(path)
         return cls(path, **{name: getattr(self.options, name) for name in cls.OPTIONS})
