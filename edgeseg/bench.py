@@ -229,7 +229,7 @@ def run_bench(artifacts: list[Artifact], cfg: BenchConfig, progress: Any = None)
             progress(art)
         with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
             try:
-                out = pool.submit(measure, art, cfg).result()
+                out = _result(pool, pool.submit(measure, art, cfg))
             except EdgesegError as exc:
                 res.error = str(exc)
             except concurrent.futures.process.BrokenProcessPool:
@@ -248,6 +248,18 @@ def run_bench(artifacts: list[Artifact], cfg: BenchConfig, progress: Any = None)
         if eager and r.fps:
             r.speedup_vs_eager = r.fps / eager
     return results
+
+
+def _result(pool: concurrent.futures.ProcessPoolExecutor, future: concurrent.futures.Future) -> Any:
+    """The child's result; on Ctrl-C or SIGTERM the child is ended now (the pool's own exit would
+    wait for all of its iterations) and the signal goes on to the CLI (exit 130/143)."""
+    try:
+        return future.result()
+    except KeyboardInterrupt:
+        for child in list((getattr(pool, "_processes", None) or {}).values()):
+            child.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
 
 
 def nothing_measured(results: list[BenchResult]) -> EdgesegError | None:

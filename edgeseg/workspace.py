@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from edgeseg.errors import EdgesegError
@@ -30,6 +32,49 @@ def writable_workdir(path: str | os.PathLike[str] | None = None) -> Path:
     root = workdir(path)
     check_writable(root, "--workdir" if path else "the workspace", folder=True)
     return root
+
+
+@contextlib.contextmanager
+def build_lock(folder: Path) -> Iterator[None]:
+    """One `edgeseg build` at a time in an export's folder (they share intermediate and output names):
+    a second one is refused in one line while the first holds `.edgeseg-build.lock` (flock(2), as pip
+    and apt lock; the kernel drops the lock when its holder dies, so a killed build never blocks).
+    The holder removes the file before it lets go, and a build that locked a file already removed
+    tries again, so two builds never hold two different files."""
+    import fcntl
+
+    path = folder / ".edgeseg-build.lock"
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            from edgeseg.atomic import output_failed
+
+            raise output_failed(path, exc) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise EdgesegError(
+                f"another edgeseg build (pid {holder}) is writing in {folder}; wait for it to finish "
+                "(or build a copy of the export elsewhere)"
+            ) from None
+        try:
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(fd).st_ino:
+            break
+        os.close(fd)  # the holder before us removed it as we opened it: lock the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
 
 
 def train_root(root: Path, model: str) -> Path:

@@ -24,6 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edgeseg.card import IGNORE_INDEX
 from edgeseg.console import warn
 from edgeseg.errors import EdgesegError
 from edgeseg.runtime.source_base import NETWORK_TIMEOUT_MS, Frame, Source, quiet_opencv
@@ -442,8 +443,22 @@ class LabelLookup:
                 f"label {path.name} is {mask.shape[1]}x{mask.shape[0]} but frame {name} is "
                 f"{frame_hw[1]}x{frame_hw[0]}"
             )
+        self._check_ids(mask, path)
         self.matched += 1
         return mask.astype(np.uint8, copy=False)
+
+    def _check_ids(self, mask: np.ndarray, path: Path) -> None:
+        """Ground truth that cannot match the model is refused, never wrapped or scored: a 16-bit
+        mask's 256..65535 and class ids the model does not have (255 is 'ignore')."""
+        n = len(self._keys)
+        if mask.dtype.kind not in "ui":
+            raise EdgesegError(f"label {path} holds {mask.dtype} values; expected integer class ids")
+        bad = (mask >= n) & (mask != IGNORE_INDEX)
+        if bad.any():
+            raise EdgesegError(
+                f"label {path} holds class id {int(mask[bad].max())} but the model has {n} classes "
+                f"(ids 0..{n - 1}, {IGNORE_INDEX} = ignore): labels of another label set?"
+            )
 
     def _from_colours(self, bgr: np.ndarray) -> np.ndarray:
         b, g, r = (bgr[:, :, i].astype(np.int64) for i in range(3))

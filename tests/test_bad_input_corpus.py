@@ -93,7 +93,30 @@ def inputs(tmp_path_factory):
     future = onnx.load(d / "tiny.onnx")
     future.opset_import[0].version = 99
     onnx.save(future, d / "opset99.onnx")
+    _ground_truth_of_another_model(d)
+    (d / "hf-evil").mkdir()
+    (d / "hf-evil" / "config.json").write_text(json.dumps({"model_type": "segformer", "num_labels": 2}))
+    (d / "hf-evil" / "pytorch_model.bin").write_bytes(pickle.dumps({"w": Evil()}, protocol=2))
     yield d
+
+
+def _ground_truth_of_another_model(d: Path) -> None:
+    """Labels the 8-class tiny model cannot be scored on: a 16-bit mask with ids 256..263 (they used
+    to wrap to 0..7), a mask with id 9, and a plain dataset of 3 classes."""
+    import cv2
+
+    h, w = cv2.imread(str(d / "images" / "img_000.png")).shape[:2]
+    ids = (np.arange(h * w).reshape(h, w) % 8).astype(np.uint16)
+    (d / "labels16").mkdir()
+    cv2.imwrite(str(d / "labels16" / "img_000.png"), ids + 256)
+    (d / "labels9").mkdir()
+    cv2.imwrite(str(d / "labels9" / "img_000.png"), np.full((h, w), 9, np.uint8))
+    for sub in ("images", "masks"):
+        (d / "ds3" / sub).mkdir(parents=True)
+    for i in range(4):
+        cv2.imwrite(str(d / "ds3" / "images" / f"s{i}.png"), np.full((32, 64, 3), 40 * i, np.uint8))
+        cv2.imwrite(str(d / "ds3" / "masks" / f"s{i}.png"), np.full((32, 64), i % 3, np.uint8))
+    (d / "ds3" / "classes.txt").write_text("sky\nroad\ncar\n")
 
 
 def _outputs_that_are_inputs(d: Path) -> None:
@@ -443,6 +466,19 @@ CASES = [
     ("eval {in}/empty.onnx --data synth:2", BAD, "is empty (0 bytes)"),
     ("run --model {in}/folder.onnx", BAD, "folder.onnx is a folder, not a model file"),
     ("run --model {in}/opset99.onnx --frames 1", BAD, "it uses ONNX opset 99, and onnxruntime"),
+    # --- ground truth that cannot match the model, and a pickle in an hf: folder
+    (
+        "run --model {in}/tiny.onnx --images {in}/images --labels {in}/labels16",
+        BAD,
+        "holds class id 263 but the",
+    ),
+    (
+        "run --model {in}/tiny.onnx --images {in}/images --labels {in}/labels9",
+        BAD,
+        "holds class id 9 but the",
+    ),
+    ("build tiny --fp16 --eval-data {in}/ds3", BAD, "the model predicts 8 classes"),
+    ("export hf:{in}/hf-evil", BAD, "not a plain weights file"),
     # --- every number option is checked once (issue 23 §3): ranges, nan, inf, absurd sizes
     ("export fcn8s --height 0", BAD, "Invalid value for '--height'"),
     ("export fcn8s --width 100000", BAD, "Invalid value for '--width'"),
@@ -609,3 +645,138 @@ def test_the_no_card_advice_works_on_every_command_that_gives_it(command, inputs
     assert without.exit_code == BAD and "--card CARD.json" in without.stderr
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
+
+
+# --- shared files, full disks and stop signals (issue 23 §1, §5) ---------------------------------
+def test_two_writers_of_one_log_never_mix_and_the_last_wins_whole(tmp_path):
+    """Two runs with the same --log: each stages in a file of its own, so the log is one run's whole."""
+    from edgeseg.runtime.pipeline import FrameResult
+    from edgeseg.runtime.sinks import JsonlSink
+
+    log = tmp_path / "same.jsonl"
+    first, second = JsonlSink(log, ["a", "b"]), JsonlSink(log, ["a", "b"])
+    frame = np.zeros((4, 4, 3), np.uint8)
+    for i in range(50):  # interleaved, as two processes write
+        for sink, name in ((first, "first"), (second, "second")):
+            sink.write(FrameResult(index=i, name=name, frame=frame, wall_time=0.0, t_capture=0.0))
+    first.close()
+    second.close()
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["index"] for r in records] == list(range(50))
+    assert {r["name"] for r in records} == {"second"}  # the last to finish, whole
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_a_second_build_in_the_same_folder_is_refused_in_one_line(inputs, _isolated_workdir):
+    from edgeseg.workspace import build_lock
+
+    folder = _isolated_workdir / "tiny"
+    folder.mkdir(parents=True)
+    (folder / "tiny.onnx").write_bytes((inputs / "tiny.onnx").read_bytes())
+    with build_lock(folder):
+        r = runner.invoke(app, ["build", "tiny", "--fp16", "--eval-data", "synth:2"])
+        assert r.exit_code == BAD and isinstance(r.exception, SystemExit), r.output
+        assert f"another edgeseg build (pid {os.getpid()}) is writing in {folder}" in r.stderr
+        assert sorted(p.name for p in folder.iterdir()) == [".edgeseg-build.lock", "tiny.onnx"]
+    assert sorted(p.name for p in folder.iterdir()) == ["tiny.onnx"]  # the holder removed its lock
+    r = runner.invoke(app, ["build", "tiny", "--fp16", "--eval-data", "synth:2"])
+    assert r.exit_code == 0, r.output
+    assert (folder / "tiny.fp16.onnx").is_file() and not (folder / ".edgeseg-build.lock").exists()
+
+
+def test_a_checkpoint_on_a_full_disk_is_exit_6_naming_the_file(full_disk):
+    """torch's writer wraps ENOSPC in its own RuntimeError: still one OutputFailed, nothing left."""
+    if full_disk is None:
+        pytest.skip("a full tmpfs needs root (CI runs as root)")
+    import torch
+
+    from edgeseg.card import ModelCard, default_palette
+    from edgeseg.checkpoint import save_checkpoint
+    from edgeseg.errors import OutputFailed
+
+    card = ModelCard(model="m", classes=["a", "b"], palette=default_palette(2))
+    target = full_disk / "export" / "best.pt"
+    before = sorted(p.name for p in target.parent.iterdir())
+    with pytest.raises(OutputFailed, match=f"cannot write {target}: no space left on device") as failed:
+        save_checkpoint(target, {"w": torch.zeros(1 << 18)}, card)
+    assert failed.value.exit_code == OUTPUT
+    assert sorted(p.name for p in target.parent.iterdir()) == before
+
+
+def test_a_full_disk_anywhere_is_exit_6_naming_the_path(tmp_path, monkeypatch):
+    """A library writing its own temporary file on a full disk: one line and exit 6, no traceback."""
+    import errno
+
+    import edgeseg.data.synth
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "/tmp/their-temporary-file")
+
+    monkeypatch.setattr(edgeseg.data.synth, "write_dataset", full)
+    r = runner.invoke(app, ["data", "synth", str(tmp_path / "d"), "--num", "2"])
+    assert r.exit_code == OUTPUT and isinstance(r.exception, SystemExit), r.output
+    assert r.stderr.strip() == "error: cannot write /tmp/their-temporary-file: No space left on device"
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_bench_stops_within_seconds_while_its_child_measures(sig, inputs, tmp_path):
+    """SIGTERM/SIGINT while a spawned child measures a million iterations: the child is ended at once
+    and bench exits 143/130 (the pool used to wait for every iteration)."""
+    import signal
+    import sys
+    import time
+
+    work = tmp_path / "work"
+    (work / "tiny").mkdir(parents=True)
+    (work / "tiny" / "tiny.onnx").write_bytes((inputs / "tiny.onnx").read_bytes())
+    env = {**os.environ, "EDGESEG_WORKDIR": str(work), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeseg", "bench", "tiny", "--iterations", "1000000", "--data", "synth:1",
+         "--threads", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    try:
+        line = ""
+        while "measuring" not in line and proc.poll() is None:
+            line = proc.stdout.readline()
+        children = _children(proc.pid)
+        deadline = time.monotonic() + 120
+        while not children and time.monotonic() < deadline:  # the spawned child is up
+            time.sleep(0.2)
+            children = _children(proc.pid)
+        time.sleep(2)
+        proc.send_signal(getattr(signal, sig))
+        start = time.monotonic()
+        proc.communicate(timeout=60)
+        took = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == (143 if sig == "SIGTERM" else 130)
+    assert took < 20  # seconds, not the million iterations
+    names = {pid: _cmdline(pid) for pid in children}
+    deadline = time.monotonic() + 10
+    while [pid for pid in children if _alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [names[pid] for pid in children if _alive(pid)]
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    except OSError:
+        return "?"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False

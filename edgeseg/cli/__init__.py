@@ -8,6 +8,7 @@ and torch-free.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import pkgutil
 import re
@@ -19,6 +20,8 @@ from typer.core import TyperCommand, TyperGroup
 
 from edgeseg._version import __version__
 from edgeseg.errors import EXIT_CODE_HELP, EdgesegError, ExitCode
+
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # what no retry fixes: exit 6, not a traceback
 
 # Typer vendors its own click: its usage errors are the bases of the public typer.BadParameter
 _UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
@@ -76,6 +79,11 @@ class _Group(_HelpStyle, TyperGroup):
         except EdgesegError as exc:
             print_error(str(exc))
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:
+            if exc.errno not in _DISK_FULL:
+                raise
+            print_error(f"cannot write {exc.filename or 'a file'}: {exc.strerror}")
+            raise typer.Exit(ExitCode.OUTPUT_FAILED) from None
         except _UsageError as exc:  # an unknown option, a value of the wrong type, a missing one
             where = f"`{exc.ctx.command_path} --help`" if exc.ctx is not None else "`edgeseg --help`"
             print_error(f"{exc.format_message()} (see {where})")

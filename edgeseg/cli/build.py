@@ -181,7 +181,7 @@ def build_command(
     from edgeseg.card import ModelCard
     from edgeseg.cli.progress import progress_bars
     from edgeseg.export.tensorrt_plan import EngineOptions, parse_shape
-    from edgeseg.workspace import require_export
+    from edgeseg.workspace import build_lock, require_export
     from edgeseg.workspace import workdir as resolve_workdir
 
     engine = None
@@ -213,7 +213,7 @@ def build_command(
         ],
     )
     check_writable(onnx_path.parent, f"the folder of {onnx_path.name}", folder=True)  # artifacts go there
-    with progress_bars(enabled=not json_out) as progress:
+    with build_lock(onnx_path.parent), progress_bars(enabled=not json_out) as progress:
         result = build(onnx_path, opts, progress=progress)
     _show(result, json_out, target)
 

@@ -69,6 +69,11 @@ def load_hf(request: ImportRequest) -> Imported:
     safetensors = any(folder.glob("*.safetensors"))
     if not safetensors and not any(folder.glob("pytorch_model*.bin")):
         raise EdgesegError(f"hf:{request.target}: no model.safetensors (or pytorch_model.bin) in {folder}")
+    if not safetensors:  # refused here, unrun and in one line, as on every other route
+        from edgeseg.checkpoint import load_raw
+
+        for weights in sorted(folder.glob("pytorch_model*.bin")):
+            load_raw(weights)
     offline()
     torch = require("torch")
     transformers = require("transformers", purpose="Hugging Face models")
