@@ -140,22 +140,18 @@ class PendingFile:
     """A file on its way to `target`: write it at `path` (a hidden temporary sibling; a private
     temporary file when the target is written in place), then `commit()` puts it in place or
     `discard()` drops it. `suffix` keeps the extension (OpenCV picks the container from it).
-    `fixed_name`: the sibling is always `.<stem>.partial<suffix>` (a run's outputs, which people and
-    tests look for while it writes; a stale one from a killed run is overwritten) instead of unique."""
+    Every writer stages in a file of its own (`.<stem>.<random>.partial<suffix>`): two runs writing
+    the same --log or --save never write into one file, and the last to finish replaces it whole."""
 
-    def __init__(self, target: str | os.PathLike[str], *, suffix: str = "", fixed_name: bool = False) -> None:
+    def __init__(self, target: str | os.PathLike[str], *, suffix: str = "") -> None:
         self.dest = destination(target)
         real = self.dest.real
         folder: Path | None = real.parent if self.dest.replace else None
-        stem = real.stem if suffix else real.name
+        stem = _staging_stem(real.stem if suffix else real.name)
         try:
             if folder is not None:
                 folder.mkdir(parents=True, exist_ok=True)
-            if fixed_name and folder is not None:
-                tmp = str(folder / f".{stem}.partial{suffix}")
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            else:
-                fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".partial{suffix}", dir=folder)
+            fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".partial{suffix}", dir=folder)
         except OSError as exc:
             raise output_failed(target, exc) from None
         os.close(fd)
@@ -212,8 +208,9 @@ def atomic_path(target: str | os.PathLike[str], *, suffix: str = "") -> Iterator
         pending.discard()
         raise output_failed(target, exc) from None
     except Exception:
+        full = disk_full(pending.path.parent)  # torch and others wrap ENOSPC in their own errors
         pending.discard()
-        if disk_full(pending.path.parent):  # torch and others wrap ENOSPC in their own errors
+        if full:
             raise OutputFailed(f"cannot write {target}: no space left on device") from None
         raise
     except BaseException:
