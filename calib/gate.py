@@ -194,15 +194,13 @@ def open_eval_data(
         path = Path(spec).expanduser()
         ds = try_dataset(path) if path.is_dir() else None
         labelled = ds is not None
-        if ds is not None:
-            from edgeseg.evaluate import class_mismatch
-
-            problem = class_mismatch(card.classes, list(getattr(ds, "classes", [])))
-            if problem is not None:
-                raise EdgesegError(
-                    f"--eval-data {spec}: {problem}; its labels cannot score the model (give images "
-                    "without labels, a video or a glob, to compare INT8 with FP32's predictions)"
-                )
+        count = len(getattr(ds, "classes", [])) if ds is not None else card.num_classes
+        if count != card.num_classes:
+            raise EdgesegError(
+                f"--eval-data {spec}: the model predicts {card.num_classes} classes but the dataset has "
+                f"{count}; its labels cannot score the model (give images without labels, a video or a "
+                "glob, to compare INT8 with FP32's predictions)"
+            )
     if ds is None:  # images without labels: a video, a glob, a plain folder
         images = open_images(spec, default_n, EVAL_SEED, what="evaluation data", exclude=calibrated_on)
         return EvalData(spec, [images.image(i) for i in range(len(images))], [None] * len(images), "fp32")

@@ -187,6 +187,22 @@ class StreamSource(_CvCaptureSource):
     def _open_error(self) -> str:
         return f"cannot open stream {self.url} (unreachable, wrong URL or unsupported protocol)"
 
+    def open(self) -> None:
+        super().open()
+        self.decoded = 0  # frames decoded since this (re)open
+
+    def read(self) -> Frame | None:
+        frame = super().read()
+        if frame is not None:
+            self.decoded += 1
+            self.problem = None
+        elif not getattr(self, "decoded", 1):  # connected, yet not one frame decoded
+            self.problem = (
+                f"stream {self.url} answered, but FFmpeg decoded no frame from what it sent "
+                "(not a video stream, or a damaged one)"
+            )
+        return frame
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "url": self.url, "timeout_s": self.timeout_ms / 1000}
 

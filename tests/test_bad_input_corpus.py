@@ -780,3 +780,38 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+def test_a_garbage_mjpeg_stream_names_the_url_and_the_decoding_failure(inputs):
+    """A server that answers with multipart parts that are not JPEGs: the one line names the URL and
+    says nothing decoded (it used to be "source stopped delivering")."""
+    import http.server
+    import threading
+    import time
+
+    class Garbage(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server hook
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            body = b"\xff\xd8 not a jpeg" * 50
+            with contextlib.suppress(OSError):
+                for _ in range(400):
+                    part = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(body)
+                    self.wfile.write(part + body + b"\r\n")
+                    time.sleep(0.05)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/s.mjpg"
+    try:
+        r = runner.invoke(app, ["run", "--model", str(inputs / "tiny.onnx"), "--url", url, "--json"])
+    finally:
+        server.shutdown()
+    assert r.exit_code == SOURCE_LOST and isinstance(r.exception, SystemExit), r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and url in lines[0] and "FFmpeg decoded no frame" in lines[0], r.stderr

@@ -106,7 +106,7 @@ class Capture:
                     stats.input_problem = source.problem
                     break
                 if gap is None:  # the source went quiet when its last frame came, not when we noticed
-                    gap = Gap(last_frame - stats.started, reason=silence(t0, last_frame))
+                    gap = Gap(last_frame - stats.started, reason=source.problem or silence(t0, last_frame))
                     stats.gaps.append(gap)
                 if not self.reconnect.enabled or not self.reconnect.reopen(
                     source, gap, stats.started + gap.start, stop
