@@ -176,7 +176,8 @@ def open_eval_data(
     from edgeseg.data.synth import has_street_classes
 
     street = has_street_classes(card.classes)
-    if not (spec or "").strip():
+    given = bool((spec or "").strip())  # ground truth the user chose must fit; a fallback may not
+    if not given:
         if street:
             spec = f"synth:{default_n}"
         elif fallback:
@@ -193,9 +194,9 @@ def open_eval_data(
     else:
         path = Path(spec).expanduser()
         ds = try_dataset(path) if path.is_dir() else None
-        labelled = ds is not None
         count = len(getattr(ds, "classes", [])) if ds is not None else card.num_classes
-        if count != card.num_classes:
+        labelled = ds is not None and count == card.num_classes
+        if count != card.num_classes and given:
             raise EdgesegError(
                 f"--eval-data {spec}: the model predicts {card.num_classes} classes but the dataset has "
                 f"{count}; its labels cannot score the model (give images without labels, a video or a "

@@ -513,6 +513,9 @@ CASES = [
     ("run --model tiny --alpha nan --frames 1", BAD, "'--alpha': nan is not a finite number"),
     ("run --model tiny --synthetic-size 30000x30000", BAD, "size must be at most 8192x8192"),
     ("bench --height 0", BAD, "Invalid value for '--height'"),
+    ("ros2 --model tiny --timeout nan", BAD, "'--timeout': nan is not a finite number"),
+    ("ros2 --model tiny --alpha -1", BAD, "'--alpha': -1 must be at least 0"),
+    ("ros2 --model tiny --threads 0", BAD, "Invalid value for '--threads'"),
 ]
 
 

@@ -12,10 +12,13 @@ from pathlib import Path
 import typer
 
 from edgeseg.cli.options import (
+    COUNT,
+    THREADS,
     allow_other_gpu_option,
     backend_option,
     card_option,
     device_option,
+    finite,
     providers_option,
     workdir_option,
 )
@@ -34,7 +37,7 @@ def ros2_command(
     allow_other_gpu: bool = allow_other_gpu_option(),
     backend: str | None = backend_option(),
     providers: str = providers_option(),
-    threads: int | None = typer.Option(None, "--threads", help="CPU threads for inference."),
+    threads: int | None = typer.Option(None, "--threads", **THREADS, help="CPU threads for inference."),
     device: str = device_option(),
     topic: str = typer.Option("image", "--topic", help="Image topic to subscribe to (remappable: `image`)."),
     compressed: bool | None = typer.Option(
@@ -49,13 +52,18 @@ def ros2_command(
     visual: str = typer.Option(
         "overlay", "--visual", help="Also publish ~/overlay as: overlay, mask, side-by-side or none."
     ),
-    alpha: float = typer.Option(0.5, "--alpha", help="Overlay opacity, 0..1."),
+    alpha: float = typer.Option(
+        0.5, "--alpha", parser=finite(at_least=0, at_most=1), help="Overlay opacity, 0..1."
+    ),
     node_name: str = typer.Option("edgeseg", "--node-name", help="Node name (topics are ~/class_map ...)."),
     frames: int | None = typer.Option(
-        None, "--frames", "-n", help="Stop after N frames.", show_default="run on"
+        None, "--frames", "-n", **COUNT, help="Stop after N frames.", show_default="run on"
     ),
     timeout: float | None = typer.Option(
-        None, "--timeout", help="Exit with code 5 after this many seconds without an image (lost camera)."
+        None,
+        "--timeout",
+        parser=finite(above=0),
+        help="Exit with code 5 after this many seconds without an image (lost camera).",
     ),
     report: Path | None = typer.Option(None, "--report", help="Write the final report as JSON."),
     workdir: Path | None = workdir_option(),
