@@ -457,6 +457,8 @@ CASES = [
     ("run --model {in}/palette.engine --frames 1", BAD, "palette.engine.json: palette[0] must be"),
     ("card {case}/c.json --onnx {in}/classifier.onnx --classes 8", BAD, "not a segmentation output"),
     ("run --model {in}/classifier.onnx --frames 1", BAD, "is not a segmentation output"),
+    ("eval {in}/classifier.onnx --data synth:2", BAD, "output 'scores' [1, 8] is not a segmentation output"),
+    ("bench {in}/classifier.onnx --data synth:2", BAD, "is not a segmentation output"),
     # --- sources and models say what they are (issue 23 §4)
     ("run --model tiny --camera -1", BAD, "--camera must be a device index 0 or more"),
     ("run --model tiny --camera 0 --camera -2", BAD, "--camera must be a device index 0 or more"),

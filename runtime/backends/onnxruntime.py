@@ -99,7 +99,13 @@ class OnnxRuntimeBackend(Backend):
             raise EdgesegError(f"{self.path.name} has {len(inputs)} inputs; edgeseg models take one image")
         self.input_name = inputs[0].name
         self.input_shape = inputs[0].shape
-        self.output_name = self.session.get_outputs()[0].name
+        output = self.session.get_outputs()[0]
+        self.output_name = output.name
+        if output.shape and len(output.shape) not in (3, 4):  # known before the first frame
+            raise EdgesegError(
+                f"{self.path.name}: output {output.name!r} {list(output.shape)} is not a segmentation output "
+                "(N x C x H x W logits or N x H x W labels): is it a classifier?"
+            )
 
     def _open_session(self, opts: Any, disabled: tuple[str, ...] = ()) -> Any:
         import onnxruntime as ort
