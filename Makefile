@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test test-all bench gpu-check lint venv clean system-tools
+.PHONY: demo test test-all bench gpu-check py38-check lint venv clean system-tools
 
 # Debian programs the tests use for real (a stream server to kill and freeze, a browser for the live
 # view): installed where missing when we are root with apt (CI), otherwise named for you to install.
@@ -56,9 +56,21 @@ bench: $(STAMP)
 gpu-check: $(STAMP)
 	$(PY) tools/gpu_check.py --out gpu-check.json
 
+# The on-device part (build from ONNX, run, ros2, Segmenter) on Python 3.8, JetPack 5.1's system Python:
+# a .venv38 with the runtime requirements (no torch), then tests/test_python38.py runs the device commands
+# under it. PY38 is any Python 3.8 (pyenv's, Debian's, `uv python install 3.8`).
+PY38 ?= $(shell command -v python3.8 || ls $$HOME/.pyenv/versions/3.8*/bin/python3.8 2>/dev/null | tail -1)
+VENV38 := .venv38
+py38-check: $(STAMP)
+	@test -n "$(PY38)" || { echo "py38-check: no Python 3.8 found; set PY38=/path/to/python3.8"; exit 1; }
+	@test -x $(VENV38)/bin/python || $(PY38) -m venv $(VENV38)
+	@$(VENV38)/bin/pip install $(QUIET) 'numpy>=1.24,<2' 'opencv-python-headless>=4.8' 'typer>=0.12' 'rich>=13' \
+		'onnx>=1.15' 'onnxruntime>=1.17' 'pillow>=9' pytest
+	EDGESEG_PY38=$(VENV38)/bin/python $(PY) -m pytest -q tests/test_python38.py
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 clean:  # the venv, build leftovers and the default output folders (edgeseg-work/, edgeseg-demo/)
-	rm -rf $(VENV) edgeseg-work edgeseg-demo build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV38) edgeseg-work edgeseg-demo build dist *.egg-info .pytest_cache .ruff_cache

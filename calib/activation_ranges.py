@@ -190,11 +190,10 @@ def run_calibrator(
     input_name = model.graph.input[0].name
     del model
     # onnxruntime's histogram calibrators print progress to stdout; keep stdout clean for --json.
-    with (
-        tempfile.TemporaryDirectory(prefix="edgeseg-calib-") as tmp,
-        quiet_ort_logging(),
-        contextlib.redirect_stdout(io.StringIO()),
-    ):
+    # (an ExitStack rather than 3.9's parenthesized `with`: this module is imported on Python 3.8 too)
+    with tempfile.TemporaryDirectory(prefix="edgeseg-calib-") as tmp, contextlib.ExitStack() as quiet:
+        quiet.enter_context(quiet_ort_logging())
+        quiet.enter_context(contextlib.redirect_stdout(io.StringIO()))
         try:
             calibrator = create_calibrator(
                 Path(model_path),

@@ -338,7 +338,9 @@ def held_out(names: list[str], exclude: Collection[str], spec: str, items: list)
     """`items` whose name is not in `exclude`; all of them (with a warning) when none would remain."""
     if not exclude:
         return items
-    kept = [item for name, item in zip(names, items, strict=True) if name not in exclude]
+    if len(names) != len(items):  # (zip's strict= is 3.10+; this part also runs on 3.8)
+        raise ValueError(f"{len(names)} names for {len(items)} items")
+    kept = [item for name, item in zip(names, items) if name not in exclude]
     if kept:
         return kept
     from edgeseg.console import warn

@@ -42,9 +42,32 @@ def require(module: str, *, purpose: str | None = None) -> ModuleType:
         extra, default_purpose = EXTRAS.get(top, ("all", top))
         why = purpose or default_purpose
         raise MissingDependencyError(
-            f"{top} is needed for {why} but is not installed ({exc.msg}); "
-            f"install it with: pip install 'edgeseg[{extra}]'"
+            f"{top} is needed for {why} but is not installed ({exc.msg}); {install_hint(top, extra)}"
         ) from exc
+
+
+# On a Jetson, TensorRT's Python bindings exist only for the system Python, from JetPack's apt packages
+# (NVIDIA's PyPI wheels are for desktops): the `tensorrt` extra is not the way there.
+JETSON_HINTS = {
+    "tensorrt": "on a Jetson it comes with JetPack: sudo apt install python3-libnvinfer (system Python; a venv "
+    "needs --system-site-packages), see docs/tensorrt.md",
+    "pycuda": "on a Jetson: pip install pycuda (with JetPack's CUDA in PATH), or cuda-python matching its CUDA",
+    "cuda": "on a Jetson: pip install cuda-python==<JetPack's CUDA major>.* (or pycuda)",
+}
+
+
+def on_jetson() -> bool:
+    """A Jetson (L4T) board: NVIDIA's L4T release file exists."""
+    from pathlib import Path
+
+    return Path("/etc/nv_tegra_release").exists()
+
+
+def install_hint(top: str, extra: str) -> str:
+    """How to install `top`: the pip extra, or JetPack's way on a Jetson."""
+    if top in JETSON_HINTS and on_jetson():
+        return JETSON_HINTS[top]
+    return f"install it with: pip install 'edgeseg[{extra}]'"
 
 
 def available(module: str) -> bool:

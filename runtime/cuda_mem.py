@@ -468,10 +468,14 @@ def open_cuda(prefer: str | None = None, device: int = 0) -> CudaMemory:
     installed = available_bindings()
     order = [prefer] if prefer else installed
     if not order or (prefer and prefer not in installed):
-        raise GpuUnavailableError(
-            f"no CUDA Python binding{' ' + prefer if prefer else ''} installed; "
-            "install it with: pip install 'edgeseg[tensorrt]' (cuda-python) or pip install pycuda"
+        from edgeseg.lazy import JETSON_HINTS, on_jetson
+
+        how = (
+            JETSON_HINTS["cuda"]
+            if on_jetson()
+            else "install it with: pip install 'edgeseg[tensorrt]' (cuda-python) or pip install pycuda"
         )
+        raise GpuUnavailableError(f"no CUDA Python binding{' ' + prefer if prefer else ''} installed; {how}")
     last: GpuUnavailableError | None = None
     for name in order:
         try:

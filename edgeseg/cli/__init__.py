@@ -143,6 +143,9 @@ def _register_commands() -> None:
                 command.cls = _Command
     for group in app.registered_groups:
         group.cls = _Group  # the sub-app's own setting is a placeholder until Typer builds it
+    from edgeseg.compat import resolve_typer_app
+
+    resolve_typer_app(app)  # Python 3.8/3.9 (JetPack 5.1's system Python): `X | None` options for Typer
 
 
 _register_commands()

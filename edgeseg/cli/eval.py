@@ -105,8 +105,8 @@ def _report(path, data, n, metrics, classes, written, json_out, matrix, crf_para
                 "crf": crf_params.to_dict() if crf_params else None,
                 **metrics.to_dict(classes),
                 "confusion": matrix,
+                "plots": [str(p) for p in written],
             }
-            | {"plots": [str(p) for p in written]}
         )
         return
     console.print(

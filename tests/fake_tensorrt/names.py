@@ -55,7 +55,7 @@ class NameList:
         return name in self.names
 
 
-@functools.cache
+@functools.lru_cache(maxsize=None)  # noqa: UP033 - functools.cache is 3.9+: the fakes run on 3.8 too
 def load_names(version: str) -> NameList:
     if version == "8.5.2":
         base = load_names("8.6.1")
