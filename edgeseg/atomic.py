@@ -29,7 +29,7 @@ import tempfile
 from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Union
 
 from edgeseg.errors import EdgesegError, OutputFailed
 
@@ -339,7 +339,16 @@ def disk_full(folder: str | os.PathLike[str]) -> bool:
         return False
 
 
-PathArg = str | os.PathLike[str] | None
+def _is_within(path: Path, root: Path) -> bool:
+    """Path.is_relative_to (3.9+), for Python 3.8."""
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+PathArg = Union[str, "os.PathLike[str]", None]  # (typing's form: this runs on Python 3.8)
 _GLOB = re.compile(r"[*?\[]")
 
 
@@ -362,7 +371,7 @@ def check_apart(
         for in_option, name, inp in ins:
             where = f"{out_option} {given} and {in_option} {name}"
             if out_option in folders:
-                if real == inp or inp.is_relative_to(real) or _hard_link_in(inp, real):
+                if real == inp or _is_within(inp, real) or _hard_link_in(inp, real):
                     raise EdgesegError(
                         f"{out_option} {given} holds the input {in_option} {name}: outputs written "
                         "there could replace it; choose another folder"
@@ -371,7 +380,7 @@ def check_apart(
                 raise EdgesegError(
                     f"{where} are the same file: writing would destroy the input; choose another path"
                 )
-            elif inp.is_dir() and real.is_relative_to(inp) and real.exists():
+            elif inp.is_dir() and _is_within(real, inp) and real.exists():
                 raise EdgesegError(
                     f"{out_option} {given} would replace a file inside the input {in_option} {name}; "
                     "choose another path"

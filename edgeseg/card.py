@@ -205,7 +205,7 @@ def _int(v: Any) -> bool:
 
 
 def _finite(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _jsonable(v: Any) -> bool:
@@ -218,7 +218,7 @@ def _jsonable(v: Any) -> bool:
 
 def _json_kind(v: Any) -> str:
     return {list: "a list", type(None): "null", str: "a string", bool: "a boolean"}.get(
-        type(v), "a number" if isinstance(v, int | float) else type(v).__name__
+        type(v), "a number" if isinstance(v, (int, float)) else type(v).__name__
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Tuple
 
 from edgeseg.export.graph import attributes, opset_version
 from edgeseg.lazy import require
@@ -224,7 +224,7 @@ TRT10_MAX_OPSET = 20
 # ONNX TensorProto data types by number (avoids importing onnx for the table).
 UINT8, INT64, DOUBLE = 2, 7, 11
 
-Finding = tuple[Status, str]
+Finding = Tuple[Status, str]  # (typing's form: export/ is linted for Python 3.8)
 
 
 @dataclass

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -226,7 +226,7 @@ class LiveServer:
             return len(self._httpd.clients)
 
     def page(self) -> bytes:
-        html = resources.files("edgeseg.runtime").joinpath("liveview.html").read_text(encoding="utf-8")
+        html = Path(__file__).with_name("liveview.html").read_text(encoding="utf-8")  # package data beside it
         return html.replace("{{title}}", _html_escape(self.title)).encode()
 
     def start(self) -> None:

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 
@@ -47,7 +47,7 @@ from edgeseg.runtime.tiles import Tiler
 
 STREAM_FIELD = "{stream}"  # replaced by each stream's name in per-stream output paths
 
-PerStream = Callable[[str], Any] | Mapping[str, Any] | None  # a value per stream name
+PerStream = Union["Callable[[str], Any]", "Mapping[str, Any]", None]  # a value per stream name (3.8: no `|`)
 
 
 # ------------------------------------------------------------------------------------------ naming
@@ -443,7 +443,7 @@ class MultiStream(StreamDriver):
             for key in ("model", "backend", "workers", "cpu"):
                 entry.pop(key, None)
             entry["outputs"] = [
-                s.describe() for s in lane.pipeline.sinks if not isinstance(s, _Forward | Tiler.Cell)
+                s.describe() for s in lane.pipeline.sinks if not isinstance(s, (_Forward, Tiler.Cell))
             ]
             streams.append({"stream": lane.name, **entry})
         return RunReport(

@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
@@ -32,7 +32,9 @@ from edgeseg.runtime.sources import LabelLookup, Source, open_source
 from edgeseg.runtime.streaming.frame import FrameResult
 from edgeseg.runtime.streaming.reconnect import Reconnect
 
-StreamSpec = Mapping[str, Any] | Source  # `open_source` keywords ({"camera": 0}) or a Source
+StreamSpec = Union[
+    "Mapping[str, Any]", Source
+]  # `open_source` keywords ({"camera": 0}) or a Source (3.8: no `|`)
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,13 @@
 there). Which part: whatever `tests/on_device.py` imports while it builds an engine from an ONNX, runs it
 on a stream, runs `Segmenter` and `edgeseg ros2`, plus all of `runtime/`. Checked three ways: vermin
 (syntax and standard-library API per Python version) on those files, pyproject's promises (requires-python,
-ruff's per-file target)."""
+ruff's per-file target), `X | Y` between types outside annotations (vermin misses `isinstance(v, int | float)`),
+and, where a Python 3.8 with the requirements is installed, the script itself under it (`make py38-check`
+makes one)."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -34,8 +37,8 @@ def on_device(tmp_path_factory) -> dict:
 
 
 def _device_files(on_device: dict) -> list[str]:
-    # runtime/ is being restructured; its sweep for 3.8 comes with the real-interpreter run
-    return sorted(f for f in on_device["files"] if not f.startswith(str(ROOT / "runtime")))
+    runtime = sorted(str(p) for p in (ROOT / "runtime").rglob("*.py"))
+    return sorted(set(on_device["files"]) | set(runtime))
 
 
 def test_the_device_commands_run_and_name_their_modules(on_device):
@@ -56,6 +59,57 @@ def test_vermin_finds_nothing_newer_than_python_38(on_device):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def _annotation_nodes(tree: ast.AST) -> set[int]:
+    inside: set[int] = set()
+    for node in ast.walk(tree):
+        roots = []
+        if isinstance(node, (ast.arg, ast.AnnAssign)) and node.annotation is not None:
+            roots.append(node.annotation)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns is not None:
+            roots.append(node.returns)
+        for root in roots:
+            inside |= {id(n) for n in ast.walk(root)}
+    return inside
+
+
+def _typeish(node: ast.AST) -> bool:
+    """A name that looks like a type: a builtin type, None, or a CamelCase class (not an ALL_CAPS flag)."""
+    if isinstance(node, ast.Constant) and node.value is None:
+        return True
+    if isinstance(node, ast.Subscript):
+        return True
+    name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+    builtin = {
+        "int",
+        "float",
+        "str",
+        "bytes",
+        "bool",
+        "list",
+        "tuple",
+        "dict",
+        "set",
+        "frozenset",
+        "type",
+        "object",
+    }
+    bare = name.lstrip("_")
+    return name in builtin or (bare[:1].isupper() and not bare.isupper())
+
+
+def test_no_union_of_types_is_evaluated_at_run_time(on_device):
+    """`int | float` outside an annotation runs on 3.10+ only (isinstance, aliases); vermin misses some."""
+    found = []
+    for path in _device_files(on_device):
+        tree = ast.parse(Path(path).read_text())
+        skip = _annotation_nodes(tree)
+        for node in ast.walk(tree):
+            is_or = isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr) and id(node) not in skip
+            if is_or and (_typeish(node.left) or _typeish(node.right)):
+                found.append(f"{Path(path).relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    assert not found, found
+
+
 def test_pyproject_lets_python_38_install_it_and_lints_the_device_files_for_38(on_device):
     import tomllib
 
@@ -69,9 +123,32 @@ def test_pyproject_lets_python_38_install_it_and_lints_the_device_files_for_38(o
 
     unlinted = [
         f for f in _device_files(on_device)
-        if not any(fnmatch.fnmatch(str(Path(f).relative_to(ROOT)), glob) for glob in per_file)
+        if not any(fnmatch.fnmatch(str(Path(f).relative_to(ROOT)), g) for glob in per_file for g in (glob, glob.replace("**/", "")))  # ruff's ** also matches no folder
     ]  # fmt: skip
     assert not unlinted, f"device files ruff does not lint for Python 3.8: {unlinted}"
+
+
+def _python38() -> str | None:
+    """A Python 3.8 with numpy, onnx, onnxruntime, typer and pytest: $EDGESEG_PY38, .venv38, or none."""
+    for candidate in (os.environ.get("EDGESEG_PY38"), str(ROOT / ".venv38" / "bin" / "python")):
+        if candidate and Path(candidate).exists():
+            probe = subprocess.run(
+                [candidate, "-c", "import sys, numpy, onnx, onnxruntime, typer, pytest; print(sys.version_info[:2])"],
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            if probe.returncode == 0 and probe.stdout.strip() == "(3, 8)":
+                return candidate
+    return None
+
+
+@pytest.mark.parametrize("binding", ["pycuda", "cuda-python"])
+def test_the_device_commands_run_on_a_real_python_38(tmp_path, binding):
+    python = _python38()
+    if python is None:
+        pytest.skip("no Python 3.8 with the requirements here: `make py38-check` makes .venv38")
+    got = _run(python, tmp_path, binding)
+    assert got["python"][:2] == [3, 8]
+    assert got["done"] == {"build": "tiny.fp32.engine", "run": 3, "segmenter": [40, 60], "ros2": "help"}
 
 
 def test_a_missing_tensorrt_on_a_jetson_names_the_apt_package(monkeypatch):

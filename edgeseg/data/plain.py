@@ -82,7 +82,7 @@ def read_class_list(path: Path) -> tuple[list[str], list[tuple[int, int, int]]]:
 
 def _color(value, path: Path, name: str) -> tuple[int, int, int]:
     if (
-        not isinstance(value, list | tuple)
+        not isinstance(value, (list, tuple))
         or len(value) != 3
         or not all(isinstance(v, int) and 0 <= v <= 255 for v in value)
     ):

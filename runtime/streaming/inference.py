@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, Tuple
 
 from edgeseg.errors import EdgesegError
 from edgeseg.runtime.backends import Backend
@@ -21,7 +21,7 @@ from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.streaming.channel import EMPTY, END, Channel, Marker
 from edgeseg.runtime.streaming.frame import FrameResult
 
-Stage = tuple[str, Callable[[], None]]  # a thread's name and what it runs
+Stage = Tuple[str, "Callable[[], None]"]  # a thread's name and what it runs (typing's forms: Python 3.8)
 
 
 class InferencePort:
