@@ -57,16 +57,46 @@ def _read_log(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def run_batched(model: Path, n: int, frames: int, threads: int, tmp: Path) -> dict[str, Any]:
-    """One process, N synthetic streams, batched."""
+def make_clip(tmp: Path, frames: int, size: tuple[int, int]) -> Path:
+    """A generated street video, written once: a file source costs decoding only, where the synthetic
+    source renders every frame (about 20 ms of CPU each), which hides the inference side."""
+    out = tmp / "clip"
+    cmd = [*EDGESEG, "data", "synth", str(out), "--video", "--frames", str(frames)]
+    cmd += ["--height", str(size[0]), "--width", str(size[1])]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return next(out.glob("*.mp4"))
+
+
+def timed(cmd: list[str], rss_file: Path) -> list[str]:
+    """`cmd` under GNU time, which writes the process's peak RSS (KB) to `rss_file` (where installed)."""
+    return (
+        ["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *cmd] if Path("/usr/bin/time").is_file() else cmd
+    )
+
+
+def peak_rss_mb(rss_file: Path) -> float | None:
+    try:
+        return int(rss_file.read_text().split()[-1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def source_args(clip: Path | None, n: int) -> list[str]:
+    return [*(["--video", str(clip)] if clip else ["--synthetic"])] * n
+
+
+def run_batched(
+    model: Path, n: int, frames: int, threads: int, tmp: Path, clip: Path | None = None, extra: tuple = ()
+) -> dict[str, Any]:
+    """One process, N streams through one model."""
     logs = tmp / "batched"
     logs.mkdir(exist_ok=True)
     for old in logs.glob("*.jsonl"):
         old.unlink()
     log = logs / ("f_{stream}.jsonl" if n > 1 else "f.jsonl")
-    cmd = [*EDGESEG, "run", "--model", str(model), *["--synthetic"] * n, "--frames", str(frames)]
-    cmd += ["--threads", str(threads), "--log", str(log), "--json"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    cmd = [*EDGESEG, "run", "--model", str(model), *source_args(clip, n), "--frames", str(frames)]
+    cmd += ["--threads", str(threads), "--log", str(log), "--json", *extra]
+    out = subprocess.run(timed(cmd, tmp / "batched.rss"), capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"batched run failed ({out.returncode}): {out.stderr.strip()}")
     report = json.loads(out.stdout)
@@ -76,23 +106,28 @@ def run_batched(model: Path, n: int, frames: int, threads: int, tmp: Path) -> di
         **overlap_fps(streams),
         "threads": threads,
         "mean_batch": batching.get("mean_batch", 1.0),
+        "backend": report.get("backend", {}),
+        "peak_rss_mb": peak_rss_mb(tmp / "batched.rss"),
         "note": batching.get("note"),
         "processed": report["frames"]["processed"],
         "cpu_ms_per_frame": cpu_ms_per_frame([report]),
     }
 
 
-def run_separate(model: Path, n: int, frames: int, threads: int, tmp: Path) -> dict[str, Any]:
-    """N processes started together, one synthetic stream each."""
+def run_separate(
+    model: Path, n: int, frames: int, threads: int, tmp: Path, clip: Path | None = None, extra: tuple = ()
+) -> dict[str, Any]:
+    """N processes started together, one stream each."""
     logs = tmp / "separate"
     logs.mkdir(exist_ok=True)
     for old in logs.glob("*.jsonl"):
         old.unlink()
     procs = []
     for k in range(n):
-        cmd = [*EDGESEG, "run", "--model", str(model), "--synthetic", "--frames", str(frames)]
-        cmd += ["--threads", str(threads), "--log", str(logs / f"f{k}.jsonl"), "--json"]
-        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        cmd = [*EDGESEG, "run", "--model", str(model), *source_args(clip, 1), "--frames", str(frames)]
+        cmd += ["--threads", str(threads), "--log", str(logs / f"f{k}.jsonl"), "--json", *extra]
+        rss = timed(cmd, tmp / f"separate{k}.rss")
+        procs.append(subprocess.Popen(rss, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     reports = []
     for proc in procs:
         stdout, stderr = proc.communicate()
@@ -105,6 +140,7 @@ def run_separate(model: Path, n: int, frames: int, threads: int, tmp: Path) -> d
         "threads": threads,
         "processed": sum(r["frames"]["processed"] for r in reports),
         "cpu_ms_per_frame": cpu_ms_per_frame(reports),
+        "peak_rss_mb": sum(peak_rss_mb(tmp / f"separate{k}.rss") or 0.0 for k in range(n)) or None,
     }
 
 
@@ -124,13 +160,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=100, help="synthetic frames per stream [100]")
     ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds per N; medians reported [1]")
     ap.add_argument("--cores", type=int, default=None, help="cores to share [all this process may use]")
+    ap.add_argument("--source", choices=("synthetic", "video"), default="synthetic",
+                    help="synthetic: the generator, rendered per frame; video: a generated clip, decoded")  # fmt: skip
+    ap.add_argument("--backend", help="--backend for every run [the CPU rule's choice]")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     args = ap.parse_args(argv)
+    extra = ("--backend", args.backend) if args.backend else ()
     cores = args.cores or available_cores()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="edgeseg-multistream-") as tmp_dir:
         tmp = Path(tmp_dir)
         model = args.model or export_default(tmp / "work")
+        clip = None
+        if args.source == "video":
+            from edgeseg.artifacts import read_card
+
+            clip = make_clip(tmp, args.frames, tuple(read_card(model).input_size))
         results = []
         for n in args.streams:
             separate_threads = max(1, cores // n)
@@ -140,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(
                         f"N={n} round {round_ + 1}/{args.rounds}: batched, then {n} separate ...", flush=True
                     )
-                batched_runs.append(run_batched(model, n, args.frames, cores, tmp))
-                separate_runs.append(run_separate(model, n, args.frames, separate_threads, tmp))
+                batched_runs.append(run_batched(model, n, args.frames, cores, tmp, clip, extra))
+                separate_runs.append(run_separate(model, n, args.frames, separate_threads, tmp, clip, extra))
             results.append(
                 {"streams": n, "batched": _median(batched_runs), "separate": _median(separate_runs)}
             )
@@ -149,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         "model": str(args.model or "shipped default checkpoint, exported --dynamic"),
         "cores": cores,
         "frames_per_stream": args.frames,
+        "source": args.source,
+        "backend": args.backend or "the CPU rule's choice",
         "rounds": args.rounds,
         "loadavg_before": list(load_before),
         "loadavg_after": list(os.getloadavg()),
@@ -165,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
     print(
-        f"\nmodel: {summary['model']}; {cores} cores; {args.frames} synthetic frames per stream; "
+        f"\nmodel: {summary['model']}; {cores} cores; {args.frames} {args.source} frames per stream; "
+        f"runtime: {results[0]['batched'].get('backend', {}).get('backend')}; "
         f"{args.rounds} round(s), medians; load average before {_load(load_before)}, after "
         f"{_load(summary['loadavg_after'])}"
     )

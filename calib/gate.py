@@ -81,6 +81,7 @@ class GateResult:
     limit_points: float
     attempts: list[Attempt] = field(default_factory=list)
     sensitivity: list[tuple[str, float]] = field(default_factory=list)
+    runtime: str | None = None  # the runtime that scored the INT8 file
 
     @property
     def passed(self) -> bool:
@@ -96,6 +97,7 @@ class GateResult:
             "max_drop_points": self.limit_points,
             "argmax_agreement": round(self.int8.agreement, 5),
             "passed": self.passed,
+            "runtime": self.runtime,
             "excluded_nodes": self.artifact.excluded,
             "per_class_iou": {
                 c: {"fp32": fraction(a), "int8": fraction(b)}
@@ -262,21 +264,36 @@ def reference_warnings(
     return notes
 
 
-def _segmenter(source: Path | QuantizedArtifact, threads: int | None, card: ModelCard):
+def _segmenter(
+    source: Path | QuantizedArtifact, threads: int | None, card: ModelCard, backend: str | None = None
+):
     """A file, or a candidate in memory. The card is the build's (given with --card for an ONNX made
-    elsewhere, which carries none)."""
+    elsewhere, which carries none). `backend` None: the runtime that runs the file here by default
+    (runtime/backends/choice.py, the CPU rule)."""
     from edgeseg.runtime.segmenter import Segmenter
 
     if isinstance(source, QuantizedArtifact):
-        return Segmenter(_in_memory(source, threads, card))
-    return Segmenter(source, threads=threads, card=card) if threads else Segmenter(source, card=card)
+        return Segmenter(_in_memory(source, threads, card, backend))
+    return Segmenter(source, card=card, backend=backend, **({"threads": threads} if threads else {}))
 
 
-def _in_memory(art: QuantizedArtifact, threads: int | None, card: ModelCard | None = None):
-    """ONNX Runtime on a candidate that is not written anywhere."""
+def _in_memory(
+    art: QuantizedArtifact, threads: int | None, card: ModelCard | None = None, backend: str | None = None
+):
+    """A candidate that is not written anywhere, on the runtime that will run its file (`backend`, else
+    the CPU rule by the file's name: OpenVINO for the Q/DQ form where installed, ONNX Runtime for the
+    QOperator form); the rank of sensitive layers keeps ONNX Runtime (backend="onnxruntime")."""
+    from edgeseg.runtime.backends import choose_backend
+
+    name = backend or choose_backend(art.path).backend
+    data = art.model.SerializeToString()
+    if name == "openvino":
+        from edgeseg.runtime.backends.openvino import OpenVINOBackend
+
+        return OpenVINOBackend(art.path, model=data, threads=threads, card=card)
     from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend(art.path, model=art.model.SerializeToString(), threads=threads, card=card)
+    return OnnxRuntimeBackend(art.path, model=data, threads=threads, card=card)
 
 
 class Gate:
@@ -290,7 +307,11 @@ class Gate:
         *,
         threads: int | None = None,
         progress: Callable[[str, int, int], Any] | None = None,
+        stand_in: str | None = None,
     ) -> None:
+        """`stand_in`: the runtime that scores every file when they will run on another (TensorRT:
+        ONNX Runtime, bias kept in float as TensorRT keeps it); None: each file on the runtime that
+        runs it here (the CPU rule: OpenVINO where installed, the QOperator form on ONNX Runtime)."""
         if len(data) == 0:
             raise EdgesegError("the accuracy gate needs at least one evaluation image")
         self.fp32_path = fp32_path
@@ -298,6 +319,8 @@ class Gate:
         self.data = data
         self.threads = threads
         self.progress = progress
+        self.stand_in = stand_in
+        self.runtimes: dict[Path, str] = {}  # file -> the runtime that scored it
         self._bgr = [cv2.cvtColor(img, cv2.COLOR_RGB2BGR) for img in data.images]
         self.fp32_labels = self._predict(fp32_path, "evaluating FP32")
         self.targets = self.fp32_labels if data.reference == "fp32" else data.masks
@@ -310,7 +333,8 @@ class Gate:
                 warn(note)
 
     def _predict(self, source: Path | QuantizedArtifact, what: str) -> list[np.ndarray]:
-        seg = _segmenter(source, self.threads, self.card)
+        seg = _segmenter(source, self.threads, self.card, self.stand_in)
+        self.runtimes[source.path if isinstance(source, QuantizedArtifact) else source] = seg.backend.name
         try:
             out = []
             for i, frame in enumerate(self._bgr):
@@ -396,7 +420,7 @@ def _raw_outputs(
     from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     if isinstance(source, QuantizedArtifact):
-        backend = _in_memory(source, threads)
+        backend = _in_memory(source, threads, backend="onnxruntime")
     else:
         backend = OnnxRuntimeBackend(source, threads=threads)
     try:
@@ -448,7 +472,9 @@ def gated_quantize(
         attempts.append(attempt)
         if on_attempt:
             on_attempt(attempt)
-        result = GateResult(form, art, gate.fp32, s, drop, max_drop, attempts, ranking)
+        result = GateResult(
+            form, art, gate.fp32, s, drop, max_drop, attempts, ranking, gate.runtimes.get(art.path)
+        )
         if result.passed and len(excluded) < len(quantizable):
             _record(result)
             art.save()  # the one write, under its final name

@@ -22,9 +22,11 @@ from typing import Any
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError, first_line
 
-# backend -> the file suffixes it runs (lower case); the first is what edgeseg writes
+# backend -> the file suffixes it runs (lower case); the first is what edgeseg writes. A suffix two
+# backends run (.onnx) belongs by default to the first listed; runtime/backends.choose_backend decides.
 BACKEND_SUFFIXES: dict[str, tuple[str, ...]] = {
     "onnxruntime": (".onnx",),
+    "openvino": (".onnx",),
     "tensorrt": (".engine", ".plan", ".trt"),
     "torch": (".pt", ".pth"),
 }
@@ -41,8 +43,14 @@ def backend_for(path: str | Path) -> str:
     for backend, suffixes in BACKEND_SUFFIXES.items():
         if suffix in suffixes:
             return backend
-    known = ", ".join(s for suffixes in BACKEND_SUFFIXES.values() for s in suffixes)
+    known = ", ".join(dict.fromkeys(s for suffixes in BACKEND_SUFFIXES.values() for s in suffixes))
     raise EdgesegError(f"don't know how to run {Path(path).name}: expected one of {known}")
+
+
+def backends_for(path: str | Path) -> list[str]:
+    """Every backend that runs `path`'s file type, the default first."""
+    suffix = Path(path).suffix.lower()
+    return [backend for backend, suffixes in BACKEND_SUFFIXES.items() if suffix in suffixes]
 
 
 def is_artifact(path: str | Path) -> bool:

@@ -51,7 +51,7 @@ class BenchConfig:
 class Artifact:
     label: str
     path: Path
-    kind: str  # torch | onnxruntime | tensorrt
+    kind: str  # the backend: torch | onnxruntime | openvino | tensorrt
     precision: str
     card: ModelCard | None = None  # given for a file made elsewhere (--card); else the file's own
 
@@ -88,11 +88,26 @@ def describe_artifact(path: Path, card: ModelCard | None = None) -> Artifact:
     return Artifact(label, path, "onnxruntime", precision, card)
 
 
+def on_openvino(artifact: Artifact) -> Artifact | None:
+    """The same ONNX on OpenVINO, when it is installed and can read the file (not the QOperator CPU
+    form): a row beside ONNX Runtime's."""
+    import importlib.util
+
+    if artifact.kind != "onnxruntime" or variant_of(artifact.path) == "int8-cpu":
+        return None
+    if importlib.util.find_spec("openvino") is None:
+        return None
+    label = artifact.label.replace("ONNX Runtime", "OpenVINO").replace("TensorRT Q/DQ", "Q/DQ")
+    return Artifact(label, artifact.path, "openvino", artifact.precision, artifact.card)
+
+
 def discover(base_onnx: Path, checkpoint: Path | None, card: ModelCard | None = None) -> list[Artifact]:
-    """The base export, its precision variants and engines beside it, and the eager checkpoint."""
+    """The base export, its precision variants and engines beside it, and the eager checkpoint; each
+    ONNX on ONNX Runtime and, where installed, OpenVINO."""
     found = [describe_artifact(checkpoint)] if checkpoint is not None else []
-    found.append(describe_artifact(base_onnx, card))
-    found += [describe_artifact(p) for p in variants_beside(base_onnx)]
+    listed = [describe_artifact(base_onnx, card), *(describe_artifact(p) for p in variants_beside(base_onnx))]
+    for art in listed:
+        found += [a for a in (art, on_openvino(art)) if a is not None]
     return found
 
 
@@ -188,7 +203,9 @@ def measure(artifact: Artifact, cfg: BenchConfig) -> dict[str, Any]:
     from edgeseg.metrics import ConfusionMatrix
     from edgeseg.runtime import Segmenter
 
-    seg = Segmenter(artifact.path, threads=cfg.threads, providers=cfg.providers, card=artifact.card)
+    seg = Segmenter(
+        artifact.path, backend=artifact.kind, threads=cfg.threads, providers=cfg.providers, card=artifact.card
+    )
     frames = open_frames(cfg, seg.card)
     confusion = ConfusionMatrix(seg.card.num_classes) if frames.masks is not None else None
 

@@ -122,11 +122,13 @@ class Row:
     drop: float | None  # points
     agreement: float | None  # 0..1
     note: str = ""
+    runtime: str | None = None  # the runtime that scored it (the one that runs it: docs/runtime.md)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "artifact": str(self.artifact),
             "precision": self.precision,
+            "runtime": self.runtime,
             "size_bytes": self.size_bytes,
             "miou": self.miou,
             "miou_drop_points": self.drop,
@@ -229,7 +231,10 @@ def _onnx_variants(result: BuildResult, opts: BuildOptions, progress: Progress |
     same_source = calib is not None and (opts.eval_data or opts.calib_data) == opts.calib_data
     data = open_eval_data(opts.eval_data, card, opts.eval_images, fallback=opts.calib_data,
                           calibrated_on=calib.names if same_source and calib is not None else ())  # fmt: skip
-    gate = Gate(model_path, card, data, threads=opts.threads, progress=progress)
+    # each file is scored on the runtime that will run it: here by the CPU rule, ONNX Runtime standing
+    # in for TensorRT (docs/int8.md)
+    stand_in = "onnxruntime" if opts.target == "tensorrt" else None
+    gate = Gate(model_path, card, data, threads=opts.threads, progress=progress, stand_in=stand_in)
     result.eval_spec, result.reference = data.spec, data.reference
     result.rows.append(_row(model_path, "fp32", gate.fp32, gate, note="reference"))
 
@@ -338,11 +343,14 @@ def _row(
         drop=round(gate.drop_points(score), 3) if score else None,
         agreement=round(score.agreement, 5) if score else None,
         note=note,
+        runtime=getattr(gate, "runtimes", {}).get(path),
     )
 
 
 def _gate_row(gated: GateResult, gate: Any, note: str, written: bool = True) -> Row:
-    return _row(gated.artifact.path, f"int8-{gated.form}", gated.int8, gate, note, written)
+    row = _row(gated.artifact.path, f"int8-{gated.form}", gated.int8, gate, note, written)
+    row.runtime = gated.runtime
+    return row
 
 
 # ------------------------------------------------------------------------------------------ TensorRT

@@ -47,7 +47,10 @@ class ModelCard:
     resize: ResizeMode = "stretch"
     output: OutputKind = "logits"
     precision: Precision = "fp32"
+    # the graph's axes kept apart: `dynamic` is height and width (frames then run at their own size,
+    # padded to the stride), `dynamic_batch` the batch axis alone (several streams batch their frames)
     dynamic: bool = False
+    dynamic_batch: bool = False
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     checkpoint_sha256: str | None = None
     edgeseg_version: str = __version__
@@ -189,6 +192,7 @@ def check_card(d: Any, source: str = "") -> dict[str, Any]:
             raise bad(name, " or ".join(words), d[name])
     for name, kind, want in (
         ("dynamic", bool, "true or false"),
+        ("dynamic_batch", bool, "true or false"),
         ("model_kwargs", dict, "an object"),
         ("extra", dict, "an object"),
         ("edgeseg_version", str, "a string"),
@@ -197,6 +201,8 @@ def check_card(d: Any, source: str = "") -> dict[str, Any]:
             raise bad(name, want, d[name])
     if d.get("checkpoint_sha256") is not None and not isinstance(d["checkpoint_sha256"], str):
         raise bad("checkpoint_sha256", "a string or null", d["checkpoint_sha256"])
+    if "dynamic_batch" not in d and d.get("dynamic"):
+        out["dynamic_batch"] = True  # cards before the split: `dynamic` meant N, H and W
     return out
 
 

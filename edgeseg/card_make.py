@@ -65,6 +65,7 @@ def make_card(
     output: str = "logits",
     color_order: str = "RGB",
     dynamic: bool = False,
+    dynamic_batch: bool = False,
     extra: dict[str, Any] | None = None,
 ) -> ModelCard:
     """A checked ModelCard; colours default to the Pascal VOC colour map."""
@@ -87,5 +88,6 @@ def make_card(
         color_order=color_order,  # type: ignore[arg-type]
         output=output,  # type: ignore[arg-type]
         dynamic=dynamic,
+        dynamic_batch=dynamic_batch,
         extra=dict(extra or {}),
     )

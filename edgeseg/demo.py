@@ -64,6 +64,7 @@ class DemoRow:
     latency_p95_ms: float | None = None
     miou: float | None = None
     note: str = ""
+    runtime: str = "onnxruntime"
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "path": str(self.path)}
@@ -134,9 +135,11 @@ def _train(cfg: DemoConfig, root: Path, say: Step, progress: Progress | None) ->
     return ckpt
 
 
-def _stream(path: Path, cfg: DemoConfig, size: tuple[int, int], save: Path | None) -> Any:
+def _stream(
+    path: Path, cfg: DemoConfig, size: tuple[int, int], save: Path | None, backend: str = "onnxruntime"
+) -> Any:
     """Run the real threaded pipeline over the held-out synthetic video, planned as `edgeseg run` plans
-    a file-like source; return its RunStats."""
+    a file-like source, on `backend`; return its RunStats."""
     from edgeseg.runtime.backends import BackendOptions
     from edgeseg.runtime.plan import RunPlan
     from edgeseg.runtime.sinks import VideoSink
@@ -146,7 +149,7 @@ def _stream(path: Path, cfg: DemoConfig, size: tuple[int, int], save: Path | Non
         model=path,
         sources=(SyntheticSource(cfg.frames, height=size[0], width=size[1]),),
         sinks=[VideoSink(save)] if save else [],
-        backend=BackendOptions(threads=cfg.threads),
+        backend=BackendOptions(backend=backend, threads=cfg.threads),
     )
     return plan.open().driver.run()
 
@@ -194,23 +197,17 @@ def run_demo(cfg: DemoConfig, say: Step = print, progress: Progress | None = Non
     )
     result.steps["build"] = time.perf_counter() - t
 
-    labels = {"fp32": "ONNX Runtime FP32", "fp16": "ONNX Runtime FP16"}
-    labels |= {"int8-cpu": "ONNX Runtime INT8 (CPU form)", "int8-qdq": "INT8 Q/DQ (TensorRT form)"}
-    artifacts = [(labels.get(r.precision, r.precision), r.precision, r.artifact, r.note) for r in built.rows]
-    order = {"fp32": 0, "fp16": 1, "int8-cpu": 2, "int8-qdq": 3}  # the TensorRT form last: it is for the GPU
-    artifacts = sorted((a for a in artifacts if Path(a[2]).is_file()), key=lambda a: order.get(a[1], 9))
-
     t = time.perf_counter()
     best_video: Path | None = None
     per_class: dict[str, Any] = {}
-    for label, precision, path, note in artifacts:
+    for label, precision, path, note, backend in demo_runs(built.rows):
         save = None
         if precision in ("int8-cpu", "fp32") and best_video is None:
             save = cfg.out / "overlay.mp4"
         say(f"streaming {cfg.frames} synthetic frames through {label}")
-        stats = _stream(Path(path), cfg, size, save)
+        stats = _stream(Path(path), cfg, size, save, backend)
         report = stats.to_dict()
-        if precision in ("fp32", "int8-cpu"):
+        if precision in ("fp32", "int8-cpu") and backend == "onnxruntime":
             per_class[label] = stats.metrics()
         if save is not None and save.is_file():
             best_video = save
@@ -228,6 +225,7 @@ def run_demo(cfg: DemoConfig, say: Step = print, progress: Progress | None = Non
                 latency_p95_ms=lat.get("p95"),
                 miou=metrics.get("miou"),
                 note=note,
+                runtime=backend,
             )
         )
     result.steps["stream"] = time.perf_counter() - t
@@ -242,6 +240,32 @@ def run_demo(cfg: DemoConfig, say: Step = print, progress: Progress | None = Non
     write_json(cfg.out / "report.json", result.to_dict())
     shutil.copy(export.card_path, cfg.out / "model.card.json")
     return result
+
+
+RUNTIME_LABELS = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+PRECISION_LABELS = {"fp32": "FP32", "fp16": "FP16", "int8-cpu": "INT8 (CPU form)", "int8-qdq": "INT8 Q/DQ"}
+
+
+def demo_runs(rows: list[Any]) -> list[tuple[str, str, Path, str, str]]:
+    """(label, precision, file, note, runtime) for every built file on every CPU runtime that reads it:
+    ONNX Runtime, and OpenVINO beside it where installed (not the QOperator CPU form, which it cannot
+    read); on ONNX Runtime the Q/DQ file is the TensorRT form, slow on a CPU by design, so it comes last."""
+    import importlib.util
+
+    runtimes = ["onnxruntime"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
+    order = {"fp32": 0, "fp16": 1, "int8-cpu": 2, "int8-qdq": 3}
+    runs = []
+    for r in sorted((r for r in rows if Path(r.artifact).is_file()), key=lambda r: order.get(r.precision, 9)):
+        for runtime in runtimes:
+            if runtime == "openvino" and r.precision == "int8-cpu":
+                continue
+            what = PRECISION_LABELS.get(r.precision, r.precision)
+            if runtime == "onnxruntime" and r.precision == "int8-qdq":
+                what += " (TensorRT form)"
+            runs.append((f"{RUNTIME_LABELS[runtime]} {what}", r.precision, Path(r.artifact), r.note, runtime))
+    return sorted(
+        runs, key=lambda run: (run[1] == "int8-qdq" and run[4] == "onnxruntime", order.get(run[1], 9))
+    )
 
 
 def _plots(result: DemoResult, per_class: dict[str, Any], card: Any, out: Path) -> list[Path]:

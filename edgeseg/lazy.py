@@ -18,6 +18,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "onnxslim": ("export", "ONNX simplification (onnxslim)"),
     "onnxconverter_common": ("export", "FP16 conversion"),
     "matplotlib": ("plots", "PNG plots"),
+    "openvino": ("openvino", "the OpenVINO backend"),
     "tensorrt": ("tensorrt", "TensorRT engines"),
     "pycuda": ("tensorrt", "CUDA memory for TensorRT"),
     "cuda": ("tensorrt", "CUDA memory for TensorRT (cuda-python)"),

@@ -12,7 +12,16 @@ import shutil
 import subprocess
 from functools import lru_cache
 
-_LIBRARIES = ("numpy", "opencv-python-headless", "onnx", "onnxruntime", "torch", "tensorrt", "edgeseg")
+_LIBRARIES = (
+    "numpy",
+    "opencv-python-headless",
+    "onnx",
+    "onnxruntime",
+    "openvino",
+    "torch",
+    "tensorrt",
+    "edgeseg",
+)
 
 
 def cpu_model() -> str:

@@ -178,7 +178,7 @@ def find_artifact(
 def _default_artifact(root: Path, backend: str | None, *, use_workspace: bool) -> Path:
     from edgeseg.defaults import default_model_path
 
-    kind = {None: "onnx", "onnxruntime": "onnx", "torch": "pt"}.get(backend)
+    kind = {None: "onnx", "onnxruntime": "onnx", "openvino": "onnx", "torch": "pt"}.get(backend)
     newest = newest_export(root) if use_workspace and kind == "onnx" else None
     if newest is not None:
         return newest

@@ -150,8 +150,10 @@ def set_dims(value_info: Any, dims: list[int | str]) -> None:
 
 
 def graph_facts(model: Any) -> dict[str, Any]:
-    """What a card must agree with, read from the graph: input (H, W) or None when symbolic, dynamic,
-    output kind by rank (4: logits, 3: labels) and the class count when static."""
+    """What a card must agree with, read from the graph: input (H, W) or None when symbolic, whether
+    height/width (`dynamic`) and the batch (`dynamic_batch`) are dynamic, kept apart (a file with a
+    dynamic batch alone runs any frame resized to its fixed H x W), output kind by rank (4: logits,
+    3: labels) and the class count when static."""
     io = io_shapes(model)
     if len(io["inputs"]) != 1 or len(io["outputs"]) < 1:
         raise EdgesegError(f"expected one image input, got {len(io['inputs'])} input(s)")
@@ -168,7 +170,8 @@ def graph_facts(model: Any) -> dict[str, Any]:
     static = all(isinstance(d, int) and d > 0 for d in dims[2:])
     facts: dict[str, Any] = {
         "input_size": (dims[2], dims[3]) if static else None,
-        "dynamic": not static or not isinstance(dims[0], int),
+        "dynamic": not static,
+        "dynamic_batch": not (isinstance(dims[0], int) and dims[0] > 0),
         "output": {4: "logits", 3: "labels"}.get(len(out)),
         "num_classes": out[1] if len(out) == 4 and isinstance(out[1], int) and out[1] > 0 else None,
     }

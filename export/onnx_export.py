@@ -81,6 +81,7 @@ class ExportResult:
             "source": self.source,
             "input_size": list(self.card.input_size),
             "dynamic": self.card.dynamic,
+            "dynamic_batch": self.card.dynamic_batch,
             "output": self.card.output,
             "opset": self.opset,
             "exporter": self.exporter,
@@ -139,18 +140,28 @@ def _validate(height: int, width: int, opset: int, output: str, labels_dtype: st
 
 
 def torch_to_onnx_bytes(
-    net: Any, height: int, width: int, *, dynamic: bool, opset: int, output: str, labels_dtype: str
+    net: Any,
+    height: int,
+    width: int,
+    *,
+    dynamic: bool,
+    opset: int,
+    output: str,
+    labels_dtype: str,
+    dynamic_hw: bool = False,
 ) -> bytes:
-    """Trace `net` with the TorchScript exporter and return the serialized (unsimplified) ONNX."""
+    """Trace `net` with the TorchScript exporter and return the serialized (unsimplified) ONNX.
+    `dynamic`: the batch axis is symbolic; `dynamic_hw`: height and width are."""
     torch = require("torch")
     wrapper = _torch_module_class()(net, output, labels_dtype).eval()
     gen = torch.Generator().manual_seed(0)
     dummy = torch.rand(1, 3, height, width, generator=gen)
     out_name = "labels" if output == "labels" else "logits"
     dynamic_axes = None
-    if dynamic:
-        nchw = {0: "batch", 2: "height", 3: "width"}
-        nhw = {0: "batch", 1: "height", 2: "width"}
+    if dynamic or dynamic_hw:
+        batch = {0: "batch"} if dynamic else {}
+        nchw = {**batch, **({2: "height", 3: "width"} if dynamic_hw else {})}
+        nhw = {**batch, **({1: "height", 2: "width"} if dynamic_hw else {})}
         dynamic_axes = {INPUT_NAME: nchw, out_name: nhw if output == "labels" else nchw}
     buf = io.BytesIO()
     try:
@@ -183,6 +194,7 @@ def export_onnx(
     height: int | None = None,
     width: int | None = None,
     dynamic: bool = False,
+    dynamic_hw: bool = False,
     opset: int = DEFAULT_OPSET,
     output: str = "logits",
     simplify: bool | str = True,
@@ -197,6 +209,9 @@ def export_onnx(
 ) -> ExportResult:
     """Export a torch segmentation net (or an edgeseg checkpoint path) to `out_path` + `.card.json`.
 
+    `dynamic`: a symbolic batch axis (several streams batch their frames; H x W stay fixed, frames are
+    resized to them). `dynamic_hw`: symbolic height and width too, a separate choice: the runtime then
+    runs each frame at its own size, padded to the stride, instead of `height` x `width`.
     `simplify`: True (onnxsim, then onnxslim on static graphs when it removes more nodes), "onnxsim",
     "onnxslim", or False. The ONNX is committed only if the parity check (argmax agreement >= 99.9%)
     passes and TensorRT would accept every op (unless `allow_trt_errors`); otherwise
@@ -216,18 +231,23 @@ def export_onnx(
 
     step(f"exporting with the TorchScript exporter (opset {opset})")
     raw = torch_to_onnx_bytes(
-        net, h, w, dynamic=dynamic, opset=opset, output=output, labels_dtype=labels_dtype
+        net,
+        h,
+        w,
+        dynamic=dynamic,
+        dynamic_hw=dynamic_hw,
+        opset=opset,
+        output=output,
+        labels_dtype=labels_dtype,
     )
     model = onnx.load_from_string(raw)
     del raw  # VGG-16 FCNs are 0.5 GB of weights: keep as few copies alive as possible
     nodes_exported = len(model.graph.node)
-    model, simplifier, simplify_note = _simplify(model, simplify, dynamic, step)
-    if dynamic:  # keep the class axis static: runtimes and TensorRT profiles read it from the graph
-        dims = (
-            ["batch", "height", "width"]
-            if output == "labels"
-            else ["batch", card.num_classes, "height", "width"]
-        )
+    model, simplifier, simplify_note = _simplify(model, simplify, dynamic_hw, step)
+    if dynamic or dynamic_hw:  # keep the class axis static: runtimes and TensorRT profiles read it
+        n: int | str = "batch" if dynamic else 1
+        hw: list[int | str] = ["height", "width"] if dynamic_hw else [h, w]
+        dims = [n, *hw] if output == "labels" else [n, card.num_classes, *hw]
         graph.set_dims(model.graph.output[0], dims)
 
     export_info = {
@@ -241,7 +261,8 @@ def export_onnx(
     final_card = card.replace(
         input_size=(h, w),
         output=output,
-        dynamic=dynamic,
+        dynamic=dynamic_hw,
+        dynamic_batch=dynamic,
         precision="fp32",
         checkpoint_sha256=checkpoint_sha256 or card.checkpoint_sha256,
         edgeseg_version=__version__,

@@ -22,14 +22,13 @@ from typing import Any
 
 import cv2
 
-from edgeseg.artifacts import backend_for
-from edgeseg.runtime.backends import Backend, BackendLoader, BackendOptions
+from edgeseg.runtime.backends import Backend, BackendLoader, BackendOptions, choose_backend
 from edgeseg.runtime.multistream import MultiStream, PerStream
 from edgeseg.runtime.pipeline import Pipeline
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sinks import Sink
 from edgeseg.runtime.sources import Source
-from edgeseg.runtime.workers import WorkerPlan, plan_workers
+from edgeseg.runtime.workers import WorkerPlan, available_cores, plan_workers
 
 
 @dataclass(frozen=True)
@@ -41,8 +40,12 @@ class InferencePlan:
 
 
 def splits_threads(artifact: Path, options: BackendOptions) -> bool:
-    """Whether the artifact runs where per-worker CPU thread counts apply (ONNX Runtime on the CPU)."""
-    if backend_for(artifact) != "onnxruntime":
+    """Whether the artifact runs where per-worker CPU thread counts apply (ONNX Runtime or OpenVINO on
+    the CPU; OpenVINO's workers are streams of one compiled model, each with its share of threads)."""
+    backend = options.backend or choose_backend(artifact, options).backend
+    if backend == "openvino":
+        return (options.device or "cpu").lower() == "cpu"
+    if backend != "onnxruntime":
         return False
     from edgeseg.runtime.backends.onnxruntime import resolve_providers
 
@@ -64,7 +67,14 @@ def plan_inference(
     )
     # a source that sets the pace (camera, --realtime) leaves the backend idle between frames: its
     # threads should sleep then, not spin a core (docs/runtime.md, "An idle pipeline is idle")
-    per_worker = options.replace(threads=plan.threads, spin_wait=options.spin_wait and not plan.paced)
+    backend = options.backend or choose_backend(path, options).backend
+    per_worker = options.replace(
+        backend=backend,
+        threads=plan.threads,
+        spin_wait=options.spin_wait and not plan.paced,
+        # OpenVINO: one compiled model, a CPU stream per worker (ONNX Runtime: a session per worker)
+        streams=plan.workers if backend == "openvino" and plan.workers > 1 else options.streams,
+    )
     return InferencePlan(plan, BackendLoader(path, per_worker))
 
 
@@ -126,6 +136,10 @@ def open_multistream(
     # paced (the backend waits between frames, so its threads should sleep, not spin) only when every
     # stream sets the pace: one file stream keeps the batcher busy
     paced = bool(stream_options.get("live") or stream_options.get("realtime") or all(s.live for s in listed))
+    if not isinstance(model, Segmenter):
+        options = cpu_streams(Path(model), options or BackendOptions(), len(listed))
+        if (options.streams or 1) > 1:
+            stream_options.setdefault("max_batch", 1)  # a frame per request, the requests side by side
     segmenter, owns, _ = _open_model(model, options, workers=1, live=paced, own_process=own_process)
     try:
         return MultiStream(segmenter, sources, sinks, owns_segmenter=owns, **stream_options)
@@ -133,6 +147,21 @@ def open_multistream(
         if owns:
             segmenter.close()
         raise
+
+
+def cpu_streams(artifact: Path, options: BackendOptions, sources: int) -> BackendOptions:
+    """Several streams on the CPU: one model run by up to one request per core at once (ONNX Runtime:
+    one session called from several threads; OpenVINO: the THROUGHPUT hint with a CPU stream per
+    request), each with its share of the threads, instead of one request with every thread running
+    batches: measured faster on a CPU (docs/runtime.md, "Several streams through one model"), and still
+    one copy of the weights. A GPU keeps batching."""
+    if sources < 2 or options.streams is not None or not splits_threads(artifact, options):
+        return options
+    total = options.threads or available_cores()
+    requests = max(1, min(sources, total))
+    if requests < 2:
+        return options
+    return options.replace(streams=requests, threads=max(1, total // requests))
 
 
 def _open_model(

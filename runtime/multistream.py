@@ -425,6 +425,7 @@ class MultiStream(StreamDriver):
         frames = sum(k * v for k, v in sizes.items())
         return {
             "max_batch": self.plan.max_batch,
+            "in_flight": self.segmenter.backend.max_in_flight,  # requests run side by side (CPU: a core each)
             "model_batch": list(self.plan.model_limits),
             "batches": batches,
             "mean_batch": frames / batches if batches else None,

@@ -33,7 +33,7 @@ def tiny_onnx(tmp_path: Path):
     ) -> Path:
         """`hidden` > 0: a 3x3 conv to that many channels and a ReLU first, enough work per operator
         for ONNX Runtime to split it over its intra-op threads (a lone 1x1 conv runs on one).
-        `dynamic`: N, H and W named (as `edgeseg export --dynamic`); `batch`: the batch axis alone
+        `dynamic`: N, H and W named (as `edgeseg export --dynamic --dynamic-hw`); `batch`: the batch axis alone
         (an int fixes it, a name makes it dynamic); default 1, or "N" when dynamic."""
         import onnx
         from onnx import TensorProto, helper, numpy_helper
@@ -64,6 +64,7 @@ def tiny_onnx(tmp_path: Path):
             palette=default_palette(num_classes),
             input_size=size,
             dynamic=dynamic,
+            dynamic_batch=isinstance(n, str),
         )
         for k, v in card.to_metadata_props().items():
             model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))

@@ -30,22 +30,25 @@ def exported(tiny_onnx, _isolated_workdir):
 def test_discover_labels_variants(exported):
     arts = bench.discover(exported, None)
     labels = [a.label for a in arts]
-    assert labels == ["ONNX Runtime fp32", "ONNX Runtime fp16"]
-    assert [a.precision for a in arts] == ["fp32", "fp16"]
+    # OpenVINO (in `all`, so installed for the suite) runs the same files: its rows sit beside ORT's
+    assert labels == ["ONNX Runtime fp32", "OpenVINO fp32", "ONNX Runtime fp16", "OpenVINO fp16"]
+    assert [a.kind for a in arts] == ["onnxruntime", "openvino"] * 2
+    assert [a.precision for a in arts] == ["fp32", "fp32", "fp16", "fp16"]
 
 
 def test_run_bench_measures_each_artifact(exported, tmp_path):
     cfg = bench.BenchConfig(data="synth:3", height=40, width=70, threads=1, warmup=1, iterations=4)
     results = bench.run_bench(bench.discover(exported, None), cfg)
-    assert [r.error for r in results] == [None, None]
-    fp32, fp16 = results
+    assert [r.error for r in results] == [None] * 4
+    fp32, ov32, fp16, ov16 = results
+    assert ov32.kind == "openvino" and ov32.miou == pytest.approx(fp32.miou, abs=0.02)
     for r in results:
         assert r.fps > 0 and r.latency_ms["p50"] <= r.latency_ms["p99"]
         assert 0.0 <= r.miou <= 1.0 and r.peak_rss_mb > 10
     # same frames, same weights: FP16 sees the same scenes and agrees closely on mIoU
     assert fp16.miou == pytest.approx(fp32.miou, abs=0.05)
     md = bench.to_markdown(results)
-    assert md.count("\n") == 4 and "ONNX Runtime fp16" in md
+    assert md.count("\n") == 6 and "ONNX Runtime fp16" in md and "OpenVINO fp16" in md
     png = bench.plot(results, tmp_path / "plot.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -55,7 +58,12 @@ def test_bench_cli_json_and_missing_export(exported):
     r = runner.invoke(app, ["bench", "--data", "synth:2", "--iterations", "2", "--warmup", "0", "--json"])
     assert r.exit_code == 0, r.output
     report = json.loads(r.output)
-    assert {x["label"] for x in report["results"]} == {"ONNX Runtime fp32", "ONNX Runtime fp16"}
+    assert {x["label"] for x in report["results"]} == {
+        "ONNX Runtime fp32",
+        "ONNX Runtime fp16",
+        "OpenVINO fp32",
+        "OpenVINO fp16",
+    }
     assert report["machine"]["cores"] >= 1 and "onnxruntime" in report["machine"]["libraries"]
     r = runner.invoke(app, ["bench", "nosuchmodel"])
     assert r.exit_code == 2 and "no export named 'nosuchmodel'" in r.output
@@ -104,9 +112,10 @@ def test_bench_of_a_model_with_other_classes_measures_speed_without_miou(three_c
     r = runner.invoke(app, [*args, "--json"])
     assert r.exit_code == 0, r.output
     report = json.loads(r.output)
-    (row,) = report["results"]
-    assert row["error"] is None and row["fps"] > 0 and row["latency_ms"]["p50"] > 0 and row["size_mb"] > 0
-    assert row["miou"] is None
+    assert [row["kind"] for row in report["results"]] == ["onnxruntime", "openvino"]  # one file, two runtimes
+    for row in report["results"]:
+        assert row["error"] is None and row["fps"] > 0 and row["latency_ms"]["p50"] > 0 and row["size_mb"] > 0
+        assert row["miou"] is None
     assert "predicts 3 classes" in report["no_miou"] and "synth:2 has 8" in report["no_miou"]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
@@ -128,8 +137,9 @@ def test_bench_on_unlabelled_frames_measures_speed(three_class_export, tmp_path)
     r = runner.invoke(app, [*args, "--json"])
     assert r.exit_code == 0, r.output
     report = json.loads(r.output)
-    (row,) = report["results"]
-    assert row["fps"] > 0 and row["miou"] is None and "has no ground truth" in report["no_miou"]
+    assert len(report["results"]) == 2  # ONNX Runtime and OpenVINO
+    assert all(row["fps"] > 0 and row["miou"] is None for row in report["results"])
+    assert "has no ground truth" in report["no_miou"]
     # a wrong folder fails once, before any artifact is measured
     r = runner.invoke(app, ["bench", str(three_class_export), "--data", str(tmp_path / "nothere")])
     assert r.exit_code == 2 and "not found" in r.output and "measuring" not in r.output

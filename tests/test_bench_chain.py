@@ -132,7 +132,9 @@ def test_chain_tiny_model_end_to_end(tmp_path, _isolated_workdir):
     assert labels == [
         "PyTorch eager",
         "ONNX Runtime fp32",
+        "OpenVINO fp32",
         "ONNX Runtime fp16",
+        "OpenVINO fp16",
         "ONNX Runtime int8 (CPU form)",
     ]
     for r in model["results"]:
@@ -144,12 +146,16 @@ def test_chain_tiny_model_end_to_end(tmp_path, _isolated_workdir):
         "ONNX Runtime FP32 vs PyTorch eager",
         "CPU INT8 vs ONNX Runtime FP32",
         "CPU INT8 mIoU drop (points)",
+        "best CPU runtime vs ONNX Runtime FP32",
     ]
+    best = model["ratios"][3]
+    assert best["value"] > 0 and best["detail"].startswith("fastest row on the CPU: ")
+    assert best["detail"].split(": ", 1)[1].split(",")[0] in labels
     for q in model["ratios"][:2]:
         assert q["value"] > 0 and q["verdict"] in ("PASS", "MISS")
     md = report["_markdown"]
     assert f"### {name}" in md and "| ONNX Runtime FP32 vs PyTorch eager |" in md
-    assert md.count(RANDOM_NOTE) == 5  # 4 artifacts + the mIoU-drop verdict
+    assert md.count(RANDOM_NOTE) == 8  # 6 rows + the mIoU-drop verdict + the best CPU row's mIoU
     assert report["machine"]["cores"] >= 1
 
 

@@ -44,8 +44,8 @@ def test_rows_put_both_sides_and_the_ratio_side_by_side():
             },
         ]
     )
-    assert rows[0] == ["2", "30.00", "25.00", "1.200", "-", "-", "2, 1.90", "2 x 1"]
-    assert rows[1][3] == "-" and rows[1][6] == "2, -"
+    assert rows[0] == ["2", "30.00", "25.00", "1.200", "-", "-", "- / -", "2, 1.90", "2 x 1"]
+    assert rows[1][3] == "-" and rows[1][7] == "2, -"
     reports = [
         {"frames": {"processed": 10}, "cpu": {"process_ms_per_frame": 50.0}},
         {"frames": {"processed": 30}, "cpu": {"process_ms_per_frame": 70.0}},
@@ -68,3 +68,17 @@ def test_script_compares_batched_and_separate_runs(tiny_onnx):
     assert result["batched"]["fps"] > 0 and result["batched"]["mean_batch"] >= 1.0
     assert result["batched"]["note"] is None  # a dynamic batch: no fall-back
     assert result["batched"]["cpu_ms_per_frame"] > 0 and result["separate"]["cpu_ms_per_frame"] > 0
+    assert result["batched"]["peak_rss_mb"] > 10 and result["separate"]["peak_rss_mb"] > 10
+
+
+def test_script_measures_a_video_source_on_a_named_runtime(tiny_onnx):
+    """--source video decodes a generated clip (no rendering per frame); --backend reaches every run."""
+    model = tiny_onnx(num_classes=8, size=(32, 64), batch="N")
+    cmd = [sys.executable, str(SCRIPT), "--model", str(model), "--streams", "2", "--frames", "20", "--json",
+           "--source", "video", "--backend", "onnxruntime"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    (result,) = summary["results"]
+    assert summary["source"] == "video" and result["batched"]["backend"]["backend"] == "onnxruntime"
+    assert result["batched"]["processed"] == result["separate"]["processed"] == 40

@@ -85,3 +85,48 @@ def test_cards_that_contradict_the_graph_or_bad_values_are_one_line_errors(forei
     assert "--embed needs --onnx" in one_line_error(str(tmp_path / "x.card.json"), "--embed")
     assert not foreign_onnx.with_suffix(".card.json").exists()
     assert "carries no edgeseg metadata" in str(pytest.raises(EdgesegError, Segmenter, foreign_onnx).value)
+
+
+def test_a_foreign_dynamic_batch_file_streams_any_frame_size_like_a_fixed_one(tiny_onnx, tmp_path):
+    """torch.onnx.export with dynamic_axes={0: "batch"} alone: H and W stay fixed. Its card keeps the
+    batch and the spatial axes apart, so frames of any size are resized to 32x48 (not padded to their
+    own size, which the graph refuses) and several streams batch their frames."""
+    from edgeseg.data.synth import SYNTH_CLASSES
+    from edgeseg.runtime.launch import open_multistream
+    from edgeseg.runtime.sources import SyntheticSource
+
+    n = len(SYNTH_CLASSES)  # the generated streams score against their own ground truth
+    model = onnx.load(str(tiny_onnx(num_classes=n, batch="batch")))
+    del model.metadata_props[:]
+    path = tmp_path / "batch_only.onnx"
+    onnx.save(model, str(path))
+    r = card("--onnx", str(path), "--classes", str(n))
+    assert r.exit_code == 0, r.output
+    made = ModelCard.load_json(path.with_suffix(".card.json"))
+    assert made.dynamic_batch and not made.dynamic and made.input_size == (32, 48)
+    assert "dynamic batch" in r.output and "dynamic H/W" not in r.output
+    seg = Segmenter(path)
+    assert seg.infer(np.zeros((256, 512, 3), np.uint8)).shape == (256, 512)
+    assert seg.backend.batch_limits == (1, None)
+    sources = [SyntheticSource(4, height=60, width=90, seed=i) for i in range(2)]
+    multi = open_multistream(seg, sources)
+    stats = multi.run()
+    assert stats.processed == 8 and multi.batching()["note"] is None, multi.batching()
+
+
+def test_a_card_from_before_the_split_runs_a_batch_only_graph_resized(tiny_onnx, tmp_path):
+    """Cards written before the split called a dynamic-batch-only file `dynamic`: the backend reads the
+    graph's fixed H x W and resizes frames to it instead of refusing every other size."""
+    path = tiny_onnx(num_classes=4, batch="batch")
+    model = onnx.load(str(path))
+    props = {p.key: p.value for p in model.metadata_props}
+    props["edgeseg.dynamic"] = "true"
+    props.pop("edgeseg.dynamic_batch")
+    del model.metadata_props[:]
+    for k, v in props.items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    onnx.save(model, str(path))
+    assert ModelCard.from_metadata_props(props).dynamic  # the old meaning
+    seg = Segmenter(path)
+    assert not seg.card.dynamic and seg.card.dynamic_batch and seg.card.input_size == (32, 48)
+    assert seg.infer(np.zeros((256, 512, 3), np.uint8)).shape == (256, 512)

@@ -148,7 +148,8 @@ def test_corrupt_onnx_is_one_line_error(tmp_path):
 
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x00garbage" * 10)
-    with pytest.raises(EdgesegError, match="cannot load ONNX model"):
+    # ONNX Runtime's words, or the card reader's before OpenVINO (the CPU rule's choice) reads it
+    with pytest.raises(EdgesegError, match="cannot load ONNX model|is not a valid ONNX model"):
         Segmenter(bad)
     with pytest.raises(EdgesegError, match="not found"):
         Segmenter(tmp_path / "missing.onnx")

@@ -21,13 +21,17 @@ def test_quick_demo_runs_the_chain(tmp_path):
     assert r.exit_code == 0, r.output
     report = json.loads(r.output[r.output.index("{") :])
     precisions = [row["precision"] for row in report["rows"]]
-    assert precisions[:2] == ["fp32", "fp16"] and "int8-cpu" in precisions
+    assert precisions[:4] == ["fp32", "fp32", "fp16", "fp16"] and "int8-cpu" in precisions  # ORT, OpenVINO
     for row in report["rows"]:
         assert row["fps"] > 0 and 0.0 <= row["miou"] <= 1.0 and row["size_mb"] > 0
     fp32 = report["rows"][0]
     # INT8 passed its gate (<= 1 point on the build's held-out scenes); on the stream it stays close too
     int8 = next(row for row in report["rows"] if row["precision"] == "int8-cpu")
     assert abs(int8["miou"] - fp32["miou"]) < 0.03
+    # OpenVINO (in `all`) runs the same files beside ONNX Runtime, not the QOperator form it cannot read
+    ov = {row["precision"]: row for row in report["rows"] if row["runtime"] == "openvino"}
+    assert set(ov) == {"fp32", "fp16", "int8-qdq"} and ov["fp32"]["artifact"] == "OpenVINO FP32"
+    assert abs(ov["int8-qdq"]["miou"] - fp32["miou"]) < 0.03
     video = cv2.VideoCapture(report["video"])
     assert video.isOpened() and int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
     for png in report["plots"]:

@@ -162,13 +162,31 @@ def test_labels_output_equals_argmax_of_logits(net, tmp_path, dtype):
     assert labels.parity.output_dtype == dtype and labels.parity.passed
 
 
+def test_dynamic_means_the_batch_alone(net, tmp_path):
+    """`--dynamic` makes the batch dynamic and keeps H x W: the card says so apart (dynamic_batch, not
+    dynamic H/W), so the runtime resizes frames to 48x64 and batches several streams' frames."""
+    import onnxruntime as ort
+
+    res = do_export(net, tmp_path, dynamic=True)
+    assert res.io["inputs"]["input"] == ["batch", 3, 48, 64]
+    assert res.io["outputs"]["logits"] == ["batch", NUM_CLASSES, 48, 64]
+    assert res.card.dynamic_batch and not res.card.dynamic
+    sess = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"])
+    assert sess.run(None, {"input": np.zeros((3, 3, 48, 64), np.float32)})[0].shape == (
+        3,
+        NUM_CLASSES,
+        48,
+        64,
+    )
+
+
 def test_dynamic_export_runs_at_two_sizes(net, tmp_path):
     import onnxruntime as ort
 
-    res = do_export(net, tmp_path, dynamic=True, parity_frames=frames(2, (40, 72)))
+    res = do_export(net, tmp_path, dynamic=True, dynamic_hw=True, parity_frames=frames(2, (40, 72)))
     assert res.io["inputs"]["input"] == ["batch", 3, "height", "width"]
     assert res.io["outputs"]["logits"] == ["batch", NUM_CLASSES, "height", "width"]
-    assert res.card.dynamic
+    assert res.card.dynamic and res.card.dynamic_batch
     sess = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"])
     for shape in [(1, 3, 64, 96), (2, 3, 96, 128)]:
         x = torch.randn(*shape, generator=torch.Generator().manual_seed(shape[2]))
@@ -276,7 +294,9 @@ def test_checkpoint_export_records_hash(tmp_path):
 def test_dynamic_labels_export(net, tmp_path):
     import onnxruntime as ort
 
-    res = do_export(net, tmp_path, dynamic=True, output="labels", parity_frames=frames(1, (40, 72)))
+    res = do_export(
+        net, tmp_path, dynamic=True, dynamic_hw=True, output="labels", parity_frames=frames(1, (40, 72))
+    )
     assert res.io["outputs"]["labels"] == ["batch", "height", "width"]
     sess = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"])
     for shape in [(1, 3, 32, 64), (2, 3, 64, 32)]:

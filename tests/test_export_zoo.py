@@ -45,7 +45,9 @@ def test_zoo_model_exports_with_parity_and_trt_clean_graph(name, backbone, dynam
         model=name, classes=[f"c{i}" for i in range(6)], palette=default_palette(6), input_size=(64, 96),
         model_kwargs=dict(net.edgeseg_kwargs),
     )  # fmt: skip
-    res = export_onnx(net, tmp_path / f"{name}.onnx", card, dynamic=dynamic, parity_scenes=2)
+    res = export_onnx(
+        net, tmp_path / f"{name}.onnx", card, dynamic=dynamic, dynamic_hw=dynamic, parity_scenes=2
+    )
     assert res.written and res.parity.passed, res.parity
     assert res.trt.errors == [] and res.trt.warnings == [], res.trt.to_dict()
     ops = graph.op_counts(graph.load_onnx(res.path))

@@ -22,7 +22,7 @@ from test_runtime import PacedCamera, write_video
 
 from edgeseg.errors import EdgesegError
 from edgeseg.runtime import MultiStream, Segmenter, open_multistream, open_source, stream
-from edgeseg.runtime.backends.base import Backend
+from edgeseg.runtime.backends.base import Backend, BackendOptions
 from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edgeseg.runtime.batcher import plan_batches
 from edgeseg.runtime.multistream import open_sources, stream_names, stream_path
@@ -30,6 +30,7 @@ from edgeseg.runtime.pipeline import Reconnect
 from edgeseg.runtime.sinks import JsonlSink, MaskSink, Sink, VideoSink
 from edgeseg.runtime.sources import Frame, Source
 from edgeseg.runtime.tiles import Tiler
+from edgeseg.runtime.workers import available_cores
 
 
 class RecordingBackend(Backend):
@@ -481,10 +482,11 @@ def test_cli_runs_several_sources_through_one_model(tiny_onnx, tmp_path):
     assert names == ["clip", "synthetic-0", "synthetic-1"]
     assert [s["frames"]["processed"] for s in report["streams"]] == [5, 5, 5]
     assert report["frames"]["processed"] == 15 and report["source"]["kind"] == "3 streams"
-    assert (
-        report["batching"]["max_batch"] == 3
-        and sum(int(k) * v for k, v in report["batching"]["sizes"].items()) == 15
-    )
+    # on a CPU one model serves a request per core side by side, a frame each (docs/runtime.md)
+    requests = min(3, available_cores())
+    assert report["batching"]["max_batch"] == (1 if requests > 1 else 3)
+    assert report["batching"]["in_flight"] == requests
+    assert sum(int(k) * v for k, v in report["batching"]["sizes"].items()) == 15
     assert report["fps"] > 0 and report["latency_ms"]["capture_to_result"]["p50"] > 0
     assert all(s["fps"] > 0 and s["latency_ms"]["capture_to_result"]["p99"] for s in report["streams"])
     for name in names:
@@ -518,7 +520,9 @@ def test_cli_fixed_batch_model_warns_once_and_tiles(tiny_onnx, tmp_path):
         "--frames", "4", "--save", str(tmp_path / "grid.mp4"), "--tile", "--json",
     )  # fmt: skip
     assert r.exit_code == 0, r.output
-    assert r.stderr.count("fixed batch of 1") == 1 and "edgeseg export tiny --dynamic" in r.stderr
+    # on a CPU each request carries one frame anyway (docs/runtime.md): a fixed batch costs nothing
+    # there, so nothing is said; a GPU backend says it once (test_a_fixed_batch_model_runs_frames_...)
+    assert "fixed batch of 1" not in r.stderr or available_cores() < 2
     report = json.loads(r.stdout)
     assert report["batching"]["sizes"] == {"1": 8}
     frames = decoded_frames(tmp_path / "grid.mp4")
@@ -604,7 +608,7 @@ def test_two_bags_through_one_model_write_one_result_bag_each(tiny_onnx, tmp_pat
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout)
     assert [s["stream"] for s in report["streams"]] == ["front", "rear"]
-    assert report["batching"]["max_batch"] == 2
+    assert report["batching"]["max_batch"] == (1 if available_cores() > 1 else 2)  # CPU: a frame a request
     reference = Segmenter(model)
     for name, frames in [("front", fronts), ("rear", rears)]:
         with AnyReader([tmp_path / f"out_{name}"]) as reader:
@@ -661,8 +665,9 @@ def test_onnx_runtime_spins_only_while_a_file_stream_keeps_the_batcher_busy(tiny
     """Cameras set the pace, so the session's threads should sleep between frames (see test_idle_cpu);
     one file stream keeps the batcher busy, where spinning between operators is the faster choice."""
     model = tiny_onnx(batch="N")
-    cameras = open_multistream(model, [PacedCamera(1, 0.0), PacedCamera(1, 0.0)])
-    mixed = open_multistream(model, [PacedCamera(1, 0.0), Frames(1)])
+    ort = BackendOptions(backend="onnxruntime")
+    cameras = open_multistream(model, [PacedCamera(1, 0.0), PacedCamera(1, 0.0)], options=ort)
+    mixed = open_multistream(model, [PacedCamera(1, 0.0), Frames(1)], options=ort)
     assert cameras.segmenter.backend.options.spin_wait is False
     assert mixed.segmenter.backend.options.spin_wait is True
     for multi in (cameras, mixed):

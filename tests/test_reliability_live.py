@@ -177,7 +177,9 @@ def test_reconnect_waits_for_a_source_that_comes_up_late(server, tiny_onnx, tmp_
         "--report", str(report),
     )  # fmt: skip
     try:
-        time.sleep(2.5)
+        # long enough for the process to be retrying: starting Python, importing the CPU runtime (OpenVINO
+        # takes 1.5 s on a busy 2-core machine) and opening the model come before the first attempt
+        time.sleep(5.0)
         server.start()
         code, _, err, _ = finish(proc, 60)
     finally:

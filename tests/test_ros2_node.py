@@ -138,7 +138,7 @@ def test_inference_runs_off_the_executor_thread_and_keeps_only_the_newest_frame(
     """A model slower than the camera: the callbacks keep up (every message is taken at once), the
     waiting message is replaced by newer ones, and each message is either processed or dropped."""
     graph, _ = ros
-    seg = Segmenter(tiny_onnx())
+    seg = Segmenter(tiny_onnx(), backend="onnxruntime")  # its submit_impl() calls run_impl()
     infer_threads, run = set(), seg.backend.run_impl
 
     def slow_run(batch):
@@ -276,6 +276,25 @@ def test_cli_runs_the_node_and_passes_ros_arguments(ros, tiny_onnx, tmp_path):
     assert r.exit_code == 5 and "no image on /image for 0.3 s" in r.output and "Traceback" not in r.output
     r = runner.invoke(app, ["ros2", "--model", str(tiny_onnx()), "--topic", "bad topic"])
     assert r.exit_code == 2 and "Invalid topic name" in r.output and "Traceback" not in r.output
+
+
+def test_cli_node_on_openvino(ros, tiny_onnx, tmp_path):
+    """`edgeseg ros2 --backend openvino`: the node runs the ONNX on OpenVINO (real, from PyPI) and its
+    class maps are OpenVINO's own."""
+    pytest.importorskip("openvino")
+    graph, _ = ros
+    frames = camera_frames(2)
+    model = tiny_onnx()
+    lockstep_camera(graph, "/image", [image_msg(f, k) for k, f in enumerate(frames)])
+    r = runner.invoke(
+        app, ["ros2", "--model", str(model), "--backend", "openvino", "--frames", "2", "--json"]
+    )
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert report["backend"]["backend"] == "openvino" and report["frames"]["processed"] == 2
+    with Segmenter(model, backend="openvino") as seg:
+        for k, frame in enumerate(frames):
+            np.testing.assert_array_equal(pixels(graph.published["/edgeseg/class_map"][k]), seg.infer(frame))
 
 
 NODE_UNDER_SUPERVISOR = """

@@ -245,7 +245,7 @@ def test_model_names_resolve_in_the_workspace(tiny_onnx, _isolated_workdir):
     with pytest.raises(EdgesegError, match="no export or training run named 'other'"):
         resolve_model("other", None, None)
     with pytest.raises(EdgesegError, match="unknown --backend"):
-        resolve_model("net", "openvino", None)
+        resolve_model("net", "bogus", None)
 
 
 def test_video_frames_pair_with_labels_by_stem(tiny_onnx, tmp_path):

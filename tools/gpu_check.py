@@ -158,7 +158,7 @@ def _dynamic_net(path: Path) -> Path:
         helper.make_graph(nodes, "dyn", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)]
     )
     card = ModelCard(model="dyn", classes=[f"c{i}" for i in range(5)], palette=default_palette(5),
-                     input_size=(128, 256), dynamic=True)  # fmt: skip
+                     input_size=(128, 256), dynamic=True, dynamic_batch=True)  # fmt: skip
     for k, v in card.to_metadata_props().items():
         model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
     onnx.save(model, path)

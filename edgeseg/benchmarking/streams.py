@@ -15,12 +15,13 @@ from typing import Any
 
 STREAM_COLUMNS = [
     "streams",
-    "batched FPS",
+    "one process FPS",
     "separate FPS",
-    "batched / separate",
-    "CPU ms/frame batched",
+    "one process / separate",
+    "CPU ms/frame one process",
     "CPU ms/frame separate",
-    "batched: threads, mean batch",
+    "peak RSS MB one / separate",
+    "one process: threads, mean batch",
     "separate: processes x threads",
 ]
 
@@ -75,6 +76,7 @@ def comparison_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
                 _fmt(ratio, 3),
                 _fmt(r["batched"].get("cpu_ms_per_frame"), 1),
                 _fmt(r["separate"].get("cpu_ms_per_frame"), 1),
+                f"{_fmt(r['batched'].get('peak_rss_mb'), 0)} / {_fmt(r['separate'].get('peak_rss_mb'), 0)}",
                 f"{r['batched']['threads']}, {_fmt(mean)}",
                 f"{r['streams']} x {r['separate']['threads']}",
             ]

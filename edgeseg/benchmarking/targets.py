@@ -43,6 +43,20 @@ def _first(results: list[dict], kind: str, precision: str, label_part: str = "")
     return None
 
 
+CPU_RUNTIMES = ("onnxruntime", "openvino")
+
+
+def best_cpu(results: list[dict]) -> dict | None:
+    """The fastest row an ONNX runtime measured on the CPU (any precision, either runtime)."""
+    rows = [r for r in results if r["kind"] in CPU_RUNTIMES and r.get("fps")]
+    return max(rows, key=lambda r: r["fps"]) if rows else None
+
+
+def _describe_best(row: dict) -> str:
+    miou = row.get("miou_note") or (f"mIoU {row['miou']:.4f}" if row.get("miou") is not None else "")
+    return f"{row['label']}, {row['fps']:.2f} FPS" + (f", {miou}" if miou else "")
+
+
 def verdict(value: float | None, target: float, higher_is_better: bool = True) -> str:
     if value is None:
         return "MISS (not measured)"
@@ -106,6 +120,17 @@ def ratios(
             "detail": "; ".join(
                 x for x in ("on the benchmark frames", gate_note(build) if trained else "") if x
             ),
+        }
+    )
+    best = best_cpu(results)
+    out.append(
+        {
+            "name": "best CPU runtime vs ONNX Runtime FP32",
+            "value": best["fps"] / fp32["fps"] if best and fp32 else None,
+            "p50_ratio": fp32["latency_ms"]["p50"] / best["latency_ms"]["p50"] if best and fp32 else None,
+            "target": "(reported)",
+            "verdict": "-",
+            "detail": "fastest row on the CPU: " + (_describe_best(best) if best else "none measured"),
         }
     )
     if pipeline is not None:

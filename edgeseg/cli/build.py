@@ -50,6 +50,15 @@ def _print_report(report: Any) -> None:
     )  # names must stay readable
     t.columns[-1].overflow = "fold"
     console.print(t)
+    scored = {}
+    for r in report.rows:
+        if r.runtime:
+            scored.setdefault(r.runtime, []).append(r.precision)
+    if scored:
+        on = "; ".join(f"{rt}: {', '.join(p)}" for rt, p in scored.items())
+        console.print(
+            f"[dim]scored with {on} (docs/int8.md: which runtime scores which file)[/]", highlight=False
+        )
     if report.gates:
         classes = report.card.classes
         cols = ["class", "FP32 IoU"] + [f"INT8 {g.form} IoU" for g in report.gates]

@@ -67,7 +67,13 @@ def card_command(
     check_apart(
         [("OUTPUT_PATH", target)], [("--onnx", onnx_path), ("--classes", classes), ("--palette", palette)]
     )
-    facts: dict = {"input_size": None, "dynamic": False, "output": None, "num_classes": None}
+    facts: dict = {
+        "input_size": None,
+        "dynamic": False,
+        "dynamic_batch": False,
+        "output": None,
+        "num_classes": None,
+    }
     if onnx_path is not None:
         from edgeseg.export.graph import graph_facts, load_onnx
 
@@ -94,6 +100,7 @@ def card_command(
         output=output or facts["output"] or "logits",
         color_order=color_order,
         dynamic=facts["dynamic"],
+        dynamic_batch=facts["dynamic_batch"],
         extra={"card": "edgeseg card"},
     )
     if onnx_path is not None:
@@ -110,7 +117,8 @@ def card_command(
     console.print(f"card: {target}" + (f" (also embedded in {onnx_path})" if embed else ""), highlight=False)
     console.print(
         f"{card.num_classes} classes ({', '.join(card.classes[:6])}{', ...' if card.num_classes > 6 else ''}), "
-        f"input {card.input_size[0]}x{card.input_size[1]}{' dynamic' if card.dynamic else ''}, "
+        f"input {card.input_size[0]}x{card.input_size[1]}{' (dynamic H/W)' if card.dynamic else ''}"
+        f"{', dynamic batch' if card.dynamic_batch else ''}, "
         f"{card.output}, {card.color_order}, mean {list(card.mean)}, std {list(card.std)}",
         highlight=False,
     )

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from edgeseg.cli.options import THREADS, allow_other_gpu_option, card_option, workdir_option
+from edgeseg.cli.options import (
+    THREADS,
+    allow_other_gpu_option,
+    backend_option,
+    card_option,
+    device_option,
+    workdir_option,
+)
 
 
 def eval_command(
@@ -27,7 +34,8 @@ def eval_command(
     split: str | None = typer.Option(None, "--split", help="Dataset split (e.g. val) where it has splits."),
     limit: int | None = typer.Option(None, "--limit", help="Evaluate the first N images only."),
     providers: str = typer.Option("cpu", "--providers", help="ONNX Runtime providers: cpu or auto."),
-    device: str = typer.Option("cpu", "--device", help="Device for .pt checkpoints (cpu, cuda, auto)."),
+    backend: str | None = backend_option(),
+    device: str = device_option(),
     threads: int | None = typer.Option(None, "--threads", **THREADS, help="CPU threads for the backend."),
     plots: Path | None = typer.Option(None, "--plots", help="Write per-class IoU and confusion PNGs here."),
     crf: bool = typer.Option(
@@ -61,7 +69,9 @@ def eval_command(
         from edgeseg.atomic import check_writable
 
         check_writable(plots, "--plots", folder=True)  # before minutes of evaluation, not after
-    path = workspace.find_artifact(artifact, workspace.workdir(workdir), checkpoint_first=True)
+    path = workspace.find_artifact(
+        artifact, workspace.workdir(workdir), backend=backend, checkpoint_first=True
+    )
     if plots is not None:
         from edgeseg.atomic import check_apart
 
@@ -75,7 +85,13 @@ def eval_command(
         data = DEFAULT_EVAL_DATA
     card = read_card(path, card_file) if card_file else None
     segmenter = Segmenter(
-        path, providers=providers, device=device, threads=threads, card=card, allow_other_gpu=allow_other_gpu
+        path,
+        backend=backend,
+        providers=providers,
+        device=device,
+        threads=threads,
+        card=card,
+        allow_other_gpu=allow_other_gpu,
     )
     dataset = open_dataset(data, split=split)
     n = min(limit, len(dataset)) if limit else len(dataset)
@@ -89,10 +105,12 @@ def eval_command(
 
         written.append(plotting.iou_bars(metrics, classes, plots / "per_class_iou.png", dataset.palette))
         written.append(plotting.confusion_matrix(cm.matrix, classes, plots / "confusion_matrix.png"))
-    _report(path, data, n, metrics, classes, written, json_out, cm.matrix.tolist(), crf_params)
+    ran = segmenter.backend.describe()
+    segmenter.close()
+    _report(path, data, n, metrics, classes, written, json_out, cm.matrix.tolist(), crf_params, ran)
 
 
-def _report(path, data, n, metrics, classes, written, json_out, matrix, crf_params) -> None:
+def _report(path, data, n, metrics, classes, written, json_out, matrix, crf_params, ran) -> None:
     from edgeseg.console import console, print_json, table
     from edgeseg.evaluate import summary_rows
 
@@ -100,6 +118,7 @@ def _report(path, data, n, metrics, classes, written, json_out, matrix, crf_para
         print_json(
             {
                 "artifact": str(path),
+                "backend": ran,
                 "data": data,
                 "images": n,
                 "crf": crf_params.to_dict() if crf_params else None,
@@ -111,7 +130,7 @@ def _report(path, data, n, metrics, classes, written, json_out, matrix, crf_para
         return
     console.print(
         table(
-            f"{path.name} on {data} ({n} images{', dense CRF' if crf_params else ''})",
+            f"{path.name} on {data} ({n} images, {ran['backend']}{', dense CRF' if crf_params else ''})",
             ["metric", "value"],
             [
                 ["mIoU", metrics.miou],

@@ -46,7 +46,12 @@ def _print_report(result: Any) -> None:
         ("source", result.source),
         (
             "input",
-            f"1x3x{card.input_size[0]}x{card.input_size[1]}" + (" (dynamic N/H/W)" if card.dynamic else ""),
+            f"{'N' if card.dynamic_batch else 1}x3x"
+            + (
+                "HxW (dynamic: frames run at their own size)"
+                if card.dynamic
+                else "x".join(map(str, card.input_size))
+            ),
         ),
         (
             "output",
@@ -105,7 +110,15 @@ def export_command(
         help="Input width.",
         show_default="the checkpoint's or hf folder's, else 1024",
     ),
-    dynamic: bool = typer.Option(False, "--dynamic", help="Dynamic batch, height and width."),
+    dynamic: bool = typer.Option(
+        False, "--dynamic", help="Dynamic batch (several streams batch their frames); H x W stay fixed."
+    ),
+    dynamic_hw: bool = typer.Option(
+        False,
+        "--dynamic-hw",
+        help="Dynamic height and width too: each frame then runs at its own size (padded to a multiple "
+        "of 32), not at --height x --width; slower on large frames, and accuracy follows the size.",
+    ),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (TensorRT 8.x parses up to 17)."),
     output: str = typer.Option(
         "logits", "--output", help="logits (NxCxHxW float) or labels (in-graph ArgMax)."
@@ -155,8 +168,8 @@ def export_command(
         check_apart([("the export", out)], [("MODEL", model), ("--weights", weights), ("--classes", classes)])
         try:
             result = export_onnx(
-                source.net, out, source.card, height=height, width=width, dynamic=dynamic, opset=opset,
-                output=output, simplify=(True if simplifier == "auto" else simplifier) if simplify else False,
+                source.net, out, source.card, height=height, width=width, dynamic=dynamic, dynamic_hw=dynamic_hw,
+                opset=opset, output=output, simplify=(True if simplifier == "auto" else simplifier) if simplify else False,
                 labels_dtype=labels_dtype,  # type: ignore[arg-type]
                 parity_scenes=parity_scenes, allow_trt_errors=allow_trt_errors, source=source.description,
                 checkpoint_sha256=source.checkpoint_sha256, on_step=on_step,

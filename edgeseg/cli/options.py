@@ -121,15 +121,15 @@ def workdir_option() -> Any:
 
 
 def backend_option() -> Any:
-    """`--backend`, for commands that pick an artifact by name (run, ros2)."""
+    """`--backend`: which runtime runs the artifact, and the file type picked when the model is a name."""
     import typer
 
     return typer.Option(
         None,
         "--backend",
-        help="Pick a file this backend runs (onnxruntime: .onnx, tensorrt: .engine, torch: .pt) when "
-        "--model is a name or omitted; the chosen file's type decides what runs it.",
-        show_default="any file type",
+        help="Run on this backend (onnxruntime or openvino: .onnx, tensorrt: .engine, torch: .pt); with "
+        "--model a name or omitted, a file of its type is picked.",
+        show_default="the file type's; an .onnx on the CPU: the rule in docs/runtime.md",
     )
 
 
@@ -141,7 +141,11 @@ def providers_option() -> Any:
 
 
 def device_option() -> Any:
-    """`--device`, for commands that run PyTorch checkpoints."""
+    """`--device`, for commands that run PyTorch checkpoints or OpenVINO."""
     import typer
 
-    return typer.Option("cpu", "--device", help="Device for .pt checkpoints (cpu, cuda, auto).")
+    return typer.Option(
+        "cpu",
+        "--device",
+        help="PyTorch checkpoints: cpu, cuda, auto; OpenVINO: cpu, gpu, npu, auto (the Intel devices present).",
+    )

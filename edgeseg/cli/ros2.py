@@ -89,6 +89,7 @@ def ros2_command(
     card = read_card(artifact, card_file)
     with Segmenter(
         artifact,
+        backend=backend,
         providers=providers,
         threads=threads,
         device=device,

@@ -92,7 +92,11 @@ def run_command(
         view=View(show=show, serve=serve, tile=tile, mode=mode, alpha=alpha, legend=legend),
         labels=labels,
         backend=BackendOptions(
-            providers=providers, threads=threads, device=device, allow_other_gpu=allow_other_gpu
+            backend=backend,
+            providers=providers,
+            threads=threads,
+            device=device,
+            allow_other_gpu=allow_other_gpu,
         ),
         workers=workers,
         max_frames=frames,
@@ -136,8 +140,11 @@ def execute(run: OpenRun, *, json_out: bool) -> None:
         result = run.report()
         _warn_without_ground_truth(result, plan)
         tables = [print_streams] if len(plan.sources) > 1 else []
+        reported = result.to_dict()
+        if run.artifact is not None:
+            reported["runtime"] = runtime_rule(run.artifact, plan.backend)
         report_failed = publish_report(
-            result.to_dict(), run.card.classes, report=plan.outputs.report, json_out=json_out, tables=tables
+            reported, run.card.classes, report=plan.outputs.report, json_out=json_out, tables=tables
         )
         if not json_out and failure is None:
             _say_written(**plan.outputs.written())
@@ -195,6 +202,14 @@ def publish_report(
 
         console.print(f"report written to {report}")
     return None
+
+
+def runtime_rule(artifact: Path, options: Any) -> dict[str, str]:
+    """Which runtime ran the artifact and why (the CPU rule in docs/runtime.md, or --backend)."""
+    from edgeseg.runtime.backends import describe_choice
+
+    choice = describe_choice(artifact, options)
+    return {"backend": choice.backend, "why": choice.reason}
 
 
 def _say_written(**outputs: Path | None) -> None:
@@ -294,6 +309,10 @@ def print_report(report: dict[str, Any], classes: list[str]) -> None:
     if report["interrupted"]:
         rows.append(["interrupted", "yes"])
     console.print(table(title, ["metric", "value"], rows))
+    rule = report.get("runtime")
+    if rule:
+        other = "" if rule["why"] == "--backend" else " (--backend names another)"
+        console.print(f"[dim]runtime: {rule['backend']}, {rule['why']}{other}; docs/runtime.md[/]")
     if not report.get("live", True):
         console.print(
             "[dim]file source: frames are read ahead to keep inference busy, so latency includes "

@@ -81,5 +81,7 @@ def print_streams(report: dict[str, Any]) -> None:
     mean = f"{b['mean_batch']:.2f}" if b["mean_batch"] is not None else "-"
     console.print(
         f"[dim]batched inference: {b['batches']} batches ({sizes} frames), mean {mean} frames, "
-        f"up to {b['max_batch']}; each stream's FPS and latency count from when every stream was open[/]"
+        f"up to {b['max_batch']}"
+        + (f", {b['in_flight']} run side by side" if b.get("in_flight", 1) > 1 else "")
+        + "; each stream's FPS and latency count from when every stream was open[/]"
     )

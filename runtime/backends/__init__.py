@@ -1,7 +1,8 @@
 """Inference backends sharing one contract (`Backend`), chosen by the artifact's file type
 (`edgeseg.artifacts.BACKEND_SUFFIXES` owns the table):
 
-.onnx                   -> ONNX Runtime (CPU, or CUDA/TensorRT execution providers when present)
+.onnx                   -> ONNX Runtime (CPU, or CUDA/TensorRT execution providers when present),
+                           or OpenVINO (CPU, Intel GPU/NPU; `edgeseg[openvino]`); `choose_backend`
 .engine / .plan / .trt  -> TensorRT
 .pt / .pth              -> PyTorch checkpoint (reference; imports torch lazily)
 """
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.runtime.backends.base import Backend, BackendLoader, BackendOptions
+from edgeseg.runtime.backends.choice import Choice, choose_backend, describe_choice
 from edgeseg.runtime.backends.classes import backend_class
 
 
@@ -20,4 +22,13 @@ def load_backend(artifact: str | Path, **options: Any) -> Backend:
     return BackendLoader(Path(artifact), BackendOptions.from_kwargs(options))()
 
 
-__all__ = ["Backend", "BackendLoader", "BackendOptions", "backend_class", "load_backend"]
+__all__ = [
+    "Backend",
+    "BackendLoader",
+    "BackendOptions",
+    "Choice",
+    "backend_class",
+    "choose_backend",
+    "describe_choice",
+    "load_backend",
+]

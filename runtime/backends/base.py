@@ -29,6 +29,7 @@ import numpy as np
 
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
+from edgeseg.runtime.backends.choice import choose_backend
 from edgeseg.runtime.backends.classes import backend_class
 
 
@@ -36,9 +37,11 @@ from edgeseg.runtime.backends.classes import backend_class
 class BackendOptions:
     """How to open an artifact. Each backend takes the fields it names in `Backend.OPTIONS`."""
 
+    backend: str | None = None  # which runtime runs the file (None: the rule in backends.choose_backend)
     providers: str | list[str] | None = "cpu"  # ONNX Runtime: cpu, auto, or provider names
     threads: int | None = None  # CPU backends: intra-op threads (None: the library's default)
-    device: str | None = "cpu"  # PyTorch: cpu, cuda, cuda:N, auto
+    device: str | None = "cpu"  # PyTorch: cpu, cuda, cuda:N, auto; OpenVINO: cpu, gpu, npu, auto
+    streams: int | None = None  # OpenVINO: workers sharing one compiled model (>1: throughput hint)
     cuda: str | None = None  # TensorRT: CUDA binding (cuda-python or pycuda; None: the first found)
     card: ModelCard | None = None  # overrides the card the artifact carries (files made elsewhere)
     spin_wait: bool = True  # ONNX Runtime: threads spin between operators (False: sleep; paced sources)
@@ -132,8 +135,8 @@ class Backend(abc.ABC):
     # --- more workers ------------------------------------------------------------------------------
     @property
     def loader(self) -> BackendLoader:
-        """How to open this backend again (same artifact, same options)."""
-        return BackendLoader(self.path, self.options)
+        """How to open this backend again (same artifact, same runtime, same options)."""
+        return BackendLoader(self.path, self.options.replace(backend=self.name))
 
     def spawn(self) -> Backend:
         """Another backend on the same artifact for another inference thread."""
@@ -160,6 +163,19 @@ class Backend(abc.ABC):
         self.close()
 
 
+def card_fitting_graph(card: ModelCard, input_shape: list[Any]) -> ModelCard:
+    """`card` as the graph allows: a card that calls height and width dynamic on a graph whose H and W
+    are fixed (cards written before edgeseg kept the batch axis and the spatial axes apart marked a
+    file with a dynamic batch alone `dynamic`) runs frames resized to the graph's size, not padded."""
+    hw = input_shape[2:] if len(input_shape) == 4 else []
+    if card.dynamic and len(hw) == 2 and all(isinstance(d, int) and d > 0 for d in hw):
+        first = input_shape[0]
+        return card.replace(
+            dynamic=False, input_size=(hw[0], hw[1]), dynamic_batch=not isinstance(first, int) or first < 1
+        )
+    return card
+
+
 @dataclass(frozen=True)
 class BackendLoader:
     """A backend not opened yet: the artifact and its options, opened when called (once per worker)."""
@@ -175,5 +191,5 @@ class BackendLoader:
             raise EdgesegError(f"expected a model file (.onnx, .engine, .pt), got a directory: {path}")
         if path.stat().st_size == 0:
             raise EdgesegError(f"{path} is empty (0 bytes): not a model file (an interrupted copy?)")
-        cls = backend_class(path)
+        cls = backend_class(path, self.options.backend or choose_backend(path, self.options).backend)
         return cls(path, **{name: getattr(self.options, name) for name in cls.OPTIONS})

@@ -4,6 +4,7 @@ installed onnxruntime build has them."""
 from __future__ import annotations
 
 import re
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import numpy as np
 from edgeseg.artifacts import card_from_metadata
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError, first_line
-from edgeseg.runtime.backends.base import Backend, BackendOptions
+from edgeseg.runtime.backends.base import Backend, BackendOptions, card_fitting_graph
 
 # ONNX Runtime's WeightBiasQuantization rewrites a Conv's float bias as int32 at input_scale *
 # weight_scale. With FP16 scales (the TensorRT-form INT8 file keeps its float parts in FP16, as
@@ -57,7 +58,7 @@ def has_fp16_qdq(source: Path | bytes) -> bool:
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
-    OPTIONS = ("providers", "threads", "card", "spin_wait")
+    OPTIONS = ("providers", "threads", "card", "spin_wait", "streams")
 
     def __init__(
         self,
@@ -68,6 +69,7 @@ class OnnxRuntimeBackend(Backend):
         card: ModelCard | None = None,
         spin_wait: bool = True,
         model: bytes | None = None,
+        streams: int | None = None,
     ) -> None:
         """`model`: the serialized ONNX itself, for a model not written anywhere (the INT8 gate's
         candidates); `path` then only names it."""
@@ -75,7 +77,9 @@ class OnnxRuntimeBackend(Backend):
 
         self.path = Path(path)
         self._model = model
-        self.options = BackendOptions(providers=providers, threads=threads, card=card, spin_wait=spin_wait)
+        self.options = BackendOptions(
+            providers=providers, threads=threads, card=card, spin_wait=spin_wait, streams=streams
+        )
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
@@ -99,6 +103,7 @@ class OnnxRuntimeBackend(Backend):
             raise EdgesegError(f"{self.path.name} has {len(inputs)} inputs; edgeseg models take one image")
         self.input_name = inputs[0].name
         self.input_shape = inputs[0].shape
+        self.card = card_fitting_graph(self.card, self.input_shape)
         output = self.session.get_outputs()[0]
         self.output_name = output.name
         if output.shape and len(output.shape) not in (3, 4):  # known before the first frame
@@ -106,6 +111,16 @@ class OnnxRuntimeBackend(Backend):
                 f"{self.path.name}: output {output.name!r} {list(output.shape)} is not a segmentation output "
                 "(N x C x H x W logits or N x H x W labels): is it a classifier?"
             )
+        # several streams on the CPU: one session (one copy of the weights) run by `streams` threads at
+        # once, each Run on its own calling thread with `threads` intra-op threads (ORT's Run is
+        # thread-safe); submit() hands a batch to a free thread and result() takes them back in order
+        self._pool: Any = None
+        self._futures: deque[Any] = deque()
+        if streams and streams > 1 and self.computes_on_cpu:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.max_in_flight = int(streams)
+            self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="edgeseg-ort")
 
     def _open_session(self, opts: Any, disabled: tuple[str, ...] = ()) -> Any:
         import onnxruntime as ort
@@ -126,7 +141,7 @@ class OnnxRuntimeBackend(Backend):
         o = self.options  # a model in memory: the next worker opens the same bytes
         return OnnxRuntimeBackend(
             self.path, providers=o.providers, threads=o.threads, card=o.card, spin_wait=o.spin_wait,
-            model=self._model,
+            model=self._model, streams=o.streams,
         )  # fmt: skip
 
     def check_shape(self, shape: tuple[int, ...]) -> None:
@@ -134,11 +149,31 @@ class OnnxRuntimeBackend(Backend):
             if isinstance(want, int) and want != got:
                 raise EdgesegError(
                     f"{self.path.name} expects input shape {self.input_shape}, got {list(shape)} "
-                    f"(axis {axis}); export with --dynamic or another --height/--width"
+                    f"(axis {axis}); export with --dynamic (batch) or another --height/--width"
                 )
 
     def run_impl(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: batch})[0]
+
+    def submit_impl(self, batch: np.ndarray) -> None:
+        if self._pool is None:
+            super().submit_impl(batch)
+            return
+        if len(self._futures) >= self.max_in_flight:
+            raise EdgesegError(f"{self.max_in_flight} batch(es) already in flight; call result() first")
+        self._futures.append(self._pool.submit(self.run_impl, batch))
+
+    def result(self) -> np.ndarray:
+        if self._pool is None:
+            return super().result()
+        if not self._futures:
+            raise EdgesegError("result() called with nothing submitted")
+        return self._futures.popleft().result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._futures.clear()
 
     @property
     def batch_limits(self) -> tuple[int, int | None]:

@@ -1,0 +1,274 @@
+"""OpenVINO backend: runs edgeseg's ONNX files (FP32, FP16, Q/DQ INT8) on Intel's runtime, on the CPU
+(any x86 with AVX2 or better) and, where the drivers are present, an Intel GPU or NPU, or AUTO.
+
+OpenVINO reads the ONNX itself (no conversion step, no IR files), so the card comes from the file's
+metadata as for every ONNX artifact. One compiled model serves every worker: `spawn()` hands out
+another infer request on it instead of compiling again, so several workers or streams hold one copy
+of the weights. With one worker the model compiles with the LATENCY hint (one CPU stream, every
+thread on each frame); with several (`streams`), the THROUGHPUT hint with that many CPU streams, each
+request running on its own stream (docs.openvino.ai, "High-level Performance Hints").
+
+OpenVINO cannot read the QOperator INT8 form (`.int8.cpu.onnx`, per-channel QLinearConv); that file
+stays with ONNX Runtime, and an attempt here is one clear line.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg.artifacts import card_from_metadata
+from edgeseg.card import ModelCard
+from edgeseg.errors import EdgesegError, first_line
+from edgeseg.lazy import require
+from edgeseg.runtime.backends.base import Backend, BackendOptions, card_fitting_graph
+
+DEVICES = ("cpu", "gpu", "npu", "auto")  # --device values; OpenVINO names them in capitals
+
+
+def openvino_device(requested: str | None) -> str:
+    """`--device` (cpu, gpu, gpu.1, npu, auto) -> the OpenVINO device name, if this machine has it."""
+    ov = require("openvino")
+    name = (requested or "cpu").upper()
+    if name.split(".")[0].lower() not in DEVICES:
+        raise EdgesegError(f"OpenVINO runs on {', '.join(DEVICES)}; got --device {requested}")
+    if name == "AUTO":
+        return name
+    available = ov.Core().available_devices  # e.g. ["CPU", "GPU.0", "GPU.1", "NPU"]
+    if name in available or any(d.split(".")[0] == name for d in available):
+        return name
+    raise EdgesegError(
+        f"OpenVINO has no {name} device on this machine (available: {', '.join(available)}); "
+        "an Intel GPU or NPU needs its driver installed"
+    )
+
+
+@dataclass
+class _Compiled:
+    """One compiled model, shared by the backend that compiled it and every backend it spawned."""
+
+    model: Any
+    device: str
+    hint: str
+    streams: int
+    precision: str | None = None  # what the device computes in (bf16 for FP16 files on AVX-512 BF16)
+    users: int = 1
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def release(self) -> bool:
+        """One user fewer; True when it was the last (the compiled model may go)."""
+        with self.lock:
+            self.users -= 1
+            return self.users <= 0
+
+
+class OpenVINOBackend(Backend):
+    name = "openvino"
+    OPTIONS = ("device", "threads", "card", "streams")
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        device: str | None = "cpu",
+        threads: int | None = None,
+        card: ModelCard | None = None,
+        streams: int | None = None,
+        model: bytes | None = None,
+        _shared: _Compiled | None = None,
+    ) -> None:
+        """`model`: the serialized ONNX itself, for a model not written anywhere (the INT8 gate's
+        candidates; `card` then comes with it); `path` then only names it."""
+        self.path = Path(path)
+        self._model = model
+        self.options = BackendOptions(
+            backend=self.name, device=device, threads=threads, card=card, streams=streams
+        )
+        metadata, opset = _read_header(self.path, model)
+        if opset > _newest_opset():
+            ov = require("openvino")
+            raise EdgesegError(
+                f"{self.path.name}: it uses ONNX opset {opset}, and OpenVINO {ov.__version__.split('-')[0]} "
+                f"reads up to opset {_newest_opset()}; export it with an older --opset"
+            )
+        self.card = card or card_from_metadata(self.path, metadata)
+        self._compiled = _shared or self._compile(device, threads, max(1, streams or 1))
+        compiled = self._compiled.model
+        if len(compiled.inputs) != 1:
+            raise EdgesegError(
+                f"{self.path.name} has {len(compiled.inputs)} inputs; edgeseg models take one image"
+            )
+        shape = compiled.inputs[0].get_partial_shape()
+        self.input_shape: list[int | str] = [
+            d.get_length() if d.is_static else f"dim{i}" for i, d in enumerate(shape)
+        ]
+        self.card = card_fitting_graph(self.card, self.input_shape)
+        output = compiled.outputs[0]
+        rank = output.get_partial_shape().rank
+        if rank.is_static and rank.get_length() not in (3, 4):  # known before the first frame
+            name = output.get_any_name() if output.get_names() else "0"
+            dims = [d.get_length() if d.is_static else "?" for d in output.get_partial_shape()]
+            raise EdgesegError(
+                f"{self.path.name}: output {name!r} {dims} is not a segmentation output "
+                "(N x C x H x W logits or N x H x W labels): is it a classifier?"
+            )
+        # one request per stream this backend may keep busy: submit() starts one, result() waits
+        self.max_in_flight = 1 if _shared is not None else self._compiled.streams
+        self._requests = [compiled.create_infer_request() for _ in range(self.max_in_flight)]
+        self._pending: deque[Any] = deque()
+        self._free = deque(self._requests)
+        self._closed = False
+
+    def _compile(self, device: str | None, threads: int | None, streams: int) -> _Compiled:
+        ov = require("openvino")
+        import openvino.properties.hint as hints
+
+        name = openvino_device(device)
+        core = ov.Core()
+        try:
+            model = core.read_model(self._model if self._model is not None else str(self.path))
+        except Exception as exc:  # OpenVINO raises RuntimeError/OVError with a multi-line report
+            raise EdgesegError(f"OpenVINO cannot read {self.path}: {_short(exc)}") from None
+        hint = hints.PerformanceMode.THROUGHPUT if streams > 1 else hints.PerformanceMode.LATENCY
+        config: dict[str, Any] = {hints.performance_mode: hint}
+        if self.card.precision == "fp32":
+            # an FP32 file runs in FP32: OpenVINO's CPU plugin would otherwise compute in bfloat16 on
+            # CPUs with AVX-512 BF16 or AMX (its default there), which changes the results and made
+            # most of its FP32 speed-up here (docs/runtime.md); the FP16 file is the way to ask for it
+            config[hints.inference_precision] = ov.Type.f32
+        if name.startswith("CPU"):
+            import openvino.properties as props
+
+            if streams > 1:
+                config[props.num_streams] = streams
+            if threads:
+                # per worker, as for ONNX Runtime's sessions: the model's streams share them all
+                config[props.inference_num_threads] = int(threads) * streams
+        try:
+            compiled = core.compile_model(model, name, config)
+        except Exception as exc:
+            raise EdgesegError(
+                f"OpenVINO cannot compile {self.path.name} for {name}: {_short(exc)}"
+            ) from None
+        try:
+            precision = compiled.get_property(hints.inference_precision).get_type_name()
+        except Exception:  # noqa: BLE001 - a device that does not report it
+            precision = None
+        return _Compiled(compiled, name, "throughput" if streams > 1 else "latency", streams, precision)
+
+    # --- inference ---------------------------------------------------------------------------------
+    def check_shape(self, shape: tuple[int, ...]) -> None:
+        for axis, (want, got) in enumerate(zip(self.input_shape, shape)):
+            if isinstance(want, int) and want != got:
+                raise EdgesegError(
+                    f"{self.path.name} expects input shape {self.input_shape}, got {list(shape)} "
+                    f"(axis {axis}); export with --dynamic (batch) or another --height/--width"
+                )
+
+    def run_impl(self, batch: np.ndarray) -> np.ndarray:
+        if self._pending:
+            raise EdgesegError("run() called with batches in flight; call result() first")
+        self.submit_impl(batch)
+        return self.result()
+
+    def submit_impl(self, batch: np.ndarray) -> None:
+        if not self._free:
+            raise EdgesegError(f"{self.max_in_flight} batch(es) already in flight; call result() first")
+        request = self._free.popleft()
+        try:
+            request.start_async({0: np.ascontiguousarray(batch, dtype=np.float32)})
+        except Exception as exc:
+            self._free.appendleft(request)
+            raise EdgesegError(f"OpenVINO failed on {self.path.name}: {_short(exc)}") from None
+        self._pending.append(request)
+
+    def result(self) -> np.ndarray:
+        if not self._pending:
+            raise EdgesegError("result() called with nothing submitted")
+        request = self._pending.popleft()
+        try:
+            request.wait()
+            # copied out: the request's output buffer is reused by its next inference
+            return np.array(request.get_output_tensor(0).data, copy=True)
+        except Exception as exc:
+            raise EdgesegError(f"OpenVINO failed on {self.path.name}: {_short(exc)}") from None
+        finally:
+            self._free.append(request)
+
+    @property
+    def batch_limits(self) -> tuple[int, int | None]:
+        """A dynamic batch axis takes any batch; a fixed one exactly its size."""
+        first = self.input_shape[0] if self.input_shape else 1
+        return (first, first) if isinstance(first, int) and first > 0 else (1, None)
+
+    # --- more workers ------------------------------------------------------------------------------
+    def spawn(self) -> Backend:
+        """Another infer request on the same compiled model (one copy of the weights): with the
+        THROUGHPUT hint each request runs on its own CPU stream."""
+        with self._compiled.lock:
+            self._compiled.users += 1
+        return OpenVINOBackend(
+            self.path,
+            device=self.options.device,
+            threads=self.options.threads,
+            card=self.card,
+            streams=self.options.streams,
+            _shared=self._compiled,
+        )
+
+    @property
+    def computes_on_cpu(self) -> bool:
+        return self._compiled.device.startswith("CPU") or self._compiled.device == "AUTO"
+
+    def close(self) -> None:
+        for request in self._pending:
+            request.wait()
+        self._pending.clear()
+        self._requests = []
+        self._free.clear()
+        if not self._closed:
+            self._closed = True
+            if self._compiled.release():
+                self._compiled.model = None  # the last user: the compiled model (its weights) goes
+
+    def describe(self) -> dict:
+        info = {**super().describe(), "device": self._compiled.device, "hint": self._compiled.hint}
+        if self._compiled.precision:
+            info["inference_precision"] = self._compiled.precision
+        if self._compiled.streams > 1:
+            info["streams"] = self._compiled.streams
+        return info
+
+
+def _read_header(path: Path, model: bytes | None) -> tuple[dict[str, str], int]:
+    """The file's metadata (its card) and its ONNX opset, read without its external weights."""
+    onnx = require("onnx")
+    try:
+        proto = (
+            onnx.load_from_string(model)
+            if model is not None
+            else onnx.load(str(path), load_external_data=False)
+        )
+    except Exception as exc:  # protobuf DecodeError, OSError
+        raise EdgesegError(f"{path} is not a valid ONNX model: {first_line(exc)}") from None
+    opset = max((int(i.version) for i in proto.opset_import if i.domain in ("", "ai.onnx")), default=0)
+    return {p.key: p.value for p in proto.metadata_props}, opset
+
+
+def _newest_opset() -> int:
+    """The newest ONNX opset the onnx package beside OpenVINO defines (OpenVINO's ONNX reader follows
+    onnx releases; a newer opset's operators may mean something it does not know)."""
+    return int(require("onnx").defs.onnx_opset_version())
+
+
+def _short(exc: BaseException) -> str:
+    """OpenVINO's errors carry a C++ source trail; the first meaningful line says what went wrong."""
+    text = str(exc).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(("Exception from", "Check '")) and ".cpp:" not in ln]
+    return (useful or lines or [first_line(exc)])[0][:300]

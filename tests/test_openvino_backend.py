@@ -1,0 +1,183 @@
+"""The OpenVINO backend, for real (OpenVINO installs from PyPI with `edgeseg[openvino]`, in `all`):
+argmax agreement with ONNX Runtime on every artifact kind edgeseg writes (FP32, FP16, Q/DQ INT8) of
+the shipped default model, the runtime paths (Segmenter, stream(), run, eval, bench, demo's table,
+several streams, ROS through the fake rclpy), one compiled model shared by spawned workers, and bad
+input as one line with exit 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("openvino")
+
+from edgeseg.cli import app  # noqa: E402
+from edgeseg.defaults import default_model_path  # noqa: E402
+from edgeseg.errors import EdgesegError  # noqa: E402
+from edgeseg.runtime.backends import load_backend  # noqa: E402
+from edgeseg.runtime.segmenter import Segmenter  # noqa: E402
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def variants(tmp_path_factory) -> dict[str, Path]:
+    """The shipped default model's FP32 export, its FP16 file and both INT8 forms (the calibration
+    statistics from 8 generated scenes; enough for agreement, this is not the accuracy gate)."""
+    from edgeseg.artifacts import card_from_metadata, int8_path, onnx_metadata, variant_path
+    from edgeseg.calib.activation_ranges import calibrate
+    from edgeseg.calib.data import open_calibration
+    from edgeseg.calib.quantize import quantize_cpu_form, quantize_tensorrt_form
+    from edgeseg.export.fp16 import write_fp16
+
+    folder = tmp_path_factory.mktemp("ov") / "edgeseg-default"
+    folder.mkdir()
+    base = folder / "edgeseg-default.onnx"
+    shutil.copy(default_model_path("onnx"), base)
+    card = card_from_metadata(base, onnx_metadata(base))
+    write_fp16(base)
+    stats = calibrate(base, card, open_calibration("synth", card, 8, seed=0), method="minmax")
+    quantize_tensorrt_form(base, card, stats, int8_path(base, "qdq"))
+    quantize_cpu_form(base, card, stats, int8_path(base, "cpu"))
+    return {
+        "fp32": base,
+        "fp16": variant_path(base, "fp16"),
+        "int8-qdq": int8_path(base, "qdq"),
+        "int8-cpu": int8_path(base, "cpu"),
+    }
+
+
+def frames(n: int = 3, size=(256, 512)) -> list[np.ndarray]:
+    from edgeseg.data.synth import SceneGenerator
+
+    gen = SceneGenerator(*size, seed=7)
+    return [cv2.cvtColor(gen.scene(i)[0], cv2.COLOR_RGB2BGR) for i in range(n)]
+
+
+@pytest.mark.parametrize("kind", ["fp32", "fp16", "int8-qdq"])
+def test_argmax_agrees_with_onnxruntime_on_every_artifact_kind(variants, kind):
+    path = variants[kind]
+    with (
+        Segmenter(path, backend="openvino", threads=2) as ov,
+        Segmenter(path, backend="onnxruntime", threads=2) as ort,
+    ):
+        assert ov.backend.name == "openvino" and ort.backend.name == "onnxruntime"
+        assert ov.card.precision == ort.card.precision
+        agree = [(ov.infer(f) == ort.infer(f)).mean() for f in frames()]
+    # FP32 and FP16 run the same arithmetic up to rounding; INT8 rounds at different points (ORT
+    # without WeightBiasQuantization keeps bias in float as TensorRT does; OpenVINO folds Q/DQ into
+    # its own INT8 kernels), so its bound is looser but still far above chance (1/8 classes)
+    bound = {"fp32": 0.999, "fp16": 0.995, "int8-qdq": 0.97}[kind]
+    assert min(agree) >= bound, agree
+
+
+def test_one_compiled_model_serves_spawned_workers(variants):
+    """`spawn()` hands out another infer request on the same compiled model, not a second copy."""
+    backend = load_backend(variants["fp32"], backend="openvino", streams=2, threads=1)
+    try:
+        other = backend.spawn()
+        assert other._compiled is backend._compiled and backend._compiled.users == 2
+        assert backend.describe()["hint"] == "throughput" and backend.describe()["streams"] == 2
+        batch = np.random.default_rng(0).normal(size=(1, 3, 256, 512)).astype(np.float32)
+        np.testing.assert_allclose(other.run(batch), backend.run(batch), rtol=1e-4, atol=1e-4)
+        other.close()
+        assert backend._compiled.model is not None  # the first still holds it
+    finally:
+        backend.close()
+    assert backend._compiled.model is None
+
+
+def test_submit_keeps_several_batches_in_flight(variants):
+    """With several streams, one backend keeps one request per stream busy: submit() returns at once and
+    result() hands the outputs back in order."""
+    batch = np.random.default_rng(1).normal(size=(2, 1, 3, 256, 512)).astype(np.float32)
+    with load_backend(variants["fp32"], backend="openvino", streams=2) as backend:
+        assert backend.max_in_flight == 2
+        backend.submit(batch[0])
+        backend.submit(batch[1])
+        with pytest.raises(EdgesegError, match="already in flight"):
+            backend.submit(batch[0])
+        first, second = backend.result(), backend.result()
+        np.testing.assert_allclose(first, backend.run(batch[0]), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(second, backend.run(batch[1]), rtol=1e-4, atol=1e-4)
+
+
+def test_latency_hint_for_one_stream(variants):
+    with load_backend(variants["fp32"], backend="openvino") as backend:
+        assert backend.describe()["hint"] == "latency" and backend.max_in_flight == 1
+        assert backend.batch_limits == (1, 1) and backend.computes_on_cpu
+
+
+def test_stream_and_several_streams(variants):
+    from edgeseg.runtime import stream
+    from edgeseg.runtime.backends import BackendOptions
+
+    ov = BackendOptions(backend="openvino")
+    got = list(stream(variants["int8-qdq"], options=ov, synthetic=3))
+    assert len(got) == 3 and got[0].class_map.shape == (256, 512)
+    many = list(
+        stream(
+            variants["fp32"],
+            sources=[{"synthetic": 2}, {"synthetic": 2}],
+            options=ov,
+        )
+    )
+    assert len(many) == 4 and len({r.stream for r in many}) == 2
+
+
+def test_run_cli_on_openvino_reports_it(variants, tmp_path):
+    report = tmp_path / "r.json"
+    r = runner.invoke(app, ["run", "--model", str(variants["fp16"]), "--backend", "openvino", "--frames", "4",
+                            "--report", str(report), "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    data = json.loads(report.read_text())
+    assert data["backend"]["backend"] == "openvino" and data["backend"]["device"] == "CPU"
+    assert data["frames"]["processed"] == 4 and data["metrics"]["miou"] > 0.3
+
+
+def test_eval_cli_on_openvino(variants):
+    r = runner.invoke(app, ["eval", str(variants["fp32"]), "--backend", "openvino", "--data",
+                            "synth:4", "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output[r.output.index("{") :])
+    assert data["backend"]["backend"] == "openvino" and data["miou"] > 0.3
+
+
+def test_bench_shows_openvino_rows_beside_onnxruntime(variants):
+    from edgeseg import bench
+
+    labels = [a.label for a in bench.discover(variants["fp32"], None)]
+    assert "ONNX Runtime fp32" in labels and "OpenVINO fp32" in labels
+    assert "OpenVINO int8 (Q/DQ form)" in labels  # the TensorRT-form file, on the CPU
+    assert "OpenVINO int8 (CPU form)" not in labels  # OpenVINO cannot read the QOperator form
+
+
+def test_a_file_openvino_cannot_read_is_one_line_exit_2(variants, tmp_path):
+    """The QOperator CPU form (per-channel QLinearConv) and a file that is not ONNX at all."""
+    r = runner.invoke(app, ["run", "--model", str(variants["int8-cpu"]), "--backend", "openvino", "--frames",
+                            "1"])  # fmt: skip
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.output.strip().splitlines() if ln.strip()]
+    assert lines[-1].startswith("error:") and "OpenVINO cannot" in lines[-1] and "Traceback" not in r.output
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a protobuf at all")
+    r = runner.invoke(app, ["run", "--model", str(broken), "--backend", "openvino", "--frames", "1"])
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+
+
+def test_a_missing_device_is_one_line_exit_2(variants):
+    r = runner.invoke(app, ["run", "--model", str(variants["fp32"]), "--backend", "openvino", "--device", "npu",
+                            "--frames", "1"])  # fmt: skip
+    if "NPU" in __import__("openvino").Core().available_devices:
+        pytest.skip("this machine has an NPU")
+    assert r.exit_code == 2, r.output
+    assert "OpenVINO has no NPU device" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["run", "--model", str(variants["fp32"]), "--backend", "openvino", "--device", "tpu",
+                            "--frames", "1"])  # fmt: skip
+    assert r.exit_code == 2 and "OpenVINO runs on cpu, gpu, npu, auto" in r.output, r.output
