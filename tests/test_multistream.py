@@ -686,3 +686,23 @@ def test_tile_label_outline_hugs_its_text():
     dark_cols = np.flatnonzero((grey < 150).any(axis=0))
     assert white_cols.size and dark_cols.size
     assert dark_cols.max() - white_cols.max() <= 2 and white_cols.min() - dark_cols.min() <= 2
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_cpu_streams_share_one_model_with_a_request_per_core(tiny_onnx, runtime):
+    """Several streams on a CPU: one model (one ONNX Runtime session / one OpenVINO compiled model)
+    keeps a request per core in flight, a frame each and a core's share of the threads, instead of
+    one request with every thread running batches; every result is its own frame's."""
+    if runtime == "openvino":
+        pytest.importorskip("openvino")
+    model = tiny_onnx(size=(32, 48), batch="N", hidden=8)
+    sources = [Frames(6, size=(30 + 4 * i, 40), seed=i, name=f"s{i}") for i in range(3)]
+    multi = open_multistream(model, sources, options=BackendOptions(backend=runtime, threads=2))
+    backend = multi.segmenter.backend
+    assert backend.name == runtime and backend.max_in_flight == 2
+    assert backend.options.streams == 2 and backend.options.threads == 1
+    results = list(multi.stream())
+    assert len(results) == 18 and multi.report()["batching"]["sizes"] == {"1": 18}
+    with Segmenter(model, backend=runtime) as reference:
+        for r in results:
+            np.testing.assert_array_equal(r.class_map, reference.infer(r.frame))

@@ -181,3 +181,32 @@ def test_a_missing_device_is_one_line_exit_2(variants):
     r = runner.invoke(app, ["run", "--model", str(variants["fp32"]), "--backend", "openvino", "--device", "tpu",
                             "--frames", "1"])  # fmt: skip
     assert r.exit_code == 2 and "OpenVINO runs on cpu, gpu, npu, auto" in r.output, r.output
+
+
+def test_the_cpu_rule_picks_the_runtime_and_run_reports_why(variants, tmp_path, monkeypatch):
+    """Without --backend an .onnx on the CPU runs on OpenVINO where installed, except the QOperator
+    form (OpenVINO cannot read it) and ONNX Runtime's GPU providers; run's report says which and why."""
+    import importlib.util
+
+    from edgeseg.runtime.backends import BackendOptions, choose_backend
+
+    assert choose_backend(variants["fp32"]).backend == "openvino"
+    assert choose_backend(variants["int8-qdq"]).backend == "openvino"
+    assert choose_backend(variants["int8-cpu"]).backend == "onnxruntime"
+    assert choose_backend(variants["fp32"], BackendOptions(providers="auto")).backend == "onnxruntime"
+    assert choose_backend(variants["fp32"], BackendOptions(device="cuda")).backend == "onnxruntime"
+    assert choose_backend(tmp_path / "m.fp16.engine").backend == "tensorrt"
+    report = tmp_path / "r.json"
+    r = runner.invoke(
+        app, ["run", "--model", str(variants["fp32"]), "--frames", "2", "--report", str(report)]
+    )
+    assert r.exit_code == 0, r.output
+    assert "runtime: openvino, installed and faster" in " ".join(r.output.split())
+    data = json.loads(report.read_text())
+    assert data["backend"]["backend"] == "openvino" and data["runtime"]["backend"] == "openvino"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a)
+    )
+    fallback = choose_backend(variants["fp32"])
+    assert fallback.backend == "onnxruntime" and "not installed" in fallback.reason
