@@ -59,7 +59,8 @@ gpu-check: $(STAMP)
 # The on-device part (build from ONNX, run, ros2, Segmenter) on Python 3.8, JetPack 5.1's system Python:
 # a .venv38 with the runtime requirements (no torch), then tests/test_python38.py runs the device commands
 # under it. PY38 is any Python 3.8 (pyenv's, Debian's, `uv python install 3.8`).
-PY38 ?= $(shell command -v python3.8 || ls $$HOME/.pyenv/versions/3.8*/bin/python3.8 2>/dev/null | tail -1)
+PY38 ?= $(shell for p in $$(command -v python3.8) $$HOME/.pyenv/versions/3.8*/bin/python3.8; do \
+	$$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 8))' 2>/dev/null && echo $$p && break; done)
 VENV38 := .venv38
 py38-check: $(STAMP)
 	@test -n "$(PY38)" || { echo "py38-check: no Python 3.8 found; set PY38=/path/to/python3.8"; exit 1; }
