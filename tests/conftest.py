@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# A shell that starts the suite in the background (`make test &`, nohup) leaves SIGINT ignored, and
+# Python then installs no KeyboardInterrupt handler: the Ctrl-C tests would wait for an interrupt that
+# never comes. The suite runs as if started from a terminal (children get SIG_DFL again at exec).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
