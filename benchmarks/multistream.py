@@ -1,20 +1,21 @@
-"""Several streams through one model: total FPS of N synthetic streams batched in one `edgeseg run`
-process vs N separate `edgeseg run` processes on the same cores, for N = 1, 2, 4, side by side.
+"""Several streams through one model: total FPS of N streams in one `edgeseg run` process vs N
+separate `edgeseg run` processes on the same cores, for N = 1, 2, 4, side by side.
 
     python benchmarks/multistream.py [--model M.onnx] [--streams 1 2 4] [--frames 100] [--rounds 1]
+                                     [--source synthetic|video] [--backend onnxruntime|openvino]
 
-- Batched: `edgeseg run --synthetic x N --threads CORES` (one ONNX Runtime session with every core,
-  batches of up to N frames). Separate: N processes started together, `edgeseg run --synthetic
-  --threads max(1, CORES // N)` each, so together they ask for no more threads than there are cores
-  (with N > CORES each still gets one: the script prints what was used).
+- One process: `edgeseg run --synthetic x N` (or the clip N times). On a CPU its streams share one
+  model with a request per core in flight, a frame each (runtime/multistream.py); on a GPU they are
+  batched. Separate: N processes started together, `--threads max(1, CORES // N)` each, so together
+  they ask for no more threads than there are cores (the script prints what was used).
+- `--source video` decodes a generated clip (written once) instead of rendering every frame: the
+  synthetic source costs about 20 ms of CPU per frame, which hides the inference side.
 - Every process writes its per-frame log; both sides' total FPS is counted over the window in which
   every stream was running (edgeseg/benchmarking/streams.py says why), so the separate processes'
-  staggered start-up does not count against them.
-- Model: the shipped default checkpoint exported with `edgeseg export --dynamic` (batch, height and
-  width dynamic) into a temporary workspace, unless --model is given; both sides run the same file.
-  A model whose batch is fixed at 1 runs the batched side one frame at a time (it says so).
-- With N = 1 both sides run the same command (one source keeps the single-stream pipeline: two
-  single-threaded inference workers on a CPU), so that row shows the run-to-run noise.
+  staggered start-up does not count against them. Peak RSS comes from GNU time where installed.
+- Model: the shipped default checkpoint exported with `edgeseg export --dynamic` (a dynamic batch)
+  into a temporary workspace, unless --model is given; both sides run the same file.
+- With N = 1 both sides run the same command, so that row shows the run-to-run noise.
 - `--rounds R` interleaves the two sides R times per N and reports the medians.
 """
 
