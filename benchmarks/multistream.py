@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             for round_ in range(args.rounds):
                 if not args.json:
                     print(
-                        f"N={n} round {round_ + 1}/{args.rounds}: batched, then {n} separate ...", flush=True
+                        f"N={n} round {round_ + 1}/{args.rounds}: one process, then {n} separate ...",
+                        flush=True,
                     )
                 batched_runs.append(run_batched(model, n, args.frames, cores, tmp, clip, extra))
                 separate_runs.append(run_separate(model, n, args.frames, separate_threads, tmp, clip, extra))
@@ -219,8 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{_load(summary['loadavg_after'])}"
     )
     print(
-        "FPS: results per second of all streams together, while every stream was running. Batched: one "
-        f"process, one session with {cores} threads. Separate: N processes with max(1, {cores} // N) "
+        "FPS: results per second of all streams together, while every stream was running. One process: "
+        f"one model, {cores} threads (on a CPU a request per core, a frame each; batches on a GPU). Separate: N processes with max(1, {cores} // N) "
         "threads each (N = 1: two single-threaded inference workers, the single-stream default). "
         "CPU ms/frame: process CPU time (every thread) per processed frame, all processes together; "
         "it does not depend on the share of a busy machine the runs got (N processes get N shares of "
