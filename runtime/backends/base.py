@@ -21,6 +21,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -161,6 +162,17 @@ class Backend(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_fixed_axes(path: Path, declared: Sequence[Any], shape: tuple[int, ...]) -> None:
+    """Refuse a shape that differs from an ONNX input's fixed axes (named axes take any size): the one
+    wording for every backend that reads an ONNX graph."""
+    for axis, (want, got) in enumerate(zip(declared, shape)):
+        if isinstance(want, int) and want != got:
+            raise EdgesegError(
+                f"{path.name} expects input shape {list(declared)}, got {list(shape)} "
+                f"(axis {axis}); export with --dynamic (batch) or another --height/--width"
+            )
 
 
 def card_fitting_graph(card: ModelCard, input_shape: list[Any]) -> ModelCard:

@@ -13,7 +13,7 @@ import numpy as np
 from edgeseg.artifacts import card_from_metadata
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError, first_line
-from edgeseg.runtime.backends.base import Backend, BackendOptions, card_fitting_graph
+from edgeseg.runtime.backends.base import Backend, BackendOptions, card_fitting_graph, check_fixed_axes
 
 # ONNX Runtime's WeightBiasQuantization rewrites a Conv's float bias as int32 at input_scale *
 # weight_scale. With FP16 scales (the TensorRT-form INT8 file keeps its float parts in FP16, as
@@ -145,12 +145,7 @@ class OnnxRuntimeBackend(Backend):
         )  # fmt: skip
 
     def check_shape(self, shape: tuple[int, ...]) -> None:
-        for axis, (want, got) in enumerate(zip(self.input_shape, shape)):
-            if isinstance(want, int) and want != got:
-                raise EdgesegError(
-                    f"{self.path.name} expects input shape {self.input_shape}, got {list(shape)} "
-                    f"(axis {axis}); export with --dynamic (batch) or another --height/--width"
-                )
+        check_fixed_axes(self.path, self.input_shape, shape)
 
     def run_impl(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: batch})[0]

@@ -26,7 +26,7 @@ from edgeseg.artifacts import card_from_metadata
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError, first_line
 from edgeseg.lazy import require
-from edgeseg.runtime.backends.base import Backend, BackendOptions, card_fitting_graph
+from edgeseg.runtime.backends.base import Backend, BackendOptions, card_fitting_graph, check_fixed_axes
 
 DEVICES = ("cpu", "gpu", "npu", "auto")  # --device values; OpenVINO names them in capitals
 
@@ -163,12 +163,7 @@ class OpenVINOBackend(Backend):
 
     # --- inference ---------------------------------------------------------------------------------
     def check_shape(self, shape: tuple[int, ...]) -> None:
-        for axis, (want, got) in enumerate(zip(self.input_shape, shape)):
-            if isinstance(want, int) and want != got:
-                raise EdgesegError(
-                    f"{self.path.name} expects input shape {self.input_shape}, got {list(shape)} "
-                    f"(axis {axis}); export with --dynamic (batch) or another --height/--width"
-                )
+        check_fixed_axes(self.path, self.input_shape, shape)
 
     def run_impl(self, batch: np.ndarray) -> np.ndarray:
         if self._pending:
