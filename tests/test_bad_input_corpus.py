@@ -739,7 +739,6 @@ def test_bench_stops_within_seconds_while_its_child_measures(sig, inputs, tmp_pa
         [sys.executable, "-m", "edgeseg", "bench", "tiny", "--iterations", "1000000", "--data", "synth:1",
          "--threads", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         line = ""

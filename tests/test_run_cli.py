@@ -165,12 +165,6 @@ def test_full_onnx_run_never_imports_torch(tiny_onnx, tmp_path):
     assert (tmp_path / "o.mp4").is_file()
 
 
-def _default_sigint() -> None:
-    """A shell starting the suite in the background (`make test &`) ignores SIGINT, and children
-    inherit that; Ctrl-C must reach the CLI as it would in a terminal."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def signal_when_writing(args: list[str], partials: list[Path], sig: int) -> tuple[int, str]:
     """`edgeseg ARGS` until every file in `partials` (globs of outputs being written: each writer
     stages under a unique name) exists, then `sig`; (exit code, stderr). A looping run is never left
@@ -178,7 +172,6 @@ def signal_when_writing(args: list[str], partials: list[Path], sig: int) -> tupl
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [*EDGESEG, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        preexec_fn=_default_sigint,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
