@@ -111,6 +111,18 @@ class BuildOptions:
         return dataclasses.replace(self, engine=engine)
 
 
+class PartialBuild(EdgesegError):
+    """A build that failed after writing some files: `cause` is the failure (its exit code is this
+    error's), `complete` the files written before it, each complete (written atomically, and scored).
+    The one error line names them, so a set that looks half-made is explained."""
+
+    def __init__(self, cause: EdgesegError, complete: tuple[Path, ...]) -> None:
+        names = ", ".join(p.name for p in complete)
+        super().__init__(f"{cause}; complete before the failure: {names}", exit_code=cause.exit_code)
+        self.cause = cause
+        self.complete = complete
+
+
 @dataclass
 class Row:
     """One artifact of the build, scored against FP32."""
@@ -188,7 +200,9 @@ def build(model_path: Path, opts: BuildOptions, progress: Progress | None = None
         try:
             _onnx_variants(result, opts, progress)
         except EdgesegError as exc:
-            _say_what_is_complete(exc, result)
+            complete = tuple(r.artifact for r in result.rows if r.precision != "fp32" and r.size_bytes)
+            if complete:
+                raise PartialBuild(exc, complete) from exc
             raise
         if result.failure is not None:
             return result
@@ -293,14 +307,6 @@ def _onnx_variants(result: BuildResult, opts: BuildOptions, progress: Progress |
         n_float = len(gated.artifact.excluded)  # never all of them: that is no INT8 (calib.gate)
         note = f"{n_float} layer(s) kept in float" if n_float else ""
         result.rows.append(_gate_row(gated, gate, note))
-
-
-def _say_what_is_complete(exc: EdgesegError, result: BuildResult) -> None:
-    """A build that fails part-way: each file it wrote before is complete (written atomically, and
-    scored), so the one error line names them rather than leaving a set that looks half-made."""
-    done = [r.artifact.name for r in result.rows if r.precision != "fp32" and r.size_bytes]
-    if done:
-        exc.args = (f"{exc}; complete before the failure: {', '.join(done)}",)
 
 
 class Previous(enum.Enum):

@@ -193,6 +193,42 @@ def test_edgeseg_failing_on_a_valid_file_is_exit_1_and_names_the_complete_files(
     assert (path.parent / "tiny.fp16.onnx").is_file()
 
 
+def test_a_build_failing_part_way_carries_its_complete_files_as_data(tiny_onnx, tmp_path, monkeypatch):
+    """The library caller gets the files as a field (`PartialBuild.complete`) and the failure itself
+    (`cause`, whose exit code it keeps), not a message to parse; a failure before any file was written
+    is raised as it is."""
+    from edgeseg.build import BuildOptions, PartialBuild, build
+    from edgeseg.calib import gate
+
+    path = tmp_path / "tiny.onnx"
+    path.write_bytes(tiny_onnx(name="tiny").read_bytes())
+    cause = InternalError("Q/DQ placement broke a rule")
+
+    def broken(*args, **kwargs):
+        raise cause
+
+    monkeypatch.setattr(gate, "make_form", broken)
+    opts = BuildOptions(
+        fp16=True, int8=True, forms=("qdq",), calib_data="synth", calib_images=2, eval_images=2
+    )
+    with pytest.raises(PartialBuild) as err:
+        build(path, opts)
+    assert err.value.cause is cause and err.value.__cause__ is cause
+    assert err.value.complete == (tmp_path / "tiny.fp16.onnx",) and err.value.complete[0].is_file()
+    assert err.value.exit_code == ExitCode.BUG
+    assert str(err.value) == f"{cause}; complete before the failure: tiny.fp16.onnx"
+    assert (
+        str(cause)
+        == "Q/DQ placement broke a rule (edgeseg failed on a valid input: please report it, with the file)"
+    )
+    (tmp_path / "tiny.fp16.onnx").unlink()
+    with pytest.raises(InternalError) as err2:  # nothing complete: the failure as it is
+        build(
+            path, BuildOptions(int8=True, forms=("qdq",), calib_data="synth", calib_images=2, eval_images=2)
+        )
+    assert type(err2.value) is InternalError
+
+
 @pytest.mark.slow  # the dynamo exporter's first run takes about a minute on 2 busy cores
 def test_torchs_default_exporter_runs_in_edgesegs_environment(tmp_path):
     """PyTorch 2.14's default torch.onnx.export (dynamo) needs onnxscript: edgeseg[export] installs it,
