@@ -14,6 +14,7 @@ in RGB and BGR order, so OpenCV frames are passed as they are.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -40,13 +41,29 @@ class CRFParams:
     gaussian_xy: float = 3.0  # sigma_gamma
 
     def __post_init__(self) -> None:
+        """Every field at once, in one line: pydensecrf would take a float or zero iteration count, or a
+        NaN width, and return unrefined or meaningless marginals without a word."""
+        problems = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if not value > 0:
-                raise EdgesegError(f"CRF parameter {f.name} must be positive, not {value!r}")
+            if f.name == "iterations":
+                if not _is_int(value) or value < 1:
+                    problems.append(f"iterations must be an integer >= 1, not {value!r}")
+            elif not (_is_real(value) and math.isfinite(value) and value > 0):
+                problems.append(f"{f.name} must be a finite number > 0, not {value!r}")
+        if problems:
+            raise EdgesegError(f"CRF parameters: {'; '.join(problems)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def require_crf() -> Any:

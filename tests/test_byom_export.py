@@ -308,6 +308,16 @@ def test_smp_pspnet_sizes_and_encoders_the_exporter_cannot_take_are_said_before_
     assert "H/16 and W/16" in deeper
 
 
+def test_smp_pspnet_with_one_side_given_names_the_size_it_would_export():
+    """--height alone exports at that height and the card's default width (512x1024 by default): the
+    message names that size, not the default one."""
+    pytest.importorskip("segmentation_models_pytorch")
+    line = one_line_error("smp:PSPNet", "--encoder", "resnet18", "--height", "100")
+    assert "got 100x1024" in line and "e.g. 96x1008" in line
+    line = one_line_error("smp:PSPNet", "--encoder", "resnet18", "--width", "100")
+    assert "got 512x100" in line and "e.g. 528x96" in line
+
+
 def test_smp_pspnet_at_a_size_its_bins_divide_exports():
     pytest.importorskip("segmentation_models_pytorch")
     data = export(

@@ -94,15 +94,40 @@ def test_probabilities_in_give_the_same_result_as_logits():
 
 @needs_crf
 def test_bad_parameters_and_shapes_are_one_line_errors():
-    from edgeseg.crf import CRFParams, refine
+    from edgeseg.crf import refine
 
-    with pytest.raises(EdgesegError, match="bilateral_xy must be positive"):
-        CRFParams(bilateral_xy=0)
     image, _ = two_regions()
     with pytest.raises(EdgesegError, match="do not match the image"):
         refine(image, np.zeros((2, H, W - 1), np.float32))
     with pytest.raises(EdgesegError, match="uint8 image"):
         refine(image.astype(np.float32), blurred_shifted_logits())
+
+
+@pytest.mark.parametrize(
+    "field, value, needle",
+    [
+        ("iterations", 2.5, "iterations must be an integer >= 1, not 2.5"),
+        ("iterations", 0, "iterations must be an integer >= 1, not 0"),
+        ("iterations", True, "iterations must be an integer >= 1, not True"),
+        ("iterations", "10", "iterations must be an integer >= 1, not '10'"),
+        ("bilateral_xy", 0, "bilateral_xy must be a finite number > 0, not 0"),
+        ("bilateral_rgb", float("nan"), "bilateral_rgb must be a finite number > 0, not nan"),
+        ("gaussian_xy", float("inf"), "gaussian_xy must be a finite number > 0, not inf"),
+        ("gaussian_weight", -3.0, "gaussian_weight must be a finite number > 0, not -3.0"),
+        ("bilateral_weight", "4", "bilateral_weight must be a finite number > 0, not '4'"),
+    ],
+)
+def test_crf_parameters_are_checked_when_made_in_one_line(field, value, needle):
+    """pydensecrf takes a float iteration count or a NaN width without a word; CRFParams refuses them,
+    and every bad field is named in the same line."""
+    from edgeseg.crf import CRFParams
+
+    with pytest.raises(EdgesegError) as err:
+        CRFParams(**{field: value})
+    assert needle in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(EdgesegError, match=r"iterations .*; gaussian_xy "):
+        CRFParams(iterations=0, gaussian_xy=0)
+    assert CRFParams(iterations=np.int64(5), bilateral_xy=np.float32(30)).iterations == 5
 
 
 def test_paper_defaults():

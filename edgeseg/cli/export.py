@@ -250,7 +250,7 @@ def _choice(
         num_classes=num_classes,
         classes=names,
         palette=palette,
-        input_size=(height, width) if height and width else None,
+        input_size=(height, width) if height or width else None,
     )
 
 

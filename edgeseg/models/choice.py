@@ -25,7 +25,7 @@ class ModelChoice:
     num_classes: int | None = None
     classes: list[str] | None = None
     palette: list[RGB] | None = None
-    input_size: tuple[int, int] | None = None
+    input_size: tuple[int | None, int | None] | None = None  # --height/--width; either may be left out
 
     def __post_init__(self) -> None:
         if self.num_classes is not None and self.num_classes < 1:
@@ -43,6 +43,11 @@ class ModelChoice:
     def count(self) -> int | None:
         """The class count the flags ask for (None: not given)."""
         return len(self.classes) if self.classes is not None else self.num_classes
+
+    def size(self, default: tuple[int, int]) -> tuple[int, int]:
+        """The size the net is exported at: each side given, the other from `default` (the card's)."""
+        h, w = self.input_size or (None, None)
+        return (h or default[0], w or default[1])
 
     def given(self) -> list[str]:
         """The structure flags that were given (a checkpoint carries its own and refuses them)."""
@@ -96,7 +101,7 @@ class ModelChoice:
             palette = list(SYNTH_PALETTE)
         else:
             palette = default_palette(len(classes))
-        size = self.input_size or input_size
+        size = self.size(input_size or ModelCard.input_size)
         return ModelCard(
             model=model,
             classes=list(classes),
@@ -105,5 +110,5 @@ class ModelChoice:
             std=std,  # type: ignore[arg-type]
             model_kwargs=dict(model_kwargs or {}),
             extra=dict(extra or {}),
-            **({"input_size": size} if size else {}),
+            input_size=size,
         )

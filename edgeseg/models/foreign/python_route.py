@@ -61,7 +61,7 @@ def load_python(request: ImportRequest) -> Imported:
     if request.weights is not None:
         load_into(net, request.weights, what)
     _to_eval(net, what)
-    size = choice.input_size or ModelCard.input_size  # the card's (and export's) default size
+    size = choice.size(ModelCard.input_size)  # the size the export runs at
     n = _probe_classes(net, size, what)
     random = request.weights is None
     card = choice.card(

@@ -79,7 +79,7 @@ def load_smp(request: ImportRequest) -> Imported:
         description = f"{what}, random weights (untrained)"
     random = request.weights is None
     mean, std = _normalisation(encoder)
-    _check_exportable(arch, encoder, options, choice.input_size or ModelCard.input_size)
+    _check_exportable(arch, encoder, options, choice.size(ModelCard.input_size))
     card = choice.card(
         export_name(f"smp_{arch}_{encoder}"),
         choice.class_names(n, random_weights=random),
