@@ -357,12 +357,13 @@ def check_apart(
     inputs: Iterable[tuple[str, PathArg]],
     *,
     folders: Container[str] = (),
+    remedy: str = "choose another folder",
 ) -> None:
     """No output may destroy an input: raise (exit 2, one line) before any work when an output is the
     same file as an input (symlinks and hard links followed), when an output folder (`folders`:
     the options whose path is a folder written into) is or holds an input, or when an output would
     replace a file inside an input folder. Inputs that do not exist (synth:N, a URL) are skipped;
-    a glob input counts as the folder it searches."""
+    a glob input counts as the folder it searches. `remedy` ends the message about a folder output."""
     ins = [(option, name, p) for option, name in inputs if name is not None for p in [_input_path(name)] if p]
     for out_option, given in outputs:
         if given is None:
@@ -374,7 +375,7 @@ def check_apart(
                 if real == inp or _is_within(inp, real) or _hard_link_in(inp, real):
                     raise EdgesegError(
                         f"{out_option} {given} holds the input {in_option} {name}: outputs written "
-                        "there could replace it; choose another folder"
+                        f"there could replace it; {remedy}"
                     )
             elif real == inp or _same_file(real, inp):
                 raise EdgesegError(

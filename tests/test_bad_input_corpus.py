@@ -94,6 +94,8 @@ def inputs(tmp_path_factory):
     future.opset_import[0].version = 99
     onnx.save(future, d / "opset99.onnx")
     _ground_truth_of_another_model(d)
+    _training_run(d / "train" / "fcn8s" / "r1")
+    (d / "run").symlink_to(d / "train" / "fcn8s" / "r1")
     (d / "hf-evil").mkdir()
     (d / "hf-evil" / "config.json").write_text(json.dumps({"model_type": "segformer", "num_labels": 2}))
     (d / "hf-evil" / "pytorch_model.bin").write_bytes(pickle.dumps({"w": Evil()}, protocol=2))
@@ -117,6 +119,21 @@ def _ground_truth_of_another_model(d: Path) -> None:
         cv2.imwrite(str(d / "ds3" / "images" / f"s{i}.png"), np.full((32, 64, 3), 40 * i, np.uint8))
         cv2.imwrite(str(d / "ds3" / "masks" / f"s{i}.png"), np.full((32, 64), i % 3, np.uint8))
     (d / "ds3" / "classes.txt").write_text("sky\nroad\ncar\n")
+
+
+def _training_run(run: Path) -> None:
+    """A run folder of an unfinished fcn8s run (epoch 1 of 2) in a workspace layout: last.pt, best.pt
+    and a hard link to best.pt elsewhere. Its checkpoints hold no weights: every case refuses before
+    loading them."""
+    from edgeseg.card import ModelCard, default_palette
+    from edgeseg.checkpoint import save_checkpoint
+    from edgeseg.training import TrainConfig
+
+    card = ModelCard(model="fcn8s", classes=[f"c{i}" for i in range(8)], palette=default_palette(8))
+    state = {"config": TrainConfig(model="fcn8s", data="synth:2", epochs=2).to_dict(), "epoch": 1}
+    for name in ("last.pt", "best.pt"):
+        save_checkpoint(run / name, {}, card, train_state=state)
+    os.link(run / "best.pt", run.parents[2] / "hard-best.pt")
 
 
 def _outputs_that_are_inputs(d: Path) -> None:
@@ -426,6 +443,28 @@ CASES = [
     ("card {in}/card.json --onnx {in}/nocard.onnx --classes {in}/card.json", BAD, "are the same file"),
     ("data preview {in}/images {in}/images/img_000.png", BAD, "would replace a file inside the input PATH"),
     ("ros2 --model {in}/tiny.onnx --report {in}/tiny.onnx", BAD, "are the same file"),
+    # train: a resumed run writes last.pt, best.pt and history.json in its folder
+    (
+        "train fcn8s --data synth:2 --resume {in}/run --weights {in}/run/best.pt",
+        BAD,
+        "the resumed run's folder {in}/run holds the input --weights {in}/run/best.pt",
+    ),
+    (
+        "train fcn8s -d synth:2 --resume {in}/run/last.pt --weights {in}/hard-best.pt",
+        BAD,
+        "holds the input --weights",
+    ),
+    ("train fcn8s --resume {in}/run --data {in}/run", BAD, "holds the input --data {in}/run"),
+    (
+        "train fcn8s -d synth:2 --resume auto --workdir {in} --val-data {in}/train/fcn8s/r1",
+        BAD,
+        "the resumed run's folder {in}/train/fcn8s/r1 holds the input --val-data",
+    ),
+    (
+        "train fcn8s -d synth:2 --resume {in}/run --val-data {in}/run/.",
+        BAD,
+        "resume a copy of the run folder",
+    ),
     ("export fcn8s --name ../escape", BAD, "--name '../escape' must be a plain name"),
     ("export fcn8s --name a/b", BAD, "must be a plain name"),
     ("export fcn8s --name ..", BAD, "must be a plain name"),

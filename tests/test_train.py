@@ -149,6 +149,34 @@ def test_resume_continues_the_schedule_exactly():
         torch.testing.assert_close(a, b, msg=k)
 
 
+def test_resuming_from_best_pt_continues_in_a_new_run_folder():
+    """Continuing from best.pt in place would replace the run's later last.pt: a run continues in its
+    folder only from its last.pt, and from any other checkpoint in a new folder that leaves it whole."""
+    data = Scenes(4)
+    lines: list[str] = []
+    first = train(_cfg(epochs=2), train_set=data, val_set=data)
+    before = {p.name: p.read_bytes() for p in first.run_dir.iterdir()}
+    assert {"best.pt", "last.pt", "history.json"} <= set(before)
+    resumed = train(_cfg(epochs=3), resume=first.best, train_set=data, val_set=data, log=lines.append)
+    assert resumed.run_dir != first.run_dir and resumed.run_dir.parent == first.run_dir.parent
+    assert {p.name: p.read_bytes() for p in first.run_dir.iterdir()} == before
+    start = load_checkpoint(first.best)["train_state"]["epoch"]
+    assert [r["epoch"] for r in resumed.history][start:] == list(range(start + 1, 4))
+    assert load_checkpoint(resumed.last)["train_state"]["epoch"] == 3
+    said = f"resuming from {first.best} in a new run folder, {resumed.run_dir} (only a last.pt continues"
+    assert any(line.startswith(said) for line in lines), lines
+
+
+def test_a_resumed_run_whose_folder_holds_an_input_is_refused_before_work(tmp_path):
+    data = Scenes(2)
+    first = train(_cfg(epochs=1), train_set=data, val_set=data)
+    before = {p.name: p.read_bytes() for p in first.run_dir.iterdir()}
+    cfg = _cfg(epochs=2, weights=str(first.best))
+    with pytest.raises(EdgesegError, match="the resumed run's folder .* holds the input --weights"):
+        train(cfg, resume=first.last, train_set=data, val_set=data)
+    assert {p.name: p.read_bytes() for p in first.run_dir.iterdir()} == before
+
+
 def test_schedules_shape():
     from edgeseg.training.schedule import LrFactor
 

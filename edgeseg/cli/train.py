@@ -59,7 +59,11 @@ def train_command(
     val_limit: int | None = typer.Option(
         None, "--val-limit", **COUNT, help="Validate on the first N images only."
     ),
-    resume: str | None = typer.Option(None, "--resume", help="Checkpoint/run dir to continue, or 'auto'."),
+    resume: str | None = typer.Option(
+        None,
+        "--resume",
+        help="Run dir or its last.pt to continue in place, or 'auto'; another checkpoint continues in a new run dir.",
+    ),
     workdir: Path | None = workdir_option(),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
 ) -> None:

@@ -84,6 +84,27 @@ def find_resume(spec: str | Path, root: Path, model: str) -> Path:
     return path
 
 
+def resume_run_dir(resume_path: Path) -> Path | None:
+    """Where a run resumed from `resume_path` writes: its own folder when it is a run's `last.pt` (the
+    run continues in place, as `--resume auto` and a run folder do), else None, a new run folder:
+    continuing from best.pt in place would replace the later last.pt, and a checkpoint kept elsewhere
+    is not a run folder whose last.pt, best.pt and history.json edgeseg may replace."""
+    return resume_path.parent if resume_path.name == "last.pt" else None
+
+
+def check_run_apart(resume_path: Path | None, inputs: list[tuple[str, str | Path | None]]) -> None:
+    """Refuse (one line, exit 2, before any work) a resumed run whose folder is or holds an input
+    (`--data`, `--val-data`, `--weights`): its checkpoints and history would replace it. A new run's
+    folder is made fresh, so it holds nothing."""
+    from edgeseg.atomic import check_apart
+
+    run_dir = resume_run_dir(resume_path) if resume_path is not None else None
+    if run_dir is None:
+        return
+    option = "the resumed run's folder"
+    check_apart([(option, run_dir)], inputs, folders={option}, remedy="resume a copy of the run folder")
+
+
 def config_for_resume(path: Path, overrides: dict[str, Any]) -> TrainConfig:
     """The saved run's config, with explicitly passed options on top (warning when they bend the schedule)."""
     from edgeseg.checkpoint import load_checkpoint
@@ -232,6 +253,8 @@ def train(
 
     try:
         resume_path = find_resume(resume, root, cfg.model) if resume else None
+        inputs = [("--data", cfg.data), ("--val-data", cfg.val_data), ("--weights", cfg.weights)]
+        check_run_apart(resume_path, inputs)
         payload = load_checkpoint(resume_path) if resume_path else None
         train_set, val_set = open_datasets(cfg, train_set, val_set)
         _seed_all(cfg.seed)  # identical initial weights on every rank
@@ -240,9 +263,15 @@ def train(
         rec = _Record()
         if payload is not None:
             rec = _restore(fit, payload, cfg, resume_path)
-            run_dir = resume_path.parent
+            run_dir = resume_run_dir(resume_path)
         else:
-            run_dir = workspace.new_run_dir(root, cfg.model) if dist.is_main else None
+            run_dir = None
+        if run_dir is None and dist.is_main:
+            run_dir = workspace.new_run_dir(root, cfg.model)
+            if resume_path is not None and log:
+                log(
+                    f"resuming from {resume_path} in a new run folder, {run_dir} (only a last.pt continues in place)"
+                )
         fit.run_dir = Path(distributed.broadcast_object(dist, str(run_dir) if run_dir else None))
         if dist.enabled:
             torch = require("torch")
