@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,30 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # never comes. The suite runs as if started from a terminal (children get SIG_DFL again at exec).
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+# Handlers a test may leave behind: the fake rclpy's SIGTERM handler when ROS is shut down from another
+# thread (only the main thread may set handlers), the CLI's SIGTERM handler after an in-process run.
+KEPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def kept_signal_handlers() -> Iterator[None]:
+    """The process's signal handlers as they were before, whatever ran inside."""
+    before = {sig: signal.getsignal(sig) for sig in KEPT_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            if signal.getsignal(sig) is not handler and handler is not None:
+                signal.signal(sig, handler)
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored() -> Iterator[None]:
+    """No test leaves a signal handler installed for the tests after it."""
+    with kept_signal_handlers():
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -222,6 +222,24 @@ def test_ros_shutdown_from_outside_ends_the_node(ros, tiny_onnx):
     assert report["stopped_by"] == "shutdown" and report["frames"]["processed"] == 0
 
 
+def test_a_handler_left_by_a_shutdown_from_another_thread_is_put_back_after_the_test(ros):
+    """rclpy.shutdown() from a launch thread cannot uninstall rclpy's SIGTERM handler (only the main thread
+    may set handlers), so the fake leaves it; conftest's fixture puts the previous one back."""
+    from conftest import kept_signal_handlers
+
+    _, rclpy = ros
+    before = signal.getsignal(signal.SIGTERM)
+    with kept_signal_handlers():
+        rclpy.init()
+        assert signal.getsignal(signal.SIGTERM).__name__ == "_shutdown_all_contexts"
+        launch = threading.Thread(target=rclpy.shutdown)
+        launch.start()
+        launch.join()
+        assert not rclpy.ok()
+        assert signal.getsignal(signal.SIGTERM).__name__ == "_shutdown_all_contexts"  # left behind
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_bad_names_and_a_missing_ros_are_one_line(ros, tiny_onnx, monkeypatch):
     seg = Segmenter(tiny_onnx())
     for options, needle in (

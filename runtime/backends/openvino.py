@@ -29,17 +29,36 @@ from edgeseg.lazy import require
 from edgeseg.runtime.backends.base import Backend, BackendOptions, card_fitting_graph, check_fixed_axes
 
 DEVICES = ("cpu", "gpu", "npu", "auto")  # --device values; OpenVINO names them in capitals
+_CORE: list[Any] = []  # the process's one ov.Core (see shared_core)
+_CORE_LOCK = threading.Lock()
+
+
+def shared_core() -> Any:
+    """The process's one `ov.Core`, made on first use and kept until the process ends.
+
+    Why one: each Core's CPU plugin gives the thread that creates it an alternate signal stack of its
+    own and, when that Core goes, frees it and puts back the stack it found there. Cores that go in
+    another order than they came (a model closed while a newer one lives on) leave the thread on
+    freed memory, and the next signal it takes (Ctrl-C, SIGTERM: Python's handlers run on the
+    alternate stack) kills the process with SIGSEGV instead of stopping it cleanly (measured with
+    OpenVINO 2026.4; tests/test_openvino_backend.py). A Core that is never freed never frees a stack
+    in use; compile settings are passed per compile_model call, so sharing it changes nothing else."""
+    ov = require("openvino")
+    with _CORE_LOCK:
+        if not _CORE:
+            _CORE.append(ov.Core())
+        return _CORE[0]
 
 
 def openvino_device(requested: str | None) -> str:
     """`--device` (cpu, gpu, gpu.1, npu, auto) -> the OpenVINO device name, if this machine has it."""
-    ov = require("openvino")
+    require("openvino")  # a missing OpenVINO is its one line, before the device name is judged
     name = (requested or "cpu").upper()
     if name.split(".")[0].lower() not in DEVICES:
         raise EdgesegError(f"OpenVINO runs on {', '.join(DEVICES)}; got --device {requested}")
     if name == "AUTO":
         return name
-    available = ov.Core().available_devices  # e.g. ["CPU", "GPU.0", "GPU.1", "NPU"]
+    available = shared_core().available_devices  # e.g. ["CPU", "GPU.0", "GPU.1", "NPU"]
     if name in available or any(d.split(".")[0] == name for d in available):
         return name
     raise EdgesegError(
@@ -129,7 +148,7 @@ class OpenVINOBackend(Backend):
         import openvino.properties.hint as hints
 
         name = openvino_device(device)
-        core = ov.Core()
+        core = shared_core()
         try:
             model = core.read_model(self._model if self._model is not None else str(self.path))
         except Exception as exc:  # OpenVINO raises RuntimeError/OVError with a multi-line report
