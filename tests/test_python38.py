@@ -151,6 +151,68 @@ def test_the_device_commands_run_on_a_real_python_38(tmp_path, binding):
     assert got["done"] == {"build": "tiny.fp32.engine", "run": 3, "segmenter": [40, 60], "ros2": "help"}
 
 
+DEVICE_WITHOUT_ONNXRUNTIME = """
+import importlib.abc, json, sys, traceback
+class NoOnnxRuntime(importlib.abc.MetaPathFinder):  # a Jetson without onnxruntime installed
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] != "onnxruntime":
+            return None
+        stack = traceback.extract_stack()
+        if any("fake_tensorrt" in f.filename for f in stack):
+            return None  # the fake engine computes with ONNX Runtime: a test double, not the device's code
+        raise ImportError(name + " is not installed (blocked): " + " <- ".join(
+            f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in stack[-12:] if "importlib" not in f.filename))
+sys.meta_path.insert(0, NoOnnxRuntime())
+import pytest
+from fake_tensorrt.install import install_trt
+install_trt(pytest.MonkeyPatch(), "8.5.2")
+from typer.testing import CliRunner
+from edgeseg.cli import app
+fp32, fp16, qdq = sys.argv[1:4]
+runs = {
+    "fp32": ["build", fp32, "--target", "tensorrt"],
+    "fp16 file": ["build", fp16, "--target", "tensorrt"],
+    "int8 q/dq file": ["build", qdq, "--target", "tensorrt"],
+    "int8 implicit calibrator": ["build", fp32, "--target", "tensorrt", "--int8", "--legacy-calibrator",
+                                 "--calib-data", "synth", "--calib-images", "2"],
+    "run": ["run", "--model", fp32.replace(".onnx", ".fp32.engine"), "--synthetic", "--frames", "2", "--threads", "1"],
+}
+out = {}
+for what, args in runs.items():
+    r = CliRunner().invoke(app, args)
+    out[what] = [r.exit_code, repr(r.exception) if r.exception and r.exit_code else ""]
+out["onnxruntime imported"] = sorted(m for m in sys.modules if m.startswith("onnxruntime.quantization"))
+print(json.dumps(out))
+"""
+
+
+def test_the_device_commands_need_no_onnxruntime(tmp_path, tiny_onnx):
+    """On a Jetson, TensorRT builds the engine: the FP32, FP16 and Q/DQ INT8 files made on the host, and
+    the implicit calibrator, build and run with `import onnxruntime` failing (only quantizing on the host,
+    `build --int8` without --legacy-calibrator, needs ONNX Runtime). The host side here makes the files."""
+    from edgeseg.artifacts import card_from_metadata, int8_path, onnx_metadata
+    from edgeseg.calib.activation_ranges import calibrate
+    from edgeseg.calib.data import open_calibration
+    from edgeseg.calib.quantize import quantize_tensorrt_form
+    from edgeseg.data.synth import SYNTH_CLASSES
+    from edgeseg.export.fp16 import write_fp16
+
+    fp32 = tiny_onnx(num_classes=len(SYNTH_CLASSES), size=(32, 48), name="dev", hidden=4)
+    fp16 = write_fp16(fp32)[0]
+    card = card_from_metadata(fp32, onnx_metadata(fp32))
+    stats = calibrate(fp32, card, open_calibration("synth", card, 2, seed=0), method="minmax")
+    qdq = int8_path(fp32, "qdq")
+    quantize_tensorrt_form(fp32, card, stats, qdq)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")]),
+           "EDGESEG_WORKDIR": str(tmp_path / "work")}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", DEVICE_WITHOUT_ONNXRUNTIME, str(fp32), str(fp16), str(qdq)],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got.pop("onnxruntime imported") == []
+    assert got == {what: [0, ""] for what in got} and len(got) == 5, got
+
+
 def test_a_missing_tensorrt_on_a_jetson_names_the_apt_package(monkeypatch):
     """JetPack's docs and ours say: not `pip install 'edgeseg[tensorrt]'` on a Jetson."""
     import edgeseg.lazy
