@@ -237,6 +237,62 @@ def atomic_open(target: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO
         raise output_failed(target, exc) from None
 
 
+@contextlib.contextmanager
+def staged_folder(target: str | os.PathLike[str], *, together: Iterable[PendingFile] = ()) -> Iterator[Path]:
+    """Yield a hidden folder beside `target` (`.<name>.<random>.partial`) to fill; when the block
+    succeeds it becomes `target` in one rename (an earlier `target` folder is swapped out and removed),
+    so `target` never holds half of what was written: Ctrl-C, SIGTERM or a full disk leave it as it
+    was and the staging folder gone. The caller decides whether an existing `target` may be replaced.
+    `together`: files committed in the same breath (a video beside its masks folder), or discarded.
+    Errors name the file under `target`, not its staging twin."""
+    from edgeseg.signals import held
+
+    final = Path(os.path.abspath(target))
+    _check_name(final, Path(target))
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(
+            tempfile.mkdtemp(prefix=f".{_staging_stem(final.name)}.", suffix=".partial", dir=final.parent)
+        )
+    except OSError as exc:
+        raise output_failed(target, exc) from None
+    try:
+        os.chmod(stage, 0o777 & ~umask())  # mkdtemp makes 0700; a folder gets what mkdir would give
+        yield stage
+        with held():
+            _swap_in(stage, final)
+            for pending in together:
+                pending.commit()
+    except OutputFailed as exc:
+        raise OutputFailed(str(exc).replace(str(stage), str(final))) from None
+    except OSError as exc:
+        raise output_failed(str(exc.filename or target).replace(str(stage), str(final)), exc) from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        for pending in together:
+            pending.discard()  # a no-op once committed
+
+
+def _swap_in(stage: Path, final: Path) -> None:
+    """Rename `stage` to `final`: over nothing or an empty folder at once; over a full folder by moving
+    that aside first and removing it after (signals are held meanwhile, see `staged_folder`)."""
+    try:
+        os.rename(stage, final)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    old = Path(tempfile.mkdtemp(prefix=f".{_staging_stem(final.name)}.", suffix=".old", dir=final.parent))
+    os.rename(final, old / final.name)
+    try:
+        os.rename(stage, final)
+    except OSError:
+        os.rename(old / final.name, final)  # the earlier folder back where it was
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
     with atomic_open(target, "wb") as fh:
         fh.write(data)

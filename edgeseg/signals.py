@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
@@ -79,3 +80,15 @@ class StopOnce:
         # a plain write: the main thread may be inside a console print right now
         with contextlib.suppress(OSError):
             os.write(2, f"{name}: finishing outputs and the report first\n".encode())
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for a few renames that must happen together (a dataset folder's
+    swap): a signal arriving meanwhile is delivered, and acted on, right after the block."""
+    sigs = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

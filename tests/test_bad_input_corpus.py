@@ -391,6 +391,12 @@ CASES = [
     ("data synth {case}/v.txt --video", BAD, "unsupported video suffix"),
     ("data synth {case}/d --num 0", BAD, "'--num' / '-n': Input should be greater than or equal to 1"),
     ("data synth /proc/edgeseg-scenes", OUTPUT, "cannot write OUT"),
+    # data synth never mixes into a folder it did not write (issue 23 §1)
+    ("data synth {in}/no-images --num 2", BAD, "holds files that are not generated scenes (e.g. notes.txt)"),
+    ("data synth {in}/hf-evil --num 2", BAD, "write to a new or empty folder"),
+    ("data synth {in}/images --num 2", BAD, "{in}/images holds files that are not generated scenes"),
+    ("data synth {in}/ds3 --num 2", BAD, "(e.g. classes.txt)"),
+    ("data synth {in}/v.mp4 --video --frames 2", BAD, "{in}/masks holds files that are not generated video"),
     ("data info {in}/missing", BAD, "dataset not found"),
     ("data info {in}/junk.pt", BAD, "must be a folder, not a file"),
     ("data preview {in}/missing {case}/p", BAD, "dataset not found"),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from edgeseg.cli import app
@@ -134,3 +135,76 @@ def test_preview_hatches_ignore_pixels_so_no_class_colour_looks_like_them() -> N
     assert colours == {(0, 0, 0), (255, 255, 255)}
     r = _run("preview", "--help")
     assert "hatching = ignore" in " ".join(r.output.split()) and "grey" not in r.output
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("video", [False, True], ids=["dataset", "video"])
+def test_a_stopped_synth_leaves_the_earlier_output_whole_and_no_half_one(sig, video, tmp_path: Path) -> None:
+    """data synth rewriting an earlier dataset (or video and its masks), stopped halfway by a signal:
+    exit 143/130, the earlier output byte for byte, and no staging folder or half file left anywhere."""
+    import os
+    import signal
+    import time
+
+    from edgeseg.data.synth import write_dataset, write_video
+
+    out = tmp_path / ("clip.avi" if video else "ds")
+    if video:
+        write_video(out, 3, 32, 48)
+    else:
+        write_dataset(out, 3, 32, 48)
+    before = _tree(tmp_path)
+    args = ["--video", "--frames", "100000"] if video else ["--num", "100000"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeseg", "data", "synth", str(out), *args, "--height", "32", "--width", "48"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # the new output is on its way: masks in a staging folder
+            staged = [p for d in tmp_path.glob(".*.partial") for p in d.rglob("*.png")]
+            if len(staged) >= 5:
+                break
+            time.sleep(0.1)
+        assert len(staged) >= 5, proc.stderr and proc.poll()
+        proc.send_signal(getattr(signal, sig))
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == (143 if sig == "SIGTERM" else 130), err
+    assert "Traceback" not in err
+    assert _tree(tmp_path) == before
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]  # no staging folder/file
+
+
+def test_synth_replaces_an_earlier_dataset_whole_and_keeps_other_videos_masks(tmp_path: Path) -> None:
+    r = _run("synth", str(tmp_path / "ds"), "--num", "4", "--height", "24", "--width", "32")
+    assert r.exit_code == 0, r.output
+    r = _run("synth", str(tmp_path / "ds"), "--num", "2", "--height", "24", "--width", "32", "--jpg")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "ds" / "images").iterdir()) == [
+        "scene_000000.jpg",
+        "scene_000001.jpg",
+    ]
+    for name, frames in (("a.avi", 3), ("b.avi", 2), ("a.avi", 2)):
+        r = _run(
+            "synth",
+            str(tmp_path / name),
+            "--video",
+            "--frames",
+            str(frames),
+            "--height",
+            "24",
+            "--width",
+            "32",
+        )
+        assert r.exit_code == 0, r.output
+    masks = sorted(p.name for p in (tmp_path / "masks").iterdir())
+    assert masks == ["a_000000.png", "a_000001.png", "b_000000.png", "b_000001.png", "classes.json"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

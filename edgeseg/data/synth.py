@@ -15,7 +15,9 @@ OpenCV; a 256x512 scene renders in a few milliseconds. Torch-free.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,10 +109,12 @@ def write_dataset(out_dir: str | Path, num_images: int, height: int, width: int,
     Images are lossless PNG by default (bit-exact with `SceneGenerator.scene`); ``image_ext=".jpg"``
     makes them ~5x smaller at the cost of JPEG artefacts. Masks are always PNG.
 
-    Rewriting replaces an earlier synthetic dataset completely (its scene files are deleted first,
-    so a shorter rerun leaves no stale pairs); a folder holding other files is refused. classes.json
-    is written last, so its presence marks a complete dataset.
+    The dataset is written in a hidden folder beside `out_dir` and takes its name only when complete
+    (`edgeseg.atomic.staged_folder`): Ctrl-C, SIGTERM or a full disk never leave half a dataset, or a
+    mix of two, under the final name. `out_dir` may be new, an empty folder, or an earlier generated
+    dataset (replaced whole); a folder holding anything else is refused before any work.
     """
+    from edgeseg.atomic import staged_folder
     from edgeseg.data.io import write_image, write_mask
     from edgeseg.data.plain import write_classes_file
 
@@ -120,26 +124,36 @@ def write_dataset(out_dir: str | Path, num_images: int, height: int, width: int,
         raise EdgesegError(f"image format must be .png or .jpg, got {image_ext!r}")
     out = Path(out_dir)
     gen = SceneGenerator(height, width, seed)
-    old = [p for sub in ("images", "masks") if (out / sub).is_dir() for p in (out / sub).iterdir()]
-    foreign = [p.name for p in old if not _SCENE_FILE.match(p.name)]
-    if foreign:
-        raise EdgesegError(
-            f"{out} holds files that are not generated scenes (e.g. {foreign[0]}); write to a new folder"
-        )
-    (out / "classes.json").unlink(missing_ok=True)
-    for p in old:
-        p.unlink()
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "masks").mkdir(parents=True, exist_ok=True)
-    for i in range(int(num_images)):
-        rgb, mask = gen.scene(i)
-        stem = f"scene_{i:06d}"
-        write_image(out / "images" / f"{stem}{image_ext.lower()}", rgb)
-        write_mask(out / "masks" / f"{stem}.png", mask)
-        if progress is not None:
-            progress("rendering scenes", i + 1, int(num_images))
-    write_classes_file(out, SYNTH_CLASSES, SYNTH_PALETTE)
+    check_replaceable(out)
+    with staged_folder(out) as stage:
+        (stage / "images").mkdir()
+        (stage / "masks").mkdir()
+        for i in range(int(num_images)):
+            rgb, mask = gen.scene(i)
+            stem = f"scene_{i:06d}"
+            write_image(stage / "images" / f"{stem}{image_ext.lower()}", rgb)
+            write_mask(stage / "masks" / f"{stem}.png", mask)
+            if progress is not None:
+                progress("rendering scenes", i + 1, int(num_images))
+        write_classes_file(stage, SYNTH_CLASSES, SYNTH_PALETTE)
     return out
+
+
+def check_replaceable(out: Path) -> None:
+    """`out` may be replaced by a generated dataset: it is missing, an empty folder, or a dataset this
+    generator wrote (images/ and masks/ of scene files, classes.json). Anything else is the user's."""
+    if not out.is_dir():
+        return  # missing (a file there is refused by the writability check, and by the rename)
+    for entry in sorted(out.iterdir()):
+        if entry.name == "classes.json" and entry.is_file():
+            continue
+        inside = sorted(entry.iterdir()) if entry.name in ("images", "masks") and entry.is_dir() else [entry]
+        foreign = next((p for p in inside if not _SCENE_FILE.match(p.name) or not p.is_file()), None)
+        if foreign is not None:
+            raise EdgesegError(
+                f"{out} holds files that are not generated scenes (e.g. {foreign.relative_to(out)}); "
+                "write to a new or empty folder (an earlier generated dataset is replaced whole)"
+            )
 
 
 _SCENE_FILE = re.compile(r"^scene_\d{6,}\.(png|jpe?g)$")
@@ -156,10 +170,13 @@ def write_video(out_path: str | Path, num_frames: int, height: int, width: int, 
 
     Returns (video path, masks folder). The video is lossy, the masks are exact; frame k of the file
     pairs with mask k, named as `edgeseg run --labels` pairs video frames (``<stem>_<index:06d>``).
-    The masks folder also gets a classes.json, so it reads like a dataset's masks. Rewriting a
-    video deletes its earlier masks first, so a shorter rerun leaves no stale frames to pair with.
+    The masks folder also gets a classes.json, so it reads like a dataset's masks. The video and its
+    masks take their names together when complete: the masks are written into a staging copy of the
+    masks folder (other videos' masks kept, this video's earlier ones dropped) that replaces it as the
+    video is committed, so an interrupted rewrite leaves the previous video and masks as they were.
+    A masks folder holding anything but generated masks is refused before any work.
     """
-    from edgeseg.atomic import atomic_path
+    from edgeseg.atomic import PendingFile, staged_folder
     from edgeseg.data.io import write_mask
     from edgeseg.data.plain import write_classes_file
 
@@ -175,34 +192,57 @@ def write_video(out_path: str | Path, num_frames: int, height: int, width: int, 
         raise EdgesegError(f"the frame rate must be positive (--fps), got {fps}")
     gen = SceneGenerator(height, width, seed)
     masks_dir = video_masks_dir(out)
-    if masks_dir.is_dir():
-        for p in masks_dir.glob(f"{out.stem}_[0-9]*.png"):
-            p.unlink()
-    masks_dir.mkdir(parents=True, exist_ok=True)
-    write_classes_file(masks_dir, SYNTH_CLASSES, SYNTH_PALETTE)
-    with atomic_path(out) as tmp:
-        # VideoWriter picks the container from the suffix, so the temporary name must keep it.
-        tmp_video = tmp.with_name(tmp.name + out.suffix)
+    kept = _other_videos_masks(masks_dir, out.stem)
+    pending = PendingFile(out, suffix=out.suffix)  # VideoWriter picks the container from the suffix
+    with staged_folder(masks_dir, together=[pending]) as stage:
+        for p in kept:
+            _link_or_copy(p, stage / p.name)
+        write_classes_file(stage, SYNTH_CLASSES, SYNTH_PALETTE)
+        writer = cv2.VideoWriter(
+            str(pending.path), cv2.VideoWriter_fourcc(*codec), float(fps), (int(width), int(height))
+        )
+        if not writer.isOpened():
+            raise EdgesegError(f"this OpenCV build cannot write {codec!r} video to {out}")
         try:
-            writer = cv2.VideoWriter(
-                str(tmp_video), cv2.VideoWriter_fourcc(*codec), float(fps), (int(width), int(height))
-            )
-            if not writer.isOpened():
-                raise EdgesegError(f"this OpenCV build cannot write {codec!r} video to {out}")
-            try:
-                for k, (rgb, mask) in enumerate(gen.video(int(num_frames), fps=fps)):
-                    writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-                    write_mask(masks_dir / f"{out.stem}_{k:06d}.png", mask)
-                    if progress is not None:
-                        progress("rendering video", k + 1, int(num_frames))
-            finally:
-                writer.release()
-            if not tmp_video.exists() or tmp_video.stat().st_size == 0:
-                raise EdgesegError(f"OpenCV wrote no video data for {out}")
-            tmp_video.replace(tmp)
+            for k, (rgb, mask) in enumerate(gen.video(int(num_frames), fps=fps)):
+                writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+                write_mask(stage / f"{out.stem}_{k:06d}.png", mask)
+                if progress is not None:
+                    progress("rendering video", k + 1, int(num_frames))
         finally:
-            tmp_video.unlink(missing_ok=True)
+            writer.release()
+        if pending.path.stat().st_size == 0:
+            raise EdgesegError(f"OpenCV wrote no video data for {out}")
     return out, masks_dir
+
+
+_MASK_FILE = re.compile(r"^.+_\d{6,}\.png$")
+
+
+def _other_videos_masks(masks_dir: Path, stem: str) -> list[Path]:
+    """The masks of other generated videos in `masks_dir` (kept when it is rewritten); a folder that
+    holds anything else is the user's, and refused."""
+    if not masks_dir.is_dir():
+        return []
+    kept = []
+    for p in sorted(masks_dir.iterdir()):
+        if p.name == "classes.json" and p.is_file():
+            continue
+        if not (_MASK_FILE.match(p.name) and p.is_file()):
+            raise EdgesegError(
+                f"{masks_dir} holds files that are not generated video masks (e.g. {p.name}); the masks "
+                "of a video go in a masks/ folder beside it, so write the video to another folder"
+            )
+        if not re.fullmatch(rf"{re.escape(stem)}_\d{{6,}}\.png", p.name):
+            kept.append(p)
+    return kept
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)  # same folder tree: no copy of the bytes
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def video_masks_dir(video_path: str | Path) -> Path:
