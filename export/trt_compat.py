@@ -211,15 +211,15 @@ UNSUPPORTED_OPS = frozenset(
 )
 
 # Added after the 8.5 matrix: accepted by newer parsers only.
-NEWER_OPS = {"LayerNormalization": "TensorRT >= 8.6 only"}
+NEWER_OPS = {"LayerNormalization": "TensorRT >= 8.6 only (not JetPack 5.1's 8.5)"}
 
 RESIZE_COORD_MODES = frozenset(
     {"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"}
 )
 RESIZE_MODES = frozenset({"nearest", "linear"})
 RESIZE_NEAREST_MODES = frozenset({"floor", "ceil", "round_prefer_floor", "round_prefer_ceil"})
-TRT8_MAX_OPSET = 17  # TensorRT 8.5/8.6 (JetPack 5)
-TRT10_MAX_OPSET = 20
+TRT8_MAX_OPSET = 17  # TensorRT 8.5 / 8.6 (JetPack 5.1 / 6.0): "up to Opset 17" in their operator matrices
+TRT10_MIN_OPSET, TRT10_MAX_OPSET = 9, 20  # TensorRT 10.x (JetPack 6.1/6.2 ship 10.3): "opset 9 to opset 20"
 
 # ONNX TensorProto data types by number (avoids importing onnx for the table).
 UINT8, INT64, DOUBLE = 2, 7, 11
@@ -308,7 +308,9 @@ def _check_conv(node: Any, attrs: dict[str, Any], g: _Graph) -> list[Finding]:
     elif rank is not None and rank > 3:
         found.append(("error", f"{rank}D kernel: TensorRT supports 2D/3D only"))
     if weight and not g.is_const(weight) and node.op_type == "Conv":
-        found.append(("warning", "weights are not an initializer (TensorRT 8.x requires constant weights)"))
+        # onnx-tensorrt 8.5+ imports a Conv whose weights are a tensor as a convolution with a weights input
+        found.append(("warning", "weights computed at run time (not an initializer): parsed as a weights input "
+                                 "by onnx-tensorrt 8.5+; the engine build tells what TensorRT makes of it"))  # fmt: skip
     dil = [d for d in attrs.get("dilations", []) if d != 1]
     if node.op_type == "ConvTranspose":
         if weight and not g.is_const(weight):
@@ -345,7 +347,9 @@ def _check_resize(node: Any, attrs: dict[str, Any], g: _Graph) -> list[Finding]:
     mode = attrs.get("mode", "nearest")
     coord = attrs.get("coordinate_transformation_mode", "half_pixel")
     if mode == "cubic":
-        found.append(("warning", "cubic resize: TensorRT 8.x supports nearest/linear only (10.x adds cubic)"))
+        # the matrices (8.5 to 10.x) list nearest/linear, while the importers since 8.5 map cubic to kCUBIC
+        found.append(("warning", "cubic resize: onnx-tensorrt's matrix lists nearest/linear only, though its "
+                                 "importer (8.5+) maps cubic to TensorRT's cubic mode: check the engine build"))  # fmt: skip
     elif mode not in RESIZE_MODES:
         found.append(("error", f"resize mode {mode!r} unsupported"))
     if coord not in RESIZE_COORD_MODES:
@@ -357,7 +361,7 @@ def _check_resize(node: Any, attrs: dict[str, Any], g: _Graph) -> list[Finding]:
     if attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
         found.append(("error", "keep_aspect_ratio_policy other than 'stretch' is unsupported"))
     if attrs.get("exclude_outside", 0):
-        found.append(("warning", "exclude_outside=1 is ignored by TensorRT"))
+        found.append(("ok", "exclude_outside=1: passed to TensorRT's resize layer (onnx-tensorrt 8.5+)"))
     has_sizes = len(node.input) > 3 and bool(node.input[3])
     has_scales = len(node.input) > 2 and bool(node.input[2])
     if has_scales and not has_sizes:
@@ -405,7 +409,8 @@ def _check_cast(node: Any, attrs: dict[str, Any], g: _Graph) -> list[Finding]:
 def _check_axes_const(node: Any, attrs: dict[str, Any], g: _Graph) -> list[Finding]:
     index = {"Slice": 3, "Squeeze": 1, "Unsqueeze": 1}[node.op_type]
     if len(node.input) > index and node.input[index] and not g.is_const(node.input[index]):
-        return [("warning", "`axes` is computed at run time (TensorRT 8.x requires an initializer)")]
+        return [("warning", "`axes` is computed at run time: onnx-tensorrt 8.5 to 10.x needs it constant "
+                            "(an initializer; fold constants first)")]  # fmt: skip
     return []
 
 
@@ -489,9 +494,16 @@ def check_trt_compat(model: Any) -> TrtReport:
     out = sorted(rows.values(), key=lambda r: (-_RANK[r.status], -r.count, r.op))
     opset_row = OpRow("(opset)", 1)
     if opset > TRT10_MAX_OPSET:
-        opset_row.add("error", f"opset {opset} > {TRT10_MAX_OPSET}, the newest TensorRT parses")
+        opset_row.add(
+            "error", f"opset {opset}: TensorRT 10.x parses opsets {TRT10_MIN_OPSET} to {TRT10_MAX_OPSET}"
+        )
     elif opset > TRT8_MAX_OPSET:
-        opset_row.add("warning", f"opset {opset}: TensorRT 8.x (JetPack 5) parses up to {TRT8_MAX_OPSET}")
+        opset_row.add("warning", f"opset {opset}: TensorRT 8.5 / 8.6 (JetPack 5.1 / 6.0) parse up to "
+                                 f"{TRT8_MAX_OPSET}, 10.x up to {TRT10_MAX_OPSET}")  # fmt: skip
+    elif opset < TRT10_MIN_OPSET:
+        opset_row.add(
+            "warning", f"opset {opset}: TensorRT 10.x parses opsets {TRT10_MIN_OPSET} to {TRT10_MAX_OPSET}"
+        )
     else:
         opset_row.add("ok", f"opset {opset}: TensorRT 8.5+ and 10.x")
     out = [opset_row, *_io_rows(model), *out]

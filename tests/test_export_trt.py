@@ -144,10 +144,40 @@ def test_qdq_zero_point_must_be_zero():
     assert "zero point" in check_trt_compat(bad).errors[0]
 
 
-@pytest.mark.parametrize("opset, status", [(17, "ok"), (19, "warning"), (21, "error")])
-def test_opset_range(opset, status):
+@pytest.mark.parametrize(
+    "opset, status, note",
+    [
+        (17, "ok", "opset 17: TensorRT 8.5+ and 10.x"),
+        (19, "warning", "opset 19: TensorRT 8.5 / 8.6 (JetPack 5.1 / 6.0) parse up to 17, 10.x up to 20"),
+        (21, "error", "opset 21: TensorRT 10.x parses opsets 9 to 20"),
+        (8, "warning", "opset 8: TensorRT 10.x parses opsets 9 to 20"),
+    ],
+)
+def test_opset_range(opset, status, note):
+    """The limits of onnx-tensorrt's operator matrices: 8.5 and 8.6 "up to Opset 17" (JetPack 5.1 ships
+    8.5.2, JetPack 6.0 8.6.2: not only JetPack 5), 10.0 "opset 9 to opset 20"."""
     m = model_of([helper.make_node("Relu", ["x"], ["y"])], opset=opset)
-    assert row(check_trt_compat(m), "(opset)").status == status
+    r = row(check_trt_compat(m), "(opset)")
+    assert r.status == status and r.notes == [note]
+
+
+def test_notes_say_what_each_tensorrt_version_does():
+    """What onnx-tensorrt's 8.5-GA to 10.x importers do, not "TensorRT 8.x lacks it": cubic Resize maps
+    to the cubic mode and exclude_outside is passed on from 8.5; run-time Conv weights are a weights
+    input from 8.5; run-time `axes` is refused by every matrix from 8.5 to 10.x."""
+    cubic = row(check_trt_compat(resize(mode="cubic")), "Resize")
+    assert cubic.status == "warning" and "importer (8.5+) maps cubic" in cubic.notes[0]
+    outside = row(check_trt_compat(resize(mode="linear", exclude_outside=1)), "Resize")
+    assert outside.status == "ok" and "passed to TensorRT's resize layer" in "; ".join(outside.notes)
+    runtime_w = row(check_trt_compat(model_of([helper.make_node("Conv", ["x", "x"], ["y"])])), "Conv")
+    assert "parsed as a weights input by onnx-tensorrt 8.5+" in runtime_w.problems[0]
+    axes = helper.make_node("Unsqueeze", ["x", "x"], ["y"])
+    assert (
+        "onnx-tensorrt 8.5 to 10.x needs it constant"
+        in row(check_trt_compat(model_of([axes])), "Unsqueeze").problems[0]
+    )
+    notes = [n for r in check_trt_compat(resize(mode="cubic")).rows for n in r.notes]
+    assert not any("TensorRT 8.x" in n or "JetPack 5)" in n for n in notes)
 
 
 def test_dynamic_inputs_need_a_profile():

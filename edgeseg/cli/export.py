@@ -119,7 +119,9 @@ def export_command(
         help="Dynamic height and width too: each frame then runs at its own size (padded to a multiple "
         "of 32), not at --height x --width; slower on large frames, and accuracy follows the size.",
     ),
-    opset: int = typer.Option(17, "--opset", help="ONNX opset (TensorRT 8.x parses up to 17)."),
+    opset: int = typer.Option(
+        17, "--opset", help="ONNX opset (TensorRT 8.5/8.6 parse up to 17, 10.x up to 20)."
+    ),
     output: str = typer.Option(
         "logits", "--output", help="logits (NxCxHxW float) or labels (in-graph ArgMax)."
     ),
