@@ -41,7 +41,8 @@ from edgeseg.data.synth import write_video
 from edgeseg.runtime import Segmenter
 from edgeseg.runtime.backends import BackendOptions
 from edgeseg.runtime.draw import Renderer, class_histogram, fast_argmax
-from edgeseg.runtime.launch import open_pipeline, plan_inference, share_cores_with
+from edgeseg.runtime.launch import plan_inference, share_cores_with
+from edgeseg.runtime.plan import RunPlan, View
 from edgeseg.runtime.sources import VideoSource
 
 
@@ -96,12 +97,19 @@ def pipeline_run(
 ) -> tuple[float, int, dict]:
     """Seconds and frames of the full threaded pipeline, from its start (source open) to the last
     result: like the bare loop's wall time, it includes filling and draining. (Timing from the first
-    result instead would favour several workers, whose first results can arrive together.)"""
-    renderer = Renderer(seg.palette, seg.classes, mode="overlay") if render else None
-    pipe = open_pipeline(seg, VideoSource(video), workers=workers, max_frames=frames, renderer=renderer)
-    stats = pipe.run()
+    result instead would favour several workers, whose first results can arrive together.) The run is
+    a RunPlan like `edgeseg run`'s; `render` draws every frame with no output attached (View.draw)."""
+    plan = RunPlan(
+        model=seg,
+        sources=(VideoSource(video),),
+        view=View(mode="overlay", draw=render),
+        workers=workers,
+        max_frames=frames,
+    )
+    run = plan.open()
+    stats = run.driver.run()
     assert stats.last_done is not None
-    return stats.last_done - stats.started, stats.processed, pipe.report()
+    return stats.last_done - stats.started, stats.processed, run.report().to_dict()
 
 
 def compare(one: Segmenter, split: Segmenter, workers: int, video: Path, frames: int, rounds: int) -> dict:

@@ -17,9 +17,8 @@ import tempfile
 from pathlib import Path
 
 from edgeseg.data.synth import write_video
-from edgeseg.runtime import Pipeline, Segmenter
-from edgeseg.runtime.draw import Renderer
-from edgeseg.runtime.sinks import JsonlSink
+from edgeseg.runtime import Segmenter
+from edgeseg.runtime.plan import Outputs, RunPlan, View
 from edgeseg.runtime.sources import VideoSource
 
 
@@ -48,13 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     samples: list[tuple[int, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         video = write_video(Path(tmp) / "loop.mp4", 60, *size, seed=11)[0]
-        pipe = Pipeline(
-            seg,
-            VideoSource(video, loop=True),
-            [JsonlSink(Path(tmp) / "frames.jsonl", card.classes)],
+        plan = RunPlan(  # drawn as --save would draw it, with the JSONL log of --log
+            model=seg,
+            sources=(VideoSource(video, loop=True),),
+            outputs=Outputs(log=Path(tmp) / "frames.jsonl"),
+            view=View(mode="overlay", legend=True, draw=True),
             max_frames=args.frames,
-            renderer=Renderer(card.palette, card.classes, mode="overlay", legend=True),
         )
+        run = plan.open()
+        pipe = run.driver
         for result in pipe.stream():
             n = result.index + 1
             if n == args.warmup or n % args.every == 0 or n == args.frames:
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(
                         f"frame {n:6d}  RSS {samples[-1][1]:8.1f} MB  {pipe.stats.status_line()}", flush=True
                     )
-        report = pipe.report()
+        report = run.report().to_dict()
     start = next(r for n, r in samples if n >= args.warmup)
     end = samples[-1][1]
     result = {

@@ -27,7 +27,16 @@ from edgeseg.runtime.pipeline import Pipeline
 from edgeseg.runtime.report import LabelsMatched, RunReport
 from edgeseg.runtime.run_stats import RunStats
 from edgeseg.runtime.segmenter import Segmenter
-from edgeseg.runtime.sinks import JsonlSink, MaskSink, Sink, VideoSink, ViewPlan, WindowSink, plan_view
+from edgeseg.runtime.sinks import (
+    DrawSink,
+    JsonlSink,
+    MaskSink,
+    Sink,
+    VideoSink,
+    ViewPlan,
+    WindowSink,
+    plan_view,
+)
 from edgeseg.runtime.sources import LabelLookup, Source, open_source
 from edgeseg.runtime.streaming.frame import FrameResult
 from edgeseg.runtime.streaming.reconnect import Reconnect
@@ -105,7 +114,8 @@ def masks_folder(folder: Path, name: str) -> Path:
 @dataclass(frozen=True)
 class View:
     """How a run is shown: a window (--show), the live view over HTTP (--serve), several streams side
-    by side (--tile), and how frames are drawn."""
+    by side (--tile), and how frames are drawn. `draw`: draw every frame even when nothing shows it
+    (a `DrawSink` per stream), so a benchmark times drawing without a window or an encoder."""
 
     show: bool = False
     serve: str | None = None
@@ -113,6 +123,7 @@ class View:
     mode: str = "overlay"
     alpha: float = 0.5
     legend: bool = False
+    draw: bool = False
 
     def renderer(self, card: ModelCard) -> Renderer:
         return Renderer(card.palette, card.classes, mode=self.mode, alpha=self.alpha, legend=self.legend)
@@ -282,6 +293,8 @@ class RunPlan:
         sinks: list[Sink] = view.sinks(renderer, title=title, say=self.say)
         sinks += self.outputs.sinks(run.card.classes, None, tile=False)
         sinks += list(self.sinks)  # type: ignore[arg-type]
+        if self.view.draw:
+            sinks.append(DrawSink())
         needs_render = any(s.needs_render for s in sinks)
         return open_pipeline(
             model, source, sinks, workers=self.workers, labels=lookup, renderer=renderer if needs_render else None,
@@ -308,6 +321,8 @@ class RunPlan:
             sinks += self.outputs.sinks(classes, name, tile=tile)
             if own:
                 sinks += list((own(name) if callable(own) else own.get(name)) or [])  # type: ignore[union-attr]
+            if self.view.draw:
+                sinks.append(DrawSink())
             return sinks
 
         tiles: list[

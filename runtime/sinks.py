@@ -355,6 +355,16 @@ class WindowSink(Sink):
             self._open = False
 
 
+class DrawSink(Sink):
+    """Every frame drawn, then dropped (GStreamer's `fakesink`): a run that pays for drawing with no
+    window or encoder attached, which is how the benchmarks time what drawing costs."""
+
+    needs_render = True
+
+    def write(self, result: FrameResult) -> None:
+        assert result.rendered is not None
+
+
 LIVE_FPS_WINDOW = 2.0  # seconds of results behind the live FPS figure
 
 

@@ -68,3 +68,59 @@ def test_stream_takes_backend_options_like_the_plan(tiny_onnx):
     results = list(stream(tiny_onnx(num_classes=8, size=(32, 48)), options=BackendOptions(threads=1), synthetic=3,
                           synthetic_size=(32, 48)))  # fmt: skip
     assert [r.class_map.shape for r in results] == [(32, 48)] * 3
+
+
+class _Seen:
+    """A sink that asks for nothing and records whether each frame arrived drawn."""
+
+    needs_render = False
+    needs_class_map = False
+    pumps = quit_requested = records = False
+
+    def __init__(self) -> None:
+        self.drawn: list[bool] = []
+
+    def start(self, source) -> None: ...
+    def attach(self, stats) -> None: ...
+    def close(self) -> None: ...
+    def describe(self) -> dict:
+        return {"sink": "seen"}
+
+    def write(self, result) -> None:
+        self.drawn.append(result.rendered is not None)
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_view_draw_draws_every_frame_with_no_output_attached(tiny_onnx, streams):
+    """What the benchmarks time (benchmarks/pipeline_vs_backend.py's overlay rounds, soak.py): with
+    View(draw=True) each frame is drawn at its own size though no window, video or live view is open;
+    without it nothing is drawn."""
+    import numpy as np
+
+    model = tiny_onnx(num_classes=8, size=(32, 64))
+    for draw in (False, True):
+        seen: dict[str, _Seen] = {}
+        sinks = (
+            [seen.setdefault("one", _Seen())]
+            if streams == 1
+            else (lambda n, seen=seen: [seen.setdefault(n, _Seen())])
+        )
+        sources = tuple({"synthetic": 3} for _ in range(streams))
+        plan = RunPlan(
+            model=model,
+            sources=sources,
+            sinks=sinks,
+            view=View(draw=draw, mode="mask"),
+            synthetic_size=(40, 72),
+        )
+        run = plan.open()
+        assert len(seen) == streams
+        results = list(run.driver.stream())
+        assert len(results) == 3 * streams
+        for sink in seen.values():
+            assert sink.drawn == [draw] * 3, (draw, streams)
+        if draw:
+            assert all(r.rendered is not None and r.rendered.shape == (40, 72, 3) for r in results)
+            assert all(r.rendered.dtype == np.uint8 for r in results)
+        outputs = [o["sink"] for o in run.report().to_dict()["outputs"]] if streams == 1 else []
+        assert ("DrawSink" in outputs) == (draw and streams == 1)
