@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from edgeseg.cli.options import SIDE, card_option, workdir_option
+from edgeseg.cli.options import SIDE, card_option, json_option, providers_option, workdir_option
 
 
 def bench_command(
@@ -33,10 +33,10 @@ def bench_command(
     threads: int = typer.Option(2, help="CPU threads per backend."),
     warmup: int = typer.Option(3, help="Untimed runs before measuring."),
     iterations: int = typer.Option(30, help="Timed frames per artifact."),
-    providers: str = typer.Option("cpu", help="onnxruntime providers: cpu or auto."),
+    providers: str = providers_option(),
     markdown: Path = typer.Option(None, help="Also write the table as Markdown here."),
     plot: Path = typer.Option(None, help="Also write an FPS-vs-mIoU PNG here."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    json_out: bool = json_option(),
     workdir: Path = workdir_option(),
 ) -> None:
     """Compare PyTorch eager, ONNX Runtime FP32/FP16/INT8 and TensorRT artifacts of one model."""

@@ -7,8 +7,15 @@ from typing import Any
 
 import typer
 
-from edgeseg.cli.options import NON_NEGATIVE, THREADS, card_option, finite, workdir_option
-from edgeseg.defaults import CALIB_IMAGES, CPU_INT8_FORMAT, GATE_IMAGES, MAX_MIOU_DROP
+from edgeseg.cli import build_options as b
+from edgeseg.cli.options import (
+    calib_images_option,
+    card_option,
+    eval_images_option,
+    json_option,
+    max_miou_drop_option,
+    workdir_option,
+)
 
 
 def _print_report(report: Any) -> None:
@@ -98,133 +105,81 @@ def _iou(x: float) -> str | None:
 
 
 def build_command(
-    model: str | None = typer.Argument(
-        None, help="Export name, .onnx path, or nothing for the newest export."
-    ),
-    target: str = typer.Option(
-        "onnxruntime", "--target", help="onnxruntime (CPU artifacts) or tensorrt (engine)."
-    ),
-    fp16: bool = typer.Option(False, "--fp16", help="Write an FP16 graph (FP32 I/O)."),
-    int8: bool = typer.Option(False, "--int8", help="Calibrate and write mIoU-gated INT8 artifacts."),
-    int8_forms: str = typer.Option(
-        "cpu,qdq", "--int8-forms", help="onnxruntime target: cpu (ORT U8S8) and/or qdq (TensorRT-form Q/DQ)."
-    ),
-    calib_data: str | None = typer.Option(
-        None,
-        "--calib-data",
-        help="synth, dataset folder, video file, or quoted image glob.",
-        show_default="synth for a street-scene model, else required",
-    ),
-    calib_images: int = typer.Option(
-        CALIB_IMAGES, "--calib-images", min=1, help="Calibration images (stratified)."
-    ),
-    calib_method: str = typer.Option("entropy", "--calib-method", help="entropy, minmax or percentile."),
-    calib_seed: int = typer.Option(0, "--calib-seed", help="Seed of the calibration image selection."),
-    calib_cache: Path | None = typer.Option(
-        None, "--calib-cache", help="Statistics cache.", show_default="<model>.calib.json beside the model"
-    ),
-    eval_data: str | None = typer.Option(
-        None,
-        "--eval-data",
-        help="Held-out data for the gate: synth[:N] or a dataset folder.",
-        show_default="synth for a street-scene model, else the calibration data",
-    ),
-    eval_images: int = typer.Option(
-        GATE_IMAGES, "--eval-images", min=1, help="Generated held-out scenes for synth."
-    ),
-    max_miou_drop: float = typer.Option(
-        MAX_MIOU_DROP, "--max-miou-drop", parser=finite(at_least=0), help="Allowed INT8 mIoU loss in points."
-    ),
-    max_fallback_layers: int | None = typer.Option(
-        None,
-        "--max-fallback-layers",
-        **NON_NEGATIVE,
-        help="Stop falling back after this many float layers.",
-        show_default="all",
-    ),
-    cpu_format: str = typer.Option(
-        CPU_INT8_FORMAT, "--cpu-format", help="CPU INT8 format: qoperator or qdq."
-    ),
-    qdq_engine: str = typer.Option(
-        "auto",
-        "--qdq-engine",
-        help="TensorRT-form placement: auto (ModelOpt if installed), onnxruntime, modelopt.",
-    ),
-    threads: int | None = typer.Option(
-        None, "--threads", **THREADS, help="ONNX Runtime threads for evaluation."
-    ),
+    model: str | None = b.model(),
+    target: str = b.target(),
+    fp16: bool = b.fp16(),
+    int8: bool = b.int8(),
+    int8_forms: str = b.int8_forms(),
+    calib_data: str | None = b.calib_data(),
+    calib_images: int = calib_images_option(),
+    calib_method: str = b.calib_method(),
+    calib_seed: int = b.calib_seed(),
+    calib_cache: Path | None = b.calib_cache(),
+    eval_data: str | None = b.eval_data(),
+    eval_images: int = eval_images_option(),
+    max_miou_drop: float = max_miou_drop_option(),
+    max_fallback_layers: int | None = b.max_fallback_layers(),
+    cpu_format: str = b.cpu_format(),
+    qdq_engine: str = b.qdq_engine(),
+    threads: int | None = b.threads(),
     card_file: Path | None = card_option(),
     # --- TensorRT options (BuildOptions.engine) ---
-    workspace: int | None = typer.Option(
-        None, "--workspace", min=1, help="TensorRT: builder workspace in MB."
-    ),
-    timing_cache: Path | None = typer.Option(None, "--timing-cache", help="TensorRT: timing cache file."),
-    dla_core: int | None = typer.Option(
-        None, "--dla-core", **NON_NEGATIVE, help="TensorRT: build for this DLA core."
-    ),
-    min_shape: str | None = typer.Option(
-        None, "--min-shape", help="TensorRT: min input shape, e.g. 1x3x256x512."
-    ),
-    opt_shape: str | None = typer.Option(None, "--opt-shape", help="TensorRT: optimal input shape."),
-    max_shape: str | None = typer.Option(None, "--max-shape", help="TensorRT: max input shape."),
-    version_compatible: bool = typer.Option(
-        False, "--version-compatible", help="TensorRT: version-compatible."
-    ),
-    builder_optimization_level: int | None = typer.Option(
-        None, "--builder-optimization-level", min=0, max=5, help="TensorRT: builder optimization level (0-5)."
-    ),
-    legacy_calibrator: bool = typer.Option(
-        False, "--legacy-calibrator", help="TensorRT 8.6/10.x: implicit INT8 calibrator instead of Q/DQ."
-    ),
-    workers: int = typer.Option(
-        1,
-        "--workers",
-        help="TensorRT: workers that will run a dynamic-shape engine at once (8.5 needs a profile each).",
-    ),
+    workspace: int | None = b.workspace(),
+    timing_cache: Path | None = b.timing_cache(),
+    dla_core: int | None = b.dla_core(),
+    min_shape: str | None = b.min_shape(),
+    opt_shape: str | None = b.opt_shape(),
+    max_shape: str | None = b.max_shape(),
+    version_compatible: bool = b.version_compatible(),
+    builder_optimization_level: int | None = b.builder_optimization_level(),
+    legacy_calibrator: bool = b.legacy_calibrator(),
+    workers: int = b.workers(),
     workdir: Path | None = workdir_option(),
-    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    json_out: bool = json_option(),
 ) -> None:
     """Build FP16 / INT8 artifacts beside the export; INT8 is gated on measured mIoU (--max-miou-drop)."""
-    from edgeseg.atomic import check_apart, check_writable
-    from edgeseg.build import BuildOptions, build
-    from edgeseg.card import ModelCard
+    from edgeseg.build import build
     from edgeseg.cli.progress import progress_bars
-    from edgeseg.export.tensorrt_plan import EngineOptions, parse_shape
     from edgeseg.workspace import build_lock, require_export
     from edgeseg.workspace import workdir as resolve_workdir
 
     engine = None
     if target == "tensorrt":
-        engine = EngineOptions(
-            precision="int8" if int8 else "fp16" if fp16 else "fp32", workspace_mib=workspace,
-            timing_cache=timing_cache, dla_core=dla_core, min_shape=parse_shape(min_shape),
-            opt_shape=parse_shape(opt_shape), max_shape=parse_shape(max_shape),
-            version_compatible=version_compatible, optimization_level=builder_optimization_level,
-            legacy_calibrator=legacy_calibrator,
-            workers=workers,
+        engine = b.engine_options(
+            fp16=fp16, int8=int8, workspace=workspace, timing_cache=timing_cache, dla_core=dla_core,
+            min_shape=min_shape, opt_shape=opt_shape, max_shape=max_shape,
+            version_compatible=version_compatible, builder_optimization_level=builder_optimization_level,
+            legacy_calibrator=legacy_calibrator, workers=workers,
         )  # fmt: skip
-    opts = BuildOptions(
-        target=target, fp16=fp16, int8=int8, forms=tuple(f.strip() for f in int8_forms.split(",") if f.strip()),
-        calib_data=calib_data, calib_images=calib_images, calib_method=calib_method, calib_seed=calib_seed,
-        calib_cache=calib_cache, eval_data=eval_data, eval_images=eval_images, max_miou_drop=max_miou_drop,
+    opts = b.build_options(
+        target=target, fp16=fp16, int8=int8, int8_forms=int8_forms, calib_data=calib_data,
+        calib_images=calib_images, calib_method=calib_method, calib_seed=calib_seed, calib_cache=calib_cache,
+        eval_data=eval_data, eval_images=eval_images, max_miou_drop=max_miou_drop,
         max_fallback_layers=max_fallback_layers, cpu_format=cpu_format, qdq_engine=qdq_engine,
-        threads=threads, card=ModelCard.load_json(card_file) if card_file else None, engine=engine,
+        threads=threads, card_file=card_file, engine=engine,
     )  # fmt: skip
-    # BuildOptions checks itself when made: option mistakes fail before the workspace is looked at
     onnx_path = require_export(resolve_workdir(workdir), model)
-    check_apart(
-        [("--calib-cache", calib_cache)],
-        [
-            ("MODEL", onnx_path),
-            ("--card", card_file),
-            ("--calib-data", calib_data),
-            ("--eval-data", eval_data),
-        ],
-    )
-    check_writable(onnx_path.parent, f"the folder of {onnx_path.name}", folder=True)  # artifacts go there
+    _check_paths(onnx_path, opts, card_file)
     with build_lock(onnx_path.parent), progress_bars(enabled=not json_out) as progress:
         result = build(onnx_path, opts, progress=progress)
     _show(result, json_out, target)
+
+
+def _check_paths(onnx_path: Path, opts: Any, card_file: Path | None) -> None:
+    """Before any work: the statistics cache overwrites no input, and the artifacts' folder (beside
+    the export) is writable."""
+    from edgeseg.atomic import check_apart, check_writable
+
+    check_apart(
+        [("--calib-cache", opts.calib_cache)],
+        [
+            ("MODEL", onnx_path),
+            ("--card", card_file),
+            ("--calib-data", opts.calib_data),
+            ("--eval-data", opts.eval_data),
+        ],
+    )
+    check_writable(onnx_path.parent, f"the folder of {onnx_path.name}", folder=True)
 
 
 def _show(result: Any, json_out: bool, target: str) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from edgeseg.cli.options import json_option
 from edgeseg.errors import EdgesegError
 
 
@@ -48,7 +49,7 @@ def card_command(
     model: str | None = typer.Option(
         None, "--model", help="Model name in the card.", show_default="the file's stem"
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print the card as JSON."),
+    json_out: bool = json_option("the card"),
 ) -> None:
     """Write a model card (classes, palette, mean/std, input size, output kind) for an ONNX made elsewhere."""
     from edgeseg.card import MIN_INPUT_SIDE

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from edgeseg.card import MAX_INPUT_SIDE
-from edgeseg.cli.options import COUNT, SIDE, finite
+from edgeseg.cli.options import COUNT, SIDE, finite, json_option
 
 data_app = typer.Typer(
     help="Datasets: generate synthetic scenes, inspect and validate folders, list bag topics.",
@@ -35,7 +35,7 @@ def synth_cmd(
     fps: float = typer.Option(
         15.0, "--fps", parser=finite(above=0, at_most=1000), help="Video frame rate (with --video)."
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a summary."),
+    json_out: bool = json_option("the summary"),
 ) -> None:
     """Generate procedural road scenes (plain-folder layout) or a video with ground-truth masks."""
     from edgeseg.atomic import check_writable
@@ -80,7 +80,7 @@ def info_cmd(
     masks_only: bool = typer.Option(
         False, "--masks-only", help="Skip decoding images (faster, no size check)."
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    json_out: bool = json_option("the report"),
 ) -> None:
     """Detect the format, validate every pair, and print class pixel frequencies."""
     from edgeseg.cli.progress import progress_bars
@@ -155,7 +155,7 @@ def preview_cmd(
 @data_app.command("bag")
 def bag_cmd(
     path: Path = typer.Argument(..., help="rosbag2 folder (MCAP or SQLite) or its .mcap/.db3 file."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    json_out: bool = json_option("the topics"),
 ) -> None:
     """List a ROS 2 bag's image topics: message type, count, encoding and size (of the first message)."""
     from edgeseg.console import console, print_json, table

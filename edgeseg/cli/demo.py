@@ -6,8 +6,14 @@ from pathlib import Path
 
 import typer
 
-from edgeseg.cli.options import COUNT, THREADS, finite
-from edgeseg.defaults import CALIB_IMAGES, GATE_IMAGES, MAX_MIOU_DROP
+from edgeseg.cli.options import (
+    COUNT,
+    THREADS,
+    calib_images_option,
+    eval_images_option,
+    json_option,
+    max_miou_drop_option,
+)
 
 
 def demo_command(
@@ -23,12 +29,10 @@ def demo_command(
     ),
     frames: int = typer.Option(60, **COUNT, help="Synthetic frames streamed through each artifact."),
     threads: int = typer.Option(2, **THREADS, help="CPU threads per backend."),
-    max_miou_drop: float = typer.Option(
-        MAX_MIOU_DROP, parser=finite(at_least=0), help="INT8 gate: largest mIoU drop allowed, in points."
-    ),
-    calib_images: int = typer.Option(CALIB_IMAGES, **COUNT, help="Calibration images for INT8."),
-    eval_images: int = typer.Option(GATE_IMAGES, **COUNT, help="Held-out scenes for the INT8 accuracy gate."),
-    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    max_miou_drop: float = max_miou_drop_option(),
+    calib_images: int = calib_images_option(),
+    eval_images: int = eval_images_option(),
+    json_out: bool = json_option(),
 ) -> None:
     """Generate scenes, train, export, make FP16/INT8, stream each, and compare them in one table."""
     from edgeseg import demo as lib

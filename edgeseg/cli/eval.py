@@ -12,6 +12,8 @@ from edgeseg.cli.options import (
     backend_option,
     card_option,
     device_option,
+    json_option,
+    providers_option,
     workdir_option,
 )
 
@@ -33,7 +35,7 @@ def eval_command(
     ),
     split: str | None = typer.Option(None, "--split", help="Dataset split (e.g. val) where it has splits."),
     limit: int | None = typer.Option(None, "--limit", help="Evaluate the first N images only."),
-    providers: str = typer.Option("cpu", "--providers", help="ONNX Runtime providers: cpu or auto."),
+    providers: str = providers_option(),
     backend: str | None = backend_option(),
     device: str = device_option(),
     threads: int | None = typer.Option(None, "--threads", **THREADS, help="CPU threads for the backend."),
@@ -45,7 +47,7 @@ def eval_command(
         "pip install 'edgeseg\\[crf]').",  # \[: rich would read [crf] as markup
     ),
     workdir: Path | None = workdir_option(),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    json_out: bool = json_option(),
 ) -> None:
     """Evaluate ARTIFACT on --data: mIoU, pixel accuracy, mean class accuracy, per-class IoU."""
     from edgeseg import workspace

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from edgeseg.cli.options import SIDE, workdir_option
+from edgeseg.cli.options import SIDE, json_option, workdir_option
 from edgeseg.errors import EdgesegError
 
 _STATUS_STYLE = {"ok": "green", "warning": "yellow", "error": "bold red"}
@@ -145,7 +145,7 @@ def export_command(
     ),
     name: str | None = typer.Option(None, "--name", help="Export name.", show_default="the model name"),
     workdir: Path | None = workdir_option(),
-    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    json_out: bool = json_option(),
 ) -> None:
     """Export MODEL to <workdir>/<name>/<name>.onnx (+ .card.json), check parity and TensorRT op support."""
     from edgeseg.atomic import check_apart

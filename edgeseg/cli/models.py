@@ -6,13 +6,15 @@ from typing import Any
 
 import typer
 
+from edgeseg.cli.options import json_option
+
 
 def models_command(
     name: str | None = typer.Argument(None, help="Show one model (all its backbones)."),
     all_backbones: bool = typer.Option(
         False, "--all", "-a", help="List every supported backbone, not only each model's default."
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    json_out: bool = json_option("the list"),
 ) -> None:
     """List the segmentation models: backbone, parameters, GFLOPs at 512x1024, output stride, paper."""
     from edgeseg.models.catalog import CATALOG_CLASSES, CATALOG_SIZE, entries, model_names

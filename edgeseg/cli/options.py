@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.card import MAX_INPUT_SIDE, MIN_INPUT_SIDE
+from edgeseg.defaults import CALIB_IMAGES, GATE_IMAGES, MAX_MIOU_DROP
 from edgeseg.errors import EdgesegError
 
 # Ranges every command shares, declared once: Typer turns a value outside them into one line naming
@@ -148,4 +149,54 @@ def device_option() -> Any:
         "cpu",
         "--device",
         help="PyTorch checkpoints: cpu, cuda, auto; OpenVINO: cpu, gpu, npu, auto (the Intel devices present).",
+    )
+
+
+def json_option(what: str = "the result") -> Any:
+    """`--json`: print `what` as JSON on standard output instead of tables."""
+    import typer
+
+    return typer.Option(False, "--json", help=f"Print {what} as JSON.")
+
+
+def report_option() -> Any:
+    """`--report FILE`, for commands that stream (run, ros2)."""
+    import typer
+
+    return typer.Option(None, "--report", help="Write the final report as JSON.")
+
+
+def alpha_option() -> Any:
+    """`--alpha`, the overlay's opacity, for commands that draw one (run, ros2)."""
+    import typer
+
+    return typer.Option(0.5, "--alpha", parser=finite(at_least=0, at_most=1), help="Overlay opacity, 0..1.")
+
+
+# The INT8 accuracy gate's options, for every command that builds INT8 (build, demo)
+def calib_images_option() -> Any:
+    """`--calib-images N`: how many images calibrate INT8."""
+    import typer
+
+    return typer.Option(CALIB_IMAGES, "--calib-images", **COUNT, help="Calibration images (stratified).")
+
+
+def eval_images_option() -> Any:
+    """`--eval-images N`: generated held-out scenes the gate scores on."""
+    import typer
+
+    return typer.Option(
+        GATE_IMAGES,
+        "--eval-images",
+        **COUNT,
+        help="Generated held-out scenes (synth) for the INT8 accuracy gate.",
+    )
+
+
+def max_miou_drop_option() -> Any:
+    """`--max-miou-drop`: the INT8 gate's limit, in mIoU points."""
+    import typer
+
+    return typer.Option(
+        MAX_MIOU_DROP, "--max-miou-drop", parser=finite(at_least=0), help="Allowed INT8 mIoU loss in points."
     )

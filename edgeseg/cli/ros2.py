@@ -15,11 +15,14 @@ from edgeseg.cli.options import (
     COUNT,
     THREADS,
     allow_other_gpu_option,
+    alpha_option,
     backend_option,
     card_option,
     device_option,
     finite,
+    json_option,
     providers_option,
+    report_option,
     workdir_option,
 )
 
@@ -52,9 +55,7 @@ def ros2_command(
     visual: str = typer.Option(
         "overlay", "--visual", help="Also publish ~/overlay as: overlay, mask, side-by-side or none."
     ),
-    alpha: float = typer.Option(
-        0.5, "--alpha", parser=finite(at_least=0, at_most=1), help="Overlay opacity, 0..1."
-    ),
+    alpha: float = alpha_option(),
     node_name: str = typer.Option("edgeseg", "--node-name", help="Node name (topics are ~/class_map ...)."),
     frames: int | None = typer.Option(
         None, "--frames", "-n", **COUNT, help="Stop after N frames.", show_default="run on"
@@ -65,9 +66,9 @@ def ros2_command(
         parser=finite(above=0),
         help="Exit with code 5 after this many seconds without an image (lost camera).",
     ),
-    report: Path | None = typer.Option(None, "--report", help="Write the final report as JSON."),
+    report: Path | None = report_option(),
     workdir: Path | None = workdir_option(),
-    json_out: bool = typer.Option(False, "--json", help="Print the final report as JSON."),
+    json_out: bool = json_option("the final report"),
 ) -> None:
     """ROS 2 node: image topic in; class map (mono8), overlay (bgr8) and stats out, latest frame only."""
     from edgeseg import workspace

@@ -16,10 +16,13 @@ import typer
 from edgeseg.cli import run_options as o
 from edgeseg.cli.options import (
     allow_other_gpu_option,
+    alpha_option,
     backend_option,
     card_option,
     device_option,
+    json_option,
     providers_option,
+    report_option,
     workdir_option,
 )
 from edgeseg.cli.run_options import DEFAULT_SYNTHETIC_FRAMES
@@ -56,13 +59,13 @@ def run_command(
     log: Path | None = o.log(),
     tile: bool = o.tile(),
     mode: str = o.mode(),
-    alpha: float = o.alpha(),
+    alpha: float = alpha_option(),
     legend: bool = o.legend(),
     reconnect: bool = o.reconnect(),
     reconnect_timeout: float = o.reconnect_timeout(),
-    report: Path | None = o.report(),
+    report: Path | None = report_option(),
     workdir: Path | None = workdir_option(),
-    json_out: bool = o.json_out(),
+    json_out: bool = json_option("the final report"),
     bag: list[Path] | None = o.bag(),
     topic: str | None = o.topic(),
     labels_topic: str | None = o.labels_topic(),

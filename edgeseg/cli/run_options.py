@@ -1,6 +1,6 @@
 """The options of `edgeseg run`, one definition each (the command's signature lists them in --help
 order). Options other commands share (--card, --allow-other-gpu, --backend, --providers, --device,
---workdir) live in options.py."""
+--workdir, --alpha, --report, --json) live in options.py."""
 
 from __future__ import annotations
 
@@ -144,10 +144,6 @@ def mode() -> Any:
     return typer.Option("overlay", "--mode", help="Visual mode: overlay, mask or side-by-side.")
 
 
-def alpha() -> Any:
-    return typer.Option(0.5, "--alpha", parser=finite(at_least=0, at_most=1), help="Overlay opacity, 0..1.")
-
-
 def legend() -> Any:
     return typer.Option(False, "--legend", help="Draw class names and colours.")
 
@@ -165,14 +161,6 @@ def reconnect_timeout() -> Any:
         parser=finite(above=0),
         help="Give up after this many seconds without frames.",
     )
-
-
-def report() -> Any:
-    return typer.Option(None, "--report", help="Write the final report as JSON.")
-
-
-def json_out() -> Any:
-    return typer.Option(False, "--json", help="Print the final report as JSON.")
 
 
 def bag() -> Any:

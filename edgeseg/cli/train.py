@@ -7,7 +7,16 @@ from typing import Any
 
 import typer
 
-from edgeseg.cli.options import COUNT, NON_NEGATIVE, SIDE, THREADS, finite, parse_options, workdir_option
+from edgeseg.cli.options import (
+    COUNT,
+    NON_NEGATIVE,
+    SIDE,
+    THREADS,
+    finite,
+    json_option,
+    parse_options,
+    workdir_option,
+)
 
 
 def train_command(
@@ -65,7 +74,7 @@ def train_command(
         help="Run dir or its last.pt to continue in place, or 'auto'; another checkpoint continues in a new run dir.",
     ),
     workdir: Path | None = workdir_option(),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
+    json_out: bool = json_option("a summary"),
 ) -> None:
     """Train MODEL on --data; best/last checkpoints go to <workdir>/train/MODEL/<run>/."""
     from edgeseg.lazy import require
