@@ -29,7 +29,7 @@ import numpy as np
 from edgeseg import machine
 from edgeseg.artifacts import card_from_metadata, int8_path, onnx_metadata, variant_path
 from edgeseg.errors import first_line
-from edgeseg.runtime.backends import load_backend
+from edgeseg.runtime.backends import BackendOptions, load_backend
 from edgeseg.runtime.workers import available_cores
 
 KINDS = ("fp32", "fp16", "int8-qdq", "int8-cpu")
@@ -93,7 +93,9 @@ def main() -> None:
         for kind in KINDS:
             for rt in RUNTIMES:
                 try:
-                    backends[kind, rt] = load_backend(paths[kind], backend=rt, threads=args.threads)
+                    backends[kind, rt] = load_backend(
+                        paths[kind], BackendOptions(backend=rt, threads=args.threads)
+                    )
                 except Exception as exc:  # noqa: BLE001 - a runtime refusing a file is a result
                     errors[kind, rt] = first_line(exc)[:120]
         ref = [backends["fp32", "onnxruntime"].run(b).argmax(1) for b in batches]

@@ -36,11 +36,12 @@ def main() -> None:
     from edgeseg.data import open_dataset
     from edgeseg.defaults import default_model_path
     from edgeseg.metrics import ConfusionMatrix
+    from edgeseg.runtime.backends import BackendOptions
     from edgeseg.runtime.segmenter import Segmenter
 
     require_crf()
     path = default_model_path() if args.model == "default" else args.model
-    seg = Segmenter(path, threads=args.threads)
+    seg = Segmenter(path, BackendOptions(threads=args.threads))
     dataset = open_dataset(args.data)
     n = min(args.limit or len(dataset), len(dataset))
     params = CRFParams()

@@ -258,9 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     model = args.model or default_model()
-    inference = plan_inference(model, BackendOptions(threads=args.threads), live=False)  # as `edgeseg run`
+    options = BackendOptions(threads=args.threads)
+    inference = plan_inference(model, options, live=False)  # as `edgeseg run`
     plan = inference.workers
-    one = Segmenter(model, threads=args.threads)
+    one = Segmenter(model, options)
     split = one if plan.workers == 1 else WarmSegmenter(inference.loader)
     share_cores_with(one.backend)  # as `edgeseg run` does (bare rounds do not use OpenCV)
     with tempfile.TemporaryDirectory() as tmp:

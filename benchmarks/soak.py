@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from edgeseg.data.synth import write_video
-from edgeseg.runtime import Segmenter
+from edgeseg.runtime import BackendOptions, Segmenter
 from edgeseg.runtime.plan import Outputs, RunPlan, View
 from edgeseg.runtime.sources import VideoSource
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     proc = psutil.Process()
     mb = 1024 * 1024
     rss_before_model = proc.memory_info().rss / mb
-    seg = Segmenter(args.model, **({"threads": args.threads} if args.threads else {}))
+    seg = Segmenter(args.model, BackendOptions(threads=args.threads or None))
     card = seg.card
     size = (256, 512) if card.dynamic else tuple(card.input_size)
     samples: list[tuple[int, float]] = []

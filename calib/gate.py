@@ -270,11 +270,12 @@ def _segmenter(
     """A file, or a candidate in memory. The card is the build's (given with --card for an ONNX made
     elsewhere, which carries none). `backend` None: the runtime that runs the file here by default
     (runtime/backends/choice.py, the CPU rule)."""
+    from edgeseg.runtime.backends import BackendOptions
     from edgeseg.runtime.segmenter import Segmenter
 
     if isinstance(source, QuantizedArtifact):
         return Segmenter(_in_memory(source, threads, card, backend))
-    return Segmenter(source, card=card, backend=backend, **({"threads": threads} if threads else {}))
+    return Segmenter(source, BackendOptions(backend=backend, threads=threads or None, card=card))
 
 
 def _in_memory(
@@ -283,17 +284,18 @@ def _in_memory(
     """A candidate that is not written anywhere, on the runtime that will run its file (`backend`, else
     the CPU rule by the file's name: OpenVINO for the Q/DQ form where installed, ONNX Runtime for the
     QOperator form); the rank of sensitive layers keeps ONNX Runtime (backend="onnxruntime")."""
-    from edgeseg.runtime.backends import choose_backend
+    from edgeseg.runtime.backends import BackendOptions, choose_backend
 
     name = backend or choose_backend(art.path).backend
     data = art.model.SerializeToString()
+    options = BackendOptions(backend=name, threads=threads or None, card=card)
     if name == "openvino":
         from edgeseg.runtime.backends.openvino import OpenVINOBackend
 
-        return OpenVINOBackend(art.path, model=data, threads=threads, card=card)
+        return OpenVINOBackend(art.path, options, model=data)
     from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend(art.path, model=data, threads=threads, card=card)
+    return OnnxRuntimeBackend(art.path, options, model=data)
 
 
 class Gate:
@@ -417,12 +419,13 @@ def _labels(out: np.ndarray) -> np.ndarray:
 def _raw_outputs(
     source: Path | QuantizedArtifact, batches: list[np.ndarray], threads: int | None
 ) -> list[np.ndarray]:
+    from edgeseg.runtime.backends import BackendOptions
     from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     if isinstance(source, QuantizedArtifact):
         backend = _in_memory(source, threads, backend="onnxruntime")
     else:
-        backend = OnnxRuntimeBackend(source, threads=threads)
+        backend = OnnxRuntimeBackend(source, BackendOptions(threads=threads or None))
     try:
         return [np.asarray(backend.run(b), dtype=np.float32) for b in batches]
     finally:

@@ -17,13 +17,16 @@ import multiprocessing
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgeseg.artifacts import backend_for, read_card, variant_of, variants_beside
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError, first_line
+
+if TYPE_CHECKING:
+    from edgeseg.runtime.backends import BackendOptions
 
 UNLABELLED_FRAMES = 32  # frames read from unlabelled images or a video (spread over the source)
 
@@ -197,15 +200,22 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def measure(artifact: Artifact, cfg: BenchConfig) -> dict[str, Any]:
+def options_for(artifact: Artifact, cfg: BenchConfig) -> BackendOptions:
+    """How the child process opens `artifact`: its own backend, the bench's threads and providers."""
+    from edgeseg.runtime.backends import BackendOptions
+
+    return BackendOptions(
+        backend=artifact.kind, threads=cfg.threads, providers=cfg.providers, card=artifact.card
+    )
+
+
+def measure(artifact: Artifact, options: BackendOptions, cfg: BenchConfig) -> dict[str, Any]:
     """Time `Segmenter.infer` on the frames and score them where they carry ground truth for the
-    model. Meant to run in a fresh process."""
+    model. Meant to run in a fresh process, which gets the options made in the parent."""
     from edgeseg.metrics import ConfusionMatrix
     from edgeseg.runtime import Segmenter
 
-    seg = Segmenter(
-        artifact.path, backend=artifact.kind, threads=cfg.threads, providers=cfg.providers, card=artifact.card
-    )
+    seg = Segmenter(artifact.path, options)
     frames = open_frames(cfg, seg.card)
     confusion = ConfusionMatrix(seg.card.num_classes) if frames.masks is not None else None
 
@@ -246,7 +256,7 @@ def run_bench(artifacts: list[Artifact], cfg: BenchConfig, progress: Any = None)
             progress(art)
         with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
             try:
-                out = _result(pool, pool.submit(measure, art, cfg))
+                out = _result(pool, pool.submit(measure, art, options_for(art, cfg), cfg))
             except EdgesegError as exc:
                 res.error = str(exc)
             except concurrent.futures.process.BrokenProcessPool:

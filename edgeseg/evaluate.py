@@ -8,7 +8,7 @@ the preprocessing geometry) and accumulated into one confusion matrix.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,14 +16,19 @@ from edgeseg.errors import EdgesegError
 from edgeseg.metrics import ConfusionMatrix, SegMetrics
 from edgeseg.progress import Progress
 
+if TYPE_CHECKING:
+    from edgeseg.runtime.backends import BackendOptions
 
-def open_segmenter(artifact: Any, **backend_options: Any):
-    """A Segmenter for a path / Backend, or the Segmenter itself (then options must be empty)."""
+
+def open_segmenter(artifact: Any, options: BackendOptions | None = None):
+    """A Segmenter for a path (opened with `options`) / Backend, or the Segmenter itself."""
     from edgeseg.runtime.segmenter import Segmenter
 
     if isinstance(artifact, Segmenter):
+        if options is not None:
+            raise EdgesegError("backend options go to the Segmenter itself when passing one")
         return artifact
-    return Segmenter(artifact, **backend_options)
+    return Segmenter(artifact, options)
 
 
 def class_mismatch(model_classes: Sequence[str], data_classes: Sequence[str]) -> str | None:
@@ -55,15 +60,16 @@ def confusion(
     progress: Progress | None = None,
     description: str = "evaluating",
     crf: Any = None,
-    **backend_options: Any,
+    options: BackendOptions | None = None,
 ) -> ConfusionMatrix:
-    """Accumulate the confusion matrix of `artifact` (path, Backend or Segmenter) over `dataset`;
-    with `crf` (an `edgeseg.crf.CRFParams`) every prediction is refined by the dense CRF first."""
+    """Accumulate the confusion matrix of `artifact` (path, Backend or Segmenter; a path is opened
+    with `options`) over `dataset`; with `crf` (an `edgeseg.crf.CRFParams`) every prediction is
+    refined by the dense CRF first."""
     if crf is not None:
         from edgeseg import crf as dense_crf
 
         dense_crf.require_crf()  # before the model loads and the first image runs
-    seg = open_segmenter(artifact, **backend_options)
+    seg = open_segmenter(artifact, options)
     check_classes(seg.classes, list(getattr(dataset, "classes", seg.classes)))
     cm = ConfusionMatrix(seg.card.num_classes)
     order = list(range(len(dataset))) if indices is None else list(indices)
@@ -88,12 +94,12 @@ def evaluate(
     progress: Progress | None = None,
     limit: int | None = None,
     crf: Any = None,
-    **backend_options: Any,
+    options: BackendOptions | None = None,
 ) -> SegMetrics:
     """mIoU, pixel accuracy, mean class accuracy and per-class IoU of `artifact` on `dataset` (refined by
     the dense CRF with `crf`, an `edgeseg.crf.CRFParams`)."""
     indices = range(min(limit, len(dataset))) if limit else None
-    cm = confusion(artifact, dataset, indices=indices, progress=progress, crf=crf, **backend_options)
+    cm = confusion(artifact, dataset, indices=indices, progress=progress, crf=crf, options=options)
     return cm.compute()
 
 

@@ -127,9 +127,12 @@ def parity_check(
     """Compare `net` (torch, eval mode) with the ONNX at `onnx_path` on preprocessed frames."""
     torch = require("torch")
     from edgeseg.models.outputs import logits_of
+    from edgeseg.runtime.backends import BackendOptions
     from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
-    backend = OnnxRuntimeBackend(onnx_path, providers="cpu", threads=threads, card=card)
+    backend = OnnxRuntimeBackend(
+        onnx_path, BackendOptions(providers="cpu", threads=threads or None, card=card)
+    )
     pre = Preprocessor(card)
     frames = scene_frames(card, num_scenes) if frames is None else frames
 
@@ -157,10 +160,12 @@ def compare_onnx(
     threads: int | None = 2,
 ) -> ParityResult:
     """Argmax agreement of two ONNX files of the same net (e.g. FP32 vs FP16) on preprocessed frames."""
+    from edgeseg.runtime.backends import BackendOptions
     from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
-    ref = OnnxRuntimeBackend(reference, providers="cpu", threads=threads, card=card)
-    cand = OnnxRuntimeBackend(candidate, providers="cpu", threads=threads, card=card)
+    options = BackendOptions(providers="cpu", threads=threads or None, card=card)
+    ref = OnnxRuntimeBackend(reference, options)
+    cand = OnnxRuntimeBackend(candidate, options)
     pre = Preprocessor(card)
     frames = scene_frames(card, num_scenes) if frames is None else frames
 

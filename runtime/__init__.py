@@ -3,6 +3,7 @@
 Never imports torch (a test enforces it): robots install numpy, OpenCV, onnxruntime and/or TensorRT.
 """
 
+from edgeseg.runtime.backends import BackendOptions
 from edgeseg.runtime.launch import open_multistream, open_pipeline, plan_inference
 from edgeseg.runtime.multistream import MultiStream
 from edgeseg.runtime.pipeline import FrameResult, Pipeline, Reconnect
@@ -12,6 +13,7 @@ from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sources import open_source
 
 __all__ = [
+    "BackendOptions",
     "FrameResult",
     "MultiStream",
     "Outputs",

@@ -23,6 +23,7 @@ from typing import Any
 import cv2
 
 from edgeseg.runtime.backends import Backend, BackendLoader, BackendOptions, choose_backend
+from edgeseg.runtime.backends.base import given_options
 from edgeseg.runtime.multistream import MultiStream, PerStream
 from edgeseg.runtime.pipeline import Pipeline
 from edgeseg.runtime.segmenter import Segmenter
@@ -56,7 +57,7 @@ def plan_inference(
     artifact: str | Path, options: BackendOptions | None = None, *, workers: int | None = None, live: bool
 ) -> InferencePlan:
     """Workers for `artifact` (None: choose) and each one's backend options (its share of the threads)."""
-    options = options or BackendOptions()
+    options = given_options(options)
     path = Path(artifact)
     plan = plan_workers(
         workers,
@@ -137,7 +138,7 @@ def open_multistream(
     # stream sets the pace: one file stream keeps the batcher busy
     paced = bool(stream_options.get("live") or stream_options.get("realtime") or all(s.live for s in listed))
     if not isinstance(model, Segmenter):
-        options = cpu_streams(Path(model), options or BackendOptions(), len(listed))
+        options = cpu_streams(Path(model), given_options(options), len(listed))
         if (options.streams or 1) > 1:
             stream_options.setdefault("max_batch", 1)  # a frame per request, the requests side by side
     segmenter, owns, _ = _open_model(model, options, workers=1, live=paced, own_process=own_process)

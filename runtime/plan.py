@@ -20,6 +20,7 @@ from typing import Any, Union
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
 from edgeseg.runtime.backends import BackendOptions
+from edgeseg.runtime.backends.base import given_options
 from edgeseg.runtime.draw import Renderer
 from edgeseg.runtime.launch import open_multistream, open_pipeline
 from edgeseg.runtime.multistream import STREAM_FIELD, MultiStream, open_sources, stream_path
@@ -159,6 +160,7 @@ class RunPlan:
     say: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
+        given_options(self.backend)  # made and checked by the caller; a dict of them is refused here
         if not self.sources:
             raise EdgesegError("a run needs at least one source")
         if self.max_frames is not None and self.max_frames < 1:
@@ -406,7 +408,7 @@ def stream(
         model=model,
         sources=opened,
         sinks=sinks or (),
-        backend=options or BackendOptions(),
+        backend=given_options(options),
         workers=workers,
         max_frames=max_frames,
         reconnect=reconnect or Reconnect(),

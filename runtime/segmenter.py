@@ -1,6 +1,6 @@
 """`Segmenter`: the object robotics code embeds. Load an artifact, feed frames, get class maps.
 
-    seg = Segmenter("edgeseg-work/fcn8s/fcn8s.onnx")
+    seg = Segmenter("edgeseg-work/fcn8s/fcn8s.onnx")   # or Segmenter(path, BackendOptions(threads=2))
     labels = seg.infer(frame_bgr)            # H x W uint8 class ids at the frame's own size
     overlay = seg.colorize(labels)           # or seg.overlay(frame_bgr, labels)
 
@@ -17,25 +17,27 @@ import numpy as np
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
 from edgeseg.preprocess import Geometry, Preprocessor, labels_to_frame
-from edgeseg.runtime.backends import Backend, BackendLoader, load_backend
+from edgeseg.runtime.backends import Backend, BackendLoader, BackendOptions, load_backend
 from edgeseg.runtime.draw import fast_argmax
 
 
 class Segmenter:
-    """`artifact`: a file path (opened with `backend_options`, see BackendOptions), a BackendLoader, or
-    an open Backend."""
+    """`artifact`: a file path (opened with `options`, a BackendOptions: which runtime, threads, device,
+    ...), a BackendLoader, or an open Backend (both carry their own options)."""
 
-    def __init__(self, artifact: str | Path | Backend | BackendLoader, **backend_options: Any) -> None:
+    def __init__(
+        self, artifact: str | Path | Backend | BackendLoader, options: BackendOptions | None = None
+    ) -> None:
         if isinstance(artifact, Backend):
-            if backend_options:
+            if options is not None:
                 raise EdgesegError("backend options go to the backend itself when passing a Backend object")
             self.backend = artifact
         elif isinstance(artifact, BackendLoader):
-            if backend_options:
+            if options is not None:
                 raise EdgesegError("backend options go into the BackendLoader when passing one")
             self.backend = artifact()
         else:
-            self.backend = load_backend(artifact, **backend_options)
+            self.backend = load_backend(artifact, options)
         self.card: ModelCard = self.backend.card
         self.preprocess = Preprocessor(self.card)
 

@@ -59,8 +59,6 @@ def plan_workers(
     """
     if requested is not None and requested < 1:
         raise EdgesegError(f"--workers must be at least 1, got {requested}")
-    if threads is not None and threads < 1:
-        raise EdgesegError(f"--threads must be at least 1, got {threads}")
     total = threads or cores or available_cores()
     if requested is None:
         light = model_bytes <= AUTO_MAX_MODEL_BYTES

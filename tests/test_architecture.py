@@ -4,6 +4,7 @@ functions), the packaging list, ruff's first-party view, and source paths the do
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 import subprocess
 import sys
@@ -342,3 +343,57 @@ def test_one_line_errors_come_from_one_helper():
         for m in copy.finditer(text)
     ]
     assert not found, "use edgeseg.errors.first_line: " + ", ".join(found)
+
+
+OPENS_A_MODEL = {  # what opens an artifact: each takes one BackendOptions object, never loose fields
+    "Segmenter", "load_backend", "BackendLoader", "open_segmenter", "confusion", "evaluate",
+    "OnnxRuntimeBackend", "OpenVINOBackend", "TensorRTBackend", "TorchBackend",
+}  # fmt: skip
+
+
+def loose_backend_options(path: Path, root: Path = ROOT) -> list[str]:
+    """Calls in `path` that hand a model-opening function backend options as keyword arguments
+    (`threads=2`) or a `**dict`, instead of one BackendOptions."""
+    from edgeseg.runtime.backends import BackendOptions
+
+    fields = {f.name for f in dataclasses.fields(BackendOptions)}
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = (
+            func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+        )
+        if name not in OPENS_A_MODEL:
+            continue
+        loose = [k.arg or "**" for k in node.keywords if k.arg is None or k.arg in fields]
+        if loose:
+            found.append(f"{path.relative_to(root)}:{node.lineno}: {name}(..., {', '.join(loose)})")
+    return found
+
+
+def test_backend_options_reach_every_backend_as_one_object():
+    """Backend options have one form (docs/architecture.md, owners): a BackendOptions made at the
+    public boundary (the CLI, RunPlan, `Segmenter`, `stream()`) and handed down whole; no caller of
+    what opens a model spells them as keywords or a dict, and nothing below reads them loose."""
+    scripts = [p for folder in ("benchmarks", "tools", "tests") for p in sorted((ROOT / folder).glob("*.py"))]
+    found = [hit for path in sources() + scripts for hit in loose_backend_options(path)]
+    assert not found, "pass BackendOptions(...): " + ", ".join(found)
+
+
+def test_the_loose_options_checker_sees_keywords_and_dicts(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "Segmenter(p, threads=2)\n"
+        "load_backend(p, **opts)\n"
+        "backends.OnnxRuntimeBackend(p, card=c, model=b)\n"
+        "Segmenter(p, BackendOptions(threads=2))\n"
+        "OpenVINOBackend(p, options, model=b)\n"
+    )
+    hits = loose_backend_options(probe, tmp_path)
+    assert [h.split(": ", 1)[1] for h in hits] == [
+        "Segmenter(..., threads)",
+        "load_backend(..., **)",
+        "OnnxRuntimeBackend(..., card)",
+    ]

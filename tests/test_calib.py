@@ -15,6 +15,7 @@ import pytest
 from onnx import numpy_helper
 
 from edgeseg.errors import EdgesegError
+from edgeseg.runtime.backends import BackendOptions
 
 H, W = 32, 64
 pytestmark = pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript:DeprecationWarning")
@@ -665,7 +666,7 @@ def test_fp16_qdq_graph_keeps_its_float_bias_in_onnx_runtime(tmp_path):
         onnx.save(model, paths[name])
     assert has_fp16_qdq(paths["fp16"]) and not has_fp16_qdq(paths["fp32"])
     x = rng.uniform(0, 2, (1, 3, 8, 8)).astype(np.float32)
-    out = {k: OnnxRuntimeBackend(p, card=card).run(x) for k, p in paths.items()}
+    out = {k: OnnxRuntimeBackend(p, BackendOptions(card=card)).run(x) for k, p in paths.items()}
     assert out["fp32"].max() > 0.25  # the bias shows in the output
     np.testing.assert_allclose(out["fp16"], out["fp32"], atol=0.02)
 

@@ -9,6 +9,7 @@ import pytest
 
 from edgeseg.defaults import default_model_path
 from edgeseg.errors import EdgesegError
+from edgeseg.runtime.backends import BackendOptions
 
 
 def test_default_model_files_ship_and_carry_a_card():
@@ -33,7 +34,7 @@ def test_default_model_segments_a_held_out_scene():
     from edgeseg.runtime.segmenter import Segmenter
 
     data = open_dataset("synth:3")  # held-out seed, generator's default size
-    seg = Segmenter(default_model_path("onnx"), threads=1)
+    seg = Segmenter(default_model_path("onnx"), BackendOptions(threads=1))
     rgb, mask = data[0]
     labels = seg.infer(np.ascontiguousarray(rgb[:, :, ::-1]))
     assert labels.shape == mask.shape and labels.dtype == np.uint8
@@ -65,5 +66,10 @@ def test_default_model_keeps_its_documented_held_out_miou():
     from edgeseg.data import open_dataset
     from edgeseg.evaluate import evaluate
 
-    metrics = evaluate(default_model_path("onnx"), open_dataset("synth:100"), progress=False, threads=1)
+    metrics = evaluate(
+        default_model_path("onnx"),
+        open_dataset("synth:100"),
+        options=BackendOptions(threads=1),
+        progress=False,
+    )
     assert metrics.miou >= DOCUMENTED_FLOOR, metrics.to_dict()

@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 from edgeseg.cli import app
 from edgeseg.errors import EdgesegError
 from edgeseg.runtime import Pipeline, Segmenter, open_source
+from edgeseg.runtime.backends import BackendOptions
 from edgeseg.runtime.draw import Renderer
 from edgeseg.runtime.liveserver import BOUNDARY, parse_address
 from edgeseg.runtime.sinks import LiveViewSink, ViewPlan, opencv_gui, plan_view
@@ -81,7 +82,7 @@ class Streaming:
     on a free port, in a background thread, until stopped."""
 
     def __init__(self, model: Path, **sink_kw) -> None:
-        seg = Segmenter(model, threads=1)
+        seg = Segmenter(model, BackendOptions(threads=1))
         self.seg = seg
         self.sink = LiveViewSink(renderer=Renderer(seg.palette, seg.classes), title="test run", **sink_kw)
         source = open_source(synthetic=100_000, synthetic_size=FRAME_HW)
@@ -175,7 +176,7 @@ def test_a_client_that_never_reads_does_not_hold_up_the_run(tiny_onnx, tmp_path)
     rng = np.random.default_rng(0)
     for i in range(4):  # noise compresses badly: each JPEG is large, so socket buffers fill quickly
         cv2.imwrite(str(tmp_path / f"noise_{i}.png"), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
-    seg = Segmenter(tiny_onnx(size=(h, w)), threads=1)
+    seg = Segmenter(tiny_onnx(size=(h, w)), BackendOptions(threads=1))
     sink = LiveViewSink(":0", renderer=Renderer(seg.palette, seg.classes))
     client = socket.socket()
     client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

@@ -60,7 +60,7 @@ class RecordingBackend(Backend):
 
 
 def recording(model: Path, delay: float = 0.0) -> Segmenter:
-    return Segmenter(RecordingBackend(OnnxRuntimeBackend(model, threads=1), delay))
+    return Segmenter(RecordingBackend(OnnxRuntimeBackend(model, BackendOptions(threads=1)), delay))
 
 
 class Frames(Source):
@@ -703,6 +703,6 @@ def test_cpu_streams_share_one_model_with_a_request_per_core(tiny_onnx, runtime)
     assert backend.options.streams == 2 and backend.options.threads == 1
     results = list(multi.stream())
     assert len(results) == 18 and multi.report()["batching"]["sizes"] == {"1": 18}
-    with Segmenter(model, backend=runtime) as reference:
+    with Segmenter(model, BackendOptions(backend=runtime)) as reference:
         for r in results:
             np.testing.assert_array_equal(r.class_map, reference.infer(r.frame))

@@ -20,7 +20,7 @@ pytest.importorskip("openvino")
 from edgeseg.cli import app  # noqa: E402
 from edgeseg.defaults import default_model_path  # noqa: E402
 from edgeseg.errors import EdgesegError  # noqa: E402
-from edgeseg.runtime.backends import load_backend  # noqa: E402
+from edgeseg.runtime.backends import BackendOptions, load_backend  # noqa: E402
 from edgeseg.runtime.backends.openvino import shared_core  # noqa: E402
 from edgeseg.runtime.segmenter import Segmenter  # noqa: E402
 
@@ -65,8 +65,8 @@ def frames(n: int = 3, size=(256, 512)) -> list[np.ndarray]:
 def test_argmax_agrees_with_onnxruntime_on_every_artifact_kind(variants, kind):
     path = variants[kind]
     with (
-        Segmenter(path, backend="openvino", threads=2) as ov,
-        Segmenter(path, backend="onnxruntime", threads=2) as ort,
+        Segmenter(path, BackendOptions(backend="openvino", threads=2)) as ov,
+        Segmenter(path, BackendOptions(backend="onnxruntime", threads=2)) as ort,
     ):
         assert ov.backend.name == "openvino" and ort.backend.name == "onnxruntime"
         assert ov.card.precision == ort.card.precision
@@ -80,7 +80,7 @@ def test_argmax_agrees_with_onnxruntime_on_every_artifact_kind(variants, kind):
 
 def test_one_compiled_model_serves_spawned_workers(variants):
     """`spawn()` hands out another infer request on the same compiled model, not a second copy."""
-    backend = load_backend(variants["fp32"], backend="openvino", streams=2, threads=1)
+    backend = load_backend(variants["fp32"], BackendOptions(backend="openvino", streams=2, threads=1))
     try:
         other = backend.spawn()
         assert other._compiled is backend._compiled and backend._compiled.users == 2
@@ -98,7 +98,7 @@ def test_submit_keeps_several_batches_in_flight(variants):
     """With several streams, one backend keeps one request per stream busy: submit() returns at once and
     result() hands the outputs back in order."""
     batch = np.random.default_rng(1).normal(size=(2, 1, 3, 256, 512)).astype(np.float32)
-    with load_backend(variants["fp32"], backend="openvino", streams=2) as backend:
+    with load_backend(variants["fp32"], BackendOptions(backend="openvino", streams=2)) as backend:
         assert backend.max_in_flight == 2
         backend.submit(batch[0])
         backend.submit(batch[1])
@@ -110,14 +110,13 @@ def test_submit_keeps_several_batches_in_flight(variants):
 
 
 def test_latency_hint_for_one_stream(variants):
-    with load_backend(variants["fp32"], backend="openvino") as backend:
+    with load_backend(variants["fp32"], BackendOptions(backend="openvino")) as backend:
         assert backend.describe()["hint"] == "latency" and backend.max_in_flight == 1
         assert backend.batch_limits == (1, 1) and backend.computes_on_cpu
 
 
 def test_stream_and_several_streams(variants):
     from edgeseg.runtime import stream
-    from edgeseg.runtime.backends import BackendOptions
 
     ov = BackendOptions(backend="openvino")
     got = list(stream(variants["int8-qdq"], options=ov, synthetic=3))
@@ -174,12 +173,13 @@ def test_a_file_openvino_cannot_read_is_one_line_exit_2(variants, tmp_path):
 
 MODELS_CLOSED_OUT_OF_ORDER = """
 import os, signal, sys
-from edgeseg.runtime.backends import load_backend
-first = load_backend(sys.argv[1], backend="openvino")
-second = load_backend(sys.argv[1], backend="openvino")
+from edgeseg.runtime.backends import BackendOptions, load_backend
+ov = BackendOptions(backend="openvino")
+first = load_backend(sys.argv[1], ov)
+second = load_backend(sys.argv[1], ov)
 first.close(); del first     # the older model goes while the newer one lives on
 second.close(); del second
-third = load_backend(sys.argv[1], backend="openvino"); third.close(); del third
+third = load_backend(sys.argv[1], ov); third.close(); del third
 signal.signal(signal.SIGINT, lambda *_: print("handled SIGINT"))
 os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the main thread, where the models were made
 print("still running")
@@ -218,7 +218,7 @@ def test_the_cpu_rule_picks_the_runtime_and_run_reports_why(variants, tmp_path, 
     form (OpenVINO cannot read it) and ONNX Runtime's GPU providers; run's report says which and why."""
     import importlib.util
 
-    from edgeseg.runtime.backends import BackendOptions, choose_backend
+    from edgeseg.runtime.backends import choose_backend
 
     assert choose_backend(variants["fp32"]).backend == "openvino"
     assert choose_backend(variants["int8-qdq"]).backend == "openvino"

@@ -26,7 +26,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from edgeseg.cli import app  # noqa: E402
 from edgeseg.errors import EdgesegError, MissingDependencyError  # noqa: E402
-from edgeseg.runtime import Segmenter  # noqa: E402
+from edgeseg.runtime import BackendOptions, Segmenter  # noqa: E402
 from edgeseg.runtime.ros2node import NodeOptions, rclpy_kit, run_node  # noqa: E402
 
 runner = CliRunner()
@@ -138,7 +138,7 @@ def test_inference_runs_off_the_executor_thread_and_keeps_only_the_newest_frame(
     """A model slower than the camera: the callbacks keep up (every message is taken at once), the
     waiting message is replaced by newer ones, and each message is either processed or dropped."""
     graph, _ = ros
-    seg = Segmenter(tiny_onnx(), backend="onnxruntime")  # its submit_impl() calls run_impl()
+    seg = Segmenter(tiny_onnx(), BackendOptions(backend="onnxruntime"))  # its submit_impl() calls run_impl()
     infer_threads, run = set(), seg.backend.run_impl
 
     def slow_run(batch):
@@ -310,7 +310,7 @@ def test_cli_node_on_openvino(ros, tiny_onnx, tmp_path):
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout)
     assert report["backend"]["backend"] == "openvino" and report["frames"]["processed"] == 2
-    with Segmenter(model, backend="openvino") as seg:
+    with Segmenter(model, BackendOptions(backend="openvino")) as seg:
         for k, frame in enumerate(frames):
             np.testing.assert_array_equal(pixels(graph.published["/edgeseg/class_map"][k]), seg.infer(frame))
 
@@ -441,14 +441,14 @@ def test_ros2_passes_allow_other_gpu_to_the_backend(ros, tiny_onnx, monkeypatch)
     definition) and hands it to the backend options."""
     import edgeseg.runtime.segmenter as segmenter
 
-    seen: dict = {}
+    seen: list[BackendOptions] = []
 
     class Spy(segmenter.Segmenter):
-        def __init__(self, artifact, **options):
-            seen.update(options)
+        def __init__(self, artifact, options):
+            seen.append(options)
             raise EdgesegError("stopped before opening the model")
 
     monkeypatch.setattr(segmenter, "Segmenter", Spy)
     for flag, expected in (([], False), (["--allow-other-gpu"], True)):
         r = runner.invoke(app, ["ros2", "--model", str(tiny_onnx()), *flag])
-        assert "stopped before opening the model" in r.output and seen["allow_other_gpu"] is expected
+        assert "stopped before opening the model" in r.output and seen[-1].allow_other_gpu is expected

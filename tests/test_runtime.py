@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edgeseg.errors import EdgesegError
-from edgeseg.runtime import Pipeline, Reconnect, Segmenter, open_source, stream
+from edgeseg.runtime import BackendOptions, Pipeline, Reconnect, Segmenter, open_source, stream
 from edgeseg.runtime.backends.base import Backend
 from edgeseg.runtime.draw import Renderer, class_histogram, fast_argmax, legend_image
 from edgeseg.runtime.run_stats import Reservoir
@@ -332,7 +332,7 @@ class PacedCamera(Source):
 def test_live_source_drops_old_frames_instead_of_lagging(tiny_onnx):
     from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
-    seg = Segmenter(SlowBackend(OnnxRuntimeBackend(tiny_onnx(), threads=1), delay=0.04))
+    seg = Segmenter(SlowBackend(OnnxRuntimeBackend(tiny_onnx(), BackendOptions(threads=1)), delay=0.04))
     pipe = Pipeline(seg, PacedCamera(count=60, period=0.004))
     results = list(pipe.stream())
     stats = pipe.stats
@@ -364,7 +364,9 @@ def test_report_accounts_cpu_per_frame_by_stage(tiny_onnx, harness):
 
     source = PacedCamera(count=8, period=0.0)
     source.live = False
-    pipe = Pipeline(Segmenter(harness(OnnxRuntimeBackend(tiny_onnx(), threads=1), 0.02)), source)
+    pipe = Pipeline(
+        Segmenter(harness(OnnxRuntimeBackend(tiny_onnx(), BackendOptions(threads=1)), 0.02)), source
+    )
     pipe.run()
     cpu = pipe.report()["cpu"]
     stages = cpu["stage_ms_per_frame"]
@@ -554,7 +556,7 @@ def test_share_cores_with_limits_opencv_only_beside_cpu_backends(tiny_onnx):
         def computes_on_cpu(self) -> bool:
             return False
 
-    cpu = OnnxRuntimeBackend(tiny_onnx(), threads=1)
+    cpu = OnnxRuntimeBackend(tiny_onnx(), BackendOptions(threads=1))
     assert cpu.computes_on_cpu
     before = cv2.getNumThreads()
     try:

@@ -13,7 +13,7 @@ from test_run_cli import run_cli
 from test_runtime import PacedCamera, write_video
 
 from edgeseg.errors import EdgesegError
-from edgeseg.runtime import Pipeline, Segmenter, stream
+from edgeseg.runtime import BackendOptions, Pipeline, Segmenter, stream
 from edgeseg.runtime.backends.base import Backend
 from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edgeseg.runtime.sources import Frame, Source
@@ -81,7 +81,9 @@ class UnevenSegmenter(Segmenter):
         super().__init__(UnevenBackend(probe.backend, keys, self.finished))
 
     def spawn_backend(self) -> Backend:
-        backend = UnevenBackend(OnnxRuntimeBackend(self.backend.path, threads=1), self.keys, self.finished)
+        backend = UnevenBackend(
+            OnnxRuntimeBackend(self.backend.path, BackendOptions(threads=1)), self.keys, self.finished
+        )
         self.spawned.append(backend)
         return backend
 
@@ -116,8 +118,8 @@ def test_workers_keep_latest_frame_semantics_on_live_sources(tiny_onnx):
             time.sleep(0.03)
             return self.inner.run(batch)
 
-    seg.backend = Slow(OnnxRuntimeBackend(tiny_onnx(), threads=1))
-    seg.spawn_backend = lambda: Slow(OnnxRuntimeBackend(tiny_onnx(), threads=1))
+    seg.backend = Slow(OnnxRuntimeBackend(tiny_onnx(), BackendOptions(threads=1)))
+    seg.spawn_backend = lambda: Slow(OnnxRuntimeBackend(tiny_onnx(), BackendOptions(threads=1)))
     pipe = Pipeline(seg, PacedCamera(count=60, period=0.003), workers=2)
     results = list(pipe.stream())
     stats = pipe.stats
@@ -135,9 +137,12 @@ def test_two_real_workers_match_one(tiny_onnx, tmp_path):
 
     model = tiny_onnx()
     one = [
-        r.class_map for r in Pipeline(Segmenter(model, threads=1), VideoSource(tmp_path / "v.mp4")).stream()
+        r.class_map
+        for r in Pipeline(
+            Segmenter(model, BackendOptions(threads=1)), VideoSource(tmp_path / "v.mp4")
+        ).stream()
     ]
-    pipe = Pipeline(Segmenter(model, threads=1), VideoSource(tmp_path / "v.mp4"), workers=2)
+    pipe = Pipeline(Segmenter(model, BackendOptions(threads=1)), VideoSource(tmp_path / "v.mp4"), workers=2)
     two = [r.class_map for r in pipe.stream()]
     assert len(one) == len(two) == 15
     for a, b in zip(one, two):
@@ -149,7 +154,7 @@ def test_two_real_workers_match_one(tiny_onnx, tmp_path):
 
 
 def test_workers_spawn_from_any_backend_and_need_a_positive_count(tiny_onnx):
-    backend = OnnxRuntimeBackend(tiny_onnx(), threads=1)
+    backend = OnnxRuntimeBackend(tiny_onnx(), BackendOptions(threads=1))
     stats = Pipeline(Segmenter(backend), NumberedFrames(6), workers=2).run()  # a Backend object, not a path
     assert stats.processed == 6
     spawned = backend.spawn()
@@ -192,8 +197,10 @@ def test_worker_plan():
     assert plan_workers(2, threads=4, cores=8, live=False, splits_threads=False) == WorkerPlan(2, 4)
     with pytest.raises(EdgesegError, match="--workers"):
         plan_workers(0, threads=None, live=False, splits_threads=True)
-    with pytest.raises(EdgesegError, match="--threads"):
-        plan_workers(None, threads=0, live=False, splits_threads=True)
+    with pytest.raises(
+        EdgesegError, match="--threads must be at least 1, got 0"
+    ):  # checked once, in BackendOptions
+        BackendOptions(threads=0)  # what plan_inference gets its threads from
 
 
 def test_cli_workers_option(tiny_onnx, tmp_path):
@@ -252,7 +259,7 @@ class AsyncBackend(Backend):
 
 def test_pipeline_keeps_two_frames_in_flight_on_a_double_buffered_backend(tiny_onnx):
     model = tiny_onnx(size=(32, 48))
-    backend = AsyncBackend(OnnxRuntimeBackend(model, threads=1), delay=0.01)
+    backend = AsyncBackend(OnnxRuntimeBackend(model, BackendOptions(threads=1)), delay=0.01)
     results = list(Pipeline(Segmenter(backend), NumberedFrames(12), queue_size=4).stream())
     assert [r.index for r in results] == list(range(12))
     assert backend.most_in_flight == 2  # a file source keeps the device fed: n+1 staged while n runs
@@ -267,7 +274,7 @@ def test_pipeline_keeps_two_frames_in_flight_on_a_double_buffered_backend(tiny_o
 def test_a_live_source_never_waits_behind_a_staged_frame(tiny_onnx):
     """With a camera slower than the device, each frame is collected as soon as it is done, not held
     until the next frame arrives to fill the second slot."""
-    backend = AsyncBackend(OnnxRuntimeBackend(tiny_onnx(), threads=1), delay=0.005)
+    backend = AsyncBackend(OnnxRuntimeBackend(tiny_onnx(), BackendOptions(threads=1)), delay=0.005)
     pipe = Pipeline(Segmenter(backend), PacedCamera(count=8, period=0.06))
     results = list(pipe.stream())
     # a frame held back for the next camera frame would have put two in flight when that one came

@@ -18,7 +18,7 @@ from edgeseg.artifacts import sidecar_path
 from edgeseg.errors import EdgesegError
 from edgeseg.export.tensorrt_build import build_engine
 from edgeseg.export.tensorrt_plan import EngineOptions
-from edgeseg.runtime.backends import load_backend
+from edgeseg.runtime.backends import BackendOptions, load_backend
 from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edgeseg.runtime.backends.tensorrt import TensorRTBackend
 from edgeseg.runtime.segmenter import Segmenter
@@ -312,7 +312,7 @@ def test_sidecar_records_the_module_and_refuses_another_one(monkeypatch, tmp_pat
     with pytest.raises(EdgesegError, match=r"16 SMs.*this is .*8 SMs.*--allow-other-gpu") as err:
         TensorRTBackend(engine)
     assert "\n" not in str(err.value)
-    with load_backend(engine, allow_other_gpu=True) as backend:
+    with load_backend(engine, BackendOptions(allow_other_gpu=True)) as backend:
         assert backend.run(_batch()).shape == (1, 3, 32, 48)
     other_board = FakeGpu(name="Orin", cc=(8, 7), sm_count=16, total_memory=64 << 30, uuid=bytes(16))
     install_trt(monkeypatch, "10.3.0", other_board)  # another AGX: same module, another UUID

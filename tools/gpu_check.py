@@ -88,14 +88,14 @@ def _frames(card: Any, n: int) -> tuple[list[np.ndarray], list[np.ndarray | None
     return [cv2.cvtColor(img, cv2.COLOR_RGB2BGR) for img in data.images], data.masks
 
 
-def _score(path: Path, frames: list, masks: list, ref: list | None, card: Any, **options: Any) -> dict:
+def _score(path: Path, frames: list, masks: list, ref: list | None, card: Any) -> dict:
     """mIoU on the frames, agreement with the reference labels, FPS of the backend alone."""
     from edgeseg.metrics import ConfusionMatrix
     from edgeseg.runtime.segmenter import Segmenter
 
     cm = ConfusionMatrix(card.num_classes)
     labels = []
-    with Segmenter(path, **options) as seg:
+    with Segmenter(path) as seg:
         for frame, mask in zip(frames, masks):
             out = seg.infer(frame)
             labels.append(out)
@@ -263,12 +263,13 @@ def check(
     def bindings() -> dict:
         if "fp32" not in engines:
             raise RuntimeError("no FP32 engine to run")
+        from edgeseg.runtime.backends import BackendOptions
         from edgeseg.runtime.backends.tensorrt import TensorRTBackend
 
         batch = np.random.default_rng(1).normal(size=(1, 3, *card.input_size)).astype(np.float32)
         outs = {}
         for name in available_bindings():
-            with TensorRTBackend(engines["fp32"], cuda=name) as backend:
+            with TensorRTBackend(engines["fp32"], BackendOptions(cuda=name)) as backend:
                 outs[name] = backend.run(batch)
         if len(outs) > 1:
             a, b = outs.values()
@@ -298,13 +299,17 @@ def check(
     return report
 
 
-def _against_onnxruntime(engine: Path, onnx_path: Path, batches: list[np.ndarray], **options: Any) -> float:
+def _against_onnxruntime(engine: Path, onnx_path: Path, batches: list[np.ndarray], card: Any) -> float:
     """Largest |engine - ONNX Runtime FP32| over `batches` (labels: the fraction of pixels that differ)."""
+    from edgeseg.runtime.backends import BackendOptions
     from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
     from edgeseg.runtime.backends.tensorrt import TensorRTBackend
 
     worst = 0.0
-    with TensorRTBackend(engine, **options) as trt_backend, OnnxRuntimeBackend(onnx_path) as ref:
+    with (
+        TensorRTBackend(engine, BackendOptions(card=card)) as trt_backend,
+        OnnxRuntimeBackend(onnx_path) as ref,
+    ):
         for batch in batches:
             got, want = trt_backend.run(batch), ref.run(batch)
             if got.shape != want.shape:
@@ -404,7 +409,7 @@ def _labels_output(workdir: Path, onnx_path: Path, card: Any, frames: list) -> d
     for name, to in (("int32", TensorProto.INT32), ("uint8", TensorProto.UINT8)):
         model = _labels_model(onnx_path, workdir / f"labels-{name}.onnx", to)
         result = build_engine(model, workdir / f"labels-{name}.engine", EngineOptions(), card=card)
-        differ = _against_onnxruntime(result.engine, model, batches, card=card)
+        differ = _against_onnxruntime(result.engine, model, batches, card)
         if differ > 0.001:
             raise RuntimeError(f"{name} labels differ from ONNX Runtime on {100 * differ:.2f}% of pixels")
         out[name] = {"pixels_differing": differ, "notes": result.plan.notes}
@@ -452,6 +457,7 @@ def _trtexec_engine(workdir: Path, onnx_path: Path, card: Any, frames: list, fea
     import subprocess
 
     from edgeseg.export.tensorrt_plan import EngineOptions, handoff_commands, inspect_onnx
+    from edgeseg.runtime.backends import BackendOptions
     from edgeseg.runtime.segmenter import Segmenter
 
     exe = shutil.which("trtexec") or next(
@@ -484,7 +490,7 @@ def _trtexec_engine(workdir: Path, onnx_path: Path, card: Any, frames: list, fea
         tail = (done.stdout + done.stderr).strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"{commands[key]} failed: {tail[0]}")
     labels = []
-    with Segmenter(engine, card=card) as seg, Segmenter(onnx_path) as ref:
+    with Segmenter(engine, BackendOptions(card=card)) as seg, Segmenter(onnx_path) as ref:
         for frame in frames[:4]:
             labels.append(float(np.mean(seg.infer(frame) == ref.infer(frame))))
     return {"command": commands[key], "version_compatible": options.version_compatible,

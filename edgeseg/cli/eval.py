@@ -57,6 +57,7 @@ def eval_command(
     from edgeseg.defaults import DEFAULT_EVAL_DATA
     from edgeseg.errors import EdgesegError
     from edgeseg.evaluate import confusion
+    from edgeseg.runtime.backends import BackendOptions
     from edgeseg.runtime.segmenter import Segmenter
 
     if limit is not None and limit < 1:
@@ -86,8 +87,7 @@ def eval_command(
             raise EdgesegError("pass --data PATH (a dataset folder or synth:N) to evaluate on")
         data = DEFAULT_EVAL_DATA
     card = read_card(path, card_file) if card_file else None
-    segmenter = Segmenter(
-        path,
+    options = BackendOptions(
         backend=backend,
         providers=providers,
         device=device,
@@ -95,6 +95,7 @@ def eval_command(
         card=card,
         allow_other_gpu=allow_other_gpu,
     )
+    segmenter = Segmenter(path, options)
     dataset = open_dataset(data, split=split)
     n = min(limit, len(dataset)) if limit else len(dataset)
     with progress_bars(enabled=not json_out) as progress:

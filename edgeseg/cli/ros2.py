@@ -76,6 +76,7 @@ def ros2_command(
     from edgeseg.atomic import check_apart, check_writable
     from edgeseg.cli.run import publish_report
     from edgeseg.errors import EdgesegError, ExitCode
+    from edgeseg.runtime.backends import BackendOptions
     from edgeseg.runtime.ros2node import NodeOptions, run_node
     from edgeseg.runtime.segmenter import Segmenter
 
@@ -88,15 +89,15 @@ def ros2_command(
     artifact = workspace.find_artifact(model, workspace.workdir(workdir), backend=backend)
     check_apart([("--report", report)], [("--model", artifact), ("--card", card_file)])
     card = read_card(artifact, card_file)
-    with Segmenter(
-        artifact,
+    opening = BackendOptions(
         backend=backend,
         providers=providers,
         threads=threads,
         device=device,
         card=card,
         allow_other_gpu=allow_other_gpu,
-    ) as seg:
+    )
+    with Segmenter(artifact, opening) as seg:
         result = run_node(seg, options, ros_args=[sys.argv[0], *ctx.args], own_process=True)
     result["artifact"] = str(artifact)
     report_failed = publish_report(result, card.classes, report=report, json_out=json_out)

@@ -10,16 +10,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from edgeseg.runtime.backends.base import Backend, BackendLoader, BackendOptions
+from edgeseg.runtime.backends.base import Backend, BackendLoader, BackendOptions, given_options
 from edgeseg.runtime.backends.choice import Choice, choose_backend, describe_choice
 from edgeseg.runtime.backends.classes import backend_class
 
 
-def load_backend(artifact: str | Path, **options: Any) -> Backend:
-    """Open `artifact` with the backend its file type calls for (options: see BackendOptions)."""
-    return BackendLoader(Path(artifact), BackendOptions.from_kwargs(options))()
+def load_backend(artifact: str | Path, options: BackendOptions | None = None) -> Backend:
+    """Open `artifact` with the backend `options` name, else the one its file type calls for."""
+    return BackendLoader(Path(artifact), given_options(options))()
 
 
 __all__ = [

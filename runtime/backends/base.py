@@ -23,6 +23,7 @@ import dataclasses
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,7 +37,12 @@ from edgeseg.runtime.backends.classes import backend_class
 
 @dataclass(frozen=True)
 class BackendOptions:
-    """How to open an artifact. Each backend takes the fields it names in `Backend.OPTIONS`."""
+    """How to open an artifact: the one form backend options take, from each public boundary (the CLI,
+    RunPlan, `Segmenter`, `stream()`) down to every backend constructor and worker. Checked once, when
+    made (`dataclasses.replace` makes a variant and checks it again): each field's type and range. Which
+    names exist and what this machine has (a backend, a provider, a device, a CUDA binding) is checked
+    where the artifact opens (`backend_class`, then the backend). Each backend reads the fields it names
+    in `Backend.OPTIONS`."""
 
     backend: str | None = None  # which runtime runs the file (None: the rule in backends.choose_backend)
     providers: str | list[str] | None = "cpu"  # ONNX Runtime: cpu, auto, or provider names
@@ -48,16 +54,64 @@ class BackendOptions:
     spin_wait: bool = True  # ONNX Runtime: threads spin between operators (False: sleep; paced sources)
     allow_other_gpu: bool = False  # TensorRT: run an engine built on another module of the same GPU family
 
+    def __post_init__(self) -> None:
+        providers = [self.providers] if isinstance(self.providers, str) else self.providers
+        if providers is not None and (
+            not isinstance(providers, (list, tuple))
+            or not providers
+            or not all(isinstance(p, str) and p for p in providers)
+        ):
+            raise EdgesegError(
+                f"{_said('providers')} must be cpu, auto or provider names, got {self.providers!r}"
+            )
+        for name in ("threads", "streams"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, Integral):
+                raise EdgesegError(f"{_said(name)} must be a whole number, got {value!r}")
+            if value < 1:
+                raise EdgesegError(f"{_said(name)} must be at least 1, got {value}")
+        for name in ("backend", "device", "cuda"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise EdgesegError(f"{_said(name)} must be a name, got {value!r}")
+        if self.card is not None and not isinstance(self.card, ModelCard):
+            raise EdgesegError(f"{_said('card')} must be a ModelCard, got {type(self.card).__name__}")
+        for name in ("spin_wait", "allow_other_gpu"):
+            if not isinstance(getattr(self, name), bool):
+                raise EdgesegError(f"{_said(name)} must be True or False, got {getattr(self, name)!r}")
+
     def replace(self, **changes: Any) -> BackendOptions:
         return dataclasses.replace(self, **changes)
 
-    @classmethod
-    def from_kwargs(cls, kwargs: dict[str, Any]) -> BackendOptions:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(kwargs) - known)
-        if unknown:
-            raise EdgesegError(f"unknown backend option(s) {unknown}; choose from {', '.join(sorted(known))}")
-        return cls(**kwargs)
+
+_FLAGS = (
+    "backend",
+    "providers",
+    "threads",
+    "device",
+    "allow_other_gpu",
+)  # the fields commands take as options
+
+
+def _said(field: str) -> str:
+    """A field as the user gave it: its command-line option where commands have one (`--threads`, as
+    `edgeseg run` said before the check moved here), else the field's name."""
+    return f"--{field.replace('_', '-')}" if field in _FLAGS else f"backend option {field}"
+
+
+def given_options(options: BackendOptions | None) -> BackendOptions:
+    """`options` as given (None: the defaults). Anything else, a dict of them included, is one clear
+    line: backend options have one form, so nothing below a public boundary reads loose fields."""
+    if options is None:
+        return BackendOptions()
+    if not isinstance(options, BackendOptions):
+        raise EdgesegError(
+            f"backend options are a BackendOptions, got {type(options).__name__} "
+            "(edgeseg.runtime.BackendOptions(threads=2, ...))"
+        )
+    return options
 
 
 class Backend(abc.ABC):
@@ -195,6 +249,9 @@ class BackendLoader:
     artifact: Path
     options: BackendOptions = BackendOptions()
 
+    def __post_init__(self) -> None:
+        given_options(self.options)
+
     def __call__(self) -> Backend:
         path = Path(self.artifact)
         if not path.exists():
@@ -204,4 +261,4 @@ class BackendLoader:
         if path.stat().st_size == 0:
             raise EdgesegError(f"{path} is empty (0 bytes): not a model file (an interrupted copy?)")
         cls = backend_class(path, self.options.backend or choose_backend(path, self.options).backend)
-        return cls(path, **{name: getattr(self.options, name) for name in cls.OPTIONS})
+        return cls(path, self.options)

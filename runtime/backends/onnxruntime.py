@@ -11,9 +11,14 @@ from typing import Any
 import numpy as np
 
 from edgeseg.artifacts import card_from_metadata
-from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError, first_line
-from edgeseg.runtime.backends.base import Backend, BackendOptions, card_fitting_graph, check_fixed_axes
+from edgeseg.runtime.backends.base import (
+    Backend,
+    BackendOptions,
+    card_fitting_graph,
+    check_fixed_axes,
+    given_options,
+)
 
 # ONNX Runtime's WeightBiasQuantization rewrites a Conv's float bias as int32 at input_scale *
 # weight_scale. With FP16 scales (the TensorRT-form INT8 file keeps its float parts in FP16, as
@@ -61,15 +66,7 @@ class OnnxRuntimeBackend(Backend):
     OPTIONS = ("providers", "threads", "card", "spin_wait", "streams")
 
     def __init__(
-        self,
-        path: str | Path,
-        *,
-        providers: str | list[str] | None = None,
-        threads: int | None = None,
-        card: ModelCard | None = None,
-        spin_wait: bool = True,
-        model: bytes | None = None,
-        streams: int | None = None,
+        self, path: str | Path, options: BackendOptions | None = None, *, model: bytes | None = None
     ) -> None:
         """`model`: the serialized ONNX itself, for a model not written anywhere (the INT8 gate's
         candidates); `path` then only names it."""
@@ -77,9 +74,8 @@ class OnnxRuntimeBackend(Backend):
 
         self.path = Path(path)
         self._model = model
-        self.options = BackendOptions(
-            providers=providers, threads=threads, card=card, spin_wait=spin_wait, streams=streams
-        )
+        self.options = options = given_options(options)
+        threads, spin_wait, streams, card = options.threads, options.spin_wait, options.streams, options.card
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
@@ -91,7 +87,7 @@ class OnnxRuntimeBackend(Backend):
             # between operators and after each frame, burning a core while the pipeline is idle
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        self.providers = resolve_providers(providers)
+        self.providers = resolve_providers(options.providers)
         self.session = self._open_session(opts)
         meta = self.session.get_modelmeta().custom_metadata_map
         self.card = card or card_from_metadata(self.path, meta)
@@ -138,11 +134,8 @@ class OnnxRuntimeBackend(Backend):
     def spawn(self) -> Backend:
         if self._model is None:
             return super().spawn()
-        o = self.options  # a model in memory: the next worker opens the same bytes
-        return OnnxRuntimeBackend(
-            self.path, providers=o.providers, threads=o.threads, card=o.card, spin_wait=o.spin_wait,
-            model=self._model, streams=o.streams,
-        )  # fmt: skip
+        # a model in memory: the next worker opens the same bytes
+        return OnnxRuntimeBackend(self.path, self.options, model=self._model)
 
     def check_shape(self, shape: tuple[int, ...]) -> None:
         check_fixed_axes(self.path, self.input_shape, shape)

@@ -23,10 +23,15 @@ from typing import Any
 import numpy as np
 
 from edgeseg.artifacts import card_from_metadata
-from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError, first_line
 from edgeseg.lazy import require
-from edgeseg.runtime.backends.base import Backend, BackendOptions, card_fitting_graph, check_fixed_axes
+from edgeseg.runtime.backends.base import (
+    Backend,
+    BackendOptions,
+    card_fitting_graph,
+    check_fixed_axes,
+    given_options,
+)
 
 DEVICES = ("cpu", "gpu", "npu", "auto")  # --device values; OpenVINO names them in capitals
 _CORE: list[Any] = []  # the process's one ov.Core (see shared_core)
@@ -93,11 +98,8 @@ class OpenVINOBackend(Backend):
     def __init__(
         self,
         path: str | Path,
+        options: BackendOptions | None = None,
         *,
-        device: str | None = "cpu",
-        threads: int | None = None,
-        card: ModelCard | None = None,
-        streams: int | None = None,
         model: bytes | None = None,
         _shared: _Compiled | None = None,
     ) -> None:
@@ -105,9 +107,7 @@ class OpenVINOBackend(Backend):
         candidates; `card` then comes with it); `path` then only names it."""
         self.path = Path(path)
         self._model = model
-        self.options = BackendOptions(
-            backend=self.name, device=device, threads=threads, card=card, streams=streams
-        )
+        self.options = options = given_options(options)
         metadata, opset = _read_header(self.path, model)
         if opset > _newest_opset():
             ov = require("openvino")
@@ -115,8 +115,10 @@ class OpenVINOBackend(Backend):
                 f"{self.path.name}: it uses ONNX opset {opset}, and OpenVINO {ov.__version__.split('-')[0]} "
                 f"reads up to opset {_newest_opset()}; export it with an older --opset"
             )
-        self.card = card or card_from_metadata(self.path, metadata)
-        self._compiled = _shared or self._compile(device, threads, max(1, streams or 1))
+        self.card = options.card or card_from_metadata(self.path, metadata)
+        self._compiled = _shared or self._compile(
+            options.device, options.threads, max(1, options.streams or 1)
+        )
         compiled = self._compiled.model
         if len(compiled.inputs) != 1:
             raise EdgesegError(
@@ -226,14 +228,7 @@ class OpenVINOBackend(Backend):
         THROUGHPUT hint each request runs on its own CPU stream."""
         with self._compiled.lock:
             self._compiled.users += 1
-        return OpenVINOBackend(
-            self.path,
-            device=self.options.device,
-            threads=self.options.threads,
-            card=self.card,
-            streams=self.options.streams,
-            _shared=self._compiled,
-        )
+        return OpenVINOBackend(self.path, self.options.replace(card=self.card), _shared=self._compiled)
 
     @property
     def computes_on_cpu(self) -> bool:

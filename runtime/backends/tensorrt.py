@@ -43,7 +43,7 @@ from edgeseg.artifacts import load_sidecar, read_card
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
 from edgeseg.lazy import require
-from edgeseg.runtime.backends.base import Backend, BackendOptions
+from edgeseg.runtime.backends.base import Backend, BackendOptions, given_options
 from edgeseg.runtime.cuda_mem import CudaMemory, DeviceBuffer, DeviceInfo, HostBuffer, open_cuda
 
 SLOTS = 2
@@ -173,17 +173,14 @@ class TensorRTBackend(Backend):
     def __init__(
         self,
         path: str | Path,
+        options: BackendOptions | None = None,
         *,
-        card: ModelCard | None = None,
-        cuda: str | CudaMemory | None = None,
-        allow_other_gpu: bool = False,
         check_compat: bool = True,
         _shared: _SharedEngine | None = None,
     ) -> None:
         self.path = Path(path)
-        self.options = BackendOptions(
-            card=card, cuda=cuda if isinstance(cuda, str) else None, allow_other_gpu=allow_other_gpu
-        )
+        self.options = options = given_options(options)
+        card = options.card
         self.slots: list[_Slot] = []
         self.stream = None
         self._shared: _SharedEngine | None = None
@@ -203,9 +200,7 @@ class TensorRTBackend(Backend):
                     "its TensorRT version and GPU are not checked, and host code is allowed (a --versionCompatible "
                     "engine carries its runtime): load only engines you built"
                 )
-            owns = not isinstance(cuda, CudaMemory)
-            mem: CudaMemory = cuda if isinstance(cuda, CudaMemory) else open_cuda(cuda)
-            self.mem = mem
+            mem = self.mem = open_cuda(options.cuda)  # this backend's; the workers it spawns share it
             try:
                 self.gpu = mem.device_info()
                 if check_compat and self.info is not None:
@@ -214,15 +209,14 @@ class TensorRTBackend(Backend):
                         str(self.trt.__version__),
                         self.gpu,
                         self.path,
-                        allow_other_gpu=allow_other_gpu,
+                        allow_other_gpu=options.allow_other_gpu,
                     )
                 with mem.current():
                     runtime, engine = self._deserialize()
             except BaseException:
-                if owns:
-                    mem.close()
+                mem.close()
                 raise
-            self._shared = _SharedEngine(self.trt, mem, owns, runtime, engine, self._shares_profiles())
+            self._shared = _SharedEngine(self.trt, mem, True, runtime, engine, self._shares_profiles())
         self.runtime, self.engine = self._shared.runtime, self._shared.engine
         try:
             with self.mem.current():
@@ -343,13 +337,7 @@ class TensorRTBackend(Backend):
         """Another worker on the same deserialized engine: its own execution context, stream, buffers."""
         if self._shared is None or self.engine is None:
             raise EdgesegError("spawn() on a closed TensorRT backend")
-        other = TensorRTBackend(
-            self.path,
-            card=self.card,
-            cuda=self.mem,
-            allow_other_gpu=self.options.allow_other_gpu,
-            _shared=self._shared,
-        )
+        other = TensorRTBackend(self.path, self.options.replace(card=self.card), _shared=self._shared)
         other.info, other.gpu, other.options = self.info, self.gpu, self.options
         return other
 

@@ -15,7 +15,7 @@ import numpy as np
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
 from edgeseg.lazy import require
-from edgeseg.runtime.backends.base import Backend, BackendOptions
+from edgeseg.runtime.backends.base import Backend, BackendOptions, given_options
 
 
 def resolve_device(device: str | None) -> str:
@@ -36,23 +36,16 @@ class TorchBackend(Backend):
     name = "torch"
     OPTIONS = ("device", "threads", "card")
 
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        device: str | None = "cpu",
-        threads: int | None = None,
-        card: ModelCard | None = None,
-    ) -> None:
+    def __init__(self, path: str | Path, options: BackendOptions | None = None) -> None:
         torch = require("torch")
         from edgeseg.checkpoint import model_from_checkpoint
 
-        if threads:
-            torch.set_num_threads(int(threads))
+        self.options = options = given_options(options)
+        if options.threads:
+            torch.set_num_threads(int(options.threads))
         self.path = Path(path)
-        self.options = BackendOptions(device=device, threads=threads, card=card)
         model, ckpt_card = model_from_checkpoint(self.path)
-        self._setup(model, card or ckpt_card, device)
+        self._setup(model, options.card or ckpt_card, options.device)
 
     @classmethod
     def from_model(cls, model: Any, card: ModelCard, *, device: str | None = None) -> TorchBackend:
