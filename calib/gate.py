@@ -36,6 +36,7 @@ from edgeseg.card import ModelCard
 from edgeseg.defaults import GATE_IMAGES, MAX_MIOU_DROP
 from edgeseg.errors import EdgesegError, ExitCode
 from edgeseg.metrics import ConfusionMatrix, SegMetrics
+from edgeseg.runtime.backends import BackendOptions
 
 PROBE_IMAGES = 4
 EVAL_SEED = 1  # picks evaluation images from an image source apart from calibration's seed 0
@@ -264,32 +265,27 @@ def reference_warnings(
     return notes
 
 
-def _segmenter(
-    source: Path | QuantizedArtifact, threads: int | None, card: ModelCard, backend: str | None = None
-):
-    """A file, or a candidate in memory. The card is the build's (given with --card for an ONNX made
-    elsewhere, which carries none). `backend` None: the runtime that runs the file here by default
-    (runtime/backends/choice.py, the CPU rule)."""
-    from edgeseg.runtime.backends import BackendOptions
+def _segmenter(source: Path | QuantizedArtifact, options: BackendOptions):
+    """A file, or a candidate in memory, opened with the gate's options: its card is the build's
+    (given with --card for an ONNX made elsewhere, which carries none), its backend None: the runtime
+    that runs the file here by default (runtime/backends/choice.py, the CPU rule)."""
     from edgeseg.runtime.segmenter import Segmenter
 
     if isinstance(source, QuantizedArtifact):
-        return Segmenter(_in_memory(source, threads, card, backend))
-    return Segmenter(source, BackendOptions(backend=backend, threads=threads or None, card=card))
+        return Segmenter(_in_memory(source, options))
+    return Segmenter(source, options)
 
 
-def _in_memory(
-    art: QuantizedArtifact, threads: int | None, card: ModelCard | None = None, backend: str | None = None
-):
-    """A candidate that is not written anywhere, on the runtime that will run its file (`backend`, else
-    the CPU rule by the file's name: OpenVINO for the Q/DQ form where installed, ONNX Runtime for the
-    QOperator form); the rank of sensitive layers keeps ONNX Runtime (backend="onnxruntime")."""
-    from edgeseg.runtime.backends import BackendOptions, choose_backend
+def _in_memory(art: QuantizedArtifact, options: BackendOptions):
+    """A candidate that is not written anywhere, on the runtime that will run its file (`options.backend`,
+    else the CPU rule by the file's name: OpenVINO for the Q/DQ form where installed, ONNX Runtime for
+    the QOperator form); the rank of sensitive layers keeps ONNX Runtime."""
+    from edgeseg.runtime.backends import choose_backend
 
-    name = backend or choose_backend(art.path).backend
+    if options.backend is None:
+        options = options.replace(backend=choose_backend(art.path).backend)
     data = art.model.SerializeToString()
-    options = BackendOptions(backend=name, threads=threads or None, card=card)
-    if name == "openvino":
+    if options.backend == "openvino":
         from edgeseg.runtime.backends.openvino import OpenVINOBackend
 
         return OpenVINOBackend(art.path, options, model=data)
@@ -322,6 +318,8 @@ class Gate:
         self.threads = threads
         self.progress = progress
         self.stand_in = stand_in
+        # how every file and candidate is opened: made once here, handed down whole
+        self.options = BackendOptions(backend=stand_in, threads=threads or None, card=card)
         self.runtimes: dict[Path, str] = {}  # file -> the runtime that scored it
         self._bgr = [cv2.cvtColor(img, cv2.COLOR_RGB2BGR) for img in data.images]
         self.fp32_labels = self._predict(fp32_path, "evaluating FP32")
@@ -335,7 +333,7 @@ class Gate:
                 warn(note)
 
     def _predict(self, source: Path | QuantizedArtifact, what: str) -> list[np.ndarray]:
-        seg = _segmenter(source, self.threads, self.card, self.stand_in)
+        seg = _segmenter(source, self.options)
         self.runtimes[source.path if isinstance(source, QuantizedArtifact) else source] = seg.backend.name
         try:
             out = []
@@ -390,7 +388,8 @@ def rank_sensitivity(
         else quantizable_nodes(name_nodes(load_model(model_path)), form)
     )
     batches = [b for _, b in zip(range(PROBE_IMAGES), probe.batches(card))]
-    ref = _raw_outputs(model_path, batches, threads)
+    options = BackendOptions(backend="onnxruntime", threads=threads or None)  # each probe's card is its own
+    ref = _raw_outputs(model_path, batches, options)
     scale = float(np.mean([np.var(r) for r in ref])) or 1.0
     scores = []
     for k, node in enumerate(nodes):
@@ -403,7 +402,7 @@ def rank_sensitivity(
             exclude=[n for n in nodes if n != node],
             **(quantize_kwargs or {}),
         )
-        outs = _raw_outputs(alone, batches, threads)
+        outs = _raw_outputs(alone, batches, options)
         disagree = float(np.mean([np.mean(_labels(o) != _labels(r)) for o, r in zip(outs, ref)]))
         mse = float(np.mean([np.mean((o.astype(np.float32) - r) ** 2) for o, r in zip(outs, ref)])) / scale
         scores.append((node, disagree + 1e-3 * mse))
@@ -417,15 +416,14 @@ def _labels(out: np.ndarray) -> np.ndarray:
 
 
 def _raw_outputs(
-    source: Path | QuantizedArtifact, batches: list[np.ndarray], threads: int | None
+    source: Path | QuantizedArtifact, batches: list[np.ndarray], options: BackendOptions
 ) -> list[np.ndarray]:
-    from edgeseg.runtime.backends import BackendOptions
     from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     if isinstance(source, QuantizedArtifact):
-        backend = _in_memory(source, threads, backend="onnxruntime")
+        backend = _in_memory(source, options)
     else:
-        backend = OnnxRuntimeBackend(source, BackendOptions(threads=threads or None))
+        backend = OnnxRuntimeBackend(source, options)
     try:
         return [np.asarray(backend.run(b), dtype=np.float32) for b in batches]
     finally:
