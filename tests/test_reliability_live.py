@@ -10,6 +10,8 @@ import json
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -168,16 +170,33 @@ def test_frozen_then_restarted_server_is_a_recovered_gap(server, tiny_onnx, tmp_
 def test_reconnect_waits_for_a_source_that_comes_up_late(server, tiny_onnx, tmp_path):
     """A camera or RTSP server that starts a few seconds after the perception stack is normal."""
     report = tmp_path / "report.json"
-    proc = launch(
-        tiny_onnx(), "--url", server.url, "--reconnect", "--reconnect-timeout", "30", "--frames", "10",
-        "--report", str(report),
-    )  # fmt: skip
+    with socket.socket() as door:  # on the server's port: sees the run's first attempt, and fails it
+        door.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        door.bind(("127.0.0.1", server.port))
+        door.listen(8)
+        proc = launch(
+            tiny_onnx(), "--url", server.url, "--reconnect", "--reconnect-timeout", "30", "--frames", "10",
+            "--report", str(report),
+        )  # fmt: skip
+        try:
+            # however long starting Python, the runtime and the model take on a loaded machine: the run's
+            # first open arrives here and is reset (no HTTP answer: "cannot open stream", as with nothing
+            # listening); the server then comes up later than that attempt
+            door.settimeout(120)
+            try:
+                conn, _ = door.accept()
+            except TimeoutError:
+                proc.kill()
+                pytest.fail(f"the run never tried to open the stream: {proc.communicate()[1]}")
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST, no TIME_WAIT
+            conn.close()
+        except BaseException:
+            proc.kill()
+            raise
     try:
-        # long enough for the process to be retrying: starting Python, importing the CPU runtime (OpenVINO
-        # takes 1.5 s on a busy 2-core machine) and opening the model come before the first attempt
-        time.sleep(5.0)
+        time.sleep(1.5)  # the source stays away a while after the first attempt (the gap starts before -1 s)
         server.start()
-        code, _, err, _ = finish(proc, 60)
+        code, _, err, _ = finish(proc, 120)
     finally:
         proc.kill()
     assert code == 0, err

@@ -368,13 +368,18 @@ def test_report_accounts_cpu_per_frame_by_stage(tiny_onnx, harness):
         Segmenter(harness(OnnxRuntimeBackend(tiny_onnx(), BackendOptions(threads=1)), 0.02)), source
     )
     pipe.run()
-    cpu = pipe.report()["cpu"]
+    report = pipe.report()
+    cpu = report["cpu"]
     stages = cpu["stage_ms_per_frame"]
     assert set(stages) == {"capture", "preprocess", "inference", "postprocess", "output", "other threads"}
+    # cores busy = the process's CPU time over the run's wall time: how many cores it kept busy. Other
+    # processes on a loaded machine stretch the wall time, never this process's CPU time, so only the
+    # definition is checked here, and the CPU figures against the work the harness did.
+    cpu_s = cpu["process_ms_per_frame"] * report["frames"]["processed"] / 1000.0
+    assert cpu["cores_busy"] == pytest.approx(cpu_s / report["duration_s"], rel=0.01, abs=0.002)
     if harness is BurningBackend:  # 20 ms of CPU per frame, all of it on the inference thread
         assert 20.0 <= stages["inference"] <= cpu["process_ms_per_frame"]
-        assert cpu["cores_busy"] > 0.3
-    else:  # sleeping costs no CPU: the wall time is there, the CPU time is not
+    else:  # sleeping costs no CPU: the wall time is there (>= 20 ms a frame), the CPU time is not
         assert stages["inference"] < 5.0
         assert cpu["cores_busy"] < 0.5
     assert sum(stages.values()) == pytest.approx(cpu["process_ms_per_frame"], rel=0.05, abs=0.5)

@@ -37,7 +37,9 @@ humble branch (github.com/ros2/rclpy, the ROS 2 that JetPack 6 ships; paths unde
   (`ALL` by default for the default context; __init__.py init, signals.py). Its SIGTERM handler
   replaces the process's own and only shuts every context down (signals.py install_signal_handlers:
   `_shutdown_all_contexts`, no exception raised); `shutdown()` puts the previous handler back
-  (uninstall_signal_handlers). SIGINT's handler is C++ that chains to the previous one
+  (uninstall_signal_handlers). Python lets only the main thread set a handler, so a shutdown from
+  another thread leaves the fake's SIGTERM handler in place (tests/conftest.py puts the previous one
+  back after each test). SIGINT's handler is C++ that chains to the previous one
   (KeyboardInterrupt in Python): not modelled, the process's own SIGINT handling is left as it is.
 Not modelled: parameters, services, timers, graph queries, a real executor's wait sets.
 """
