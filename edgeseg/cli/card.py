@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from edgeseg.cli.options import json_option
+from edgeseg.cli.options import classes_option, json_option
 from edgeseg.errors import EdgesegError
 
 
@@ -23,9 +24,7 @@ def card_command(
     embed: bool = typer.Option(
         False, "--embed", help="Also write the card into the ONNX's metadata (atomically)."
     ),
-    classes: str | None = typer.Option(
-        None, "--classes", help="Class names: a classes.txt/classes.json file, or a count N (class_0 ...)."
-    ),
+    classes: str | None = classes_option(),
     mean: str | None = typer.Option(None, "--mean", help="Normalisation mean, R,G,B in 0..1 (ImageNet's)."),
     std: str | None = typer.Option(None, "--std", help="Normalisation std, R,G,B in 0..1 (ImageNet's)."),
     input_size: str | None = typer.Option(
@@ -52,10 +51,7 @@ def card_command(
     json_out: bool = json_option("the card"),
 ) -> None:
     """Write a model card (classes, palette, mean/std, input size, output kind) for an ONNX made elsewhere."""
-    from edgeseg.card import MIN_INPUT_SIDE
     from edgeseg.card_make import make_card, parse_triple, read_palette
-    from edgeseg.cli.options import parse_classes, parse_hw
-    from edgeseg.console import console, print_json
 
     if output_path is None and onnx_path is None:
         raise EdgesegError("say where the card goes: edgeseg card OUT.card.json, or --onnx MODEL.onnx")
@@ -79,21 +75,10 @@ def card_command(
         from edgeseg.export.graph import graph_facts, load_onnx
 
         facts = graph_facts(load_onnx(onnx_path, load_external_data=False))
-    names = colours = None
-    if classes is not None:
-        count, names, colours = parse_classes(classes)
-    elif facts["num_classes"]:
-        count = facts["num_classes"]
-    else:
-        raise EdgesegError(
-            "pass --classes names.txt (or a count N): the ONNX does not say how many classes it has"
-        )
-    size = parse_hw(input_size, minimum=MIN_INPUT_SIDE) if input_size else facts["input_size"]
-    if size is None:
-        raise EdgesegError("pass --input-size HxW: the ONNX's input size is dynamic")
+    names, colours, size = _classes_and_size(classes, input_size, facts)
     card = make_card(
         model or (onnx_path or output_path).name.split(".")[0],  # type: ignore[union-attr]
-        names or [f"class_{i}" for i in range(count)],
+        names,
         palette=read_palette(palette) if palette else colours,
         **({"mean": parse_triple(mean, "--mean")} if mean else {}),
         **({"std": parse_triple(std, "--std")} if std else {}),
@@ -112,10 +97,42 @@ def card_command(
         else:
             check_card_fits(load_onnx(onnx_path, load_external_data=False), card)
     card.save_json(target)
+    _show(card, target, onnx_path if embed else None, json_out)
+
+
+def _classes_and_size(
+    classes: str | None, input_size: str | None, facts: dict[str, Any]
+) -> tuple[list[str], list[tuple[int, int, int]] | None, tuple[int, int]]:
+    """Class names, the classes file's colours (if it has them) and the input size: from the
+    options, else from the ONNX's graph (`facts`), else one line saying which option to pass."""
+    from edgeseg.card import MIN_INPUT_SIDE
+    from edgeseg.cli.options import parse_classes, parse_hw
+
+    names = colours = None
+    if classes is not None:
+        count, names, colours = parse_classes(classes)
+    elif facts["num_classes"]:
+        count = facts["num_classes"]
+    else:
+        raise EdgesegError(
+            "pass --classes names.txt (or a count N): the ONNX does not say how many classes it has"
+        )
+    size = parse_hw(input_size, minimum=MIN_INPUT_SIDE) if input_size else facts["input_size"]
+    if size is None:
+        raise EdgesegError("pass --input-size HxW: the ONNX's input size is dynamic")
+    return names or [f"class_{i}" for i in range(count)], colours, size
+
+
+def _show(card: Any, target: Path, embedded: Path | None, json_out: bool) -> None:
+    """The card written (JSON with --json, else two lines)."""
+    from edgeseg.console import console, print_json
+
     if json_out:
-        print_json({"card": str(target), "embedded": str(onnx_path) if embed else None, **card.to_dict()})
+        print_json({"card": str(target), "embedded": str(embedded) if embedded else None, **card.to_dict()})
         return
-    console.print(f"card: {target}" + (f" (also embedded in {onnx_path})" if embed else ""), highlight=False)
+    console.print(
+        f"card: {target}" + (f" (also embedded in {embedded})" if embedded else ""), highlight=False
+    )
     console.print(
         f"{card.num_classes} classes ({', '.join(card.classes[:6])}{', ...' if card.num_classes > 6 else ''}), "
         f"input {card.input_size[0]}x{card.input_size[1]}{' (dynamic H/W)' if card.dynamic else ''}"

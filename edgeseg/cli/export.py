@@ -7,7 +7,8 @@ from typing import Any
 
 import typer
 
-from edgeseg.cli.options import SIDE, json_option, workdir_option
+from edgeseg.cli import export_options as e
+from edgeseg.cli.options import classes_option, json_option, workdir_option
 from edgeseg.errors import EdgesegError
 
 _STATUS_STYLE = {"ok": "green", "warning": "yellow", "error": "bold red"}
@@ -71,79 +72,25 @@ def _print_report(result: Any) -> None:
 
 
 def export_command(
-    model: str = typer.Argument(
-        ...,
-        help="Registry name (e.g. fcn8s), an edgeseg checkpoint (.pt), or an import: torchvision:NAME, "
-        "smp:ARCH, hf:FOLDER, python:MODULE:CALLABLE (see docs/models.md).",
-    ),
-    weights: Path | None = typer.Option(
-        None,
-        "--weights",
-        help="Weights for MODEL: edgeseg checkpoint, state_dict (.pt/.pth, read with weights_only) or .safetensors.",
-    ),
-    backbone: str | None = typer.Option(
-        None, "--backbone", "--encoder", help="Backbone of a zoo model, or the encoder of smp:ARCH."
-    ),
-    option: list[str] | None = typer.Option(
-        None,
-        "--option",
-        "-o",
-        help="Model option key=value (repeatable; for python: the callable's arguments).",
-    ),
-    num_classes: int | None = typer.Option(
-        None, "--num-classes", min=1, help="Classes of a net without weights (with weights: read from them)."
-    ),
-    classes: str | None = typer.Option(
-        None, "--classes", help="Class names: a classes.txt/classes.json file (or a count N)."
-    ),
-    height: int | None = typer.Option(
-        None,
-        "--height",
-        **SIDE,
-        help="Input height.",
-        show_default="the checkpoint's or hf folder's, else 512",
-    ),
-    width: int | None = typer.Option(
-        None,
-        "--width",
-        **SIDE,
-        help="Input width.",
-        show_default="the checkpoint's or hf folder's, else 1024",
-    ),
-    dynamic: bool = typer.Option(
-        False, "--dynamic", help="Dynamic batch (several streams batch their frames); H x W stay fixed."
-    ),
-    dynamic_hw: bool = typer.Option(
-        False,
-        "--dynamic-hw",
-        help="Dynamic height and width too: each frame then runs at its own size (padded to a multiple "
-        "of 32), not at --height x --width; slower on large frames, and accuracy follows the size.",
-    ),
-    opset: int = typer.Option(
-        17, "--opset", help="ONNX opset (TensorRT 8.5/8.6 parse up to 17, 10.x up to 20)."
-    ),
-    output: str = typer.Option(
-        "logits", "--output", help="logits (NxCxHxW float) or labels (in-graph ArgMax)."
-    ),
-    labels_dtype: str = typer.Option(
-        "int32",
-        "--labels-dtype",
-        help="Class-map dtype for --output labels: int32 (every TensorRT builds it) or uint8 (ONNX Runtime only).",
-    ),
-    simplify: bool = typer.Option(True, "--simplify/--no-simplify", help="Simplify the graph after export."),
-    simplifier: str = typer.Option(
-        "auto",
-        "--simplifier",
-        help="auto (onnxsim, + onnxslim on static graphs if smaller), onnxsim, onnxslim.",
-    ),
-    fp16: bool = typer.Option(False, "--fp16", help="Also write <name>.fp16.onnx (FP16 graph, FP32 I/O)."),
-    allow_trt_errors: bool = typer.Option(
-        False, "--allow-trt-errors", help="Write the ONNX even if TensorRT would reject ops."
-    ),
-    parity_scenes: int = typer.Option(
-        3, "--parity-scenes", min=1, help="Generated scenes for the parity check."
-    ),
-    name: str | None = typer.Option(None, "--name", help="Export name.", show_default="the model name"),
+    model: str = e.model(),
+    weights: Path | None = e.weights(),
+    backbone: str | None = e.backbone(),
+    option: list[str] | None = e.option(),
+    num_classes: int | None = e.num_classes(),
+    classes: str | None = classes_option(),
+    height: int | None = e.height(),
+    width: int | None = e.width(),
+    dynamic: bool = e.dynamic(),
+    dynamic_hw: bool = e.dynamic_hw(),
+    opset: int = e.opset(),
+    output: str = e.output(),
+    labels_dtype: str = e.labels_dtype(),
+    simplify: bool = e.simplify(),
+    simplifier: str = e.simplifier(),
+    fp16: bool = e.fp16(),
+    allow_trt_errors: bool = e.allow_trt_errors(),
+    parity_scenes: int = e.parity_scenes(),
+    name: str | None = e.name(),
     workdir: Path | None = workdir_option(),
     json_out: bool = json_option(),
 ) -> None:

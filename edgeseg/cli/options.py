@@ -100,6 +100,15 @@ def parse_classes(text: str) -> tuple[int, list[str] | None, list[tuple[int, int
     return len(names), names, palette
 
 
+def classes_option() -> Any:
+    """`--classes FILE|N` (`parse_classes`), for commands that name a net's classes (export, card)."""
+    import typer
+
+    return typer.Option(
+        None, "--classes", help="Class names: a classes.txt/classes.json file, or a count N (class_0 ...)."
+    )
+
+
 def allow_other_gpu_option() -> Any:
     """`--allow-other-gpu`, for commands that run a TensorRT engine."""
     import typer
