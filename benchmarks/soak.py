@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     rss_before_model = proc.memory_info().rss / mb
     seg = Segmenter(args.model, BackendOptions(threads=args.threads or None))
     card = seg.card
-    size = (256, 512) if card.dynamic else tuple(card.input_size)
+    size = tuple(card.input_size)
     samples: list[tuple[int, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         video = write_video(Path(tmp) / "loop.mp4", 60, *size, seed=11)[0]

@@ -369,6 +369,7 @@ def _tensorrt(
     from edgeseg.export.tensorrt_plan import (
         EngineOptions,
         Handoff,
+        describe_profile,
         handoff_commands,
         inspect_onnx,
         profile_shapes,
@@ -393,6 +394,7 @@ def _tensorrt(
         commands, notes = handoff_commands(
             source, engine_file, engine_opts, profiles, graph, calib_data=opts.calib_data
         )
+        notes = describe_profile(profiles) + notes
         result.handoff = Handoff(
             reason, source, Path(engine_file), precision, commands, folder=source.parent, notes=notes
         )

@@ -47,10 +47,13 @@ class ModelCard:
     resize: ResizeMode = "stretch"
     output: OutputKind = "logits"
     precision: Precision = "fp32"
-    # the graph's axes kept apart: `dynamic` is height and width (frames then run at their own size,
-    # padded to the stride), `dynamic_batch` the batch axis alone (several streams batch their frames)
+    # the graph's axes kept apart: `dynamic` is height and width, `dynamic_batch` the batch axis alone
+    # (several streams batch their frames). With dynamic height and width, `input_size` is the stated
+    # inference size frames are resized to, as for a fixed graph; `native_size` runs each frame at its
+    # own size instead, padded to the stride (a different cost and accuracy: asked for, never implied)
     dynamic: bool = False
     dynamic_batch: bool = False
+    native_size: bool = False
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     checkpoint_sha256: str | None = None
     edgeseg_version: str = __version__
@@ -193,6 +196,7 @@ def check_card(d: Any, source: str = "") -> dict[str, Any]:
     for name, kind, want in (
         ("dynamic", bool, "true or false"),
         ("dynamic_batch", bool, "true or false"),
+        ("native_size", bool, "true or false"),
         ("model_kwargs", dict, "an object"),
         ("extra", dict, "an object"),
         ("edgeseg_version", str, "a string"),
@@ -201,6 +205,8 @@ def check_card(d: Any, source: str = "") -> dict[str, Any]:
             raise bad(name, want, d[name])
     if d.get("checkpoint_sha256") is not None and not isinstance(d["checkpoint_sha256"], str):
         raise bad("checkpoint_sha256", "a string or null", d["checkpoint_sha256"])
+    if d.get("native_size") is True and d.get("dynamic") is not True:
+        raise bad("native_size", "false on a net whose height and width are fixed (dynamic: false)", True)
     if "dynamic_batch" not in d and d.get("dynamic"):
         out["dynamic_batch"] = True  # cards before the split: `dynamic` meant N, H and W
     return out

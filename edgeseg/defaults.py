@@ -23,6 +23,9 @@ GATE_IMAGES = 16
 MAX_MIOU_DROP = 1.0
 # CPU INT8 format: QOperator measured fastest on ONNX Runtime's x86 kernels (docs/int8.md)
 CPU_INT8_FORMAT = "qoperator"
+# TensorRT: the largest batch a dynamic-batch engine's profile takes unless --max-batch says (the
+# multi-stream runtime sends one frame per stream, so this many streams batch fully)
+ENGINE_MAX_BATCH = 4
 
 _SUFFIX = {"onnx": ".onnx", "pt": ".pt"}
 

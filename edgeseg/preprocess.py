@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edgeseg.card import ModelCard
+from edgeseg.card import MAX_INPUT_SIDE, MIN_INPUT_SIDE, ModelCard
 from edgeseg.errors import EdgesegError
 
-STRIDE = 32  # dynamic-shape nets get inputs padded to a multiple of this
+STRIDE = 32  # frames run at their own size (`native_size`) are padded to a multiple of this
+NATIVE = "native"  # `at_inference_size`: each frame at its own size
 
 
 @dataclass(frozen=True)
@@ -29,12 +30,54 @@ class Geometry:
     offset: tuple[int, int]  # (top, left) padding before the content
 
 
+def runs_native(card: ModelCard) -> bool:
+    """Frames run at their own size (padded to the stride): asked for (`native_size`), on a net whose
+    height and width are dynamic. Otherwise every frame is resized to `card.input_size`."""
+    return card.dynamic and card.native_size
+
+
 def net_input_hw(card: ModelCard, frame_hw: tuple[int, int]) -> tuple[int, int]:
-    """Input size for a frame: the card's fixed size, or the frame rounded up to the stride if dynamic."""
-    if card.dynamic:
+    """Input size for a frame: the card's input size (a fixed net's, or the stated inference size of a
+    net with dynamic height and width), or with `native_size` the frame rounded up to the stride."""
+    if runs_native(card):
         h, w = frame_hw
         return (-(-h // STRIDE) * STRIDE, -(-w // STRIDE) * STRIDE)
     return card.input_size
+
+
+def at_inference_size(card: ModelCard, size: tuple[int, int] | str | None) -> ModelCard:
+    """The card a run uses when it asks for an inference size (`edgeseg run --input-size HxW` or
+    `--native-size`): None keeps the card's; (h, w) resizes every frame to it; NATIVE runs each frame
+    at its own size. Only a net with dynamic height and width takes a size other than its own."""
+    if size is None:
+        return card
+    h, w = card.input_size
+    if not card.dynamic:
+        if size != NATIVE and tuple(size) == (h, w):
+            return card
+        asked = "--native-size" if size == NATIVE else f"--input-size {size[0]}x{size[1]}"
+        raise EdgesegError(
+            f"{asked} needs a model exported with --dynamic-hw: {card.model} has a fixed height and width "
+            f"and takes {h}x{w} frames only (every frame is resized to that)"
+        )
+    if size == NATIVE:
+        return card.replace(native_size=True)
+    sh, sw = (int(size[0]), int(size[1]))
+    if not (MIN_INPUT_SIDE <= sh <= MAX_INPUT_SIDE and MIN_INPUT_SIDE <= sw <= MAX_INPUT_SIDE):
+        raise EdgesegError(f"--input-size sides must be {MIN_INPUT_SIDE}..{MAX_INPUT_SIDE}, got {sh}x{sw}")
+    return card.replace(input_size=(sh, sw), native_size=False)
+
+
+def inference_size(card: ModelCard) -> dict[str, object]:
+    """Which size frames run at, for a run's report: `size` ([h, w], or "native") and `how`."""
+    if runs_native(card):
+        return {"size": NATIVE, "how": f"each frame at its own size, padded to a multiple of {STRIDE}"}
+    h, w = card.input_size
+    if card.dynamic:
+        how = f"every frame resized to {h}x{w} ({card.resize}); the model's height and width are dynamic"
+    else:
+        how = f"every frame resized to {h}x{w} ({card.resize}), the model's fixed size"
+    return {"size": [h, w], "how": how}
 
 
 def fit(
@@ -110,7 +153,7 @@ class Preprocessor:
         self.card = card
         self.swap = input_bgr != (card.color_order == "BGR")
         self.normalize = Normalizer(card.mean, card.std)
-        self.mode = "pad" if card.dynamic else card.resize
+        self.mode = "pad" if runs_native(card) else card.resize
 
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, Geometry]:
         if frame.ndim == 2:

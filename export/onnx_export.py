@@ -195,6 +195,7 @@ def export_onnx(
     width: int | None = None,
     dynamic: bool = False,
     dynamic_hw: bool = False,
+    inference_size: tuple[int, int] | None = None,
     opset: int = DEFAULT_OPSET,
     output: str = "logits",
     simplify: bool | str = True,
@@ -210,8 +211,9 @@ def export_onnx(
     """Export a torch segmentation net (or an edgeseg checkpoint path) to `out_path` + `.card.json`.
 
     `dynamic`: a symbolic batch axis (several streams batch their frames; H x W stay fixed, frames are
-    resized to them). `dynamic_hw`: symbolic height and width too, a separate choice: the runtime then
-    runs each frame at its own size, padded to the stride, instead of `height` x `width`.
+    resized to them). `dynamic_hw`: symbolic height and width too, a separate choice; the card then
+    states the inference size the runtime resizes frames to (`inference_size`, else `height` x
+    `width`), and running each frame at its own size is the runtime's explicit option (NATIVE).
     `simplify`: True (onnxsim, then onnxslim on static graphs when it removes more nodes), "onnxsim",
     "onnxslim", or False. The ONNX is committed only if the parity check (argmax agreement >= 99.9%)
     passes and TensorRT would accept every op (unless `allow_trt_errors`); otherwise
@@ -228,6 +230,10 @@ def export_onnx(
     )
     h, w = (height or card.input_size[0]), (width or card.input_size[1])
     _validate(h, w, opset, output, labels_dtype, card)
+    if inference_size is not None and not dynamic_hw:
+        raise EdgesegError(
+            "an inference size other than height x width needs dynamic_hw (a fixed net has one)"
+        )
 
     step(f"exporting with the TorchScript exporter (opset {opset})")
     raw = torch_to_onnx_bytes(
@@ -259,7 +265,8 @@ def export_onnx(
     if output == "labels":
         export_info["labels_dtype"] = labels_dtype
     final_card = card.replace(
-        input_size=(h, w),
+        input_size=tuple(inference_size) if inference_size else (h, w),
+        native_size=False,
         output=output,
         dynamic=dynamic_hw,
         dynamic_batch=dynamic,

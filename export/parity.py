@@ -8,7 +8,7 @@ logits is reported as evidence.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ import numpy as np
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
 from edgeseg.lazy import require
-from edgeseg.preprocess import Preprocessor
+from edgeseg.preprocess import Geometry, Preprocessor
 
 PARITY_THRESHOLD = 0.999
 
@@ -73,6 +73,17 @@ def scene_frames(card: ModelCard, num_scenes: int = 3, seed: int = 1234) -> Iter
     for i in range(num_scenes):
         rgb, _mask = gens[i % len(gens)].scene(i)
         yield cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+
+
+def _parity_preprocess(card: ModelCard) -> Callable[[np.ndarray], tuple[np.ndarray, Geometry]]:
+    """The runtime's preprocessing; a net with dynamic height and width runs a frame of its stated
+    inference size at that size and any other frame at its own size (`scene_frames`' second size, not
+    a multiple of the stride), so its symbolic H and W run as well as the size the runtime uses."""
+    stated = Preprocessor(card)
+    if not card.dynamic:
+        return stated
+    native = Preprocessor(card.replace(native_size=True))
+    return lambda frame: (stated if frame.shape[:2] == card.input_size else native)(frame)
 
 
 def _tally(
@@ -133,7 +144,7 @@ def parity_check(
     backend = OnnxRuntimeBackend(
         onnx_path, BackendOptions(providers="cpu", threads=threads or None, card=card)
     )
-    pre = Preprocessor(card)
+    pre = _parity_preprocess(card)
     frames = scene_frames(card, num_scenes) if frames is None else frames
 
     def outputs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -166,7 +177,7 @@ def compare_onnx(
     options = BackendOptions(providers="cpu", threads=threads or None, card=card)
     ref = OnnxRuntimeBackend(reference, options)
     cand = OnnxRuntimeBackend(candidate, options)
-    pre = Preprocessor(card)
+    pre = _parity_preprocess(card)
     frames = scene_frames(card, num_scenes) if frames is None else frames
 
     def outputs() -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -28,6 +28,7 @@ from edgeseg.export.tensorrt_plan import (
     BuildPlan,
     EngineOptions,
     GraphInfo,
+    describe_profile,
     inspect_onnx,
     plan_build,
     profile_shapes,
@@ -173,15 +174,21 @@ def _make_calibrator(trt: Any, batches: Iterable[np.ndarray], cache: Path | None
     return _Calibrator()
 
 
+def calibration_shape(card: ModelCard) -> list[int]:
+    """The shape the implicit calibrator feeds: one frame at the card's input size (`get_batch_size` 1)."""
+    return [1, 3, *card.input_size]
+
+
 def _check_calibration_shape(profiles: dict[str, dict[str, list[int]]], card: ModelCard) -> None:
-    """The calibrator feeds batches at the card's input size; TensorRT calibrates at the profile's OPT."""
-    batch = [1, 3, *card.input_size]
+    """The calibration profile (one shape: TensorRT calibrates at its OPT, pyCoreDoc.h
+    set_calibration_profile) is the calibrator's batch, which the optimization profile must take."""
+    batch = calibration_shape(card)
     for name, s in profiles.items():
-        if list(s["opt"]) != batch:
+        if not all(a <= b <= c for a, b, c in zip(s["min"], batch, s["max"])) or len(s["min"]) != len(batch):
             raise EdgesegError(
                 f"the implicit calibrator feeds {'x'.join(map(str, batch))} batches (the card's input size) "
-                f"but input {name!r} has --opt-shape {'x'.join(map(str, s['opt']))}; give --opt-shape "
-                f"{'x'.join(map(str, batch))} for a --legacy-calibrator build"
+                f"but input {name!r} takes {'x'.join(map(str, s['min']))} to {'x'.join(map(str, s['max']))}; "
+                f"give a profile that includes {'x'.join(map(str, batch))} for a --legacy-calibrator build"
             )
 
 
@@ -241,6 +248,7 @@ def read_onnx(
     plan = plan_build(features, graph, options)
     plan.notes.extend(notes)
     profiles = profile_shapes(graph, options, card)
+    plan.notes.extend(describe_profile(profiles))
     if plan.legacy_int8:
         _check_calibration_shape(profiles, card)
     return OnnxSource(onnx_path, data, card, graph, plan, profiles), features
@@ -320,11 +328,14 @@ def attach_calibrator(
     if not hasattr(config, "int8_calibrator"):
         raise EdgesegError(f"TensorRT {trt.__version__} has no int8_calibrator; drop --legacy-calibrator")
     if source.profiles and hasattr(config, "set_calibration_profile"):
-        # dynamic inputs: TensorRT calibrates at one shape, the profile's OPT (pyCore docstring)
+        # dynamic inputs: TensorRT calibrates at one shape, the calibration profile's OPT (pyCore
+        # docstring); it is the calibrator's batch, a frame at the card's size (the optimization
+        # profile's OPT is tuned for several streams' batches)
         builder = parsed.builder
         calib_profile = builder.create_optimization_profile()
-        for name, s in source.profiles.items():
-            calib_profile.set_shape(name, s["opt"], s["opt"], s["opt"])
+        shape = calibration_shape(source.card)
+        for name in source.profiles:
+            calib_profile.set_shape(name, shape, shape, shape)
         if not config.set_calibration_profile(calib_profile):
             raise EdgesegError(f"TensorRT rejected the calibration profile {source.profiles}")
     calibrator = _make_calibrator(trt, options.calibration_batches(), options.calibration_cache, cuda)

@@ -41,6 +41,7 @@ class EngineOptions:
     version_compatible: bool = False
     optimization_level: int | None = None
     workers: int = 1  # execution contexts that will run the engine at once (profiles on TensorRT 8.5)
+    max_batch: int | None = None  # dynamic-batch profile: batch 1..N, tuned for N (None: ENGINE_MAX_BATCH)
     legacy_calibrator: bool = False  # implicit INT8 (8.6/10.x only), from an FP32 graph
     calibration_cache: Path | None = None
     calibration_batches: Callable[[], Iterable[np.ndarray]] | None = None
@@ -52,6 +53,8 @@ class EngineOptions:
             raise EdgesegError(f"--dla-core must be 0 or more, got {self.dla_core}")
         if self.workers < 1:
             raise EdgesegError(f"--workers must be 1 or more, got {self.workers}")
+        if self.max_batch is not None and self.max_batch < 1:
+            raise EdgesegError(f"--max-batch must be 1 or more, got {self.max_batch}")
         if self.workspace_mib is not None and self.workspace_mib <= 0:
             raise EdgesegError(f"--workspace must be a positive number of MiB, got {self.workspace_mib}")
         if self.optimization_level is not None and not 0 <= self.optimization_level <= 5:
@@ -61,6 +64,15 @@ class EngineOptions:
             raise EdgesegError("give all three of --min-shape, --opt-shape, --max-shape (or none)")
         if given:
             check_profile(self.min_shape, self.opt_shape, self.max_shape)  # type: ignore[arg-type]
+            if self.max_batch is not None:
+                raise EdgesegError(
+                    "--max-batch or --min/--opt/--max-shape: the shapes already give the batch"
+                )
+        if self.dla_core is not None and (self.max_batch or 1) > 1:
+            raise EdgesegError(
+                "DLA takes one shape per optimization profile (NvInferRuntime.h, setDimensions): a DLA engine "
+                "runs batches of 1; drop --max-batch or --dla-core"
+            )
         if self.legacy_calibrator and self.precision != "int8":
             raise EdgesegError("--legacy-calibrator is an INT8 option; add --int8")
 
@@ -80,6 +92,8 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
 
 
 def check_profile(lo: tuple[int, ...], opt: tuple[int, ...], hi: tuple[int, ...]) -> None:
+    """NVIDIA's rules for one input's profile (IOptimizationProfile::setDimensions in NvInferRuntime.h):
+    the three shapes have one rank and min <= opt <= max on every axis."""
     if not (len(lo) == len(opt) == len(hi)):
         raise EdgesegError(f"profile shapes differ in rank: min {lo}, opt {opt}, max {hi}")
     if not all(a <= b <= c for a, b, c in zip(lo, opt, hi)):
@@ -268,26 +282,89 @@ def _plan_contexts(plan: BuildPlan, features: TrtFeatures, graph: GraphInfo, opt
         )
 
 
+def _fixed(d: int | str) -> bool:
+    return isinstance(d, int) and d > 0
+
+
+def spatial_range(side: int) -> tuple[int, int]:
+    """The smallest and largest side a dynamic-H/W profile takes around a stated side: half of it (at
+    least MIN_INPUT_SIDE) to twice it rounded up to the stride, so `run --native-size` frames up to
+    twice the stated size fit after padding, and `run --input-size` may choose within."""
+    from edgeseg.card import MAX_INPUT_SIDE, MIN_INPUT_SIDE
+    from edgeseg.preprocess import STRIDE
+
+    return max(MIN_INPUT_SIDE, side // 2), min(MAX_INPUT_SIDE, -(-2 * side // STRIDE) * STRIDE)
+
+
+def default_profile(
+    dims: tuple[int | str, ...], card: ModelCard, options: EngineOptions
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """min/opt/max for an input the user gave no shapes for, from what edgeseg's runtime will send:
+    - a dynamic batch: 1..N tuned for N (N = --max-batch, else ENGINE_MAX_BATCH): several streams
+      batch one frame each, a single stream sends 1;
+    - dynamic height/width: around the card's stated inference size (`spatial_range`), tuned for it;
+      fixed axes keep their size, and a spatial axis the export fixed stays at it;
+    - on DLA all three are the one shape (NvInferRuntime.h setDimensions: "If run on DLA, minimum,
+      optimum, and maximum dimensions must to be the same"): batch 1 at the stated size."""
+    from edgeseg.defaults import ENGINE_MAX_BATCH
+
+    h, w = card.input_size
+    dla = options.dla_core is not None
+    n = 1 if dla else options.max_batch or ENGINE_MAX_BATCH
+    want: list[tuple[int, int, int]] = []
+    for axis, d in enumerate(dims):
+        if _fixed(d):
+            want.append((int(d), int(d), int(d)))  # type: ignore[arg-type]
+        elif axis == 0:
+            want.append((1, n, n))
+        elif axis in (2, 3) and len(dims) == 4:
+            side = h if axis == 2 else w
+            lo, hi = (side, side) if dla else spatial_range(side)
+            want.append((lo, side, hi))
+        else:  # a dynamic channel axis (a foreign file): the image's 3 channels
+            want.append((3, 3, 3))
+    lo_s, opt_s, hi_s = (tuple(t[k] for t in want) for k in range(3))
+    return lo_s, opt_s, hi_s
+
+
+def describe_profile(profiles: dict[str, dict[str, list[int]]]) -> list[str]:
+    """One line per input: the batch range and the spatial range, as the build reports them."""
+    lines = []
+    for name, s in profiles.items():
+        lo, opt, hi = s["min"], s["opt"], s["max"]
+        parts = []
+        for axis, label in ((0, "batch"), (2, "height"), (3, "width")):
+            if axis >= len(lo):
+                continue
+            if lo[axis] == hi[axis]:
+                parts.append(f"{label} {lo[axis]}")
+            else:
+                parts.append(f"{label} {lo[axis]}..{hi[axis]} (tuned for {opt[axis]})")
+        lines.append(f"profile of {name}: {', '.join(parts)}")
+    return lines
+
+
 def profile_shapes(
     graph: GraphInfo, options: EngineOptions, card: ModelCard
 ) -> dict[str, dict[str, list[int]]]:
-    """min/opt/max per dynamic input: the user's, else the card's input size at batch 1."""
+    """min/opt/max per dynamic input: the user's, else `default_profile` (what the runtime will send)."""
     dynamic = graph.dynamic_inputs()
     if not dynamic:
-        if options.min_shape is not None:
-            raise EdgesegError(
-                "--min/--opt/--max-shape need an ONNX with dynamic axes (export with --dynamic)"
-            )
+        if options.min_shape is not None or options.max_batch is not None:
+            what = "--max-batch needs" if options.max_batch is not None else "--min/--opt/--max-shape need"
+            raise EdgesegError(f"{what} an ONNX with dynamic axes (export with --dynamic)")
         return {}
     shapes = {}
     for name, dims in dynamic.items():
+        if options.max_batch is not None and _fixed(dims[0]):
+            raise EdgesegError(
+                f"--max-batch needs a dynamic batch axis, but input {name!r} has batch {dims[0]} "
+                "(export with --dynamic)"
+            )
         if options.min_shape is not None:
             lo, opt, hi = options.min_shape, options.opt_shape, options.max_shape
         else:
-            h, w = card.input_size
-            fixed = tuple(d if isinstance(d, int) and d > 0 else None for d in dims)
-            default = (1, 3, h, w)
-            lo = opt = hi = tuple(f if f is not None else default[i] for i, f in enumerate(fixed))
+            lo, opt, hi = default_profile(dims, card, options)
         assert lo is not None and opt is not None and hi is not None
         if len(lo) != len(dims):
             raise EdgesegError(
@@ -298,6 +375,11 @@ def profile_shapes(
                 raise EdgesegError(
                     f"input {name!r} axis {i} is fixed at {d}; the profile gives {lo[i]}/{opt[i]}/{hi[i]}"
                 )
+        if options.dla_core is not None and not tuple(lo) == tuple(opt) == tuple(hi):
+            raise EdgesegError(
+                "DLA takes one shape per optimization profile (NvInferRuntime.h setDimensions: min, opt and "
+                f"max must be the same on DLA); give --min/--opt/--max-shape equal, got {lo}, {opt}, {hi}"
+            )
         shapes[name] = {"min": list(lo), "opt": list(opt), "max": list(hi)}
     return shapes
 
@@ -396,6 +478,8 @@ def handoff_commands(
     if options.min_shape is not None:
         for key in ("min", "opt", "max"):
             ours += [f"--{key}-shape", "x".join(map(str, getattr(options, f"{key}_shape")))]
+    if options.max_batch is not None:
+        ours += ["--max-batch", str(options.max_batch)]
     if options.workers > 1:
         ours += ["--workers", str(options.workers)]
         if profiles:

@@ -58,14 +58,18 @@ def plan_batches(backend: Backend, streams: int, requested: int | None = None) -
 
 def _batched_export_hint(backend: Backend, streams: int) -> str:
     card = backend.card
-    h, w = card.input_size
     checkpoint = backend.path.with_suffix(".pt")  # the shipped default model keeps one beside its ONNX
     export = f"edgeseg export {checkpoint if checkpoint.is_file() else card.model} --dynamic"
     if backend.name == "tensorrt":
-        return (
-            f"build the engine from an `{export}` ONNX with --min-shape 1x3x{h}x{w} "
-            f"--opt-shape {streams}x3x{h}x{w} --max-shape {streams}x3x{h}x{w}"
-        )
+        if card.dynamic_batch:  # the ONNX has a dynamic batch; the engine's profile stops short
+            from edgeseg.artifacts import onnx_beside_engine
+
+            onnx = onnx_beside_engine(backend.path)
+            return (
+                f"rebuild the engine with a profile for {streams}: edgeseg build "
+                f"{onnx.name if onnx else 'MODEL.onnx'} --target tensorrt --max-batch {streams}"
+            )
+        return f"build the engine from an `{export}` ONNX with --target tensorrt --max-batch {streams}"
     return f"export with a dynamic batch axis: {export}"
 
 

@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from edgeseg.errors import EdgesegError
+from edgeseg.preprocess import inference_size
 from edgeseg.runtime.draw import Renderer
 from edgeseg.runtime.report import RunReport
 from edgeseg.runtime.run_stats import RunStats
@@ -278,6 +279,8 @@ class Pipeline(StreamDriver):
                 "precision": card.precision,
                 "input_size": list(card.input_size),
                 "dynamic": card.dynamic,
+                "dynamic_batch": card.dynamic_batch,
+                "inference_size": inference_size(card),
                 "classes": len(card.classes),
             },
             backend=self._backend_info or self.segmenter.backend.describe(),

@@ -19,6 +19,7 @@ from typing import Any, Union
 
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
+from edgeseg.preprocess import at_inference_size, runs_native
 from edgeseg.runtime.backends import BackendOptions
 from edgeseg.runtime.backends.base import given_options
 from edgeseg.runtime.draw import Renderer
@@ -152,7 +153,10 @@ class RunPlan:
     live: bool | None = None
     reconnect: Reconnect = field(default_factory=Reconnect)
     loop: bool = False
-    synthetic_size: tuple[int, int] | None = None  # None: the model's input size (256x512 if dynamic)
+    synthetic_size: tuple[int, int] | None = None  # None: the size frames run at (256x512 with NATIVE)
+    # the inference size (a net with dynamic height and width): (h, w) resizes every frame to it, NATIVE
+    # runs each at its own size; None: the card's (edgeseg.preprocess.at_inference_size)
+    input_size: tuple[int, int] | str | None = None
     card_file: Path | None = None  # a card for an artifact made elsewhere (--card)
     workdir: Path | None = None
     prefer: str | None = None  # which file type to pick when the model is an export name (--backend)
@@ -252,16 +256,19 @@ class RunPlan:
         against the artifact in between."""
         if self.synthetic:
             _check_synthetic_classes(card.classes)
-        size = self.synthetic_size or ((256, 512) if card.dynamic else tuple(card.input_size))
+        backend = self.backend
+        if artifact is not None:  # the card read once (with --card if given), at the asked inference size
+            card = at_inference_size(backend.card or card, self.input_size)
+            backend = backend.replace(card=card)
+        elif self.input_size is not None:
+            raise EdgesegError("an open Segmenter runs at its own card's size; give input_size to its card")
+        size = self.synthetic_size or ((256, 512) if runs_native(card) else tuple(card.input_size))
         run = OpenRun(self, artifact, card)
         model = self.model if isinstance(self.model, Segmenter) else artifact
         assert model is not None
         renderer = self.view.renderer(card)
         view = plan_view(show=self.view.show, serve=self.view.serve)
         title = f"edgeseg: {artifact.name if artifact else card.model}"
-        backend = self.backend
-        if artifact is not None and backend.card is None:
-            backend = backend.replace(card=card)  # read once, with --card if given
         common: dict[str, Any] = {
             "options": backend,
             "own_process": self.own_process,

@@ -80,11 +80,41 @@ def test_preprocessor_normalizes_and_swaps_channels():
     assert geom.frame_hw == (8, 8)
 
 
-def test_dynamic_card_pads_to_stride():
-    card = ModelCard(model="m", classes=["a"], palette=[(0, 0, 0)], dynamic=True)
-    x, geom = Preprocessor(card)(np.zeros((250, 333, 3), np.uint8))
-    assert x.shape[2:] == (256, 352)
+def test_dynamic_card_resizes_to_its_stated_size_and_pads_only_when_native():
+    """Dynamic height/width is not a reason to run frames at their own size: a dynamic card resizes
+    every frame to its stated inference size, as a fixed one does; `native_size` (asked for) pads the
+    frame to the stride instead."""
+    card = ModelCard(model="m", classes=["a"], palette=[(0, 0, 0)], input_size=(128, 256), dynamic=True)
+    frame = np.zeros((250, 333, 3), np.uint8)
+    x, geom = Preprocessor(card)(frame)
+    assert x.shape[2:] == (128, 256) and geom.content_hw == (128, 256)
+    assert labels_to_frame(np.zeros((128, 256), np.uint8), geom).shape == (250, 333)
+    x, geom = Preprocessor(card.replace(native_size=True))(frame)
+    assert x.shape[2:] == (256, 352) and geom.content_hw == (250, 333)
     assert labels_to_frame(np.zeros((256, 352), np.uint8), geom).shape == (250, 333)
+
+
+def test_inference_size_rules():
+    """`at_inference_size`: another size or NATIVE only for dynamic height/width; a fixed card keeps
+    its one size (asking for it again is fine), and the report says which size frames run at."""
+    from edgeseg.preprocess import NATIVE, at_inference_size, inference_size
+
+    fixed = ModelCard(model="m", classes=["a"], palette=[(0, 0, 0)], input_size=(128, 256))
+    dyn = fixed.replace(dynamic=True)
+    assert at_inference_size(fixed, None) is fixed and at_inference_size(fixed, (128, 256)) is fixed
+    with pytest.raises(EdgesegError, match="--input-size 96x192 needs a model exported with --dynamic-hw"):
+        at_inference_size(fixed, (96, 192))
+    with pytest.raises(EdgesegError, match="--native-size needs a model exported with --dynamic-hw"):
+        at_inference_size(fixed, NATIVE)
+    assert at_inference_size(dyn, (96, 192)).input_size == (96, 192)
+    assert at_inference_size(dyn, NATIVE).native_size
+    with pytest.raises(EdgesegError, match="--input-size sides must be"):
+        at_inference_size(dyn, (4, 192))
+    assert inference_size(dyn)["size"] == [128, 256] and "dynamic" in inference_size(dyn)["how"]
+    assert inference_size(fixed)["size"] == [128, 256] and "fixed size" in inference_size(fixed)["how"]
+    assert inference_size(at_inference_size(dyn, NATIVE))["size"] == NATIVE
+    with pytest.raises(EdgesegError, match="native_size must be false"):  # the schema: never on fixed H/W
+        ModelCard.from_dict({**fixed.to_dict(), "native_size": True})
 
 
 def test_confusion_matrix_hand_computed():

@@ -20,6 +20,7 @@ import pytest
 from test_run_cli import run_cli, signal_when_writing
 from test_runtime import PacedCamera, write_video
 
+from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
 from edgeseg.runtime import MultiStream, Segmenter, open_multistream, open_source, stream
 from edgeseg.runtime.backends.base import Backend, BackendOptions
@@ -59,8 +60,8 @@ class RecordingBackend(Backend):
         return self.inner.run(batch)
 
 
-def recording(model: Path, delay: float = 0.0) -> Segmenter:
-    return Segmenter(RecordingBackend(OnnxRuntimeBackend(model, BackendOptions(threads=1)), delay))
+def recording(model: Path, delay: float = 0.0, card: ModelCard | None = None) -> Segmenter:
+    return Segmenter(RecordingBackend(OnnxRuntimeBackend(model, BackendOptions(threads=1, card=card)), delay))
 
 
 class Frames(Source):
@@ -163,10 +164,13 @@ def test_ready_frames_of_every_stream_run_as_one_batch(tiny_onnx):
 
 
 def test_frames_of_other_input_sizes_go_in_their_own_batches(tiny_onnx):
-    """A dynamic N/H/W export (`edgeseg export --dynamic`): frames padded to different net sizes
-    cannot share a batch; those of equal size do."""
+    """A dynamic N/H/W export (`edgeseg export --dynamic --dynamic-hw`) run at native size (`run
+    --native-size`): frames padded to different net sizes cannot share a batch; those of equal size do."""
+    from edgeseg.preprocess import NATIVE, at_inference_size
+
     model = tiny_onnx(dynamic=True)
-    seg = recording(model, delay=0.02)
+    native = at_inference_size(Segmenter(model).card, NATIVE)
+    seg = recording(model, delay=0.02, card=native)
     sources = {
         "a": Frames(6, size=(30, 40), seed=1),
         "b": Frames(6, size=(28, 60), seed=2),  # a and b pad to 32 x 64 (stride 32), c to 64 x 64
@@ -178,7 +182,7 @@ def test_frames_of_other_input_sizes_go_in_their_own_batches(tiny_onnx):
         assert shape[2:] in {(32, 64), (64, 64)}
     assert any(s[0] == 2 and s[2:] == (32, 64) for s in seg.backend.shapes)  # a and b together
     assert all(s[0] == 1 for s in seg.backend.shapes if s[2:] == (64, 64))  # c always alone
-    reference = Segmenter(model)
+    reference = Segmenter(model, BackendOptions(card=native))
     for r in results:
         np.testing.assert_array_equal(r.class_map, reference.infer(r.frame))
 
@@ -230,7 +234,7 @@ def test_tensorrt_engines_batch_within_their_profile(monkeypatch, tmp_path, tiny
     assert len(results) == 18 and max(calls) == 2 and sum(calls) == 18
     note = multi.report()["batching"]["note"]
     assert "takes batches of at most 2: 3 streams run in batches of at most 2" in note
-    assert "--max-shape 3x3x32x64" in note
+    assert "edgeseg build tiny.onnx --target tensorrt --max-batch 3" in note
     reference = Segmenter(onnx)
     for r in results:
         np.testing.assert_array_equal(r.class_map, reference.infer(r.frame))
@@ -244,9 +248,52 @@ def test_tensorrt_engines_batch_within_their_profile(monkeypatch, tmp_path, tiny
     )
     with (
         Segmenter(from_two) as seg2,
-        pytest.raises(EdgesegError, match=r"only runs batches of 2 to 4.*--min-shape 1x3x32x64"),
+        pytest.raises(EdgesegError, match=r"only runs batches of 2 to 4.*--max-batch 3"),
     ):
         MultiStream(seg2, sources)
+
+
+def test_a_default_tensorrt_profile_batches_every_stream_up_to_its_max(monkeypatch, tmp_path, tiny_onnx):
+    """An engine built from a dynamic-batch ONNX with no shapes given takes batches 1..ENGINE_MAX_BATCH
+    (it was batch 1 only): three streams run as batches of three; more streams than that run in
+    batches of the maximum, said once with the rebuild command; H and W stay the export's."""
+    from fake_tensorrt.install import install_trt
+
+    from edgeseg.defaults import ENGINE_MAX_BATCH
+    from edgeseg.export.tensorrt_build import build_engine
+    from edgeseg.export.tensorrt_plan import EngineOptions
+
+    install_trt(monkeypatch, "8.6.1")
+    onnx = tiny_onnx(size=(32, 64), batch="N")  # `edgeseg export --dynamic`: the batch alone
+    engine = tmp_path / "tiny.fp32.engine"
+    info = build_engine(onnx, engine, EngineOptions()).info
+    top = ENGINE_MAX_BATCH
+    assert info["profiles"]["input"] == {
+        "min": [1, 3, 32, 64],
+        "opt": [top, 3, 32, 64],
+        "max": [top, 3, 32, 64],
+    }
+    for streams in (3, top + 2):
+        with Segmenter(engine) as seg:
+            assert seg.backend.batch_limits == (1, top)
+            calls: list[int] = []
+            submit = seg.backend.submit
+            monkeypatch.setattr(
+                seg.backend, "submit", lambda b, s=submit, c=calls: c.append(b.shape[0]) or s(b)
+            )
+            sources = [Frames(4, size=(45, 70), seed=i, name=f"cam{i}") for i in range(streams)]
+            multi = MultiStream(seg, sources)
+            results = list(multi.stream())
+            assert len(results) == 4 * streams and max(calls) <= min(streams, top)
+            note = multi.report()["batching"]["note"]
+            if streams <= top:
+                assert note is None
+            else:
+                assert (
+                    f"takes batches of at most {top}: {streams} streams run in batches of at most {top}"
+                    in note
+                )
+                assert f"--max-batch {streams}" in note
 
 
 # --- per-stream semantics ----------------------------------------------------------------------------

@@ -86,8 +86,12 @@ def test_dynamic_engine_rebinds_shapes_within_profile(monkeypatch, tmp_path, tin
             out = backend.run(batch)
             assert out.shape == (shape[0], 2, shape[2], shape[3])
             np.testing.assert_allclose(out, ref.run(batch), rtol=1e-5, atol=1e-5)
-        with pytest.raises(EdgesegError, match=r"accepts input shapes \[1, 3, 8, 8\]..\[2, 3, 32, 32\]"):
+        with pytest.raises(
+            EdgesegError, match=r"takes frames from 8x8 to 32x32 \(its optimization profile\), got 64x64"
+        ):
             backend.run(np.zeros((1, 3, 64, 64), np.float32))
+        with pytest.raises(EdgesegError, match=r"takes batches of 1 to 2 frames .*, got 3; .*--max-batch 3"):
+            backend.run(np.zeros((3, 3, 16, 16), np.float32))
         with pytest.raises(EdgesegError, match="N x 3 x H x W"):
             backend.run(np.zeros((3, 8, 8), np.float32))
 

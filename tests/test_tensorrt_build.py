@@ -243,8 +243,8 @@ def test_profiles_default_and_explicit(monkeypatch, tmp_path, tiny_onnx):
     trt = install_trt(monkeypatch, "10.3.0")
     dyn = tiny_onnx(size=(16, 24), dynamic=True, name="dyn")
     r = build_engine(dyn, tmp_path / "a.engine", EngineOptions())
-    assert r.info["profiles"] == {
-        "input": {"min": [1, 3, 16, 24], "opt": [1, 3, 16, 24], "max": [1, 3, 16, 24]}
+    assert r.info["profiles"] == {  # batch 1..4 tuned for 4; H and W around the card's size (half..twice)
+        "input": {"min": [1, 3, 8, 12], "opt": [4, 3, 16, 24], "max": [4, 3, 32, 64]}
     }
     opts = EngineOptions(min_shape=(1, 3, 8, 8), opt_shape=(1, 3, 16, 24), max_shape=(4, 3, 64, 64))
     r = build_engine(dyn, tmp_path / "b.engine", opts)
@@ -255,6 +255,87 @@ def test_profiles_default_and_explicit(monkeypatch, tmp_path, tiny_onnx):
     with pytest.raises(EdgesegError, match="axis 1 is fixed at 3"):
         bad = EngineOptions(min_shape=(1, 1, 8, 8), opt_shape=(1, 3, 8, 8), max_shape=(1, 3, 8, 8))
         build_engine(dyn, tmp_path / "d.engine", bad)
+
+
+def test_default_profiles_follow_what_the_runtime_sends(monkeypatch, tmp_path, tiny_onnx):
+    """No shapes given: a dynamic batch gets 1..N tuned for N (--max-batch, else ENGINE_MAX_BATCH) with
+    H and W fixed at the export's; dynamic H and W alone (batch 1) get half..twice the card's stated
+    inference size, tuned for it; both together get both. The build says so in its notes."""
+    from edgeseg.defaults import ENGINE_MAX_BATCH as top
+
+    install_trt(monkeypatch, "10.3.0")
+    batch_only = tiny_onnx(size=(64, 96), batch="N", name="b")
+    r = build_engine(batch_only, tmp_path / "b.engine", EngineOptions())
+    assert r.info["profiles"]["input"] == {
+        "min": [1, 3, 64, 96],
+        "opt": [top, 3, 64, 96],
+        "max": [top, 3, 64, 96],
+    }
+    assert f"profile of input: batch 1..{top} (tuned for {top}), height 64, width 96" in r.info["notes"]
+    r = build_engine(batch_only, tmp_path / "b8.engine", EngineOptions(max_batch=8))
+    assert r.info["profiles"]["input"]["max"] == [8, 3, 64, 96]
+    hw_only = tiny_onnx(size=(64, 100), dynamic=True, batch=1, name="hw")
+    r = build_engine(hw_only, tmp_path / "hw.engine", EngineOptions())
+    assert r.info["profiles"]["input"] == {
+        "min": [1, 3, 32, 50],
+        "opt": [1, 3, 64, 100],
+        "max": [1, 3, 128, 224],
+    }
+    assert (
+        "profile of input: batch 1, height 32..128 (tuned for 64), width 50..224 (tuned for 100)"
+        in r.info["notes"]
+    )
+    with pytest.raises(EdgesegError, match="--max-batch needs a dynamic batch axis.*export with --dynamic"):
+        build_engine(hw_only, tmp_path / "x.engine", EngineOptions(max_batch=2))
+    with pytest.raises(EdgesegError, match="--max-batch needs an ONNX with dynamic axes"):
+        build_engine(tiny_onnx(name="static"), tmp_path / "y.engine", EngineOptions(max_batch=2))
+    both = tiny_onnx(size=(64, 96), dynamic=True, name="both")
+    r = build_engine(both, tmp_path / "both.engine", EngineOptions(max_batch=2))
+    assert r.info["profiles"]["input"] == {
+        "min": [1, 3, 32, 48],
+        "opt": [2, 3, 64, 96],
+        "max": [2, 3, 128, 192],
+    }
+
+
+def test_dla_profiles_hold_one_shape(monkeypatch, tmp_path, tiny_onnx):
+    """NvInferRuntime.h (setDimensions): "If run on DLA, minimum, optimum, and maximum dimensions must
+    to be the same": a DLA build of a dynamic ONNX gets batch 1 at the stated size, and unequal shapes
+    or --max-batch are refused before TensorRT is asked."""
+    install_trt(monkeypatch, "10.3.0", gpu=FakeGpu(dla_cores=2))
+    dyn = tiny_onnx(size=(64, 96), dynamic=True)
+    r = build_engine(dyn, tmp_path / "d.engine", EngineOptions(precision="fp16", dla_core=0))
+    assert r.info["profiles"]["input"] == {
+        "min": [1, 3, 64, 96],
+        "opt": [1, 3, 64, 96],
+        "max": [1, 3, 64, 96],
+    }
+    with pytest.raises(EdgesegError, match="DLA takes one shape per optimization profile"):
+        EngineOptions(dla_core=0, max_batch=2)
+    uneven = EngineOptions(
+        dla_core=0, min_shape=(1, 3, 64, 96), opt_shape=(2, 3, 64, 96), max_shape=(2, 3, 64, 96)
+    )
+    with pytest.raises(
+        EdgesegError, match="DLA takes one shape per optimization profile.*must be the same on DLA"
+    ):
+        build_engine(dyn, tmp_path / "e.engine", uneven)
+
+
+def test_fake_profiles_are_refused_as_tensorrt_refuses_them(monkeypatch):
+    """The fake's profile rules (its behaviour 14, each from NVIDIA's sources): a rank that differs
+    from the min shape raises in set_shape (pyCore.cpp), a profile whose opt is outside min..max is
+    not valid and add_optimization_profile returns -1 (NvInfer.h, IOptimizationProfile::isValid)."""
+    trt = install_trt(monkeypatch, "10.3.0")
+    builder = trt.Builder(trt.ILogger())
+    config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    with pytest.raises(RuntimeError, match="Shape provided for opt is inconsistent"):
+        profile.set_shape("input", (1, 3, 8, 8), (1, 3, 8), (1, 3, 8, 8))
+    profile.set_shape("input", (1, 3, 8, 8), (4, 3, 8, 8), (2, 3, 8, 8))  # opt above max: set, not valid
+    assert config.add_optimization_profile(profile) == -1
+    good = builder.create_optimization_profile()
+    good.set_shape("input", (1, 3, 8, 8), (2, 3, 8, 8), (2, 3, 8, 8))
+    assert config.add_optimization_profile(good) == 0
 
 
 @pytest.mark.parametrize(
@@ -270,6 +351,11 @@ def test_profiles_default_and_explicit(monkeypatch, tmp_path, tiny_onnx):
         ({"optimization_level": 7}, "0..5"),
         ({"precision": "int4"}, "unknown precision"),
         ({"legacy_calibrator": True}, "add --int8"),
+        ({"max_batch": 0}, "--max-batch must be 1 or more"),
+        (
+            {"max_batch": 2, "min_shape": (1, 3, 8, 8), "opt_shape": (1, 3, 8, 8), "max_shape": (2, 3, 8, 8)},
+            "the shapes already give the batch",
+        ),
     ],
 )
 def test_option_validation(kw, match):
@@ -404,9 +490,9 @@ def test_build_reports_progress_through_the_callback(monkeypatch, tmp_path, tiny
 def test_handoff_without_tensorrt(monkeypatch, tmp_path, tiny_onnx):
     hide_trt(monkeypatch)
     onnx_path = tiny_onnx(size=(16, 16), dynamic=True)
-    engine = EngineOptions(
+    engine = EngineOptions(  # DLA: one shape per profile (NvInferRuntime.h setDimensions)
         precision="fp16", dla_core=1, timing_cache=tmp_path / "t.cache", workspace_mib=512,
-        min_shape=(1, 3, 8, 8), opt_shape=(1, 3, 16, 16), max_shape=(2, 3, 32, 32),
+        min_shape=(1, 3, 16, 16), opt_shape=(1, 3, 16, 16), max_shape=(1, 3, 16, 16),
     )  # fmt: skip
     result = build(onnx_path, BuildOptions(target="tensorrt", fp16=True, eval_data="synth:2", engine=engine))
     handoff = result.handoff
@@ -428,8 +514,8 @@ def test_handoff_without_tensorrt(monkeypatch, tmp_path, tiny_onnx):
     assert "--timing-cache t.cache" in cmds["edgeseg"]
     assert "--fp16" not in cmds["edgeseg"]  # the ready ONNX is already FP16; --fp16 there would convert again
     parts = ("--onnx=tiny.fp16.onnx", "--saveEngine=tiny.fp16-dla1.engine", "--useDLACore=1", "--allowGPUFallback",
-             "--memPoolSize=workspace:512", "--timingCacheFile=t.cache", "--minShapes=input:1x3x8x8",
-             "--optShapes=input:1x3x16x16", "--maxShapes=input:2x3x32x32")  # fmt: skip
+             "--memPoolSize=workspace:512", "--timingCacheFile=t.cache", "--minShapes=input:1x3x16x16",
+             "--optShapes=input:1x3x16x16", "--maxShapes=input:1x3x16x16")  # fmt: skip
     for key in ("trtexec_8", "trtexec_10", "trtexec_11"):
         assert all(part in cmds[key] for part in parts), key
     # DLA before 11 is weakly typed with --fp16; 11.x has no --fp16/--int8 (removed) and needs no flag
@@ -649,12 +735,14 @@ def test_legacy_calibrator_on_a_dynamic_onnx_sets_the_calibration_profile(
     build_engine(dyn, tmp_path / "a.engine", opts)
     assert trt.last_build["calibration"] == {"from_cache": False, "batches": 4}
     profile = next(d for w, d in trt.calls if w == "set_calibration_profile")
-    assert profile["input"][1] == (1, 3, 32, 48)  # OPT: the shape the batches have
+    assert profile["input"] == ((1, 3, 32, 48),) * 3  # one shape, the batches' (not the batch-4 OPT)
+    tuned = next(d for w, d in trt.calls if w == "set_shape")
+    assert tuned[2] == (4, 3, 32, 48)  # the optimization profile itself is tuned for four streams
     bad = EngineOptions(
         precision="int8", legacy_calibrator=True, calibration_batches=_calib_batches,
-        min_shape=(1, 3, 16, 16), opt_shape=(1, 3, 64, 64), max_shape=(1, 3, 64, 64),
+        min_shape=(1, 3, 64, 64), opt_shape=(1, 3, 64, 64), max_shape=(1, 3, 64, 64),
     )  # fmt: skip
-    with pytest.raises(EdgesegError, match=r"calibrat.*1x3x32x48.*--opt-shape 1x3x64x64"):
+    with pytest.raises(EdgesegError, match=r"calibrat.*1x3x32x48.*takes 1x3x64x64 to 1x3x64x64"):
         build_engine(dyn, tmp_path / "b.engine", bad)
 
 

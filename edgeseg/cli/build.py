@@ -134,6 +134,7 @@ def build_command(
     builder_optimization_level: int | None = b.builder_optimization_level(),
     legacy_calibrator: bool = b.legacy_calibrator(),
     workers: int = b.workers(),
+    max_batch: int | None = b.max_batch(),
     workdir: Path | None = workdir_option(),
     json_out: bool = json_option(),
 ) -> None:
@@ -149,7 +150,7 @@ def build_command(
             fp16=fp16, int8=int8, workspace=workspace, timing_cache=timing_cache, dla_core=dla_core,
             min_shape=min_shape, opt_shape=opt_shape, max_shape=max_shape,
             version_compatible=version_compatible, builder_optimization_level=builder_optimization_level,
-            legacy_calibrator=legacy_calibrator, workers=workers,
+            legacy_calibrator=legacy_calibrator, workers=workers, max_batch=max_batch,
         )  # fmt: skip
     opts = b.build_options(
         target=target, fp16=fp16, int8=int8, int8_forms=int8_forms, calib_data=calib_data,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from edgeseg.cli.options import NON_NEGATIVE, THREADS
-from edgeseg.defaults import CPU_INT8_FORMAT
+from edgeseg.defaults import CPU_INT8_FORMAT, ENGINE_MAX_BATCH
 
 if TYPE_CHECKING:
     from edgeseg.build import BuildOptions
@@ -147,6 +147,17 @@ def workers() -> Any:
     )
 
 
+def max_batch() -> Any:
+    return typer.Option(
+        None,
+        "--max-batch",
+        min=1,
+        help="TensorRT, an ONNX exported with --dynamic: the most streams that batch their frames (the "
+        "profile takes batches 1..N, tuned for N).",
+        show_default=f"{ENGINE_MAX_BATCH}",
+    )
+
+
 # --- options -> objects ----------------------------------------------------------------------------
 def engine_options(
     *,
@@ -162,6 +173,7 @@ def engine_options(
     builder_optimization_level: int | None,
     legacy_calibrator: bool,
     workers: int,
+    max_batch: int | None = None,
 ) -> EngineOptions:
     """The TensorRT options (`--target tensorrt`), checked when made (EngineOptions)."""
     from edgeseg.export.tensorrt_plan import EngineOptions, parse_shape
@@ -171,7 +183,7 @@ def engine_options(
         timing_cache=timing_cache, dla_core=dla_core, min_shape=parse_shape(min_shape),
         opt_shape=parse_shape(opt_shape), max_shape=parse_shape(max_shape),
         version_compatible=version_compatible, optimization_level=builder_optimization_level,
-        legacy_calibrator=legacy_calibrator, workers=workers,
+        legacy_calibrator=legacy_calibrator, workers=workers, max_batch=max_batch,
     )  # fmt: skip
 
 

@@ -45,15 +45,7 @@ def _print_report(result: Any) -> None:
         ("onnx", str(result.path) if result.written else f"{result.path} (not written)"),
         ("card", str(result.card_path) if result.written else "-"),
         ("source", result.source),
-        (
-            "input",
-            f"{'N' if card.dynamic_batch else 1}x3x"
-            + (
-                "HxW (dynamic: frames run at their own size)"
-                if card.dynamic
-                else "x".join(map(str, card.input_size))
-            ),
-        ),
+        ("input", _input_row(card)),
         (
             "output",
             card.output
@@ -82,6 +74,7 @@ def export_command(
     width: int | None = e.width(),
     dynamic: bool = e.dynamic(),
     dynamic_hw: bool = e.dynamic_hw(),
+    input_size: str | None = e.input_size(),
     opset: int = e.opset(),
     output: str = e.output(),
     labels_dtype: str = e.labels_dtype(),
@@ -106,6 +99,7 @@ def export_command(
     if simplifier not in ("auto", "onnxsim", "onnxslim"):
         raise EdgesegError(f"--simplifier must be auto, onnxsim or onnxslim, got {simplifier!r}")
     choice = _choice(backbone, option, num_classes, classes, height, width)
+    stated = _stated_size(input_size, dynamic_hw)
     root = writable_workdir(workdir)
     n_steps = 4 + int(fp16)  # export, simplify, TensorRT report, parity (+ FP16)
     with steps(n_steps, f"loading {model}") as on_step:
@@ -118,6 +112,7 @@ def export_command(
         try:
             result = export_onnx(
                 source.net, out, source.card, height=height, width=width, dynamic=dynamic, dynamic_hw=dynamic_hw,
+                inference_size=stated,
                 opset=opset, output=output, simplify=(True if simplifier == "auto" else simplifier) if simplify else False,
                 labels_dtype=labels_dtype,  # type: ignore[arg-type]
                 parity_scenes=parity_scenes, allow_trt_errors=allow_trt_errors, source=source.description,
@@ -138,6 +133,30 @@ def export_command(
             fp16_path, fp16_parity = write_fp16(result.path, check=Fp16Check(num_scenes=parity_scenes))
             fp16_info = {"path": str(fp16_path), **fp16_parity.to_dict()}
     _show(result, fp16_info, fp16_parity, json_out)
+
+
+def _stated_size(text: str | None, dynamic_hw: bool) -> tuple[int, int] | None:
+    """`--input-size HxW`: the inference size a --dynamic-hw export states (a fixed export has one size)."""
+    if text is None:
+        return None
+    from edgeseg.card import MIN_INPUT_SIDE
+    from edgeseg.cli.options import parse_hw
+
+    if not dynamic_hw:
+        raise EdgesegError(
+            "--input-size states the inference size of a --dynamic-hw export; a fixed export runs at "
+            "--height x --width (give those instead)"
+        )
+    return parse_hw(text, minimum=MIN_INPUT_SIDE)
+
+
+def _input_row(card: Any) -> str:
+    """The export table's input row: the batch axis and the spatial axes, each fixed or dynamic."""
+    h, w = card.input_size
+    batch = "N" if card.dynamic_batch else "1"
+    if card.dynamic:
+        return f"{batch}x3xHxW (dynamic; frames resized to {h}x{w}, the stated inference size)"
+    return f"{batch}x3x{h}x{w}"
 
 
 def _warn_random_weights(source: Any) -> None:

@@ -77,8 +77,18 @@ def dynamic_hw() -> Any:
     return typer.Option(
         False,
         "--dynamic-hw",
-        help="Dynamic height and width too: each frame then runs at its own size (padded to a multiple "
-        "of 32), not at --height x --width; slower on large frames, and accuracy follows the size.",
+        help="Dynamic height and width too. Frames are still resized to a stated inference size "
+        "(--input-size, else --height x --width); `run --input-size HxW` picks another, `run --native-size` "
+        "runs each frame at its own size (slower on large frames, accuracy follows the size).",
+    )
+
+
+def input_size() -> Any:
+    return typer.Option(
+        None,
+        "--input-size",
+        help="With --dynamic-hw: the inference size HxW written in the card, which frames are resized to.",
+        show_default="--height x --width",
     )
 
 

@@ -51,6 +51,8 @@ def run_command(
     loop: bool = o.loop(),
     realtime: bool = o.realtime(),
     synthetic_size: str | None = o.synthetic_size(),
+    input_size: str | None = o.input_size(),
+    native_size: bool = o.native_size(),
     labels: Path | None = o.labels(),
     show: bool = o.show(),
     serve: str | None = o.serve(),
@@ -107,6 +109,7 @@ def run_command(
         reconnect=Reconnect(enabled=reconnect, timeout=reconnect_timeout),
         loop=loop,
         synthetic_size=parse_hw(synthetic_size) if synthetic_size else None,
+        input_size=_inference_size(input_size, native_size),
         card_file=card_file,
         workdir=workdir,
         prefer=backend,
@@ -114,6 +117,20 @@ def run_command(
         say=_say,  # the live view's URL goes to stderr, stdout stays the report
     )
     execute(plan.open(), json_out=json_out)
+
+
+def _inference_size(text: str | None, native: bool) -> tuple[int, int] | str | None:
+    """--input-size HxW or --native-size as RunPlan's input_size (one of them, or neither)."""
+    from edgeseg.card import MIN_INPUT_SIDE
+    from edgeseg.cli.options import parse_hw
+    from edgeseg.errors import EdgesegError
+    from edgeseg.preprocess import NATIVE
+
+    if text is not None and native:
+        raise EdgesegError("--input-size resizes frames, --native-size runs them at their own size: give one")
+    if native:
+        return NATIVE
+    return parse_hw(text, minimum=MIN_INPUT_SIDE) if text is not None else None
 
 
 def execute(run: OpenRun, *, json_out: bool) -> None:
@@ -312,6 +329,9 @@ def print_report(report: dict[str, Any], classes: list[str]) -> None:
     if report["interrupted"]:
         rows.append(["interrupted", "yes"])
     console.print(table(title, ["metric", "value"], rows))
+    sized = report.get("model", {}).get("inference_size")
+    if sized and report["model"].get("dynamic"):  # a fixed model has one size; a dynamic one says which
+        console.print(f"[dim]frames: {sized['how']} (--input-size HxW, --native-size)[/]", highlight=False)
     rule = report.get("runtime")
     if rule:
         other = "" if rule["why"] == "--backend" else " (--backend names another)"

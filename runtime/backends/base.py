@@ -237,7 +237,10 @@ def card_fitting_graph(card: ModelCard, input_shape: list[Any]) -> ModelCard:
     if card.dynamic and len(hw) == 2 and all(isinstance(d, int) and d > 0 for d in hw):
         first = input_shape[0]
         return card.replace(
-            dynamic=False, input_size=(hw[0], hw[1]), dynamic_batch=not isinstance(first, int) or first < 1
+            dynamic=False,
+            native_size=False,
+            input_size=(hw[0], hw[1]),
+            dynamic_batch=not isinstance(first, int) or first < 1,
         )
     return card
 

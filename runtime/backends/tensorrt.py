@@ -341,14 +341,33 @@ class TensorRTBackend(Backend):
         other.info, other.gpu, other.options = self.info, self.gpu, self.options
         return other
 
+    def check_shape(self, shape: tuple[int, ...]) -> None:
+        """A shape outside the engine's optimization profile is refused here, in words, before TensorRT
+        sees it (NvInferRuntime.h, IOptimizationProfile: "A runtime error will be raised if the input
+        tensor dimensions fall outside the valid range for this profile")."""
+        lo, _, hi = self.profile
+        if len(shape) != len(lo):
+            raise EdgesegError(f"{self.path.name} takes rank-{len(lo)} input, got {list(shape)}")
+        if not lo[0] <= shape[0] <= hi[0]:
+            takes = f"{lo[0]}" if lo[0] == hi[0] else f"{lo[0]} to {hi[0]}"
+            raise EdgesegError(
+                f"{self.path.name} takes batches of {takes} frames (its optimization profile), got {shape[0]}; "
+                f"for more streams rebuild it with `edgeseg build ... --target tensorrt --max-batch {shape[0]}`"
+            )
+        if not all(a <= s <= b for a, s, b in zip(lo[1:], shape[1:], hi[1:])):
+            size = "x".join(map(str, shape[2:]))
+            if tuple(lo[2:]) == tuple(hi[2:]):
+                takes = "x".join(map(str, lo[2:]))
+                raise EdgesegError(f"{self.path.name} takes {takes} frames only, got {size}")
+            raise EdgesegError(
+                f"{self.path.name} takes frames from {'x'.join(map(str, lo[2:]))} to {'x'.join(map(str, hi[2:]))} "
+                f"(its optimization profile), got {size}; run with --input-size within that range, or rebuild "
+                "with --min-shape/--opt-shape/--max-shape covering it"
+            )
+
     def _set_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """Bind the input shape (dynamic engines) and return the output shape it implies."""
-        lo, _, hi = self.profile
-        if len(shape) != len(lo) or not all(a <= s <= b for a, s, b in zip(lo, shape, hi)):
-            raise EdgesegError(
-                f"{self.path.name} accepts input shapes {list(lo)}..{list(hi)}, got {list(shape)}; "
-                "rebuild with --min-shape/--opt-shape/--max-shape covering it"
-            )
+        self.check_shape(shape)
         if not self.context.set_input_shape(self.input_name, tuple(shape)):
             raise EdgesegError(f"TensorRT rejected input shape {list(shape)} for {self.path.name}")
         return tuple(int(d) for d in self.context.get_tensor_shape(self.output_name))

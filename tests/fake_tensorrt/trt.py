@@ -96,6 +96,15 @@ careless caller does (NVIDIA/TensorRT paths; pyCoreDoc.h is python/docstrings/in
      (NVIDIA/TensorRT#1632: "Cuda Runtime (invalid device context)" from del context/engine/runtime
      after pycuda's context is gone; pycuda src/cpp/cuda.hpp scoped_context_activation). With the
      pycuda fake, each such destruction is listed in `FakeGpu.out_of_context_frees`.
+ 14. Optimization profiles (include/NvInferRuntime.h, IOptimizationProfile, 8.5.2 and main): setDimensions
+     returns false on an inconsistency it can see, e.g. a rank that differs from a shape already set for
+     the input, and the Python `set_shape` raises RuntimeError then ("Shape provided for opt is
+     inconsistent with other shapes.", python/src/infer/pyCore.cpp opt_profile_set_shape);
+     `isValid()` checks min <= opt <= max on every axis, and IBuilderConfig::addOptimizationProfile
+     (include/NvInfer.h) returns -1 for a profile that is not valid. At run time "a runtime error will
+     be raised if the input tensor dimensions fall outside the valid range for this profile" (the
+     IOptimizationProfile class comment): the fake's `set_input_shape` returns False (logging an ERROR,
+     wording invented) for a shape outside the context's profile.
 What the fake cannot show: speed, numerics of reduced precision (it runs the ONNX as given with ONNX
 Runtime), and anything NVIDIA does not document.
 """
@@ -528,6 +537,9 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
 
         def set_shape(self, input: str, min: Any, opt: Any, max: Any) -> None:  # noqa: A002 - TRT names
             record("set_shape", (input, tuple(min), tuple(opt), tuple(max)))
+            for label, shape in (("min", min), ("opt", opt), ("max", max)):  # behaviour 14
+                if len(tuple(shape)) != len(tuple(min)):
+                    raise RuntimeError(f"Shape provided for {label} is inconsistent with other shapes.")
             self._shapes[input] = (tuple(min), tuple(opt), tuple(max))
 
         def get_shape(self, input: str) -> list[tuple[int, ...]]:  # noqa: A002
@@ -614,7 +626,7 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
             return self._cache
 
         def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
-            for mn, opt, mx in profile._shapes.values():
+            for mn, opt, mx in profile._shapes.values():  # behaviour 14: isValid() or -1
                 if not (len(mn) == len(opt) == len(mx)) or not all(
                     a <= b <= c for a, b, c in zip(mn, opt, mx)
                 ):
@@ -959,7 +971,12 @@ def make_fake_trt(version: str, gpu: FakeGpu) -> types.ModuleType:  # noqa: C901
                 return False
             if self.engine._h["profiles"]:
                 mn, _, mx = self.engine._h["profiles"][self._profile][name]
-                if not all(a <= s <= b for a, s, b in zip(mn, shape, mx)):
+                if not all(a <= s <= b for a, s, b in zip(mn, shape, mx)):  # behaviour 14
+                    log(
+                        self.engine._logger,
+                        "ERROR",
+                        f"{name}: dimensions {list(shape)} are outside the profile",
+                    )
                     return False
             self._shapes[name] = shape
             return True

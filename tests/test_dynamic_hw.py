@@ -1,0 +1,166 @@
+"""Dynamic height/width is its own option with a stated inference size (issue 25 §3): a `--dynamic-hw`
+export's card states the size frames are resized to (the export size unless `--input-size` says), the
+runtime resizes every frame to it on ONNX Runtime and OpenVINO as it does for a fixed export, and runs
+frames at their own size only when asked (`--native-size`); `run` says which size frames ran at."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+from test_export import TinySeg, frames, make_card  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from edgeseg.cli import app  # noqa: E402
+from edgeseg.errors import EdgesegError  # noqa: E402
+from edgeseg.export.onnx_export import export_onnx  # noqa: E402
+from edgeseg.preprocess import NATIVE, at_inference_size  # noqa: E402
+from edgeseg.runtime.backends import BackendOptions  # noqa: E402
+from edgeseg.runtime.segmenter import Segmenter  # noqa: E402
+
+ODD = (75, 113)  # a frame size that is neither the stated size nor a multiple of the stride
+SIZE = (48, 64)  # the export size, the stated inference size by default
+BACKENDS = ["onnxruntime", "openvino"]
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory) -> dict[str, Path]:
+    """The same weights exported three ways: fixed, `--dynamic --dynamic-hw`, and `--dynamic-hw
+    --input-size 64x96` (a stated size other than the trace size)."""
+    torch.manual_seed(0)
+    net = TinySeg().eval()
+    root = tmp_path_factory.mktemp("dynhw")
+    out = {}
+    for name, kw in {
+        "fixed": {},
+        "dynamic": {"dynamic": True, "dynamic_hw": True},
+        "stated": {"dynamic_hw": True, "inference_size": (64, 96)},
+    }.items():
+        res = export_onnx(
+            net, root / name / f"{name}.onnx", make_card(SIZE), parity_frames=frames(2, SIZE), **kw
+        )
+        assert res.parity is not None and res.parity.passed
+        out[name] = res.path
+    return out
+
+
+def _segmenter(path: Path, backend: str, card=None) -> Segmenter:
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    return Segmenter(path, BackendOptions(backend=backend, card=card))
+
+
+def _spy(seg: Segmenter, monkeypatch) -> list[tuple[int, ...]]:
+    shapes: list[tuple[int, ...]] = []
+    run = seg.backend.run
+    monkeypatch.setattr(seg.backend, "run", lambda b: shapes.append(b.shape) or run(b))
+    return shapes
+
+
+def test_a_dynamic_hw_export_states_its_inference_size(exports):
+    dyn = Segmenter(exports["dynamic"]).card
+    assert dyn.dynamic and dyn.dynamic_batch and not dyn.native_size and dyn.input_size == SIZE
+    stated = Segmenter(exports["stated"]).card
+    assert stated.dynamic and not stated.dynamic_batch and stated.input_size == (64, 96)
+    with pytest.raises(EdgesegError, match="needs dynamic_hw"):
+        export_onnx(
+            TinySeg().eval(), exports["fixed"].parent / "x.onnx", make_card(SIZE), inference_size=(64, 96)
+        )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dynamic_hw_files_run_odd_frames_at_the_stated_size_like_a_fixed_one(exports, backend, monkeypatch):
+    """Real ONNX Runtime and OpenVINO: a 75x113 frame through the dynamic export runs at 48x64 (the
+    card's stated size) and predicts what the fixed export of the same weights predicts; the export
+    stated at 64x96 runs there."""
+    frame = frames(1, ODD, seed=3)[0]
+    fixed = _segmenter(exports["fixed"], backend)
+    dyn = _segmenter(exports["dynamic"], backend)
+    shapes = _spy(dyn, monkeypatch)
+    want, got = fixed.infer(frame), dyn.infer(frame)
+    assert shapes == [(1, 3, *SIZE)] and got.shape == ODD
+    assert (got == want).mean() >= 0.999
+    stated = _segmenter(exports["stated"], backend)
+    shapes = _spy(stated, monkeypatch)
+    assert stated.infer(frame).shape == ODD and shapes == [(1, 3, 64, 96)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_native_size_and_another_size_are_asked_for(exports, backend, monkeypatch):
+    """`--native-size`: the frame at its own size padded to the stride (96x128 for 75x113), the class
+    map cropped back; `--input-size 96x128`: every frame resized to that; both only on dynamic H/W."""
+    frame = frames(1, ODD, seed=4)[0]
+    card = Segmenter(exports["dynamic"]).card
+    native = _segmenter(exports["dynamic"], backend, at_inference_size(card, NATIVE))
+    shapes = _spy(native, monkeypatch)
+    assert native.infer(frame).shape == ODD and shapes == [(1, 3, 96, 128)]
+    bigger = _segmenter(exports["dynamic"], backend, at_inference_size(card, (96, 128)))
+    shapes = _spy(bigger, monkeypatch)
+    assert bigger.infer(cv2.resize(frame, (200, 150))).shape == (150, 200) and shapes == [(1, 3, 96, 128)]
+    fixed = Segmenter(exports["fixed"]).card
+    with pytest.raises(EdgesegError, match="--native-size needs a model exported with --dynamic-hw"):
+        at_inference_size(fixed, NATIVE)
+
+
+def test_several_streams_of_different_sizes_batch_at_the_stated_size(exports, monkeypatch):
+    """Two streams of different odd sizes through the dynamic-batch, dynamic-H/W export: resized to
+    the one stated size, their frames batch together (at native size they could not)."""
+    from test_multistream import Frames
+
+    from edgeseg.runtime.multistream import MultiStream
+
+    seg = Segmenter(exports["dynamic"])
+    calls: list[tuple[int, ...]] = []
+    submit = seg.backend.submit
+    monkeypatch.setattr(seg.backend, "submit", lambda b: calls.append(b.shape) or submit(b))
+    sources = [Frames(4, size=ODD, seed=1, name="a"), Frames(4, size=(90, 61), seed=2, name="b")]
+    results = list(MultiStream(seg, sources).stream())
+    assert len(results) == 8 and all(s[1:] == (3, *SIZE) for s in calls)
+    assert {r.class_map.shape for r in results} == {ODD, (90, 61)}
+    seg.close()
+
+
+runner = CliRunner()
+
+
+def test_run_reports_which_size_frames_run_at(exports, tmp_path):
+    video = tmp_path / "odd"  # PNGs at an odd size (a video codec may round odd sides)
+    video.mkdir()
+    for i, frame in enumerate(frames(3, ODD, seed=5)):
+        cv2.imwrite(str(video / f"f{i}.png"), frame)
+    model = str(exports["dynamic"])
+
+    def run(*extra: str) -> dict:
+        r = runner.invoke(app, ["run", "--model", model, "--images", str(video), "--json", *extra])
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)["model"]["inference_size"]
+
+    assert run()["size"] == list(SIZE)
+    assert run("--input-size", "64x96")["size"] == [64, 96]
+    native = run("--native-size")
+    assert native["size"] == NATIVE and "its own size" in native["how"]
+    r = runner.invoke(app, ["run", "--model", model, "--images", str(video), "--frames", "2"])
+    assert r.exit_code == 0 and f"frames: every frame resized to {SIZE[0]}x{SIZE[1]}" in r.output
+    fixed = runner.invoke(
+        app, ["run", "--model", str(exports["fixed"]), "--images", str(video), "--native-size"]
+    )
+    assert fixed.exit_code == 2 and "--native-size needs a model exported with --dynamic-hw" in fixed.output
+    both = runner.invoke(
+        app, ["run", "--model", model, "--images", str(video), "--native-size", "--input-size", "64x96"]
+    )
+    assert both.exit_code == 2 and "give one" in both.output
+
+
+def test_backend_options_card_carries_the_size(exports):
+    """The size a run asks for travels in the card the backend is opened with (RunPlan does this), so
+    every worker a backend spawns runs at it too."""
+    card = at_inference_size(Segmenter(exports["dynamic"]).card, (64, 96))
+    seg = Segmenter(exports["dynamic"], BackendOptions(card=card))
+    other = Segmenter(seg.spawn_backend())
+    assert seg.card.input_size == other.card.input_size == (64, 96)
