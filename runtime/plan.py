@@ -19,7 +19,7 @@ from typing import Any, Union
 
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
-from edgeseg.preprocess import at_inference_size, runs_native
+from edgeseg.preprocess import NATIVE, at_inference_size, runs_native
 from edgeseg.runtime.backends import BackendOptions
 from edgeseg.runtime.backends.base import given_options
 from edgeseg.runtime.draw import Renderer
@@ -169,6 +169,9 @@ class RunPlan:
             raise EdgesegError("a run needs at least one source")
         if self.max_frames is not None and self.max_frames < 1:
             raise EdgesegError("--frames must be at least 1")
+        size = self.input_size
+        if size is not None and size != NATIVE and not (isinstance(size, tuple) and len(size) == 2):
+            raise EdgesegError(f"input_size must be (height, width) or {NATIVE!r}, got {size!r}")
         if self.reconnect.timeout is not None and not 0 < self.reconnect.timeout < float("inf"):
             raise EdgesegError("--reconnect-timeout must be a positive number of seconds")
         self.outputs.check()

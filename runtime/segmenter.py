@@ -16,7 +16,7 @@ import numpy as np
 
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
-from edgeseg.preprocess import Geometry, Preprocessor, labels_to_frame
+from edgeseg.preprocess import Geometry, Preprocessor, labels_to_frame, runs_native
 from edgeseg.runtime.backends import Backend, BackendLoader, BackendOptions, load_backend
 from edgeseg.runtime.draw import fast_argmax
 
@@ -40,6 +40,10 @@ class Segmenter:
             self.backend = load_backend(artifact, options)
         self.card: ModelCard = self.backend.card
         self.preprocess = Preprocessor(self.card)
+        if self.card.dynamic and not runs_native(self.card):
+            # the size frames will run at (stated, or a run's --input-size): refused now, in one line,
+            # when the model cannot take it (a TensorRT profile's range), not at the first frame
+            self.backend.check_shape((self.backend.batch_limits[0], 3, *self.card.input_size))
 
     @property
     def classes(self) -> list[str]:

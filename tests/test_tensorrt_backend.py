@@ -351,3 +351,39 @@ def test_close_releases_the_runtime_engine_and_context(monkeypatch, tmp_path, ti
     backend.close()
     gc.collect()
     assert [r() for r in refs] == [None, None, None]
+
+
+def test_dynamic_hw_engine_runs_at_the_stated_size_within_its_default_profile(
+    monkeypatch, tmp_path, tiny_onnx
+):
+    """An engine built with no shapes from a --dynamic-hw ONNX takes half..twice the card's stated size
+    (fake TensorRT: the engine runs its ONNX on ONNX Runtime): odd frames run at the stated size; a
+    --input-size inside the range runs there; one outside is refused when the Segmenter opens, and a
+    --native-size frame beyond the range at that frame, each in one line naming the range."""
+    from edgeseg.preprocess import NATIVE, at_inference_size
+
+    install_trt(monkeypatch, "10.3.0")
+    onnx = tiny_onnx(num_classes=3, size=(32, 48), dynamic=True)
+    engine = _build(tmp_path, onnx)
+    seg = Segmenter(engine)
+    assert seg.backend.profile == ((1, 3, 16, 24), (4, 3, 32, 48), (4, 3, 64, 96))
+    frame = np.random.default_rng(0).integers(0, 255, (37, 53, 3), dtype=np.uint8)
+    shapes = []
+    run = seg.backend.run
+    monkeypatch.setattr(seg.backend, "run", lambda b: shapes.append(b.shape) or run(b))
+    labels = seg.infer(frame)
+    assert labels.shape == (37, 53) and shapes == [(1, 3, 32, 48)]
+    np.testing.assert_array_equal(labels, Segmenter(onnx).infer(frame))  # ONNX Runtime, same size
+    card = seg.card
+    inside = Segmenter(engine, BackendOptions(card=at_inference_size(card, (48, 64))))
+    assert inside.infer(frame).shape == (37, 53)
+    with pytest.raises(
+        EdgesegError, match=r"takes frames from 16x24 to 64x96 .*got 128x128; run with --input-size"
+    ):
+        Segmenter(engine, BackendOptions(card=at_inference_size(card, (128, 128))))
+    native = Segmenter(engine, BackendOptions(card=at_inference_size(card, NATIVE)))
+    assert native.infer(frame).shape == (37, 53)  # padded to 64x64: inside
+    with pytest.raises(EdgesegError, match=r"takes frames from 16x24 to 64x96 .*got 96x96"):
+        native.infer(np.zeros((70, 70, 3), np.uint8))
+    for s in (seg, inside, native):
+        s.close()

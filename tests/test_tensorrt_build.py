@@ -779,3 +779,25 @@ def test_progress_monitor_is_safe_when_builder_threads_call_it_at_once(monkeypat
 
     build_engine(qdq_onnx, tmp_path / "a.engine", EngineOptions(precision="int8"), progress=progress)
     assert overlaps == [] and any("Timing layers" in w for w in seen)
+
+
+def test_handoff_carries_the_dynamic_batch_profile(tiny_onnx):
+    """Built on the device later: the edgeseg line repeats --max-batch and every trtexec line gets the
+    same min/opt/max, so either way the engine batches as many streams."""
+    from edgeseg.export.tensorrt_plan import handoff_commands, profile_shapes
+
+    path = tiny_onnx(size=(32, 48), batch="N")
+    graph = inspect_onnx(onnx.load(path))
+    options = EngineOptions(max_batch=6)
+    profiles = profile_shapes(
+        graph,
+        options,
+        ModelCard.from_metadata_props({p.key: p.value for p in onnx.load(path).metadata_props}),
+    )
+    commands, _ = handoff_commands(path, path.with_suffix(".engine"), options, profiles, graph)
+    assert "--max-batch 6" in commands["edgeseg"]
+    for key in ("trtexec_8", "trtexec_10", "trtexec_11"):
+        assert (
+            "--minShapes=input:1x3x32x48" in commands[key] and "--maxShapes=input:6x3x32x48" in commands[key]
+        )
+        assert "--optShapes=input:6x3x32x48" in commands[key]

@@ -350,9 +350,13 @@ class TensorRTBackend(Backend):
             raise EdgesegError(f"{self.path.name} takes rank-{len(lo)} input, got {list(shape)}")
         if not lo[0] <= shape[0] <= hi[0]:
             takes = f"{lo[0]}" if lo[0] == hi[0] else f"{lo[0]} to {hi[0]}"
-            raise EdgesegError(
-                f"{self.path.name} takes batches of {takes} frames (its optimization profile), got {shape[0]}; "
+            fix = (
                 f"for more streams rebuild it with `edgeseg build ... --target tensorrt --max-batch {shape[0]}`"
+                if shape[0] > hi[0]
+                else "rebuild it with a profile from batch 1 (`edgeseg build ... --target tensorrt --max-batch N`)"
+            )
+            raise EdgesegError(
+                f"{self.path.name} takes batches of {takes} frames (its optimization profile), got {shape[0]}; {fix}"
             )
         if not all(a <= s <= b for a, s, b in zip(lo[1:], shape[1:], hi[1:])):
             size = "x".join(map(str, shape[2:]))
