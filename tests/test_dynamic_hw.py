@@ -164,3 +164,27 @@ def test_backend_options_card_carries_the_size(exports):
     seg = Segmenter(exports["dynamic"], BackendOptions(card=card))
     other = Segmenter(seg.spawn_backend())
     assert seg.card.input_size == other.card.input_size == (64, 96)
+
+
+def test_eval_scores_at_the_size_asked_for(exports, tmp_path):
+    """`edgeseg eval` takes the same two options: accuracy follows the size, so the size a model is
+    scored at is the one it will run at, and the JSON says which."""
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    (data / "classes.txt").write_text("".join(f"class{i}\n" for i in range(5)))  # make_card's five
+    for i, frame in enumerate(frames(2, ODD, seed=7)):
+        cv2.imwrite(str(data / "images" / f"f{i}.png"), frame)
+        cv2.imwrite(str(data / "masks" / f"f{i}.png"), (frame[:, :, 0] % 5).astype("uint8"))
+    model = str(exports["dynamic"])
+
+    def scored(*extra: str) -> dict:
+        r = runner.invoke(app, ["eval", model, "--data", str(data), "--json", *extra])
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)["backend"]["inference_size"]
+
+    assert scored()["size"] == list(SIZE)
+    assert scored("--input-size", "64x96")["size"] == [64, 96]
+    assert scored("--native-size")["size"] == NATIVE
+    fixed = runner.invoke(app, ["eval", str(exports["fixed"]), "--data", str(data), "--native-size"])
+    assert fixed.exit_code == 2 and "--native-size needs a model exported with --dynamic-hw" in fixed.output

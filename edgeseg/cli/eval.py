@@ -12,7 +12,9 @@ from edgeseg.cli.options import (
     backend_option,
     card_option,
     device_option,
+    input_size_option,
     json_option,
+    native_size_option,
     providers_option,
     workdir_option,
 )
@@ -39,6 +41,8 @@ def eval_command(
     backend: str | None = backend_option(),
     device: str = device_option(),
     threads: int | None = typer.Option(None, "--threads", **THREADS, help="CPU threads for the backend."),
+    input_size: str | None = input_size_option(),
+    native_size: bool = native_size_option(),
     plots: Path | None = typer.Option(None, "--plots", help="Write per-class IoU and confusion PNGs here."),
     crf: bool = typer.Option(
         False,
@@ -52,16 +56,19 @@ def eval_command(
     """Evaluate ARTIFACT on --data: mIoU, pixel accuracy, mean class accuracy, per-class IoU."""
     from edgeseg import workspace
     from edgeseg.artifacts import read_card
+    from edgeseg.cli.options import parse_inference_size
     from edgeseg.cli.progress import progress_bars
     from edgeseg.data import open_dataset
     from edgeseg.defaults import DEFAULT_EVAL_DATA
     from edgeseg.errors import EdgesegError
     from edgeseg.evaluate import confusion
+    from edgeseg.preprocess import at_inference_size, inference_size
     from edgeseg.runtime.backends import BackendOptions
     from edgeseg.runtime.segmenter import Segmenter
 
     if limit is not None and limit < 1:
         raise EdgesegError(f"--limit must be at least 1, got {limit}")
+    size = parse_inference_size(input_size, native_size)
     crf_params = None
     if crf:
         from edgeseg.crf import CRFParams, require_crf
@@ -86,7 +93,9 @@ def eval_command(
         if artifact not in (None, "default"):
             raise EdgesegError("pass --data PATH (a dataset folder or synth:N) to evaluate on")
         data = DEFAULT_EVAL_DATA
-    card = read_card(path, card_file) if card_file else None
+    card = read_card(path, card_file) if card_file or size is not None else None
+    if card is not None:
+        card = at_inference_size(card, size)  # a --dynamic-hw model at another size, or each image's own
     options = BackendOptions(
         backend=backend,
         providers=providers,
@@ -108,7 +117,7 @@ def eval_command(
 
         written.append(plotting.iou_bars(metrics, classes, plots / "per_class_iou.png", dataset.palette))
         written.append(plotting.confusion_matrix(cm.matrix, classes, plots / "confusion_matrix.png"))
-    ran = segmenter.backend.describe()
+    ran = {**segmenter.backend.describe(), "inference_size": inference_size(segmenter.card)}
     segmenter.close()
     _report(path, data, n, metrics, classes, written, json_out, cm.matrix.tolist(), crf_params, ran)
 

@@ -58,6 +58,42 @@ def parse_hw(text: str, minimum: int = 16, maximum: int = MAX_INPUT_SIDE) -> tup
     return h, w
 
 
+def input_size_option() -> Any:
+    """`--input-size HxW` (run, eval): another inference size for a model exported with --dynamic-hw."""
+    import typer
+
+    return typer.Option(
+        None,
+        "--input-size",
+        help="Resize frames to HxW: a model exported with --dynamic-hw takes other sizes than its stated one.",
+        show_default="the size in the model's card",
+    )
+
+
+def native_size_option() -> Any:
+    """`--native-size` (run, eval): each frame at its own size, for a model exported with --dynamic-hw."""
+    import typer
+
+    return typer.Option(
+        False,
+        "--native-size",
+        help="A model exported with --dynamic-hw: run each frame at its own size (padded to a multiple of "
+        "32) instead of resizing it; cost and accuracy then follow the frame's size.",
+    )
+
+
+def parse_inference_size(text: str | None, native: bool) -> tuple[int, int] | str | None:
+    """--input-size HxW or --native-size as an inference size (edgeseg.preprocess.at_inference_size):
+    one of them, or neither."""
+    from edgeseg.preprocess import NATIVE
+
+    if text is not None and native:
+        raise EdgesegError("--input-size resizes frames, --native-size runs them at their own size: give one")
+    if native:
+        return NATIVE
+    return parse_hw(text, minimum=MIN_INPUT_SIDE) if text is not None else None
+
+
 def card_option() -> Any:
     """`--card CARD.json`, for every command that reads an artifact made elsewhere."""
     import typer

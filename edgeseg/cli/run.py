@@ -20,7 +20,9 @@ from edgeseg.cli.options import (
     backend_option,
     card_option,
     device_option,
+    input_size_option,
     json_option,
+    native_size_option,
     providers_option,
     report_option,
     workdir_option,
@@ -51,8 +53,8 @@ def run_command(
     loop: bool = o.loop(),
     realtime: bool = o.realtime(),
     synthetic_size: str | None = o.synthetic_size(),
-    input_size: str | None = o.input_size(),
-    native_size: bool = o.native_size(),
+    input_size: str | None = input_size_option(),
+    native_size: bool = native_size_option(),
     labels: Path | None = o.labels(),
     show: bool = o.show(),
     serve: str | None = o.serve(),
@@ -76,7 +78,7 @@ def run_command(
     bag_storage: str = o.bag_storage(),
 ) -> None:
     """Stream frames through a model: FPS, latency p50/p95/p99, dropped frames, live mIoU."""
-    from edgeseg.cli.options import parse_hw
+    from edgeseg.cli.options import parse_hw, parse_inference_size
     from edgeseg.cli.run_streams import source_streams
     from edgeseg.runtime.backends import BackendOptions
     from edgeseg.runtime.plan import Outputs, RunPlan, View
@@ -109,7 +111,7 @@ def run_command(
         reconnect=Reconnect(enabled=reconnect, timeout=reconnect_timeout),
         loop=loop,
         synthetic_size=parse_hw(synthetic_size) if synthetic_size else None,
-        input_size=_inference_size(input_size, native_size),
+        input_size=parse_inference_size(input_size, native_size),
         card_file=card_file,
         workdir=workdir,
         prefer=backend,
@@ -117,20 +119,6 @@ def run_command(
         say=_say,  # the live view's URL goes to stderr, stdout stays the report
     )
     execute(plan.open(), json_out=json_out)
-
-
-def _inference_size(text: str | None, native: bool) -> tuple[int, int] | str | None:
-    """--input-size HxW or --native-size as RunPlan's input_size (one of them, or neither)."""
-    from edgeseg.card import MIN_INPUT_SIDE
-    from edgeseg.cli.options import parse_hw
-    from edgeseg.errors import EdgesegError
-    from edgeseg.preprocess import NATIVE
-
-    if text is not None and native:
-        raise EdgesegError("--input-size resizes frames, --native-size runs them at their own size: give one")
-    if native:
-        return NATIVE
-    return parse_hw(text, minimum=MIN_INPUT_SIDE) if text is not None else None
 
 
 def execute(run: OpenRun, *, json_out: bool) -> None:

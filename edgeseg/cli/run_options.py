@@ -91,24 +91,6 @@ def realtime() -> Any:
     )
 
 
-def input_size() -> Any:
-    return typer.Option(
-        None,
-        "--input-size",
-        help="Resize frames to HxW: a model exported with --dynamic-hw takes other sizes than its stated one.",
-        show_default="the size in the model's card",
-    )
-
-
-def native_size() -> Any:
-    return typer.Option(
-        False,
-        "--native-size",
-        help="A model exported with --dynamic-hw: run each frame at its own size (padded to a multiple of "
-        "32) instead of resizing it; cost and accuracy then follow the frame's size.",
-    )
-
-
 def synthetic_size() -> Any:
     return typer.Option(
         None, "--synthetic-size", help="HxW of synthetic frames.", show_default="the model's input size"
