@@ -271,12 +271,39 @@ def test_pipeline_keeps_two_frames_in_flight_on_a_double_buffered_backend(tiny_o
     backend.close()
 
 
+class CollectedCamera(Source):
+    """A camera slower than the device on any machine: frame k+1 comes only once result k was collected
+    (or after `patience` seconds, counted in `waited_out`: a pipeline holding result k back)."""
+
+    kind = "camera"
+    live = True
+
+    def __init__(self, count: int, patience: float = 30.0) -> None:
+        self.count, self.patience, self.i, self.waited_out = count, patience, 0, 0
+        self.collected = threading.Semaphore(0)
+
+    def open(self) -> None:
+        self.i = 0
+
+    def read(self) -> Frame | None:
+        if self.i >= self.count:
+            return None
+        if self.i and not self.collected.acquire(timeout=self.patience):
+            self.waited_out += 1
+        self.i += 1
+        return Frame(np.full((24, 32, 3), self.i % 255, np.uint8), f"cam_{self.i:06d}")
+
+
 def test_a_live_source_never_waits_behind_a_staged_frame(tiny_onnx):
     """With a camera slower than the device, each frame is collected as soon as it is done, not held
     until the next frame arrives to fill the second slot."""
     backend = AsyncBackend(OnnxRuntimeBackend(tiny_onnx(), BackendOptions(threads=1)), delay=0.005)
-    pipe = Pipeline(Segmenter(backend), PacedCamera(count=8, period=0.06))
-    results = list(pipe.stream())
-    # a frame held back for the next camera frame would have put two in flight when that one came
-    assert len(results) == 8 and backend.most_in_flight == 1
+    camera = CollectedCamera(count=8, patience=10.0)
+    results = []
+    for r in Pipeline(Segmenter(backend), camera).stream():
+        results.append(r)
+        camera.collected.release()
+    # a frame held back for the next camera frame would never be collected before that one came (the
+    # camera waits it out), and would put two in flight when it came
+    assert len(results) == 8 and camera.waited_out == 0 and backend.most_in_flight == 1
     backend.close()
