@@ -3,6 +3,9 @@
 
     .venv/bin/python benchmarks/cpu_runtimes.py                       # the shipped default model
     .venv/bin/python benchmarks/cpu_runtimes.py --onnx edgeseg-work/m/m.onnx --rounds 5
+    # a paper model at 512x1024 (seconds per frame on 2 cores: few runs, still interleaved)
+    .venv/bin/python benchmarks/cpu_runtimes.py --onnx edgeseg-work/fcn8s-vgg16-512x1024/fcn8s-vgg16-512x1024.onnx \
+        --rounds 3 --runs 2 --warmup 1
 
 Per (file, runtime): the backend's own latency for one preprocessed frame (`backend.run`, no pre- or
 post-processing), the median over --rounds interleaved rounds of --runs timed runs each (every
@@ -10,6 +13,7 @@ runtime's round runs back to back with the others', so a busy neighbour slows th
 the argmax agreement with ONNX Runtime FP32 on the same frames. The INT8 files are quantized here
 from one set of calibration statistics (--calib generated scenes) unless they exist beside --onnx.
 The ratio column is what to read on a shared machine; the ms say which machine it was (printed).
+The last line names the fastest (file, runtime) pair: the "best CPU runtime" of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -67,15 +71,16 @@ def frames(card: Any, n: int = 4) -> list[np.ndarray]:
     return [pre(cv2.cvtColor(gen.scene(i)[0], cv2.COLOR_RGB2BGR))[0] for i in range(n)]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--onnx", type=Path, help="FP32 ONNX [the shipped default model]")
     ap.add_argument("--threads", type=int, default=available_cores())
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--runs", type=int, default=10, help="timed runs per round")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed runs per backend before each round")
     ap.add_argument("--calib", type=int, default=32, help="generated calibration scenes")
     ap.add_argument("--json", type=Path, help="also write the results here")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="edgeseg-cpu-rt-") as tmp:
         if args.onnx is None:
@@ -102,8 +107,8 @@ def main() -> None:
         samples: dict[tuple[str, str], list[float]] = {key: [] for key in backends}
         for _ in range(args.rounds):
             for key, backend in backends.items():
-                for b in batches[:2]:
-                    backend.run(b)  # warm
+                for i in range(args.warmup):
+                    backend.run(batches[i % len(batches)])  # warm
                 t = []
                 for i in range(args.runs):
                     t0 = time.perf_counter()
@@ -122,7 +127,14 @@ def main() -> None:
                 out = [backends[key].run(b) for b in batches]
                 agree = float(np.mean([(o.argmax(1) == r).mean() for o, r in zip(out, ref)]))
                 rows.append(
-                    {"file": kind, "runtime": rt, "ms": ms, "vs_ort_fp32": ort_fp32 / ms, "agree": agree}
+                    {
+                        "file": kind,
+                        "runtime": rt,
+                        "ms": ms,
+                        "vs_ort_fp32": ort_fp32 / ms,
+                        "agree": agree,
+                        "rounds_ms": samples[key],
+                    }
                 )
         for backend in backends.values():
             backend.close()
@@ -138,8 +150,22 @@ def main() -> None:
             print(
                 f"| {r['file']} | {r['runtime']} | {r['ms']:.1f} | {r['vs_ort_fp32']:.2f}x | {r['agree']:.4f} |"
             )
+    best = fastest(rows)
+    if best is not None:
+        print(
+            f"\nbest CPU runtime: {best['runtime']} on the {best['file']} file, {best['vs_ort_fp32']:.2f}x "
+            "ONNX Runtime FP32"
+        )
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine.describe(), "rows": rows}, indent=2))
+        summary = {"machine": machine.describe(), "model": card.model, "input_size": [h, w], "rows": rows}
+        summary |= {"rounds": args.rounds, "runs": args.runs, "threads": args.threads, "best": best}
+        args.json.write_text(json.dumps(summary, indent=2))
+
+
+def fastest(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The (file, runtime) pair with the lowest median latency."""
+    measured = [r for r in rows if "ms" in r]
+    return min(measured, key=lambda r: r["ms"]) if measured else None
 
 
 if __name__ == "__main__":

@@ -5,9 +5,11 @@ separate `edgeseg run` processes on the same cores, for N = 1, 2, 4, side by sid
                                      [--source synthetic|video] [--backend onnxruntime|openvino]
 
 - One process: `edgeseg run --synthetic x N` (or the clip N times). On a CPU its streams share one
-  model with a request per core in flight, a frame each (runtime/multistream.py); on a GPU they are
-  batched. Separate: N processes started together, `--threads max(1, CORES // N)` each, so together
-  they ask for no more threads than there are cores (the script prints what was used).
+  model with a request per core, each driven by its own thread, a frame each (runtime/request_pool.py);
+  on a GPU they are batched. Separate: N processes started together, `--threads max(1, CORES // N)`
+  each, so together they ask for no more threads than there are cores (the script prints what was
+  used); with a share of the cores OpenVINO does not pin its threads (before, every separate process
+  pinned its inference thread to core 0: `pins_threads` in runtime/backends/openvino.py).
 - `--source video` decodes a generated clip (written once) instead of rendering every frame: the
   synthetic source costs about 20 ms of CPU per frame, which hides the inference side.
 - Every process writes its per-frame log; both sides' total FPS is counted over the window in which

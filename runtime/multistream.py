@@ -12,7 +12,9 @@ slow stream never holds back a fast one), stacks them into one batch (batch = st
 ready, up to the model's limit), runs it and hands each result back to its own stream. A stream
 whose outputs fall behind is skipped until they catch up, so a slow sink slows (or, live, drops
 frames of) only its own stream. A model whose batch axis is fixed at 1 runs the ready frames one at
-a time and says so once.
+a time and says so once. On a CPU, where the model was opened for several requests at once
+(`BackendOptions.streams`, set by launch.cpu_streams), a `RequestPool` (runtime/request_pool.py)
+takes the batcher's place: a thread per request, each taking the next ready frame of any stream.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from edgeseg.runtime.batcher import Batcher, plan_batches
 from edgeseg.runtime.draw import Renderer
 from edgeseg.runtime.pipeline import JOIN_TIMEOUT, Pipeline
 from edgeseg.runtime.report import RunReport
+from edgeseg.runtime.request_pool import RequestPool
 from edgeseg.runtime.run_stats import RunStats
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sinks import Sink
@@ -179,6 +182,14 @@ def _check_per_stream(value: Any, what: str) -> None:
         )
 
 
+def cpu_requests(backend: Any) -> int:
+    """How many requests at once the model was opened for on a CPU (each driven by its own thread,
+    runtime/request_pool.py); 1: the streams' frames go to the batcher."""
+    streams = getattr(backend.options, "streams", None) or 1
+    shares = getattr(backend, "shares_session", True)  # OpenVINO: every spawn shares the compiled model
+    return int(streams) if streams > 1 and backend.computes_on_cpu and shares else 1
+
+
 # ------------------------------------------------------------------------------------------ the run
 class MultiStream(StreamDriver):
     """Several sources through one model with batched inference; per-stream and total stats.
@@ -217,7 +228,8 @@ class MultiStream(StreamDriver):
         self.segmenter = segmenter
         self.owns_segmenter = owns_segmenter
         backend = segmenter.backend
-        self.plan = plan_batches(backend, len(items), max_batch)
+        self.requests = cpu_requests(backend)
+        self.plan = plan_batches(backend, len(items), 1 if self.requests > 1 else max_batch)
         card = segmenter.card
         self.stats = RunStats(classes=list(card.classes))
         self.tiler = Tiler(tile, names) if tile is not None else None
@@ -232,7 +244,7 @@ class MultiStream(StreamDriver):
                 lane_sinks.append(self.tiler.cell(i))
             needs_render = any(s.needs_render for s in lane_sinks)
             # room for a result per batch in flight beside the one waiting, so handing back never blocks
-            step = DrivenElsewhere(self.wake, room=backend.max_in_flight)
+            step = DrivenElsewhere(self.wake, room=max(self.requests, backend.max_in_flight))
             pipe = Pipeline(
                 segmenter,
                 source,
@@ -247,8 +259,11 @@ class MultiStream(StreamDriver):
             assert step.port is not None
             self.lanes.append(Lane(name, pipe, step.port))
         self.stats.live = all(lane.pipeline.live for lane in self.lanes)
-        self.batcher = Batcher(
-            backend, [(lane.name, lane.port) for lane in self.lanes], self.plan.max_batch, self.wake
+        ports = [(lane.name, lane.port) for lane in self.lanes]
+        self.batcher: Batcher | RequestPool = (
+            RequestPool([backend], ports, self.wake, on_error=self.stop)  # more requests at start()
+            if self.requests > 1
+            else Batcher(backend, ports, self.plan.max_batch, self.wake)
         )
         self._thread: threading.Thread | None = None
         self._consumer_channel: Channel | None = None
@@ -277,6 +292,9 @@ class MultiStream(StreamDriver):
                 lane.pipeline.sinks.append(_Forward(self._consumer_channel, self._stream_closed))
         started: list[Pipeline] = []
         try:
+            if isinstance(self.batcher, RequestPool):  # a request per core on the one model
+                spawned = [self.segmenter.spawn_backend() for _ in range(self.requests - 1)]
+                self.batcher.backends += spawned  # they share its weights (closed in _release)
             for lane in self.lanes:
                 lane.pipeline.start()
                 started.append(lane.pipeline)
@@ -313,7 +331,8 @@ class MultiStream(StreamDriver):
                 self.batcher.error = exc
             self.stop()
         finally:
-            self.stats.add_thread_cpu("inference", time.thread_time())
+            helpers = self.batcher.helper_cpu if isinstance(self.batcher, RequestPool) else 0.0
+            self.stats.add_thread_cpu("inference", time.thread_time() + helpers)
 
     def _stream_closed(self) -> None:
         with self._lock:
@@ -367,6 +386,10 @@ class MultiStream(StreamDriver):
 
     def _release(self) -> None:
         try:
+            if isinstance(self.batcher, RequestPool):
+                for backend in self.batcher.backends[1:]:  # the spawned requests; the model is below
+                    with contextlib.suppress(Exception):
+                        backend.close()
             if self.tiler is not None:
                 self.tiler.close()
         finally:
@@ -425,7 +448,8 @@ class MultiStream(StreamDriver):
         frames = sum(k * v for k, v in sizes.items())
         return {
             "max_batch": self.plan.max_batch,
-            "in_flight": self.segmenter.backend.max_in_flight,  # requests run side by side (CPU: a core each)
+            # requests run side by side (CPU: a core each)
+            "in_flight": self.requests if self.requests > 1 else self.segmenter.backend.max_in_flight,
             "model_batch": list(self.plan.model_limits),
             "batches": batches,
             "mean_batch": frames / batches if batches else None,

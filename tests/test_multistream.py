@@ -28,6 +28,7 @@ from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edgeseg.runtime.batcher import plan_batches
 from edgeseg.runtime.multistream import open_sources, stream_names, stream_path
 from edgeseg.runtime.pipeline import Reconnect
+from edgeseg.runtime.request_pool import RequestPool
 from edgeseg.runtime.sinks import JsonlSink, MaskSink, Sink, VideoSink
 from edgeseg.runtime.sources import Frame, Source
 from edgeseg.runtime.tiles import Tiler
@@ -746,10 +747,85 @@ def test_cpu_streams_share_one_model_with_a_request_per_core(tiny_onnx, runtime)
     sources = [Frames(6, size=(30 + 4 * i, 40), seed=i, name=f"s{i}") for i in range(3)]
     multi = open_multistream(model, sources, options=BackendOptions(backend=runtime, threads=2))
     backend = multi.segmenter.backend
-    assert backend.name == runtime and backend.max_in_flight == 2
+    assert backend.name == runtime and isinstance(multi.batcher, RequestPool)
     assert backend.options.streams == 2 and backend.options.threads == 1
     results = list(multi.stream())
-    assert len(results) == 18 and multi.report()["batching"]["sizes"] == {"1": 18}
+    requests = multi.batcher.backends
+    assert len(requests) == 2 and requests[0] is backend  # the second was spawned from the model
+    if runtime == "onnxruntime":
+        assert requests[1].session is backend.session  # one session: one copy of the weights
+    else:
+        assert requests[1]._compiled is backend._compiled
+    report = multi.report()["batching"]
+    assert len(results) == 18 and report["sizes"] == {"1": 18} and report["in_flight"] == 2
+    assert [r.index for r in results if r.stream == "s0"] == list(range(6))  # capture order kept
     with Segmenter(model, BackendOptions(backend=runtime)) as reference:
         for r in results:
             np.testing.assert_array_equal(r.class_map, reference.infer(r.frame))
+
+
+class SharedRequests(Backend):
+    """A model opened for two requests at once on a CPU (as launch.cpu_streams opens one), whose
+    requests record which thread ran each frame, take `delay` s each and fail at frame `fail_at`."""
+
+    name = "shared"
+
+    def __init__(self, inner: Backend, delay: float = 0.0, fail_at: int | None = None, log=None) -> None:
+        self.inner, self.delay, self.fail_at = inner, delay, fail_at
+        self.path, self.card = inner.path, inner.card
+        self.options = BackendOptions(streams=2, threads=1)
+        self.log = log if log is not None else []
+
+    @property
+    def batch_limits(self):
+        return self.inner.batch_limits
+
+    def spawn(self) -> Backend:
+        return SharedRequests(self.inner, self.delay, self.fail_at, self.log)
+
+    def run_impl(self, batch: np.ndarray) -> np.ndarray:
+        self.log.append((id(self), threading.get_ident()))
+        if self.fail_at is not None and len(self.log) > self.fail_at:
+            raise EdgesegError("request failed")
+        time.sleep(self.delay)
+        return self.inner.run(batch)
+
+
+def test_each_cpu_request_runs_on_its_own_thread_and_takes_any_streams_frame(tiny_onnx):
+    """Two requests, each driven by its own thread (no batcher thread between them and the streams):
+    every frame of every stream runs, each request always on the same thread, both requests busy."""
+    model = tiny_onnx(batch="N")
+    backend = SharedRequests(OnnxRuntimeBackend(model, BackendOptions(threads=1)), delay=0.01)
+    multi = MultiStream(Segmenter(backend), {"a": Frames(10, seed=1), "b": Frames(10, seed=2)})
+    assert multi.requests == 2 and multi.plan.max_batch == 1
+    multi.run()
+    assert multi.stats.processed == 20
+    threads_of: dict[int, set[int]] = {}
+    for request, thread in backend.log:
+        threads_of.setdefault(request, set()).add(thread)
+    assert len(threads_of) == 2 and all(len(t) == 1 for t in threads_of.values())
+    assert len({next(iter(t)) for t in threads_of.values()}) == 2  # two threads, one per request
+    assert not any(t.name.startswith("edgeseg-request") for t in threading.enumerate())
+
+
+def test_a_failing_cpu_request_stops_every_stream_and_is_the_error(tiny_onnx, tmp_path):
+    model = tiny_onnx(batch="N")
+    backend = SharedRequests(OnnxRuntimeBackend(model, BackendOptions(threads=1)), fail_at=20)
+    good = VideoSink(tmp_path / "good.mp4")
+    multi = MultiStream(
+        Segmenter(backend), {"a": Frames(500, seed=1), "b": Frames(500, seed=2)}, {"a": [good]}
+    )
+    with pytest.raises(EdgesegError, match="request failed"):
+        multi.run()
+    assert good.frames < 500 and not list(tmp_path.glob(".*partial*"))  # finalised, not left half-written
+    if good.frames:  # the failure may come before stream a's first frame reached its video
+        assert len(decoded_frames(tmp_path / "good.mp4")) == good.frames
+    assert not any(t.name.startswith("edgeseg-") for t in threading.enumerate())
+
+
+def test_onnx_runtime_spawns_share_the_session_only_for_several_cpu_streams(tiny_onnx):
+    model = tiny_onnx(batch="N")
+    shared = OnnxRuntimeBackend(model, BackendOptions(threads=1, streams=2))
+    alone = OnnxRuntimeBackend(model, BackendOptions(threads=1))
+    assert shared.spawn().session is shared.session  # several streams: one copy of the weights
+    assert alone.spawn().session is not alone.session  # a single stream's second worker: its own

@@ -109,6 +109,61 @@ def test_submit_keeps_several_batches_in_flight(variants):
         np.testing.assert_allclose(second, backend.run(batch[1]), rtol=1e-4, atol=1e-4)
 
 
+def test_two_threads_run_requests_of_one_compiled_model_at_once(tiny_onnx):
+    """Several streams on a CPU run a request per thread on one compiled model (runtime/request_pool.py).
+    Fed through OpenVINO's Python input copy (`start_async({0: batch})`) two such threads deadlocked in
+    about half of the runs of this loop (OpenVINO 2026.4); the backend hands the batch over as a shared
+    tensor instead. Every output is still its own input's."""
+    import threading
+
+    model = tiny_onnx(size=(32, 64), batch="N")
+    backend = load_backend(model, BackendOptions(backend="openvino", streams=2, threads=1))
+    other = backend.spawn()
+    rng = np.random.default_rng(3)
+    inputs = [rng.normal(size=(1, 3, 32, 64)).astype(np.float32) for _ in range(2)]
+    expected = [backend.run(x) for x in inputs]
+    wrong: list[int] = []
+
+    def loop(b, k: int) -> None:
+        for i in range(3000):
+            if not np.allclose(b.run(inputs[k]), expected[k], rtol=1e-5, atol=1e-5):
+                wrong.append(i)
+
+    threads = [
+        threading.Thread(target=loop, args=(b, k), daemon=True) for k, b in enumerate((backend, other))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads), "two requests of one compiled model deadlocked"
+    assert not wrong
+    other.close()
+    backend.close()
+
+
+def test_threads_are_pinned_only_when_they_take_every_core():
+    """OpenVINO pins its threads from the first core in every process alike, so processes that each
+    take a share of the cores would all run on core 0; a share turns pinning off."""
+    from edgeseg.runtime.backends.openvino import pins_threads
+
+    assert pins_threads(None, 1, cores=2) and pins_threads(2, 1, cores=2) and pins_threads(1, 2, cores=2)
+    assert not pins_threads(1, 1, cores=2) and not pins_threads(2, 1, cores=8)
+
+
+def test_a_process_with_a_share_of_the_cores_runs_unpinned(variants):
+    """The compiled model says what it does (described in run's report)."""
+    from edgeseg.runtime.workers import available_cores
+
+    with load_backend(
+        variants["fp32"], BackendOptions(backend="openvino", threads=available_cores())
+    ) as backend:
+        assert backend.describe()["cpu_pinning"] is True
+    if available_cores() > 1:
+        with load_backend(variants["fp32"], BackendOptions(backend="openvino", threads=1)) as backend:
+            assert backend.describe()["cpu_pinning"] is False
+
+
 def test_latency_hint_for_one_stream(variants):
     with load_backend(variants["fp32"], BackendOptions(backend="openvino")) as backend:
         assert backend.describe()["hint"] == "latency" and backend.max_in_flight == 1

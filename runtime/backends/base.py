@@ -48,7 +48,9 @@ class BackendOptions:
     providers: str | list[str] | None = "cpu"  # ONNX Runtime: cpu, auto, or provider names
     threads: int | None = None  # CPU backends: intra-op threads (None: the library's default)
     device: str | None = "cpu"  # PyTorch: cpu, cuda, cuda:N, auto; OpenVINO: cpu, gpu, npu, auto
-    streams: int | None = None  # OpenVINO: workers sharing one compiled model (>1: throughput hint)
+    # CPU requests run at once on one copy of the model, each by its own thread through a spawn() that
+    # shares it (OpenVINO: CPU streams of one compiled model, the throughput hint; ONNX Runtime: one session)
+    streams: int | None = None
     cuda: str | None = None  # TensorRT: CUDA binding (cuda-python or pycuda; None: the first found)
     card: ModelCard | None = None  # overrides the card the artifact carries (files made elsewhere)
     spin_wait: bool = True  # ONNX Runtime: threads spin between operators (False: sleep; paced sources)

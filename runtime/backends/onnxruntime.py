@@ -4,7 +4,6 @@ installed onnxruntime build has them."""
 from __future__ import annotations
 
 import re
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -66,16 +65,24 @@ class OnnxRuntimeBackend(Backend):
     OPTIONS = ("providers", "threads", "card", "spin_wait", "streams")
 
     def __init__(
-        self, path: str | Path, options: BackendOptions | None = None, *, model: bytes | None = None
+        self,
+        path: str | Path,
+        options: BackendOptions | None = None,
+        *,
+        model: bytes | None = None,
+        _session: Any = None,
     ) -> None:
         """`model`: the serialized ONNX itself, for a model not written anywhere (the INT8 gate's
-        candidates); `path` then only names it."""
+        candidates); `path` then only names it. `options.streams` > 1: that many threads run this
+        model at once (several streams on a CPU, runtime/request_pool.py), each through a `spawn()`
+        that shares this session (one copy of the weights; ONNX Runtime's `Run` may be called from
+        several threads at once), each Run on its calling thread with `threads` intra-op threads."""
         import onnxruntime as ort
 
         self.path = Path(path)
         self._model = model
         self.options = options = given_options(options)
-        threads, spin_wait, streams, card = options.threads, options.spin_wait, options.streams, options.card
+        threads, spin_wait, card = options.threads, options.spin_wait, options.card
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
@@ -88,12 +95,17 @@ class OnnxRuntimeBackend(Backend):
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self.providers = resolve_providers(options.providers)
-        self.session = self._open_session(opts)
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.card = card or card_from_metadata(self.path, meta)
-        carried = meta.get("edgeseg.precision")  # the file's own card, whatever `card` overrides
-        if carried not in ('"fp32"', '"fp16"') and has_fp16_qdq(self.path if model is None else model):
-            self.session = self._open_session(opts, disabled=FP16_QDQ_UNSAFE_OPTIMIZERS)
+        if _session is not None:  # a spawn sharing the session (see `shares_session`)
+            self.session = _session
+            meta = self.session.get_modelmeta().custom_metadata_map
+            self.card = card or card_from_metadata(self.path, meta)
+        else:
+            self.session = self._open_session(opts)
+            meta = self.session.get_modelmeta().custom_metadata_map
+            self.card = card or card_from_metadata(self.path, meta)
+            carried = meta.get("edgeseg.precision")  # the file's own card, whatever `card` overrides
+            if carried not in ('"fp32"', '"fp16"') and has_fp16_qdq(self.path if model is None else model):
+                self.session = self._open_session(opts, disabled=FP16_QDQ_UNSAFE_OPTIMIZERS)
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise EdgesegError(f"{self.path.name} has {len(inputs)} inputs; edgeseg models take one image")
@@ -107,16 +119,6 @@ class OnnxRuntimeBackend(Backend):
                 f"{self.path.name}: output {output.name!r} {list(output.shape)} is not a segmentation output "
                 "(N x C x H x W logits or N x H x W labels): is it a classifier?"
             )
-        # several streams on the CPU: one session (one copy of the weights) run by `streams` threads at
-        # once, each Run on its own calling thread with `threads` intra-op threads (ORT's Run is
-        # thread-safe); submit() hands a batch to a free thread and result() takes them back in order
-        self._pool: Any = None
-        self._futures: deque[Any] = deque()
-        if streams and streams > 1 and self.computes_on_cpu:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self.max_in_flight = int(streams)
-            self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="edgeseg-ort")
 
     def _open_session(self, opts: Any, disabled: tuple[str, ...] = ()) -> Any:
         import onnxruntime as ort
@@ -131,7 +133,14 @@ class OnnxRuntimeBackend(Backend):
         except Exception as exc:  # onnxruntime raises its own pybind exception types
             raise EdgesegError(f"cannot load ONNX model {self.path}: {ort_reason(exc)}") from None
 
+    @property
+    def shares_session(self) -> bool:
+        """Whether `spawn()` shares this session (several streams on a CPU) instead of opening another."""
+        return bool(self.options.streams and self.options.streams > 1 and self.computes_on_cpu)
+
     def spawn(self) -> Backend:
+        if self.shares_session:
+            return OnnxRuntimeBackend(self.path, self.options, model=self._model, _session=self.session)
         if self._model is None:
             return super().spawn()
         # a model in memory: the next worker opens the same bytes
@@ -142,26 +151,6 @@ class OnnxRuntimeBackend(Backend):
 
     def run_impl(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: batch})[0]
-
-    def submit_impl(self, batch: np.ndarray) -> None:
-        if self._pool is None:
-            super().submit_impl(batch)
-            return
-        if len(self._futures) >= self.max_in_flight:
-            raise EdgesegError(f"{self.max_in_flight} batch(es) already in flight; call result() first")
-        self._futures.append(self._pool.submit(self.run_impl, batch))
-
-    def result(self) -> np.ndarray:
-        if self._pool is None:
-            return super().result()
-        if not self._futures:
-            raise EdgesegError("result() called with nothing submitted")
-        return self._futures.popleft().result()
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._futures.clear()
 
     @property
     def batch_limits(self) -> tuple[int, int | None]:

@@ -32,6 +32,7 @@ from edgeseg.runtime.backends.base import (
     check_fixed_axes,
     given_options,
 )
+from edgeseg.runtime.workers import available_cores
 
 DEVICES = ("cpu", "gpu", "npu", "auto")  # --device values; OpenVINO names them in capitals
 _CORE: list[Any] = []  # the process's one ov.Core (see shared_core)
@@ -81,6 +82,7 @@ class _Compiled:
     hint: str
     streams: int
     precision: str | None = None  # what the device computes in (bf16 for FP16 files on AVX-512 BF16)
+    pinned: bool | None = None  # CPU: inference threads pinned to cores (pins_threads)
     users: int = 1
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -170,6 +172,8 @@ class OpenVINOBackend(Backend):
             if threads:
                 # per worker, as for ONNX Runtime's sessions: the model's streams share them all
                 config[props.inference_num_threads] = int(threads) * streams
+            if not pins_threads(threads, streams):
+                config[hints.enable_cpu_pinning] = False
         try:
             compiled = core.compile_model(model, name, config)
         except Exception as exc:
@@ -180,7 +184,12 @@ class OpenVINOBackend(Backend):
             precision = compiled.get_property(hints.inference_precision).get_type_name()
         except Exception:  # noqa: BLE001 - a device that does not report it
             precision = None
-        return _Compiled(compiled, name, "throughput" if streams > 1 else "latency", streams, precision)
+        try:
+            pinned = bool(compiled.get_property(hints.enable_cpu_pinning)) if name.startswith("CPU") else None
+        except Exception:  # noqa: BLE001 - a device that does not report it
+            pinned = None
+        hint_name = "throughput" if streams > 1 else "latency"
+        return _Compiled(compiled, name, hint_name, streams, precision, pinned)
 
     # --- inference ---------------------------------------------------------------------------------
     def check_shape(self, shape: tuple[int, ...]) -> None:
@@ -197,16 +206,25 @@ class OpenVINOBackend(Backend):
             raise EdgesegError(f"{self.max_in_flight} batch(es) already in flight; call result() first")
         request = self._free.popleft()
         try:
-            request.start_async({0: np.ascontiguousarray(batch, dtype=np.float32)})
+            # the batch itself as the input tensor (shared memory, no copy), not `start_async({0: batch})`:
+            # that copies into the request's own tensor through OpenVINO's Python data dispatcher, and two
+            # threads doing so at once on requests of one compiled model (several streams, a request
+            # each) deadlocked there in about half of the runs (OpenVINO 2026.4, reproduced in a
+            # two-thread loop); with shared tensors none did (tests/test_openvino_backend.py)
+            tensor = require("openvino").Tensor(
+                np.ascontiguousarray(batch, dtype=np.float32), shared_memory=True
+            )
+            request.set_input_tensor(tensor)
+            request.start_async()
         except Exception as exc:
             self._free.appendleft(request)
             raise EdgesegError(f"OpenVINO failed on {self.path.name}: {_short(exc)}") from None
-        self._pending.append(request)
+        self._pending.append((request, tensor))  # the tensor (and the batch it wraps) lives until result()
 
     def result(self) -> np.ndarray:
         if not self._pending:
             raise EdgesegError("result() called with nothing submitted")
-        request = self._pending.popleft()
+        request, _tensor = self._pending.popleft()
         try:
             request.wait()
             # copied out: the request's output buffer is reused by its next inference
@@ -235,7 +253,7 @@ class OpenVINOBackend(Backend):
         return self._compiled.device.startswith("CPU") or self._compiled.device == "AUTO"
 
     def close(self) -> None:
-        for request in self._pending:
+        for request, _tensor in self._pending:
             request.wait()
         self._pending.clear()
         self._requests = []
@@ -251,7 +269,18 @@ class OpenVINOBackend(Backend):
             info["inference_precision"] = self._compiled.precision
         if self._compiled.streams > 1:
             info["streams"] = self._compiled.streams
+        if self._compiled.pinned is not None:
+            info["cpu_pinning"] = self._compiled.pinned
         return info
+
+
+def pins_threads(threads: int | None, streams: int, cores: int | None = None) -> bool:
+    """Whether OpenVINO may pin its inference threads to cores (its CPU default on Linux): only when
+    they take every core this process may use. Asked for fewer, the process shares the machine, and
+    OpenVINO pins from the first allowed core in every process alike: two `--threads 1` processes
+    both ran on core 0 while core 1 idled (measured: docs/benchmarks.md; Intel's knowledge-base
+    article 000058227 describes the same for CPU_BIND_THREAD, the older name of this setting)."""
+    return not threads or int(threads) * streams >= (cores or available_cores())
 
 
 def _read_header(path: Path, model: bytes | None) -> tuple[dict[str, str], int]:

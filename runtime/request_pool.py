@@ -1,0 +1,160 @@
+"""Several streams on a CPU (runtime/multistream.py): one model, a request per core, each request
+driven by its own thread that takes the next ready frame of any stream, runs it and hands it back.
+
+A GPU gains from batching the streams' ready frames (the `Batcher`, runtime/batcher.py); a CPU does
+not: a request per core, a frame each, costs the CPU per frame of separate processes while holding
+one copy of the weights (docs/benchmarks.md). Driving those requests from the one batcher thread
+cost a thread hand-off per frame and left a core idle whenever the newer request finished first,
+because the batcher waited for the oldest. Here each thread is the only one touching its request
+(the model's backend or a `spawn()` of it, which shares the weights: one ONNX Runtime session, one
+OpenVINO compiled model), as a single stream's `WorkerPool` does, but over every stream's port.
+
+Frames of one stream may run on two requests at once; the stream's postprocess puts results back in
+capture order (`InferencePort.take` numbers them). A stream whose postprocessing is behind is skipped
+until it catches up, as the batcher does.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from edgeseg.runtime.backends import Backend
+from edgeseg.runtime.streaming.channel import EMPTY, END, POLL
+from edgeseg.runtime.streaming.frame import FrameResult
+from edgeseg.runtime.streaming.inference import InferencePort
+
+
+class RequestPool:
+    """`backends`: one per request, each used by one thread only (the first is the model's own, the
+    others spawned from it). `ports`: each stream's name and port; `wake` is set when any has news."""
+
+    def __init__(
+        self,
+        backends: Sequence[Backend],
+        ports: Sequence[tuple[str, InferencePort]],
+        wake: threading.Event,
+        on_error: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.backends = list(backends)
+        self.names = [name for name, _ in ports]
+        self.ports = [port for _, port in ports]
+        self.wake = wake
+        self.on_error = on_error  # stops the run when a request fails
+        self.sizes: Counter[int] = Counter()  # frames per inference -> inferences (always 1 here)
+        self.error: BaseException | None = None
+        self.helper_cpu = 0.0  # CPU seconds of the threads run() started beside its own
+        self._lock = threading.Lock()  # the bookkeeping below, shared by every request's thread
+        self._held: Counter[int] = Counter()  # per stream: frames taken and not yet handed back
+        self._ended: set[int] = set()  # streams whose frames have all been taken
+        self._closed: set[int] = set()  # streams whose end has been handed on
+        self._turn = 0
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.backends)
+
+    def run(self) -> None:
+        """Drive every request until every stream has ended: the first on the calling thread, the
+        others on threads of their own; the first error is raised once all have stopped."""
+        helpers = [
+            threading.Thread(target=self._helper, args=(b,), name=f"edgeseg-request-{k}", daemon=True)
+            for k, b in enumerate(self.backends[1:], start=1)
+        ]
+        for thread in helpers:
+            thread.start()
+        try:
+            self._work(self.backends[0])
+        except BaseException as exc:  # noqa: BLE001 - raised below, after the helpers stopped
+            self._failed(exc)
+        for thread in helpers:
+            thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _helper(self, backend: Backend) -> None:
+        try:
+            self._work(backend)
+        except BaseException as exc:  # noqa: BLE001 - handed to run()'s caller
+            self._failed(exc)
+        finally:
+            with self._lock:
+                self.helper_cpu += time.thread_time()
+
+    def _failed(self, exc: BaseException) -> None:
+        with self._lock:
+            first = self.error is None
+            if first:
+                self.error = exc
+        if first:
+            self.on_error()  # the streams stop; the other requests then see every port end
+
+    def _work(self, backend: Backend) -> None:
+        backend.activate()
+        try:
+            while True:
+                with self._lock:
+                    if len(self._ended) == len(self.ports) or self.error is not None:
+                        return
+                    self.wake.clear()  # before looking: a frame arriving after the look sets it again
+                    taken, ending = self._take()
+                for port in ending:
+                    port.end()
+                if taken is None:
+                    self.wake.wait(POLL)
+                    continue
+                self.wake.set()  # another idle request may find another stream's frame
+                i, item = taken
+                submitted = time.perf_counter()
+                item.raw = backend.run(item.batch)  # type: ignore[arg-type]
+                item.timings["inference"] = (time.perf_counter() - submitted) * 1000.0
+                item.batch = None
+                self._hand_back(i, item)
+        finally:
+            backend.deactivate()
+
+    def _take(self) -> tuple[tuple[int, FrameResult] | None, list[InferencePort]]:
+        """The next ready frame, looking at a different stream first each time, and the ports whose end
+        is due (under the lock; their `end()` is called after it)."""
+        n, ending = len(self.ports), []
+        for k in range(n):
+            i = (self._turn + k) % n
+            port = self.ports[i]
+            if i in self._ended or not port.has_room(self._held[i]):
+                continue  # its postprocessing is behind: its frames wait (or, live, get replaced) upstream
+            item = port.take(block=False)
+            if item is EMPTY:
+                continue
+            if item is END:
+                self._ended.add(i)
+                if self._done(i):
+                    ending.append(port)
+                continue
+            assert isinstance(item, FrameResult)
+            item.stream = self.names[i]
+            self._held[i] += 1
+            self.sizes[1] += 1
+            self._turn = (i + 1) % n
+            return (i, item), ending
+        return None, ending
+
+    def _hand_back(self, i: int, item: FrameResult) -> None:
+        handed = self.ports[i].hand_back(item)  # never waits: there was room when it was taken
+        with self._lock:
+            self._held[i] -= 1
+            if not handed:  # that stream is stopping: its frame goes with it
+                self._ended.add(i)
+                self._closed.add(i)
+            due = self._done(i)
+        if due:
+            self.ports[i].end()
+
+    def _done(self, i: int) -> bool:
+        """Whether stream i's end is due now (its last frame handed back) and not yet handed on; marks
+        it handed on (under the lock)."""
+        if i in self._ended and not self._held[i] and i not in self._closed:
+            self._closed.add(i)
+            return True
+        return False
