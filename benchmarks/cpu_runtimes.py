@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import tempfile
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--calib", type=int, default=32, help="generated calibration scenes")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args(argv)
+    load_before = list(os.getloadavg())
 
     with tempfile.TemporaryDirectory(prefix="edgeseg-cpu-rt-") as tmp:
         if args.onnx is None:
@@ -138,7 +140,11 @@ def main(argv: list[str] | None = None) -> None:
                 )
         for backend in backends.values():
             backend.close()
-    print(f"machine: {machine.summary(args.threads)}; load average {machine.describe().get('loadavg')}")
+    load_after = list(os.getloadavg())
+    loads = (
+        " / ".join(f"{v:.2f}" for v in load_before) + " before, " + " / ".join(f"{v:.2f}" for v in load_after)
+    )
+    print(f"machine: {machine.summary(args.threads)}; load average (1/5/15 min) {loads} after")
     h, w = card.input_size
     print(f"model: {card.model} 1x3x{h}x{w}, median of {args.rounds} interleaved rounds x {args.runs} runs\n")
     print("| file | runtime | ms per frame | speed vs ORT FP32 | argmax agreement vs ORT FP32 |")
@@ -159,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         summary = {"machine": machine.describe(), "model": card.model, "input_size": [h, w], "rows": rows}
         summary |= {"rounds": args.rounds, "runs": args.runs, "threads": args.threads, "best": best}
+        summary |= {"loadavg_before": load_before, "loadavg_after": load_after}
         args.json.write_text(json.dumps(summary, indent=2))
 
 

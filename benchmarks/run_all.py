@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.benchmarking.report import not_measured, results_markdown
-from edgeseg.benchmarking.suite import SuiteOptions, chain_commands
+from edgeseg.benchmarking.suite import SuiteOptions, chain_commands, cpu_runtimes_argv
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -54,6 +54,32 @@ def run_chain(argv: list[str]) -> dict[str, Any]:
         if not out.is_file():
             return not_measured(" ".join(argv), f"chain.py exited {proc.returncode}")
         return json.loads(out.read_text())
+
+
+def run_cpu_runtimes(report: dict[str, Any], suite: SuiteOptions, paper: bool) -> list[dict[str, Any]]:
+    """cpu_runtimes.py on each measured model's export (the files chain.py made), each in a child
+    process; its table comes back as JSON, or why it is missing."""
+    from edgeseg import workspace
+
+    out: list[dict[str, Any]] = []
+    for model in report.get("models", []):
+        if "results" not in model:
+            continue
+        onnx = workspace.workdir(suite.workdir) / model["name"] / f"{model['name']}.onnx"
+        argv = cpu_runtimes_argv(onnx, suite, paper)
+        print(f"== {model['name']}: python benchmarks/cpu_runtimes.py {shlex.join(argv)}", flush=True)
+        with tempfile.TemporaryDirectory(prefix="edgeseg-rt-") as tmp:
+            result = Path(tmp) / "rt.json"
+            proc = subprocess.run(
+                [sys.executable, str(HERE / "cpu_runtimes.py"), *argv, "--json", str(result)]
+            )
+            entry: dict[str, Any] = {"name": model["name"], "argv": argv}
+            if result.is_file():
+                entry["result"] = json.loads(result.read_text())
+            else:
+                entry["error"] = f"cpu_runtimes.py exited {proc.returncode}"
+        out.append(entry)
+    return out
 
 
 def load_runs(paths: list[Path]) -> list[dict]:
@@ -95,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--paper-calib-images", type=int)
     ap.add_argument("--paper-pipeline-frames", type=int, help="per round (2 rounds); 0 skips")
     ap.add_argument(
+        "--runtime-rounds",
+        type=int,
+        help="benchmarks/cpu_runtimes.py rounds per model, ONNX Runtime and OpenVINO interleaved (0 skips)",
+    )
+    ap.add_argument(
         "--include",
         type=Path,
         nargs="*",
@@ -127,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {title}: python benchmarks/chain.py {shlex.join(chain_argv)}", flush=True)
             run["argv"] = chain_argv
             run["report"] = run_chain(chain_argv)
+            if suite.runtime_rounds > 0:
+                run["cpu_runtimes"] = run_cpu_runtimes(run["report"], suite, paper=title != "default")
         run["loadavg"]["after"] = list(os.getloadavg())
         runs.append(run)
     with atomic_open(args.out, "w") as fh:

@@ -14,7 +14,7 @@ import pytest
 from edgeseg import machine
 from edgeseg.benchmarking.report import not_measured, results_markdown
 from edgeseg.benchmarking.specs import parse_spec
-from edgeseg.benchmarking.suite import SuiteOptions, chain_commands
+from edgeseg.benchmarking.suite import SuiteOptions, chain_commands, cpu_runtimes_argv
 from edgeseg.benchmarking.targets import RANDOM_NOTE, ratios
 from edgeseg.errors import EdgesegError
 
@@ -240,6 +240,42 @@ def test_results_file_says_what_was_not_measured_and_how_loaded_the_machine_was(
     assert md.index("## default") < md.index(f"## {TINY}")
 
 
+def test_both_cpu_runtimes_are_measured_per_model_and_shown_with_the_fastest(tmp_path):
+    """make bench runs cpu_runtimes.py on each model's export: few runs for the paper models, every
+    file on both runtimes in its table, a file OpenVINO cannot read said so, and the fastest pair."""
+    paper = cpu_runtimes_argv(tmp_path / "m.onnx", SuiteOptions(), paper=True)
+    assert paper[paper.index("--runs") + 1] == "3" and paper[paper.index("--rounds") + 1] == "3"
+    assert cpu_runtimes_argv(tmp_path / "m.onnx", SuiteOptions(runtime_rounds=5), paper=False)[3] == "5"
+    result = {
+        "threads": 2, "rounds": 3, "runs": 3, "loadavg_before": [0.5, 0.4, 0.3], "loadavg_after": [0.6, 0.5, 0.4],
+        "rows": [
+            {"file": "fp32", "runtime": "onnxruntime", "ms": 2000.0, "vs_ort_fp32": 1.0, "agree": 1.0},
+            {"file": "int8-qdq", "runtime": "openvino", "ms": 500.0, "vs_ort_fp32": 4.0, "agree": 0.98},
+            {"file": "int8-cpu", "runtime": "openvino", "error": "cannot read it"},
+        ],
+        "best": {"file": "int8-qdq", "runtime": "openvino", "ms": 500.0, "vs_ort_fp32": 4.0},
+    }  # fmt: skip
+    runs = [
+        {
+            "title": "fcn8s",
+            "argv": ["--models", "fcn8s"],
+            "report": {"models": [], "failures": []},
+            "cpu_runtimes": [
+                {"name": "fcn8s-vgg16-512x1024", "argv": paper, "result": result},
+                {"name": "other", "argv": paper, "error": "cpu_runtimes.py exited 1"},
+            ],
+        }
+    ]
+    md = results_markdown(runs, machine.describe())
+    assert "### fcn8s-vgg16-512x1024: ONNX Runtime and OpenVINO side by side" in md
+    assert "benchmarks/cpu_runtimes.py --onnx" in md and "median of 3 interleaved rounds" in md
+    assert "| int8-qdq | openvino | 500.0 | 4.00x | 0.9800 |" in md
+    assert "| int8-cpu | openvino | cannot run: cannot read it |" in md
+    assert "Best CPU runtime: openvino on the int8-qdq file, 4.00x ONNX Runtime FP32." in md
+    assert "before 0.50 / 0.40 / 0.30, after 0.60 / 0.50 / 0.40" in md
+    assert "not measured: cpu_runtimes.py exited 1" in md
+
+
 def test_run_all_missing_include_is_exit_2_with_one_line(tmp_path):
     res = _script("run_all", "--out", str(tmp_path / "r.md"), "--include", str(tmp_path / "nope.json"))
     assert res.returncode == 2
@@ -265,6 +301,8 @@ def test_run_all_writes_markdown_with_machine_and_commands(tmp_path):
     raw = json.loads(out.with_suffix(".json").read_text())
     assert [run["title"] for run in raw["runs"]] == [TINY]
     assert raw["runs"][0]["report"]["models"][0]["results"][0]["fps"] > 0
+    (rt,) = raw["runs"][0]["cpu_runtimes"]  # both CPU runtimes on the export, interleaved
+    assert rt["result"]["best"]["ms"] > 0 and "Best CPU runtime:" in md
     # saved runs combined, in the order given, nothing re-measured; a saved failure keeps exit 1
     earlier = tmp_path / "earlier.json"
     earlier.write_text(

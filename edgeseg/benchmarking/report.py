@@ -18,6 +18,7 @@ RESULT_COLUMNS = [
     "x eager",
 ]
 RATIO_COLUMNS = ["ratio", "measured", "p50-latency ratio", "target", "verdict", "how"]
+RUNTIME_COLUMNS = ["file", "runtime", "ms per frame", "speed vs ORT FP32", "argmax agreement vs ORT FP32"]
 
 
 def not_measured(spec: str, error: str) -> dict[str, Any]:
@@ -131,7 +132,41 @@ def results_markdown(runs: list[dict], machine: dict) -> str:
         if run["argv"]:
             lines += ["```", ".venv/bin/python benchmarks/chain.py " + shlex.join(run["argv"]), "```", ""]
         lines.append(markdown(run["report"], heading_level=3))
+        for entry in run.get("cpu_runtimes", []):
+            lines += cpu_runtimes_markdown(entry)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def cpu_runtimes_markdown(entry: dict) -> list[str]:
+    """benchmarks/cpu_runtimes.py's table for one model: each file on both CPU runtimes, the backend
+    alone, medians of interleaved rounds, and the fastest pair (the "best CPU runtime")."""
+    command = ".venv/bin/python benchmarks/cpu_runtimes.py " + shlex.join(entry["argv"])
+    lines = [f"### {entry['name']}: ONNX Runtime and OpenVINO side by side", "", "```", command, "```", ""]
+    result = entry.get("result")
+    if result is None:
+        return [*lines, f"not measured: {entry.get('error', 'no result')}", ""]
+    lines += [
+        f"The backend alone, {result['threads']} threads, median of {result['rounds']} interleaved rounds x "
+        f"{result['runs']} runs; load average (1/5/15 min) before {_load(result.get('loadavg_before'))}, after "
+        f"{_load(result.get('loadavg_after'))}.",
+        "",
+    ]
+    rows = []
+    for r in result["rows"]:
+        if "error" in r:
+            rows.append([r["file"], r["runtime"], f"cannot run: {r['error']}", "-", "-"])
+        else:
+            rows.append(
+                [r["file"], r["runtime"], f"{r['ms']:.1f}", f"{r['vs_ort_fp32']:.2f}x", f"{r['agree']:.4f}"]
+            )
+    lines.append(_md_table(RUNTIME_COLUMNS, rows))
+    best = result.get("best")
+    if best:
+        lines += [
+            f"Best CPU runtime: {best['runtime']} on the {best['file']} file, {best['vs_ort_fp32']:.2f}x ONNX Runtime FP32.",
+            "",
+        ]
+    return lines
 
 
 def _load(values: list[float] | None) -> str:

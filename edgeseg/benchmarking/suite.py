@@ -32,6 +32,27 @@ class SuiteOptions:
     paper_iterations: int = 3
     paper_calib_images: int = 4
     paper_pipeline_frames: int = 3
+    runtime_rounds: int = 3  # benchmarks/cpu_runtimes.py per model: interleaved rounds (0 skips it)
+
+
+def cpu_runtimes_argv(onnx: Path, opts: SuiteOptions, paper: bool) -> list[str]:
+    """benchmarks/cpu_runtimes.py on one model's export: ONNX Runtime and OpenVINO on each of its files,
+    in interleaved rounds (chain.py's `edgeseg bench` measures the artifacts one after another, each in
+    its own process; this gives the "best CPU runtime" ratio from one run). Few runs for the paper
+    models, whose frames take seconds."""
+    runs = opts.paper_iterations if paper else 10
+    return [
+        "--onnx",
+        str(onnx),
+        "--rounds",
+        str(opts.runtime_rounds),
+        "--runs",
+        str(runs),
+        "--warmup",
+        "1" if paper else "2",
+        "--threads",
+        str(opts.threads),
+    ]
 
 
 def default_model_size() -> tuple[int, int] | str:
