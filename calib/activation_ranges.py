@@ -17,7 +17,6 @@ import hashlib
 import io
 import json
 import logging
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg.artifacts import calib_cache_path
-from edgeseg.atomic import write_json
+from edgeseg.atomic import scratch_dir, write_json
 from edgeseg.calib.data import CalibrationSet
 from edgeseg.card import ModelCard, sha256_file
 from edgeseg.errors import EdgesegError, first_line
@@ -170,6 +169,17 @@ class _Chunk:
         return next(self._it, None)
 
 
+def _link_into(model_path: Path, folder: Path, external: set[str]) -> Path:
+    """A symlink to `model_path` (and to its external data files) in `folder`."""
+    link = folder / model_path.name
+    link.symlink_to(model_path.resolve())
+    for name in external:
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to((model_path.parent / name).resolve())
+    return link
+
+
 def run_calibrator(
     model_path: Path,
     card: ModelCard,
@@ -179,6 +189,7 @@ def run_calibrator(
 ) -> dict[str, tuple[float, float]]:
     """Run onnxruntime's calibrator for `method` over the calibration set; return per-tensor ranges."""
     import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
     from onnxruntime.quantization import CalibrationMethod, create_calibrator
 
     ort_method = {
@@ -188,15 +199,19 @@ def run_calibrator(
     }[method]
     model = onnx.load(str(model_path), load_external_data=False)
     input_name = model.graph.input[0].name
+    external = {ExternalDataInfo(t).location for t in model.graph.initializer if uses_external_data(t)}
     del model
     # onnxruntime's histogram calibrators print progress to stdout; keep stdout clean for --json.
     # (an ExitStack rather than 3.9's parenthesized `with`: this module is imported on Python 3.8 too)
-    with tempfile.TemporaryDirectory(prefix="edgeseg-calib-") as tmp, contextlib.ExitStack() as quiet:
+    with scratch_dir("edgeseg-calib-") as tmp, contextlib.ExitStack() as quiet:
         quiet.enter_context(quiet_ort_logging())
         quiet.enter_context(contextlib.redirect_stdout(io.StringIO()))
+        # The calibrator writes `<model>-inferred.onnx` beside the model it is given: give it a link
+        # in the scratch folder, so nothing (let alone a half file on a full disk) lands beside the export.
+        linked = _link_into(Path(model_path), tmp, external)
         try:
             calibrator = create_calibrator(
-                Path(model_path),
+                linked,
                 None,  # every float tensor: both INT8 forms and the gate draw on the same ranges
                 augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                 calibrate_method=ort_method,

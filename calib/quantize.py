@@ -22,7 +22,6 @@ scores it there and writes it once, under its final name, when it passes (`Quant
 from __future__ import annotations
 
 import inspect
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from typing import Any
 import onnx
 
 from edgeseg.artifacts import INT8_FORMS, card_path
-from edgeseg.atomic import atomic_path
+from edgeseg.atomic import atomic_path, scratch_dir
 from edgeseg.calib import qdq_rules
 from edgeseg.calib.activation_ranges import CalibrationStats, quiet_ort_logging
 from edgeseg.calib.data import CalibrationSet
@@ -148,7 +147,7 @@ def _run_quantize_static(model: onnx.ModelProto, stats: CalibrationStats, out: P
     from onnxruntime.quantization.calibrate import save_tensors_data
 
     _check_ort()
-    with tempfile.TemporaryDirectory(prefix="edgeseg-quant-") as tmp:
+    with scratch_dir("edgeseg-quant-") as tmp:
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(stats.tensors_data(), cache)
         with quiet_ort_logging():
@@ -215,7 +214,7 @@ def make_tensorrt_form(
         return _modelopt_tensorrt_form(model, card, stats, target, excluded, auto, calib)
     from onnxruntime.quantization import QuantFormat, QuantType
 
-    with tempfile.TemporaryDirectory(prefix="edgeseg-qdq-") as tmp:
+    with scratch_dir("edgeseg-qdq-") as tmp:
         out = Path(tmp) / "qdq.onnx"
         _run_quantize_static(
             model,
@@ -276,7 +275,7 @@ def _modelopt_tensorrt_form(
 
     moq = require(MODELOPT, purpose="NVIDIA ModelOpt Q/DQ placement")
     data = np.concatenate(list(calib.batches(card))) if calib is not None else None
-    with tempfile.TemporaryDirectory(prefix="edgeseg-modelopt-") as tmp:
+    with scratch_dir("edgeseg-modelopt-") as tmp:
         src = Path(tmp) / "model.onnx"
         onnx.save(model, str(src))
         cache = write_trt_cache(stats.ranges, Path(tmp) / "ranges.cache")
@@ -361,7 +360,7 @@ def make_cpu_form(
     model = name_nodes(load_model(model_path))
     auto = cpu_slow_nodes(model)
     excluded = sorted(set(exclude or []))
-    with tempfile.TemporaryDirectory(prefix="edgeseg-cpu-") as tmp:
+    with scratch_dir("edgeseg-cpu-") as tmp:
         out = Path(tmp) / "cpu.onnx"
         _run_quantize_static(
             model,

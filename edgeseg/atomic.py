@@ -19,19 +19,23 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import os
 import re
+import select
 import shutil
 import stat
 import sys
 import tempfile
+import time
 from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Union
 
 from edgeseg.errors import EdgesegError, OutputFailed
+from edgeseg.signals import exit_code_for, stop_requested
 
 MIN_FREE_BYTES = 1 << 16  # below this a filesystem counts as full
 _FD_PATH = re.compile(r"^/proc/(\d+)/fd/(\d+)$")
@@ -40,8 +44,68 @@ _FIFO_FDS: dict[str, int] = {}  # FIFOs checked for a reader, still open for wri
 
 
 def output_failed(target: str | os.PathLike[str], exc: OSError) -> OutputFailed:
-    """One line for a failed write: which file, and the system's reason (e.g. no space left)."""
-    return OutputFailed(f"cannot write {target}: {exc.strerror or exc}")
+    """One line for a failed write: which file, and the system's reason (e.g. no space left). A write
+    given up on because a stop signal came (`ReaderStopped`) exits with that signal's code."""
+    return OutputFailed(
+        f"cannot write {target}: {exc.strerror or exc}", exit_code=getattr(exc, "exit_code", None)
+    )
+
+
+class ReaderStopped(OSError):
+    """A FIFO's or pipe's reader took nothing for STALL_GRACE_S after a stop signal arrived."""
+
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(errno.EPIPE, f"its reader stopped reading, and {why} asked to stop", name)
+        self.exit_code = exit_code_for(why)
+
+
+STALL_GRACE_S = 2.0  # after a stop signal, how long a write waits for a reader that takes nothing
+_POLL_MS = 100
+
+
+class _PatientWriter(io.RawIOBase):
+    """Writes to a FIFO, pipe, device or inherited descriptor. A reader that stops reading holds the
+    writer back, as a pipe should, but never past a stop signal: from then on a write that the reader
+    takes nothing of for STALL_GRACE_S fails with `ReaderStopped`. So SIGTERM and Ctrl-C end a run
+    within seconds whatever reads its outputs, and no thread is left blocked in a write (holding its
+    file's lock) when the process exits. Each write waits for room (poll) and then writes at most
+    PIPE_BUF bytes, which a pipe with room takes without blocking (pipe(7))."""
+
+    def __init__(self, fd: int, name: str) -> None:
+        super().__init__()
+        self._fd = fd
+        self.name = name
+        self._poll = select.poll()
+        self._poll.register(fd, select.POLLOUT)
+        self._stalled = False
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def write(self, data: Any) -> int:
+        if self._stalled:
+            raise ReaderStopped(self.name, stop_requested() or "a signal")
+        since = None
+        while not self._poll.poll(_POLL_MS):
+            why = stop_requested()
+            if why is None:
+                since = None
+                continue
+            since = since or time.monotonic()
+            if time.monotonic() - since >= STALL_GRACE_S:
+                self._stalled = True
+                raise ReaderStopped(self.name, why)
+        return os.write(self._fd, memoryview(data)[: select.PIPE_BUF])
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                os.close(self._fd)
+            finally:
+                super().close()
 
 
 def umask() -> int:
@@ -66,18 +130,36 @@ class Destination:
     fd: int | None = None
 
     def open_in_place(self, mode: str) -> IO[Any]:
-        """Append to a FIFO, device or descriptor, never truncating (`/dev/stdout` may be a log file)."""
-        mode = mode.replace("w", "a")
-        lines = 1 if "b" not in mode else -1  # text reaches a reader (a FIFO, the journal) line by line
+        """Append to a FIFO, device or descriptor, never truncating (`/dev/stdout` may be a log file);
+        a reader that stops reading cannot hold a stop signal up (`_PatientWriter`). Text reaches its
+        reader (a FIFO, the journal) line by line."""
         if self.fd is not None:
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(Exception):
                     stream.flush()  # what was printed before comes first
-            return os.fdopen(os.dup(self.fd), mode, buffering=lines)
-        held = _FIFO_FDS.pop(str(self.real), None)  # opened when checked: the reader saw no EOF since
-        if held is not None:
-            return os.fdopen(held, mode, buffering=lines)
-        return open(self.real, mode, buffering=lines)  # noqa: SIM115 - the caller closes it
+            fd = os.dup(self.fd)
+        else:
+            held = _FIFO_FDS.pop(str(self.real), None)  # opened when checked: the reader saw no EOF since
+            fd = held if held is not None else _open_in_place(self.real, self.target)
+        binary = io.BufferedWriter(_PatientWriter(fd, str(self.target)))
+        if "b" in mode:
+            return binary
+        return io.TextIOWrapper(binary, encoding="utf-8", line_buffering=True)
+
+
+def _open_in_place(real: Path, target: Path) -> int:
+    """A descriptor appending to the FIFO or device `real`; a FIFO without a reader is refused at once
+    (a blocking open would wait for one forever, fifo(7))."""
+    try:
+        fifo = stat.S_ISFIFO(os.stat(real).st_mode)
+        fd = os.open(real, os.O_WRONLY | os.O_APPEND | (os.O_NONBLOCK if fifo else 0))
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise OutputFailed(f"cannot write {target}: it is a FIFO that nobody reads") from None
+        raise output_failed(target, exc) from None
+    if fifo:
+        os.set_blocking(fd, True)
+    return fd
 
 
 def destination(target: str | os.PathLike[str]) -> Destination:
@@ -291,6 +373,44 @@ def _swap_in(stage: Path, final: Path) -> None:
         raise
     finally:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A private temporary folder (under $TMPDIR) for a library that writes its own files (ONNX
+    Runtime's calibrator and quantizer), removed afterwards. Whatever such a library raises when that
+    disk fills up (an OSError, a protobuf parse error of its truncated file, our own wrapper of it) is
+    one `OutputFailed` naming the folder, exit 6."""
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=prefix))
+    except OSError as exc:
+        raise output_failed(tempfile.gettempdir(), exc) from None
+    try:
+        yield folder
+    except OutputFailed:
+        raise
+    except Exception as exc:
+        cause = _no_space_in(exc)
+        if cause is not None or disk_full(folder):
+            where = cause.filename if cause is not None and cause.filename else folder
+            raise OutputFailed(
+                f"cannot write {where}: no space left on device (a temporary file: TMPDIR can point "
+                "at a roomier disk)"
+            ) from None
+        raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _no_space_in(exc: BaseException | None) -> OSError | None:
+    """The ENOSPC error behind `exc`, however a library wrapped it (cause or context)."""
+    for _ in range(16):
+        if exc is None:
+            return None
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:

@@ -9,7 +9,6 @@ synthetic video is streamed through every artifact by the real pipeline, with gr
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -234,11 +233,11 @@ def run_demo(cfg: DemoConfig, say: Step = print, progress: Progress | None = Non
         say(f"note: {built.failure}")
 
     result.plots = _plots(result, per_class, built.card, cfg.out)
-    from edgeseg.atomic import write_json
+    from edgeseg.atomic import write_bytes, write_json
 
     result.seconds = time.perf_counter() - t_start
     write_json(cfg.out / "report.json", result.to_dict())
-    shutil.copy(export.card_path, cfg.out / "model.card.json")
+    write_bytes(cfg.out / "model.card.json", export.card_path.read_bytes())
     return result
 
 

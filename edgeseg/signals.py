@@ -32,7 +32,17 @@ def exit_code_for(name: str | None) -> int:
     return {"SIGINT": ExitCode.INTERRUPTED, "SIGTERM": ExitCode.TERMINATED}.get(name or "", ExitCode.OK)
 
 
+_STOP_REQUESTED: list[str] = []  # the stop signals received, while one is being acted on
+
+
+def stop_requested() -> str | None:
+    """The stop signal (SIGINT/SIGTERM) this process is acting on, if any: writers waiting on a reader
+    (a FIFO, a pipe) stop waiting for it (`edgeseg.atomic`)."""
+    return _STOP_REQUESTED[0] if _STOP_REQUESTED else None
+
+
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
+    _STOP_REQUESTED.append("SIGTERM")
     raise Terminated
 
 
@@ -66,6 +76,9 @@ class StopOnce:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+        for name in self.received:  # the work stopped and its outputs are final: writers wait again
+            with contextlib.suppress(ValueError):
+                _STOP_REQUESTED.remove(name)
 
     def finalising(self) -> None:
         """From now on signals are only noted: the work is over, its outputs are being finished."""
@@ -74,6 +87,7 @@ class StopOnce:
     def _handle(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002
         name = signal.Signals(signum).name
         self.received.append(name)
+        _STOP_REQUESTED.append(name)
         if self._raising:
             self._raising = False
             raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt

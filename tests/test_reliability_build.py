@@ -125,3 +125,102 @@ def test_a_passing_int8_file_is_written_once_and_never_read_back(export, monkeyp
     assert int8_files(export.parent) == [
         "tiny.int8.cpu.card.json", "tiny.int8.cpu.onnx", "tiny.int8.qdq.card.json", "tiny.int8.qdq.onnx",
     ]  # fmt: skip
+
+
+# --- a disk that fills up during the build ----------------------------------------------------------
+def _wide_model(path: Path) -> None:
+    """Four 64-channel 3x3 convs (~450 KB): the build's files and temporary files are big enough to
+    fill a small disk at a chosen step."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeseg.card import ModelCard, default_palette
+
+    rng = np.random.default_rng(0)
+    nodes, weights, prev, cin = [], [], "input", 3
+    for i in range(4):
+        w = (rng.normal(size=(64, cin, 3, 3)) * (2 / (9 * cin)) ** 0.5).astype(np.float32)
+        weights += [
+            numpy_helper.from_array(w, f"w{i}"),
+            numpy_helper.from_array(np.zeros(64, np.float32), f"b{i}"),
+        ]
+        nodes += [helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"])]  # fmt: skip
+        prev, cin = f"r{i}", 64
+    w = (rng.normal(size=(8, 64, 1, 1)) * 0.1).astype(np.float32)
+    weights += [numpy_helper.from_array(w, "wo"), numpy_helper.from_array(np.zeros(8, np.float32), "bo")]
+    nodes.append(helper.make_node("Conv", [prev, "wo", "bo"], ["logits"]))
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 64])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 8, 32, 64])
+    graph = helper.make_graph(nodes, "wide", [x], [y], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    card = ModelCard(model="wide", classes=[f"c{i}" for i in range(8)], palette=default_palette(8),
+                     input_size=(32, 64))  # fmt: skip
+    for k, v in card.to_metadata_props().items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    onnx.save(model, path)
+
+
+@pytest.fixture(scope="module")
+def wide_model(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("wide") / "wide.onnx"
+    _wide_model(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("free_kb", "named"),
+    [
+        (100, "work/wide/wide.fp16.onnx"),  # a final file, written through the atomic writer
+        (230, "work/wide/wide.fp16.card.json"),  # its card
+        (236, "work/wide/wide.calib.json"),  # the calibration statistics
+        (400, "tmp/edgeseg-calib-"),  # onnxruntime's calibrator writes <model>-inferred.onnx
+        (760, "tmp/edgeseg-quant-"),  # onnxruntime's quantizer writes its own temporary files
+    ],
+)
+def test_a_disk_filling_up_mid_build_is_exit_6_naming_the_path_and_leaves_no_half_file(
+    wide_model, tmp_path, free_kb, named
+):
+    """A real 4 MiB tmpfs holding the export and $TMPDIR, filled to leave `free_kb` free, so that the
+    build runs out of space at a different step each time: one line naming the path, exit 6, and
+    every file under a final name complete (a full disk used to leave wide-inferred.onnx half written
+    beside the export and end with "Wire format was corrupt", exit 2, or a traceback-like exit 1)."""
+    import os
+    import subprocess
+    import sys
+
+    import onnx
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        export = mount / "work" / "wide"
+        export.mkdir(parents=True)
+        (mount / "tmp").mkdir()
+        (export / "wide.onnx").write_bytes(wide_model.read_bytes())
+        fs = os.statvfs(mount)
+        with open(mount / "filler", "wb") as fh:
+            fh.write(b"\0" * (fs.f_bavail * fs.f_frsize - free_kb * 1024))
+        env = {**os.environ, "TMPDIR": str(mount / "tmp"), "EDGESEG_WORKDIR": str(mount / "work")}
+        r = subprocess.run(
+            [sys.executable, "-m", "edgeseg", "build", "wide", "--fp16", "--int8", "--calib-data", "synth:8",
+             "--calib-images", "8", "--eval-data", "synth:4", "--max-miou-drop", "100"],
+            capture_output=True, text=True, env=env, cwd=mount, timeout=600,
+        )  # fmt: skip
+        assert r.returncode == ExitCode.OUTPUT_FAILED, r.stderr
+        error = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
+        assert len(error) == 1 and "Traceback" not in r.stderr, r.stderr
+        assert f"error: cannot write {mount}/{named}" in error[0] and "o space left on device" in error[0]
+        for path in export.iterdir():  # each file under its final name is whole
+            if path.suffix == ".onnx":
+                onnx.checker.check_model(onnx.load(str(path)))
+            else:
+                assert path.suffix == ".json" and json.loads(path.read_text())
+        left = [p.name for p in mount.rglob("*") if "partial" in p.name or "inferred" in p.name]
+        assert not left and not list((mount / "tmp").glob("edgeseg-*"))
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)

@@ -246,3 +246,114 @@ def test_an_output_under_proc_says_the_folder_is_not_writable():
     assert (
         r.exit_code == 6 and "the folder /proc is not writable" in r.output and "No such file" not in r.output
     )
+
+
+# --- a FIFO whose reader stops --------------------------------------------------------------------------
+def _stalled(fd: int) -> bool:
+    """Bytes wait in the pipe and none came for a second: its writer is waiting for the reader."""
+    import time
+
+    before = _queued(fd)
+    time.sleep(1.0)
+    return 0 < before == _queued(fd)
+
+
+def _queued(fd: int) -> int:
+    import array
+    import fcntl
+    import termios
+
+    n = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, n)
+    return n[0]
+
+
+def _fill(fifo: Path) -> int:
+    """Fill the FIFO's pipe to the brim from a writer of our own: its reader has stopped reading."""
+    fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(fd, b"\0" * 512)
+    return fd
+
+
+def _wait(predicate, what: str, timeout: float = 120.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("option", ["--log", "--save", "--save-masks", "--report"])
+def test_a_fifo_whose_reader_stops_cannot_hold_a_stop_signal_up(tiny_onnx, tmp_path, option, sig):
+    """A real FIFO with a real reader that stops reading (its pipe shrunk to one page and full): the
+    writer waits, as a pipe's writer does, but a stop signal still ends the run within seconds with
+    143/130, the stalled output given up (its error in the report) and every other output finalised.
+    It used to wait out the 60 s the pipeline gives outputs to finish (the report: forever)."""
+    import fcntl
+    import signal
+    import time
+
+    fifo = tmp_path / {"--save": "out.avi", "--save-masks": "masks/synth_000004.png"}.get(option, "out.fifo")
+    fifo.parent.mkdir(exist_ok=True)
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # the reader: here before the run, as it must be
+    writers: list[int] = []
+    fcntl.fcntl(reader, 1031, 4096)  # F_SETPIPE_SZ (fcntl(2); Python names it from 3.10): one page
+    masks = tmp_path / "masks"
+    outputs = {"--log": tmp_path / "f.jsonl", "--save": tmp_path / "v.avi", "--save-masks": masks,
+               "--report": tmp_path / "r.json"}  # fmt: skip
+    outputs[option] = fifo.parent if option == "--save-masks" else fifo
+    if option in ("--save-masks", "--report"):
+        writers.append(_fill(fifo))  # the reader took nothing of what came before
+    frames = "40" if option == "--report" else "100000"
+    args = ["run", "--model", str(tiny_onnx(num_classes=8)), "--frames", frames, "--synthetic-size", "32x64"]
+    for opt, path in outputs.items():
+        args += [opt, str(path)]
+    proc = subprocess.Popen([sys.executable, "-m", "edgeseg", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        if option == "--log":  # read the first lines, then stop: the run goes on until the pipe is full
+            got = b""
+            while got.count(b"\n") < 3:
+                _wait(lambda: _queued(reader) > 0 or proc.poll() is not None, "the first lines")
+                got += os.read(reader, 65536)
+            _wait(lambda: _stalled(reader), "the writer to stall")
+        elif option == "--report":  # every frame done, the log committed: the report is being written
+            _wait(lambda: (tmp_path / "f.jsonl").exists() or proc.poll() is not None, "the end of the run")
+        else:  # a few frames done (their masks are out)
+            _wait(
+                lambda: len(list(masks.glob("synth_00000[0-3].png"))) == 4 or proc.poll() is not None, "masks"
+            )
+        time.sleep(1.0)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(getattr(signal, sig))
+        out, err = proc.communicate(timeout=30)  # seconds: it used to be 60 s or forever
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        for fd in (reader, *writers):
+            os.close(fd)
+    code = ExitCode.TERMINATED if sig == "SIGTERM" else ExitCode.INTERRUPTED
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    given_up = f"cannot write {fifo}: its reader stopped reading, and {sig} asked to stop"
+    if option == "--report":
+        note = f"{sig}: finishing outputs and the report first"  # the signal came as the run finalised
+        errors = [ln for ln in err.splitlines() if ln.strip() and ln != note]
+        assert errors == [f"error: {given_up}; the report went to standard output instead"], err
+        report, _ = json.JSONDecoder().raw_decode(out)  # the report, then where the outputs went
+    else:
+        report = json.loads((tmp_path / "r.json").read_text())
+        assert [o["error"] for o in report["outputs"] if o["error"]] == [given_up]
+    assert report["ended"]["exit_code"] == (code if option != "--report" else 0)
+    processed = report["frames"]["processed"]
+    if option != "--log":
+        assert len((tmp_path / "f.jsonl").read_text().splitlines()) == processed
+    if option != "--save":
+        assert (tmp_path / "v.avi").stat().st_size > 0  # finalised: the test of playing it is elsewhere
+    assert not list(tmp_path.rglob(".*partial*"))

@@ -198,7 +198,9 @@ def publish_report(
         try:
             write_json(report, result)
         except OutputFailed as exc:
-            failed = OutputFailed(f"{exc}; the report went to standard output instead")
+            failed = OutputFailed(
+                f"{exc}; the report went to standard output instead", exit_code=exc.exit_code
+            )
     if json_out or failed:
         print_json(result)  # on a full disk the console (journal) still gets the report
         return failed
