@@ -148,15 +148,26 @@ class Destination:
 
 
 def _open_in_place(real: Path, target: Path) -> int:
-    """A descriptor appending to the FIFO or device `real`; a FIFO without a reader is refused at once
-    (a blocking open would wait for one forever, fifo(7))."""
+    """A descriptor appending to the FIFO or device `real`. A FIFO's reader is waited for, as a
+    blocking open would (fifo(7)), but only until a stop signal arrives."""
     try:
         fifo = stat.S_ISFIFO(os.stat(real).st_mode)
-        fd = os.open(real, os.O_WRONLY | os.O_APPEND | (os.O_NONBLOCK if fifo else 0))
     except OSError as exc:
-        if exc.errno == errno.ENXIO:
-            raise OutputFailed(f"cannot write {target}: it is a FIFO that nobody reads") from None
         raise output_failed(target, exc) from None
+    while True:
+        try:
+            fd = os.open(real, os.O_WRONLY | os.O_APPEND | (os.O_NONBLOCK if fifo else 0))
+            break
+        except OSError as exc:
+            why = stop_requested()
+            if exc.errno != errno.ENXIO:
+                raise output_failed(target, exc) from None
+            if why is not None:
+                raise OutputFailed(
+                    f"cannot write {target}: it is a FIFO that nobody reads, and {why} asked to stop",
+                    exit_code=exit_code_for(why),
+                ) from None
+            time.sleep(_POLL_MS / 1000)
     if fifo:
         os.set_blocking(fd, True)
     return fd
@@ -321,58 +332,71 @@ def atomic_open(target: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO
 
 @contextlib.contextmanager
 def staged_folder(target: str | os.PathLike[str], *, together: Iterable[PendingFile] = ()) -> Iterator[Path]:
-    """Yield a hidden folder beside `target` (`.<name>.<random>.partial`) to fill; when the block
-    succeeds it becomes `target` in one rename (an earlier `target` folder is swapped out and removed),
+    """Yield a hidden staging folder to fill; when the block succeeds its content becomes `target`'s,
     so `target` never holds half of what was written: Ctrl-C, SIGTERM or a full disk leave it as it
-    was and the staging folder gone. The caller decides whether an existing `target` may be replaced.
-    `together`: files committed in the same breath (a video beside its masks folder), or discarded.
-    Errors name the file under `target`, not its staging twin."""
+    was and the staging folder gone. A new `target` is staged beside it (`.<name>.<random>.partial`)
+    and appears in one rename; an existing folder (symlinks followed; perhaps a mount point, which
+    cannot be renamed) is staged inside itself and its entries are swapped for the new ones in a few
+    renames while SIGINT/SIGTERM are held. The caller decides whether an existing `target` may be
+    replaced. `together`: files committed in the same breath (a video beside its masks folder), or
+    discarded. Errors name the file under `target`, not its staging twin."""
     from edgeseg.signals import held
 
-    final = Path(os.path.abspath(target))
+    final = Path(os.path.realpath(os.path.abspath(target)))
     _check_name(final, Path(target))
+    inside = final.is_dir()
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(
-            tempfile.mkdtemp(prefix=f".{_staging_stem(final.name)}.", suffix=".partial", dir=final.parent)
-        )
+        home = final if inside else final.parent
+        stem = "edgeseg" if inside else _staging_stem(final.name)
+        stage = Path(tempfile.mkdtemp(prefix=f".{stem}.", suffix=".partial", dir=home))
     except OSError as exc:
         raise output_failed(target, exc) from None
     try:
         os.chmod(stage, 0o777 & ~umask())  # mkdtemp makes 0700; a folder gets what mkdir would give
         yield stage
         with held():
-            _swap_in(stage, final)
+            if inside:
+                _swap_entries(stage, final)
+            else:
+                os.rename(stage, final)
             for pending in together:
                 pending.commit()
     except OutputFailed as exc:
-        raise OutputFailed(str(exc).replace(str(stage), str(final))) from None
+        raise OutputFailed(str(exc).replace(str(stage), str(target))) from None
     except OSError as exc:
-        raise output_failed(str(exc.filename or target).replace(str(stage), str(final)), exc) from None
+        raise output_failed(str(exc.filename or target).replace(str(stage), str(target)), exc) from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
         for pending in together:
             pending.discard()  # a no-op once committed
 
 
-def _swap_in(stage: Path, final: Path) -> None:
-    """Rename `stage` to `final`: over nothing or an empty folder at once; over a full folder by moving
-    that aside first and removing it after (signals are held meanwhile, see `staged_folder`)."""
+def _swap_entries(stage: Path, final: Path) -> None:
+    """Replace `final`'s entries by `stage`'s (a folder inside it): the old ones are moved into a
+    hidden folder and removed after, or moved back if the new ones cannot all be put in place."""
+    old = Path(tempfile.mkdtemp(prefix=".edgeseg.", suffix=".old", dir=final))
+    moved: list[str] = []
+    placed: list[str] = []
     try:
-        os.rename(stage, final)
-        return
-    except OSError as exc:
-        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            raise
-    old = Path(tempfile.mkdtemp(prefix=f".{_staging_stem(final.name)}.", suffix=".old", dir=final.parent))
-    os.rename(final, old / final.name)
-    try:
-        os.rename(stage, final)
+        for entry in os.listdir(final):
+            if (final / entry) not in (stage, old):
+                os.rename(final / entry, old / entry)
+                moved.append(entry)
+        for entry in os.listdir(stage):
+            os.rename(stage / entry, final / entry)
+            placed.append(entry)
     except OSError:
-        os.rename(old / final.name, final)  # the earlier folder back where it was
+        for entry in placed:
+            with contextlib.suppress(OSError):
+                os.rename(final / entry, stage / entry)
+        for entry in moved:
+            with contextlib.suppress(OSError):
+                os.rename(old / entry, final / entry)
+        with contextlib.suppress(OSError):
+            os.rmdir(old)  # only when everything went back
         raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -166,7 +166,7 @@ def test_a_stopped_synth_leaves_the_earlier_output_whole_and_no_half_one(sig, vi
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # the new output is on its way: masks in a staging folder
-            staged = [p for d in tmp_path.glob(".*.partial") for p in d.rglob("*.png")]
+            staged = [p for d in tmp_path.rglob(".*.partial") for p in d.rglob("*.png")]
             if len(staged) >= 5:
                 break
             time.sleep(0.1)
@@ -181,6 +181,33 @@ def test_a_stopped_synth_leaves_the_earlier_output_whole_and_no_half_one(sig, vi
     assert "Traceback" not in err
     assert _tree(tmp_path) == before
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]  # no staging folder/file
+
+
+def test_synth_into_a_linked_or_mounted_folder_keeps_the_folder(tmp_path: Path) -> None:
+    """An existing OUT is filled in place of its old entries, never renamed: a symlink to a folder
+    stays a link, and a mount point (a container's volume), which cannot be renamed, works."""
+    import os
+    import subprocess as sp
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    r = _run("synth", str(tmp_path / "link"), "--num", "2", "--height", "24", "--width", "32")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "link").is_symlink() and len(open_dataset(tmp_path / "real")) == 2
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    if sp.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(volume)], capture_output=True
+    ).returncode:
+        return  # mounting needs root (CI runs as root); the symlink case above ran
+    try:
+        for num in ("3", "2"):
+            r = _run("synth", str(volume), "--num", num, "--height", "24", "--width", "32")
+            assert r.exit_code == 0, r.output
+        assert os.path.ismount(volume) and len(open_dataset(volume)) == 2
+        assert sorted(os.listdir(volume)) == ["classes.json", "images", "masks"]
+    finally:
+        sp.run(["umount", "-l", str(volume)], capture_output=True)
 
 
 def test_synth_replaces_an_earlier_dataset_whole_and_keeps_other_videos_masks(tmp_path: Path) -> None:
