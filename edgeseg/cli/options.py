@@ -94,6 +94,20 @@ def parse_inference_size(text: str | None, native: bool) -> tuple[int, int] | st
     return parse_hw(text, minimum=MIN_INPUT_SIDE) if text is not None else None
 
 
+def model_option() -> Any:
+    """`--model`, the artifact or export a streaming command runs (run, ros2), found as
+    `workspace.find_artifact` finds it."""
+    import typer
+
+    return typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Artifact (.onnx/.engine/.pt) or exported model name (NAME or NAME.VARIANT).",
+        show_default="the newest export in the workspace, else the shipped model",
+    )
+
+
 def card_option() -> Any:
     """`--card CARD.json`, for every command that reads an artifact made elsewhere."""
     import typer

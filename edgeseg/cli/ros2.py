@@ -21,6 +21,7 @@ from edgeseg.cli.options import (
     device_option,
     finite,
     json_option,
+    model_option,
     providers_option,
     report_option,
     workdir_option,
@@ -29,13 +30,7 @@ from edgeseg.cli.options import (
 
 def ros2_command(
     ctx: typer.Context,
-    model: str | None = typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="Artifact (.onnx/.engine/.pt) or export name.",
-        show_default="as `edgeseg run`",
-    ),
+    model: str | None = model_option(),
     card_file: Path | None = card_option(),
     allow_other_gpu: bool = allow_other_gpu_option(),
     backend: str | None = backend_option(),

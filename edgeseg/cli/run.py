@@ -22,6 +22,7 @@ from edgeseg.cli.options import (
     device_option,
     input_size_option,
     json_option,
+    model_option,
     native_size_option,
     providers_option,
     report_option,
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 
 def run_command(
-    model: str | None = o.model(),
+    model: str | None = model_option(),
     card_file: Path | None = card_option(),
     allow_other_gpu: bool = allow_other_gpu_option(),
     backend: str | None = backend_option(),

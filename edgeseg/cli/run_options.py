@@ -1,6 +1,6 @@
 """The options of `edgeseg run`, one definition each (the command's signature lists them in --help
-order). Options other commands share (--card, --allow-other-gpu, --backend, --providers, --device,
---workdir, --alpha, --report, --json) live in options.py."""
+order). Options other commands share (--model, --card, --allow-other-gpu, --backend, --providers,
+--device, --workdir, --alpha, --report, --json, --input-size, --native-size) live in options.py."""
 
 from __future__ import annotations
 
@@ -11,16 +11,6 @@ import typer
 from edgeseg.cli.options import finite
 
 DEFAULT_SYNTHETIC_FRAMES = 300
-
-
-def model() -> Any:
-    return typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="Artifact (.onnx/.engine/.pt) or exported model name (NAME or NAME.VARIANT).",
-        show_default="the newest export in the workspace, else the shipped model",
-    )
 
 
 def threads() -> Any:
