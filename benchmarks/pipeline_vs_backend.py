@@ -44,6 +44,7 @@ from edgeseg.runtime.draw import Renderer, class_histogram, fast_argmax
 from edgeseg.runtime.launch import plan_inference, share_cores_with
 from edgeseg.runtime.plan import RunPlan, View
 from edgeseg.runtime.sources import VideoSource
+from edgeseg.runtime.workers import WorkerPlan
 
 
 def default_model() -> Path:
@@ -247,28 +248,17 @@ def postprocess_cost(seg: Segmenter, frame_hw: tuple[int, int], repeats: int = 2
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, help="ONNX/engine artifact [the shipped default model]")
-    ap.add_argument("--video", type=Path, help="video to stream [generated street scenes at 512x1024]")
-    ap.add_argument("--frames", type=int, default=100, help="frames per round")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved bare/pipeline rounds")
-    ap.add_argument("--threads", type=int, default=None, help="backend CPU threads [onnxruntime default]")
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
-
-    model = args.model or default_model()
-    options = BackendOptions(threads=args.threads)
-    inference = plan_inference(model, options, live=False)  # as `edgeseg run`
-    plan = inference.workers
-    one = Segmenter(model, options)
-    split = one if plan.workers == 1 else WarmSegmenter(inference.loader)
-    share_cores_with(one.backend)  # as `edgeseg run` does (bare rounds do not use OpenCV)
-    with tempfile.TemporaryDirectory() as tmp:
-        video = args.video or write_video(Path(tmp) / "scenes.mp4", args.frames, 512, 1024, seed=7)[0]
-        cmp = compare(one, split, plan.workers, video, args.frames, args.rounds)
-        floor = stage_floor(split, video, args.frames)
-    post = postprocess_cost(one, (512, 1024))
+def summarize(
+    model: Path,
+    backend: str,
+    plan: WorkerPlan,
+    threads: int | None,
+    video: Path | None,
+    cmp: dict,
+    floor: dict,
+    post: dict,
+) -> dict:
+    """Every figure of one comparison, and the CPU arithmetic that explains the ratio."""
     report = cmp["reports"]["headless"]
     fps = cmp["fps"]
     best_bare = max(fps["bare"], fps["bare_parallel"])
@@ -281,11 +271,11 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "model": str(model),
-        "backend": one.backend.describe(),
+        "backend": backend,
         "workers": plan.workers,
         "threads_per_worker": plan.threads,
-        "threads_bare": args.threads,
-        "video": str(args.video or "generated 512x1024 street scenes"),
+        "threads_bare": threads,
+        "video": str(video or "generated 512x1024 street scenes"),
         "frames_per_round": report["frames"]["processed"],
         "rounds": cmp["rounds"],
         "bare_backend_fps": fps["bare"],
@@ -320,55 +310,93 @@ def main(argv: list[str] | None = None) -> int:
         # (an estimate: both CPU figures vary by a few % from run to run):
         "zero_overhead_estimate": bare_cpu / (bare_cpu + sum(floor.values())),
     }
+    return result
+
+
+def print_text(result: dict, plan: WorkerPlan, rounds: int, threads: int | None) -> None:
+    """The comparison as lines for a person, ratios side by side."""
+    fps = {
+        "bare": result["bare_backend_fps"],
+        "bare_parallel": result["bare_parallel_fps"],
+        "headless": result["pipeline_fps"],
+        "headless_1w": result["one_worker_pipeline_fps"],
+        "overlay": result["overlay_pipeline_fps"],
+    }
+    best_mode, cpu, busy = result["best_bare_mode"], result["cpu_ms_per_frame"], result["cores_busy"]
+    bare_cpu, floor, post = cpu[best_mode], result["stage_floor_ms"], result["postprocess_at_512x1024"]
+    best_bare = result["best_bare_fps"]
+    print(f"model            {Path(result['model']).name}  ({result['backend']})")
+    print(f"frames           {rounds} x {result['frames_per_round']} of {result['video']}")
+    print(f"bare, 1 session  {fps['bare']:8.2f} FPS  ({threads or 'default'} threads)")
+    print(f"bare, {plan.workers} sessions {fps['bare_parallel']:8.2f} FPS  ({plan.describe()}, side by side)")
+    labels = {
+        "headless": f"headless, {plan.workers} worker(s) (edgeseg run)",
+        "headless_1w": "headless, 1 worker",
+        "overlay": f"overlay, {plan.workers} worker(s)",
+    }
+    for mode, label in labels.items():
+        ratio = fps[mode] / best_bare
+        per_round = " ".join(f"{r[f'{mode}_fps'] / r['best_bare_fps']:.3f}" for r in result["rounds"])
+        print(f"{label:<36}{fps[mode]:8.2f} FPS  ratio {ratio:.3f} (target >= 0.95)  per round {per_round}")
+    print(
+        f"ratios are over the faster bare figure; over the one-session figure alone the default "
+        f"pipeline keeps {result['ratio_vs_one_session']:.3f}"
+    )
+    for mode, key in (("headless", "stages_p50_ms"), ("overlay", "overlay_stages_p50_ms")):
+        stages = result[key]
+        print(f"{mode:<8} p50 ms {json.dumps({k: round(v, 2) for k, v in stages.items()})}")
+    print(
+        f"CPU per frame    {best_mode.replace('_', ' ')} {bare_cpu:.2f} ms ({busy[best_mode]:.2f} cores busy), "
+        f"headless {cpu['headless']:.2f} ms ({busy['headless']:.2f} cores busy) of {result['cores']} cores"
+    )
+    stage_cpu = ", ".join(f"{k} {v:.2f}" for k, v in result["pipeline_stage_cpu_ms"].items())
+    print(f"headless stages CPU ms per frame: {stage_cpu}")
+    print(
+        f"stage floor      decode {floor['decode']:.2f}, preprocess {floor['preprocess']:.2f}, "
+        f"postprocess {floor['postprocess']:.2f} ms per frame with nothing else running"
+    )
+    if result["saturated"]:
+        print(
+            "every core is busy on both sides, and FPS = cores busy / CPU per frame: the ratio follows "
+            f"bare / pipelined CPU per frame = {result['cpu_bound_ratio']:.3f}; with free threading it "
+            f"would be about bare / (bare + floor) = {result['zero_overhead_estimate']:.3f}"
+        )
+    else:
+        print("the cores are not all busy: the pipeline's own stages run on idle cores")
+    print(
+        f"postprocess      {post['postprocess_ms']:.1f} ms vs inference {post['inference_ms']:.1f} ms at "
+        f"{post['frame'][0]}x{post['frame'][1]} = {post['postprocess_share']:.1%} (target < 10%); "
+        f"numpy argmax alone {post['numpy_argmax_ms']:.1f} ms"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, help="ONNX/engine artifact [the shipped default model]")
+    ap.add_argument("--video", type=Path, help="video to stream [generated street scenes at 512x1024]")
+    ap.add_argument("--frames", type=int, default=100, help="frames per round")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved bare/pipeline rounds")
+    ap.add_argument("--threads", type=int, default=None, help="backend CPU threads [onnxruntime default]")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+
+    model = args.model or default_model()
+    options = BackendOptions(threads=args.threads)
+    inference = plan_inference(model, options, live=False)  # as `edgeseg run`
+    plan = inference.workers
+    one = Segmenter(model, options)
+    split = one if plan.workers == 1 else WarmSegmenter(inference.loader)
+    share_cores_with(one.backend)  # as `edgeseg run` does (bare rounds do not use OpenCV)
+    with tempfile.TemporaryDirectory() as tmp:
+        video = args.video or write_video(Path(tmp) / "scenes.mp4", args.frames, 512, 1024, seed=7)[0]
+        cmp = compare(one, split, plan.workers, video, args.frames, args.rounds)
+        floor = stage_floor(split, video, args.frames)
+    post = postprocess_cost(one, (512, 1024))
+    result = summarize(model, one.backend.describe(), plan, args.threads, args.video, cmp, floor, post)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"model            {model.name}  ({one.backend.describe()})")
-        print(f"frames           {args.rounds} x {result['frames_per_round']} of {result['video']}")
-        print(f"bare, 1 session  {fps['bare']:8.2f} FPS  ({args.threads or 'default'} threads)")
-        print(
-            f"bare, {plan.workers} sessions {fps['bare_parallel']:8.2f} FPS  ({plan.describe()}, side by side)"
-        )
-        labels = {
-            "headless": f"headless, {plan.workers} worker(s) (edgeseg run)",
-            "headless_1w": "headless, 1 worker",
-            "overlay": f"overlay, {plan.workers} worker(s)",
-        }
-        for mode, label in labels.items():
-            ratio = fps[mode] / best_bare
-            rounds = " ".join(f"{r[f'{mode}_fps'] / r['best_bare_fps']:.3f}" for r in cmp["rounds"])
-            print(f"{label:<36}{fps[mode]:8.2f} FPS  ratio {ratio:.3f} (target >= 0.95)  per round {rounds}")
-        print(
-            f"ratios are over the faster bare figure; over the one-session figure alone the default "
-            f"pipeline keeps {result['ratio_vs_one_session']:.3f}"
-        )
-        for mode, key in (("headless", "stages_p50_ms"), ("overlay", "overlay_stages_p50_ms")):
-            stages = result[key]
-            print(f"{mode:<8} p50 ms {json.dumps({k: round(v, 2) for k, v in stages.items()})}")
-        busy = cmp["cores_busy"]
-        print(
-            f"CPU per frame    {best_mode.replace('_', ' ')} {bare_cpu:.2f} ms ({busy[best_mode]:.2f} cores busy), "
-            f"headless {cpu['headless']:.2f} ms ({busy['headless']:.2f} cores busy) of {result['cores']} cores"
-        )
-        stage_cpu = ", ".join(f"{k} {v:.2f}" for k, v in result["pipeline_stage_cpu_ms"].items())
-        print(f"headless stages CPU ms per frame: {stage_cpu}")
-        print(
-            f"stage floor      decode {floor['decode']:.2f}, preprocess {floor['preprocess']:.2f}, "
-            f"postprocess {floor['postprocess']:.2f} ms per frame with nothing else running"
-        )
-        if result["saturated"]:
-            print(
-                "every core is busy on both sides, and FPS = cores busy / CPU per frame: the ratio follows "
-                f"bare / pipelined CPU per frame = {result['cpu_bound_ratio']:.3f}; with free threading it "
-                f"would be about bare / (bare + floor) = {result['zero_overhead_estimate']:.3f}"
-            )
-        else:
-            print("the cores are not all busy: the pipeline's own stages run on idle cores")
-        print(
-            f"postprocess      {post['postprocess_ms']:.1f} ms vs inference {post['inference_ms']:.1f} ms at "
-            f"{post['frame'][0]}x{post['frame'][1]} = {post['postprocess_share']:.1%} (target < 10%); "
-            f"numpy argmax alone {post['numpy_argmax_ms']:.1f} ms"
-        )
+        print_text(result, plan, args.rounds, args.threads)
     one.close()
     if split is not one:
         split.close()
