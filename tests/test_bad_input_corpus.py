@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_runtime import write_images, write_video
+from tmpfs import tmpfs_at
 from typer.testing import CliRunner
 
 from edgeseg.cli import app
@@ -239,19 +240,16 @@ def _tiny(path: Path, classes: int) -> None:
 def full_disk(tmp_path_factory, inputs):
     """A 1 MiB tmpfs holding an export, filled to the brim (root only)."""
     mount = tmp_path_factory.mktemp("full")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        yield None
-        return
-    (mount / "export").mkdir()
-    (mount / "export" / "tiny.onnx").write_bytes((inputs / "tiny.onnx").read_bytes())
-    with open(mount / "filler", "wb", buffering=0) as fh, contextlib.suppress(OSError):
-        while True:
-            fh.write(b"\0" * 4096)
-    try:
+    with tmpfs_at(mount, "1m") as refused:
+        if refused:
+            yield None
+            return
+        (mount / "export").mkdir()
+        (mount / "export" / "tiny.onnx").write_bytes((inputs / "tiny.onnx").read_bytes())
+        with open(mount / "filler", "wb", buffering=0) as fh, contextlib.suppress(OSError):
+            while True:
+                fh.write(b"\0" * 4096)
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 # (command line with placeholders, exit code, part of the one stderr line)

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tmpfs import tmpfs_at
 from typer.testing import CliRunner
 
 from edgeseg.cli import app
@@ -194,10 +195,9 @@ def test_a_disk_filling_up_mid_build_is_exit_6_naming_the_path_and_leaves_no_hal
 
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with tmpfs_at(mount, "4m") as refused:
+        if refused:
+            pytest.skip(f"cannot mount a tmpfs here: {refused}")
         export = mount / "work" / "wide"
         export.mkdir(parents=True)
         (mount / "tmp").mkdir()
@@ -222,5 +222,3 @@ def test_a_disk_filling_up_mid_build_is_exit_6_naming_the_path_and_leaves_no_hal
                 assert path.suffix == ".json" and json.loads(path.read_text())
         left = [p.name for p in mount.rglob("*") if "partial" in p.name or "inferred" in p.name]
         assert not left and not list((mount / "tmp").glob("edgeseg-*"))
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)

@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from tmpfs import tmpfs_at
 from typer.testing import CliRunner
 
 from edgeseg.atomic import atomic_path, write_json
@@ -176,13 +177,10 @@ def small_disk(tmp_path):
     """A 1 MiB tmpfs (root may mount one; skipped elsewhere)."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with tmpfs_at(mount, "1m") as refused:
+        if refused:
+            pytest.skip(f"cannot mount a tmpfs here: {refused}")
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def test_full_disk_stops_the_run_and_saves_the_rest(tiny_onnx, tmp_path, small_disk):
