@@ -203,7 +203,10 @@ def run_calibrator(
     del model
     # onnxruntime's histogram calibrators print progress to stdout; keep stdout clean for --json.
     # (an ExitStack rather than 3.9's parenthesized `with`: this module is imported on Python 3.8 too)
-    with scratch_dir("edgeseg-calib-") as tmp, contextlib.ExitStack() as quiet:
+    # the calibrator writes an inferred and an augmented copy of the model
+    model_bytes = sum((Path(model_path).parent / name).stat().st_size for name in external)
+    model_bytes += Path(model_path).stat().st_size
+    with scratch_dir("edgeseg-calib-", room_needed=2 * model_bytes) as tmp, contextlib.ExitStack() as quiet:
         quiet.enter_context(quiet_ort_logging())
         quiet.enter_context(contextlib.redirect_stdout(io.StringIO()))
         # The calibrator writes `<model>-inferred.onnx` beside the model it is given: give it a link

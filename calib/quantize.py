@@ -147,7 +147,8 @@ def _run_quantize_static(model: onnx.ModelProto, stats: CalibrationStats, out: P
     from onnxruntime.quantization.calibrate import save_tensors_data
 
     _check_ort()
-    with scratch_dir("edgeseg-quant-") as tmp:
+    # quantize_static writes about three copies of the model to $TMPDIR (shape-inferred, optimized, output)
+    with scratch_dir("edgeseg-quant-", room_needed=3 * model.ByteSize()) as tmp:
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(stats.tensors_data(), cache)
         with quiet_ort_logging():

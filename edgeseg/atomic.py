@@ -400,13 +400,16 @@ def _swap_entries(stage: Path, final: Path) -> None:
 
 
 @contextlib.contextmanager
-def scratch_dir(prefix: str) -> Iterator[Path]:
+def scratch_dir(prefix: str, room_needed: int = 0) -> Iterator[Path]:
     """A private temporary folder (under $TMPDIR) for a library that writes its own files (ONNX
     Runtime's calibrator and quantizer), removed afterwards. Whatever such a library raises when that
     disk fills up (an OSError, a protobuf parse error of its truncated file, our own wrapper of it) is
-    one `OutputFailed` naming the folder, exit 6."""
+    one `OutputFailed` naming the folder, exit 6. Some writers (ONNX Runtime's C++ model writer) fail
+    silently and free their files before the error surfaces; `room_needed` (about what the library
+    writes, in bytes) lets a failure that began with less room than that count as a full disk too."""
     try:
         folder = Path(tempfile.mkdtemp(prefix=prefix))
+        room_at_start = shutil.disk_usage(folder).free
     except OSError as exc:
         raise output_failed(tempfile.gettempdir(), exc) from None
     try:
@@ -415,7 +418,7 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
         raise
     except Exception as exc:
         cause = _no_space_in(exc)
-        if cause is not None or disk_full(folder):
+        if cause is not None or disk_full(folder) or room_at_start < room_needed:
             where = cause.filename if cause is not None and cause.filename else folder
             raise OutputFailed(
                 f"cannot write {where}: no space left on device (a temporary file: TMPDIR can point "

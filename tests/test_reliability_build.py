@@ -170,30 +170,23 @@ def wide_model(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.parametrize(
-    ("free_kb", "named"),
-    [
-        (100, "work/wide/wide.fp16.onnx"),  # a final file, written through the atomic writer
-        (230, "work/wide/wide.fp16.card.json"),  # its card
-        (236, "work/wide/wide.calib.json"),  # the calibration statistics
-        (400, "tmp/edgeseg-calib-"),  # onnxruntime's calibrator writes <model>-inferred.onnx
-        (760, "tmp/edgeseg-quant-"),  # onnxruntime's quantizer writes its own temporary files
-    ],
-)
-def test_a_disk_filling_up_mid_build_is_exit_6_naming_the_path_and_leaves_no_half_file(
-    wide_model, tmp_path, free_kb, named
-):
-    """A real 4 MiB tmpfs holding the export and $TMPDIR, filled to leave `free_kb` free, so that the
-    build runs out of space at a different step each time: one line naming the path, exit 6, and
-    every file under a final name complete (a full disk used to leave wide-inferred.onnx half written
-    beside the export and end with "Wire format was corrupt", exit 2, or a traceback-like exit 1)."""
+# The build's writes in the order it makes them; a disk with more room gets further down the list.
+WRITES = ("work/wide/wide.fp16.onnx", "work/wide/wide.fp16.card.json", "work/wide/wide.calib.json",
+          "tmp/edgeseg-calib-", "tmp/edgeseg-quant-")  # fmt: skip
+PAGE = 4096  # tmpfs gives space by the page
+
+
+def _build_on_a_disk_with(free_pages: int, wide_model: Path, where: Path) -> int:
+    """Build `wide` (FP16 and INT8) on a real 4 MiB tmpfs holding the export and $TMPDIR with only
+    `free_pages` left; check that a failure is exit 6 with one line naming a path and that every file
+    under a final name is whole. Returns how far down WRITES the build got (len(WRITES): it passed)."""
     import os
     import subprocess
     import sys
 
     import onnx
 
-    mount = tmp_path / "disk"
+    mount = where / f"disk{free_pages}"
     mount.mkdir()
     with tmpfs_at(mount, "4m") as refused:
         if refused:
@@ -204,21 +197,68 @@ def test_a_disk_filling_up_mid_build_is_exit_6_naming_the_path_and_leaves_no_hal
         (export / "wide.onnx").write_bytes(wide_model.read_bytes())
         fs = os.statvfs(mount)
         with open(mount / "filler", "wb") as fh:
-            fh.write(b"\0" * (fs.f_bavail * fs.f_frsize - free_kb * 1024))
+            fh.write(b"\0" * (fs.f_bavail * fs.f_frsize - free_pages * PAGE))
         env = {**os.environ, "TMPDIR": str(mount / "tmp"), "EDGESEG_WORKDIR": str(mount / "work")}
         r = subprocess.run(
             [sys.executable, "-m", "edgeseg", "build", "wide", "--fp16", "--int8", "--calib-data", "synth:8",
              "--calib-images", "8", "--eval-data", "synth:4", "--max-miou-drop", "100"],
             capture_output=True, text=True, env=env, cwd=mount, timeout=600,
         )  # fmt: skip
-        assert r.returncode == ExitCode.OUTPUT_FAILED, r.stderr
-        error = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
-        assert len(error) == 1 and "Traceback" not in r.stderr, r.stderr
-        assert f"error: cannot write {mount}/{named}" in error[0] and "o space left on device" in error[0]
-        for path in export.iterdir():  # each file under its final name is whole
+        for path in export.iterdir():  # each file under its final name is whole, failed or not
             if path.suffix == ".onnx":
                 onnx.checker.check_model(onnx.load(str(path)))
             else:
                 assert path.suffix == ".json" and json.loads(path.read_text())
         left = [p.name for p in mount.rglob("*") if "partial" in p.name or "inferred" in p.name]
         assert not left and not list((mount / "tmp").glob("edgeseg-*"))
+        if r.returncode == 0:
+            return len(WRITES)
+        assert r.returncode == ExitCode.OUTPUT_FAILED, r.stderr
+        error = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
+        assert len(error) == 1 and "Traceback" not in r.stderr, r.stderr
+        assert "o space left on device" in error[0], error[0]
+        named = [i for i, w in enumerate(WRITES) if f"error: cannot write {mount}/{w}" in error[0]]
+        assert named, f"the error names none of the build's writes: {error[0]}"
+        return named[0]
+
+
+def test_a_disk_filling_up_mid_build_is_exit_6_naming_the_path_and_leaves_no_half_file(wide_model, tmp_path):
+    """A build that runs out of space at each of its writes in turn (finals, cards, statistics, the
+    calibrator's and the quantizer's temporaries): one line naming the path, exit 6, and every file
+    under a final name complete (a full disk used to leave wide-inferred.onnx half written beside the
+    export and end with "Wire format was corrupt", exit 2, or a traceback-like exit 1). The free space
+    that stops each write is found here, not written down: it differs a page or two between machines."""
+    fp16_pages = -(-len(_fp16_bytes(wide_model)) // PAGE)
+    reached = {}
+    pages = fp16_pages - 1  # the FP16 file cannot fit; then one page more each run until calibration
+    while not reached or max(reached.values()) < WRITES.index("tmp/edgeseg-calib-"):
+        assert pages < fp16_pages + 16, f"no write after the FP16 file was reached in 16 pages: {reached}"
+        reached[pages] = _build_on_a_disk_with(pages, wide_model, tmp_path)
+        pages += 1
+    low, high = pages - 1, 512  # 2 MiB free: the build passes; the last page count that fails names
+    assert _build_on_a_disk_with(high, wide_model, tmp_path) == len(WRITES)  # the last write
+    while high - low > 1:
+        middle = (low + high) // 2
+        reached[middle] = _build_on_a_disk_with(middle, wide_model, tmp_path)
+        low, high = (low, middle) if reached[middle] == len(WRITES) else (middle, high)
+    steps = [reached[p] for p in sorted(reached)]
+    assert steps == sorted(steps), f"more room stopped the build earlier: {reached}"
+    assert set(steps) == set(range(len(WRITES) + 1)), f"not every write ran out of space: {reached}"
+
+
+def _fp16_bytes(wide_model: Path) -> bytes:
+    """The FP16 file as the build writes it, measured on a roomy disk (its size sets where to look)."""
+    import os
+    import subprocess
+    import sys
+
+    work = wide_model.parent / "roomy"
+    if not (work / "wide" / "wide.fp16.onnx").exists():
+        (work / "wide").mkdir(parents=True, exist_ok=True)
+        (work / "wide" / "wide.onnx").write_bytes(wide_model.read_bytes())
+        r = subprocess.run(
+            [sys.executable, "-m", "edgeseg", "build", "wide", "--fp16", "--eval-data", "synth:4"],
+            capture_output=True, text=True, env={**os.environ, "EDGESEG_WORKDIR": str(work)}, timeout=600,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    return (work / "wide" / "wide.fp16.onnx").read_bytes()

@@ -117,6 +117,29 @@ def test_device_is_written_in_place_never_replaced(tmp_path):
     assert failed.value.exit_code == ExitCode.OUTPUT_FAILED and stat.S_ISCHR(os.stat(full).st_mode)
 
 
+def test_a_library_failing_in_a_scratch_folder_that_began_too_small_is_a_full_disk(tmp_path, monkeypatch):
+    """ONNX Runtime's C++ writer fails silently on a full disk, frees its file, and the quantizer then
+    reads a truncated model ("Failed to find proper ai.onnx domain"): with less room at the start than
+    the library writes, that failure is exit 6 naming the folder; with room, the library's error stands."""
+    import shutil
+    import tempfile
+
+    from edgeseg.atomic import scratch_dir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    free = shutil.disk_usage(tmp_path).free
+    too_small = scratch_dir("edgeseg-q", room_needed=free + (1 << 30))
+    with (
+        pytest.raises(EdgesegError, match=f"cannot write {tmp_path}/edgeseg-q.*: no space left") as failed,
+        too_small,
+    ):
+        raise ValueError("Failed to find proper ai.onnx domain")
+    assert failed.value.exit_code == ExitCode.OUTPUT_FAILED and not list(tmp_path.iterdir())
+    with pytest.raises(ValueError, match="ai.onnx domain"), scratch_dir("edgeseg-q", room_needed=1 << 20):
+        raise ValueError("Failed to find proper ai.onnx domain")
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("mask", [0o022, 0o027, 0o002])
 def test_new_files_get_the_umask_and_replaced_files_keep_their_mode(tmp_path, mask):
     from edgeseg.atomic import PendingFile
