@@ -19,9 +19,9 @@ import numpy as np
 
 from edgeseg.errors import EdgesegError
 from edgeseg.runtime.backends import Backend
-from edgeseg.runtime.streaming.channel import EMPTY, END, POLL
+from edgeseg.runtime.streaming.channel import POLL
 from edgeseg.runtime.streaming.frame import FrameResult
-from edgeseg.runtime.streaming.inference import InferencePort
+from edgeseg.runtime.streaming.inference import InferencePort, StreamPorts
 
 
 @dataclass(frozen=True)
@@ -90,14 +90,10 @@ class Batcher:
     ) -> None:
         """`ports`: each stream's name and port; `wake` is set when any of them has news."""
         self.backend, self.max_batch, self.wake = backend, max_batch, wake
-        self.names = [name for name, _ in ports]
-        self.ports = [port for _, port in ports]
+        self.streams = StreamPorts(ports)
         self.sizes: Counter[int] = Counter()  # batch size -> batches run
         self.error: BaseException | None = None
         self._ready: list[tuple[int, FrameResult]] = []  # (lane, frame) taken, not yet submitted
-        self._held: Counter[int] = Counter()  # per lane: frames taken and not yet handed back
-        self._ended: set[int] = set()  # lanes whose frames have all been taken
-        self._turn = 0
 
     def run(self) -> None:
         backend = self.backend
@@ -114,7 +110,7 @@ class Batcher:
                     in_flight.append(self._submit())
                 elif in_flight:  # nothing new to stage: hand on the oldest batch
                     self._collect(*in_flight.popleft())
-                elif len(self._ended) == len(self.ports):
+                elif self.streams.all_ended:
                     break
                 else:
                     self.wake.wait(POLL)
@@ -124,27 +120,14 @@ class Batcher:
     def _refill(self) -> None:
         """Take the frame each stream has ready, starting with a different stream each time."""
         waiting = {i for i, _ in self._ready}
-        n = len(self.ports)
-        for k in range(n):
-            i = (self._turn + k) % n
-            port = self.ports[i]
-            if i in self._ended or i in waiting:
-                continue
-            if not port.has_room(self._held[i]):
-                continue  # its postprocessing is behind: its frames wait (or, live, get replaced) upstream
-            item = port.take(block=False)
-            if item is EMPTY:
-                continue
-            if item is END:
-                self._ended.add(i)
-                if not self._held[i]:
-                    port.end()
-                continue
-            assert isinstance(item, FrameResult)
-            item.stream = self.names[i]
-            self._held[i] += 1
-            self._ready.append((i, item))
-        self._turn = (self._turn + 1) % n
+        order, ending = self.streams.rotation(), []
+        for i in order:
+            item = None if i in waiting else self.streams.take(i, ending)
+            if item is not None:
+                self._ready.append((i, item))
+        for port in ending:
+            port.end()
+        self.streams.advance(past=order[0])
 
     def _submit(self) -> tuple[float, list[tuple[int, FrameResult]]]:
         """One batch from the ready frames: the oldest one's input shape, up to `max_batch` frames;
@@ -166,11 +149,8 @@ class Batcher:
         out = self.backend.result()
         ms = (time.perf_counter() - submitted) * 1000.0
         for k, (i, item) in enumerate(chosen):
-            port = self.ports[i]
             item.raw = out[k : k + 1]
             item.timings["inference"] = ms
-            self._held[i] -= 1
-            if not port.hand_back(item):  # that stream is stopping: its frame goes with it
-                self._ended.add(i)
-            elif i in self._ended and not self._held[i]:
+            port = self.streams.ports[i]
+            if self.streams.returned(i, port.hand_back(item)):
                 port.end()

@@ -22,9 +22,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from edgeseg.runtime.backends import Backend
-from edgeseg.runtime.streaming.channel import EMPTY, END, POLL
+from edgeseg.runtime.streaming.channel import POLL
 from edgeseg.runtime.streaming.frame import FrameResult
-from edgeseg.runtime.streaming.inference import InferencePort
+from edgeseg.runtime.streaming.inference import InferencePort, StreamPorts
 
 
 class RequestPool:
@@ -39,18 +39,13 @@ class RequestPool:
         on_error: Callable[[], None] = lambda: None,
     ) -> None:
         self.backends = list(backends)
-        self.names = [name for name, _ in ports]
-        self.ports = [port for _, port in ports]
+        self.streams = StreamPorts(ports)
         self.wake = wake
         self.on_error = on_error  # stops the run when a request fails
         self.sizes: Counter[int] = Counter()  # frames per inference -> inferences (always 1 here)
         self.error: BaseException | None = None
         self.helper_cpu = 0.0  # CPU seconds of the threads run() started beside its own
-        self._lock = threading.Lock()  # the bookkeeping below, shared by every request's thread
-        self._held: Counter[int] = Counter()  # per stream: frames taken and not yet handed back
-        self._ended: set[int] = set()  # streams whose frames have all been taken
-        self._closed: set[int] = set()  # streams whose end has been handed on
-        self._turn = 0
+        self._lock = threading.Lock()  # `streams` and the counts above, shared by every request's thread
 
     @property
     def in_flight(self) -> int:
@@ -96,7 +91,7 @@ class RequestPool:
         try:
             while True:
                 with self._lock:
-                    if len(self._ended) == len(self.ports) or self.error is not None:
+                    if self.streams.all_ended or self.error is not None:
                         return
                     self.wake.clear()  # before looking: a frame arriving after the look sets it again
                     taken, ending = self._take()
@@ -118,43 +113,19 @@ class RequestPool:
     def _take(self) -> tuple[tuple[int, FrameResult] | None, list[InferencePort]]:
         """The next ready frame, looking at a different stream first each time, and the ports whose end
         is due (under the lock; their `end()` is called after it)."""
-        n, ending = len(self.ports), []
-        for k in range(n):
-            i = (self._turn + k) % n
-            port = self.ports[i]
-            if i in self._ended or not port.has_room(self._held[i]):
-                continue  # its postprocessing is behind: its frames wait (or, live, get replaced) upstream
-            item = port.take(block=False)
-            if item is EMPTY:
-                continue
-            if item is END:
-                self._ended.add(i)
-                if self._done(i):
-                    ending.append(port)
-                continue
-            assert isinstance(item, FrameResult)
-            item.stream = self.names[i]
-            self._held[i] += 1
-            self.sizes[1] += 1
-            self._turn = (i + 1) % n
-            return (i, item), ending
+        ending: list[InferencePort] = []
+        for i in self.streams.rotation():
+            item = self.streams.take(i, ending)
+            if item is not None:
+                self.sizes[1] += 1
+                self.streams.advance(past=i)
+                return (i, item), ending
         return None, ending
 
     def _hand_back(self, i: int, item: FrameResult) -> None:
-        handed = self.ports[i].hand_back(item)  # never waits: there was room when it was taken
+        port = self.streams.ports[i]
+        handed = port.hand_back(item)  # never waits: there was room when it was taken
         with self._lock:
-            self._held[i] -= 1
-            if not handed:  # that stream is stopping: its frame goes with it
-                self._ended.add(i)
-                self._closed.add(i)
-            due = self._done(i)
+            due = self.streams.returned(i, handed)
         if due:
-            self.ports[i].end()
-
-    def _done(self, i: int) -> bool:
-        """Whether stream i's end is due now (its last frame handed back) and not yet handed on; marks
-        it handed on (under the lock)."""
-        if i in self._ended and not self._held[i] and i not in self._closed:
-            self._closed.add(i)
-            return True
-        return False
+            port.end()

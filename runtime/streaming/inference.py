@@ -11,8 +11,8 @@ import contextlib
 import functools
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
 from typing import Protocol, Tuple
 
 from edgeseg.errors import EdgesegError
@@ -72,6 +72,75 @@ class InferencePort:
         results (one per batch in flight), for a step that serves several ports from one thread."""
         self.frames.wake = self.results.wake = event
         self.results.capacity += room
+
+
+class StreamPorts:
+    """The ports of several streams as the one step serving them all sees them (the `Batcher` on a
+    GPU, the `RequestPool` on a CPU): whose turn it is, each stream's frames out at inference, which
+    streams have ended, and when a stream's end is due (once, after its last result). Not thread-safe:
+    a caller with several threads holds its own lock around `take` and `returned`."""
+
+    def __init__(self, ports: Sequence[tuple[str, InferencePort]]) -> None:
+        """`ports`: each stream's name and port."""
+        self.names = [name for name, _ in ports]
+        self.ports = [port for _, port in ports]
+        self._held: Counter[int] = Counter()  # per stream: frames taken and not yet handed back
+        self._ended: set[int] = set()  # streams whose frames have all been taken
+        self._closed: set[int] = set()  # streams whose end has been handed on (or that stopped)
+        self._turn = 0
+
+    def __len__(self) -> int:
+        return len(self.ports)
+
+    @property
+    def all_ended(self) -> bool:
+        return len(self._ended) == len(self.ports)
+
+    def rotation(self) -> list[int]:
+        """Every stream, starting with the one whose turn it is (see `advance`)."""
+        n = len(self.ports)
+        return [(self._turn + k) % n for k in range(n)]
+
+    def advance(self, past: int) -> None:
+        """The next `rotation` starts with the stream after `past`."""
+        self._turn = (past + 1) % len(self.ports)
+
+    def take(self, i: int, ending: list[InferencePort]) -> FrameResult | None:
+        """Stream i's ready frame, named after its stream, if its postprocessing has room for the
+        result; else None (its frames wait or, live, get replaced upstream). A stream found ended
+        with nothing out has its port added to `ending`: the caller calls `end()` on it."""
+        port = self.ports[i]
+        if i in self._ended or not port.has_room(self._held[i]):
+            return None
+        item = port.take(block=False)
+        if item is EMPTY:
+            return None
+        if item is END:
+            self._ended.add(i)
+            if self._end_due(i):
+                ending.append(port)
+            return None
+        assert isinstance(item, FrameResult)
+        item.stream = self.names[i]
+        self._held[i] += 1
+        return item
+
+    def returned(self, i: int, handed: bool) -> bool:
+        """Stream i's frame came back from inference (`handed`: its port took the result; False when
+        that stream is stopping, whose frames go with it). True when the caller is to `end()` the
+        port now."""
+        self._held[i] -= 1
+        if not handed:
+            self._ended.add(i)
+            self._closed.add(i)
+        return self._end_due(i)
+
+    def _end_due(self, i: int) -> bool:
+        """Whether stream i's end is due now and not yet handed on; marks it handed on."""
+        if i in self._ended and not self._held[i] and i not in self._closed:
+            self._closed.add(i)
+            return True
+        return False
 
 
 class InferenceStep(Protocol):
