@@ -226,6 +226,30 @@ def test_a_file_openvino_cannot_read_is_one_line_exit_2(variants, tmp_path):
     assert r.exit_code == 2 and "Traceback" not in r.output, r.output
 
 
+def test_an_operator_openvino_cannot_convert_is_named_in_the_one_line(variants, tmp_path):
+    """A valid ONNX whose operator OpenVINO has no conversion rule for: its report puts the operator
+    three lines below a heading ending in ':' (its first useful line said only that conversion failed)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgeseg.artifacts import card_from_metadata, onnx_metadata
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 64, 64])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 8, 64, 64])
+    graph = helper.make_graph([helper.make_node("FancyOp", ["input"], ["logits"], domain="com.example")],
+                              "g", [x], [y])  # fmt: skip
+    model = tmp_path / "custom.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                      helper.make_opsetid("com.example", 1)]), model)  # fmt: skip
+    card = card_from_metadata(variants["fp32"], onnx_metadata(variants["fp32"])).replace(input_size=(64, 64))
+    card.save_json(tmp_path / "custom.card.json")
+    r = runner.invoke(app, ["run", "--model", str(model), "--backend", "openvino", "--frames", "1"])
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    last = " ".join(r.output.split()).split("error: ")[-1]
+    assert last.startswith(f"OpenVINO cannot read {model}:"), last
+    assert "com.example.FancyOp" in last, last
+
+
 MODELS_CLOSED_OUT_OF_ORDER = """
 import os, signal, sys
 from edgeseg.runtime.backends import BackendOptions, load_backend

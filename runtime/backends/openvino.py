@@ -305,8 +305,10 @@ def _newest_opset() -> int:
 
 
 def _short(exc: BaseException) -> str:
-    """OpenVINO's errors carry a C++ source trail; the first meaningful line says what went wrong."""
-    text = str(exc).strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    """OpenVINO's errors carry a C++ source trail; the lines after it say what went wrong, joined into
+    one line (an ONNX operator it has no conversion rule for is named three lines below "FrontEnd API
+    failed with OpConversionFailure:", after "Model wasn't fully converted." and "Summary:")."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
     useful = [ln for ln in lines if not ln.startswith(("Exception from", "Check '")) and ".cpp:" not in ln]
-    return (useful or lines or [first_line(exc)])[0][:300]
+    said = [ln.lstrip("- ").strip() for ln in useful if ln != "Summary:"]
+    return " ".join(said or lines or [first_line(exc)])[:300]
