@@ -40,6 +40,7 @@ class BenchConfig:
     warmup: int = 3
     iterations: int = 30
     providers: str = "cpu"
+    input_size: tuple[int, int] | str | None = None  # a --dynamic-hw model's inference size (BackendOptions)
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
@@ -204,8 +205,19 @@ def options_for(artifact: Artifact, cfg: BenchConfig) -> BackendOptions:
     """How the child process opens `artifact`: its own backend, the bench's threads and providers."""
     from edgeseg.runtime.backends import BackendOptions
 
+    card, size = artifact.card, cfg.input_size
+    if size is not None and artifact.kind == "torch":
+        # the eager model takes any size: its row runs at the size the exported files are asked to
+        from edgeseg.artifacts import read_card
+        from edgeseg.card import NATIVE
+
+        card = card or read_card(artifact.path)
+        card = (
+            card.replace(dynamic=True, native_size=True) if size == NATIVE else card.replace(input_size=size)
+        )
+        size = None
     return BackendOptions(
-        backend=artifact.kind, threads=cfg.threads, providers=cfg.providers, card=artifact.card
+        backend=artifact.kind, threads=cfg.threads, providers=cfg.providers, card=card, input_size=size
     )
 
 

@@ -26,6 +26,7 @@ METADATA_PREFIX = "edgeseg."
 IGNORE_INDEX = 255
 MIN_INPUT_SIDE = 8  # the smallest input height/width edgeseg trains and exports (export refuses less)
 MAX_INPUT_SIDE = 8192  # the largest: one 8192x8192 float frame is already 800 MB through a net
+NATIVE = "native"  # an inference size (BackendOptions.input_size): each frame at its own size
 
 # ImageNet statistics in 0..1 RGB scale, used by torchvision backbones.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edgeseg.card import MAX_INPUT_SIDE, MIN_INPUT_SIDE, ModelCard
+from edgeseg.card import MAX_INPUT_SIDE, MIN_INPUT_SIDE, NATIVE, ModelCard
 from edgeseg.errors import EdgesegError
 
 STRIDE = 32  # frames run at their own size (`native_size`) are padded to a multiple of this
-NATIVE = "native"  # `at_inference_size`: each frame at its own size
 
 
 @dataclass(frozen=True)

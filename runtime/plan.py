@@ -19,7 +19,7 @@ from typing import Any, Union
 
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
-from edgeseg.preprocess import NATIVE, at_inference_size, runs_native
+from edgeseg.preprocess import at_inference_size, runs_native
 from edgeseg.runtime.backends import BackendOptions
 from edgeseg.runtime.backends.base import given_options
 from edgeseg.runtime.draw import Renderer
@@ -153,10 +153,7 @@ class RunPlan:
     live: bool | None = None
     reconnect: Reconnect = field(default_factory=Reconnect)
     loop: bool = False
-    synthetic_size: tuple[int, int] | None = None  # None: the size frames run at (256x512 with NATIVE)
-    # the inference size (a net with dynamic height and width): (h, w) resizes every frame to it, NATIVE
-    # runs each at its own size; None: the card's (edgeseg.preprocess.at_inference_size)
-    input_size: tuple[int, int] | str | None = None
+    synthetic_size: tuple[int, int] | None = None  # None: the size frames run at (256x512 at native size)
     card_file: Path | None = None  # a card for an artifact made elsewhere (--card)
     workdir: Path | None = None
     prefer: str | None = None  # which file type to pick when the model is an export name (--backend)
@@ -169,9 +166,6 @@ class RunPlan:
             raise EdgesegError("a run needs at least one source")
         if self.max_frames is not None and self.max_frames < 1:
             raise EdgesegError("--frames must be at least 1")
-        size = self.input_size
-        if size is not None and size != NATIVE and not (isinstance(size, tuple) and len(size) == 2):
-            raise EdgesegError(f"input_size must be (height, width) or {NATIVE!r}, got {size!r}")
         if self.reconnect.timeout is not None and not 0 < self.reconnect.timeout < float("inf"):
             raise EdgesegError("--reconnect-timeout must be a positive number of seconds")
         self.outputs.check()
@@ -261,10 +255,12 @@ class RunPlan:
             _check_synthetic_classes(card.classes)
         backend = self.backend
         if artifact is not None:  # the card read once (with --card if given), at the asked inference size
-            card = at_inference_size(backend.card or card, self.input_size)
-            backend = backend.replace(card=card)
-        elif self.input_size is not None:
-            raise EdgesegError("an open Segmenter runs at its own card's size; give input_size to its card")
+            card = at_inference_size(backend.card or card, backend.input_size)
+            backend = backend.replace(card=card, input_size=None)
+        elif backend.input_size is not None:
+            raise EdgesegError(
+                "an open Segmenter runs at the size it was opened with: give input_size to its BackendOptions"
+            )
         size = self.synthetic_size or ((256, 512) if runs_native(card) else tuple(card.input_size))
         run = OpenRun(self, artifact, card)
         model = self.model if isinstance(self.model, Segmenter) else artifact

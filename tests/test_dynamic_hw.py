@@ -188,3 +188,71 @@ def test_eval_scores_at_the_size_asked_for(exports, tmp_path):
     assert scored("--native-size")["size"] == NATIVE
     fixed = runner.invoke(app, ["eval", str(exports["fixed"]), "--data", str(data), "--native-size"])
     assert fixed.exit_code == 2 and "--native-size needs a model exported with --dynamic-hw" in fixed.output
+
+
+# --- one field for every way in: BackendOptions.input_size -----------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_segmenter_and_its_workers_run_at_the_size_its_options_ask(exports, backend, monkeypatch):
+    """`Segmenter(path, BackendOptions(input_size=...))`: the size is applied to the card where the file
+    opens, so the caller never reads and edits a card, and every worker it spawns runs there too."""
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    frame = frames(1, ODD, seed=6)[0]
+    seg = Segmenter(exports["dynamic"], BackendOptions(backend=backend, input_size=(64, 96)))
+    worker = Segmenter(seg.spawn_backend())
+    assert seg.card.input_size == worker.card.input_size == (64, 96) and not seg.card.native_size
+    shapes = _spy(worker, monkeypatch)
+    assert worker.infer(frame).shape == ODD and shapes == [(1, 3, 64, 96)]
+    native = Segmenter(exports["dynamic"], BackendOptions(backend=backend, input_size=NATIVE))
+    shapes = _spy(native, monkeypatch)
+    assert native.infer(frame).shape == ODD and shapes == [(1, 3, 96, 128)]
+    with pytest.raises(EdgesegError, match="--input-size 64x96 needs a model exported with --dynamic-hw"):
+        Segmenter(exports["fixed"], BackendOptions(backend=backend, input_size=(64, 96)))
+    for seg_ in (worker, seg, native):
+        seg_.close()
+
+
+def test_backend_options_check_the_size_once():
+    assert BackendOptions(input_size=[64, 96]).input_size == (64, 96)  # as JSON gives it
+    for bad in [(4, 4), (64,), "big", (64.0, 96), (True, 96)]:
+        with pytest.raises(EdgesegError, match="--input-size must be"):
+            BackendOptions(input_size=bad)
+
+
+def test_stream_takes_the_size_in_its_options(exports, tmp_path):
+    """`stream(options=BackendOptions(input_size=...))`, the Python twin of `run --input-size`; an
+    open Segmenter keeps the size it was opened with."""
+    from edgeseg.runtime import stream
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    for i, frame in enumerate(frames(2, ODD, seed=8)):
+        cv2.imwrite(str(folder / f"f{i}.png"), frame)
+    got = list(stream(exports["dynamic"], options=BackendOptions(input_size=NATIVE), images=str(folder)))
+    assert len(got) == 2 and all(r.class_map.shape == ODD for r in got)
+    seg = Segmenter(exports["dynamic"])
+    with pytest.raises(EdgesegError, match="an open Segmenter runs at the size it was opened with"):
+        list(stream(seg, options=BackendOptions(input_size=(64, 96)), images=str(folder)))
+    seg.close()
+
+
+def test_bench_runs_every_row_at_the_size_asked_for(exports, tmp_path):
+    """`edgeseg bench --input-size`: every file's row (ONNX Runtime, OpenVINO) and the eager row are
+    opened at that size; a fixed model refuses it in one line."""
+    from edgeseg import bench
+
+    cfg = bench.BenchConfig(data="synth:2", input_size=(64, 96))
+    for art in bench.discover(exports["dynamic"], None):
+        with Segmenter(art.path, bench.options_for(art, cfg)) as seg:
+            assert seg.card.input_size == (64, 96), art.label
+    eager = bench.Artifact(
+        "PyTorch eager", exports["dynamic"], "torch", "fp32", Segmenter(exports["fixed"]).card
+    )
+    assert bench.options_for(eager, cfg).card.input_size == (64, 96)
+    args = ["bench", str(exports["dynamic"]), "--data", "synth:2", "--iterations", "1", "--warmup", "0",
+            "--input-size", "64x96", "--json"]  # fmt: skip
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["inference_size"]["size"] == [64, 96]
+    fixed = runner.invoke(app, ["bench", str(exports["fixed"]), *args[2:]])
+    assert fixed.exit_code == 2 and "needs a model exported with --dynamic-hw" in fixed.output, fixed.output

@@ -315,6 +315,20 @@ def test_cli_node_on_openvino(ros, tiny_onnx, tmp_path):
             np.testing.assert_array_equal(pixels(graph.published["/edgeseg/class_map"][k]), seg.infer(frame))
 
 
+def test_cli_node_runs_a_dynamic_hw_model_at_the_size_asked_for(ros, tiny_onnx):
+    """`edgeseg ros2 --input-size HxW` / `--native-size`, as `run` takes them (BackendOptions.input_size):
+    the node's model runs camera frames at that size and its report says which."""
+    graph, _ = ros
+    model = tiny_onnx(dynamic=True)  # N, H, W named; the card states 32x48
+    for extra, size in [(["--input-size", "64x96"], [64, 96]), (["--native-size"], "native"), ([], [32, 48])]:
+        lockstep_camera(graph, "/image", [image_msg(f, k) for k, f in enumerate(camera_frames(1))])
+        r = runner.invoke(app, ["ros2", "--model", str(model), "--frames", "1", "--json", *extra])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["model"]["inference_size"]["size"] == size
+    fixed = runner.invoke(app, ["ros2", "--model", str(tiny_onnx()), "--native-size", "--frames", "1"])
+    assert fixed.exit_code == 2 and "--native-size needs a model exported with --dynamic-hw" in fixed.output
+
+
 NODE_UNDER_SUPERVISOR = """
 import sys, threading, time
 from pathlib import Path

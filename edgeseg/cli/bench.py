@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from edgeseg.cli.options import SIDE, card_option, json_option, providers_option, workdir_option
+from edgeseg.cli.options import (
+    SIDE,
+    card_option,
+    input_size_option,
+    json_option,
+    native_size_option,
+    providers_option,
+    workdir_option,
+)
 
 
 def bench_command(
@@ -30,6 +38,8 @@ def bench_command(
     width: int = typer.Option(
         None, **SIDE, help="Frame width for generated data.", show_default="the model's input"
     ),
+    input_size: str | None = input_size_option(),
+    native_size: bool = native_size_option(),
     threads: int = typer.Option(2, help="CPU threads per backend."),
     warmup: int = typer.Option(3, help="Untimed runs before measuring."),
     iterations: int = typer.Option(30, help="Timed frames per artifact."),
@@ -44,8 +54,10 @@ def bench_command(
     from edgeseg import machine, workspace
     from edgeseg.artifacts import read_card
     from edgeseg.atomic import check_apart, check_writable
+    from edgeseg.cli.options import parse_inference_size
     from edgeseg.console import console, print_json, table
     from edgeseg.errors import EdgesegError
+    from edgeseg.preprocess import at_inference_size, inference_size
 
     cfg = lib.BenchConfig(
         data=data,
@@ -55,6 +67,7 @@ def bench_command(
         warmup=warmup,
         iterations=iterations,
         providers=providers,
+        input_size=parse_inference_size(input_size, native_size),
     )
     for option, path in (("--markdown", markdown), ("--plot", plot)):
         if path is not None:
@@ -72,11 +85,15 @@ def bench_command(
     artifacts = lib.discover(base, ckpt, given)
     # the frames are opened once before any measurement: bad --data fails here, and data without
     # ground truth of the model's classes is said once (speed rows only), not as an error per row
-    no_miou = lib.open_frames(cfg, given or read_card(base)).no_miou
+    # and a size the model cannot run at is one line before any row runs
+    card = at_inference_size(given or read_card(base), cfg.input_size)
+    no_miou = lib.open_frames(cfg, card).no_miou
     if not json_out:
         console.print(f"[bold]benchmarking[/] {len(artifacts)} artifacts of {base.name} on {data}")
         if no_miou:
             console.print(f"[dim]no mIoU: {no_miou}[/]", highlight=False)
+        if card.dynamic:  # a fixed model has one size; a --dynamic-hw one says which (as run does)
+            console.print(f"[dim]frames: {inference_size(card)['how']}[/]", highlight=False)
         if ckpt is None:
             console.print(
                 f"[dim]no training checkpoint of {base.name} found (looked in {workspace.root_of(base)} "
@@ -98,7 +115,7 @@ def bench_command(
         lib.plot(results, plot)
     failed = lib.nothing_measured(results)
     if json_out:
-        print_json(lib.to_json(results, cfg, desc, no_miou))
+        print_json({**lib.to_json(results, cfg, desc, no_miou), "inference_size": inference_size(card)})
     else:
         console.print(table(f"edgeseg bench: {base.name}", lib.COLUMNS, lib.rows(results)))
         console.print(f"[dim]{machine.summary(threads)}[/]", highlight=False)

@@ -62,7 +62,7 @@ def eval_command(
     from edgeseg.defaults import DEFAULT_EVAL_DATA
     from edgeseg.errors import EdgesegError
     from edgeseg.evaluate import confusion
-    from edgeseg.preprocess import at_inference_size, inference_size
+    from edgeseg.preprocess import inference_size
     from edgeseg.runtime.backends import BackendOptions
     from edgeseg.runtime.segmenter import Segmenter
 
@@ -93,16 +93,14 @@ def eval_command(
         if artifact not in (None, "default"):
             raise EdgesegError("pass --data PATH (a dataset folder or synth:N) to evaluate on")
         data = DEFAULT_EVAL_DATA
-    card = read_card(path, card_file) if card_file or size is not None else None
-    if card is not None:
-        card = at_inference_size(card, size)  # a --dynamic-hw model at another size, or each image's own
     options = BackendOptions(
         backend=backend,
         providers=providers,
         device=device,
         threads=threads,
-        card=card,
+        card=read_card(path, card_file) if card_file else None,
         allow_other_gpu=allow_other_gpu,
+        input_size=size,  # a --dynamic-hw model at another size, or each image's own
     )
     segmenter = Segmenter(path, options)
     dataset = open_dataset(data, split=split)

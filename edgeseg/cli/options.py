@@ -59,7 +59,8 @@ def parse_hw(text: str, minimum: int = 16, maximum: int = MAX_INPUT_SIDE) -> tup
 
 
 def input_size_option() -> Any:
-    """`--input-size HxW` (run, eval): another inference size for a model exported with --dynamic-hw."""
+    """`--input-size HxW` (run, eval, bench, ros2): another inference size for a model exported with
+    --dynamic-hw (BackendOptions.input_size, which stream() and Segmenter take alike)."""
     import typer
 
     return typer.Option(
@@ -71,7 +72,8 @@ def input_size_option() -> Any:
 
 
 def native_size_option() -> Any:
-    """`--native-size` (run, eval): each frame at its own size, for a model exported with --dynamic-hw."""
+    """`--native-size` (run, eval, bench, ros2): each frame at its own size, for a model exported with
+    --dynamic-hw (BackendOptions.input_size="native")."""
     import typer
 
     return typer.Option(

@@ -20,8 +20,10 @@ from edgeseg.cli.options import (
     card_option,
     device_option,
     finite,
+    input_size_option,
     json_option,
     model_option,
+    native_size_option,
     providers_option,
     report_option,
     workdir_option,
@@ -37,6 +39,8 @@ def ros2_command(
     providers: str = providers_option(),
     threads: int | None = typer.Option(None, "--threads", **THREADS, help="CPU threads for inference."),
     device: str = device_option(),
+    input_size: str | None = input_size_option(),
+    native_size: bool = native_size_option(),
     topic: str = typer.Option("image", "--topic", help="Image topic to subscribe to (remappable: `image`)."),
     compressed: bool | None = typer.Option(
         None,
@@ -69,6 +73,7 @@ def ros2_command(
     from edgeseg import workspace
     from edgeseg.artifacts import read_card
     from edgeseg.atomic import check_apart, check_writable
+    from edgeseg.cli.options import parse_inference_size
     from edgeseg.cli.run import publish_report
     from edgeseg.errors import EdgesegError, ExitCode
     from edgeseg.runtime.backends import BackendOptions
@@ -91,6 +96,7 @@ def ros2_command(
         device=device,
         card=card,
         allow_other_gpu=allow_other_gpu,
+        input_size=parse_inference_size(input_size, native_size),
     )
     with Segmenter(artifact, opening) as seg:
         result = run_node(seg, options, ros_args=[sys.argv[0], *ctx.args], own_process=True)

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edgeseg.card import ModelCard
+from edgeseg.card import MAX_INPUT_SIDE, MIN_INPUT_SIDE, NATIVE, ModelCard
 from edgeseg.errors import EdgesegError
 from edgeseg.runtime.backends.choice import choose_backend
 from edgeseg.runtime.backends.classes import backend_class
@@ -55,6 +55,10 @@ class BackendOptions:
     card: ModelCard | None = None  # overrides the card the artifact carries (files made elsewhere)
     spin_wait: bool = True  # ONNX Runtime: threads spin between operators (False: sleep; paced sources)
     allow_other_gpu: bool = False  # TensorRT: run an engine built on another module of the same GPU family
+    # the inference size of a net with dynamic height and width: (h, w) resizes every frame to it,
+    # "native" runs each at its own size; None: the size its card states (edgeseg.preprocess.
+    # at_inference_size, applied to the card when the artifact opens). `--input-size` / `--native-size`
+    input_size: tuple[int, int] | str | None = None
 
     def __post_init__(self) -> None:
         providers = [self.providers] if isinstance(self.providers, str) else self.providers
@@ -78,6 +82,23 @@ class BackendOptions:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise EdgesegError(f"{_said(name)} must be a name, got {value!r}")
+        size = self.input_size
+        if isinstance(size, list):
+            object.__setattr__(self, "input_size", size := tuple(size))  # JSON gives lists
+        if (
+            size is not None
+            and size != NATIVE
+            and not (
+                isinstance(size, tuple)
+                and len(size) == 2
+                and all(isinstance(v, Integral) and not isinstance(v, bool) for v in size)
+                and all(MIN_INPUT_SIDE <= v <= MAX_INPUT_SIDE for v in size)
+            )
+        ):
+            raise EdgesegError(
+                f"{_said('input_size')} must be (height, width) with sides {MIN_INPUT_SIDE}..{MAX_INPUT_SIDE} "
+                f"or {NATIVE!r}, got {size!r}"
+            )
         if self.card is not None and not isinstance(self.card, ModelCard):
             raise EdgesegError(f"{_said('card')} must be a ModelCard, got {type(self.card).__name__}")
         for name in ("spin_wait", "allow_other_gpu"):
@@ -94,6 +115,7 @@ _FLAGS = (
     "threads",
     "device",
     "allow_other_gpu",
+    "input_size",
 )  # the fields commands take as options
 
 
@@ -266,4 +288,16 @@ class BackendLoader:
         if path.stat().st_size == 0:
             raise EdgesegError(f"{path} is empty (0 bytes): not a model file (an interrupted copy?)")
         cls = backend_class(path, self.options.backend or choose_backend(path, self.options).backend)
-        return cls(path, self.options)
+        return cls(path, sized(path, self.options))
+
+
+def sized(path: Path, options: BackendOptions) -> BackendOptions:
+    """`options` with the inference size they ask for applied to the card the artifact opens with (the
+    one place `input_size` becomes a card: every backend, and every worker it spawns, runs at it)."""
+    if options.input_size is None:
+        return options
+    from edgeseg.artifacts import read_card
+    from edgeseg.preprocess import at_inference_size
+
+    card = at_inference_size(options.card or read_card(path), options.input_size)
+    return options.replace(card=card, input_size=None)
