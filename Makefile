@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 TORCH := torch==2.14.1 torchvision==0.29.1
+# every release pinned to what the suite last ran with (the file says why); pyproject.toml keeps the ranges
+CONSTRAINTS := constraints.txt
 
 .PHONY: demo test test-all bench gpu-check py38-check lint venv clean system-tools
 
@@ -15,15 +17,15 @@ SYSTEM_TOOLS := ffmpeg chromium
 # pip shows its download progress on a terminal and stays quiet in logs; each step says what it does
 QUIET = $$([ -t 1 ] || echo -q)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@echo "==> [1/4] creating $(VENV) (a Python virtual environment)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "==> [2/4] upgrading pip"
-	@$(PIP) install $(QUIET) --upgrade pip
+	@$(PIP) install $(QUIET) --upgrade pip -c $(CONSTRAINTS)
 	@echo "==> [3/4] installing $(TORCH) (the largest download)"
-	@$(PIP) install $(QUIET) $(TORCH)
+	@$(PIP) install $(QUIET) $(TORCH) -c $(CONSTRAINTS)
 	@echo "==> [4/4] installing edgeseg (editable) with ONNX, ONNX Runtime, OpenCV, matplotlib and the test tools"
-	@$(PIP) install $(QUIET) -e '.[all,test]' $(TORCH)
+	@$(PIP) install $(QUIET) -e '.[all,test]' $(TORCH) -c $(CONSTRAINTS)
 	@touch $(STAMP)
 	@echo "==> $(VENV) is ready"
 
