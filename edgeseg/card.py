@@ -59,6 +59,10 @@ class ModelCard:
     checkpoint_sha256: str | None = None
     edgeseg_version: str = __version__
     extra: dict[str, Any] = field(default_factory=dict)
+    # read from a card written before edgeseg kept the axes apart (no `dynamic_batch` in it): its
+    # `dynamic` meant N, H and W, and edgeseg then ran each frame at its own size, where frames are now
+    # resized to `input_size` unless --native-size asks; reports say so. Never written (to_dict)
+    predates_dynamic_hw: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         self.palette = [tuple(int(c) for c in rgb) for rgb in self.palette]  # type: ignore[misc]
@@ -78,6 +82,7 @@ class ModelCard:
     # --- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        del d["predates_dynamic_hw"]  # how it was read, not what the model is
         d["palette"] = [list(rgb) for rgb in self.palette]
         d["input_size"] = list(self.input_size)
         d["mean"] = list(self.mean)
@@ -161,7 +166,7 @@ def check_card(d: Any, source: str = "") -> dict[str, Any]:
     missing = {"model", "classes", "palette"} - d.keys()
     if missing:
         raise EdgesegError(f"{where} is missing {sorted(missing)}; was this file made by edgeseg?")
-    known = {f.name for f in dataclasses.fields(ModelCard)}
+    known = {f.name for f in dataclasses.fields(ModelCard)} - {"predates_dynamic_hw"}
     out = {k: v for k, v in d.items() if k in known}
     if not isinstance(d["model"], str):
         raise bad("model", "a string", d["model"])
@@ -210,6 +215,7 @@ def check_card(d: Any, source: str = "") -> dict[str, Any]:
         raise bad("native_size", "false on a net whose height and width are fixed (dynamic: false)", True)
     if "dynamic_batch" not in d and d.get("dynamic"):
         out["dynamic_batch"] = True  # cards before the split: `dynamic` meant N, H and W
+        out["predates_dynamic_hw"] = True
     return out
 
 

@@ -74,6 +74,8 @@ def inference_size(card: ModelCard) -> dict[str, object]:
     h, w = card.input_size
     if card.dynamic:
         how = f"every frame resized to {h}x{w} ({card.resize}); the model's height and width are dynamic"
+        if card.predates_dynamic_hw:
+            how += "; its card is older than --dynamic-hw: edgeseg then ran each frame at its own size, as --native-size does"
     else:
         how = f"every frame resized to {h}x{w} ({card.resize}), the model's fixed size"
     return {"size": [h, w], "how": how}

@@ -256,3 +256,40 @@ def test_bench_runs_every_row_at_the_size_asked_for(exports, tmp_path):
     assert json.loads(r.stdout)["inference_size"]["size"] == [64, 96]
     fixed = runner.invoke(app, ["bench", str(exports["fixed"]), *args[2:]])
     assert fixed.exit_code == 2 and "needs a model exported with --dynamic-hw" in fixed.output, fixed.output
+
+
+def test_a_card_older_than_the_split_runs_at_its_size_and_the_report_says_what_changed(exports, tmp_path):
+    """A card written before edgeseg kept the axes apart has `dynamic: true` and no `dynamic_batch`: it
+    meant N, H and W, and edgeseg then ran each frame at its own size. Such a file now runs frames at
+    its card's size like any --dynamic-hw export, and the report says what it did before and how to
+    get it (--native-size); writing the card back drops the mark (it then has dynamic_batch)."""
+    import onnx
+
+    from edgeseg.card import ModelCard
+
+    old = tmp_path / "old.onnx"
+    proto = onnx.load(str(exports["dynamic"]))
+    props = [
+        (p.key, p.value)
+        for p in proto.metadata_props
+        if p.key not in ("edgeseg.dynamic_batch", "edgeseg.native_size")
+    ]
+    del proto.metadata_props[:]
+    for key, value in props:
+        proto.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+    onnx.save(proto, str(old))
+    card = Segmenter(old).card
+    assert card.dynamic and card.dynamic_batch and card.predates_dynamic_hw and card.input_size == SIZE
+    assert "predates_dynamic_hw" not in card.to_dict()
+    assert not ModelCard.from_dict(card.to_dict()).predates_dynamic_hw
+    assert not Segmenter(exports["dynamic"]).card.predates_dynamic_hw
+    images = tmp_path / "odd"
+    images.mkdir()
+    cv2.imwrite(str(images / "f0.png"), frames(1, ODD, seed=9)[0])
+    r = runner.invoke(app, ["run", "--model", str(old), "--images", str(images), "--json"])
+    assert r.exit_code == 0, r.output
+    sized = json.loads(r.stdout)["model"]["inference_size"]
+    assert sized["size"] == list(SIZE) and "older than --dynamic-hw" in sized["how"]
+    assert "as --native-size does" in sized["how"]
+    r = runner.invoke(app, ["run", "--model", str(old), "--images", str(images)])
+    assert r.exit_code == 0 and "its card is older than --dynamic-hw" in " ".join(r.output.split())
