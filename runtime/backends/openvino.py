@@ -104,6 +104,7 @@ class OpenVINOBackend(Backend):
         *,
         model: bytes | None = None,
         _shared: _Compiled | None = None,
+        _request: Any = None,
     ) -> None:
         """`model`: the serialized ONNX itself, for a model not written anywhere (the INT8 gate's
         candidates; `card` then comes with it); `path` then only names it."""
@@ -140,9 +141,16 @@ class OpenVINOBackend(Backend):
                 f"{self.path.name}: output {name!r} {dims} is not a segmentation output "
                 "(N x C x H x W logits or N x H x W labels): is it a classifier?"
             )
-        # one request per stream this backend may keep busy: submit() starts one, result() waits
-        self.max_in_flight = 1 if _shared is not None else self._compiled.streams
-        self._requests = [compiled.create_infer_request() for _ in range(self.max_in_flight)]
+        # one request per CPU stream of the compiled model: the model's own backend makes them all (one
+        # thread may keep every stream busy through submit/result), and each spawn() takes one of them
+        # over for the thread that drives it (workers, several streams' request pool), so N threads on
+        # N streams hold N requests, not N on the first backend and one more per spawn
+        if _request is not None:
+            self._requests = [_request]
+        else:
+            count = 1 if _shared is not None else self._compiled.streams
+            self._requests = [compiled.create_infer_request() for _ in range(count)]
+        self.max_in_flight = len(self._requests)
         self._pending: deque[Any] = deque()
         self._free = deque(self._requests)
         self._closed = False
@@ -243,10 +251,19 @@ class OpenVINOBackend(Backend):
     # --- more workers ------------------------------------------------------------------------------
     def spawn(self) -> Backend:
         """Another infer request on the same compiled model (one copy of the weights): with the
-        THROUGHPUT hint each request runs on its own CPU stream."""
+        THROUGHPUT hint each request runs on its own CPU stream. One of this backend's idle requests is
+        handed over while it has more than one (its own in-flight limit goes down by one); past the
+        model's streams the spawn makes a request of its own, which waits for a free stream."""
         with self._compiled.lock:
             self._compiled.users += 1
-        return OpenVINOBackend(self.path, self.options.replace(card=self.card), _shared=self._compiled)
+        request = None
+        if len(self._free) > 1:
+            request = self._free.pop()
+            self._requests.remove(request)
+            self.max_in_flight = len(self._requests)
+        return OpenVINOBackend(
+            self.path, self.options.replace(card=self.card), _shared=self._compiled, _request=request
+        )
 
     @property
     def computes_on_cpu(self) -> bool:
