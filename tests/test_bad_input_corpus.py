@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from onnx_models import card_of, save_with_card, tiny_model
 from test_runtime import write_images, write_video
 from tmpfs import tmpfs_at
 from typer.testing import CliRunner
@@ -51,8 +52,6 @@ def inputs(tmp_path_factory):
     import cv2
     import onnx
 
-    from edgeseg.card import ModelCard, default_palette
-
     d = tmp_path_factory.mktemp("corpus")
     _tiny(d / "tiny.onnx", 8)
     _tiny(d / "tiny3.onnx", 3)
@@ -64,9 +63,7 @@ def inputs(tmp_path_factory):
     (d / "m.engine").write_bytes(b"serialized engine from another machine")
     (d / "card-missing-keys.json").write_text("{}")
     (d / "card-bad.json").write_text("{not json")
-    card = ModelCard(
-        model="tiny", classes=[f"c{i}" for i in range(8)], palette=default_palette(8), input_size=(32, 64)
-    )
+    card = card_of(8, (32, 64))
     card.save_json(d / "card.json")
     (d / "junk.mp4").write_bytes(b"\x00garbage" * 200)
     (d / "empty.mp4").write_bytes(b"")
@@ -191,10 +188,7 @@ def _bad_cards(d: Path, good: dict) -> None:
 
 def _classifier(path: Path) -> None:
     """An image classifier (N x 8 scores, no spatial output) carrying an edgeseg card."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
-
-    from edgeseg.card import ModelCard, default_palette
 
     w = np.random.default_rng(1).normal(size=(8, 3, 1, 1)).astype(np.float32)
     x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 64])
@@ -205,35 +199,12 @@ def _classifier(path: Path) -> None:
         "classifier", [x], [y], [numpy_helper.from_array(w, "w")],
     )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    card = ModelCard(model="classifier", classes=[f"c{i}" for i in range(8)], palette=default_palette(8),
-                     input_size=(32, 64))  # fmt: skip
-    for k, v in card.to_metadata_props().items():
-        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
-    onnx.save(model, path)
+    save_with_card(model, path, card_of(8, (32, 64), "classifier"))
 
 
 def _tiny(path: Path, classes: int) -> None:
     """The conftest's tiny model (a 1x1 conv with an edgeseg card), written to `path`."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    from edgeseg.card import ModelCard, default_palette
-
-    w = np.random.default_rng(0).normal(size=(classes, 3, 1, 1)).astype(np.float32)
-    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 64])
-    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, classes, 32, 64])
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["input", "w", "b"], ["logits"])], "tiny", [x], [y],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.zeros(classes, np.float32), "b")],
-    )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    card = ModelCard(
-        model=path.stem, classes=[f"c{i}" for i in range(classes)], palette=default_palette(classes),
-        input_size=(32, 64),
-    )  # fmt: skip
-    for k, v in card.to_metadata_props().items():
-        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
-    onnx.save(model, path)
+    tiny_model(path, classes, (32, 64), name=path.stem)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
+from onnx_models import save_with_card
 
 from edgeseg.errors import EdgesegError
 from edgeseg.runtime.backends import BackendOptions
@@ -106,11 +107,8 @@ def _export(net, card, path: Path) -> Path:
         output_names=["logits"],
     )
     model = onnx.load_from_string(buf.getvalue())
-    for k, v in card.to_metadata_props().items():
-        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
     path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
+    return save_with_card(model, path, card)
 
 
 @pytest.fixture(scope="module")
@@ -346,10 +344,7 @@ def test_tensorrt_form_conv_transpose_is_per_channel_on_axis_1(tmp_path):
     )
     model = onnx.load_from_string(buf.getvalue())
     card = ModelCard(model="up", classes=list("abcd"), palette=default_palette(4), input_size=(H, W))
-    for k, v in card.to_metadata_props().items():
-        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
-    path = tmp_path / "up.onnx"
-    onnx.save(model, str(path))
+    path = save_with_card(model, tmp_path / "up.onnx", card)
     stats = calibrate(path, card, open_calibration("synth", card, 4), method="minmax")
     art = quantize_tensorrt_form(path, card, stats, tmp_path / "up.int8.qdq.onnx")
     q = onnx.load(str(art.path))
@@ -543,10 +538,7 @@ def test_downsample_block_add_gets_qdq_on_the_shortcut(tmp_path):
     )
     model = onnx.load_from_string(buf.getvalue())
     card = ModelCard(model="blk", classes=list("abcd"), palette=default_palette(4), input_size=(H, W))
-    for k, v in card.to_metadata_props().items():
-        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
-    path = tmp_path / "blk.onnx"
-    onnx.save(model, str(path))
+    path = save_with_card(model, tmp_path / "blk.onnx", card)
     stats = calibrate(path, card, open_calibration("synth", card, 4), method="minmax")
     art = quantize_tensorrt_form(path, card, stats, tmp_path / "blk.int8.qdq.onnx", engine="onnxruntime")
     q = onnx.load(str(art.path))

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from onnx_models import card_of, save_with_card
 from tmpfs import tmpfs_at
 from typer.testing import CliRunner
 
@@ -133,10 +134,7 @@ def _wide_model(path: Path) -> None:
     """Four 64-channel 3x3 convs (~450 KB): the build's files and temporary files are big enough to
     fill a small disk at a chosen step."""
     import numpy as np
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
-
-    from edgeseg.card import ModelCard, default_palette
 
     rng = np.random.default_rng(0)
     nodes, weights, prev, cin = [], [], "input", 3
@@ -156,11 +154,7 @@ def _wide_model(path: Path) -> None:
     y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 8, 32, 64])
     graph = helper.make_graph(nodes, "wide", [x], [y], weights)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    card = ModelCard(model="wide", classes=[f"c{i}" for i in range(8)], palette=default_palette(8),
-                     input_size=(32, 64))  # fmt: skip
-    for k, v in card.to_metadata_props().items():
-        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
-    onnx.save(model, path)
+    save_with_card(model, path, card_of(8, (32, 64), "wide"))
 
 
 @pytest.fixture(scope="module")

@@ -507,6 +507,7 @@ def test_in_graph_labels_output_streams_too(tmp_path, tiny_onnx):
     """Models exported with --output labels (ArgMax in the graph) skip the host-side argmax."""
     import onnx
     from onnx import TensorProto, helper
+    from onnx_models import save_with_card
 
     from edgeseg.card import ModelCard
 
@@ -518,10 +519,7 @@ def test_in_graph_labels_output_streams_too(tmp_path, tiny_onnx):
     graph.output.append(helper.make_tensor_value_info("labels", TensorProto.UINT8, [1, 32, 48]))
     props = {p.key: p.value for p in logits_model.metadata_props}
     card = ModelCard.from_metadata_props(props).replace(output="labels")
-    del logits_model.metadata_props[:]
-    for k, v in card.to_metadata_props().items():
-        logits_model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
-    onnx.save(logits_model, tmp_path / "labels.onnx")
+    save_with_card(logits_model, tmp_path / "labels.onnx", card)
     write_images(tmp_path / "imgs", [(30, 41), (64, 64)])
     reference = Segmenter(tiny_onnx())
     results = list(Pipeline(Segmenter(tmp_path / "labels.onnx"), ImageSource(tmp_path / "imgs")).stream())

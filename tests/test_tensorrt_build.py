@@ -13,29 +13,16 @@ from fake_tensorrt.cuda import FakeGpu
 from fake_tensorrt.install import hide_trt, install_trt
 from fake_tensorrt.names import VERSIONS
 from onnx import TensorProto, helper, numpy_helper
+from onnx_models import card_of, save_with_card
 
 from edgeseg.artifacts import sidecar_path
 from edgeseg.build import BuildOptions, build
-from edgeseg.card import ModelCard, default_palette, sha256_file
+from edgeseg.card import ModelCard, sha256_file
 from edgeseg.errors import EdgesegError, ExitCode
 from edgeseg.export.fp16 import write_fp16
 from edgeseg.export.tensorrt_build import _make_progress_monitor, build_engine
 from edgeseg.export.tensorrt_features import detect
 from edgeseg.export.tensorrt_plan import EngineOptions, inspect_onnx, parse_shape, plan_build
-
-
-def _card(num_classes: int, size=(16, 16), **kw) -> ModelCard:
-    return ModelCard(
-        model="toy", classes=[f"c{i}" for i in range(num_classes)], palette=default_palette(num_classes),
-        input_size=size, **kw,
-    )  # fmt: skip
-
-
-def _save(model, path: Path, card: ModelCard) -> Path:
-    for k, v in card.to_metadata_props().items():
-        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
-    onnx.save(model, path)
-    return path
 
 
 @pytest.fixture
@@ -63,7 +50,9 @@ def qdq_onnx(tmp_path):
     model = helper.make_model(
         helper.make_graph(nodes, "qdq", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)]
     )
-    return _save(model, tmp_path / "toy.int8-qdq.onnx", _card(3, precision="int8"))
+    return save_with_card(
+        model, tmp_path / "toy.int8-qdq.onnx", card_of(3, (16, 16), "toy", precision="int8")
+    )
 
 
 @pytest.fixture
@@ -83,7 +72,7 @@ def custom_op_onnx(tmp_path):
         helper.make_graph(nodes, "custom", [x], [y]),
         opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom", 1)],
     )
-    return _save(model, tmp_path / "custom.onnx", _card(3, size=(8, 8)))
+    return save_with_card(model, tmp_path / "custom.onnx", card_of(3, (8, 8), "toy"))
 
 
 EXPECTED_FLAGS = {

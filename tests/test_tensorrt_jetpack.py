@@ -17,9 +17,9 @@ from fake_tensorrt.install import install_trt
 from fake_tensorrt.names import VERSIONS
 from fake_tensorrt.trtexec import OPTIONS, VERSIONS_OF_LABEL, unknown_options
 from onnx import TensorProto, helper, numpy_helper
+from onnx_models import card_of, save_with_card
 
 from edgeseg.artifacts import sidecar_path
-from edgeseg.card import ModelCard, default_palette
 from edgeseg.errors import EdgesegError
 from edgeseg.export.tensorrt_build import build_engine
 from edgeseg.export.tensorrt_plan import EngineOptions, handoff_commands, inspect_onnx
@@ -32,20 +32,6 @@ DYNAMIC = {"min_shape": (1, 3, 8, 8), "opt_shape": (1, 3, 16, 16), "max_shape": 
 
 def _batch(shape=(1, 3, 16, 16), seed=0) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
-
-
-def _card(num_classes: int, size=(16, 16), **kw) -> ModelCard:
-    return ModelCard(
-        model="toy", classes=[f"c{i}" for i in range(num_classes)], palette=default_palette(num_classes),
-        input_size=size, **kw,
-    )  # fmt: skip
-
-
-def _save(model, path: Path, card: ModelCard, **save_kw) -> Path:
-    for k, v in card.to_metadata_props().items():
-        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
-    onnx.save(model, path, **save_kw)
-    return path
 
 
 # ------------------------------------------------------------------------------ 1. two workers, dynamic
@@ -278,7 +264,7 @@ def _instnorm_onnx(tmp_path: Path) -> Path:
     model = helper.make_model(
         helper.make_graph(nodes, "inorm", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)]
     )
-    return _save(model, tmp_path / "toy.onnx", _card(3))
+    return save_with_card(model, tmp_path / "toy.onnx", card_of(3, (16, 16), "toy"))
 
 
 @pytest.mark.parametrize("version", ["8.5.2", "8.6.1"])
@@ -338,7 +324,7 @@ def _convtranspose_qdq_onnx(tmp_path: Path) -> Path:
     model = helper.make_model(
         helper.make_graph(nodes, "up", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)]
     )
-    return _save(model, tmp_path / "toy.int8-qdq.onnx", _card(3, size=(8, 8), precision="int8"))
+    return save_with_card(model, tmp_path / "toy.int8-qdq.onnx", card_of(3, (8, 8), "toy", precision="int8"))
 
 
 def _engine_onnx(engine: Path) -> onnx.ModelProto:
