@@ -347,7 +347,7 @@ def test_one_line_errors_come_from_one_helper():
 
 OPENS_A_MODEL = {  # what opens an artifact: each takes one BackendOptions object, never loose fields
     "Segmenter", "load_backend", "BackendLoader", "open_segmenter", "confusion", "evaluate",
-    "OnnxRuntimeBackend", "OpenVINOBackend", "TensorRTBackend", "TorchBackend",
+    "OnnxRuntimeBackend", "OpenVINOBackend", "TensorRTBackend", "TorchBackend", "from_model",
 }  # fmt: skip
 
 

@@ -15,6 +15,7 @@ from edgeseg.errors import EdgesegError
 from edgeseg.runtime import BackendOptions, RunPlan, Segmenter, stream
 from edgeseg.runtime.backends import BackendLoader, load_backend
 from edgeseg.runtime.backends.classes import CLASSES, backend_class
+from edgeseg.runtime.backends.torch import TorchBackend
 
 FIELDS = {f.name for f in dataclasses.fields(BackendOptions)}
 
@@ -64,7 +65,9 @@ def test_every_backend_constructor_takes_one_options_object(name):
     assert set(cls.OPTIONS) <= FIELDS
 
 
-@pytest.mark.parametrize("function", [load_backend, Segmenter.__init__, BackendLoader])
+@pytest.mark.parametrize(
+    "function", [load_backend, Segmenter.__init__, BackendLoader, TorchBackend.from_model]
+)
 def test_what_opens_a_model_takes_no_loose_options(function):
     params = inspect.signature(function).parameters.values()
     assert not [p for p in params if p.kind is inspect.Parameter.VAR_KEYWORD or p.name in FIELDS]

@@ -170,9 +170,32 @@ def test_an_in_memory_model_refuses_a_second_worker_clearly():
     from edgeseg.runtime.backends.torch import TorchBackend
 
     card = ModelCard(model="m", classes=["a", "b"], palette=default_palette(2), input_size=(16, 16))
-    backend = TorchBackend.from_model(torch.nn.Conv2d(3, 2, 1), card, device="cpu")
+    backend = TorchBackend.from_model(torch.nn.Conv2d(3, 2, 1), BackendOptions(card=card, device="cpu"))
     with pytest.raises(EdgesegError, match="in-memory PyTorch model serves one inference worker"):
         Pipeline(Segmenter(backend), NumberedFrames(3), workers=2).run()
+
+
+def test_an_in_memory_model_takes_backend_options_like_a_checkpoint():
+    """`from_model` takes one BackendOptions as every backend does: the card is required (a live
+    module carries none), device=None leaves the module where it is, a device moves it."""
+    torch = pytest.importorskip("torch")
+    from edgeseg.card import ModelCard, default_palette
+    from edgeseg.runtime.backends.torch import TorchBackend
+
+    card = ModelCard(model="m", classes=["a", "b"], palette=default_palette(2), input_size=(16, 16))
+    net = torch.nn.Conv2d(3, 2, 1)
+    with pytest.raises(
+        EdgesegError, match=r"^an in-memory PyTorch model needs its card: BackendOptions\(card="
+    ):
+        TorchBackend.from_model(net, BackendOptions(device=None))
+    with pytest.raises(EdgesegError, match="backend options are a BackendOptions, got dict"):
+        TorchBackend.from_model(net, {"card": card})
+    kept = TorchBackend.from_model(net, BackendOptions(card=card, device=None))
+    assert kept.model is net and kept.device == next(net.parameters()).device
+    assert kept.options.card is card and kept.path.name == "<in-memory m>"
+    out = TorchBackend.from_model(torch.nn.Conv2d(3, 2, 1), BackendOptions(card=card, device="cpu"))
+    assert out.device.type == "cpu"
+    assert Segmenter(out).infer(np.zeros((16, 16, 3), np.uint8)).shape == (16, 16)
 
 
 def test_worker_plan():

@@ -180,11 +180,13 @@ def validate(
     """mIoU through Segmenter + TorchBackend (the same path `edgeseg eval` takes); ranks split the images."""
     torch = require("torch")
     from edgeseg.evaluate import confusion
+    from edgeseg.runtime.backends import BackendOptions
     from edgeseg.runtime.backends.torch import TorchBackend
 
     n = min(limit, len(dataset)) if limit else len(dataset)
     indices = range(dist.rank, n, dist.world_size)
-    cm = confusion(TorchBackend.from_model(model, card), dataset, indices=indices)
+    live = TorchBackend.from_model(model, BackendOptions(card=card, device=None))  # stays on its device
+    cm = confusion(live, dataset, indices=indices)
     total = distributed.all_sum(dist, torch.from_numpy(cm.matrix.copy()))
     return metrics_from_confusion(total.numpy())
 

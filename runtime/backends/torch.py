@@ -30,6 +30,13 @@ def resolve_device(device: str | None) -> str:
     return device
 
 
+def _use_threads(threads: int | None) -> None:
+    """torch (one clear line when it is not installed) with `threads` intra-op threads, if given."""
+    torch = require("torch")
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
 class TorchBackend(Backend):
     """Eager PyTorch inference on a checkpoint (or on an in-memory model, see `from_model`)."""
 
@@ -37,22 +44,27 @@ class TorchBackend(Backend):
     OPTIONS = ("device", "threads", "card")
 
     def __init__(self, path: str | Path, options: BackendOptions | None = None) -> None:
-        torch = require("torch")
         from edgeseg.checkpoint import model_from_checkpoint
 
         self.options = options = given_options(options)
-        if options.threads:
-            torch.set_num_threads(int(options.threads))
+        _use_threads(options.threads)
         self.path = Path(path)
         model, ckpt_card = model_from_checkpoint(self.path)
         self._setup(model, options.card or ckpt_card, options.device)
 
     @classmethod
-    def from_model(cls, model: Any, card: ModelCard, *, device: str | None = None) -> TorchBackend:
-        """Wrap a live model (e.g. during training validation) so it runs through the same Segmenter path."""
+    def from_model(cls, model: Any, options: BackendOptions) -> TorchBackend:
+        """Wrap a live model (e.g. during training validation) so it runs through the same Segmenter
+        path. Its options are read as a checkpoint's, but `options.card` is required (a live module
+        carries none) and `device=None` leaves the module on the device it is on (the trainer's GPU)."""
+        options = given_options(options)
+        if options.card is None:
+            raise EdgesegError("an in-memory PyTorch model needs its card: BackendOptions(card=...)")
         self = cls.__new__(cls)
-        self.path = Path(f"<in-memory {card.model}>")
-        self._setup(model, card, device)
+        self.options = options
+        _use_threads(options.threads)
+        self.path = Path(f"<in-memory {options.card.model}>")
+        self._setup(model, options.card, options.device)
         return self
 
     def spawn(self) -> Backend:
@@ -63,6 +75,7 @@ class TorchBackend(Backend):
         return super().spawn()
 
     def _setup(self, model: Any, card: ModelCard, device: str | None) -> None:
+        """`device` None: the model stays where it is."""
         torch = require("torch")
         self._torch = torch
         if device is None:  # keep the model where it is
