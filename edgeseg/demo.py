@@ -148,7 +148,7 @@ def _stream(
         model=path,
         sources=(SyntheticSource(cfg.frames, height=size[0], width=size[1]),),
         sinks=[VideoSink(save)] if save else [],
-        backend=BackendOptions(backend=backend, threads=cfg.threads),
+        backend_options=BackendOptions(backend=backend, threads=cfg.threads),
     )
     return plan.open().driver.run()
 

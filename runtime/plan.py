@@ -146,7 +146,7 @@ class RunPlan:
     view: View = View()
     sinks: Sequence[Sink] | Callable[[str], Any] | Mapping[str, Any] = ()
     labels: Path | None = None  # ground-truth folder, paired by frame name (--labels)
-    backend: BackendOptions = BackendOptions()
+    backend_options: BackendOptions = BackendOptions()  # how the model opens: runtime, threads, device, ...
     workers: int | None = None
     max_frames: int | None = None
     realtime: bool = False
@@ -161,7 +161,7 @@ class RunPlan:
     say: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
-        given_options(self.backend)  # made and checked by the caller; a dict of them is refused here
+        given_options(self.backend_options)  # made and checked by the caller; a dict of them is refused here
         if not self.sources:
             raise EdgesegError("a run needs at least one source")
         if self.max_frames is not None and self.max_frames < 1:
@@ -253,11 +253,11 @@ class RunPlan:
         against the artifact in between."""
         if self.synthetic:
             _check_synthetic_classes(card.classes)
-        backend = self.backend
+        options = self.backend_options
         if artifact is not None:  # the card read once (with --card if given), at the asked inference size
-            card = at_inference_size(backend.card or card, backend.input_size)
-            backend = backend.replace(card=card, input_size=None)
-        elif backend.input_size is not None:
+            card = at_inference_size(options.card or card, options.input_size)
+            options = options.replace(card=card, input_size=None)
+        elif options.input_size is not None:
             raise EdgesegError(
                 "an open Segmenter runs at the size it was opened with: give input_size to its BackendOptions"
             )
@@ -269,7 +269,7 @@ class RunPlan:
         view = plan_view(show=self.view.show, serve=self.view.serve)
         title = f"edgeseg: {artifact.name if artifact else card.model}"
         common: dict[str, Any] = {
-            "options": backend,
+            "options": options,
             "own_process": self.own_process,
             "max_frames": self.max_frames,
             "reconnect": self.reconnect,
@@ -414,7 +414,7 @@ def stream(
         model=model,
         sources=opened,
         sinks=sinks or (),
-        backend=given_options(options),
+        backend_options=given_options(options),
         workers=workers,
         max_frames=max_frames,
         reconnect=reconnect or Reconnect(),

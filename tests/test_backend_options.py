@@ -79,7 +79,7 @@ def test_a_dict_of_options_is_one_line_at_each_boundary(tiny_onnx):
         lambda: load_backend(model, loose),
         lambda: Segmenter(model, loose),
         lambda: BackendLoader(model, loose),
-        lambda: RunPlan(model=model, sources=({"synthetic": 1},), backend=loose),
+        lambda: RunPlan(model=model, sources=({"synthetic": 1},), backend_options=loose),
         lambda: next(stream(model, options=loose, synthetic=1)),
     ):
         with pytest.raises(EdgesegError, match="backend options are a BackendOptions, got dict"):

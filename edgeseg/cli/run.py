@@ -99,7 +99,7 @@ def run_command(
         outputs=outputs,
         view=View(show=show, serve=serve, tile=tile, mode=mode, alpha=alpha, legend=legend),
         labels=labels,
-        backend=BackendOptions(
+        backend_options=BackendOptions(
             backend=backend,
             providers=providers,
             threads=threads,
@@ -151,7 +151,7 @@ def execute(run: OpenRun, *, json_out: bool) -> None:
         tables = [print_streams] if len(plan.sources) > 1 else []
         reported = result.to_dict()
         if run.artifact is not None:
-            reported["runtime"] = runtime_rule(run.artifact, plan.backend)
+            reported["runtime"] = runtime_rule(run.artifact, plan.backend_options)
         report_failed = publish_report(
             reported, run.card.classes, report=plan.outputs.report, json_out=json_out, tables=tables
         )
