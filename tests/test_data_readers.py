@@ -301,3 +301,19 @@ def test_cityscapes_pre_converted_train_ids(tmp_path: Path) -> None:
     _write_gray(gt / "lindau_000000_000019_gtFine_labelTrainIds.png", np.full((H, W), 19, np.uint8))
     with pytest.raises(EdgesegError, match="label values 19 outside 0..18"):
         open_dataset(tmp_path, split="val")[0]
+
+
+def test_images_and_contact_sheets_are_written_by_one_writer(tmp_path):
+    """write_image (RGB, JPEG quality) and the preview's contact sheet (BGR) encode through one
+    write_bgr: the format the suffix names, one line for a suffix OpenCV cannot encode, nothing left."""
+    from edgeseg.data.io import write_image
+    from edgeseg.data.preview import write_preview
+
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[..., 0] = 200  # red
+    write_image(tmp_path / "red.png", rgb)
+    assert tuple(cv2.imread(str(tmp_path / "red.png"))[0, 0]) == (0, 0, 200)  # BGR on disk
+    for write in (lambda p: write_image(p, rgb), lambda p: write_preview(open_dataset("synth:1@24x48"), p)):
+        with pytest.raises(EdgesegError, match=r"^cannot write an image with suffix '\.xyz': .*x\.xyz$"):
+            write(tmp_path / "x.xyz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["red.png"]

@@ -86,14 +86,19 @@ def write_image(path: str | os.PathLike[str], rgb: np.ndarray, *, quality: int =
     """Atomically write an RGB uint8 image; the format follows the suffix."""
     p = Path(path)
     bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if p.suffix.lower() in (".jpg", ".jpeg") else []
+    write_bgr(p, bgr, [cv2.IMWRITE_JPEG_QUALITY, quality] if p.suffix.lower() in (".jpg", ".jpeg") else [])
+
+
+def write_bgr(path: Path, bgr: np.ndarray, params: list[int] | None = None) -> None:
+    """Atomically write a BGR uint8 image in the format its suffix names (none: PNG); a suffix OpenCV
+    cannot encode is one line naming it."""
     try:
-        ok, buf = cv2.imencode(p.suffix or ".png", bgr, params)
+        ok, buf = cv2.imencode(path.suffix or ".png", bgr, params or [])
     except cv2.error:
         ok = False
     if not ok:
-        raise EdgesegError(f"cannot encode image as {p.suffix!r} for {p}")
-    with atomic_path(p) as tmp:
+        raise EdgesegError(f"cannot write an image with suffix {path.suffix!r}: {path}")
+    with atomic_path(path) as tmp:
         tmp.write_bytes(buf.tobytes())
 
 

@@ -50,19 +50,11 @@ def _hatch(h: int, w: int) -> np.ndarray:
 
 def write_preview(ds: Any, out: str | Path, num: int = 6, tile_width: int = 384) -> Path:
     """Evenly spaced items of `ds` as a PNG/JPEG contact sheet at `out` (written atomically)."""
-    from edgeseg.atomic import atomic_path
+    from edgeseg.data.io import write_bgr
 
     n = len(ds)
     count = max(1, min(int(num), n))
     indices = sorted({int(round(k * (n - 1) / max(1, count - 1))) for k in range(count)}) if n else []
-    grid = preview_grid(ds, indices, tile_width)
     out = Path(out)
-    try:
-        ok, buf = cv2.imencode(out.suffix or ".png", grid)
-    except cv2.error:
-        ok = False
-    if not ok:
-        raise EdgesegError(f"cannot write an image with suffix {out.suffix!r}: {out}")
-    with atomic_path(out) as tmp:
-        tmp.write_bytes(buf.tobytes())
+    write_bgr(out, preview_grid(ds, indices, tile_width))
     return out
