@@ -1,6 +1,7 @@
 """ONNX models that carry an edgeseg card, built by tests with onnx's helper API (no torch): the card
-of N classes `c0 ...` every such test writes, the card put into a model as export puts it (set_card), and the tiny 1x1-conv
-segmenter of the `tiny_onnx` fixture (module-scoped fixtures call `tiny_model` directly)."""
+of N classes `c0 ...` every such test writes, the card put into a model as export puts it
+(set_card), the tiny 1x1-conv segmenter of the `tiny_onnx` fixture (module-scoped fixtures call
+`tiny_model` directly) and a one-layer TensorRT-style Q/DQ graph (`qdq_layer`)."""
 
 from __future__ import annotations
 
@@ -67,3 +68,33 @@ def tiny_model(
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     card = card_of(num_classes, size, name, dynamic=dynamic, dynamic_batch=isinstance(n, str))
     return save_with_card(model, path, card)
+
+
+def qdq_layer(
+    w: np.ndarray, op: str, axis: int, x_scale: float, hw: tuple, out_hw: tuple, name: str, **attrs: Any
+):
+    """One weight layer as TensorRT reads INT8 and calib/ writes it: the input through Q/DQ at `x_scale`,
+    then `op` (Conv, ConvTranspose) on `w` quantized symmetric int8 per channel along `axis` (the output
+    channels: 0 for Conv, 1 for ConvTranspose), zero points 0. An onnx ModelProto, opset 17."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    per_channel = [-1 if a == axis else 1 for a in range(w.ndim)]
+    w_scale = (np.abs(w).max(axis=tuple(a for a in range(w.ndim) if a != axis)) / 127).astype(np.float32)
+    w_q = np.clip(np.round(w / w_scale.reshape(per_channel)), -127, 127).astype(np.int8)
+    inits = [
+        numpy_helper.from_array(np.array(x_scale, np.float32), "x_scale"),
+        numpy_helper.from_array(np.array(0, np.int8), "x_zp"),
+        numpy_helper.from_array(w_q, "w_q"),
+        numpy_helper.from_array(w_scale, "w_scale"),
+        numpy_helper.from_array(np.zeros(len(w_scale), np.int8), "w_zp"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["input", "x_scale", "x_zp"], ["xq"], name="q_in"),
+        helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zp"], ["xdq"], name="dq_in"),
+        helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zp"], ["w"], name="dq_w", axis=axis),
+        helper.make_node(op, ["xdq", "w"], ["logits"], name=name, **attrs),
+    ]
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, w.shape[1 - axis], *hw])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, w.shape[axis], *out_hw])
+    graph = helper.make_graph(nodes, "qdq", [x], [y], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

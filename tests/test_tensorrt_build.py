@@ -12,8 +12,8 @@ import pytest
 from fake_tensorrt.cuda import FakeGpu
 from fake_tensorrt.install import hide_trt, install_trt
 from fake_tensorrt.names import VERSIONS
-from onnx import TensorProto, helper, numpy_helper
-from onnx_models import card_of, save_with_card
+from onnx import TensorProto, helper
+from onnx_models import card_of, qdq_layer, save_with_card
 
 from edgeseg.artifacts import sidecar_path
 from edgeseg.build import BuildOptions, build
@@ -28,28 +28,8 @@ from edgeseg.export.tensorrt_plan import EngineOptions, inspect_onnx, parse_shap
 @pytest.fixture
 def qdq_onnx(tmp_path):
     """A TensorRT-style Q/DQ graph: symmetric int8, zero point 0, per-channel weights."""
-    rng = np.random.default_rng(0)
-    w = rng.normal(size=(3, 3, 1, 1)).astype(np.float32)
-    w_scale = (np.abs(w).reshape(3, -1).max(1) / 127).astype(np.float32)
-    w_q = np.clip(np.round(w / w_scale[:, None, None, None]), -127, 127).astype(np.int8)
-    inits = [
-        numpy_helper.from_array(np.array(0.02, np.float32), "x_scale"),
-        numpy_helper.from_array(np.array(0, np.int8), "x_zp"),
-        numpy_helper.from_array(w_q, "w_q"),
-        numpy_helper.from_array(w_scale, "w_scale"),
-        numpy_helper.from_array(np.zeros(3, np.int8), "w_zp"),
-    ]
-    nodes = [
-        helper.make_node("QuantizeLinear", ["input", "x_scale", "x_zp"], ["xq"], name="q_in"),
-        helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zp"], ["xdq"], name="dq_in"),
-        helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zp"], ["w"], name="dq_w", axis=0),
-        helper.make_node("Conv", ["xdq", "w"], ["logits"], name="conv"),
-    ]
-    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])
-    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 16, 16])
-    model = helper.make_model(
-        helper.make_graph(nodes, "qdq", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)]
-    )
+    w = np.random.default_rng(0).normal(size=(3, 3, 1, 1)).astype(np.float32)
+    model = qdq_layer(w, "Conv", axis=0, x_scale=0.02, hw=(16, 16), out_hw=(16, 16), name="conv")
     return save_with_card(
         model, tmp_path / "toy.int8-qdq.onnx", card_of(3, (16, 16), "toy", precision="int8")
     )

@@ -17,7 +17,7 @@ from fake_tensorrt.install import install_trt
 from fake_tensorrt.names import VERSIONS
 from fake_tensorrt.trtexec import OPTIONS, VERSIONS_OF_LABEL, unknown_options
 from onnx import TensorProto, helper, numpy_helper
-from onnx_models import card_of, save_with_card
+from onnx_models import card_of, qdq_layer, save_with_card
 
 from edgeseg.artifacts import sidecar_path
 from edgeseg.errors import EdgesegError
@@ -304,26 +304,10 @@ def _convtranspose_qdq_onnx(tmp_path: Path) -> Path:
         rng.normal(size=(3, 3, 4, 4)).astype(np.float32)
         * np.array([1, 0.1, 0.01], np.float32)[None, :, None, None]
     )
-    w_scale = (np.abs(w).max(axis=(0, 2, 3)) / 127).astype(np.float32)
-    w_q = np.clip(np.round(w / w_scale[None, :, None, None]), -127, 127).astype(np.int8)
-    inits = [
-        numpy_helper.from_array(np.array(0.05, np.float32), "x_scale"),
-        numpy_helper.from_array(np.array(0, np.int8), "x_zp"),
-        numpy_helper.from_array(w_q, "w_q"),
-        numpy_helper.from_array(w_scale, "w_scale"),
-        numpy_helper.from_array(np.zeros(3, np.int8), "w_zp"),
-    ]
-    nodes = [
-        helper.make_node("QuantizeLinear", ["input", "x_scale", "x_zp"], ["xq"], name="q_in"),
-        helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zp"], ["xdq"], name="dq_in"),
-        helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zp"], ["w"], name="dq_w", axis=1),
-        helper.make_node("ConvTranspose", ["xdq", "w"], ["logits"], name="upscore", strides=[2, 2], pads=[1, 1, 1, 1]),
-    ]  # fmt: skip
-    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])
-    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 16, 16])
-    model = helper.make_model(
-        helper.make_graph(nodes, "up", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)]
-    )
+    model = qdq_layer(
+        w, "ConvTranspose", axis=1, x_scale=0.05, hw=(8, 8), out_hw=(16, 16), name="upscore",
+        strides=[2, 2], pads=[1, 1, 1, 1],
+    )  # fmt: skip
     return save_with_card(model, tmp_path / "toy.int8-qdq.onnx", card_of(3, (8, 8), "toy", precision="int8"))
 
 
