@@ -69,15 +69,18 @@ class _PatientWriter(io.RawIOBase):
     takes nothing of for STALL_GRACE_S fails with `ReaderStopped`. So SIGTERM and Ctrl-C end a run
     within seconds whatever reads its outputs, and no thread is left blocked in a write (holding its
     file's lock) when the process exits. Each write waits for room (poll) and then writes at most
-    PIPE_BUF bytes, which a pipe with room takes without blocking (pipe(7))."""
+    PIPE_BUF bytes, which a pipe with room takes without blocking (pipe(7)). `drop_when_stalled`
+    (standard output and error): once given up, writes are dropped instead of failing, since the
+    process is ending on that signal anyway and has nowhere else to say so."""
 
-    def __init__(self, fd: int, name: str) -> None:
+    def __init__(self, fd: int, name: str, *, drop_when_stalled: bool = False) -> None:
         super().__init__()
         self._fd = fd
         self.name = name
         self._poll = select.poll()
         self._poll.register(fd, select.POLLOUT)
         self._stalled = False
+        self._drop = drop_when_stalled
 
     def writable(self) -> bool:
         return True
@@ -85,11 +88,12 @@ class _PatientWriter(io.RawIOBase):
     def fileno(self) -> int:
         return self._fd
 
+    def isatty(self) -> bool:
+        return os.isatty(self._fd)
+
     def write(self, data: Any) -> int:
-        if self._stalled:
-            raise ReaderStopped(self.name, stop_requested() or "a signal")
         since = None
-        while not self._poll.poll(_POLL_MS):
+        while not self._stalled and not self._poll.poll(_POLL_MS):
             why = stop_requested()
             if why is None:
                 since = None
@@ -97,8 +101,11 @@ class _PatientWriter(io.RawIOBase):
             since = since or time.monotonic()
             if time.monotonic() - since >= STALL_GRACE_S:
                 self._stalled = True
-                raise ReaderStopped(self.name, why)
-        return os.write(self._fd, memoryview(data)[: select.PIPE_BUF])
+        if not self._stalled:
+            return os.write(self._fd, memoryview(data)[: select.PIPE_BUF])
+        if self._drop:
+            return memoryview(data).nbytes
+        raise ReaderStopped(self.name, stop_requested() or "a signal")
 
     def close(self) -> None:
         if not self.closed:
@@ -106,6 +113,31 @@ class _PatientWriter(io.RawIOBase):
                 os.close(self._fd)
             finally:
                 super().close()
+
+
+def patient_std_streams() -> None:
+    """Make standard output and error on a pipe, FIFO or socket patient writers (`_PatientWriter`):
+    a final report printed to `edgeseg run --json | reader` whose reader stopped reading cannot hold
+    SIGTERM or Ctrl-C up (Python retries an interrupted write forever, PEP 475). For the CLI's entry
+    point: it replaces `sys.stdout`/`sys.stderr`, which rich's consoles look up at every print."""
+    for name, what in (("stdout", "standard output"), ("stderr", "standard error")):
+        stream = getattr(sys, name)
+        try:
+            fd = stream.fileno()
+            mode = os.fstat(fd).st_mode
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            continue
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+            continue  # a file, a terminal or /dev/null never stops taking what is written
+        stream.flush()
+        raw = _PatientWriter(os.dup(fd), what, drop_when_stalled=True)
+        patient = io.TextIOWrapper(
+            io.BufferedWriter(raw),
+            encoding=stream.encoding,
+            errors=stream.errors,
+            line_buffering=stream.line_buffering,
+        )
+        setattr(sys, name, patient)
 
 
 def umask() -> int:
@@ -224,27 +256,119 @@ def _is_dir(path: Path) -> bool:
 
 
 def _staging_stem(stem: str) -> str:
-    """The target's stem cut so the hidden staging name (`.<stem>.<random>.partial<suffix>`) fits
-    wherever the target's own name fits."""
+    """The target's stem cut so the hidden staging name (`.<stem>.<owner>-<pid>-<random>.partial`)
+    fits wherever the target's own name fits."""
     return stem if len(os.fsencode(stem)) <= 160 else os.fsencode(stem)[:160].decode(errors="ignore")
+
+
+# --- staging names say whose they are, so a killed writer's leftovers can be told from a live one's
+def _digest(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def _owner() -> tuple[str, str]:
+    """(where, boot): this machine and pid namespace (a container has its own: its pids mean nothing
+    here), and this boot of it. A shared folder (NFS, a container volume) may hold other owners'."""
+    try:
+        namespace = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        namespace = ""
+    import socket
+
+    return _digest(f"{socket.gethostname()}/{namespace}"), _digest(_read("/proc/sys/kernel/random/boot_id"))
+
+
+def staging_prefix(stem: str) -> str:
+    """The start of a hidden staging name for `stem` (`tempfile.mkstemp/mkdtemp(prefix=...)`, with the
+    suffix `.partial...`): it carries this process's machine, boot and pid (`remove_stale_staging`)."""
+    where, boot = _owner()
+    return f".{_staging_stem(stem)}.{where}{boot}-{os.getpid()}-"
+
+
+_STAGING = re.compile(
+    r"^\.(?P<stem>.*)\.(?P<where>[0-9a-f]{8})(?P<boot>[0-9a-f]{8})-(?P<pid>\d+)-[^.]*\.partial"
+)
+
+
+def remove_stale_staging(folder: str | os.PathLike[str], stem: str) -> list[Path]:
+    """Remove from `folder` the staging files and folders for `stem` that a writer killed outright
+    (SIGKILL, the OOM killer, a power cut) left behind; return them. Stale means written on this
+    machine and pid namespace, by a process that is gone: by one of an earlier boot, or by a pid that
+    no longer exists (os.kill(pid, 0), kill(2)). A pid in use again by another process is left, as is
+    whatever another machine or container wrote: those can be told apart only there."""
+    here, boot = _owner()
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _STAGING.match(entry.name)
+        if match is None or match["stem"] != _staging_stem(stem) or match["where"] != here:
+            continue
+        if match["boot"] == boot and _alive(int(match["pid"])):
+            continue
+        path = Path(entry.path)
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        removed.append(path)
+    return removed
+
+
+def clear_stale_staging(target: str | os.PathLike[str]) -> list[Path]:
+    """`remove_stale_staging` for the folder `target` as `staged_folder` stages it: beside it (a new
+    folder) and inside it (an existing one), so a killed writer's leftovers never make an earlier
+    dataset look like the user's own files."""
+    final = Path(os.path.realpath(os.path.abspath(target)))
+    removed = remove_stale_staging(final.parent, final.name)
+    if final.is_dir():
+        removed += remove_stale_staging(final, "edgeseg")
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # EPERM: it exists, as another user's process
+    return True
 
 
 class PendingFile:
     """A file on its way to `target`: write it at `path` (a hidden temporary sibling; a private
     temporary file when the target is written in place), then `commit()` puts it in place or
     `discard()` drops it. `suffix` keeps the extension (OpenCV picks the container from it).
-    Every writer stages in a file of its own (`.<stem>.<random>.partial<suffix>`): two runs writing
-    the same --log or --save never write into one file, and the last to finish replaces it whole."""
+    Every writer stages in a file of its own (`.<stem>.<owner>-<pid>-<random>.partial<suffix>`): two
+    runs writing the same --log or --save never write into one file, and the last to finish replaces
+    it whole; one killed outright leaves its file, which the next writer of the target removes
+    (`remove_stale_staging`)."""
 
     def __init__(self, target: str | os.PathLike[str], *, suffix: str = "") -> None:
         self.dest = destination(target)
         real = self.dest.real
         folder: Path | None = real.parent if self.dest.replace else None
-        stem = _staging_stem(real.stem if suffix else real.name)
+        stem = real.stem if suffix else real.name
         try:
             if folder is not None:
                 folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".partial{suffix}", dir=folder)
+                remove_stale_staging(folder, stem)
+            prefix = staging_prefix(stem) if folder is not None else f".{_staging_stem(stem)}."
+            fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=f".partial{suffix}", dir=folder)
         except OSError as exc:
             raise output_failed(target, exc) from None
         os.close(fd)
@@ -348,8 +472,9 @@ def staged_folder(target: str | os.PathLike[str], *, together: Iterable[PendingF
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         home = final if inside else final.parent
-        stem = "edgeseg" if inside else _staging_stem(final.name)
-        stage = Path(tempfile.mkdtemp(prefix=f".{stem}.", suffix=".partial", dir=home))
+        stem = "edgeseg" if inside else final.name
+        clear_stale_staging(final)
+        stage = Path(tempfile.mkdtemp(prefix=staging_prefix(stem), suffix=".partial", dir=home))
     except OSError as exc:
         raise output_failed(target, exc) from None
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import threading
 from collections.abc import Iterator
@@ -91,9 +92,13 @@ class StopOnce:
         if self._raising:
             self._raising = False
             raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
-        # a plain write: the main thread may be inside a console print right now
-        with contextlib.suppress(OSError):
-            os.write(2, f"{name}: finishing outputs and the report first\n".encode())
+        # a plain write: the main thread may be inside a console print right now; and only when
+        # stderr has room, as a handler blocked on a stopped pipe would hold the finalisation up
+        with contextlib.suppress(OSError, ValueError):
+            room = select.poll()
+            room.register(2, select.POLLOUT)
+            if room.poll(0):
+                os.write(2, f"{name}: finishing outputs and the report first\n".encode())
 
 
 @contextlib.contextmanager

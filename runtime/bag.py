@@ -440,9 +440,12 @@ class BagSink(Sink):
     def _open(self) -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
+        from edgeseg.atomic import remove_stale_staging, staging_prefix
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(self.path.parent, self.path.name)  # a killed run's half bag
         self._tmp = Path(
-            tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent)
+            tempfile.mkdtemp(prefix=staging_prefix(self.path.name), suffix=".partial", dir=self.path.parent)
         )
         plugin = StoragePlugin.MCAP if self.storage == "mcap" else StoragePlugin.SQLITE3
         # the bag folder inside keeps the final name, so its storage file is <name>.mcap / <name>_0.db3

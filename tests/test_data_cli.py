@@ -231,3 +231,72 @@ def test_synth_replaces_an_earlier_dataset_whole_and_keeps_other_videos_masks(tm
     masks = sorted(p.name for p in (tmp_path / "masks").iterdir())
     assert masks == ["a_000000.png", "a_000001.png", "b_000000.png", "b_000001.png", "classes.json"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("kind", ["new", "earlier", "video"])
+def test_a_killed_synth_leaves_staging_that_the_next_synth_removes(kind, tmp_path: Path) -> None:
+    """A real SIGKILL (nothing can be finalised) halfway through data synth leaves its hidden staging
+    folder (and the video's half file); the next synth of the same OUT removes them, as they name a
+    process of this machine that is gone, and writes OUT. It used to leave the beside-OUT folder
+    forever, and to refuse an earlier dataset for ever after ('holds files that are not generated
+    scenes (e.g. .edgeseg.x.partial)')."""
+    import signal
+    import time
+
+    from edgeseg.data.synth import write_dataset
+
+    out = tmp_path / ("clip.avi" if kind == "video" else "ds")
+    if kind == "earlier":
+        write_dataset(out, 3, 32, 48)
+    args = ["--video", "--frames", "100000"] if kind == "video" else ["--num", "100000"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeseg", "data", "synth", str(out), *args, "--height", "32", "--width", "48"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        staged: list[Path] = []
+        while len(staged) < 5 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+            staged = [p for d in tmp_path.rglob(".*.partial") for p in d.rglob("*.png")]
+        assert len(staged) >= 5, proc.poll()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    left = [p for p in tmp_path.rglob(".*") if ".partial" in p.name]
+    assert left  # what SIGKILL leaves: nothing could remove it
+    r = _run("synth", str(out), *args[:-1], "3", "--height", "32", "--width", "48")
+    assert r.exit_code == 0, r.output
+    assert not [p for p in tmp_path.rglob(".*")], "staging left"
+    if kind == "video":
+        assert sorted(p.name for p in (tmp_path / "masks").iterdir())[-1] == "clip_000002.png"
+    else:
+        assert len(open_dataset(out)) == 3
+
+
+def test_staging_of_a_live_writer_or_of_another_machine_is_left_alone(tmp_path: Path) -> None:
+    """Only staging whose process is known gone is removed: a live pid's (two synths to one parent at
+    once) and one written on another machine or container (a shared folder; its pids mean nothing
+    here) stay; one of a process that has ended goes."""
+    import os
+
+    from edgeseg.atomic import remove_stale_staging, staging_prefix
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    ours = staging_prefix("ds")
+    live = tmp_path / f"{ours}a1.partial"
+    dead = tmp_path / f"{ours.replace(f'-{os.getpid()}-', f'-{ended.pid}-')}b2.partial"
+    other = tmp_path / f".ds.{'0' * 16}-{ended.pid}-c3.partial"  # another machine's owner token
+    mine_but_other_target = tmp_path / f"{staging_prefix('other')}d4.partial".replace(
+        f"-{os.getpid()}-", f"-{ended.pid}-"
+    )
+    for folder in (live, dead, other, mine_but_other_target):
+        (folder / "images").mkdir(parents=True)
+    assert remove_stale_staging(tmp_path, "ds") == [dead]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        p.name for p in (live, other, mine_but_other_target)
+    )

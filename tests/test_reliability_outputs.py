@@ -378,3 +378,39 @@ def test_a_fifo_whose_reader_stops_cannot_hold_a_stop_signal_up(tiny_onnx, tmp_p
     if option != "--save":
         assert (tmp_path / "v.avi").stat().st_size > 0  # finalised: the test of playing it is elsewhere
     assert not list(tmp_path.rglob(".*partial*"))
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("json_out", [True, False])
+def test_standard_output_whose_reader_stops_cannot_hold_a_stop_signal_up(tiny_onnx, tmp_path, json_out, sig):
+    """`edgeseg run ... | reader` whose reader stopped reading (a one-page pipe, full of the frame log
+    on /dev/stdout): the stop signal gives up the log and then the final report (JSON or tables) on
+    standard output, so the run ends with 143/130 and the --report file whole. The report's print
+    used to block in its write forever, the signal only noted."""
+    import fcntl
+    import signal
+
+    reader, writer = os.pipe()
+    fcntl.fcntl(writer, 1031, 4096)  # F_SETPIPE_SZ (fcntl(2)): one page, filled by a few frames' lines
+    args = ["run", "--model", str(tiny_onnx(num_classes=8)), "--frames", "100000", "--synthetic-size", "32x64",
+            "--log", "/dev/stdout", "--report", str(tmp_path / "r.json"), *(["--json"] if json_out else [])]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "edgeseg", *args], stdout=writer, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    os.close(writer)
+    try:
+        _wait(lambda: _stalled(reader) or proc.poll() is not None, "the run to fill its standard output")
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(getattr(signal, sig))
+        _, err = proc.communicate(timeout=30)  # seconds: it was forever
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        os.close(reader)
+    code = ExitCode.TERMINATED if sig == "SIGTERM" else ExitCode.INTERRUPTED
+    assert proc.returncode == code, err
+    assert "Traceback" not in err, err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["ended"]["exit_code"] == code
+    given_up = f"cannot write /dev/stdout: its reader stopped reading, and {sig} asked to stop"
+    assert [o["error"] for o in report["outputs"] if o["error"]] == [given_up]

@@ -154,9 +154,11 @@ _register_commands()
 def main() -> None:
     """Console-script entry point; SIGTERM stops like Ctrl-C (streams and videos get finalised) and
     exits 143 (edgeseg.signals)."""
+    from edgeseg.atomic import patient_std_streams
     from edgeseg.signals import install_sigterm
 
     install_sigterm()
+    patient_std_streams()  # a report to a stopped pipe cannot hold SIGTERM or Ctrl-C up
     try:
         app()
     except EdgesegError as exc:  # raised outside a command (e.g. option callbacks)

@@ -114,7 +114,7 @@ def write_dataset(out_dir: str | Path, num_images: int, height: int, width: int,
     mix of two, under the final name. `out_dir` may be new, an empty folder, or an earlier generated
     dataset (replaced whole); a folder holding anything else is refused before any work.
     """
-    from edgeseg.atomic import staged_folder
+    from edgeseg.atomic import clear_stale_staging, staged_folder
     from edgeseg.data.io import write_image, write_mask
     from edgeseg.data.plain import write_classes_file
 
@@ -124,6 +124,7 @@ def write_dataset(out_dir: str | Path, num_images: int, height: int, width: int,
         raise EdgesegError(f"image format must be .png or .jpg, got {image_ext!r}")
     out = Path(out_dir)
     gen = SceneGenerator(height, width, seed)
+    clear_stale_staging(out)  # a killed run's staging folder is not the user's file
     check_replaceable(out)
     with staged_folder(out) as stage:
         (stage / "images").mkdir()
@@ -176,7 +177,7 @@ def write_video(out_path: str | Path, num_frames: int, height: int, width: int, 
     video is committed, so an interrupted rewrite leaves the previous video and masks as they were.
     A masks folder holding anything but generated masks is refused before any work.
     """
-    from edgeseg.atomic import PendingFile, staged_folder
+    from edgeseg.atomic import PendingFile, clear_stale_staging, staged_folder
     from edgeseg.data.io import write_mask
     from edgeseg.data.plain import write_classes_file
 
@@ -192,6 +193,7 @@ def write_video(out_path: str | Path, num_frames: int, height: int, width: int, 
         raise EdgesegError(f"the frame rate must be positive (--fps), got {fps}")
     gen = SceneGenerator(height, width, seed)
     masks_dir = video_masks_dir(out)
+    clear_stale_staging(masks_dir)  # a killed run's staging folder is not a mask
     kept = _other_videos_masks(masks_dir, out.stem)
     pending = PendingFile(out, suffix=out.suffix)  # VideoWriter picks the container from the suffix
     with staged_folder(masks_dir, together=[pending]) as stage:
