@@ -685,14 +685,18 @@ def check_apart(
     inputs: Iterable[tuple[str, PathArg]],
     *,
     folders: Container[str] = (),
+    inside: Container[str] = (),
     remedy: str = "choose another folder",
 ) -> None:
-    """No output may destroy an input: raise (exit 2, one line) before any work when an output is the
-    same file as an input (symlinks and hard links followed), when an output folder (`folders`:
-    the options whose path is a folder written into) is or holds an input, or when an output would
-    replace a file inside an input folder. Inputs that do not exist (synth:N, a URL) are skipped;
-    a glob input counts as the folder it searches. `remedy` ends the message about a folder output."""
+    """No output may destroy an input, or another output: raise (exit 2, one line) before any work
+    when an output is the same file as an input or as another output (symlinks and hard links
+    followed), when an output folder (`folders`: the options whose path is a folder written into) is
+    or holds an input, or when an output would replace a file inside an input folder. The outputs of
+    `inside` never land in an input folder at all (a dataset reads every file there: a plot written
+    among its masks becomes a mask). Inputs that do not exist (synth:N, a URL) are skipped; a glob
+    input counts as the folder it searches. `remedy` ends the message about a folder output."""
     ins = [(option, name, p) for option, name in inputs if name is not None for p in [_input_path(name)] if p]
+    _check_outputs_apart([(o, g) for o, g in outputs if g is not None and o not in folders])
     for out_option, given in outputs:
         if given is None:
             continue
@@ -714,6 +718,28 @@ def check_apart(
                     f"{out_option} {given} would replace a file inside the input {in_option} {name}; "
                     "choose another path"
                 )
+            elif out_option in inside and inp.is_dir() and _is_within(real, inp):
+                raise EdgesegError(
+                    f"{out_option} {given} is inside the input {in_option} {name}: what is written "
+                    "there would mix into it; choose a path outside it"
+                )
+
+
+def _check_outputs_apart(outputs: list[tuple[str, PathArg]]) -> None:
+    """Two outputs of one command that are one file: the later would silently replace the earlier.
+    A FIFO, device or /dev/stdout is written in place, so two outputs may share it."""
+    seen: list[tuple[str, PathArg, Path]] = []
+    for option, given in outputs:
+        real = Path(os.path.realpath(os.path.abspath(given)))  # type: ignore[arg-type]
+        if real.exists() and not real.is_file():
+            continue
+        for other, other_given, other_real in seen:
+            if real == other_real or _same_file(real, other_real):
+                raise EdgesegError(
+                    f"{other} {other_given} and {option} {given} are the same file: one output would "
+                    "replace the other; choose another path"
+                )
+        seen.append((option, given, real))
 
 
 def _input_path(given: str | os.PathLike[str]) -> Path | None:

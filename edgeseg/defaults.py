@@ -13,6 +13,9 @@ from typing import Literal
 from edgeseg.errors import EdgesegError
 
 ASSETS = Path(__file__).resolve().parent / "assets"
+# the lowest frame rate a generated video is written at: OpenCV's FFmpeg writer refuses 0.001 fps or
+# less in every container edgeseg writes (mp4v, MJPG, VP80; measured with OpenCV 5.1)
+MIN_VIDEO_FPS = 0.01
 DEFAULT_MODEL_STEM = "edgeseg-default"
 # held-out generated scenes (the generator's evaluation seed, never used in training)
 DEFAULT_EVAL_DATA = "synth:100"

@@ -80,6 +80,7 @@ def bench_command(
     check_apart(
         [("--markdown", markdown), ("--plot", plot)],
         [("MODEL", base), ("--checkpoint", ckpt), ("--card", card_file), ("--data", data)],
+        inside={"--markdown", "--plot"},
     )
     given = read_card(base, card_file) if card_file else None
     artifacts = lib.discover(base, ckpt, given)

@@ -179,6 +179,7 @@ def _check_paths(onnx_path: Path, opts: Any, card_file: Path | None) -> None:
             ("--calib-data", opts.calib_data),
             ("--eval-data", opts.eval_data),
         ],
+        inside={"--calib-cache"},
     )
     check_writable(onnx_path.parent, f"the folder of {onnx_path.name}", folder=True)
 

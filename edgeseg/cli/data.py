@@ -9,6 +9,7 @@ import typer
 
 from edgeseg.card import MAX_INPUT_SIDE
 from edgeseg.cli.options import COUNT, SIDE, finite, json_option
+from edgeseg.defaults import MIN_VIDEO_FPS
 
 data_app = typer.Typer(
     help="Datasets: generate synthetic scenes, inspect and validate folders, list bag topics.",
@@ -33,7 +34,10 @@ def synth_cmd(
     ),
     frames: int = typer.Option(150, "--frames", **COUNT, help="Video length in frames (with --video)."),
     fps: float = typer.Option(
-        15.0, "--fps", parser=finite(above=0, at_most=1000), help="Video frame rate (with --video)."
+        15.0,
+        "--fps",
+        parser=finite(above=0, at_least=MIN_VIDEO_FPS, at_most=1000),
+        help="Video frame rate (with --video).",
     ),
     json_out: bool = json_option("the summary"),
 ) -> None:
@@ -146,7 +150,7 @@ def preview_cmd(
     from edgeseg.data.preview import write_preview
 
     check_writable(out, "OUT")
-    check_apart([("OUT", out)], [("PATH", path)])
+    check_apart([("OUT", out)], [("PATH", path)], inside={"OUT"})
     ds = open_dataset(path, split=split)
     written = write_preview(ds, out, num=num, tile_width=tile_width)
     console.print(f"wrote {min(num, len(ds))} items of {path} to [bold]{written}[/]")

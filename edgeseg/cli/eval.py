@@ -88,6 +88,7 @@ def eval_command(
         check_apart(
             [("--plots", plots / name) for name in ("per_class_iou.png", "confusion_matrix.png")],
             [("ARTIFACT", path), ("--card", card_file), ("--data", data)],
+            inside={"--plots"},
         )
     if data is None:
         if artifact not in (None, "default"):

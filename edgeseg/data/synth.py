@@ -39,6 +39,7 @@ from edgeseg.data.synth_layout import (  # noqa: F401  (re-exported: the public 
     make_layout,
 )
 from edgeseg.data.synth_render import render
+from edgeseg.defaults import MIN_VIDEO_FPS
 from edgeseg.errors import EdgesegError
 from edgeseg.progress import Progress
 
@@ -189,8 +190,8 @@ def write_video(out_path: str | Path, num_frames: int, height: int, width: int, 
         )
     if int(num_frames) < 1:
         raise EdgesegError(f"num_frames must be >= 1, got {num_frames}")
-    if not fps > 0:  # else OpenCV's writer refuses to open, which reads like a codec problem
-        raise EdgesegError(f"the frame rate must be positive (--fps), got {fps}")
+    if not fps >= MIN_VIDEO_FPS:  # else OpenCV's writer refuses to open, which reads like a codec problem
+        raise EdgesegError(f"the frame rate (--fps) must be at least {MIN_VIDEO_FPS:g}, got {fps}")
     gen = SceneGenerator(height, width, seed)
     masks_dir = video_masks_dir(out)
     clear_stale_staging(masks_dir)  # a killed run's staging folder is not a mask
