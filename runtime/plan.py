@@ -400,7 +400,8 @@ def stream(
     """One-call streaming for embedding: `for r in stream("m.onnx", camera=0): r.class_map`.
 
     Workers are planned as for `edgeseg run` (None: two for a file on ONNX Runtime CPU, else one);
-    `options` opens the model (BackendOptions, as RunPlan and open_pipeline take them).
+    `options` opens the model (BackendOptions, as RunPlan and open_pipeline take them; its
+    `input_size=(h, w)` or `"native"` runs a --dynamic-hw model at another size, as `run --input-size`).
     `sources=[{"camera": 0}, {"video": "a.mp4"}]` (or Source objects) runs several streams through
     the model with batched inference; `r.stream` names each result's stream and `sinks`, if given, is
     a function of that name. The other keywords (loop, synthetic_size, ...) apply to every stream."""
