@@ -186,6 +186,8 @@ def test_eval_scores_at_the_size_asked_for(exports, tmp_path):
     assert scored()["size"] == list(SIZE)
     assert scored("--input-size", "64x96")["size"] == [64, 96]
     assert scored("--native-size")["size"] == NATIVE
+    text = runner.invoke(app, ["eval", model, "--data", str(data), "--input-size", "64x96"])
+    assert text.exit_code == 0 and "images: every frame resized to 64x96" in " ".join(text.output.split())
     fixed = runner.invoke(app, ["eval", str(exports["fixed"]), "--data", str(data), "--native-size"])
     assert fixed.exit_code == 2 and "--native-size needs a model exported with --dynamic-hw" in fixed.output
 

@@ -117,11 +117,12 @@ def eval_command(
         written.append(plotting.iou_bars(metrics, classes, plots / "per_class_iou.png", dataset.palette))
         written.append(plotting.confusion_matrix(cm.matrix, classes, plots / "confusion_matrix.png"))
     ran = {**segmenter.backend.describe(), "inference_size": inference_size(segmenter.card)}
+    dynamic = segmenter.card.dynamic
     segmenter.close()
-    _report(path, data, n, metrics, classes, written, json_out, cm.matrix.tolist(), crf_params, ran)
+    _report(path, data, n, metrics, classes, written, json_out, cm.matrix.tolist(), crf_params, ran, dynamic)
 
 
-def _report(path, data, n, metrics, classes, written, json_out, matrix, crf_params, ran) -> None:
+def _report(path, data, n, metrics, classes, written, json_out, matrix, crf_params, ran, dynamic) -> None:
     from edgeseg.console import console, print_json, table
     from edgeseg.evaluate import summary_rows
 
@@ -154,6 +155,9 @@ def _report(path, data, n, metrics, classes, written, json_out, matrix, crf_para
     if metrics.absent:
         names = ", ".join(classes[i] for i in metrics.absent)
         console.print(f"absent from both prediction and ground truth, excluded from mIoU: {names}")
+    if dynamic:  # accuracy follows the size a --dynamic-hw model ran at: say which (as run does)
+        how = ran["inference_size"]["how"]
+        console.print(f"[dim]images: {how} (--input-size HxW, --native-size)[/]", highlight=False)
     for p in written:
         console.print(f"wrote {p}")
 
