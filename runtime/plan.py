@@ -399,7 +399,7 @@ def stream(
 ) -> Iterator[FrameResult]:
     """One-call streaming for embedding: `for r in stream("m.onnx", camera=0): r.class_map`.
 
-    Workers are planned as for `edgeseg run` (None: two for a file on ONNX Runtime CPU, else one);
+    Workers are planned as for `edgeseg run` (None: two for a file on a CPU, ONNX Runtime or OpenVINO, else one);
     `options` opens the model (BackendOptions, as RunPlan and open_pipeline take them; its
     `input_size=(h, w)` or `"native"` runs a --dynamic-hw model at another size, as `run --input-size`).
     `sources=[{"camera": 0}, {"video": "a.mp4"}]` (or Source objects) runs several streams through

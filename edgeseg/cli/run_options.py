@@ -24,7 +24,7 @@ def workers() -> Any:
         None,
         "--workers",
         help="Inference workers on consecutive frames: throughput for files, latency for live sources.",
-        show_default="2 for a file and a light model (up to 64 MB) on ONNX Runtime CPU, else 1",
+        show_default="2 for a file and a light model (up to 64 MB) on a CPU: ONNX Runtime or OpenVINO, else 1",
     )
 
 
