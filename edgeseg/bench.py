@@ -23,6 +23,7 @@ import numpy as np
 
 from edgeseg.artifacts import backend_for, read_card, variant_of, variants_beside
 from edgeseg.card import ModelCard
+from edgeseg.defaults import MAX_THREADS
 from edgeseg.errors import EdgesegError, first_line
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ class BenchConfig:
             raise EdgesegError(f"--warmup must be 0 or more, got {self.warmup}")
         if self.threads is not None and self.threads < 1:
             raise EdgesegError(f"--threads must be at least 1, got {self.threads}")
+        if self.threads is not None and self.threads > MAX_THREADS:
+            raise EdgesegError(f"--threads must be at most {MAX_THREADS}, got {self.threads}")
 
 
 @dataclass

@@ -13,6 +13,12 @@ from typing import Literal
 from edgeseg.errors import EdgesegError
 
 ASSETS = Path(__file__).resolve().parent / "assets"
+# CPU threads and inference workers a command may ask for: more than any CPU has cores (each is an OS
+# thread or a model copy; 100000 spent minutes creating threads before the first frame)
+MAX_THREADS = 1024
+MAX_WORKERS = 64
+# a random seed: what every generator takes (torch.manual_seed overflows past 64 bits)
+MAX_SEED = 2**32 - 1
 # the lowest frame rate a generated video is written at: OpenCV's FFmpeg writer refuses 0.001 fps or
 # less in every container edgeseg writes (mp4v, MJPG, VP80; measured with OpenCV 5.1)
 MIN_VIDEO_FPS = 0.01

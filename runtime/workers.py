@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from edgeseg.defaults import MAX_WORKERS
 from edgeseg.errors import EdgesegError
 
 AUTO_WORKERS = 2  # more did not add throughput on 2 cores; beyond that, unmeasured
@@ -59,6 +60,8 @@ def plan_workers(
     """
     if requested is not None and requested < 1:
         raise EdgesegError(f"--workers must be at least 1, got {requested}")
+    if requested is not None and requested > MAX_WORKERS:
+        raise EdgesegError(f"--workers must be at most {MAX_WORKERS}, got {requested}")
     total = threads or cores or available_cores()
     if requested is None:
         light = model_bytes <= AUTO_MAX_MODEL_BYTES

@@ -560,6 +560,15 @@ CASES = [
     ("ros2 --model tiny --timeout nan", BAD, "'--timeout': nan is not a finite number"),
     ("ros2 --model tiny --alpha -1", BAD, "'--alpha': -1 must be at least 0"),
     ("ros2 --model tiny --threads 0", BAD, "Invalid value for '--threads'"),
+    # seeds and counts of threads or workers past what a generator or a CPU can take (a traceback from
+    # numpy's seeding; minutes spent creating 100000 threads or model copies)
+    ("train fcn8s --data synth:2 --seed -1", BAD, "Invalid value for '--seed'"),
+    ("train fcn8s --data synth:2 --seed 99999999999999999999", BAD, "Invalid value for '--seed'"),
+    ("data synth {case}/d --num 1 --seed -5", BAD, "Invalid value for '--seed'"),
+    ("run --model tiny --workers 100000 --frames 1", BAD, "--workers must be at most 64, got 100000"),
+    ("run --model tiny --threads 100000 --frames 1", BAD, "--threads must be at most 1024, got 100000"),
+    ("bench tiny --threads 100000 --iterations 1", BAD, "--threads must be at most 1024"),
+    ("eval tiny --data synth:2 --threads 5000", BAD, "Invalid value for '--threads'"),
 ]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from edgeseg.card import MAX_INPUT_SIDE
-from edgeseg.cli.options import COUNT, SIDE, finite, json_option
+from edgeseg.cli.options import COUNT, SEED, SIDE, finite, json_option
 from edgeseg.defaults import MIN_VIDEO_FPS
 
 data_app = typer.Typer(
@@ -26,7 +26,7 @@ def synth_cmd(
     height: int = typer.Option(256, "--height", **SIDE, help="Image height in pixels."),
     width: int = typer.Option(512, "--width", **SIDE, help="Image width in pixels."),
     seed: int = typer.Option(
-        0, "--seed", help="Generator seed (training uses 0; held-out synth:N uses 1000003)."
+        0, "--seed", **SEED, help="Generator seed (training uses 0; held-out synth:N uses 1000003)."
     ),
     jpg: bool = typer.Option(False, "--jpg", help="Write images as JPEG (smaller, lossy) instead of PNG."),
     video: bool = typer.Option(

@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.card import MAX_INPUT_SIDE, MIN_INPUT_SIDE
-from edgeseg.defaults import CALIB_IMAGES, GATE_IMAGES, MAX_MIOU_DROP
+from edgeseg.defaults import CALIB_IMAGES, GATE_IMAGES, MAX_MIOU_DROP, MAX_SEED, MAX_THREADS
 from edgeseg.errors import EdgesegError
 
 # Ranges every command shares, declared once: Typer turns a value outside them into one line naming
 # the option (exit 2), before any work.
 SIDE = {"min": MIN_INPUT_SIDE, "max": MAX_INPUT_SIDE}  # an image or input height/width in pixels
 COUNT = {"min": 1}  # images, frames, epochs, iterations, items
-THREADS = {"min": 1}
+THREADS = {"min": 1, "max": MAX_THREADS}
+SEED = {"min": 0, "max": MAX_SEED}
 NON_NEGATIVE = {"min": 0}
 
 

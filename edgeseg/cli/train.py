@@ -10,6 +10,7 @@ import typer
 from edgeseg.cli.options import (
     COUNT,
     NON_NEGATIVE,
+    SEED,
     SIDE,
     THREADS,
     finite,
@@ -60,7 +61,7 @@ def train_command(
     option: list[str] | None = typer.Option(None, "--option", "-o", help="Model option key=value."),
     weights: str | None = typer.Option(None, "--weights", help="Initial weights for the model/backbone."),
     no_augment: bool = typer.Option(False, "--no-augment", help="No random scale/crop/flip/colour."),
-    seed: int | None = typer.Option(None, "--seed", help="Random seed.", show_default="0"),
+    seed: int | None = typer.Option(None, "--seed", **SEED, help="Random seed.", show_default="0"),
     workers: int = typer.Option(0, "--workers", **NON_NEGATIVE, help="DataLoader worker processes."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
     no_amp: bool = typer.Option(False, "--no-amp", help="Disable mixed precision on CUDA."),

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edgeseg.card import MAX_INPUT_SIDE, MIN_INPUT_SIDE, NATIVE, ModelCard
+from edgeseg.defaults import MAX_THREADS
 from edgeseg.errors import EdgesegError
 from edgeseg.runtime.backends.choice import choose_backend
 from edgeseg.runtime.backends.classes import backend_class
@@ -78,6 +79,8 @@ class BackendOptions:
                 raise EdgesegError(f"{_said(name)} must be a whole number, got {value!r}")
             if value < 1:
                 raise EdgesegError(f"{_said(name)} must be at least 1, got {value}")
+            if value > MAX_THREADS:
+                raise EdgesegError(f"{_said(name)} must be at most {MAX_THREADS}, got {value}")
         for name in ("backend", "device", "cuda"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
