@@ -36,7 +36,7 @@ from edgeseg.errors import EdgesegError
 from edgeseg.runtime.batcher import Batcher, plan_batches
 from edgeseg.runtime.draw import Renderer
 from edgeseg.runtime.pipeline import JOIN_TIMEOUT, Pipeline
-from edgeseg.runtime.report import RunReport
+from edgeseg.runtime.report import Batching, RunReport, StreamReport
 from edgeseg.runtime.request_pool import RequestPool
 from edgeseg.runtime.run_stats import RunStats
 from edgeseg.runtime.segmenter import Segmenter
@@ -441,38 +441,35 @@ class MultiStream(StreamDriver):
         )
         return total
 
-    def batching(self) -> dict[str, Any]:
+    def batching(self) -> Batching:
         """How the frames were batched: sizes run, their mean, the limit and why."""
-        sizes = dict(sorted(self.batcher.sizes.items()))
-        batches = sum(sizes.values())
-        frames = sum(k * v for k, v in sizes.items())
-        return {
-            "max_batch": self.plan.max_batch,
+        return Batching(
+            max_batch=self.plan.max_batch,
             # requests run side by side (CPU: a core each)
-            "in_flight": self.requests if self.requests > 1 else self.segmenter.backend.max_in_flight,
-            "model_batch": list(self.plan.model_limits),
-            "batches": batches,
-            "mean_batch": frames / batches if batches else None,
-            "sizes": {str(k): v for k, v in sizes.items()},
-            "note": self.plan.note,
-        }
+            in_flight=self.requests if self.requests > 1 else self.segmenter.backend.max_in_flight,
+            model_batch=self.plan.model_limits,
+            sizes=dict(self.batcher.sizes),
+            note=self.plan.note,
+        )
 
     def run_report(self) -> RunReport:
         """The total (frames, FPS, latency, CPU, mIoU over every stream), the batching, and one entry
         per stream with its own frames, drops, FPS, latency, gaps and mIoU."""
         self._refresh()
         first = self.lanes[0].pipeline.run_report()
-        streams = []
-        for lane in self.lanes:
-            entry = lane.pipeline.report()
-            for key in ("model", "backend", "workers", "cpu"):
-                entry.pop(key, None)
-            entry["outputs"] = [
-                s.describe() for s in lane.pipeline.sinks if not isinstance(s, (_Forward, Tiler.Cell))
-            ]
-            streams.append({"stream": lane.name, **entry})
+        streams = [
+            StreamReport(
+                name=lane.name,
+                source=lane.pipeline.source.describe(),
+                outputs=[
+                    s.describe() for s in lane.pipeline.sinks if not isinstance(s, (_Forward, Tiler.Cell))
+                ],
+                stats=lane.stats,
+            )
+            for lane in self.lanes
+        ]
         return RunReport(
-            model=first.model,
+            card=first.card,
             backend=first.backend,
             workers=1,
             source={"kind": f"{len(self.lanes)} streams", "streams": self.names},

@@ -39,7 +39,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from edgeseg.errors import EdgesegError
-from edgeseg.preprocess import inference_size
 from edgeseg.runtime.draw import Renderer
 from edgeseg.runtime.report import RunReport
 from edgeseg.runtime.run_stats import RunStats
@@ -272,17 +271,8 @@ class Pipeline(StreamDriver):
 
     def run_report(self) -> RunReport:
         """What ran (model, backend, source, outputs) and the stats."""
-        card = self.segmenter.card
         return RunReport(
-            model={
-                "name": card.model,
-                "precision": card.precision,
-                "input_size": list(card.input_size),
-                "dynamic": card.dynamic,
-                "dynamic_batch": card.dynamic_batch,
-                "inference_size": inference_size(card),
-                "classes": len(card.classes),
-            },
+            card=self.segmenter.card,
             backend=self._backend_info or self.segmenter.backend.describe(),
             workers=self.workers,
             source=self.source.describe(),

@@ -22,6 +22,7 @@ from edgeseg.errors import EdgesegError
 from edgeseg.preprocess import at_inference_size, runs_native
 from edgeseg.runtime.backends import BackendOptions
 from edgeseg.runtime.backends.base import given_options
+from edgeseg.runtime.backends.choice import describe_choice
 from edgeseg.runtime.draw import Renderer
 from edgeseg.runtime.launch import open_multistream, open_pipeline
 from edgeseg.runtime.multistream import STREAM_FIELD, MultiStream, open_sources, stream_path
@@ -381,6 +382,8 @@ class OpenRun:
     def report(self) -> RunReport:
         report = self.driver.run_report()
         report.artifact = self.artifact
+        if self.artifact is not None:
+            report.runtime = describe_choice(self.artifact, self.plan.backend_options)
         if self.lookups:
             report.labels = LabelsMatched(self.plan.labels, sum(lk.matched for lk in self.lookups))  # type: ignore[arg-type]
         return report

@@ -34,6 +34,7 @@ from edgeseg.errors import EdgesegError, MissingDependencyError
 from edgeseg.runtime.draw import MODES
 from edgeseg.runtime.pipeline import FrameResult, Pipeline
 from edgeseg.runtime.plan import RunPlan, View
+from edgeseg.runtime.report import NodeEnd, RunReport
 from edgeseg.runtime.rosmsg import MessageKit, image_from_msg, stamp_ns
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sinks import Sink
@@ -218,9 +219,9 @@ def run_node(
     kit: MessageKit | None = None,
     on_ready: Callable[[Any], None] | None = None,
     own_process: bool = False,
-) -> dict[str, Any]:
+) -> RunReport:
     """Run the node until Ctrl-C, ROS shutdown, `max_frames`, or `timeout`; return the run's report
-    (as `Pipeline.report()`, plus `stopped_by`). `on_ready(node)` is called once it subscribes.
+    (as `Pipeline.run_report()`, with how the node stopped and the topic it read: `report.node`). `on_ready(node)` is called once it subscribes.
     `own_process`: this process owns its threads (the `edgeseg ros2` command; see open_pipeline)."""
     options = options or NodeOptions()
     rclpy = _ros_import("rclpy")
@@ -279,13 +280,12 @@ def run_node(
             on_ready(node)
         stopped_by = _spin(rclpy, node, pipe, logger, options.status_every, shutdown_errors)
         source.interrupt()
-        report = pipe.report()
+        report = pipe.run_report()
         if source.timed_out:
             stopped_by = "timeout"
         elif stopped_by == "end" and options.max_frames is not None:
             stopped_by = "frames"
-        report["stopped_by"] = stopped_by
-        report["topic"] = source.topic
+        report.node = NodeEnd(stopped_by=stopped_by, topic=source.topic)
         logger.info(pipe.stats.status_line())
         return report
     finally:

@@ -72,15 +72,43 @@ class Gap:
     reason: str = ""  # why the source went quiet
     last_error: str = ""  # why the last reopen attempt failed
 
+    @property
+    def start_s(self) -> float:
+        return round(self.start, 3)
+
+    @property
+    def duration_s(self) -> float | None:
+        """How long the source was quiet (None while it still is)."""
+        return None if self.end is None else round(self.end - self.start, 3)
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "start_s": round(self.start, 3),
+            "start_s": self.start_s,
             "end_s": None if self.end is None else round(self.end, 3),
-            "duration_s": None if self.end is None else round(self.end - self.start, 3),
+            "duration_s": self.duration_s,
             "reconnect_attempts": self.attempts,
             "recovered": self.recovered,
             "reason": self.reason,
             "last_error": self.last_error,
+        }
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """CPU milliseconds per processed frame (the process, and each stage thread's own), and how many
+    cores the run kept busy on average."""
+
+    process_ms_per_frame: float
+    cores_busy: float
+    cores: int | None
+    stage_ms_per_frame: dict[str, float]  # "other threads": library pools and the main thread
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "process_ms_per_frame": self.process_ms_per_frame,
+            "cores_busy": self.cores_busy,
+            "cores": self.cores,
+            "stage_ms_per_frame": self.stage_ms_per_frame,
         }
 
 
@@ -184,7 +212,7 @@ class RunStats:
             return self.fps
         return (self.processed - 1) / max(self.last_done - self.first_done, 1e-9)
 
-    def cpu(self) -> dict[str, Any] | None:
+    def cpu(self) -> CpuUse | None:
         """CPU milliseconds per processed frame, and how many cores the run kept busy on average.
 
         Why: on a CPU backend every millisecond the pipeline spends decoding, preprocessing or drawing
@@ -196,12 +224,12 @@ class RunStats:
             stages = {s: v * 1000.0 / self.processed for s, v in self.thread_cpu.items()}
         if stages:
             stages["other threads"] = max(0.0, process_ms - sum(stages.values()))
-        return {
-            "process_ms_per_frame": process_ms,
-            "cores_busy": (self.cpu_last - self.cpu_started) / self.elapsed,
-            "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "stage_ms_per_frame": stages,
-        }
+        return CpuUse(
+            process_ms_per_frame=process_ms,
+            cores_busy=(self.cpu_last - self.cpu_started) / self.elapsed,
+            cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            stage_ms_per_frame=stages,
+        )
 
     def metrics(self) -> SegMetrics | None:
         with self._lock:
@@ -253,7 +281,7 @@ class RunStats:
         return {"reason": reason, "exit_code": int(self.exit_code)}
 
     def to_dict(self) -> dict[str, Any]:
-        m = self.metrics()
+        m, cpu = self.metrics(), self.cpu()
         report: dict[str, Any] = {
             "frames": {
                 "captured": self.captured,
@@ -271,7 +299,7 @@ class RunStats:
                 "capture_to_result": self.latency.summary(),
                 "stages": {s: r.summary() for s, r in self.stages.items()},
             },
-            "cpu": self.cpu(),
+            "cpu": None if cpu is None else cpu.to_dict(),
             "gaps": [g.to_dict() for g in self.gaps],
             "metrics": None if m is None else m.to_dict(self.classes),
         }

@@ -252,6 +252,42 @@ def test_the_private_access_checker_sees_attributes_and_imports(tmp_path):
     ]
 
 
+REPORT_NAMES = {"report", "result", "reported", "rep"}
+
+
+def report_keyed(path: Path, root: Path = ROOT) -> list[str]:
+    """Where `path` reads or writes a run's report by string key (`report["frames"]`,
+    `result["artifact"] = ...`, `x.to_dict()["..."]`) instead of the typed RunReport's fields."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Subscript) or not isinstance(node.slice, ast.Constant):
+            continue
+        value = node.value
+        named = isinstance(value, ast.Name) and value.id in REPORT_NAMES
+        dumped = isinstance(value, ast.Call) and getattr(value.func, "attr", None) == "to_dict"
+        if named or dumped:
+            found.append(f"{path.relative_to(root)}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_the_cli_reads_the_typed_run_report():
+    """`edgeseg run` and `edgeseg ros2` print and exit from RunReport's fields (runtime/report.py);
+    the JSON form is made once, by `to_dict()`, and nothing edits it by key (issue 22)."""
+    cli = ROOT / "edgeseg" / "cli"
+    found = [hit for name in ("run.py", "run_streams.py", "ros2.py") for hit in report_keyed(cli / name)]
+    assert not found, "read RunReport's fields:\n" + "\n".join(found)
+
+
+def test_the_report_key_checker_sees_reads_writes_and_dumps(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "x = report['frames']\nresult['artifact'] = 'a'\nr.to_dict()['fps']\n"
+        "report.stats.processed\nplan.sources[0]\n"
+    )
+    hits = [h.split(": ", 1)[1] for h in report_keyed(probe, tmp_path)]
+    assert hits == ["report['frames']", "result['artifact']", "r.to_dict()['fps']"]
+
+
 # ------------------------------------------------------------------------------------------ defaults
 def _shared_defaults() -> dict[str, object]:
     """Parameter / option / field name -> the value `edgeseg/defaults.py` owns for it."""

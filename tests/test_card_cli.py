@@ -111,7 +111,7 @@ def test_a_foreign_dynamic_batch_file_streams_any_frame_size_like_a_fixed_one(ti
     sources = [SyntheticSource(4, height=60, width=90, seed=i) for i in range(2)]
     multi = open_multistream(seg, sources)
     stats = multi.run()
-    assert stats.processed == 8 and multi.batching()["note"] is None, multi.batching()
+    assert stats.processed == 8 and multi.batching().note is None, multi.batching()
 
 
 def test_a_card_from_before_the_split_runs_a_batch_only_graph_resized(tiny_onnx, tmp_path):

@@ -93,7 +93,7 @@ def test_node_publishes_class_maps_overlays_and_stats_with_the_camera_headers(ro
         seg,
         NodeOptions(topic="/camera/image_raw", max_frames=3),
         on_ready=lambda node: subs.extend(node._subscriptions),
-    )
+    ).to_dict()  # the JSON form `edgeseg ros2 --json` prints
     assert report["stopped_by"] == "frames" and report["frames"]["processed"] == 3
     assert report["source"]["kind"] == "ros2" and report["topic"] == "/camera/image_raw"
     (sub,) = subs
@@ -125,7 +125,7 @@ def test_compressed_topics_and_mask_mode(ros, tiny_onnx):
     seg = Segmenter(tiny_onnx())
     topic = "/camera/image_raw/compressed"
     lockstep_camera(graph, topic, [compressed_msg(f, k) for k, f in enumerate(frames)], out="/seg/class_map")
-    report = run_node(seg, NodeOptions(topic=topic, max_frames=2, visual="mask", node_name="seg"))
+    report = run_node(seg, NodeOptions(topic=topic, max_frames=2, visual="mask", node_name="seg")).to_dict()
     assert report["frames"]["processed"] == 2
     for k, frame in enumerate(frames):
         np.testing.assert_array_equal(pixels(graph.published["/seg/class_map"][k]), seg.infer(frame))
@@ -157,7 +157,7 @@ def test_inference_runs_off_the_executor_thread_and_keeps_only_the_newest_frame(
             time.sleep(0.03)
 
     threading.Thread(target=camera, daemon=True).start()
-    report = run_node(seg, NodeOptions(topic="image", timeout=1.5, visual="none"))
+    report = run_node(seg, NodeOptions(topic="image", timeout=1.5, visual="none")).to_dict()
     assert threading.get_ident() not in infer_threads and len(infer_threads) == 1
     assert report["source"]["received"] == 12  # the middleware keeps 1 per subscription: none lost there
     processed, dropped = report["frames"]["processed"], report["frames"]["dropped"]
@@ -178,10 +178,10 @@ def test_reliable_subscription_hears_nothing_from_a_best_effort_camera(ros, tiny
 
     qos = sys.modules["rclpy.qos"]
     threading.Thread(target=camera, args=(qos.ReliabilityPolicy.BEST_EFFORT,), daemon=True).start()
-    report = run_node(Segmenter(tiny_onnx()), NodeOptions(reliable=True, timeout=0.5))
+    report = run_node(Segmenter(tiny_onnx()), NodeOptions(reliable=True, timeout=0.5)).to_dict()
     assert report["frames"]["processed"] == 0 and report["stopped_by"] == "timeout"
     threading.Thread(target=camera, args=(qos.ReliabilityPolicy.RELIABLE,), daemon=True).start()
-    report = run_node(Segmenter(tiny_onnx()), NodeOptions(reliable=True, max_frames=1, timeout=5))
+    report = run_node(Segmenter(tiny_onnx()), NodeOptions(reliable=True, max_frames=1, timeout=5)).to_dict()
     assert report["frames"]["processed"] == 1
 
 
@@ -199,7 +199,7 @@ def test_ctrl_c_during_spin_stops_and_releases_everything(ros, tiny_onnx):
         _thread.interrupt_main()  # Ctrl-C: KeyboardInterrupt in the spinning thread
 
     threading.Thread(target=camera, daemon=True).start()
-    report = run_node(Segmenter(tiny_onnx()), NodeOptions(), on_ready=nodes.append)
+    report = run_node(Segmenter(tiny_onnx()), NodeOptions(), on_ready=nodes.append).to_dict()
     assert (
         report["stopped_by"] == "interrupt" and report["interrupted"] and report["frames"]["processed"] == 1
     )
@@ -218,7 +218,7 @@ def test_ros_shutdown_from_outside_ends_the_node(ros, tiny_onnx):
         rclpy.shutdown()
 
     threading.Thread(target=launch_system_stops, daemon=True).start()
-    report = run_node(Segmenter(tiny_onnx()), NodeOptions())
+    report = run_node(Segmenter(tiny_onnx()), NodeOptions()).to_dict()
     assert report["stopped_by"] == "shutdown" and report["frames"]["processed"] == 0
 
 

@@ -53,15 +53,29 @@ def test_an_opened_plan_reports_a_typed_report_whose_json_is_the_runs(tiny_onnx,
     assert data["metrics"] is not None  # the synthetic scenes carry ground truth
     assert data == json.loads(json.dumps(data, default=str))
     assert len(log.read_text().splitlines()) == 4
+    # the runtime and why are the report's own field (the CLI once added them to the JSON by key)
+    assert report.runtime is not None and report.runtime.backend == report.backend_name
+    assert list(data)[-1] == "runtime" and data["runtime"] == {"backend": report.runtime.backend,
+                                                               "why": report.runtime.reason}  # fmt: skip
+    assert data["model"]["classes"] == 8 and report.card.num_classes == 8
+    assert report.stats.processed == 4 and report.stats.metrics() is not None
 
 
 def test_several_streams_report_each_stream_and_the_batching(tiny_onnx):
     plan = RunPlan(model=tiny_onnx(num_classes=8, size=(32, 64)), sources=(SYNTH, SYNTH))
     run = plan.open()
     run.driver.run()
-    data = run.report().to_dict()
+    report = run.report()
+    data = report.to_dict()
     assert [s["stream"] for s in data["streams"]] == ["synthetic-0", "synthetic-1"]
     assert data["batching"]["batches"] >= 4 and data["frames"]["processed"] == 8
+    # typed: each stream's stats and the batching are read as fields, the JSON is made from them
+    assert report.streams is not None and report.batching is not None
+    assert [s.name for s in report.streams] == ["synthetic-0", "synthetic-1"]
+    assert sum(s.stats.processed for s in report.streams) == report.stats.processed == 8
+    assert report.batching.batches == data["batching"]["batches"]
+    assert sum(k * n for k, n in report.batching.sizes.items()) == 8
+    assert all("cpu" not in s for s in data["streams"])  # the process's CPU is the run's
 
 
 def test_stream_takes_backend_options_like_the_plan(tiny_onnx):

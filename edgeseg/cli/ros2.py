@@ -100,14 +100,17 @@ def ros2_command(
     )
     with Segmenter(artifact, opening) as seg:
         result = run_node(seg, options, ros_args=[sys.argv[0], *ctx.args], own_process=True)
-    result["artifact"] = str(artifact)
+    result.artifact = artifact
     report_failed = publish_report(result, card.classes, report=report, json_out=json_out)
     if report_failed is not None:
         raise report_failed
-    if result["stopped_by"] == "timeout":
-        raise EdgesegError(f"no image on {result['topic']} for {timeout:g} s", exit_code=ExitCode.SOURCE_LOST)
-    if result["stopped_by"] == "interrupt":
-        raise typer.Exit(result["ended"]["exit_code"] or ExitCode.INTERRUPTED)  # 130 Ctrl-C, 143 SIGTERM
+    assert result.node is not None
+    if result.node.stopped_by == "timeout":
+        raise EdgesegError(
+            f"no image on {result.node.topic} for {timeout:g} s", exit_code=ExitCode.SOURCE_LOST
+        )
+    if result.node.stopped_by == "interrupt":
+        raise typer.Exit(result.exit_code or ExitCode.INTERRUPTED)  # 130 Ctrl-C, 143 SIGTERM
 
 
 def register(app: typer.Typer) -> None:

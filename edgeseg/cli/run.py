@@ -149,11 +149,8 @@ def execute(run: OpenRun, *, json_out: bool) -> None:
         result = run.report()
         _warn_without_ground_truth(result, plan)
         tables = [print_streams] if len(plan.sources) > 1 else []
-        reported = result.to_dict()
-        if run.artifact is not None:
-            reported["runtime"] = runtime_rule(run.artifact, plan.backend_options)
         report_failed = publish_report(
-            reported, run.card.classes, report=plan.outputs.report, json_out=json_out, tables=tables
+            result, run.card.classes, report=plan.outputs.report, json_out=json_out, tables=tables
         )
         if not json_out and failure is None:
             _say_written(**plan.outputs.written())
@@ -176,17 +173,17 @@ def _warn_without_ground_truth(result: RunReport, plan: RunPlan) -> None:
     if result.labels is not None and result.labels.matched == 0:
         warn(f"no frame name matched a label file in {plan.labels}; no mIoU (see --labels help)")
     topics = [s["labels_topic"] for s in plan.sources if isinstance(s, dict) and s.get("labels_topic")]
-    if topics and not any(d.get("labelled") for d in result.sources):
+    if topics and not result.labelled:
         warn(f"no frame's header stamp matched a message on {topics[0]}; no mIoU")
 
 
 def publish_report(
-    result: dict[str, Any],
+    result: RunReport,
     classes: list[str],
     *,
     report: Path | None,
     json_out: bool,
-    tables: Sequence[Callable[[dict[str, Any]], None]] = (),
+    tables: Sequence[Callable[[RunReport], None]] = (),
 ) -> Exception | None:
     """Write the report file and print the report (tables, or JSON with --json). If the report's own
     path fails, the report goes to standard output instead and the failure is returned to raise."""
@@ -197,13 +194,13 @@ def publish_report(
     failed = None
     if report is not None:
         try:
-            write_json(report, result)
+            write_json(report, result.to_dict())
         except OutputFailed as exc:
             failed = OutputFailed(
                 f"{exc}; the report went to standard output instead", exit_code=exc.exit_code
             )
     if json_out or failed:
-        print_json(result)  # on a full disk the console (journal) still gets the report
+        print_json(result.to_dict())  # on a full disk the console (journal) still gets the report
         return failed
     print_report(result, classes)
     for extra in tables:
@@ -213,14 +210,6 @@ def publish_report(
 
         console.print(f"report written to {report}")
     return None
-
-
-def runtime_rule(artifact: Path, options: Any) -> dict[str, str]:
-    """Which runtime ran the artifact and why (the CPU rule in docs/runtime.md, or --backend)."""
-    from edgeseg.runtime.backends import describe_choice
-
-    choice = describe_choice(artifact, options)
-    return {"backend": choice.backend, "why": choice.reason}
 
 
 def _say_written(**outputs: Path | None) -> None:
@@ -285,57 +274,41 @@ def _log_lines(console: Any) -> Any:
     return status
 
 
-def print_report(report: dict[str, Any], classes: list[str]) -> None:
+def print_report(report: RunReport, classes: list[str]) -> None:
     """Final rich tables: throughput and latency, per-stage percentiles, gaps, mIoU and per-class IoU."""
     from edgeseg.console import console, table
 
-    f = report["frames"]
-    lat = report["latency_ms"]
-    e2e = lat["capture_to_result"]
-    workers = report.get("workers", 1)
+    stats, workers = report.stats, report.workers
+    e2e = stats.latency.summary()
+    name = report.artifact.name if report.artifact is not None else report.card.model
     title = (
-        f"{Path(report['artifact']).name} on {report['source']['kind']} ({report['backend'].get('backend')}"
+        f"{name} on {report.source_kind} ({report.backend_name}"
         f"{f', {workers} inference workers' if workers > 1 else ''})"
     )
     rows: list[list[Any]] = [
-        ["frames processed", f["processed"]],
-        ["frames dropped", f["dropped"]],
-        ["FPS (end-to-end)", report["fps"]],
-        ["FPS (after first frame)", report["steady_fps"]],
+        ["frames processed", stats.processed],
+        ["frames dropped", stats.dropped],
+        ["FPS (end-to-end)", stats.fps],
+        ["FPS (after first frame)", stats.steady_fps],
         ["latency p50 ms (capture to result)", e2e["p50"]],
         ["latency p95 ms", e2e["p95"]],
         ["latency p99 ms", e2e["p99"]],
     ]
-    cpu = report.get("cpu")
+    cpu = stats.cpu()
     if cpu:
-        rows.append(
-            [
-                "CPU ms per frame (all threads)",
-                f"{cpu['process_ms_per_frame']:.2f} ({cpu['cores_busy']:.2f} of {cpu['cores']} cores busy)",
-            ]
-        )
-    metrics = report.get("metrics")
-    if metrics:
-        rows += [["mIoU", metrics["miou"]], ["pixel accuracy", metrics["pixel_accuracy"]]]
-    if report["interrupted"]:
+        busy = f"{cpu.process_ms_per_frame:.2f} ({cpu.cores_busy:.2f} of {cpu.cores} cores busy)"
+        rows.append(["CPU ms per frame (all threads)", busy])
+    metrics = stats.metrics()
+    if metrics is not None:
+        rows += [["mIoU", _number(metrics.miou)], ["pixel accuracy", _number(metrics.pixel_accuracy)]]
+    if stats.interrupted:
         rows.append(["interrupted", "yes"])
     console.print(table(title, ["metric", "value"], rows))
-    sized = report.get("model", {}).get("inference_size")
-    if sized and report["model"].get("dynamic"):  # a fixed model has one size; a dynamic one says which
-        console.print(f"[dim]frames: {sized['how']} (--input-size HxW, --native-size)[/]", highlight=False)
-    rule = report.get("runtime")
-    if rule:
-        other = "" if rule["why"] == "--backend" else " (--backend names another)"
-        console.print(f"[dim]runtime: {rule['backend']}, {rule['why']}{other}; docs/runtime.md[/]")
-    if not report.get("live", True):
-        console.print(
-            "[dim]file source: frames are read ahead to keep inference busy, so latency includes "
-            "queueing; --realtime replays at the file's frame rate like a camera[/]"
-        )
-    stage_cpu = cpu["stage_ms_per_frame"] if cpu else {}
+    _print_notes(report)
+    stage_cpu = cpu.stage_ms_per_frame if cpu else {}
     stage_rows = [
-        [name, s["p50"], s["p95"], s["p99"], s["mean"], stage_cpu.get(name)]
-        for name, s in lat["stages"].items()
+        [stage, s["p50"], s["p95"], s["p99"], s["mean"], stage_cpu.get(stage)]
+        for stage, s in ((stage, r.summary()) for stage, r in stats.stages.items())
         if s["p50"] is not None
     ]
     if "other threads" in stage_cpu:
@@ -353,15 +326,40 @@ def print_report(report: dict[str, Any], classes: list[str]) -> None:
             f"[dim]inference: one frame on one of {workers} workers that run side by side, each with its "
             "share of the threads (--workers 1 for the lowest latency per frame)[/]"
         )
-    if report["gaps"]:
+    if stats.gaps:
         gap_rows = [
-            [i + 1, g["start_s"], g["duration_s"], g["reconnect_attempts"], "yes" if g["recovered"] else "no"]
-            for i, g in enumerate(report["gaps"])
+            [i + 1, g.start_s, g.duration_s, g.attempts, "yes" if g.recovered else "no"]
+            for i, g in enumerate(stats.gaps)
         ]
         console.print(table("source gaps", ["gap", "at s", "length s", "attempts", "recovered"], gap_rows))
-    if metrics:
-        iou = metrics["per_class_iou"]
+    if metrics is not None:
+        names = stats.classes or [str(i) for i in range(len(metrics.iou))]
+        iou = {n: _number(v) for n, v in zip(names, metrics.iou)}
         console.print(table("per-class IoU", ["class", "IoU"], [[c, iou.get(c)] for c in classes]))
+
+
+def _print_notes(report: RunReport) -> None:
+    """The lines under the first table: the size frames ran at, the runtime and why, file sources."""
+    from edgeseg.console import console
+    from edgeseg.preprocess import inference_size
+
+    if report.card.dynamic:  # a fixed model has one size; a dynamic one says which
+        how = inference_size(report.card)["how"]
+        console.print(f"[dim]frames: {how} (--input-size HxW, --native-size)[/]", highlight=False)
+    rule = report.runtime
+    if rule:
+        other = "" if rule.reason == "--backend" else " (--backend names another)"
+        console.print(f"[dim]runtime: {rule.backend}, {rule.reason}{other}; docs/runtime.md[/]")
+    if not report.stats.live:
+        console.print(
+            "[dim]file source: frames are read ahead to keep inference busy, so latency includes "
+            "queueing; --realtime replays at the file's frame rate like a camera[/]"
+        )
+
+
+def _number(x: float) -> float | None:
+    """A metric for a table: None (shown as -) where it is undefined (NaN), as the JSON says null."""
+    return None if x != x else float(x)
 
 
 def register(app: typer.Typer) -> None:

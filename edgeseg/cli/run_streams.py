@@ -5,9 +5,13 @@ The checks on per-stream outputs are the RunPlan's (runtime/plan.py); the run it
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeseg.errors import EdgesegError
+
+if TYPE_CHECKING:
+    from edgeseg.runtime.report import RunReport
+    from edgeseg.runtime.run_stats import RunStats
 
 STREAM_OPTIONS = ("camera", "video", "images", "url", "gst", "bag")  # repeatable, in this order
 
@@ -34,54 +38,30 @@ def source_streams(
     return streams or [{"synthetic": synthetic_frames}]
 
 
-def print_streams(report: dict[str, Any]) -> None:
+def print_streams(report: RunReport) -> None:
     """Per-stream frames, drops, FPS, latency and mIoU under the total, and how frames were batched."""
     from edgeseg.console import console, table
 
-    rows = []
-    for s in report["streams"]:
-        f, e2e = s["frames"], s["latency_ms"]["capture_to_result"]
-        miou = (s.get("metrics") or {}).get("miou")
-        rows.append(
-            [
-                s["stream"],
-                s["source"]["kind"],
-                f["captured"],
-                f["processed"],
-                f["dropped"],
-                s["fps"],
-                e2e["p50"],
-                e2e["p95"],
-                e2e["p99"],
-                len(s["gaps"]),
-                miou,
-            ]
-        )
-    f, e2e = report["frames"], report["latency_ms"]["capture_to_result"]
-    total_miou = (report.get("metrics") or {}).get("miou")
-    rows.append(
-        [
-            "total",
-            "",
-            f["captured"],
-            f["processed"],
-            f["dropped"],
-            report["fps"],
-            e2e["p50"],
-            e2e["p95"],
-            e2e["p99"],
-            sum(len(s["gaps"]) for s in report["streams"]),
-            total_miou,
-        ]
-    )
+    assert report.streams is not None and report.batching is not None, "a report of several streams"
+    rows = [_stream_row(s.name, s.source_kind, s.stats, len(s.stats.gaps)) for s in report.streams]
+    gaps = sum(len(s.stats.gaps) for s in report.streams)
+    rows.append(_stream_row("total", "", report.stats, gaps))
     headers = ["stream", "source", "captured", "processed", "dropped", "FPS", "p50 ms", "p95 ms", "p99 ms"]
     console.print(table("streams", [*headers, "gaps", "mIoU"], rows))
-    b = report["batching"]
-    sizes = ", ".join(f"{n} x {k}" for k, n in b["sizes"].items()) or "none"
-    mean = f"{b['mean_batch']:.2f}" if b["mean_batch"] is not None else "-"
+    b = report.batching
+    sizes = ", ".join(f"{n} x {k}" for k, n in sorted(b.sizes.items())) or "none"
+    mean = f"{b.mean_batch:.2f}" if b.mean_batch is not None else "-"
     console.print(
-        f"[dim]batched inference: {b['batches']} batches ({sizes} frames), mean {mean} frames, "
-        f"up to {b['max_batch']}"
-        + (f", {b['in_flight']} run side by side" if b.get("in_flight", 1) > 1 else "")
+        f"[dim]batched inference: {b.batches} batches ({sizes} frames), mean {mean} frames, "
+        f"up to {b.max_batch}"
+        + (f", {b.in_flight} run side by side" if b.in_flight > 1 else "")
         + "; each stream's FPS and latency count from when every stream was open[/]"
     )
+
+
+def _stream_row(name: str, kind: str, stats: RunStats, gaps: int) -> list[Any]:
+    e2e = stats.latency.summary()
+    m = stats.metrics()
+    miou = None if m is None or m.miou != m.miou else float(m.miou)  # undefined (NaN): shown as -
+    return [name, kind, stats.captured, stats.processed, stats.dropped, stats.fps,
+            e2e["p50"], e2e["p95"], e2e["p99"], gaps, miou]  # fmt: skip
