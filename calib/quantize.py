@@ -16,7 +16,7 @@ temporary file in onnxruntime's own format), so no calibration inference runs he
 
 `make_form` returns the quantized model in memory, its card stamped in, and writes nothing: the gate
 scores it there and writes it once, under its final name, when it passes (`QuantizedArtifact.save`).
-`quantize_form` and the per-form `quantize_*` functions make and write in one call.
+The per-form `quantize_*` functions make and write in one call.
 """
 
 from __future__ import annotations
@@ -388,13 +388,6 @@ def make_cpu_form(
     return QuantizedArtifact(
         "cpu", target, excluded=excluded, auto_excluded=auto, details={"card": new_card, **info}, model=q
     )
-
-
-def quantize_form(
-    form: str, model_path: Path, card: ModelCard, stats: CalibrationStats, target: Path, **kw: Any
-) -> QuantizedArtifact:
-    """`make_form`, written to `target`."""
-    return make_form(form, model_path, card, stats, target, **kw).save()
 
 
 def make_form(

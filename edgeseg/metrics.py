@@ -71,9 +71,6 @@ class ConfusionMatrix:
     def merge(self, other: ConfusionMatrix) -> None:
         self.matrix += other.matrix
 
-    def reset(self) -> None:
-        self.matrix[:] = 0
-
     def compute(self) -> SegMetrics:
         return metrics_from_confusion(self.matrix)
 

@@ -180,13 +180,3 @@ def labels_to_frame(labels: np.ndarray, geom: Geometry) -> np.ndarray:
             crop = crop.astype(np.uint16 if crop.max(initial=0) > 255 else np.uint8)
         crop = cv2.resize(crop, (geom.frame_hw[1], geom.frame_hw[0]), interpolation=cv2.INTER_NEAREST)
     return np.ascontiguousarray(crop)
-
-
-def argmax_labels(logits: np.ndarray) -> np.ndarray:
-    """Class map from CxHxW (or 1xCxHxW) logits as uint8 (uint16 beyond 256 classes)."""
-    if logits.ndim == 4:
-        if logits.shape[0] != 1:
-            raise EdgesegError(f"expected one image of logits, got batch {logits.shape[0]}")
-        logits = logits[0]
-    dtype = np.uint8 if logits.shape[0] <= 256 else np.uint16
-    return logits.argmax(axis=0).astype(dtype, copy=False)

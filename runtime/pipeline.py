@@ -211,10 +211,6 @@ class Pipeline(StreamDriver):
             self._on_stop()
 
     @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
-    @property
     def ended(self) -> bool:
         """The output stage has finished: the source ended, a stage failed, or stop() was called."""
         return self._ended.is_set()

@@ -72,7 +72,7 @@ class Segmenter:
             raise EdgesegError(
                 f"model output shape {list(output.shape)} does not match {self.card.num_classes} classes"
             )
-        return fast_argmax(output), output[0]  # == argmax_labels(output), several times faster
+        return fast_argmax(output), output[0]  # == argmax over classes, several times faster
 
     def infer(self, frame: np.ndarray, *, return_logits: bool = False) -> Any:
         """Class map (H x W, at the frame's size) for one BGR uint8 frame; with logits if asked."""

@@ -234,6 +234,18 @@ def test_runtime_parts_meet_only_through_public_interfaces():
     assert not found, "private names used from outside their object:\n" + "\n".join(found)
 
 
+def test_no_module_imports_another_modules_private_names():
+    """Across the whole package, a `_name` stays in its module: what another module needs is public
+    (edgeseg/data/synth_render.py once imported synth_layout's `_Layout`, voc.py base's `_names`)."""
+    found = [
+        hit
+        for path in sources()
+        for hit in private_reaches(path)
+        if ": from " in hit  # attribute access on library objects (click's parameters) is another matter
+    ]
+    assert not found, "private names imported from another module:\n" + "\n".join(found)
+
+
 def test_the_private_access_checker_sees_attributes_and_imports(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text(

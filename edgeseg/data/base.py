@@ -158,14 +158,14 @@ def pair_by_stem(images: dict[str, Path], masks: dict[str, Path], where: str) ->
     if only_img or only_mask:
         parts = []
         if only_img:
-            parts.append(f"{len(only_img)} image(s) without a mask: {_names(only_img)}")
+            parts.append(f"{len(only_img)} image(s) without a mask: {short_list(only_img)}")
         if only_mask:
-            parts.append(f"{len(only_mask)} mask(s) without an image: {_names(only_mask)}")
+            parts.append(f"{len(only_mask)} mask(s) without an image: {short_list(only_mask)}")
         raise EdgesegError(f"unpaired files in {where}: " + "; ".join(parts))
     return [Item(stem, images[stem], masks[stem]) for stem in sorted(images)]
 
 
-def _names(stems: list[str], limit: int = 5) -> str:
+def short_list(stems: list[str], limit: int = 5) -> str:
     return ", ".join(stems[:limit]) + (f" ... (+{len(stems) - limit})" if len(stems) > limit else "")
 
 

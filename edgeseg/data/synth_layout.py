@@ -57,7 +57,7 @@ class _Segment:
 
 
 @dataclass
-class _Side:
+class Side:
     x: float  # lateral position of the facade plane (metres, signed)
     segments: list[_Segment]
     starts: np.ndarray  # segment starts, sorted, for searchsorted
@@ -82,7 +82,7 @@ class _Side:
 
 
 @dataclass
-class _Actor:
+class Actor:
     kind: int  # VEHICLE, PEDESTRIAN or VEGETATION (tree)
     x: float
     z0: float  # world Z at t=0
@@ -94,7 +94,7 @@ class _Actor:
 
 
 @dataclass
-class _Layout:
+class Layout:
     horizon: float  # fraction of height
     vx: float  # vanishing point, fraction of width
     focal: float  # fraction of width
@@ -109,11 +109,11 @@ class _Layout:
     verge_left: float
     verge_right: float
     z_far: float
-    sides: list[_Side]
+    sides: list[Side]
     backdrop_tops: np.ndarray  # metres above ground per backdrop column block
     backdrop_kind: np.ndarray  # BUILDING / VEGETATION / SKY per block
     backdrop_colors: np.ndarray
-    actors: list[_Actor]
+    actors: list[Actor]
     sky_top: np.ndarray
     sky_bottom: np.ndarray
     clouds: float
@@ -150,7 +150,7 @@ _SIDEWALKS = [(175, 170, 160), (190, 160, 140), (150, 145, 140), (200, 190, 170)
 _SKIN = [(230, 190, 160), (200, 150, 110), (150, 100, 70), (95, 65, 45)]
 
 
-def _make_side(rng: np.random.Generator, x: float, light: float) -> _Side:
+def _make_side(rng: np.random.Generator, x: float, light: float) -> Side:
     segs: list[_Segment] = []
     z = float(rng.uniform(0, 10))
     while z < CYCLE:
@@ -169,10 +169,10 @@ def _make_side(rng: np.random.Generator, x: float, light: float) -> _Side:
             )
         )
         z += length
-    return _Side(x=x, segments=segs, starts=np.array([s.start for s in segs], np.float64), light=light)
+    return Side(x=x, segments=segs, starts=np.array([s.start for s in segs], np.float64), light=light)
 
 
-def make_layout(rng: np.random.Generator) -> _Layout:
+def make_layout(rng: np.random.Generator) -> Layout:
     lanes = int(rng.integers(2, 5))
     lane_w = float(rng.uniform(3.0, 3.7))
     road_w = lanes * lane_w
@@ -197,7 +197,7 @@ def make_layout(rng: np.random.Generator) -> _Layout:
     sky_top, sky_bottom = _sky(rng)
     road_grey = float(rng.uniform(55, 115))
     yellow = rng.random() < 0.3
-    return _Layout(
+    return Layout(
         horizon=float(rng.uniform(0.36, 0.52)),
         vx=float(rng.uniform(0.38, 0.62)),
         focal=float(rng.uniform(0.6, 0.95)),
@@ -241,7 +241,7 @@ def make_layout(rng: np.random.Generator) -> _Layout:
     )
 
 
-def _trees(rng: np.random.Generator, road_w: float, verges: tuple) -> list[_Actor]:
+def _trees(rng: np.random.Generator, road_w: float, verges: tuple) -> list[Actor]:
     """Trees on the verges (or the sidewalk's outer edge when there is no verge)."""
     actors = []
     for sign, sw, verge in verges:
@@ -250,7 +250,7 @@ def _trees(rng: np.random.Generator, road_w: float, verges: tuple) -> list[_Acto
             lateral = road_w / 2 + sw + (verge / 2 if verge > 0.5 else -0.6) + rng.uniform(-0.3, 0.3)
             crown = float(rng.uniform(1.2, 3.2))
             actors.append(
-                _Actor(
+                Actor(
                     kind=VEGETATION,
                     x=sign * lateral,
                     z0=float(rng.uniform(0, CYCLE)),
@@ -266,7 +266,7 @@ def _trees(rng: np.random.Generator, road_w: float, verges: tuple) -> list[_Acto
 
 def _vehicles(
     rng: np.random.Generator, lanes: int, lane_w: float, road_w: float, z_far: float
-) -> list[_Actor]:
+) -> list[Actor]:
     """Vehicles: one speed per lane so they never drive through each other."""
     actors = []
     for lane in range(lanes):
@@ -281,7 +281,7 @@ def _vehicles(
             w = float(rng.uniform(2.3, 2.6) if big else rng.uniform(1.65, 2.0))
             h = float(rng.uniform(2.6, 3.4) if big else rng.uniform(1.35, 1.65))
             actors.append(
-                _Actor(
+                Actor(
                     kind=VEHICLE,
                     x=-road_w / 2 + (lane + 0.5) * lane_w + float(rng.uniform(-0.3, 0.3)),
                     z0=float(z),
@@ -294,14 +294,14 @@ def _vehicles(
     return actors
 
 
-def _pedestrians(rng: np.random.Generator, road_w: float, sw_l: float, sw_r: float) -> list[_Actor]:
+def _pedestrians(rng: np.random.Generator, road_w: float, sw_l: float, sw_r: float) -> list[Actor]:
     """Pedestrians on the sidewalks."""
     actors = []
     for _ in range(int(rng.choice([0, 1, 2, 3, 4, 5, 6]))):
         sign = -1 if rng.random() < 0.5 else 1
         sw = sw_l if sign < 0 else sw_r
         actors.append(
-            _Actor(
+            Actor(
                 kind=PEDESTRIAN,
                 x=sign * (road_w / 2 + float(rng.uniform(0.4, max(0.5, sw - 0.3)))),
                 z0=float(rng.uniform(*PED_RANGE)),

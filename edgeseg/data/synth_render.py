@@ -28,8 +28,8 @@ from edgeseg.data.synth_layout import (
     VEGETATION,
     VEHICLE,
     Z_NEAR,
-    _Actor,
-    _Layout,
+    Actor,
+    Layout,
 )
 
 
@@ -62,7 +62,7 @@ class _Frame:
         return self.vx + self.f * (x - self.cam_x) / z, self.hy + self.f * (self.cam_h - y) / z
 
 
-def _paint_sky(fr: _Frame, lay: _Layout, rng: np.random.Generator) -> None:
+def _paint_sky(fr: _Frame, lay: Layout, rng: np.random.Generator) -> None:
     # Only rows above the ground's start can stay sky; everything below is repainted anyway.
     rows = int(min(fr.h, math.floor(fr.hy + fr.f * fr.cam_h / lay.z_far) + 2))
     t = np.clip(np.arange(rows, dtype=np.float32) / max(fr.hy, 1.0), 0, 1)[:, None, None]
@@ -72,7 +72,7 @@ def _paint_sky(fr: _Frame, lay: _Layout, rng: np.random.Generator) -> None:
     fr.img[:rows] = grad * (1 - clouds) + np.float32(235) * clouds
 
 
-def _paint_backdrop(fr: _Frame, lay: _Layout, rng: np.random.Generator) -> None:
+def _paint_backdrop(fr: _Frame, lay: Layout, rng: np.random.Generator) -> None:
     """A wall of distant buildings/trees at z_far hides everything farther (and the horizon aliasing)."""
     zf = lay.z_far
     ground_y = int(min(fr.h, math.ceil(fr.hy + fr.f * fr.cam_h / zf)))
@@ -100,7 +100,7 @@ def _paint_backdrop(fr: _Frame, lay: _Layout, rng: np.random.Generator) -> None:
 MARK_MIN_PX = 1.25  # narrowest lane marking (in pixels) that is drawn at all
 
 
-def _paint_ground(fr: _Frame, lay: _Layout, rng: np.random.Generator) -> None:
+def _paint_ground(fr: _Frame, lay: Layout, rng: np.random.Generator) -> None:
     r0 = int(max(0, math.floor(fr.hy + fr.f * fr.cam_h / lay.z_far) + 1))
     if r0 >= fr.h:
         return
@@ -147,7 +147,7 @@ def _paint_ground(fr: _Frame, lay: _Layout, rng: np.random.Generator) -> None:
     fr.img[r0:] = lut[label] * gain[:, :, None]
 
 
-def _paint_facades(fr: _Frame, lay: _Layout, rng: np.random.Generator) -> None:
+def _paint_facades(fr: _Frame, lay: Layout, rng: np.random.Generator) -> None:
     """Building fronts along the street: vertical planes, one building per segment of world Z."""
     xs = np.arange(fr.w, dtype=np.float32) + 0.5
     for side in lay.sides:
@@ -218,7 +218,7 @@ def _ellipse(fr: _Frame, x: float, y: float, z: float, rx: float, ry: float, lab
         cv2.ellipse(fr.img, center, axes, 0, 0, 360, color.tolist(), -1, cv2.LINE_8, 4)
 
 
-def _draw_tree(fr: _Frame, a: _Actor, z: float) -> None:
+def _draw_tree(fr: _Frame, a: Actor, z: float) -> None:
     trunk_h, crown, trunk_w = a.size
     _box(fr, a.x - trunk_w / 2, a.x + trunk_w / 2, 0, trunk_h + crown * 0.5, z, TRUNK, a.colors[0])
     # A few overlapping blobs make irregular crowns of different sizes.
@@ -229,7 +229,7 @@ def _draw_tree(fr: _Frame, a: _Actor, z: float) -> None:
         _ellipse(fr, a.x + ox, trunk_h + crown * 0.8 + oy, z, r, r * 0.9, VEGETATION, None)
 
 
-def _draw_vehicle(fr: _Frame, a: _Actor, z: float) -> None:
+def _draw_vehicle(fr: _Frame, a: Actor, z: float) -> None:
     w, h = a.size
     body, glass = a.colors
     x = a.x
@@ -269,7 +269,7 @@ def _draw_vehicle(fr: _Frame, a: _Actor, z: float) -> None:
     _box(fr, x - 0.25, x + 0.25, 0.38, 0.5, z, VEHICLE, np.array([235, 235, 235], np.float32))
 
 
-def _draw_pedestrian(fr: _Frame, a: _Actor, z: float, t: float) -> None:
+def _draw_pedestrian(fr: _Frame, a: Actor, z: float, t: float) -> None:
     (hp,) = a.size
     skin, shirt, pants = a.colors
     x = a.x
@@ -289,9 +289,9 @@ def _draw_pedestrian(fr: _Frame, a: _Actor, z: float, t: float) -> None:
     _ellipse(fr, x, hp - 0.12, z, 0.11, 0.13, PEDESTRIAN, skin)
 
 
-def _paint_actors(fr: _Frame, lay: _Layout, t: float) -> None:
+def _paint_actors(fr: _Frame, lay: Layout, t: float) -> None:
     """Trees, vehicles and pedestrians, far to near so nearer ones occlude."""
-    placed: list[tuple[float, _Actor]] = []
+    placed: list[tuple[float, Actor]] = []
     for a in lay.actors:
         if a.kind == VEGETATION:
             z = np.mod(a.z0 - fr.cam_z - Z_NEAR, CYCLE) + Z_NEAR
@@ -319,7 +319,7 @@ def _paint_actors(fr: _Frame, lay: _Layout, t: float) -> None:
             _draw_pedestrian(fr, a, z, t)
 
 
-def _finish(fr: _Frame, lay: _Layout, rng: np.random.Generator, light: float) -> np.ndarray:
+def _finish(fr: _Frame, lay: Layout, rng: np.random.Generator, light: float) -> np.ndarray:
     """Leaf textures, lighting, blur and sensor noise; returns the uint8 RGB image."""
     leaf = fr.mask == VEGETATION
     if leaf.any():
@@ -352,7 +352,7 @@ def _finish(fr: _Frame, lay: _Layout, rng: np.random.Generator, light: float) ->
 
 
 def render(
-    lay: _Layout, height: int, width: int, t: float, cam_z: float, rng: np.random.Generator
+    lay: Layout, height: int, width: int, t: float, cam_z: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """(RGB uint8, labels uint8) of street `lay` at time `t` (s) with the camera at depth `cam_z` (m)."""
     sway = lay.drift * math.sin(t * 0.7)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeseg.card import default_palette
-from edgeseg.data.base import FileDataset, Item, _names
+from edgeseg.data.base import FileDataset, Item, short_list
 from edgeseg.errors import EdgesegError
 
 VOC_CLASSES: list[str] = [
@@ -65,8 +65,10 @@ def open_voc(root: Path, split: str | None = None) -> FileDataset:
     if missing_img or missing_mask:
         parts = []
         if missing_img:
-            parts.append(f"{len(missing_img)} without JPEGImages/<id>.jpg: {_names(missing_img)}")
+            parts.append(f"{len(missing_img)} without JPEGImages/<id>.jpg: {short_list(missing_img)}")
         if missing_mask:
-            parts.append(f"{len(missing_mask)} without SegmentationClass/<id>.png: {_names(missing_mask)}")
+            parts.append(
+                f"{len(missing_mask)} without SegmentationClass/<id>.png: {short_list(missing_mask)}"
+            )
         raise EdgesegError(f"VOC {split or 'trainval'} ids in {base}: " + "; ".join(parts))
     return FileDataset(base, items, VOC_CLASSES, VOC_PALETTE, format="voc", split=split)
