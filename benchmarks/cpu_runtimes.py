@@ -33,6 +33,7 @@ import numpy as np
 
 from edgeseg import machine
 from edgeseg.artifacts import card_from_metadata, int8_path, onnx_metadata, variant_path
+from edgeseg.defaults import CALIB_IMAGES
 from edgeseg.errors import first_line
 from edgeseg.runtime.backends import BackendOptions, load_backend
 from edgeseg.runtime.workers import available_cores
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--runs", type=int, default=10, help="timed runs per round")
     ap.add_argument("--warmup", type=int, default=2, help="untimed runs per backend before each round")
-    ap.add_argument("--calib", type=int, default=32, help="generated calibration scenes")
+    ap.add_argument("--calib", type=int, default=CALIB_IMAGES, help="generated calibration scenes")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args(argv)
     load_before = list(os.getloadavg())

@@ -35,7 +35,7 @@ from edgeseg.calib.quantize import QuantizedArtifact, make_form, quantizable_nod
 from edgeseg.card import ModelCard
 from edgeseg.defaults import GATE_IMAGES, MAX_MIOU_DROP
 from edgeseg.errors import EdgesegError, ExitCode
-from edgeseg.metrics import ConfusionMatrix, SegMetrics
+from edgeseg.metrics import ConfusionMatrix, SegMetrics, drop_points
 from edgeseg.runtime.backends import BackendOptions
 
 PROBE_IMAGES = 4
@@ -362,8 +362,8 @@ class Gate:
 
     def drop_points(self, s: Score) -> float:
         if s.miou != s.miou or self.fp32.miou != self.fp32.miou:
-            return 0.0 if s.agreement == 1.0 else 100.0 * (1.0 - s.agreement)
-        return 100.0 * (self.fp32.miou - s.miou)
+            return 0.0 if s.agreement == 1.0 else drop_points(1.0, s.agreement)
+        return drop_points(self.fp32.miou, s.miou)
 
 
 def rank_sensitivity(

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 UNLABELLED_FRAMES = 32  # frames read from unlabelled images or a video (spread over the source)
 
 
-@dataclass
+@dataclass(frozen=True)
 class BenchConfig:
     data: str = "synth:16"  # a dataset spec (frames + ground truth) or unlabelled images / a video
     height: int | None = None  # frame size for generated data (default: the model's input size)
@@ -42,6 +42,7 @@ class BenchConfig:
     iterations: int = 30
     providers: str = "cpu"
     input_size: tuple[int, int] | str | None = None  # a --dynamic-hw model's inference size (BackendOptions)
+    allow_other_gpu: bool = False  # TensorRT: an engine built on another module of the same GPU family
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
@@ -220,7 +221,12 @@ def options_for(artifact: Artifact, cfg: BenchConfig) -> BackendOptions:
         )
         size = None
     return BackendOptions(
-        backend=artifact.kind, threads=cfg.threads, providers=cfg.providers, card=card, input_size=size
+        backend=artifact.kind,
+        threads=cfg.threads,
+        providers=cfg.providers,
+        card=card,
+        input_size=size,
+        allow_other_gpu=cfg.allow_other_gpu,
     )
 
 

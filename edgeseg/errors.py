@@ -74,11 +74,14 @@ class OutputFailed(EdgesegError):
     exit_code = ExitCode.OUTPUT_FAILED
 
 
-def first_line(exc: BaseException) -> str:
-    """An exception's message cut to its first line (its type's name when it has none), for a
-    one-line error: libraries raise multi-line texts and C++ assertions."""
+def first_line(exc: BaseException | str) -> str:
+    """An exception's message (or a library's log message) cut to its first line, for a one-line
+    error: libraries raise multi-line texts and C++ assertions. An exception with no message gives its
+    type's name, an empty text ""."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    if not text:
+        return "" if isinstance(exc, str) else type(exc).__name__
+    return text.splitlines()[0]
 
 
 def exit_code_of(exc: BaseException | None) -> int:

@@ -14,6 +14,14 @@ import numpy as np
 from edgeseg.card import IGNORE_INDEX
 from edgeseg.errors import EdgesegError
 
+POINTS_PER_UNIT = 100.0  # mIoU is a fraction 0..1 everywhere; only a drop is said in points (0.01 each)
+
+
+def drop_points(reference: float, other: float) -> float:
+    """How much mIoU `other` lost against `reference`, in points (the INT8 gate's `--max-miou-drop`
+    and the chain's target are in points; every mIoU itself is a fraction)."""
+    return POINTS_PER_UNIT * (reference - other)
+
 
 @dataclass
 class SegMetrics:

@@ -309,6 +309,7 @@ def _shared_defaults() -> dict[str, object]:
         "max_miou_drop": defaults.MAX_MIOU_DROP,
         "max_drop": defaults.MAX_MIOU_DROP,
         "calib_images": defaults.CALIB_IMAGES,
+        "calib": defaults.CALIB_IMAGES,  # benchmarks/cpu_runtimes.py --calib
         "eval_images": defaults.GATE_IMAGES,
         "default_n": defaults.GATE_IMAGES,
         "cpu_format": defaults.CPU_INT8_FORMAT,
@@ -381,7 +382,7 @@ def test_the_defaults_checker_sees_each_kind_of_default(tmp_path):
 def test_one_line_errors_come_from_one_helper():
     """`edgeseg.errors.first_line` is the one way to cut an exception's message to one line (a copy
     once raised IndexError on an empty message)."""
-    copy = re.compile(r"str\((?:exc|err|error|e)\)[^\n]*?\.splitlines\(\)[^\n]*?\[0\]")
+    copy = re.compile(r"str\([\w.]+\)[^\n]*?\.splitlines\(\)[^\n]*?\[0\]")  # str(exc), str(msg), ...
     scripts = [p for folder in ("benchmarks", "tools") for p in sorted((ROOT / folder).glob("*.py"))]
     found = [
         f"{path.relative_to(ROOT)}:{text[: m.start()].count(chr(10)) + 1}"

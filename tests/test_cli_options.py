@@ -24,7 +24,7 @@ SHARED = {
     "--providers": ["eval", "run", "bench", "ros2"],
     "--backend": ["eval", "run", "ros2"],
     "--device": ["eval", "run", "ros2"],
-    "--allow-other-gpu": ["eval", "run", "ros2"],
+    "--allow-other-gpu": ["eval", "run", "ros2", "bench"],  # every command that runs engines
     "--alpha": ["run", "ros2"],
     "--report": ["run", "ros2"],
     "--calib-images": ["build", "demo"],

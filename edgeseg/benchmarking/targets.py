@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from edgeseg.defaults import MAX_MIOU_DROP
+from edgeseg.metrics import drop_points
 
 RANDOM_NOTE = "n/a (random weights)"
 TARGETS = {
@@ -108,7 +109,7 @@ def ratios(
     elif int8 is None or fp32 is None or int8["miou"] is None or fp32["miou"] is None:
         drop, result = None, "MISS (not measured)"
     else:
-        drop = 100.0 * (fp32["miou"] - int8["miou"])
+        drop = drop_points(fp32["miou"], int8["miou"])
         result = verdict(drop, TARGETS["int8_miou_drop"], higher_is_better=False)
     out.append(
         {

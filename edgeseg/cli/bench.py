@@ -8,6 +8,7 @@ import typer
 
 from edgeseg.cli.options import (
     SIDE,
+    allow_other_gpu_option,
     card_option,
     input_size_option,
     json_option,
@@ -22,6 +23,7 @@ def bench_command(
         None, help="Exported model name or .onnx path.", show_default="the newest export"
     ),
     card_file: Path = card_option(),
+    allow_other_gpu: bool = allow_other_gpu_option(),
     checkpoint: Path = typer.Option(
         None,
         help="PyTorch checkpoint for the eager baseline.",
@@ -68,6 +70,7 @@ def bench_command(
         iterations=iterations,
         providers=providers,
         input_size=parse_inference_size(input_size, native_size),
+        allow_other_gpu=allow_other_gpu,
     )
     for option, path in (("--markdown", markdown), ("--plot", plot)):
         if path is not None:

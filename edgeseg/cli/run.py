@@ -215,9 +215,10 @@ def publish_report(
 def _say_written(**outputs: Path | None) -> None:
     """Where each output went (a `{stream}` name stands for one file per stream)."""
     from edgeseg.console import console
+    from edgeseg.runtime.multistream import STREAM_FIELD
 
     for option, path in outputs.items():
-        if path is not None and (path.exists() or "{stream}" in str(path)):
+        if path is not None and (path.exists() or STREAM_FIELD in str(path)):
             console.print(f"wrote {path} (--{option.replace('_', '-')})", highlight=False)
 
 

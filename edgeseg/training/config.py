@@ -14,7 +14,7 @@ DEFAULT_LR = {"sgd": 0.01, "adamw": 1e-3}
 DEFAULT_WEIGHT_DECAY = {"sgd": 1e-4, "adamw": 1e-2}
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     model: str
     data: str

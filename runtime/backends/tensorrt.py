@@ -41,7 +41,7 @@ import numpy as np
 
 from edgeseg.artifacts import load_sidecar, read_card
 from edgeseg.card import ModelCard
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, first_line
 from edgeseg.lazy import require
 from edgeseg.runtime.backends.base import Backend, BackendOptions, given_options
 from edgeseg.runtime.cuda_mem import CudaMemory, DeviceBuffer, DeviceInfo, HostBuffer, open_cuda
@@ -370,8 +370,8 @@ class TensorRTBackend(Backend):
             )
 
     def _set_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
-        """Bind the input shape (dynamic engines) and return the output shape it implies."""
-        self.check_shape(shape)
+        """Bind the input shape (dynamic engines) and return the output shape it implies; the shape was
+        checked once, by the base class's `check_batch` (or is the profile's own, when opening)."""
         if not self.context.set_input_shape(self.input_name, tuple(shape)):
             raise EdgesegError(f"TensorRT rejected input shape {list(shape)} for {self.path.name}")
         return tuple(int(d) for d in self.context.get_tensor_shape(self.output_name))
@@ -516,7 +516,7 @@ class _Logger:
 
             def log(self, severity: Any, msg: str) -> None:
                 if "ERROR" in str(severity).upper():
-                    self.errors.append(str(msg).strip().splitlines()[0] if str(msg).strip() else "")
+                    self.errors.append(first_line(str(msg)))
 
             def last_error(self) -> str:
                 return self.errors[-1] if self.errors else ""
