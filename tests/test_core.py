@@ -323,3 +323,24 @@ def test_variants_beside_an_export_are_its_own_not_a_namesakes(tmp_path):
     assert [p.name for p in variants_beside(tmp_path / "fcn8s.onnx")] == [
         "fcn8s.fp16.onnx", "fcn8s.int8.cpu.onnx", "fcn8s.fp16.engine", "fcn8s.int8-qdq.engine",
     ]  # fmt: skip
+
+
+def test_first_line_cuts_exceptions_and_library_texts():
+    """One helper for one-line errors (edgeseg.errors.first_line): an exception or a library's log
+    text (TensorRT's logger) cut to its first line; an empty exception gives its type, empty text ""."""
+    from edgeseg.errors import first_line
+
+    assert first_line(RuntimeError("parse failed\n  at node 3\n")) == "parse failed"
+    assert first_line(ValueError()) == "ValueError"
+    assert (
+        first_line("  [E] engine deserialization failed\nassertion ...")
+        == "[E] engine deserialization failed"
+    )
+    assert first_line("") == "" and first_line("\n \n") == ""
+
+
+def test_a_miou_drop_is_in_points_and_every_miou_a_fraction():
+    from edgeseg.metrics import drop_points
+
+    assert drop_points(0.869, 0.859) == pytest.approx(1.0)  # the gate's 1.0-point limit
+    assert drop_points(0.5, 0.6) == pytest.approx(-10.0)
