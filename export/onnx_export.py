@@ -186,6 +186,41 @@ def torch_to_onnx_bytes(
     return buf.getvalue()
 
 
+def _name_dynamic_output(
+    model: Any, classes: int, hw: tuple[int, int], output: str, dynamic: bool, dynamic_hw: bool
+) -> None:
+    """Name the output's dynamic axes as the input's (batch, height, width), keeping the class axis
+    static: runtimes and TensorRT profiles read it."""
+    n: int | str = "batch" if dynamic else 1
+    size: list[int | str] = ["height", "width"] if dynamic_hw else list(hw)
+    dims = [n, *size] if output == "labels" else [n, classes, *size]
+    graph.set_dims(model.graph.output[0], dims)
+
+
+def _exported_card(
+    card: ModelCard,
+    size: tuple[int, int],
+    output: str,
+    dynamic: bool,
+    dynamic_hw: bool,
+    checkpoint_sha256: str | None,
+    export_info: dict[str, Any],
+) -> ModelCard:
+    """The card an export carries: the size frames run at, the output, which axes are dynamic, and how
+    it was made (`extra.export`)."""
+    return card.replace(
+        input_size=size,
+        native_size=False,
+        output=output,
+        dynamic=dynamic_hw,
+        dynamic_batch=dynamic,
+        precision="fp32",
+        checkpoint_sha256=checkpoint_sha256 or card.checkpoint_sha256,
+        edgeseg_version=__version__,
+        extra={**card.extra, "export": export_info},
+    )
+
+
 def export_onnx(
     model_or_checkpoint: Any,
     out_path: str | Path,
@@ -237,44 +272,25 @@ def export_onnx(
 
     step(f"exporting with the TorchScript exporter (opset {opset})")
     raw = torch_to_onnx_bytes(
-        net,
-        h,
-        w,
-        dynamic=dynamic,
-        dynamic_hw=dynamic_hw,
-        opset=opset,
-        output=output,
-        labels_dtype=labels_dtype,
-    )
+        net, h, w, dynamic=dynamic, dynamic_hw=dynamic_hw, opset=opset, output=output, labels_dtype=labels_dtype
+    )  # fmt: skip
     model = onnx.load_from_string(raw)
     del raw  # VGG-16 FCNs are 0.5 GB of weights: keep as few copies alive as possible
     nodes_exported = len(model.graph.node)
     model, simplifier, simplify_note = _simplify(model, simplify, dynamic_hw, step)
-    if dynamic or dynamic_hw:  # keep the class axis static: runtimes and TensorRT profiles read it
-        n: int | str = "batch" if dynamic else 1
-        hw: list[int | str] = ["height", "width"] if dynamic_hw else [h, w]
-        dims = [n, *hw] if output == "labels" else [n, card.num_classes, *hw]
-        graph.set_dims(model.graph.output[0], dims)
-
+    if dynamic or dynamic_hw:
+        _name_dynamic_output(model, card.num_classes, (h, w), output, dynamic, dynamic_hw)
     export_info = {
         "opset": opset,
         "exporter": EXPORTER,
         "simplifier": simplifier,
         "source": source,
+        **({"labels_dtype": labels_dtype} if output == "labels" else {}),
     }  # no timestamp: the same checkpoint + options give a byte-identical ONNX (calib caches key on it)
-    if output == "labels":
-        export_info["labels_dtype"] = labels_dtype
-    final_card = card.replace(
-        input_size=tuple(inference_size) if inference_size else (h, w),
-        native_size=False,
-        output=output,
-        dynamic=dynamic_hw,
-        dynamic_batch=dynamic,
-        precision="fp32",
-        checkpoint_sha256=checkpoint_sha256 or card.checkpoint_sha256,
-        edgeseg_version=__version__,
-        extra={**card.extra, "export": export_info},
-    )
+    final_card = _exported_card(
+        card, tuple(inference_size) if inference_size else (h, w), output, dynamic, dynamic_hw,
+        checkpoint_sha256, export_info,
+    )  # fmt: skip
     _stamp(model, final_card)
 
     step("checking TensorRT operator support")

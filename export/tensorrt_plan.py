@@ -425,32 +425,13 @@ class Handoff:
         }
 
 
-def handoff_commands(
-    ready_onnx: Path,
-    engine_path: Path,
-    options: EngineOptions,
-    profiles: dict[str, dict[str, list[int]]],
-    graph: GraphInfo,
-    *,
-    calib_data: str | None = None,
-) -> tuple[dict[str, str], list[str]]:
-    """The commands that finish the build on the device, with paths relative to the ONNX's folder (the
-    one the user copies), each trtexec line named for the TensorRT versions it is valid for, and notes
-    on the lines left out and why.
-
-    - 8.5/8.6 are weakly typed: precision by --fp16 / --int8 --fp16. One line serves both unless it
-      needs an option 8.5's trtexec does not know (--versionCompatible, --builderOptimizationLevel):
-      then the line is named for 8.6 only and a note says why 8.5 has none.
-    - 10.x: --stronglyTyped for an annotated graph, except on DLA (documented weakly typed with --fp16
-      before 11).
-    - 11.x removed --fp16, --int8 and the calibrators; every network is strongly typed (its
-      --stronglyTyped is a deprecated no-op, so it is left out).
-    - An implicit-INT8 (calibrator) build has no trtexec line: trtexec only reads a calibration cache,
-      and the cache exists only after the edgeseg line has calibrated on the device.
-    """
-    name = Path(ready_onnx).name
-    ours = ["edgeseg", "build", name, "--target", "tensorrt"]
-    common = [f"--onnx={name}", f"--saveEngine={Path(engine_path).name}"]
+def _build_flags(
+    options: EngineOptions, profiles: dict[str, dict[str, list[int]]], calib_data: str | None
+) -> tuple[list[str], list[str], list[str]]:
+    """The same build said twice: the edgeseg line's options and trtexec's, and notes (a file to copy
+    along, one profile per trtexec engine)."""
+    ours: list[str] = []
+    common: list[str] = []
     notes: list[str] = []
     dla = options.dla_core is not None
     if options.legacy_calibrator:  # otherwise the ready ONNX carries its precision: no --fp16/--int8 again
@@ -493,21 +474,13 @@ def handoff_commands(
     if options.optimization_level is not None:
         ours += ["--builder-optimization-level", str(options.optimization_level)]
         common.append(f"--builderOptimizationLevel={options.optimization_level}")
-    commands = {"edgeseg": shlex.join(ours)}
-    if options.legacy_calibrator:
-        notes.append(
-            "no trtexec line: trtexec only reads a calibration cache, which the edgeseg line writes "
-            f"({Path(engine_path).stem.split('.')[0]}.int8-legacy.calib) when it calibrates on the device"
-        )
-        notes.append("TensorRT 11 has no implicit calibrator: on 11.x build INT8 without --dla-core")
-        return commands, notes
+    return ours, common, notes
 
-    if graph.uint8_labels:
-        notes.append(
-            "no trtexec line: this file's labels are cast to UINT8, which TensorRT does not build from ArgMax's "
-            "INT32; the edgeseg line builds them as INT32 (or export --labels-dtype int32)"
-        )
-        return commands, notes
+
+def _trtexec_lines(common: list[str], graph: GraphInfo, dla: bool, notes: list[str]) -> dict[str, str]:
+    """trtexec lines per TensorRT version for a file that carries its precision (see
+    `handoff_commands`); what a version cannot build goes to `notes`."""
+    commands: dict[str, str] = {}
     weak = {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8", "--fp16"]}[graph.precision]
     if graph.has_qdq and graph.fp16_graph:
         notes.append(
@@ -531,4 +504,51 @@ def handoff_commands(
     commands["trtexec_11"] = shlex.join(["trtexec", *common])
     if dla and graph.precision == "fp32":
         notes.append("on DLA, TensorRT 11 runs an FP32 graph on the GPU: build --fp16 for DLA")
+    return commands
+
+
+def handoff_commands(
+    ready_onnx: Path,
+    engine_path: Path,
+    options: EngineOptions,
+    profiles: dict[str, dict[str, list[int]]],
+    graph: GraphInfo,
+    *,
+    calib_data: str | None = None,
+) -> tuple[dict[str, str], list[str]]:
+    """The commands that finish the build on the device, with paths relative to the ONNX's folder (the
+    one the user copies), each trtexec line named for the TensorRT versions it is valid for, and notes
+    on the lines left out and why.
+
+    - 8.5/8.6 are weakly typed: precision by --fp16 / --int8 --fp16. One line serves both unless it
+      needs an option 8.5's trtexec does not know (--versionCompatible, --builderOptimizationLevel):
+      then the line is named for 8.6 only and a note says why 8.5 has none.
+    - 10.x: --stronglyTyped for an annotated graph, except on DLA (documented weakly typed with --fp16
+      before 11).
+    - 11.x removed --fp16, --int8 and the calibrators; every network is strongly typed (its
+      --stronglyTyped is a deprecated no-op, so it is left out).
+    - An implicit-INT8 (calibrator) build has no trtexec line: trtexec only reads a calibration cache,
+      and the cache exists only after the edgeseg line has calibrated on the device.
+    """
+    name = Path(ready_onnx).name
+    dla = options.dla_core is not None
+    ours_flags, trtexec_flags, notes = _build_flags(options, profiles, calib_data)
+    ours = ["edgeseg", "build", name, "--target", "tensorrt", *ours_flags]
+    common = [f"--onnx={name}", f"--saveEngine={Path(engine_path).name}", *trtexec_flags]
+    commands = {"edgeseg": shlex.join(ours)}
+    if options.legacy_calibrator:
+        notes.append(
+            "no trtexec line: trtexec only reads a calibration cache, which the edgeseg line writes "
+            f"({Path(engine_path).stem.split('.')[0]}.int8-legacy.calib) when it calibrates on the device"
+        )
+        notes.append("TensorRT 11 has no implicit calibrator: on 11.x build INT8 without --dla-core")
+        return commands, notes
+
+    if graph.uint8_labels:
+        notes.append(
+            "no trtexec line: this file's labels are cast to UINT8, which TensorRT does not build from ArgMax's "
+            "INT32; the edgeseg line builds them as INT32 (or export --labels-dtype int32)"
+        )
+        return commands, notes
+    commands.update(_trtexec_lines(common, graph, dla, notes))
     return commands, notes

@@ -262,19 +262,8 @@ def train(
         _seed_all(cfg.seed)  # identical initial weights on every rank
         model, card = _make_model(cfg, train_set, payload, resume_path, device, log if dist.is_main else None)
         fit = _prepare(cfg, model, card, train_set, dist, device)
-        rec = _Record()
-        if payload is not None:
-            rec = _restore(fit, payload, cfg, resume_path)
-            run_dir = resume_run_dir(resume_path)
-        else:
-            run_dir = None
-        if run_dir is None and dist.is_main:
-            run_dir = workspace.new_run_dir(root, cfg.model)
-            if resume_path is not None and log:
-                log(
-                    f"resuming from {resume_path} in a new run folder, {run_dir} (only a last.pt continues in place)"
-                )
-        fit.run_dir = Path(distributed.broadcast_object(dist, str(run_dir) if run_dir else None))
+        rec = _restore(fit, payload, cfg, resume_path) if payload is not None else _Record()
+        fit.run_dir = _run_dir(resume_path, root, cfg.model, dist, log)
         if dist.enabled:
             torch = require("torch")
             ids = [torch.device(device).index] if device.startswith("cuda") else None
@@ -334,6 +323,19 @@ def train(
         )
     finally:
         distributed.cleanup(dist)
+
+
+def _run_dir(resume_path: Path | None, root: Path, model: str, dist: distributed.DistInfo, log: Any) -> Path:
+    """Where this run writes: a run's own last.pt continues in its folder (`resume_run_dir`), anything
+    else in a new run folder, made on rank 0 and told to every rank."""
+    run_dir = resume_run_dir(resume_path) if resume_path is not None else None
+    if run_dir is None and dist.is_main:
+        run_dir = workspace.new_run_dir(root, model)
+        if resume_path is not None and log:
+            log(
+                f"resuming from {resume_path} in a new run folder, {run_dir} (only a last.pt continues in place)"
+            )
+    return Path(distributed.broadcast_object(dist, str(run_dir) if run_dir else None))
 
 
 def _make_model(
