@@ -152,6 +152,18 @@ def pipeline_ratio(onnx_path: Path, args: argparse.Namespace) -> dict:
 
 
 # --- one model, start to finish ---------------------------------------------------------------------
+def build_or_reuse(base: Path, args: argparse.Namespace, trained: bool, reuse: bool, progress: Any) -> dict:
+    """The FP16 and INT8 files of `base`: those of an earlier run with --reuse when all are there (a
+    partial earlier build is redone), else built now."""
+    from edgeseg.artifacts import int8_path, variant_path
+
+    variants = [variant_path(base, "fp16")]
+    variants += [int8_path(base, form) for form in args.forms.split(",")]
+    if reuse and all(p.is_file() for p in variants):
+        return {"reused": [p.name for p in variants]}
+    return build_variants(base, args, trained, progress)
+
+
 def run_model(spec: ModelSpec, args: argparse.Namespace, root: Path, console: Any) -> dict:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -188,15 +200,7 @@ def run_model(spec: ModelSpec, args: argparse.Namespace, root: Path, console: An
             export(ckpt, base, size, step)
         timings["export_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        from edgeseg.artifacts import int8_path, variant_path
-
-        variants = [variant_path(base, "fp16")]
-        variants += [int8_path(base, form) for form in args.forms.split(",")]
-        build = None
-        if reuse and all(p.is_file() for p in variants):  # a partial earlier build is redone
-            build = {"reused": [p.name for p in variants]}
-        else:
-            build = build_variants(base, args, spec.trained, progress)
+        build = build_or_reuse(base, args, spec.trained, reuse, progress)
         timings["build_s"] = time.perf_counter() - t0
         if args.prepare_only:
             return {

@@ -84,7 +84,7 @@ def train_command(
     from edgeseg import workspace
     from edgeseg.cli.options import parse_hw
     from edgeseg.cli.progress import progress_bars
-    from edgeseg.training import TrainConfig, config_for_resume, find_resume, train
+    from edgeseg.training import train
     from edgeseg.training.header import size_origin
 
     workspace.writable_workdir(workdir)
@@ -101,12 +101,7 @@ def train_command(
         "model_kwargs": kwargs or None, "weights": weights, "augment": False if no_augment else None,
         "workers": workers, "device": device, "amp": not no_amp, "val_limit": val_limit,
     }  # fmt: skip
-    if resume:
-        resume_path = find_resume(resume, workspace.workdir(workdir), model)
-        cfg = config_for_resume(resume_path, given)
-    else:
-        resume_path = None
-        cfg = TrainConfig(**{k: v for k, v in given.items() if v is not None})
+    cfg, resume_path = _config(given, resume, workdir)
     with progress_bars(enabled=not json_out) as progress:
         origin = size_origin(
             explicit=height is not None or width is not None, resumed=resume_path is not None
@@ -122,6 +117,18 @@ def train_command(
     if not result.is_main:
         return
     _report(result, json_out)
+
+
+def _config(given: dict[str, Any], resume: str | None, workdir: Path | None) -> tuple[Any, Path | None]:
+    """The TrainConfig: the options given, or with --resume the run's own config with the options
+    given on top; and the checkpoint resumed from."""
+    from edgeseg import workspace
+    from edgeseg.training import TrainConfig, config_for_resume, find_resume
+
+    if not resume:
+        return TrainConfig(**{k: v for k, v in given.items() if v is not None}), None
+    resume_path = find_resume(resume, workspace.workdir(workdir), given["model"])
+    return config_for_resume(resume_path, given), resume_path
 
 
 def _log(quiet: bool) -> Any:
