@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
@@ -278,22 +278,12 @@ class RunPlan:
         }
         if self.live is not None:
             common["live"] = self.live
-        if len(self.sources) == 1:
-            run.driver = self._open_one(run, model, size, renderer, view, title, common)
-        else:
-            run.driver = self._open_several(run, model, size, renderer, view, title, common)
+        parts = _Parts(run, model, size, renderer, view, title, common)
+        run.driver = self._open_one(parts) if len(self.sources) == 1 else self._open_several(parts)
         return run
 
-    def _open_one(
-        self,
-        run: OpenRun,
-        model: Path | Segmenter,
-        size: tuple[int, int],
-        renderer: Renderer,
-        view: ViewPlan,
-        title: str,
-        common: dict[str, Any],
-    ) -> Pipeline:
+    def _open_one(self, parts: _Parts) -> Pipeline:
+        run, model, size, renderer, view, title = parts[:6]
         spec = self.sources[0]
         source = (
             spec if isinstance(spec, Source) else open_source(**spec, loop=self.loop, synthetic_size=size)
@@ -307,19 +297,11 @@ class RunPlan:
         needs_render = any(s.needs_render for s in sinks)
         return open_pipeline(
             model, source, sinks, workers=self.workers, labels=lookup, renderer=renderer if needs_render else None,
-            **common,
+            **parts.driver_options,
         )  # fmt: skip
 
-    def _open_several(
-        self,
-        run: OpenRun,
-        model: Path | Segmenter,
-        size: tuple[int, int],
-        renderer: Renderer,
-        view: ViewPlan,
-        title: str,
-        common: dict[str, Any],
-    ) -> MultiStream:
+    def _open_several(self, parts: _Parts) -> MultiStream:
+        run, model, size, renderer, view, title = parts[:6]
         sources = open_sources(self.sources, loop=self.loop, synthetic_size=size)
         tile, classes, own = self.view.tile, run.card.classes, self.sinks
 
@@ -344,8 +326,22 @@ class RunPlan:
         if tile and self.outputs.video is not None:
             tiles.append(VideoSink(self.outputs.video, fps=None))
         return open_multistream(
-            model, sources, outputs, labels=run.lookup, tile=tiles or None, renderer=renderer, **common
-        )
+            model, sources, outputs, labels=run.lookup, tile=tiles or None, renderer=renderer,
+            **parts.driver_options,
+        )  # fmt: skip
+
+
+class _Parts(NamedTuple):
+    """What opening one stream and several share: the opened run, the model, the size generated
+    frames are made at, how frames are drawn and shown, the window title and the driver's options."""
+
+    run: OpenRun
+    model: Path | Segmenter
+    size: tuple[int, int]
+    renderer: Renderer
+    view: ViewPlan
+    title: str
+    driver_options: dict[str, Any]
 
 
 def _check_synthetic_classes(classes: list[str]) -> None:
