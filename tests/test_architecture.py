@@ -300,6 +300,41 @@ def test_the_report_key_checker_sees_reads_writes_and_dumps(tmp_path):
     assert hits == ["report['frames']", "result['artifact']", "r.to_dict()['fps']"]
 
 
+def unfrozen_options(path: Path, root: Path = ROOT) -> list[str]:
+    """Options classes in `path` (a dataclass named ...Options, ...Config or ...Params) that are not
+    frozen: one validation style is a frozen dataclass checked once in `__post_init__`."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.ClassDef) or not node.name.endswith(("Options", "Config", "Params")):
+            continue
+        for deco in node.decorator_list:
+            name = deco.func if isinstance(deco, ast.Call) else deco
+            if getattr(name, "id", getattr(name, "attr", None)) != "dataclass":
+                continue
+            frozen = isinstance(deco, ast.Call) and any(
+                k.arg == "frozen" and getattr(k.value, "value", False) is True for k in deco.keywords
+            )
+            if not frozen:
+                found.append(f"{path.relative_to(root)}:{node.lineno}: {node.name}")
+    return found
+
+
+def test_options_classes_are_frozen_and_checked_once():
+    """docs/architecture.md, "checking options": a variant is made with dataclasses.replace (which
+    checks again), never by mutating a checked object (EngineOptions once was, after its check)."""
+    found = [hit for path in sources() for hit in unfrozen_options(path)]
+    assert not found, "make these @dataclass(frozen=True): " + ", ".join(found)
+
+
+def test_the_frozen_checker_sees_plain_and_frozen_dataclasses(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "@dataclass\nclass AOptions: ...\n@dataclasses.dataclass(frozen=True)\nclass BConfig: ...\n"
+        "@dataclass(frozen=False)\nclass CParams: ...\n@dataclass\nclass Result: ...\n"
+    )
+    assert [h.split(": ", 1)[1] for h in unfrozen_options(probe, tmp_path)] == ["AOptions", "CParams"]
+
+
 # ------------------------------------------------------------------------------------------ defaults
 def _shared_defaults() -> dict[str, object]:
     """Parameter / option / field name -> the value `edgeseg/defaults.py` owns for it."""
