@@ -279,7 +279,7 @@ CASES = [
     ("run --model tiny --mode heatmap --frames 1", BAD, "unknown visual mode"),
     ("run --model tiny --alpha 2 --frames 1", BAD, "'--alpha': 2 must be at most 1"),
     ("run --model tiny --workers 0 --frames 1", BAD, "--workers must be at least 1"),
-    ("run --model tiny --threads 0 --frames 1", BAD, "--threads must be at least 1"),
+    ("run --model tiny --threads 0 --frames 1", BAD, "Invalid value for '--threads'"),
     ("run --model tiny --synthetic-size 4x4", BAD, "size must be at least 16x16"),
     ("run --model tiny --synthetic-size big", BAD, "expected HxW"),
     ("run --model tiny --serve 70000 --frames 1", BAD, "--serve"),
@@ -349,7 +349,7 @@ CASES = [
     # --- bench
     ("bench --iterations 0", BAD, "--iterations must be at least 1"),
     ("bench --warmup -1", BAD, "--warmup must be 0 or more"),
-    ("bench --threads 0", BAD, "--threads must be at least 1"),
+    ("bench --threads 0", BAD, "Invalid value for '--threads'"),
     ("bench nosuch", BAD, "no export named 'nosuch'"),
     ("bench --checkpoint {in}/missing.pt", BAD, "missing.pt is not a file"),
     ("bench --markdown /proc/bench.md", OUTPUT, "cannot write --markdown"),

@@ -24,7 +24,12 @@ SHARED = {
     "--providers": ["eval", "run", "bench", "ros2"],
     "--backend": ["eval", "run", "ros2"],
     "--device": ["eval", "run", "ros2"],
-    "--allow-other-gpu": ["eval", "run", "ros2", "bench"],  # every command that runs engines
+    "--allow-other-gpu": ["eval", "run", "ros2", "bench"],
+    "--threads": [
+        "eval",
+        "run",
+        "ros2",
+    ],  # the threads a model runs on (bench: per artifact, 2)  # every command that runs engines
     "--alpha": ["run", "ros2"],
     "--report": ["run", "ros2"],
     "--calib-images": ["build", "demo"],
@@ -54,6 +59,7 @@ SAME_NAME_OTHER_MEANING = {
     "--device": ["train.py"],
     "--model": ["card.py"],
     "--input-size": ["card.py", "export_options.py"],
+    "--threads": ["train.py", "build_options.py"],  # torch's threads; the INT8 gate's ONNX Runtime threads
 }
 
 
@@ -69,6 +75,12 @@ def test_shared_options_are_declared_only_in_options_py():
 def _params(command: str) -> dict[str, object]:
     cmd = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
     return {opt: p for p in cmd.params for opt in p.opts}
+
+
+def test_bench_and_demo_take_threads_per_backend_the_same_way():
+    """`--threads` of bench and demo is its own shared definition: each artifact measured with 2."""
+    seen = {c: _params(c)["--threads"] for c in ("bench", "demo")}
+    assert {(p.default, p.min, p.help) for p in seen.values()} == {(2, 1, "CPU threads per backend.")}
 
 
 @pytest.mark.parametrize("flag", sorted(SHARED))

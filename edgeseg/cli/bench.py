@@ -14,6 +14,7 @@ from edgeseg.cli.options import (
     json_option,
     native_size_option,
     providers_option,
+    threads_per_backend_option,
     workdir_option,
 )
 
@@ -42,7 +43,7 @@ def bench_command(
     ),
     input_size: str | None = input_size_option(),
     native_size: bool = native_size_option(),
-    threads: int = typer.Option(2, help="CPU threads per backend."),
+    threads: int = threads_per_backend_option(),
     warmup: int = typer.Option(3, help="Untimed runs before measuring."),
     iterations: int = typer.Option(30, help="Timed frames per artifact."),
     providers: str = providers_option(),

@@ -8,11 +8,11 @@ import typer
 
 from edgeseg.cli.options import (
     COUNT,
-    THREADS,
     calib_images_option,
     eval_images_option,
     json_option,
     max_miou_drop_option,
+    threads_per_backend_option,
 )
 
 
@@ -28,7 +28,7 @@ def demo_command(
         help="Scenes to generate; ~88% (the folder's train split) train the net (ignored with --quick).",
     ),
     frames: int = typer.Option(60, **COUNT, help="Synthetic frames streamed through each artifact."),
-    threads: int = typer.Option(2, **THREADS, help="CPU threads per backend."),
+    threads: int = threads_per_backend_option(),
     max_miou_drop: float = max_miou_drop_option(),
     calib_images: int = calib_images_option(),
     eval_images: int = eval_images_option(),

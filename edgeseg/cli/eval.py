@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from edgeseg.cli.options import (
-    THREADS,
     allow_other_gpu_option,
     backend_option,
     card_option,
@@ -16,6 +15,7 @@ from edgeseg.cli.options import (
     json_option,
     native_size_option,
     providers_option,
+    threads_option,
     workdir_option,
 )
 
@@ -40,7 +40,7 @@ def eval_command(
     providers: str = providers_option(),
     backend: str | None = backend_option(),
     device: str = device_option(),
-    threads: int | None = typer.Option(None, "--threads", **THREADS, help="CPU threads for the backend."),
+    threads: int | None = threads_option(),
     input_size: str | None = input_size_option(),
     native_size: bool = native_size_option(),
     plots: Path | None = typer.Option(None, "--plots", help="Write per-class IoU and confusion PNGs here."),

@@ -162,6 +162,26 @@ def classes_option() -> Any:
     )
 
 
+def threads_option() -> Any:
+    """`--threads`, the CPU threads a model runs on, for commands that run one (run, eval, ros2)."""
+    import typer
+
+    return typer.Option(
+        None,
+        "--threads",
+        **THREADS,
+        help="CPU threads for inference (with --workers, shared by the workers).",
+        show_default="all cores",
+    )
+
+
+def threads_per_backend_option() -> Any:
+    """`--threads` of bench and demo, which measure each artifact in turn with the same threads."""
+    import typer
+
+    return typer.Option(2, "--threads", **THREADS, help="CPU threads per backend.")
+
+
 def allow_other_gpu_option() -> Any:
     """`--allow-other-gpu`, for commands that run a TensorRT engine."""
     import typer

@@ -13,7 +13,6 @@ import typer
 
 from edgeseg.cli.options import (
     COUNT,
-    THREADS,
     allow_other_gpu_option,
     alpha_option,
     backend_option,
@@ -26,6 +25,7 @@ from edgeseg.cli.options import (
     native_size_option,
     providers_option,
     report_option,
+    threads_option,
     workdir_option,
 )
 
@@ -37,7 +37,7 @@ def ros2_command(
     allow_other_gpu: bool = allow_other_gpu_option(),
     backend: str | None = backend_option(),
     providers: str = providers_option(),
-    threads: int | None = typer.Option(None, "--threads", **THREADS, help="CPU threads for inference."),
+    threads: int | None = threads_option(),
     device: str = device_option(),
     input_size: str | None = input_size_option(),
     native_size: bool = native_size_option(),

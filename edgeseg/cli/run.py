@@ -26,6 +26,7 @@ from edgeseg.cli.options import (
     native_size_option,
     providers_option,
     report_option,
+    threads_option,
     workdir_option,
 )
 from edgeseg.cli.run_options import DEFAULT_SYNTHETIC_FRAMES
@@ -41,7 +42,7 @@ def run_command(
     allow_other_gpu: bool = allow_other_gpu_option(),
     backend: str | None = backend_option(),
     providers: str = providers_option(),
-    threads: int | None = o.threads(),
+    threads: int | None = threads_option(),
     workers: int | None = o.workers(),
     device: str = device_option(),
     camera: list[int] | None = o.camera(),

@@ -13,12 +13,6 @@ from edgeseg.cli.options import finite
 DEFAULT_SYNTHETIC_FRAMES = 300
 
 
-def threads() -> Any:
-    return typer.Option(
-        None, "--threads", help="CPU threads for inference, shared by the workers.", show_default="all cores"
-    )
-
-
 def workers() -> Any:
     return typer.Option(
         None,
