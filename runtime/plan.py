@@ -109,6 +109,29 @@ class Outputs:
         return sinks
 
 
+def find_model(
+    model: str | Path | None,
+    outputs: Outputs,
+    *,
+    workdir: Path | None = None,
+    prefer: str | None = None,
+    card_file: Path | None = None,
+    inputs: Sequence[tuple[str, Any]] = (),
+) -> tuple[Path, ModelCard]:
+    """The artifact a run opens, found as `edgeseg run` finds it (a path, an export name in `workdir`,
+    None: the newest export, else the shipped model), and its card (`card_file` if given), once no
+    output overwrites it or another input. `RunPlan` and the ROS 2 command (whose source, a topic, is
+    made with the node) both find their model here."""
+    from edgeseg import workspace
+    from edgeseg.artifacts import read_card
+
+    artifact = workspace.find_artifact(
+        None if model is None else str(model), workspace.workdir(workdir), backend=prefer
+    )
+    outputs.check_apart([("--model", artifact), ("--card", card_file), *inputs])
+    return artifact, read_card(artifact, card_file)
+
+
 def masks_folder(folder: Path, name: str) -> Path:
     """--save-masks for one of several streams: {stream} filled in, else a sub-folder per stream."""
     return stream_path(folder, name) if STREAM_FIELD in str(folder) else folder / name
@@ -224,14 +247,6 @@ class RunPlan:
         """The artifact this plan runs (None for an open Segmenter) and its card."""
         if isinstance(self.model, Segmenter):
             return None, self.model.card
-        from edgeseg import workspace
-        from edgeseg.artifacts import read_card
-
-        artifact = workspace.find_artifact(
-            None if self.model is None else str(self.model),
-            workspace.workdir(self.workdir),
-            backend=self.prefer,
-        )
         sources = [
             (f"--{key}", spec[key])
             for spec in self.sources
@@ -239,10 +254,10 @@ class RunPlan:
             for key in ("video", "images", "bag")
             if spec.get(key) is not None
         ]
-        self.outputs.check_apart(
-            [("--model", artifact), ("--card", self.card_file), ("--labels", self.labels), *sources]
-        )
-        return artifact, read_card(artifact, self.card_file)
+        return find_model(
+            self.model, self.outputs, workdir=self.workdir, prefer=self.prefer, card_file=self.card_file,
+            inputs=[("--labels", self.labels), *sources],
+        )  # fmt: skip
 
     def open(self) -> OpenRun:
         """Find and open the model, the sources and the outputs; nothing streams yet."""

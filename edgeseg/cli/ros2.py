@@ -70,13 +70,11 @@ def ros2_command(
     json_out: bool = json_option("the final report"),
 ) -> None:
     """ROS 2 node: image topic in; class map (mono8), overlay (bgr8) and stats out, latest frame only."""
-    from edgeseg import workspace
-    from edgeseg.artifacts import read_card
-    from edgeseg.atomic import check_apart, check_writable
     from edgeseg.cli.options import parse_inference_size
     from edgeseg.cli.run import publish_report
     from edgeseg.errors import EdgesegError, ExitCode
     from edgeseg.runtime.backends import BackendOptions
+    from edgeseg.runtime.plan import Outputs, find_model
     from edgeseg.runtime.ros2node import NodeOptions, run_node
     from edgeseg.runtime.segmenter import Segmenter
 
@@ -84,11 +82,9 @@ def ros2_command(
         topic=topic, compressed=compressed, reliable=reliable, visual=visual, alpha=alpha,
         node_name=node_name, max_frames=frames, timeout=timeout,
     )  # fmt: skip
-    if report is not None:
-        check_writable(report, "--report")  # now, not when the node stops
-    artifact = workspace.find_artifact(model, workspace.workdir(workdir), backend=backend)
-    check_apart([("--report", report)], [("--model", artifact), ("--card", card_file)])
-    card = read_card(artifact, card_file)
+    outputs = Outputs(report=report)
+    outputs.check()  # now, not when the node stops
+    artifact, card = find_model(model, outputs, workdir=workdir, prefer=backend, card_file=card_file)
     opening = BackendOptions(
         backend=backend,
         providers=providers,
