@@ -114,3 +114,6 @@ def test_the_bench_child_gets_the_options_made_in_the_parent(tiny_onnx):
     options = options_for(art, BenchConfig(threads=1, providers="cpu"))
     assert options == BackendOptions(backend="onnxruntime", threads=1, providers="cpu")
     assert pickle.loads(pickle.dumps(options)) == options
+    # --allow-other-gpu reaches the child like run's, eval's and ros2's (bench runs engines too)
+    other = options_for(art, BenchConfig(threads=1, allow_other_gpu=True))
+    assert other.allow_other_gpu and pickle.loads(pickle.dumps(other)) == other
