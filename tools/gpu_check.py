@@ -280,16 +280,18 @@ def check(
     report.run("cuda_bindings", bindings)
 
     def two_workers() -> dict:
-        from edgeseg.runtime.launch import open_pipeline
-        from edgeseg.runtime.sources import open_source
+        from edgeseg.runtime.plan import RunPlan
 
         path = engines.get("fp16") or engines["fp32"]
         n = max(frames_n, 4)
-        pipe = open_pipeline(path, open_source(synthetic=n, synthetic_size=tuple(card.input_size)), workers=2)
-        stats = pipe.run()
+        plan = RunPlan(
+            model=path, sources=({"synthetic": n},), synthetic_size=tuple(card.input_size), workers=2
+        )
+        run = plan.open()  # as `edgeseg run --workers 2` opens it
+        stats = run.driver.run()
         if stats.processed != n:
             raise RuntimeError(f"the pipeline processed {stats.processed} of {n} frames")
-        return {"engine": path.name, "report": pipe.report()}
+        return {"engine": path.name, "report": run.report().to_dict()}
 
     report.run("pipeline_two_workers_one_engine", two_workers)
     report.run("dynamic_engine_two_workers", lambda: _dynamic_two_workers(workdir))
