@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -246,9 +247,15 @@ def test_no_module_imports_another_modules_private_names():
     assert not found, "private names imported from another module:\n" + "\n".join(found)
 
 
-def test_the_private_access_checker_sees_attributes_and_imports(tmp_path):
+def probe_hits(checker: Callable[[Path, Path], list[str]], text: str, tmp_path: Path) -> list[str]:
+    """What a checker finds in a probe file holding `text`, without the `file:line: ` prefix."""
     probe = tmp_path / "probe.py"
-    probe.write_text(
+    probe.write_text(text)
+    return [hit.split(": ", 1)[1] for hit in checker(probe, tmp_path)]
+
+
+def test_the_private_access_checker_sees_attributes_and_imports(tmp_path):
+    text = (
         "from edgeseg.runtime.pipeline import _END\n"
         "class A:\n"
         "    def f(self, stats):\n"
@@ -256,8 +263,7 @@ def test_the_private_access_checker_sees_attributes_and_imports(tmp_path):
         "        with stats._lock:\n"
         "            return self.pipe._channel, self.__dict__\n"
     )
-    hits = private_reaches(probe, tmp_path)
-    assert [h.split(": ", 1)[1] for h in hits] == [
+    assert probe_hits(private_reaches, text, tmp_path) == [
         "from edgeseg.runtime.pipeline import _END",
         "stats._lock",
         "self.pipe._channel",
@@ -291,12 +297,8 @@ def test_the_cli_reads_the_typed_run_report():
 
 
 def test_the_report_key_checker_sees_reads_writes_and_dumps(tmp_path):
-    probe = tmp_path / "probe.py"
-    probe.write_text(
-        "x = report['frames']\nresult['artifact'] = 'a'\nr.to_dict()['fps']\n"
-        "report.stats.processed\nplan.sources[0]\n"
-    )
-    hits = [h.split(": ", 1)[1] for h in report_keyed(probe, tmp_path)]
+    text = "x = report['frames']\nresult['artifact'] = 'a'\nr.to_dict()['fps']\nreport.stats.processed\nplan.sources[0]\n"
+    hits = probe_hits(report_keyed, text, tmp_path)
     assert hits == ["report['frames']", "result['artifact']", "r.to_dict()['fps']"]
 
 
@@ -327,12 +329,11 @@ def test_options_classes_are_frozen_and_checked_once():
 
 
 def test_the_frozen_checker_sees_plain_and_frozen_dataclasses(tmp_path):
-    probe = tmp_path / "probe.py"
-    probe.write_text(
+    text = (
         "@dataclass\nclass AOptions: ...\n@dataclasses.dataclass(frozen=True)\nclass BConfig: ...\n"
         "@dataclass(frozen=False)\nclass CParams: ...\n@dataclass\nclass Result: ...\n"
     )
-    assert [h.split(": ", 1)[1] for h in unfrozen_options(probe, tmp_path)] == ["AOptions", "CParams"]
+    assert probe_hits(unfrozen_options, text, tmp_path) == ["AOptions", "CParams"]
 
 
 # ------------------------------------------------------------------------------------------ defaults
@@ -467,16 +468,14 @@ def test_backend_options_reach_every_backend_as_one_object():
 
 
 def test_the_loose_options_checker_sees_keywords_and_dicts(tmp_path):
-    probe = tmp_path / "probe.py"
-    probe.write_text(
+    text = (
         "Segmenter(p, threads=2)\n"
         "load_backend(p, **opts)\n"
         "backends.OnnxRuntimeBackend(p, card=c, model=b)\n"
         "Segmenter(p, BackendOptions(threads=2))\n"
         "OpenVINOBackend(p, options, model=b)\n"
     )
-    hits = loose_backend_options(probe, tmp_path)
-    assert [h.split(": ", 1)[1] for h in hits] == [
+    assert probe_hits(loose_backend_options, text, tmp_path) == [
         "Segmenter(..., threads)",
         "load_backend(..., **)",
         "OnnxRuntimeBackend(..., card)",
