@@ -336,6 +336,22 @@ def test_the_frozen_checker_sees_plain_and_frozen_dataclasses(tmp_path):
     assert probe_hits(unfrozen_options, text, tmp_path) == ["AOptions", "CParams"]
 
 
+LONGEST_FUNCTION = 100  # lines, from `def` to its last line: what a reader can hold in mind
+
+
+def test_no_function_in_the_package_is_over_100_lines():
+    """Issue 22: a function too long to hold in mind (run_command was 283 lines, train 225) is split
+    into named steps; this keeps every function of edgeseg, export, calib and runtime under the limit."""
+    long = [
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path in sources()
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno - node.lineno + 1 > LONGEST_FUNCTION
+    ]
+    assert not long, "split into named steps: " + ", ".join(long)
+
+
 # ------------------------------------------------------------------------------------------ defaults
 def _shared_defaults() -> dict[str, object]:
     """Parameter / option / field name -> the value `edgeseg/defaults.py` owns for it."""

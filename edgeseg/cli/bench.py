@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -94,16 +95,7 @@ def bench_command(
     card = at_inference_size(given or read_card(base), cfg.input_size)
     no_miou = lib.open_frames(cfg, card).no_miou
     if not json_out:
-        console.print(f"[bold]benchmarking[/] {len(artifacts)} artifacts of {base.name} on {data}")
-        if no_miou:
-            console.print(f"[dim]no mIoU: {no_miou}[/]", highlight=False)
-        if card.dynamic:  # a fixed model has one size; a --dynamic-hw one says which (as run does)
-            console.print(f"[dim]frames: {inference_size(card)['how']}[/]", highlight=False)
-        if ckpt is None:
-            console.print(
-                f"[dim]no training checkpoint of {base.name} found (looked in {workspace.root_of(base)} "
-                f"and {root}): no PyTorch eager row; pass --checkpoint FILE for one[/]"
-            )
+        _say_what_runs(base, len(artifacts), data, no_miou, card, ckpt, root)
 
     def progress(art: lib.Artifact) -> None:
         if not json_out:
@@ -111,13 +103,7 @@ def bench_command(
 
     results = lib.run_bench(artifacts, cfg, progress)
     desc = machine.describe()
-    if markdown:
-        from edgeseg.atomic import atomic_open
-
-        with atomic_open(markdown, "w") as fh:
-            fh.write(lib.to_markdown(results))
-    if plot:
-        lib.plot(results, plot)
+    _write_extras(results, markdown, plot)
     failed = lib.nothing_measured(results)
     if json_out:
         print_json({**lib.to_json(results, cfg, desc, no_miou), "inference_size": inference_size(card)})
@@ -129,6 +115,39 @@ def bench_command(
                 console.print(f"wrote {written}", highlight=False)
     if failed is not None:
         raise failed
+
+
+def _say_what_runs(
+    base: Path, count: int, data: str, no_miou: str | None, card: Any, ckpt: Path | None, root: Path
+) -> None:
+    """The lines before the measurements: what is measured on what, and what the table will lack."""
+    from edgeseg import workspace
+    from edgeseg.console import console
+    from edgeseg.preprocess import inference_size
+
+    console.print(f"[bold]benchmarking[/] {count} artifacts of {base.name} on {data}")
+    if no_miou:
+        console.print(f"[dim]no mIoU: {no_miou}[/]", highlight=False)
+    if card.dynamic:  # a fixed model has one size; a --dynamic-hw one says which (as run does)
+        console.print(f"[dim]frames: {inference_size(card)['how']}[/]", highlight=False)
+    if ckpt is None:
+        console.print(
+            f"[dim]no training checkpoint of {base.name} found (looked in {workspace.root_of(base)} "
+            f"and {root}): no PyTorch eager row; pass --checkpoint FILE for one[/]"
+        )
+
+
+def _write_extras(results: list[Any], markdown: Path | None, plot: Path | None) -> None:
+    """--markdown and --plot, each written whole under its name."""
+    from edgeseg import bench as lib
+
+    if markdown:
+        from edgeseg.atomic import atomic_open
+
+        with atomic_open(markdown, "w") as fh:
+            fh.write(lib.to_markdown(results))
+    if plot:
+        lib.plot(results, plot)
 
 
 def register(app: typer.Typer) -> None:
