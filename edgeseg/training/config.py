@@ -53,7 +53,7 @@ class TrainConfig:
                 f"exports), got {self.height}x{self.width}"
             )
         if self.crop is not None:
-            self.crop = (int(self.crop[0]), int(self.crop[1]))
+            object.__setattr__(self, "crop", (int(self.crop[0]), int(self.crop[1])))  # JSON gives lists
             if min(self.crop) < 1:
                 raise EdgesegError("--crop sizes must be at least 1")
             if not self.augment:
