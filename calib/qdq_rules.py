@@ -34,8 +34,6 @@ SHAPE_READERS = ("Shape", "Size")
 class RuleReport:
     """Outcome of `check_tensorrt_rules`: empty `violations` means the graph obeys the rules."""
 
-    quantize_nodes: int = 0
-    dequantize_nodes: int = 0
     quantized_weighted_ops: int = 0
     violations: list[str] = field(default_factory=list)
 
@@ -203,10 +201,6 @@ def check_tensorrt_rules(model: onnx.ModelProto, *, strict: bool = True) -> Rule
     for node in graph.node:
         if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
             continue
-        if node.op_type == "QuantizeLinear":
-            report.quantize_nodes += 1
-        else:
-            report.dequantize_nodes += 1
         if len(node.input) < 3:
             report.violations.append(f"{node.name}: no zero point (defaults to uint8)")
         else:

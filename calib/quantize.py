@@ -56,7 +56,6 @@ class QuantizedArtifact:
     form: str  # qdq | cpu
     path: Path  # where it is (or, until saved, will be) written
     excluded: list[str] = field(default_factory=list)  # nodes kept in float on purpose
-    auto_excluded: list[str] = field(default_factory=list)  # by placement rules, not the gate
     details: dict[str, Any] = field(default_factory=dict)  # "card": its INT8 card, and what was done
     model: onnx.ModelProto | None = field(default=None, repr=False)  # the graph, its card stamped in
 
@@ -257,9 +256,7 @@ def make_tensorrt_form(
             "dropped_pairs": dropped,
         }
     new_card = _stamp(q, card, info)
-    return QuantizedArtifact(
-        "qdq", target, excluded=excluded, auto_excluded=auto, details={"card": new_card, **info}, model=q
-    )
+    return QuantizedArtifact("qdq", target, excluded=excluded, details={"card": new_card, **info}, model=q)
 
 
 def _modelopt_tensorrt_form(
@@ -318,9 +315,7 @@ def _modelopt_tensorrt_form(
             "dropped_pairs": dropped,
         }
     new_card = _stamp(q, card, info)
-    return QuantizedArtifact(
-        "qdq", target, excluded=excluded, auto_excluded=auto, details={"card": new_card, **info}, model=q
-    )
+    return QuantizedArtifact("qdq", target, excluded=excluded, details={"card": new_card, **info}, model=q)
 
 
 def _fp16_float_parts(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -385,9 +380,7 @@ def make_cpu_form(
         }
         q = onnx.load(str(out))
     new_card = _stamp(q, card, info)
-    return QuantizedArtifact(
-        "cpu", target, excluded=excluded, auto_excluded=auto, details={"card": new_card, **info}, model=q
-    )
+    return QuantizedArtifact("cpu", target, excluded=excluded, details={"card": new_card, **info}, model=q)
 
 
 def make_form(
