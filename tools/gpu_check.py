@@ -167,7 +167,7 @@ def _dynamic_net(path: Path) -> Path:
 
 def check(
     workdir: Path, frames_n: int, calib_images: int = CALIB_IMAGES, report: Report | None = None
-) -> Report:  # noqa: C901 - one list, top to bottom
+) -> Report:
     from edgeseg.artifacts import read_card
     from edgeseg.build import BuildOptions, build
     from edgeseg.defaults import default_model_path
@@ -246,6 +246,26 @@ def check(
         return engine("vc", onnx_path, EngineOptions(version_compatible=True, timing_cache=cache))
 
     report.run("version_compatible_engine", version_compatible)
+    _device_checks(report, workdir, onnx_path, card, frames, frames_n, calib_images, features, engines)
+    return report
+
+
+def _device_checks(
+    report: Report,
+    workdir: Path,
+    onnx_path: Path,
+    card: Any,
+    frames: list[np.ndarray],
+    frames_n: int,
+    calib_images: int,
+    features: Any,
+    engines: dict[str, Path],
+) -> None:
+    """The checks after the engines are built: the implicit calibrator, both CUDA bindings, two
+    workers on one engine, labels output, FCN's INT8 ConvTranspose, trtexec's engine."""
+    from edgeseg.export.tensorrt_build import build_engine
+    from edgeseg.export.tensorrt_plan import EngineOptions
+    from edgeseg.runtime.cuda_mem import available_bindings
 
     def legacy() -> dict:
         if not (features.legacy_calibrator and features.int8_flag):
@@ -298,7 +318,6 @@ def check(
     report.run("labels_output", lambda: _labels_output(workdir, onnx_path, card, frames))
     report.run("fcn_int8_convtranspose", lambda: _fcn_int8(workdir, frames_n, calib_images, features))
     report.run("trtexec_engine", lambda: _trtexec_engine(workdir, onnx_path, card, frames, features))
-    return report
 
 
 def _against_onnxruntime(engine: Path, onnx_path: Path, batches: list[np.ndarray], card: Any) -> float:
