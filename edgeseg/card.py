@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -107,7 +108,7 @@ class ModelCard:
     @classmethod
     def load_json(cls, path: str | Path) -> ModelCard:
         try:
-            data = json.loads(Path(path).read_text())
+            data = json.loads(_read_card_file(Path(path)))
         except FileNotFoundError:
             raise EdgesegError(f"model card not found: {path}") from None
         except IsADirectoryError:
@@ -263,3 +264,23 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+MAX_CARD_BYTES = 1 << 20  # a card is a few kB even with hundreds of classes
+
+
+def _read_card_file(path: Path) -> str:
+    """The text of a card file, which must be a regular file of card size: a FIFO nobody writes
+    would block the read for ever, and /dev/zero or a huge file would fill the memory."""
+    import stat
+
+    st = os.stat(path)
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise EdgesegError(f"model card {path} is not a regular file (a device or FIFO), not a JSON file")
+    if st.st_size > MAX_CARD_BYTES:
+        raise EdgesegError(
+            f"model card {path} is {st.st_size} bytes, not a model card (at most {MAX_CARD_BYTES})"
+        )
+    return path.read_text()

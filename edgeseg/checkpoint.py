@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.card import ModelCard
-from edgeseg.errors import EdgesegError, first_line
+from edgeseg.errors import EdgesegError, first_line, not_a_file
 from edgeseg.lazy import require
 
 FORMAT = "edgeseg-checkpoint/1"
@@ -69,7 +69,7 @@ def load_raw(path: str | Path) -> Any:
     torch = require("torch")
     path = Path(path)
     if not path.is_file():
-        raise EdgesegError(f"checkpoint not found: {path}")
+        raise not_a_file(path, "checkpoint")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about the pickle protocol before it refuses

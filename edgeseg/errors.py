@@ -48,6 +48,19 @@ class EdgesegError(Exception):
             self.exit_code = exit_code
 
 
+def not_a_file(path: object, what: str) -> EdgesegError:
+    """The one line for an input file that is not a regular file: missing, a folder, or a device or
+    FIFO (reading /dev/zero never ends; a FIFO nobody writes blocks for ever)."""
+    from pathlib import Path
+
+    p = Path(str(path))
+    if p.is_dir():
+        return EdgesegError(f"{what} {path} is a folder, not a file")
+    if p.exists():
+        return EdgesegError(f"{what} {path} is not a regular file (a device or FIFO)")
+    return EdgesegError(f"{what} not found: {path}")
+
+
 class InternalError(EdgesegError):
     """edgeseg's own step failed on input that passed every check (an ONNX the checker accepts): not
     the user's mistake, so not BAD_INPUT; one line that says so instead of a traceback."""

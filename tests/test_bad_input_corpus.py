@@ -87,6 +87,7 @@ def inputs(tmp_path_factory):
     _bad_cards(d, card.to_dict())
     _classifier(d / "classifier.onnx")
     (d / "empty.onnx").write_bytes(b"")
+    (d / "huge-card.json").write_bytes(b" " * ((1 << 20) + 1))
     (d / "folder.onnx").mkdir()
     future = onnx.load(d / "tiny.onnx")
     future.opset_import[0].version = 99
@@ -489,6 +490,24 @@ CASES = [
     ("build {in}/nocard.onnx --fp16 --card {in}/card-std-0.json", BAD, "std must be three positive"),
     ("bench {in}/nocard.onnx --card {in}/card-size-0.json", BAD, "input_size must be"),
     ("run --model {in}/nocard.onnx --card {in}/card-folder.json", BAD, "card-folder.json is a folder"),
+    # a card, classes file or checkpoint that is no regular file: /dev/zero filled the memory (the
+    # OOM killer ended the run), a FIFO nobody writes blocked for ever, both said "not found" elsewhere
+    ("run --model {in}/nocard.onnx --card /dev/zero", BAD, "model card /dev/zero is not a regular file"),
+    ("run --model {in}/nocard.onnx --card {in}/fifo", BAD, "model card {in}/fifo is not a regular file"),
+    (
+        "eval {in}/nocard.onnx --card {in}/fifo --data synth:2",
+        BAD,
+        "is not a regular file (a device or FIFO)",
+    ),
+    ("run --model {in}/nocard.onnx --card {in}/huge-card.json", BAD, "1048577 bytes, not a model card"),
+    (
+        "card {case}/c.json --onnx {in}/nocard.onnx --classes {in}/fifo",
+        BAD,
+        "classes file {in}/fifo is not a",
+    ),
+    ("card {case}/c.json --onnx {in}/nocard.onnx --classes /dev/zero", BAD, "classes file /dev/zero is not"),
+    ("train fcn8s --data synth:2 --weights {in}/fifo", BAD, "checkpoint {in}/fifo is not a regular file"),
+    ("train fcn8s --data synth:2 --weights {in}/images", BAD, "checkpoint {in}/images is a folder"),
     (
         "run --model {in}/std0.onnx --frames 1",
         BAD,

@@ -23,7 +23,7 @@ from edgeseg.atomic import write_json
 from edgeseg.card import default_palette
 from edgeseg.data.base import FileDataset, Item, files_by_stem, pair_by_stem
 from edgeseg.data.io import IMAGE_EXTS, MASK_EXTS
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, not_a_file
 
 CLASS_FILES = ("classes.json", "classes.txt")
 HASH_SPLITS = ("train", "val")
@@ -59,7 +59,7 @@ def read_classes_file(root: Path) -> tuple[list[str], list[tuple[int, int, int]]
 def read_class_list(path: Path) -> tuple[list[str], list[tuple[int, int, int]]]:
     """Names and colours from one classes file: JSON as classes.json, anything else as classes.txt."""
     if not path.is_file():
-        raise EdgesegError(f"classes file not found: {path}")
+        raise not_a_file(path, "classes file")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
