@@ -23,14 +23,39 @@ def _width(stream: Any) -> int | None:
     return LOG_WIDTH
 
 
-console = Console(width=_width(sys.stdout))
-err_console = Console(stderr=True, width=_width(sys.stderr))
+def reader_closed(stderr: bool = False) -> Exception:
+    """Standard output (or error) is a pipe whose reader closed it (`edgeseg run | head -1`): what
+    comes later goes to /dev/null, so the interpreter's last flush cannot fail again, and the command
+    ends with one line and exit 6, where rich's own handler exited 1 without a word."""
+    from edgeseg.errors import OutputFailed
+
+    stream = sys.stderr if stderr else sys.stdout
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return OutputFailed(f"cannot write standard {'error' if stderr else 'output'}: its reader closed it")
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise reader_closed(self.stderr)
+
+
+console = _Console(width=_width(sys.stdout))
+err_console = _Console(stderr=True, width=_width(sys.stderr))
 
 
 def print_json(obj: Any) -> None:
     """Machine output: plain JSON on stdout, nothing else."""
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise reader_closed() from None
 
 
 def new_table(title: str | None = None, **kw: Any) -> Table:

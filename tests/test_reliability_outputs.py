@@ -414,3 +414,22 @@ def test_standard_output_whose_reader_stops_cannot_hold_a_stop_signal_up(tiny_on
     assert report["ended"]["exit_code"] == code
     given_up = f"cannot write /dev/stdout: its reader stopped reading, and {sig} asked to stop"
     assert [o["error"] for o in report["outputs"] if o["error"]] == [given_up]
+
+
+@pytest.mark.parametrize("json_out", [True, False])
+def test_standard_output_whose_reader_closes_is_one_line_and_exit_6(tiny_onnx, tmp_path, json_out):
+    """`edgeseg run --log /dev/stdout | head -1`: the reader closes the pipe after one line. The run
+    ends with exit 6 and one line saying standard output's reader closed it, the --report file whole;
+    rich's handler of the broken pipe exited 1 (edgeseg's 'bug' code) without a word."""
+    args = ["run", "--model", str(tiny_onnx(num_classes=8)), "--frames", "300", "--synthetic-size", "32x64",
+            "--log", "/dev/stdout", "--report", str(tmp_path / "r.json"), *(["--json"] if json_out else [])]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "edgeseg", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout.readline()  # the first frame's line, then the reader is gone
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert proc.returncode == ExitCode.OUTPUT_FAILED, err
+    assert one_error_line(err) == "error: cannot write standard output: its reader closed it"
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["ended"]["exit_code"] == ExitCode.OUTPUT_FAILED
