@@ -87,6 +87,9 @@ def inputs(tmp_path_factory):
     _bad_cards(d, card.to_dict())
     _classifier(d / "classifier.onnx")
     (d / "empty.onnx").write_bytes(b"")
+    from edgeseg.data.synth import write_dataset
+
+    write_dataset(d / "gen", 2, 32, 48)  # a generated dataset
     (d / "huge-card.json").write_bytes(b" " * ((1 << 20) + 1))
     (d / "folder.onnx").mkdir()
     future = onnx.load(d / "tiny.onnx")
@@ -366,6 +369,9 @@ CASES = [
     ("data synth {in}/hf-evil --num 2", BAD, "write to a new or empty folder"),
     ("data synth {in}/images --num 2", BAD, "{in}/images holds files that are not generated scenes"),
     ("data synth {in}/ds3 --num 2", BAD, "(e.g. classes.txt)"),
+    # a generated dataset's images/ folder is not a generated dataset: it was replaced whole (exit 0)
+    ("data synth {in}/gen/images --num 1", BAD, "{in}/gen/images holds files that are not generated scenes"),
+    ("data synth {in}/gen/masks/ --num 1 --json", BAD, "(e.g. scene_000000.png)"),
     ("data synth {in}/v.mp4 --video --frames 2", BAD, "{in}/masks holds files that are not generated video"),
     ("data info {in}/missing", BAD, "dataset not found"),
     ("data info {in}/junk.pt", BAD, "must be a folder, not a file"),

@@ -149,8 +149,12 @@ def check_replaceable(out: Path) -> None:
     for entry in sorted(out.iterdir()):
         if entry.name == "classes.json" and entry.is_file():
             continue
-        inside = sorted(entry.iterdir()) if entry.name in ("images", "masks") and entry.is_dir() else [entry]
-        foreign = next((p for p in inside if not _SCENE_FILE.match(p.name) or not p.is_file()), None)
+        if entry.name in ("images", "masks") and entry.is_dir():
+            foreign = next(
+                (p for p in sorted(entry.iterdir()) if not _SCENE_FILE.match(p.name) or not p.is_file()), None
+            )
+        else:  # a scene file at the top is a dataset's images/ or masks/ folder, not a dataset
+            foreign = entry
         if foreign is not None:
             raise EdgesegError(
                 f"{out} holds files that are not generated scenes (e.g. {foreign.relative_to(out)}); "
