@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import os
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -275,7 +277,9 @@ def run_bench(artifacts: list[Artifact], cfg: BenchConfig, progress: Any = None)
         res = BenchResult(art.label, str(art.path), art.kind, art.precision, art.path.stat().st_size / 2**20)
         if progress is not None:
             progress(art)
-        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        with concurrent.futures.ProcessPoolExecutor(
+            max_workers=1, mp_context=ctx, initializer=_end_with_parent, initargs=(os.getpid(),)
+        ) as pool:
             try:
                 out = _result(pool, pool.submit(measure, art, options_for(art, cfg), cfg))
             except EdgesegError as exc:
@@ -296,6 +300,18 @@ def run_bench(artifacts: list[Artifact], cfg: BenchConfig, progress: Any = None)
         if eager and r.fps:
             r.speedup_vs_eager = r.fps / eager
     return results
+
+
+def _end_with_parent(parent: int) -> None:
+    """In the measuring child: exit when `parent` is gone. A bench killed outright (SIGKILL, the OOM
+    killer) cannot end its child, which would otherwise measure every iteration on an orphaned core."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
 
 
 def _result(pool: concurrent.futures.ProcessPoolExecutor, future: concurrent.futures.Future) -> Any:

@@ -843,6 +843,45 @@ def test_bench_stops_within_seconds_while_its_child_measures(sig, inputs, tmp_pa
     assert not [names[pid] for pid in children if _alive(pid)]
 
 
+def test_a_bench_killed_outright_takes_its_measuring_child_with_it(inputs, tmp_path):
+    """SIGKILL cannot be caught, so bench cannot end its child: the child watches its parent and exits
+    (it used to go on measuring a million iterations as an orphan)."""
+    import signal
+    import sys
+    import time
+
+    work = tmp_path / "work"
+    (work / "tiny").mkdir(parents=True)
+    (work / "tiny" / "tiny.onnx").write_bytes((inputs / "tiny.onnx").read_bytes())
+    env = {**os.environ, "EDGESEG_WORKDIR": str(work), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeseg", "bench", "tiny", "--iterations", "1000000", "--data", "synth:1",
+         "--threads", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    children: list[int] = []
+    try:
+        line = ""
+        while "measuring" not in line and proc.poll() is None:
+            line = proc.stdout.readline()
+        while not children and proc.poll() is None:  # the spawned child is up
+            time.sleep(0.2)
+            children = _children(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()  # (not communicate(): an orphan would hold the pipes open)
+        deadline = time.monotonic() + 60  # a bound on waiting, not the measurement: it exits in ~0.5 s
+        while [pid for pid in children if _alive(pid)] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        orphans = [pid for pid in children if _alive(pid)]
+    finally:
+        for pid in children:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        proc.stdout.close()
+        proc.stderr.close()
+    assert children and not orphans
+
+
 def _children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(p) for p in path.read_text().split()] if path.exists() else []
