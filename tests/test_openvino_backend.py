@@ -329,6 +329,22 @@ def test_a_missing_device_is_one_line_exit_2(variants):
     assert r.exit_code == 2 and "OpenVINO runs on cpu, gpu, npu, auto" in r.output, r.output
 
 
+@pytest.mark.parametrize("backend", [[], ["--backend", "onnxruntime"]])
+def test_a_gpu_asked_for_with_device_on_onnx_runtime_is_refused_not_run_on_the_cpu(variants, backend):
+    """ONNX Runtime takes its hardware from --providers: --device cuda used to run the file on the CPU
+    (only the report's runtime line said so); now one line says what to ask for instead."""
+    from edgeseg.runtime import Segmenter
+
+    r = runner.invoke(
+        app, ["run", "--model", str(variants["fp32"]), "--device", "cuda", "--frames", "1", *backend]
+    )
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert "--device cuda does not apply to" in r.output and "--providers CUDAExecutionProvider" in r.output
+    with pytest.raises(EdgesegError, match="does not apply"):
+        Segmenter(variants["fp32"], BackendOptions(device="cuda:1", backend="onnxruntime"))
+    Segmenter(variants["fp32"], BackendOptions(device="auto", backend="onnxruntime")).close()
+
+
 def test_the_cpu_rule_picks_the_runtime_and_run_reports_why(variants, tmp_path, monkeypatch):
     """Without --backend an .onnx on the CPU runs on OpenVINO where installed, except the QOperator
     form (OpenVINO cannot read it) and ONNX Runtime's GPU providers; run's report says which and why."""

@@ -290,8 +290,20 @@ class BackendLoader:
             raise EdgesegError(f"expected a model file (.onnx, .engine, .pt), got a directory: {path}")
         if path.stat().st_size == 0:
             raise EdgesegError(f"{path} is empty (0 bytes): not a model file (an interrupted copy?)")
-        cls = backend_class(path, self.options.backend or choose_backend(path, self.options).backend)
-        return cls(path, sized(path, self.options))
+        backend = self.options.backend or choose_backend(path, self.options).backend
+        refuse_an_unheeded_device(path, backend, self.options.device)
+        return backend_class(path, backend)(path, sized(path, self.options))
+
+
+def refuse_an_unheeded_device(path: Path, backend: str, device: str | None) -> None:
+    """ONNX Runtime picks its hardware by --providers, not --device: a GPU asked for with --device
+    would otherwise run on the CPU with only the report's runtime line to say so."""
+    if backend == "onnxruntime" and str(device or "cpu").lower() not in ("cpu", "auto"):
+        raise EdgesegError(
+            f"--device {device} does not apply to {path.name}, which runs on ONNX Runtime: it takes "
+            "--providers CUDAExecutionProvider (or auto) for a GPU, or build a TensorRT engine (edgeseg build); "
+            "--device picks the hardware of PyTorch checkpoints and OpenVINO"
+        )
 
 
 def sized(path: Path, options: BackendOptions) -> BackendOptions:
