@@ -423,6 +423,14 @@ CASES = [
     ("bench {in}/tiny.onnx --plot {in}/hard-tiny.onnx", BAD, "are the same file"),
     ("card {in}/tiny.onnx --onnx {in}/tiny.onnx", BAD, "OUTPUT_PATH {in}/tiny.onnx and --onnx"),
     ("card {in}/card.json --onnx {in}/nocard.onnx --classes {in}/card.json", BAD, "are the same file"),
+    # a card is JSON: a model named as OUTPUT_PATH was overwritten with it (exit 0)
+    (
+        "card {in}/nocard.onnx --onnx {in}/tiny.onnx",
+        BAD,
+        "OUTPUT_PATH {in}/nocard.onnx is where the card's JSON",
+    ),
+    ("card {in}/tiny.onnx --classes 3 --input-size 32x48", BAD, "give it a .json name"),
+    ("card {case}/tiny.card --classes 3 --input-size 32x48", BAD, "give it a .json name"),
     ("data preview {in}/images {in}/images/img_000.png", BAD, "would replace a file inside the input PATH"),
     ("ros2 --model {in}/tiny.onnx --report {in}/tiny.onnx", BAD, "are the same file"),
     # train: a resumed run writes last.pt, best.pt and history.json in its folder

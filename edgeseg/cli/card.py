@@ -64,6 +64,11 @@ def card_command(
     check_apart(
         [("OUTPUT_PATH", target)], [("--onnx", onnx_path), ("--classes", classes), ("--palette", palette)]
     )
+    if target.suffix.lower() != ".json":  # `edgeseg card m.onnx` used to write JSON over the model
+        raise EdgesegError(
+            f"OUTPUT_PATH {target} is where the card's JSON goes: give it a .json name "
+            "(the ONNX the card describes is --onnx)"
+        )
     facts: dict = {
         "input_size": None,
         "dynamic": False,
