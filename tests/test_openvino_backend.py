@@ -70,12 +70,15 @@ def test_argmax_agrees_with_onnxruntime_on_every_artifact_kind(variants, kind):
     ):
         assert ov.backend.name == "openvino" and ort.backend.name == "onnxruntime"
         assert ov.card.precision == ort.card.precision
-        agree = [(ov.infer(f) == ort.infer(f)).mean() for f in frames()]
+        same = [ov.infer(f) == ort.infer(f) for f in frames()]
     # FP32 and FP16 run the same arithmetic up to rounding; INT8 rounds at different points (ORT
     # without WeightBiasQuantization keeps bias in float as TensorRT does; OpenVINO folds Q/DQ into
-    # its own INT8 kernels), so its bound is looser but still far above chance (1/8 classes)
+    # its own INT8 kernels), so its bound is looser but still far above chance (1/8 classes). Pixel
+    # agreement over all frames, as export's parity check counts it: one frame's share swings with the
+    # CPU's INT8 kernels (0.974-0.992 per frame on an AVX2-only CPU, docs/int8.md; 0.993 with VNNI).
     bound = {"fp32": 0.999, "fp16": 0.995, "int8-qdq": 0.97}[kind]
-    assert min(agree) >= bound, agree
+    agree = float(np.mean(np.stack(same)))
+    assert agree >= bound, [float(s.mean()) for s in same]
 
 
 def test_one_compiled_model_serves_spawned_workers(variants):
