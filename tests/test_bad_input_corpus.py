@@ -319,6 +319,11 @@ CASES = [
     ("export fcn8s --simplifier fastest", BAD, "--simplifier must be"),
     ("export fcn8s --workdir /proc/edgeseg-work", OUTPUT, "cannot write --workdir"),
     ("export fcn8s --workdir {full}/work", OUTPUT, "no space left on device"),
+    (  # torch's checkpoint writer on a full disk was a traceback
+        "train unet --backbone compact --data synth:2 --epochs 1 --height 64 --width 128 --workdir {full}/work",
+        OUTPUT,
+        "no space left on device",
+    ),
     # --- build
     ("build", BAD, "nothing to build"),
     ("build --int8 --target cuda", BAD, "unknown --target"),

@@ -382,3 +382,31 @@ def test_train_cli_header_explains_the_default_input_size():
     assert "train tiny_testnet on synth:4@32x64 (synth data, split train): 4 images, 8 classes" in r.stderr
     assert "validation each epoch: generated scenes from their own seed (2000003), 2 of 64 images" in r.stderr
     assert "batch 2: 2 steps per epoch, 1 epoch = 2 steps, on cpu" in r.stderr
+
+
+@pytest.mark.parametrize(("disk", "named"), [("4m", "last.pt"), ("12m", "best.pt")])  # a checkpoint: 8.3 MiB
+def test_a_disk_filling_up_during_training_is_exit_6_naming_the_checkpoint(tmp_path, disk, named):
+    """Torch's checkpoint writer on a nearly full disk was a traceback: on a real tmpfs with room for
+    the run's start but not every checkpoint, one line naming the file, exit 6, and no half file."""
+    import subprocess
+    import sys
+
+    from tmpfs import tmpfs_at
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    with tmpfs_at(mount, disk) as refused:
+        if refused:
+            pytest.skip(f"cannot mount a tmpfs here: {refused}")
+        r = subprocess.run(
+            [sys.executable, "-m", "edgeseg", "train", "unet", "--backbone", "compact", "--data", "synth:4",
+             "--epochs", "2", "--height", "64", "--width", "128", "--workdir", str(mount / "work")],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert r.returncode == 6 and "Traceback" not in r.stderr, r.stderr
+        errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
+        assert len(errors) == 1 and f"/{named}: no space left on device" in errors[0], r.stderr
+        for path in (mount / "work").rglob("*"):
+            assert "partial" not in path.name, path
+            if path.suffix == ".pt":  # what is under a final name loads
+                assert load_checkpoint(path)
