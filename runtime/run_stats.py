@@ -11,7 +11,7 @@ import math
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -104,12 +104,7 @@ class CpuUse:
     stage_ms_per_frame: dict[str, float]  # "other threads": library pools and the main thread
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "process_ms_per_frame": self.process_ms_per_frame,
-            "cores_busy": self.cores_busy,
-            "cores": self.cores,
-            "stage_ms_per_frame": self.stage_ms_per_frame,
-        }
+        return asdict(self)  # its fields are the JSON form, in order
 
 
 @dataclass
