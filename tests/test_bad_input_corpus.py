@@ -812,11 +812,9 @@ def test_a_full_disk_anywhere_is_exit_6_naming_the_path(tmp_path, monkeypatch):
     assert r.stderr.strip() == "error: cannot write /tmp/their-temporary-file: No space left on device"
 
 
-@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
-def test_bench_stops_within_seconds_while_its_child_measures(sig, inputs, tmp_path):
-    """SIGTERM/SIGINT while a spawned child measures a million iterations: the child is ended at once
-    and bench exits 143/130 (the pool used to wait for every iteration)."""
-    import signal
+def _bench_measuring(inputs: Path, tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
+    """`edgeseg bench` measuring a million iterations of the tiny model, once its spawned child is up;
+    returns the bench process and its children's pids."""
     import sys
     import time
 
@@ -829,15 +827,36 @@ def test_bench_stops_within_seconds_while_its_child_measures(sig, inputs, tmp_pa
          "--threads", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
-    try:
-        line = ""
-        while "measuring" not in line and proc.poll() is None:
-            line = proc.stdout.readline()
+    line = ""
+    while "measuring" not in line and proc.poll() is None:
+        line = proc.stdout.readline()
+    children = _children(proc.pid)
+    deadline = time.monotonic() + 120
+    while not children and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
         children = _children(proc.pid)
-        deadline = time.monotonic() + 120
-        while not children and time.monotonic() < deadline:  # the spawned child is up
-            time.sleep(0.2)
-            children = _children(proc.pid)
+    return proc, children
+
+
+def _still_alive_after(pids: list[int], seconds: float) -> list[int]:
+    """Those of `pids` still running once they had `seconds` to exit (a bound on waiting only)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while [pid for pid in pids if _alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return [pid for pid in pids if _alive(pid)]
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_bench_stops_within_seconds_while_its_child_measures(sig, inputs, tmp_path):
+    """SIGTERM/SIGINT while a spawned child measures a million iterations: the child is ended at once
+    and bench exits 143/130 (the pool used to wait for every iteration)."""
+    import signal
+    import time
+
+    proc, children = _bench_measuring(inputs, tmp_path)
+    try:
         time.sleep(2)
         proc.send_signal(getattr(signal, sig))
         start = time.monotonic()
@@ -850,42 +869,19 @@ def test_bench_stops_within_seconds_while_its_child_measures(sig, inputs, tmp_pa
     assert proc.returncode == (143 if sig == "SIGTERM" else 130)
     assert took < 20  # seconds, not the million iterations
     names = {pid: _cmdline(pid) for pid in children}
-    deadline = time.monotonic() + 10
-    while [pid for pid in children if _alive(pid)] and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not [names[pid] for pid in children if _alive(pid)]
+    assert not [names[pid] for pid in _still_alive_after(children, 10)]
 
 
 def test_a_bench_killed_outright_takes_its_measuring_child_with_it(inputs, tmp_path):
     """SIGKILL cannot be caught, so bench cannot end its child: the child watches its parent and exits
     (it used to go on measuring a million iterations as an orphan)."""
     import signal
-    import sys
-    import time
 
-    work = tmp_path / "work"
-    (work / "tiny").mkdir(parents=True)
-    (work / "tiny" / "tiny.onnx").write_bytes((inputs / "tiny.onnx").read_bytes())
-    env = {**os.environ, "EDGESEG_WORKDIR": str(work), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgeseg", "bench", "tiny", "--iterations", "1000000", "--data", "synth:1",
-         "--threads", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
-    children: list[int] = []
+    proc, children = _bench_measuring(inputs, tmp_path)
     try:
-        line = ""
-        while "measuring" not in line and proc.poll() is None:
-            line = proc.stdout.readline()
-        while not children and proc.poll() is None:  # the spawned child is up
-            time.sleep(0.2)
-            children = _children(proc.pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait()  # (not communicate(): an orphan would hold the pipes open)
-        deadline = time.monotonic() + 60  # a bound on waiting, not the measurement: it exits in ~0.5 s
-        while [pid for pid in children if _alive(pid)] and time.monotonic() < deadline:
-            time.sleep(0.2)
-        orphans = [pid for pid in children if _alive(pid)]
+        orphans = _still_alive_after(children, 60)  # it exits in ~0.5 s
     finally:
         for pid in children:
             with contextlib.suppress(OSError):
