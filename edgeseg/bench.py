@@ -12,11 +12,12 @@ PyTorch eager.
 
 from __future__ import annotations
 
-import concurrent.futures
 import multiprocessing
 import os
+import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -271,35 +272,77 @@ def measure(artifact: Artifact, options: BackendOptions, cfg: BenchConfig) -> di
 
 def run_bench(artifacts: list[Artifact], cfg: BenchConfig, progress: Any = None) -> list[BenchResult]:
     """Measure each artifact in its own spawned process; failures are recorded, not fatal."""
-    ctx = multiprocessing.get_context("spawn")
     results = []
     for art in artifacts:
         res = BenchResult(art.label, str(art.path), art.kind, art.precision, art.path.stat().st_size / 2**20)
         if progress is not None:
             progress(art)
-        with concurrent.futures.ProcessPoolExecutor(
-            max_workers=1, mp_context=ctx, initializer=_end_with_parent, initargs=(os.getpid(),)
-        ) as pool:
-            try:
-                out = _result(pool, pool.submit(measure, art, options_for(art, cfg), cfg))
-            except EdgesegError as exc:
-                res.error = str(exc)
-            except concurrent.futures.process.BrokenProcessPool:
-                res.error = "the backend process crashed"
-            except Exception as exc:  # noqa: BLE001 - a backend refusing a damaged file: that row is skipped
-                first = first_line(exc)[:160]
-                res.error = f"{type(exc).__name__}: {first}".rstrip(": ")
-            else:
-                res.fps = out["fps"]
-                res.latency_ms = out["latency_ms"]
-                res.miou = out["miou"]
-                res.peak_rss_mb = out["peak_rss_mb"]
+        try:
+            out = in_own_process(measure, art, options_for(art, cfg), cfg)
+        except ChildFailed as exc:
+            res.error = str(exc)
+        else:
+            res.fps = out["fps"]
+            res.latency_ms = out["latency_ms"]
+            res.miou = out["miou"]
+            res.peak_rss_mb = out["peak_rss_mb"]
         results.append(res)
     eager = next((r.fps for r in results if r.kind == "torch" and r.fps), None)
     for r in results:
         if eager and r.fps:
             r.speedup_vs_eager = r.fps / eager
     return results
+
+
+class ChildFailed(Exception):
+    """The measuring child raised or died; the message is the row's reason for being skipped."""
+
+
+def in_own_process(work: Callable[..., Any], *args: Any) -> Any:
+    """`work(*args)` in a fresh spawned process, its return value sent back. Ctrl-C or SIGTERM end the
+    child now (it would otherwise finish every iteration) and go on to the CLI (exit 130/143). What the
+    child raised comes back as ChildFailed: an EdgesegError's message as it is, anything else (a
+    backend refusing a damaged file) as its type and first line; a child that dies without a word (a
+    backend's segfault) as "the backend process crashed"."""
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(
+        target=_child_main, args=(send, os.getpid(), work, args), name="edgeseg-bench-measure"
+    )
+    child.start()
+    send.close()  # the child holds the only writing end: its death is EOF here
+    try:
+        try:
+            ok, value = receive.recv()
+        except EOFError:
+            ok, value = False, "the backend process crashed"
+        child.join()
+    except KeyboardInterrupt:
+        child.terminate()
+        child.join(timeout=5)
+        if child.is_alive():
+            child.kill()
+        raise
+    finally:
+        receive.close()
+    if not ok:
+        raise ChildFailed(value)
+    return value
+
+
+def _child_main(send: Any, parent: int, work: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """The measuring child: run `work`, send (True, result) or (False, the reason it failed). Ctrl-C in
+    a terminal reaches the whole process group: the parent ends this child, which says nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _end_with_parent(parent)
+    try:
+        outcome = (True, work(*args))
+    except EdgesegError as exc:
+        outcome = (False, str(exc))
+    except Exception as exc:  # noqa: BLE001 - a backend refusing a damaged file: that row is skipped
+        outcome = (False, f"{type(exc).__name__}: {first_line(exc)[:160]}".rstrip(": "))
+    send.send(outcome)
+    send.close()
 
 
 def _end_with_parent(parent: int) -> None:
@@ -312,18 +355,6 @@ def _end_with_parent(parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
-
-
-def _result(pool: concurrent.futures.ProcessPoolExecutor, future: concurrent.futures.Future) -> Any:
-    """The child's result; on Ctrl-C or SIGTERM the child is ended now (the pool's own exit would
-    wait for all of its iterations) and the signal goes on to the CLI (exit 130/143)."""
-    try:
-        return future.result()
-    except KeyboardInterrupt:
-        for child in list((getattr(pool, "_processes", None) or {}).values()):
-            child.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
 
 
 def nothing_measured(results: list[BenchResult]) -> EdgesegError | None:

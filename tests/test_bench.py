@@ -149,3 +149,43 @@ def test_bench_keeps_miou_where_the_labels_fit(exported):
     cfg = bench.BenchConfig(data="synth:2", height=32, width=64, threads=1, warmup=0, iterations=2)
     frames = bench.open_frames(cfg, bench.read_card(exported))
     assert frames.masks is not None and frames.no_miou is None and len(frames) == 2
+
+
+def _segfault() -> None:
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def _refuses(path: str) -> None:
+    raise ValueError(f"cannot read {path}\n(a long backend message)")
+
+
+def _says_why(path: str) -> None:
+    from edgeseg.errors import EdgesegError
+
+    raise EdgesegError(f"{path} is not a valid ONNX model")
+
+
+def test_a_measuring_child_that_raises_or_dies_is_a_reason_not_a_crash():
+    """What a backend does in the spawned child comes back as the row's one-line reason: its own
+    message, another error's type and first line, or a child killed by a signal (a segfault)."""
+    assert bench.in_own_process(divmod, 7, 2) == (3, 1)
+    with pytest.raises(bench.ChildFailed, match=r"^x\.onnx is not a valid ONNX model$"):
+        bench.in_own_process(_says_why, "x.onnx")
+    with pytest.raises(bench.ChildFailed, match=r"^ValueError: cannot read x\.onnx$"):
+        bench.in_own_process(_refuses, "x.onnx")
+    with pytest.raises(bench.ChildFailed, match=r"^the backend process crashed$"):
+        bench.in_own_process(_segfault)
+
+
+def test_an_artifact_its_backend_refuses_is_a_skipped_row_beside_the_measured_ones(exported):
+    artifacts = [a for a in bench.discover(exported, None) if a.kind == "onnxruntime"]
+    artifacts[1].path.write_bytes(b"not an ONNX file, damaged after it was found")
+    cfg = bench.BenchConfig(data="synth:2", height=32, width=64, threads=1, warmup=0, iterations=2)
+    fp32, fp16 = bench.run_bench(artifacts, cfg)
+    assert fp32.error is None and fp32.fps > 0
+    assert fp16.fps is None and fp16.error and "\n" not in fp16.error and "tiny.fp16.onnx" in fp16.error, (
+        fp16.error
+    )
