@@ -499,8 +499,10 @@ def staged_folder(target: str | os.PathLike[str], *, together: Iterable[PendingF
 
 def _swap_entries(stage: Path, final: Path) -> None:
     """Replace `final`'s entries by `stage`'s (a folder inside it): the old ones are moved into a
-    hidden folder and removed after, or moved back if the new ones cannot all be put in place."""
-    old = Path(tempfile.mkdtemp(prefix=".edgeseg.", suffix=".old", dir=final))
+    hidden folder and removed after, or moved back if the new ones cannot all be put in place. That
+    folder is named as staging is, so what a writer killed mid-swap (SIGKILL) left in it goes with
+    the next write's `clear_stale_staging`."""
+    old = Path(tempfile.mkdtemp(prefix=staging_prefix("edgeseg"), suffix=".partial", dir=final))
     moved: list[str] = []
     placed: list[str] = []
     try:

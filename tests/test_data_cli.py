@@ -300,3 +300,46 @@ def test_staging_of_a_live_writer_or_of_another_machine_is_left_alone(tmp_path: 
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         p.name for p in (live, other, mine_but_other_target)
     )
+
+
+_KILLED_MID_SWAP = """
+import os, signal, sys
+from pathlib import Path
+from edgeseg import atomic
+
+real_rename, moved = os.rename, []
+
+def rename(src, dst):
+    real_rename(src, dst)
+    moved.append(dst)
+    if len(moved) == 2:  # one old entry put aside, the other still in place: killed outright now
+        os.kill(os.getpid(), signal.SIGKILL)
+
+os.rename = rename
+with atomic.staged_folder(sys.argv[1]) as stage:
+    (Path(stage) / "new.txt").write_text("new")
+"""
+
+
+def test_a_writer_killed_in_the_middle_of_a_swap_leaves_nothing_the_next_write_keeps(tmp_path: Path) -> None:
+    """SIGKILL between the renames that swap an existing folder's entries (signals are held there, but
+    SIGKILL and a power cut cannot be): the old entries set aside are in a hidden folder named as
+    staging is, which the next write into that folder removes with the writer gone (it used to be a
+    `.edgeseg.*.old` folder no write ever removed)."""
+    from edgeseg.atomic import staged_folder
+
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / "a.txt").write_text("old a")
+    (out / "b.txt").write_text("old b")
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_MID_SWAP, str(out)], capture_output=True, text=True
+    )
+    assert killed.returncode == -9, killed.stderr
+    hidden = [p.name for p in out.iterdir() if p.name.startswith(".")]
+    assert len(hidden) == 2 and all(
+        name.endswith(".partial") for name in hidden
+    )  # its stage and the set-aside
+    with staged_folder(out) as stage:
+        (stage / "again.txt").write_text("again")
+    assert sorted(p.name for p in out.iterdir()) == ["again.txt"]
