@@ -12,7 +12,7 @@ ever replaced:
   a replaced file keeps its mode.
 
 A failed write (disk full, read-only or unwritable folder, a path under /proc) is one `OutputFailed`
-line, and the temporary file is gone. `check_writable` finds most of these before any work starts.
+line, and the temporary file is gone. `edgeseg.output_checks` finds most of these before any work starts.
 """
 
 from __future__ import annotations
@@ -23,121 +23,22 @@ import io
 import json
 import os
 import re
-import select
 import shutil
 import stat
 import sys
 import tempfile
-import time
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Union
+from typing import IO, Any
 
-from edgeseg.errors import EdgesegError, OutputFailed
-from edgeseg.signals import exit_code_for, stop_requested
+from edgeseg.errors import OutputFailed, output_failed
+from edgeseg.patient_io import PatientWriter, open_for_appending, take_held_fifo
+from edgeseg.staging import clear_stale_staging, remove_stale_staging, staging_prefix, staging_stem
 
 MIN_FREE_BYTES = 1 << 16  # below this a filesystem counts as full
 _FD_PATH = re.compile(r"^/proc/(\d+)/fd/(\d+)$")
 _STD_STREAMS = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
-_FIFO_FDS: dict[str, int] = {}  # FIFOs checked for a reader, still open for writing (see _check_fifo_reader)
-
-
-def output_failed(target: str | os.PathLike[str], exc: OSError) -> OutputFailed:
-    """One line for a failed write: which file, and the system's reason (e.g. no space left). A write
-    given up on because a stop signal came (`ReaderStopped`) exits with that signal's code."""
-    return OutputFailed(
-        f"cannot write {target}: {exc.strerror or exc}", exit_code=getattr(exc, "exit_code", None)
-    )
-
-
-class ReaderStopped(OSError):
-    """A FIFO's or pipe's reader took nothing for STALL_GRACE_S after a stop signal arrived."""
-
-    def __init__(self, name: str, why: str) -> None:
-        super().__init__(errno.EPIPE, f"its reader stopped reading, and {why} asked to stop", name)
-        self.exit_code = exit_code_for(why)
-
-
-STALL_GRACE_S = 2.0  # after a stop signal, how long a write waits for a reader that takes nothing
-_POLL_MS = 100
-
-
-class _PatientWriter(io.RawIOBase):
-    """Writes to a FIFO, pipe, device or inherited descriptor. A reader that stops reading holds the
-    writer back, as a pipe should, but never past a stop signal: from then on a write that the reader
-    takes nothing of for STALL_GRACE_S fails with `ReaderStopped`. So SIGTERM and Ctrl-C end a run
-    within seconds whatever reads its outputs, and no thread is left blocked in a write (holding its
-    file's lock) when the process exits. Each write waits for room (poll) and then writes at most
-    PIPE_BUF bytes, which a pipe with room takes without blocking (pipe(7)). `drop_when_stalled`
-    (standard output and error): once given up, writes are dropped instead of failing, since the
-    process is ending on that signal anyway and has nowhere else to say so."""
-
-    def __init__(self, fd: int, name: str, *, drop_when_stalled: bool = False) -> None:
-        super().__init__()
-        self._fd = fd
-        self.name = name
-        self._poll = select.poll()
-        self._poll.register(fd, select.POLLOUT)
-        self._stalled = False
-        self._drop = drop_when_stalled
-
-    def writable(self) -> bool:
-        return True
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def isatty(self) -> bool:
-        return os.isatty(self._fd)
-
-    def write(self, data: Any) -> int:
-        since = None
-        while not self._stalled and not self._poll.poll(_POLL_MS):
-            why = stop_requested()
-            if why is None:
-                since = None
-                continue
-            since = since or time.monotonic()
-            if time.monotonic() - since >= STALL_GRACE_S:
-                self._stalled = True
-        if not self._stalled:
-            return os.write(self._fd, memoryview(data)[: select.PIPE_BUF])
-        if self._drop:
-            return memoryview(data).nbytes
-        raise ReaderStopped(self.name, stop_requested() or "a signal")
-
-    def close(self) -> None:
-        if not self.closed:
-            try:
-                os.close(self._fd)
-            finally:
-                super().close()
-
-
-def patient_std_streams() -> None:
-    """Make standard output and error on a pipe, FIFO or socket patient writers (`_PatientWriter`):
-    a final report printed to `edgeseg run --json | reader` whose reader stopped reading cannot hold
-    SIGTERM or Ctrl-C up (Python retries an interrupted write forever, PEP 475). For the CLI's entry
-    point: it replaces `sys.stdout`/`sys.stderr`, which rich's consoles look up at every print."""
-    for name, what in (("stdout", "standard output"), ("stderr", "standard error")):
-        stream = getattr(sys, name)
-        try:
-            fd = stream.fileno()
-            mode = os.fstat(fd).st_mode
-        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-            continue
-        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
-            continue  # a file, a terminal or /dev/null never stops taking what is written
-        stream.flush()
-        raw = _PatientWriter(os.dup(fd), what, drop_when_stalled=True)
-        patient = io.TextIOWrapper(
-            io.BufferedWriter(raw),
-            encoding=stream.encoding,
-            errors=stream.errors,
-            line_buffering=stream.line_buffering,
-        )
-        setattr(sys, name, patient)
 
 
 def umask() -> int:
@@ -163,7 +64,7 @@ class Destination:
 
     def open_in_place(self, mode: str) -> IO[Any]:
         """Append to a FIFO, device or descriptor, never truncating (`/dev/stdout` may be a log file);
-        a reader that stops reading cannot hold a stop signal up (`_PatientWriter`). Text reaches its
+        a reader that stops reading cannot hold a stop signal up (`PatientWriter`). Text reaches its
         reader (a FIFO, the journal) line by line."""
         if self.fd is not None:
             for stream in (sys.stdout, sys.stderr):
@@ -171,38 +72,12 @@ class Destination:
                     stream.flush()  # what was printed before comes first
             fd = os.dup(self.fd)
         else:
-            held = _FIFO_FDS.pop(str(self.real), None)  # opened when checked: the reader saw no EOF since
-            fd = held if held is not None else _open_in_place(self.real, self.target)
-        binary = io.BufferedWriter(_PatientWriter(fd, str(self.target)))
+            held = take_held_fifo(self.real)  # opened when checked: the reader saw no EOF since
+            fd = held if held is not None else open_for_appending(self.real, self.target)
+        binary = io.BufferedWriter(PatientWriter(fd, str(self.target)))
         if "b" in mode:
             return binary
         return io.TextIOWrapper(binary, encoding="utf-8", line_buffering=True)
-
-
-def _open_in_place(real: Path, target: Path) -> int:
-    """A descriptor appending to the FIFO or device `real`. A FIFO's reader is waited for, as a
-    blocking open would (fifo(7)), but only until a stop signal arrives."""
-    try:
-        fifo = stat.S_ISFIFO(os.stat(real).st_mode)
-    except OSError as exc:
-        raise output_failed(target, exc) from None
-    while True:
-        try:
-            fd = os.open(real, os.O_WRONLY | os.O_APPEND | (os.O_NONBLOCK if fifo else 0))
-            break
-        except OSError as exc:
-            why = stop_requested()
-            if exc.errno != errno.ENXIO:
-                raise output_failed(target, exc) from None
-            if why is not None:
-                raise OutputFailed(
-                    f"cannot write {target}: it is a FIFO that nobody reads, and {why} asked to stop",
-                    exit_code=exit_code_for(why),
-                ) from None
-            time.sleep(_POLL_MS / 1000)
-    if fifo:
-        os.set_blocking(fd, True)
-    return fd
 
 
 def destination(target: str | os.PathLike[str]) -> Destination:
@@ -210,7 +85,7 @@ def destination(target: str | os.PathLike[str]) -> Destination:
     through the descriptor, other non-regular files in place, regular and new files replaced."""
     given = Path(target)
     path = Path(os.path.abspath(given))
-    _check_name(path, given)
+    check_name(path, given)
     for _ in range(40):  # the kernel's own limit on a symlink chain
         if str(path) in _STD_STREAMS:
             return Destination(given, path, replace=False, fd=_STD_STREAMS[str(path)])
@@ -231,7 +106,7 @@ def destination(target: str | os.PathLike[str]) -> Destination:
     return Destination(given, real, replace=not exists or real.is_file())
 
 
-def _check_name(path: Path, given: Path) -> None:
+def check_name(path: Path, given: Path) -> None:
     """A name longer than the filesystem allows (255 bytes on ext4, tmpfs, xfs) can never be a file,
     and every later look at it fails with ENAMETOOLONG: say so first."""
     longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
@@ -255,100 +130,6 @@ def _is_dir(path: Path) -> bool:
         return False
 
 
-def _staging_stem(stem: str) -> str:
-    """The target's stem cut so the hidden staging name (`.<stem>.<owner>-<pid>-<random>.partial`)
-    fits wherever the target's own name fits."""
-    return stem if len(os.fsencode(stem)) <= 160 else os.fsencode(stem)[:160].decode(errors="ignore")
-
-
-# --- staging names say whose they are, so a killed writer's leftovers can be told from a live one's
-def _digest(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha1(text.encode()).hexdigest()[:8]
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as fh:
-            return fh.read().strip()
-    except OSError:
-        return ""
-
-
-def _owner() -> tuple[str, str]:
-    """(where, boot): this machine and pid namespace (a container has its own: its pids mean nothing
-    here), and this boot of it. A shared folder (NFS, a container volume) may hold other owners'."""
-    try:
-        namespace = str(os.stat("/proc/self/ns/pid").st_ino)
-    except OSError:
-        namespace = ""
-    import socket
-
-    return _digest(f"{socket.gethostname()}/{namespace}"), _digest(_read("/proc/sys/kernel/random/boot_id"))
-
-
-def staging_prefix(stem: str) -> str:
-    """The start of a hidden staging name for `stem` (`tempfile.mkstemp/mkdtemp(prefix=...)`, with the
-    suffix `.partial...`): it carries this process's machine, boot and pid (`remove_stale_staging`)."""
-    where, boot = _owner()
-    return f".{_staging_stem(stem)}.{where}{boot}-{os.getpid()}-"
-
-
-_STAGING = re.compile(
-    r"^\.(?P<stem>.*)\.(?P<where>[0-9a-f]{8})(?P<boot>[0-9a-f]{8})-(?P<pid>\d+)-[^.]*\.partial"
-)
-
-
-def remove_stale_staging(folder: str | os.PathLike[str], stem: str) -> list[Path]:
-    """Remove from `folder` the staging files and folders for `stem` that a writer killed outright
-    (SIGKILL, the OOM killer, a power cut) left behind; return them. Stale means written on this
-    machine and pid namespace, by a process that is gone: by one of an earlier boot, or by a pid that
-    no longer exists (os.kill(pid, 0), kill(2)). A pid in use again by another process is left, as is
-    whatever another machine or container wrote: those can be told apart only there."""
-    here, boot = _owner()
-    removed = []
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for entry in entries:
-        match = _STAGING.match(entry.name)
-        if match is None or match["stem"] != _staging_stem(stem) or match["where"] != here:
-            continue
-        if match["boot"] == boot and _alive(int(match["pid"])):
-            continue
-        path = Path(entry.path)
-        if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                path.unlink()
-        removed.append(path)
-    return removed
-
-
-def clear_stale_staging(target: str | os.PathLike[str]) -> list[Path]:
-    """`remove_stale_staging` for the folder `target` as `staged_folder` stages it: beside it (a new
-    folder) and inside it (an existing one), so a killed writer's leftovers never make an earlier
-    dataset look like the user's own files."""
-    final = Path(os.path.realpath(os.path.abspath(target)))
-    removed = remove_stale_staging(final.parent, final.name)
-    if final.is_dir():
-        removed += remove_stale_staging(final, "edgeseg")
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # EPERM: it exists, as another user's process
-    return True
-
-
 class PendingFile:
     """A file on its way to `target`: write it at `path` (a hidden temporary sibling; a private
     temporary file when the target is written in place), then `commit()` puts it in place or
@@ -367,7 +148,7 @@ class PendingFile:
             if folder is not None:
                 folder.mkdir(parents=True, exist_ok=True)
                 remove_stale_staging(folder, stem)
-            prefix = staging_prefix(stem) if folder is not None else f".{_staging_stem(stem)}."
+            prefix = staging_prefix(stem) if folder is not None else f".{staging_stem(stem)}."
             fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=f".partial{suffix}", dir=folder)
         except OSError as exc:
             raise output_failed(target, exc) from None
@@ -467,7 +248,7 @@ def staged_folder(target: str | os.PathLike[str], *, together: Iterable[PendingF
     from edgeseg.signals import held
 
     final = Path(os.path.realpath(os.path.abspath(target)))
-    _check_name(final, Path(target))
+    check_name(final, Path(target))
     inside = final.is_dir()
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -578,197 +359,10 @@ def write_json(target: str | os.PathLike[str], obj: Any) -> None:
         fh.write("\n")
 
 
-def check_writable(path: str | os.PathLike[str], option: str, *, folder: bool = False) -> None:
-    """Fail now, in one line, if `option`'s `path` could not be written later (a typo, a read-only or
-    missing mount, a path under /proc), instead of after an hour of streaming. Creates nothing: the
-    nearest existing folder is probed with a temporary file that is removed at once."""
-    p = Path(path)
-    where = f"{option} {path}"
-    if folder:
-        _check_name(Path(os.path.abspath(p)), Path(where))
-        real = Path(os.path.realpath(p))
-        if real.exists() and not real.is_dir():
-            raise OutputFailed(f"cannot write {where}: it is a file, not a folder")
-        _probe(_existing_ancestor(real, where), where)
-        return
-    try:
-        dest = destination(p)
-    except OutputFailed as exc:  # a folder, a symlink loop, a name too long: say which option
-        raise OutputFailed(str(exc).replace(f"cannot write {p}", f"cannot write {where}", 1)) from None
-    if dest.fd is not None:
-        return
-    if not dest.replace:  # a FIFO or device: opening a FIFO would block until a reader comes
-        if not os.access(dest.real, os.W_OK):
-            raise OutputFailed(f"cannot write {where}: permission denied")
-        _check_fifo_reader(dest.real, where)
-        return
-    _probe(_existing_ancestor(dest.real.parent, where), where)
-
-
-def _check_fifo_reader(path: Path, where: str) -> None:
-    """A FIFO with no reader would block the first write forever (and Ctrl-C with it): refuse it now.
-    A non-blocking open for writing fails with ENXIO exactly then (fifo(7)). The descriptor stays
-    open for the write to come (`_FIFO_FDS`): closing it would hand the reader an end of file."""
-    try:
-        if not stat.S_ISFIFO(os.stat(path).st_mode):
-            return
-        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        if exc.errno == errno.ENXIO:
-            raise OutputFailed(f"cannot write {where}: it is a FIFO that nobody reads") from None
-        raise output_failed(where, exc) from None
-    os.set_blocking(fd, True)
-    old = _FIFO_FDS.pop(str(path), None)
-    if old is not None:
-        os.close(old)
-    _FIFO_FDS[str(path)] = fd
-
-
-def _existing_ancestor(path: Path, where: str) -> Path:
-    for folder in (path, *path.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                raise OutputFailed(f"cannot write {where}: {folder} is a file, not a folder")
-            return folder
-    return Path("/")
-
-
-def _probe(folder: Path, where: str) -> None:
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".edgeseg-probe-", dir=folder)
-    except OSError as exc:
-        raise OutputFailed(f"cannot write {where}: {_unwritable(folder, exc)}") from None
-    os.close(fd)
-    os.unlink(tmp)
-    if disk_full(folder):  # an empty file still fits on a full disk; its content would not
-        raise OutputFailed(f"cannot write {where}: no space left on device ({folder})")
-
-
-def _unwritable(folder: Path, exc: OSError) -> str:
-    """Why a file cannot be made in the existing `folder`, in the user's terms: the OS's own words can
-    mislead (/proc answers a new file with ENOENT, "No such file or directory", though it exists)."""
-    import errno
-
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return f"the folder {folder} is not writable (permission denied)"
-    if exc.errno == errno.EROFS:
-        return f"the folder {folder} is on a read-only file system"
-    if exc.errno == errno.ENOSPC:
-        return f"no space left on device ({folder})"
-    if exc.errno == errno.ENOENT and folder.is_dir():
-        return f"the folder {folder} is not writable (it accepts no new files)"
-    return f"{exc.strerror or exc} ({folder})"
-
-
 def disk_full(folder: str | os.PathLike[str]) -> bool:
     """Whether the filesystem holding `folder` has (almost) no room left: writes there fail or are
     about to (OpenCV's video writer does not even report it)."""
     try:
         return shutil.disk_usage(folder).free < MIN_FREE_BYTES
-    except OSError:
-        return False
-
-
-def _is_within(path: Path, root: Path) -> bool:
-    """Path.is_relative_to (3.9+), for Python 3.8."""
-    try:
-        path.relative_to(root)
-    except ValueError:
-        return False
-    return True
-
-
-PathArg = Union[str, "os.PathLike[str]", None]  # (typing's form: this runs on Python 3.8)
-_GLOB = re.compile(r"[*?\[]")
-
-
-def check_apart(
-    outputs: Iterable[tuple[str, PathArg]],
-    inputs: Iterable[tuple[str, PathArg]],
-    *,
-    folders: Container[str] = (),
-    inside: Container[str] = (),
-    remedy: str = "choose another folder",
-) -> None:
-    """No output may destroy an input, or another output: raise (exit 2, one line) before any work
-    when an output is the same file as an input or as another output (symlinks and hard links
-    followed), when an output folder (`folders`: the options whose path is a folder written into) is
-    or holds an input, or when an output would replace a file inside an input folder. The outputs of
-    `inside` never land in an input folder at all (a dataset reads every file there: a plot written
-    among its masks becomes a mask). Inputs that do not exist (synth:N, a URL) are skipped; a glob
-    input counts as the folder it searches. `remedy` ends the message about a folder output."""
-    ins = [(option, name, p) for option, name in inputs if name is not None for p in [_input_path(name)] if p]
-    _check_outputs_apart([(o, g) for o, g in outputs if g is not None and o not in folders])
-    for out_option, given in outputs:
-        if given is None:
-            continue
-        real = Path(os.path.realpath(os.path.abspath(given)))
-        for in_option, name, inp in ins:
-            where = f"{out_option} {given} and {in_option} {name}"
-            if out_option in folders:
-                if real == inp or _is_within(inp, real) or _hard_link_in(inp, real):
-                    raise EdgesegError(
-                        f"{out_option} {given} holds the input {in_option} {name}: outputs written "
-                        f"there could replace it; {remedy}"
-                    )
-            elif real == inp or _same_file(real, inp):
-                raise EdgesegError(
-                    f"{where} are the same file: writing would destroy the input; choose another path"
-                )
-            elif inp.is_dir() and _is_within(real, inp) and real.exists():
-                raise EdgesegError(
-                    f"{out_option} {given} would replace a file inside the input {in_option} {name}; "
-                    "choose another path"
-                )
-            elif out_option in inside and inp.is_dir() and _is_within(real, inp):
-                raise EdgesegError(
-                    f"{out_option} {given} is inside the input {in_option} {name}: what is written "
-                    "there would mix into it; choose a path outside it"
-                )
-
-
-def _check_outputs_apart(outputs: list[tuple[str, PathArg]]) -> None:
-    """Two outputs of one command that are one file: the later would silently replace the earlier.
-    A FIFO, device or /dev/stdout is written in place, so two outputs may share it."""
-    seen: list[tuple[str, PathArg, Path]] = []
-    for option, given in outputs:
-        real = Path(os.path.realpath(os.path.abspath(given)))  # type: ignore[arg-type]
-        if real.exists() and not real.is_file():
-            continue
-        for other, other_given, other_real in seen:
-            if real == other_real or _same_file(real, other_real):
-                raise EdgesegError(
-                    f"{other} {other_given} and {option} {given} are the same file: one output would "
-                    "replace the other; choose another path"
-                )
-        seen.append((option, given, real))
-
-
-def _input_path(given: str | os.PathLike[str]) -> Path | None:
-    """An input's real path (a glob's searched folder), or None when it is not on disk."""
-    text = os.fspath(given)
-    if _GLOB.search(text):
-        text = os.path.dirname(_GLOB.split(text, 1)[0]) or "."
-    path = Path(os.path.realpath(os.path.abspath(text)))
-    return path if os.path.lexists(path) else None
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def _hard_link_in(inp: Path, folder: Path) -> bool:
-    """Whether a file of `folder` (top level, where outputs land) is a hard link of the input file."""
-    try:
-        st = os.stat(inp)
-        if not stat.S_ISREG(st.st_mode) or st.st_nlink < 2 or not folder.is_dir():
-            return False
-        with os.scandir(folder) as entries:
-            return any(
-                e.inode() == st.st_ino and e.stat().st_dev == st.st_dev for e in entries if e.is_file()
-            )
     except OSError:
         return False

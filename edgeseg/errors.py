@@ -87,6 +87,14 @@ class OutputFailed(EdgesegError):
     exit_code = ExitCode.OUTPUT_FAILED
 
 
+def output_failed(target: object, exc: OSError) -> OutputFailed:
+    """One line for a failed write: which file, and the system's reason (e.g. no space left). A write
+    given up on because a stop signal came (`ReaderStopped`) exits with that signal's code."""
+    return OutputFailed(
+        f"cannot write {target}: {exc.strerror or exc}", exit_code=getattr(exc, "exit_code", None)
+    )
+
+
 def first_line(exc: BaseException | str) -> str:
     """An exception's message (or a library's log message) cut to its first line, for a one-line
     error: libraries raise multi-line texts and C++ assertions. An exception with no message gives its

@@ -38,7 +38,7 @@ _STOP_REQUESTED: list[str] = []  # the stop signals received, while one is being
 
 def stop_requested() -> str | None:
     """The stop signal (SIGINT/SIGTERM) this process is acting on, if any: writers waiting on a reader
-    (a FIFO, a pipe) stop waiting for it (`edgeseg.atomic`)."""
+    (a FIFO, a pipe) stop waiting for it (`edgeseg.patient_io`)."""
     return _STOP_REQUESTED[0] if _STOP_REQUESTED else None
 
 

@@ -27,7 +27,7 @@ def workdir(path: str | os.PathLike[str] | None = None) -> Path:
 def writable_workdir(path: str | os.PathLike[str] | None = None) -> Path:
     """The workspace a command will write into, checked now (a read-only or mistyped one fails in
     the first second, not after training or calibration)."""
-    from edgeseg.atomic import check_writable
+    from edgeseg.output_checks import check_writable
 
     root = workdir(path)
     check_writable(root, "--workdir" if path else "the workspace", folder=True)
@@ -48,7 +48,7 @@ def build_lock(folder: Path) -> Iterator[None]:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            from edgeseg.atomic import output_failed
+            from edgeseg.errors import output_failed
 
             raise output_failed(path, exc) from None
         try:

@@ -440,7 +440,7 @@ class BagSink(Sink):
     def _open(self) -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
-        from edgeseg.atomic import remove_stale_staging, staging_prefix
+        from edgeseg.staging import remove_stale_staging, staging_prefix
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_staging(self.path.parent, self.path.name)  # a killed run's half bag

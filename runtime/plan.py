@@ -66,7 +66,7 @@ class Outputs:
     report: Path | None = None  # the final report as JSON (--report); written by the caller
 
     def check(self) -> None:
-        from edgeseg.atomic import check_writable
+        from edgeseg.output_checks import check_writable
 
         if self.video is not None:
             VideoSink.codec_for(self.video)
@@ -78,9 +78,9 @@ class Outputs:
                 check_writable(folder, option, folder=True)
 
     def check_apart(self, inputs: list[tuple[str, Any]]) -> None:
-        """No output may overwrite an input (`edgeseg.atomic.check_apart`): checked once the model is
+        """No output may overwrite an input (`edgeseg.output_checks.check_apart`): checked once the model is
         found, before it loads."""
-        from edgeseg.atomic import check_apart
+        from edgeseg.output_checks import check_apart
 
         outputs = [("--save", self.video), ("--log", self.log), ("--report", self.report),
                    ("--save-masks", self.masks), ("--save-bag", self.bag)]  # fmt: skip

@@ -25,8 +25,8 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 import cv2
 import numpy as np
 
-from edgeseg.atomic import PendingFile, destination, disk_full, output_failed, write_bytes
-from edgeseg.errors import EdgesegError, OutputFailed
+from edgeseg.atomic import PendingFile, destination, disk_full, write_bytes
+from edgeseg.errors import EdgesegError, OutputFailed, output_failed
 from edgeseg.runtime.draw import Renderer
 from edgeseg.runtime.source_base import quiet_opencv
 

@@ -283,7 +283,7 @@ def test_staging_of_a_live_writer_or_of_another_machine_is_left_alone(tmp_path: 
     here) stay; one of a process that has ended goes."""
     import os
 
-    from edgeseg.atomic import remove_stale_staging, staging_prefix
+    from edgeseg.staging import remove_stale_staging, staging_prefix
 
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()

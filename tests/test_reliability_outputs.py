@@ -253,8 +253,8 @@ def test_a_device_that_refuses_writes_is_exit_6_and_stays_a_device(tiny_onnx, tm
 def test_an_output_under_proc_says_the_folder_is_not_writable():
     """/proc exists but answers a new file with ENOENT: the message says what is wrong (the folder is
     not writable), not "No such file or directory" about a folder that is there."""
-    from edgeseg.atomic import check_writable
     from edgeseg.errors import OutputFailed
+    from edgeseg.output_checks import check_writable
 
     with pytest.raises(OutputFailed) as info:
         check_writable("/proc/x.jsonl", "--log")

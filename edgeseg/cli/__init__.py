@@ -154,7 +154,7 @@ _register_commands()
 def main() -> None:
     """Console-script entry point; SIGTERM stops like Ctrl-C (streams and videos get finalised) and
     exits 143 (edgeseg.signals)."""
-    from edgeseg.atomic import patient_std_streams
+    from edgeseg.patient_io import patient_std_streams
     from edgeseg.signals import install_sigterm
 
     install_sigterm()

@@ -57,10 +57,10 @@ def bench_command(
     from edgeseg import bench as lib
     from edgeseg import machine, workspace
     from edgeseg.artifacts import read_card
-    from edgeseg.atomic import check_apart, check_writable
     from edgeseg.cli.options import parse_inference_size
     from edgeseg.console import console, print_json, table
     from edgeseg.errors import EdgesegError
+    from edgeseg.output_checks import check_apart, check_writable
     from edgeseg.preprocess import at_inference_size, inference_size
 
     cfg = lib.BenchConfig(

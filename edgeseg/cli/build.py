@@ -169,7 +169,7 @@ def build_command(
 def _check_paths(onnx_path: Path, opts: Any, card_file: Path | None) -> None:
     """Before any work: the statistics cache overwrites no input, and the artifacts' folder (beside
     the export) is writable."""
-    from edgeseg.atomic import check_apart, check_writable
+    from edgeseg.output_checks import check_apart, check_writable
 
     check_apart(
         [("--calib-cache", opts.calib_cache)],

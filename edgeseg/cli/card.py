@@ -57,7 +57,7 @@ def card_command(
         raise EdgesegError("say where the card goes: edgeseg card OUT.card.json, or --onnx MODEL.onnx")
     if embed and onnx_path is None:
         raise EdgesegError("--embed needs --onnx MODEL.onnx")
-    from edgeseg.atomic import check_apart, check_writable
+    from edgeseg.output_checks import check_apart, check_writable
 
     target = output_path or onnx_path.with_suffix(".card.json")  # type: ignore[union-attr]
     check_writable(target, "OUTPUT_PATH" if output_path else "the card")

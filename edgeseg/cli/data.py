@@ -42,10 +42,10 @@ def synth_cmd(
     json_out: bool = json_option("the summary"),
 ) -> None:
     """Generate procedural road scenes (plain-folder layout) or a video with ground-truth masks."""
-    from edgeseg.atomic import check_writable
     from edgeseg.cli.progress import progress_bars
     from edgeseg.console import console, print_json
     from edgeseg.data.synth import SYNTH_CLASSES, write_dataset, write_video
+    from edgeseg.output_checks import check_writable
 
     check_writable(out, "OUT", folder=not (video and out.suffix))
     if video:
@@ -144,10 +144,10 @@ def preview_cmd(
     ),
 ) -> None:
     """Write a contact sheet (image | labels in the dataset's colours; black-and-white hatching = ignore) to check labelling."""
-    from edgeseg.atomic import check_apart, check_writable
     from edgeseg.console import console
     from edgeseg.data import open_dataset
     from edgeseg.data.preview import write_preview
+    from edgeseg.output_checks import check_apart, check_writable
 
     check_writable(out, "OUT")
     check_apart([("OUT", out)], [("PATH", path)], inside={"OUT"})

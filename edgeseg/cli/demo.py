@@ -37,9 +37,9 @@ def demo_command(
     """Generate scenes, train, export, make FP16/INT8, stream each, and compare them in one table."""
     from edgeseg import demo as lib
     from edgeseg import machine
-    from edgeseg.atomic import check_writable
     from edgeseg.cli.progress import progress_bars
     from edgeseg.console import console, err_console, print_json, table
+    from edgeseg.output_checks import check_writable
 
     check_writable(out, "--out", folder=True)
     cfg = lib.DemoConfig(

@@ -76,14 +76,14 @@ def eval_command(
         require_crf()  # a missing library is one line before any model loads
         crf_params = CRFParams()
     if plots is not None:
-        from edgeseg.atomic import check_writable
+        from edgeseg.output_checks import check_writable
 
         check_writable(plots, "--plots", folder=True)  # before minutes of evaluation, not after
     path = workspace.find_artifact(
         artifact, workspace.workdir(workdir), backend=backend, checkpoint_first=True
     )
     if plots is not None:
-        from edgeseg.atomic import check_apart
+        from edgeseg.output_checks import check_apart
 
         check_apart(
             [("--plots", plots / name) for name in ("per_class_iou.png", "confusion_matrix.png")],

@@ -88,10 +88,10 @@ def export_command(
     json_out: bool = json_option(),
 ) -> None:
     """Export MODEL to <workdir>/<name>/<name>.onnx (+ .card.json), check parity and TensorRT op support."""
-    from edgeseg.atomic import check_apart
     from edgeseg.cli.progress import steps
     from edgeseg.console import print_json
     from edgeseg.export.onnx_export import ExportCheckError, export_onnx, resolve_source
+    from edgeseg.output_checks import check_apart
     from edgeseg.workspace import check_name, export_path, writable_workdir
 
     if name is not None:

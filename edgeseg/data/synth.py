@@ -115,9 +115,10 @@ def write_dataset(out_dir: str | Path, num_images: int, height: int, width: int,
     mix of two, under the final name. `out_dir` may be new, an empty folder, or an earlier generated
     dataset (replaced whole); a folder holding anything else is refused before any work.
     """
-    from edgeseg.atomic import clear_stale_staging, staged_folder
+    from edgeseg.atomic import staged_folder
     from edgeseg.data.io import write_image, write_mask
     from edgeseg.data.plain import write_classes_file
+    from edgeseg.staging import clear_stale_staging
 
     if int(num_images) < 1:
         raise EdgesegError(f"num_images must be >= 1, got {num_images}")
@@ -182,9 +183,10 @@ def write_video(out_path: str | Path, num_frames: int, height: int, width: int, 
     video is committed, so an interrupted rewrite leaves the previous video and masks as they were.
     A masks folder holding anything but generated masks is refused before any work.
     """
-    from edgeseg.atomic import PendingFile, clear_stale_staging, staged_folder
+    from edgeseg.atomic import PendingFile, staged_folder
     from edgeseg.data.io import write_mask
     from edgeseg.data.plain import write_classes_file
+    from edgeseg.staging import clear_stale_staging
 
     out = Path(out_path)
     codec = VIDEO_CODECS.get(out.suffix.lower())

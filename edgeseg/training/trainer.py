@@ -96,7 +96,7 @@ def check_run_apart(resume_path: Path | None, inputs: list[tuple[str, str | Path
     """Refuse (one line, exit 2, before any work) a resumed run whose folder is or holds an input
     (`--data`, `--val-data`, `--weights`): its checkpoints and history would replace it. A new run's
     folder is made fresh, so it holds nothing."""
-    from edgeseg.atomic import check_apart
+    from edgeseg.output_checks import check_apart
 
     run_dir = resume_run_dir(resume_path) if resume_path is not None else None
     if run_dir is None:
