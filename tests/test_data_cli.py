@@ -312,7 +312,7 @@ real_rename, moved = os.rename, []
 def rename(src, dst):
     real_rename(src, dst)
     moved.append(dst)
-    if len(moved) == 2:  # one old entry put aside, the other still in place: killed outright now
+    if len(moved) == 1:  # one old entry set aside, the other still in place: killed outright now
         os.kill(os.getpid(), signal.SIGKILL)
 
 os.rename = rename
