@@ -19,9 +19,9 @@ from typing import Any, NamedTuple, Union
 
 from edgeseg.card import ModelCard
 from edgeseg.errors import EdgesegError
-from edgeseg.preprocess import at_inference_size, runs_native
+from edgeseg.preprocess import runs_native
 from edgeseg.runtime.backends import BackendOptions
-from edgeseg.runtime.backends.base import given_options
+from edgeseg.runtime.backends.base import given_options, sized
 from edgeseg.runtime.backends.choice import describe_choice
 from edgeseg.runtime.draw import Renderer
 from edgeseg.runtime.launch import open_multistream, open_pipeline
@@ -271,8 +271,9 @@ class RunPlan:
             _check_synthetic_classes(card.classes)
         options = self.backend_options
         if artifact is not None:  # the card read once (with --card if given), at the asked inference size
-            card = at_inference_size(options.card or card, options.input_size)
-            options = options.replace(card=card, input_size=None)
+            options = sized(artifact, options.replace(card=options.card or card))
+            assert options.card is not None
+            card = options.card
         elif options.input_size is not None:
             raise EdgesegError(
                 "an open Segmenter runs at the size it was opened with: give input_size to its BackendOptions"
