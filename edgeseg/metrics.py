@@ -23,6 +23,12 @@ def drop_points(reference: float, other: float) -> float:
     return POINTS_PER_UNIT * (reference - other)
 
 
+def defined(x: float) -> float | None:
+    """A metric as reports show it: None (JSON null, "-" in a table) where it is undefined (NaN: a class
+    that never appears, an mIoU with no class present)."""
+    return None if x != x else float(x)
+
+
 @dataclass
 class SegMetrics:
     miou: float
@@ -35,16 +41,12 @@ class SegMetrics:
 
     def to_dict(self, classes: list[str] | None = None) -> dict:
         names = classes or [str(i) for i in range(len(self.iou))]
-
-        def clean(x: float) -> float | None:
-            return None if np.isnan(x) else float(x)
-
         return {
-            "miou": clean(self.miou),
-            "pixel_accuracy": clean(self.pixel_accuracy),
-            "mean_class_accuracy": clean(self.mean_class_accuracy),
-            "per_class_iou": {n: clean(v) for n, v in zip(names, self.iou)},
-            "per_class_accuracy": {n: clean(v) for n, v in zip(names, self.class_accuracy)},
+            "miou": defined(self.miou),
+            "pixel_accuracy": defined(self.pixel_accuracy),
+            "mean_class_accuracy": defined(self.mean_class_accuracy),
+            "per_class_iou": {n: defined(v) for n, v in zip(names, self.iou)},
+            "per_class_accuracy": {n: defined(v) for n, v in zip(names, self.class_accuracy)},
             "absent_classes": [names[i] for i in self.absent],
             "pixels": self.pixels,
         }

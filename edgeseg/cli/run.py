@@ -279,6 +279,7 @@ def _log_lines(console: Any) -> Any:
 def print_report(report: RunReport, classes: list[str]) -> None:
     """Final rich tables: throughput and latency, per-stage percentiles, gaps, mIoU and per-class IoU."""
     from edgeseg.console import console, table
+    from edgeseg.metrics import defined
 
     stats, workers = report.stats, report.workers
     e2e = stats.latency.summary()
@@ -302,7 +303,7 @@ def print_report(report: RunReport, classes: list[str]) -> None:
         rows.append(["CPU ms per frame (all threads)", busy])
     metrics = stats.metrics()
     if metrics is not None:
-        rows += [["mIoU", _number(metrics.miou)], ["pixel accuracy", _number(metrics.pixel_accuracy)]]
+        rows += [["mIoU", defined(metrics.miou)], ["pixel accuracy", defined(metrics.pixel_accuracy)]]
     if stats.interrupted:
         rows.append(["interrupted", "yes"])
     console.print(table(title, ["metric", "value"], rows))
@@ -336,7 +337,7 @@ def print_report(report: RunReport, classes: list[str]) -> None:
         console.print(table("source gaps", ["gap", "at s", "length s", "attempts", "recovered"], gap_rows))
     if metrics is not None:
         names = stats.classes or [str(i) for i in range(len(metrics.iou))]
-        iou = {n: _number(v) for n, v in zip(names, metrics.iou)}
+        iou = {n: defined(v) for n, v in zip(names, metrics.iou)}
         console.print(table("per-class IoU", ["class", "IoU"], [[c, iou.get(c)] for c in classes]))
 
 
@@ -357,11 +358,6 @@ def _print_notes(report: RunReport) -> None:
             "[dim]file source: frames are read ahead to keep inference busy, so latency includes "
             "queueing; --realtime replays at the file's frame rate like a camera[/]"
         )
-
-
-def _number(x: float) -> float | None:
-    """A metric for a table: None (shown as -) where it is undefined (NaN), as the JSON says null."""
-    return None if x != x else float(x)
 
 
 def register(app: typer.Typer) -> None:

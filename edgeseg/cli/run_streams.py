@@ -61,7 +61,9 @@ def print_streams(report: RunReport) -> None:
 
 def _stream_row(name: str, kind: str, stats: RunStats, gaps: int) -> list[Any]:
     e2e = stats.latency.summary()
+    from edgeseg.metrics import defined
+
     m = stats.metrics()
-    miou = None if m is None or m.miou != m.miou else float(m.miou)  # undefined (NaN): shown as -
+    miou = None if m is None else defined(m.miou)  # undefined (NaN): shown as -
     return [name, kind, stats.captured, stats.processed, stats.dropped, stats.fps,
             e2e["p50"], e2e["p95"], e2e["p99"], gaps, miou]  # fmt: skip
