@@ -89,9 +89,6 @@ class StreamPorts:
         self._closed: set[int] = set()  # streams whose end has been handed on (or that stopped)
         self._turn = 0
 
-    def __len__(self) -> int:
-        return len(self.ports)
-
     @property
     def all_ended(self) -> bool:
         return len(self._ended) == len(self.ports)
